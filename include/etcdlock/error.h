@@ -1,0 +1,43 @@
+// Errors reported by etcdlock: one std::error_category, an errc enum usable as a
+// std::error_code, and Error, the exception every throwing call uses.
+#pragma once
+
+#include <string>
+#include <string_view>
+#include <system_error>
+
+namespace etcdlock {
+
+// What went wrong. The first five are the seed library's codes; to_string()
+// gives their names as it spells them ("LOCK_TIMEOUT", ...).
+enum class errc {
+  lock_timeout = 1,   // the lock was not acquired before the deadline
+  lock_not_held,      // unlock() by a thread that does not hold the lock
+  lock_already_held,  // relock by the holding thread of a non-reentrant lock
+  lock_expired,       // the hold ended involuntarily (lease lost, key deleted, manager closed)
+  invalid_key,        // a lock name or prefix that etcdlock cannot use
+  unavailable,        // etcd could not be reached within the deadline and retries
+  closed,             // the manager was closed
+  permission_denied,  // etcd refused the request
+  invalid_argument,   // an option or argument out of range
+  cancelled,          // the caller's stop_token was requested while waiting
+};
+
+const std::error_category& error_category() noexcept;
+std::error_code make_error_code(errc code) noexcept;
+
+// The seed's name for a code: "LOCK_TIMEOUT", "LOCK_NOT_HELD", ..., "CANCELLED".
+std::string_view to_string(errc code) noexcept;
+
+// The exception thrown by etcdlock. Branch on code(), which compares equal to
+// an errc value: `catch (const Error& e) { if (e.code() == errc::lock_timeout) ... }`.
+class Error : public std::system_error {
+ public:
+  Error(errc code, const std::string& message);
+  errc value() const noexcept { return static_cast<errc>(code().value()); }
+};
+
+}  // namespace etcdlock
+
+template <>
+struct std::is_error_code_enum<etcdlock::errc> : std::true_type {};

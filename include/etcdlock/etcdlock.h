@@ -1,0 +1,8 @@
+// etcdlock: distributed locks on etcd v3. Include this header for all of the API.
+#pragma once
+
+#include "etcdlock/error.h"
+#include "etcdlock/lock.h"
+#include "etcdlock/lock_manager.h"
+#include "etcdlock/options.h"
+#include "etcdlock/version.h"

@@ -1,0 +1,118 @@
+// Lock: one named distributed lock, shared by every thread of the process that
+// asks its LockManager for that name.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <stop_token>
+#include <string>
+#include <string_view>
+#include <system_error>
+
+#include "etcdlock/deadline.h"
+
+namespace etcdlock {
+
+namespace detail {
+class LockImpl;
+}
+
+// A distributed lock on etcd that meets the standard TimedLockable requirements,
+// so std::unique_lock, std::scoped_lock and std::lock_guard work with it.
+//
+// Ownership is per thread, with a hold count: the thread that locked must
+// unlock, and threads of one process exclude one another as with
+// std::recursive_timed_mutex. Only the first lock of a hold goes to etcd, and
+// only the last unlock. Waiting processes are served in FIFO order.
+//
+// The etcd key is "<prefix>/<name>/<lease id in hex>", etcd's own layout, so
+// etcdlock, Go's concurrency.Mutex and `etcdctl lock <prefix>/<name>` exclude
+// one another on the same name.
+//
+// Thread-safe. Obtained from LockManager::get_lock(); may outlive the manager,
+// after whose close() every acquiring call throws errc::closed.
+class Lock {
+ public:
+  // Locks are made by LockManager::get_lock().
+  explicit Lock(std::shared_ptr<detail::LockImpl> impl);
+  ~Lock();
+  Lock(const Lock&) = delete;
+  Lock& operator=(const Lock&) = delete;
+
+  // Blocks until this thread holds the lock. Transient etcd failures are
+  // retried as LockOptions say. Throws Error: unavailable, closed,
+  // lock_already_held (non-reentrant relock), lock_expired (relock of a hold
+  // that was lost), permission_denied.
+  void lock();
+  // As lock(), and throws Error(errc::cancelled) once `cancel` is requested;
+  // a cancelled wait leaves no key in etcd.
+  void lock(std::stop_token cancel);
+
+  // One round trip to etcd: true when this thread now holds the lock; false
+  // when another holder has it. Never waits in the queue. Throws as lock().
+  [[nodiscard]] bool try_lock();
+
+  // Waits in the queue until the deadline: true when acquired, false on
+  // timeout, which leaves no key in etcd. Throws as lock().
+  template <class Rep, class Period>
+  [[nodiscard]] bool try_lock_for(const std::chrono::duration<Rep, Period>& timeout) {
+    return try_lock_until_steady(detail::deadline_after(timeout));
+  }
+  template <class Clock, class Duration>
+  [[nodiscard]] bool try_lock_until(const std::chrono::time_point<Clock, Duration>& deadline) {
+    return try_lock_until_steady(detail::to_steady(deadline));
+  }
+
+  // The seed's LockWithTimeout: as try_lock_for, but a timeout throws
+  // Error(errc::lock_timeout).
+  template <class Rep, class Period>
+  void lock_for(const std::chrono::duration<Rep, Period>& timeout) {
+    lock_until_steady(detail::deadline_after(timeout));
+  }
+
+  // Ends one level of this thread's hold; the last level deletes the key in
+  // etcd. Never throws: safe in destructors. Misuse and failures are logged.
+  void unlock() noexcept;
+  // As unlock(), reporting errc::lock_not_held (this thread holds nothing) and
+  // errc::lock_expired (the hold had already been lost; it is ended all the same).
+  void unlock(std::error_code& ec) noexcept;
+
+  // This process holds the lock now (the seed's IsLocked), by any thread.
+  bool held() const;
+  bool held_by_this_thread() const;
+
+  // The lock's name, as given to get_lock().
+  const std::string& name() const;
+  // The etcd key of this process's hold or place in the queue, or of its next
+  // attempt when it has neither.
+  std::string key() const;
+
+  // The seed's Done(). During a hold, a token for that hold: its stop is
+  // requested when the hold ends involuntarily (the lease expired, was revoked
+  // or could not be renewed before its local deadline; the key was deleted, as
+  // by a force unlock; the manager closed). A normal unlock does not request
+  // it. Outside a hold, a token with stop_possible() == false. Loss is
+  // signalled before etcd can expire the lease and let another holder in.
+  std::stop_token lost_token() const;
+  // The current hold, or else the last one, ended involuntarily.
+  bool lost() const;
+
+  // The create revision of the hold's key: it strictly increases from one
+  // holder of the name to the next. 0 when not held.
+  std::int64_t fencing_token() const;
+  // Write to etcd only while this hold is valid: one Txn that compares the
+  // hold key's create revision. True when committed; false when the hold is
+  // gone, so a holder that paused past its lease cannot overwrite the work of
+  // the next one. Throws Error(errc::unavailable).
+  bool guarded_put(std::string_view key, std::string_view value);
+  bool guarded_delete(std::string_view key);
+
+ private:
+  bool try_lock_until_steady(detail::SteadyTime deadline);
+  void lock_until_steady(detail::SteadyTime deadline);
+
+  std::shared_ptr<detail::LockImpl> impl_;
+};
+
+}  // namespace etcdlock

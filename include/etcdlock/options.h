@@ -1,0 +1,49 @@
+// Options of a LockManager and of its locks: plain aggregates whose defaults are
+// those of the seed library (TTL 30 s, retry interval 100 ms, unlimited retries).
+#pragma once
+
+#include <chrono>
+#include <string>
+#include <vector>
+
+#include "etcdlock/log.h"
+
+namespace etcdlock {
+
+struct ManagerOptions {
+  // etcd client endpoints, "host:port" or "http://host:port". Several endpoints
+  // name the members of one cluster; a request that loses its member goes on
+  // through another.
+  std::vector<std::string> endpoints{"127.0.0.1:2379"};
+  // This manager's namespace in etcd. A lock named "jobs" lives at "<prefix>/jobs/".
+  std::string prefix{"/etcdlock"};
+  // TTL of the one lease shared by every lock of the manager. A process that dies
+  // without closing its manager releases its locks at most this long afterwards.
+  // From 1 s to 24 h.
+  std::chrono::seconds ttl{30};
+  // Shown as the holder in lock info; empty means "<hostname>:<pid>".
+  std::string owner;
+  // How long the constructor waits for the first connection to etcd.
+  std::chrono::milliseconds dial_timeout{5000};
+  // The deadline of one request to etcd; calls with their own, shorter deadline use theirs.
+  std::chrono::milliseconds command_timeout{5000};
+  // Receives the manager's log lines: lease granted, renewals failing, lease
+  // lost and replaced, locks acquired and released (debug), lost (warning).
+  // Empty means stderr_log_sink(): warnings and errors to stderr.
+  LogSink log_sink;
+};
+
+struct LockOptions {
+  // The pause between retries of transient etcd failures (unavailable members,
+  // leader changes).
+  std::chrono::milliseconds retry_interval{100};
+  // How many transient failures one call retries; 0 retries until the caller's deadline.
+  int max_retries{0};
+  // true: the holding thread may lock again and must unlock as often, as with
+  // std::recursive_timed_mutex. false: relocking throws errc::lock_already_held.
+  bool reentrant{true};
+
+  friend bool operator==(const LockOptions&, const LockOptions&) = default;
+};
+
+}  // namespace etcdlock

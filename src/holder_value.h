@@ -1,0 +1,28 @@
+// The value etcdlock stores in each of its queue keys: who holds or waits.
+#pragma once
+
+#include <chrono>
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace etcdlock::detail {
+
+struct HolderValue {
+  std::string owner;
+  std::string hostname;
+  long pid = 0;
+  std::chrono::system_clock::time_point created_at;
+  std::string version;
+};
+
+// A small JSON document.
+std::string encode_holder_value(const HolderValue& value);
+// nullopt for a value that is not etcdlock's (empty, as etcdctl and Go leave it, or foreign).
+std::optional<HolderValue> decode_holder_value(std::string_view text);
+
+// "<hostname>:<pid>", the default owner.
+std::string default_owner();
+std::string this_hostname();
+
+}  // namespace etcdlock::detail

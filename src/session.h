@@ -1,0 +1,86 @@
+// Session: one etcd lease, kept alive on one keepalive stream, with a local
+// deadline that ends it before etcd can.
+//
+// The local deadline is the send time of the last acknowledged keepalive, on
+// the steady clock, plus the TTL etcd granted, minus a safety margin. etcd
+// cannot expire the lease before that send time plus the TTL, so a session
+// declares itself lost, and its holds end, before anyone else can be given
+// their locks.
+#pragma once
+
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <stop_token>
+#include <string>
+#include <thread>
+
+#include "etcd/client.h"
+#include "etcdlock/session_state.h"
+#include "logger.h"
+
+namespace etcdlock::detail {
+
+class Session {
+ public:
+  // Told, on the session's own thread, why the session was lost.
+  using LostHandler = std::function<void(Session& session, const std::string& reason)>;
+
+  // Grants a lease of `ttl` (throws Error: unavailable, permission_denied) and
+  // starts keeping it alive.
+  Session(const etcd::Client& client, const Logger& log, std::chrono::seconds ttl, etcd::SteadyTime deadline,
+          LostHandler on_lost);
+  // Stops keeping the lease alive; does not revoke it.
+  ~Session();
+  Session(const Session&) = delete;
+  Session& operator=(const Session&) = delete;
+
+  std::int64_t lease_id() const { return lease_id_; }
+  std::string lease_hex() const;
+  std::chrono::seconds granted_ttl() const { return granted_ttl_; }
+
+  // Requested once the session is lost or ended.
+  std::stop_token lost_token() const { return lost_.get_token(); }
+  bool alive() const { return !lost_.stop_requested(); }
+  SessionState state() const;
+  etcd::SteadyTime local_deadline() const;
+
+  // Revokes the lease, which deletes its keys in etcd, and ends the session.
+  // Does not call the lost handler. Never throws; failures are logged.
+  void end(etcd::SteadyTime deadline) noexcept;
+
+ private:
+  void keep_alive();      // the thread that sends renewals and watches the deadline
+  void read_responses();  // the thread that owns the stream and reads acknowledgements
+  void declare_lost(const std::string& reason);
+  void stop_threads();
+  std::chrono::milliseconds renew_interval() const;
+
+  const etcd::Client& client_;
+  const Logger& log_;
+  std::int64_t lease_id_ = 0;
+  std::chrono::seconds granted_ttl_{0};
+  LostHandler on_lost_;
+  std::stop_source lost_;
+
+  mutable std::mutex mu_;
+  std::condition_variable wake_;
+  SessionState state_ = SessionState::healthy;      // guarded by mu_
+  etcd::SteadyTime local_deadline_;                  // guarded by mu_
+  std::deque<etcd::SteadyTime> unacknowledged_;      // send times, guarded by mu_
+  grpc::ClientContext* context_ = nullptr;           // guarded by mu_
+  etcd::KeepAliveStream* stream_ = nullptr;          // guarded by mu_; writes hold mu_
+  bool send_now_ = false;                            // guarded by mu_
+  bool stopping_ = false;                            // guarded by mu_
+  std::thread keeper_;
+  std::thread reader_;
+};
+
+// The margin by which a session ends before etcd could expire its lease.
+std::chrono::milliseconds safety_margin(std::chrono::seconds ttl);
+
+}  // namespace etcdlock::detail

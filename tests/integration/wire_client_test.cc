@@ -1,0 +1,190 @@
+// The internal etcd client against a real single-member etcd.
+#include <gtest/gtest.h>
+#include <sys/socket.h>
+
+#include <thread>
+
+#include "etcd/client.h"
+#include "etcd/watch_hub.h"
+#include "etcd_cluster.h"
+#include "recording_listener.h"
+#include "session.h"
+#include "wire_helpers.h"
+
+namespace etcdlock::testing {
+namespace {
+
+using namespace std::chrono_literals;
+namespace pb = ::etcdserverpb;
+
+class WireClient : public ::testing::Test {
+ protected:
+  EtcdCluster etcd_{1};
+  detail::etcd::Client client_{etcd_.endpoints(), 5000ms};
+  detail::Logger log_{stderr_log_sink(LogLevel::warning)};
+  std::string prefix_ = test_prefix();
+};
+
+TEST_F(WireClient, PutRangeDelete) {
+  const auto key = prefix_ + "/k";
+  const auto revision = put(client_, key, "v1");
+  const auto found = get(client_, key);
+  ASSERT_EQ(found.kvs_size(), 1);
+  EXPECT_EQ(found.kvs(0).value(), "v1");
+  EXPECT_EQ(found.kvs(0).create_revision(), revision);
+  EXPECT_EQ(erase(client_, key), 1);
+  EXPECT_EQ(get(client_, key).kvs_size(), 0);
+}
+
+TEST_F(WireClient, TxnWithCreateRevisionCompare) {
+  const auto key = prefix_ + "/k";
+  auto create_if_absent = [&] {
+    pb::TxnRequest txn;
+    auto* compare = txn.add_compare();
+    compare->set_key(key);
+    compare->set_target(pb::Compare::CREATE);
+    compare->set_result(pb::Compare::EQUAL);
+    compare->set_create_revision(0);
+    auto* put = txn.add_success()->mutable_request_put();
+    put->set_key(key);
+    put->set_value("first");
+    txn.add_failure()->mutable_request_range()->set_key(key);
+    return client_.txn(txn, in(5s));
+  };
+  const auto first = create_if_absent();
+  EXPECT_TRUE(first.succeeded());
+  const auto second = create_if_absent();
+  EXPECT_FALSE(second.succeeded());
+  ASSERT_EQ(second.responses(0).response_range().kvs_size(), 1);
+  EXPECT_EQ(second.responses(0).response_range().kvs(0).create_revision(), first.header().revision());
+}
+
+TEST_F(WireClient, KeepAliveKeepsAKeyAliveForMoreThanThreeTtls) {
+  detail::Session session(client_, log_, 1s, in(5s), nullptr);
+  const auto key = prefix_ + "/leased";
+  put(client_, key, "", session.lease_id());
+  const auto ttl = session.granted_ttl();
+  std::this_thread::sleep_for(3 * ttl + 500ms);
+  EXPECT_EQ(get(client_, key).kvs_size(), 1);
+  EXPECT_TRUE(session.alive());
+  EXPECT_EQ(session.state(), SessionState::healthy);
+  session.end(in(5s));
+}
+
+TEST_F(WireClient, RevokeRemovesTheLeasesKeys) {
+  detail::Session session(client_, log_, 10s, in(5s), nullptr);
+  put(client_, prefix_ + "/a", "", session.lease_id());
+  put(client_, prefix_ + "/b", "", session.lease_id());
+  EXPECT_EQ(count_prefix(client_, prefix_ + "/"), 2);
+  session.end(in(5s));
+  EXPECT_EQ(count_prefix(client_, prefix_ + "/"), 0);
+  EXPECT_FALSE(session.alive());
+  EXPECT_FALSE(client_.lease_revoke(session.lease_id(), in(5s)));  // gone
+}
+
+TEST_F(WireClient, LeaseLossIsReportedWhenRevokedElsewhere) {
+  std::atomic<int> lost{0};
+  detail::Session session(client_, log_, 2s, in(5s), [&](detail::Session&, const std::string&) { ++lost; });
+  ASSERT_TRUE(client_.lease_revoke(session.lease_id(), in(5s)));
+  EXPECT_TRUE(eventually([&] { return !session.alive(); }, 5s));
+  EXPECT_EQ(lost.load(), 1);
+  EXPECT_EQ(session.state(), SessionState::lost);
+}
+
+TEST_F(WireClient, WatchReceivesADelete) {
+  detail::etcd::WatchHub hub(client_, log_);
+  const auto key = prefix_ + "/w";
+  put(client_, key, "x");
+  auto listener = std::make_shared<RecordingListener>();
+  hub.add(key, "", 0, listener);
+  ASSERT_TRUE(eventually([&] { return listener->start_revision() > 0; }));
+  erase(client_, key);
+  EXPECT_TRUE(eventually([&] { return listener->saw_delete_of(key); }));
+}
+
+TEST_F(WireClient, KeyDeletedRightAfterItsWatchIsCreatedIsNotMissed) {
+  detail::etcd::WatchHub hub(client_, log_);
+  for (int round = 0; round < 20; ++round) {
+    const auto key = prefix_ + "/w" + std::to_string(round);
+    const auto revision = put(client_, key, "x");
+    auto listener = std::make_shared<RecordingListener>();
+    // No wait for the watch to be created: it starts at the revision after
+    // our read, so a deletion a moment later must still be delivered.
+    hub.add(key, "", revision + 1, listener);
+    erase(client_, key);
+    EXPECT_TRUE(eventually([&] { return listener->saw_delete_of(key); })) << round;
+  }
+}
+
+TEST_F(WireClient, ManyWatchersShareOneStream) {
+  detail::etcd::WatchHub hub(client_, log_);
+  constexpr int kWatchers = 300;
+  std::vector<std::shared_ptr<RecordingListener>> listeners;
+  for (int i = 0; i < kWatchers; ++i) {
+    listeners.push_back(std::make_shared<RecordingListener>());
+    hub.add(prefix_ + "/m" + std::to_string(i), "", 0, listeners.back());
+  }
+  ASSERT_TRUE(eventually([&] {
+    for (const auto& listener : listeners) {
+      if (listener->start_revision() == 0) return false;
+    }
+    return true;
+  }));
+  for (int i = 0; i < kWatchers; ++i) put(client_, prefix_ + "/m" + std::to_string(i), std::to_string(i));
+  for (int i = 0; i < kWatchers; ++i) {
+    ASSERT_TRUE(eventually([&] { return listeners[i]->events().size() == 1; })) << i;
+    EXPECT_EQ(listeners[i]->events()[0].key, prefix_ + "/m" + std::to_string(i));  // its own event only
+  }
+  EXPECT_EQ(hub.size(), static_cast<std::size_t>(kWatchers));
+}
+
+TEST_F(WireClient, RemovedWatcherHearsNothingMore) {
+  detail::etcd::WatchHub hub(client_, log_);
+  auto listener = std::make_shared<RecordingListener>();
+  const auto id = hub.add(prefix_ + "/r", "", 0, listener);
+  ASSERT_TRUE(eventually([&] { return listener->start_revision() > 0; }));
+  hub.remove(id);
+  put(client_, prefix_ + "/r", "x");
+  // A second watcher proves the stream delivered the put; the removed one must not see it.
+  auto witness = std::make_shared<RecordingListener>();
+  hub.add(prefix_ + "/r", "", listener->start_revision(), witness);
+  ASSERT_TRUE(eventually([&] { return !witness->events().empty(); }));
+  EXPECT_TRUE(listener->events().empty());
+}
+
+TEST(WireClientFailure, NothingListeningGivesUnavailableWithinTheDeadline) {
+  detail::etcd::Client client({"127.0.0.1:" + std::to_string(free_port())}, 5000ms);
+  const auto started = std::chrono::steady_clock::now();
+  try {
+    get(client, "/k");  // 5 s deadline from the helper
+    FAIL() << "no error";
+  } catch (const Error& error) {
+    EXPECT_EQ(error.value(), errc::unavailable);
+    EXPECT_NE(std::string(error.what()).find("Range"), std::string::npos) << error.what();
+    EXPECT_NE(std::string(error.what()).find("127.0.0.1:"), std::string::npos) << error.what();
+  }
+  EXPECT_LT(std::chrono::steady_clock::now() - started, 6s);
+}
+
+TEST(WireClientFailure, FrozenMemberGivesUnavailableWithinTheDeadline) {
+  EtcdCluster etcd(1);
+  detail::etcd::Client client(etcd.endpoints(), 5000ms);
+  get(client, "/k");  // connected
+  etcd.member(0).freeze();
+  const auto started = std::chrono::steady_clock::now();
+  pb::RangeRequest request;
+  request.set_key("/k");
+  try {
+    client.range(request, in(700ms));
+    FAIL() << "no error";
+  } catch (const Error& error) {
+    EXPECT_EQ(error.value(), errc::unavailable) << error.what();
+  }
+  const auto took = std::chrono::steady_clock::now() - started;
+  EXPECT_GE(took, 600ms);
+  EXPECT_LT(took, 2s);
+  etcd.member(0).thaw();
+}
+
+}  // namespace
+}  // namespace etcdlock::testing

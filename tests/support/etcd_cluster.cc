@@ -1,0 +1,239 @@
+#include "etcd_cluster.h"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <stdexcept>
+#include <thread>
+
+#include "etcd/client.h"
+
+namespace etcdlock::testing {
+namespace {
+
+namespace fs = std::filesystem;
+
+std::string make_temp_dir() {
+  std::string pattern = (fs::temp_directory_path() / "etcdlock-test-XXXXXX").string();
+  if (mkdtemp(pattern.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
+  return pattern;
+}
+
+std::string url(int port) { return "http://127.0.0.1:" + std::to_string(port); }
+
+}  // namespace
+
+int free_port() {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  address.sin_port = 0;
+  socklen_t length = sizeof address;
+  if (fd < 0 || bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) != 0 ||
+      getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length) != 0) {
+    if (fd >= 0) close(fd);
+    throw std::runtime_error("no free port");
+  }
+  close(fd);
+  return ntohs(address.sin_port);
+}
+
+std::string test_prefix() {
+  const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
+  std::string name = info ? std::string(info->test_suite_name()) + "." + info->name() : "no-test";
+  for (char& c : name) {
+    if (c == '/') c = '_';
+  }
+  return "/t/" + name;
+}
+
+int run_command(const std::string& command, std::string* output) {
+  FILE* pipe = popen(command.c_str(), "r");
+  if (pipe == nullptr) return -1;
+  char buffer[4096];
+  std::size_t read;
+  while ((read = fread(buffer, 1, sizeof buffer, pipe)) > 0) {
+    if (output) output->append(buffer, read);
+  }
+  const int status = pclose(pipe);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+EtcdMember::EtcdMember(std::string name, int client_port, int peer_port, std::string data_dir,
+                       std::string initial_cluster, std::string cluster_token)
+    : name_(std::move(name)),
+      client_port_(client_port),
+      peer_port_(peer_port),
+      data_dir_(std::move(data_dir)),
+      initial_cluster_(std::move(initial_cluster)),
+      cluster_token_(std::move(cluster_token)) {}
+
+EtcdMember::~EtcdMember() { kill(); }
+
+std::string EtcdMember::endpoint() const { return "127.0.0.1:" + std::to_string(client_port_); }
+
+void EtcdMember::start() {
+  if (running()) return;
+  // Everything the child needs is built before fork(): after it, only
+  // async-signal-safe calls are allowed in a threaded process.
+  std::vector<std::string> args = {
+      "etcd",
+      "--name", name_,
+      "--data-dir", data_dir_,
+      "--listen-client-urls", url(client_port_),
+      "--advertise-client-urls", url(client_port_),
+      "--listen-peer-urls", url(peer_port_),
+      "--initial-advertise-peer-urls", url(peer_port_),
+      "--initial-cluster", initial_cluster_,
+      "--initial-cluster-token", cluster_token_,
+      "--initial-cluster-state", "new",
+      "--heartbeat-interval", "10",
+      "--election-timeout", "100",
+      "--logger", "zap",
+      "--log-level", "error",
+  };
+  if (const char* no_fsync = std::getenv("ETCDLOCK_TEST_NO_FSYNC"); no_fsync && std::string(no_fsync) == "1") {
+    args.push_back("--unsafe-no-fsync");
+  }
+  std::vector<char*> argv;
+  for (auto& arg : args) argv.push_back(arg.data());
+  argv.push_back(nullptr);
+  const std::string log_path = data_dir_ + ".log";
+  const pid_t parent = getpid();
+
+  const pid_t pid = fork();
+  if (pid < 0) throw std::runtime_error("fork failed");
+  if (pid == 0) {
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != parent) _exit(127);  // the test died before the guard was set
+    const int log = open(log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+    if (log >= 0) {
+      dup2(log, STDOUT_FILENO);
+      dup2(log, STDERR_FILENO);
+    }
+    execvp("etcd", argv.data());
+    _exit(127);
+  }
+  pid_ = pid;
+  frozen_ = false;
+}
+
+void EtcdMember::kill() {
+  if (!running()) return;
+  ::kill(pid_, SIGKILL);
+  int status = 0;
+  waitpid(pid_, &status, 0);
+  pid_ = -1;
+  frozen_ = false;
+}
+
+void EtcdMember::freeze() {
+  if (running()) ::kill(pid_, SIGSTOP);
+  frozen_ = true;
+}
+
+void EtcdMember::thaw() {
+  if (running()) ::kill(pid_, SIGCONT);
+  frozen_ = false;
+}
+
+void EtcdMember::restart() {
+  kill();
+  start();
+}
+
+EtcdCluster::EtcdCluster(std::size_t members) : root_(make_temp_dir()) {
+  static std::atomic<int> clusters{0};
+  const std::string token = "etcdlock-" + std::to_string(getpid()) + "-" + std::to_string(clusters++);
+  std::vector<std::pair<int, int>> ports;
+  std::string initial_cluster;
+  for (std::size_t i = 0; i < members; ++i) {
+    ports.emplace_back(free_port(), free_port());
+    if (!initial_cluster.empty()) initial_cluster += ",";
+    initial_cluster += "m" + std::to_string(i) + "=" + url(ports.back().second);
+  }
+  for (std::size_t i = 0; i < members; ++i) {
+    const std::string name = "m" + std::to_string(i);
+    members_.push_back(std::make_unique<EtcdMember>(name, ports[i].first, ports[i].second, root_ + "/" + name,
+                                                    initial_cluster, token));
+  }
+  try {
+    for (auto& member : members_) member->start();
+    for (std::size_t i = 0; i < members; ++i) wait_ready(i);
+  } catch (...) {
+    members_.clear();
+    std::error_code ignored;
+    fs::remove_all(root_, ignored);
+    throw;
+  }
+}
+
+EtcdCluster::~EtcdCluster() {
+  members_.clear();  // each member kills its process
+  std::error_code ignored;
+  fs::remove_all(root_, ignored);
+}
+
+std::vector<std::string> EtcdCluster::endpoints() const {
+  std::vector<std::string> result;
+  for (const auto& member : members_) result.push_back(member->endpoint());
+  return result;
+}
+
+std::string EtcdCluster::endpoints_csv() const {
+  std::string result;
+  for (const auto& endpoint : endpoints()) result += (result.empty() ? "" : ",") + endpoint;
+  return result;
+}
+
+void EtcdCluster::wait_ready(std::size_t index, std::chrono::milliseconds timeout) const {
+  detail::etcd::Client client({members_.at(index)->endpoint()}, std::chrono::milliseconds(500));
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  for (;;) {
+    try {
+      etcdserverpb::RangeRequest request;
+      request.set_key("/ready");
+      client.range(request, std::chrono::steady_clock::now() + std::chrono::milliseconds(500));
+      return;
+    } catch (const std::exception& error) {
+      if (std::chrono::steady_clock::now() > deadline) {
+        throw std::runtime_error("etcd member " + members_.at(index)->name() + " did not become ready: " +
+                                 error.what());
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+  }
+}
+
+std::size_t EtcdCluster::leader_index() const {
+  for (std::size_t i = 0; i < members_.size(); ++i) {
+    if (!members_[i]->running()) continue;
+    std::string output;
+    run_command("etcdctl --endpoints=" + members_[i]->endpoint() +
+                    " --command-timeout=1s endpoint status -w fields 2>/dev/null",
+                &output);
+    // "MemberID" and "Leader" lines; the member leads when they match.
+    auto field = [&](const std::string& name) {
+      const auto at = output.find("\"" + name + "\" : ");
+      if (at == std::string::npos) return std::string();
+      const auto start = at + name.size() + 5;
+      return output.substr(start, output.find('\n', start) - start);
+    };
+    if (!field("MemberID").empty() && field("MemberID") == field("Leader")) return i;
+  }
+  throw std::runtime_error("no leader found");
+}
+
+}  // namespace etcdlock::testing

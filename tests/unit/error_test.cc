@@ -1,0 +1,38 @@
+#include "etcdlock/error.h"
+
+#include <gtest/gtest.h>
+
+#include <system_error>
+
+namespace etcdlock {
+namespace {
+
+TEST(Error, CodesCompareWithErrc) {
+  const Error error(errc::lock_timeout, "lock \"x\" was not acquired in time");
+  EXPECT_EQ(error.code(), errc::lock_timeout);
+  EXPECT_EQ(error.value(), errc::lock_timeout);
+  EXPECT_EQ(&error.code().category(), &error_category());
+  EXPECT_STREQ(error_category().name(), "etcdlock");
+  EXPECT_NE(std::string(error.what()).find("LOCK_TIMEOUT"), std::string::npos);
+  EXPECT_NE(std::string(error.what()).find("\"x\""), std::string::npos);
+}
+
+TEST(Error, SeedNames) {
+  EXPECT_EQ(to_string(errc::lock_timeout), "LOCK_TIMEOUT");
+  EXPECT_EQ(to_string(errc::lock_not_held), "LOCK_NOT_HELD");
+  EXPECT_EQ(to_string(errc::lock_already_held), "LOCK_ALREADY_HELD");
+  EXPECT_EQ(to_string(errc::lock_expired), "LOCK_EXPIRED");
+  EXPECT_EQ(to_string(errc::invalid_key), "INVALID_KEY");
+}
+
+TEST(Error, ErrorCodeConventions) {
+  std::error_code ec = errc::lock_not_held;  // is_error_code_enum
+  EXPECT_TRUE(ec);
+  EXPECT_EQ(ec, make_error_code(errc::lock_not_held));
+  EXPECT_NE(ec, make_error_code(errc::lock_expired));
+  EXPECT_FALSE(ec.message().empty());
+  EXPECT_NE(error_category().message(999).find("999"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace etcdlock
