@@ -123,10 +123,17 @@ bool LockImpl::acquire_from_etcd(etcd::SteadyTime deadline, std::stop_token canc
     try {
       const auto session = core_->session(deadline);
       ensure_watch(deadline);
-      switch (queue_and_wait(session, deadline, cancel, mode)) {
-        case Outcome::acquired: return true;
-        case Outcome::not_acquired: return false;
-        case Outcome::requeue: continue;
+      try {
+        switch (queue_and_wait(session, deadline, cancel, mode)) {
+          case Outcome::acquired: return true;
+          case Outcome::not_acquired: return false;
+          case Outcome::requeue: continue;
+        }
+      } catch (const etcd::LeaseNotFound&) {
+        // The lease died before its keepalive stream said so: end the session
+        // here, and queue again on a new lease.
+        session->invalidate("etcd no longer knows the lease");
+        continue;
       }
     } catch (const Error& error) {
       if (error.value() != errc::unavailable) throw;

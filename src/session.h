@@ -49,6 +49,10 @@ class Session {
   SessionState state() const;
   etcd::SteadyTime local_deadline() const;
 
+  // etcd said the lease is gone before the keepalive stream did: end the
+  // session as lost now.
+  void invalidate(const std::string& reason) { declare_lost(reason); }
+
   // Revokes the lease, which deletes its keys in etcd, and ends the session.
   // Does not call the lost handler. Never throws; failures are logged.
   void end(etcd::SteadyTime deadline) noexcept;

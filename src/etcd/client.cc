@@ -111,6 +111,14 @@ Error Client::error_from_status(std::string_view call, const grpc::Status& statu
   return Error(errc_from_status(status.error_code()), message);
 }
 
+void Client::throw_status(std::string_view call, const grpc::Status& status) const {
+  // KV and lease calls answer NOT_FOUND only for a lease etcd no longer has.
+  if (status.error_code() == grpc::StatusCode::NOT_FOUND) {
+    throw LeaseNotFound(error_from_status(call, status).what());
+  }
+  throw error_from_status(call, status);
+}
+
 template <class Response, class Invoke>
 Response Client::unary(std::string_view call, SteadyTime deadline, Invoke invoke) const {
   grpc::ClientContext context;
@@ -118,7 +126,7 @@ Response Client::unary(std::string_view call, SteadyTime deadline, Invoke invoke
   context.set_deadline(to_system_time(request_deadline(deadline)));
   Response response;
   const grpc::Status status = invoke(&context, &response);
-  if (!status.ok()) throw error_from_status(call, status);
+  if (!status.ok()) throw_status(call, status);
   return response;
 }
 

@@ -21,6 +21,12 @@ using SteadyTime = std::chrono::steady_clock::time_point;
 using WatchStream = grpc::ClientReaderWriter<pb::WatchRequest, pb::WatchResponse>;
 using KeepAliveStream = grpc::ClientReaderWriter<pb::LeaseKeepAliveRequest, pb::LeaseKeepAliveResponse>;
 
+// etcd no longer knows the lease a request named: it expired or was revoked.
+class LeaseNotFound : public Error {
+ public:
+  explicit LeaseNotFound(const std::string& message) : Error(errc::lock_expired, message) {}
+};
+
 // Thread-safe. Every unary call throws Error with the code that status maps
 // to (see error_from_status) and a message naming the call and the endpoints.
 class Client {
@@ -55,6 +61,7 @@ class Client {
   // deadline failures (which callers retry), permission_denied for auth
   // failures, invalid_argument for requests etcd rejects.
   Error error_from_status(std::string_view call, const grpc::Status& status) const;
+  [[noreturn]] void throw_status(std::string_view call, const grpc::Status& status) const;
 
  private:
   template <class Response, class Invoke>
