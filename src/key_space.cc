@@ -53,11 +53,13 @@ std::string queue_dir(std::string_view prefix, std::string_view name) {
   return dir;
 }
 
-std::string queue_key(std::string_view dir, std::int64_t lease_id) {
+std::string lease_hex(std::int64_t lease_id) {
   char hex[17];
   std::snprintf(hex, sizeof hex, "%llx", static_cast<unsigned long long>(lease_id));
-  return std::string(dir) + hex;
+  return hex;
 }
+
+std::string queue_key(std::string_view dir, std::int64_t lease_id) { return std::string(dir) + lease_hex(lease_id); }
 
 bool is_queue_entry(std::string_view dir, std::string_view key) {
   if (!key.starts_with(dir) || key.size() == dir.size()) return false;

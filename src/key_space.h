@@ -20,6 +20,9 @@ void validate_prefix(std::string_view prefix);
 // "<prefix>/<name>/": the directory of one lock's queue.
 std::string queue_dir(std::string_view prefix, std::string_view name);
 
+// A lease id as etcd's tools print it: lowercase hex.
+std::string lease_hex(std::int64_t lease_id);
+
 // The key of a lease's entry in a queue: the directory and the lease id in
 // lowercase hex, as etcd's Go recipe writes it.
 std::string queue_key(std::string_view dir, std::int64_t lease_id);

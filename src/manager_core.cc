@@ -70,7 +70,8 @@ ManagerCore::ManagerCore(ManagerOptions options)
       log_(options_.log_sink),
       client_(std::make_unique<etcd::Client>(options_.endpoints, options_.command_timeout)),
       watches_(std::make_unique<etcd::WatchHub>(*client_, log_)),
-      hostname_(this_hostname()) {}
+      hostname_(this_hostname()),
+      admin_(*client_, log_, options_.prefix) {}
 
 ManagerCore::~ManagerCore() { close(); }
 
@@ -117,6 +118,12 @@ std::vector<std::shared_ptr<LockImpl>> ManagerCore::live_locks() const {
     if (auto impl = entry.impl.lock()) live.push_back(std::move(impl));
   }
   return live;
+}
+
+SessionState ManagerCore::state() const {
+  const auto session = current_session();
+  if (closed()) return SessionState::closed;
+  return session ? session->state() : SessionState::lost;
 }
 
 std::shared_ptr<Session> ManagerCore::current_session() const {

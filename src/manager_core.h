@@ -14,6 +14,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "admin.h"
 #include "etcd/client.h"
 #include "etcd/watch_hub.h"
 #include "etcdlock/lock.h"
@@ -64,6 +65,8 @@ class ManagerCore : public std::enable_shared_from_this<ManagerCore> {
   const etcd::Client& client() const { return *client_; }
   etcd::WatchHub& watches() { return *watches_; }
   const Logger& log() const { return log_; }
+  const Admin& admin() const { return admin_; }
+  SessionState state() const;
 
  private:
   explicit ManagerCore(ManagerOptions options);
@@ -77,6 +80,7 @@ class ManagerCore : public std::enable_shared_from_this<ManagerCore> {
   std::unique_ptr<etcd::Client> client_;
   std::unique_ptr<etcd::WatchHub> watches_;
   std::string hostname_;
+  Admin admin_;
 
   struct Entry {
     std::weak_ptr<Lock> lock;

@@ -1,7 +1,7 @@
 #include "session.h"
 
 #include <algorithm>
-#include <cstdio>
+#include "key_space.h"
 
 namespace etcdlock::detail {
 namespace {
@@ -43,11 +43,7 @@ Session::Session(const etcd::Client& client, const Logger& log, std::chrono::sec
 
 Session::~Session() { stop_threads(); }
 
-std::string Session::lease_hex() const {
-  char hex[17];
-  std::snprintf(hex, sizeof hex, "%llx", static_cast<unsigned long long>(lease_id_));
-  return hex;
-}
+std::string Session::lease_hex() const { return detail::lease_hex(lease_id_); }
 
 SessionState Session::state() const {
   std::lock_guard lock(mu_);

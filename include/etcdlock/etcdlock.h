@@ -3,6 +3,9 @@
 
 #include "etcdlock/error.h"
 #include "etcdlock/lock.h"
+#include "etcdlock/lock_info.h"
+#include "etcdlock/log.h"
 #include "etcdlock/lock_manager.h"
 #include "etcdlock/options.h"
+#include "etcdlock/session_state.h"
 #include "etcdlock/version.h"

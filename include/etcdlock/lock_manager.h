@@ -2,11 +2,16 @@
 // locks share.
 #pragma once
 
+#include <cstdint>
 #include <memory>
+#include <optional>
 #include <string_view>
+#include <vector>
 
 #include "etcdlock/lock.h"
+#include "etcdlock/lock_info.h"
 #include "etcdlock/options.h"
+#include "etcdlock/session_state.h"
 
 namespace etcdlock {
 
@@ -36,6 +41,28 @@ class LockManager {
   // invalid_key (naming the name), invalid_argument (the name is in use with
   // other options), closed.
   std::shared_ptr<Lock> get_lock(std::string_view name, LockOptions options = {});
+
+  // The holder of the lock `name`, or nullopt when it is free. Three reads of
+  // etcd. Throws Error: invalid_key, unavailable, closed.
+  std::optional<LockInfo> info(std::string_view name);
+  // One row per held lock whose name starts with `name_prefix`, sorted by name.
+  // Throws Error: unavailable, closed.
+  std::vector<LockInfo> list(std::string_view name_prefix = "");
+
+  // Admin: deletes exactly the current holder's key of `name`, whoever holds
+  // it; the next waiter gets the lock and the holder's lost token fires. The
+  // delete compares the key's create revision, so a concurrent hand-over never
+  // makes it remove the next holder. The holder's other locks are untouched.
+  // True when a holder was removed. Logged as a warning.
+  bool force_unlock(std::string_view name);
+  // Admin: revokes a lease, ending every hold and wait of the manager that owns
+  // it (for a crashed or stuck owner). True when the lease existed. Logged.
+  bool revoke_session(std::int64_t lease_id);
+
+  // This manager's current lease; 0 after close().
+  std::int64_t lease_id() const;
+  // The health of this manager's lease.
+  SessionState state() const;
 
   // Releases every held lock, revokes the lease, wakes every waiter with
   // errc::closed and joins the manager's threads. Idempotent; every call on the

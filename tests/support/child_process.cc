@@ -24,6 +24,7 @@ ChildProcess::ChildProcess(std::vector<std::string> argv) {
   if (pid_ == 0) {
     prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (getppid() != parent) _exit(127);
+    setpgid(0, 0);  // its own group, so that its children are stopped with it
     dup2(pipe_fds[1], STDOUT_FILENO);
     execvp(args[0], args.data());
     _exit(127);
@@ -34,7 +35,7 @@ ChildProcess::ChildProcess(std::vector<std::string> argv) {
 
 ChildProcess::~ChildProcess() {
   if (pid_ > 0) {
-    kill(pid_, SIGKILL);
+    kill(-pid_, SIGKILL);
     waitpid(pid_, nullptr, 0);
   }
   if (output_ >= 0) close(output_);

@@ -1,0 +1,111 @@
+#include "admin.h"
+
+#include <algorithm>
+#include <map>
+
+#include "holder_value.h"
+#include "key_space.h"
+
+namespace etcdlock::detail {
+namespace {
+
+namespace pb = ::etcdserverpb;
+
+pb::RangeRequest by_creation(const std::string& from, const std::string& to) {
+  pb::RangeRequest range;
+  range.set_key(from);
+  range.set_range_end(to);
+  range.set_sort_target(pb::RangeRequest::CREATE);
+  range.set_sort_order(pb::RangeRequest::ASCEND);
+  return range;
+}
+
+}  // namespace
+
+etcd::SteadyTime Admin::deadline() const { return client_.request_deadline(etcd::SteadyTime::max()); }
+
+void Admin::describe(LockInfo& row, const std::string& value) const {
+  if (const auto holder = decode_holder_value(value)) {
+    row.owner = holder->owner;
+    row.created_at = holder->created_at;
+  } else {
+    row.owner = "unknown";
+  }
+  const auto lease = client_.lease_time_to_live(row.lease_id, deadline());
+  row.ttl_remaining = std::chrono::seconds(lease.ttl());
+}
+
+std::optional<LockInfo> Admin::info(std::string_view name) const {
+  validate_name(name);
+  const auto dir = queue_dir(prefix_, name);
+  const auto queue = client_.range(by_creation(dir, prefix_range_end(dir)), deadline());
+  std::optional<LockInfo> row;
+  for (const auto& kv : queue.kvs()) {
+    if (!is_queue_entry(dir, kv.key())) continue;
+    if (!row) {
+      row = LockInfo{std::string(name), kv.key(), "", kv.lease(), kv.create_revision(), {}, {}, 0};
+      describe(*row, kv.value());
+    } else {
+      ++row->waiters;
+    }
+  }
+  return row;
+}
+
+std::vector<LockInfo> Admin::list(std::string_view name_prefix) const {
+  const std::string root = prefix_ + "/";
+  const std::string from = root + std::string(name_prefix);
+  const auto everything = client_.range(by_creation(from, prefix_range_end(from)), deadline());
+  // Key "<prefix>/<name>/<id>": the name is what lies between the prefix and
+  // the last '/'. Entries come oldest first, so a name's first is its holder.
+  std::map<std::string, LockInfo> rows;
+  std::map<std::string, std::string> values;
+  for (const auto& kv : everything.kvs()) {
+    const std::string_view key = kv.key();
+    const auto last_slash = key.rfind('/');
+    if (last_slash == std::string_view::npos || last_slash <= root.size() || last_slash + 1 == key.size()) continue;
+    const std::string name(key.substr(root.size(), last_slash - root.size()));
+    auto [row, first] = rows.try_emplace(name);
+    if (first) {
+      row->second = LockInfo{name, kv.key(), "", kv.lease(), kv.create_revision(), {}, {}, 0};
+      values[name] = kv.value();
+    } else {
+      ++row->second.waiters;
+    }
+  }
+  std::vector<LockInfo> result;
+  result.reserve(rows.size());
+  for (auto& [name, row] : rows) {
+    describe(row, values[name]);
+    result.push_back(std::move(row));
+  }
+  return result;  // std::map kept them sorted by name
+}
+
+bool Admin::force_unlock(std::string_view name) const {
+  const auto holder = info(name);
+  if (!holder) return false;
+  pb::TxnRequest txn;
+  auto* same_holder = txn.add_compare();
+  same_holder->set_key(holder->key);
+  same_holder->set_target(pb::Compare::CREATE);
+  same_holder->set_result(pb::Compare::EQUAL);
+  same_holder->set_create_revision(holder->fencing_token);
+  txn.add_success()->mutable_request_delete_range()->set_key(holder->key);
+  const bool removed = client_.txn(txn, deadline()).succeeded();
+  if (removed) {
+    log_(LogLevel::warning, "lock force-unlocked",
+         {{"name", std::string(name)}, {"key", holder->key}, {"owner", holder->owner}});
+  }
+  return removed;
+}
+
+bool Admin::revoke_session(std::int64_t lease_id) const {
+  const bool revoked = client_.lease_revoke(lease_id, deadline());
+  if (revoked) {
+    log_(LogLevel::warning, "lease revoked by an admin", {{"lease", lease_hex(lease_id)}});
+  }
+  return revoked;
+}
+
+}  // namespace etcdlock::detail

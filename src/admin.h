@@ -1,0 +1,39 @@
+// Admin operations on the locks under one prefix: inspect, list, force unlock
+// and revoke. They read etcd directly and work on any holder, whether an
+// etcdlock manager, Go's concurrency.Mutex or `etcdctl lock`.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "etcd/client.h"
+#include "etcdlock/lock_info.h"
+#include "logger.h"
+
+namespace etcdlock::detail {
+
+// Thread-safe: it holds no state of its own.
+class Admin {
+ public:
+  Admin(const etcd::Client& client, const Logger& log, std::string prefix)
+      : client_(client), log_(log), prefix_(std::move(prefix)) {}
+
+  std::optional<LockInfo> info(std::string_view name) const;
+  std::vector<LockInfo> list(std::string_view name_prefix) const;
+  bool force_unlock(std::string_view name) const;
+  bool revoke_session(std::int64_t lease_id) const;
+
+ private:
+  etcd::SteadyTime deadline() const;
+  // Fills owner, created_at and ttl_remaining of a holder row.
+  void describe(LockInfo& row, const std::string& value) const;
+
+  const etcd::Client& client_;
+  const Logger& log_;
+  const std::string prefix_;
+};
+
+}  // namespace etcdlock::detail

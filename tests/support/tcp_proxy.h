@@ -1,0 +1,40 @@
+// A TCP proxy on loopback that can be paused: while paused it moves no bytes
+// in either direction and keeps connections open, as a network partition
+// between one client and etcd would.
+#pragma once
+
+#include <atomic>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace etcdlock::testing {
+
+class TcpProxy {
+ public:
+  explicit TcpProxy(int target_port);
+  ~TcpProxy();
+  TcpProxy(const TcpProxy&) = delete;
+  TcpProxy& operator=(const TcpProxy&) = delete;
+
+  std::string endpoint() const { return "127.0.0.1:" + std::to_string(port_); }
+  void pause() { paused_ = true; }
+  void resume() { paused_ = false; }
+
+ private:
+  void accept_loop();
+  void pump(int from, int to);
+
+  int target_port_;
+  int listener_ = -1;
+  int port_ = 0;
+  std::atomic<bool> paused_{false};
+  std::atomic<bool> stopping_{false};
+  std::mutex mu_;
+  std::vector<int> sockets_;         // guarded by mu_
+  std::vector<std::thread> pumps_;   // guarded by mu_
+  std::thread acceptor_;
+};
+
+}  // namespace etcdlock::testing
