@@ -24,15 +24,16 @@ pb::RangeRequest by_creation(const std::string& from, const std::string& to) {
 
 etcd::SteadyTime Admin::deadline() const { return client_.request_deadline(etcd::SteadyTime::max()); }
 
-void Admin::describe(LockInfo& row, const std::string& value) const {
+void Admin::describe(LockInfo& row, const std::string& value, std::map<std::int64_t, std::int64_t>& ttls) const {
   if (const auto holder = decode_holder_value(value)) {
     row.owner = holder->owner;
     row.created_at = holder->created_at;
   } else {
     row.owner = "unknown";
   }
-  const auto lease = client_.lease_time_to_live(row.lease_id, deadline());
-  row.ttl_remaining = std::chrono::seconds(lease.ttl());
+  auto [ttl, unknown] = ttls.try_emplace(row.lease_id, 0);
+  if (unknown) ttl->second = client_.lease_time_to_live(row.lease_id, deadline()).ttl();
+  row.ttl_remaining = std::chrono::seconds(ttl->second);
 }
 
 std::optional<LockInfo> Admin::info(std::string_view name) const {
@@ -44,7 +45,8 @@ std::optional<LockInfo> Admin::info(std::string_view name) const {
     if (!is_queue_entry(dir, kv.key())) continue;
     if (!row) {
       row = LockInfo{std::string(name), kv.key(), "", kv.lease(), kv.create_revision(), {}, {}, 0};
-      describe(*row, kv.value());
+      std::map<std::int64_t, std::int64_t> ttls;
+      describe(*row, kv.value(), ttls);
     } else {
       ++row->waiters;
     }
@@ -75,8 +77,9 @@ std::vector<LockInfo> Admin::list(std::string_view name_prefix) const {
   }
   std::vector<LockInfo> result;
   result.reserve(rows.size());
+  std::map<std::int64_t, std::int64_t> ttls;
   for (auto& [name, row] : rows) {
-    describe(row, values[name]);
+    describe(row, values[name], ttls);
     result.push_back(std::move(row));
   }
   return result;  // std::map kept them sorted by name

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -28,8 +29,9 @@ class Admin {
 
  private:
   etcd::SteadyTime deadline() const;
-  // Fills owner, created_at and ttl_remaining of a holder row.
-  void describe(LockInfo& row, const std::string& value) const;
+  // Fills owner, created_at and ttl_remaining of a holder row. `ttls` caches
+  // the TTL of each lease, so many holds of one manager cost one lookup.
+  void describe(LockInfo& row, const std::string& value, std::map<std::int64_t, std::int64_t>& ttls) const;
 
   const etcd::Client& client_;
   const Logger& log_;

@@ -26,7 +26,9 @@ bool Lock::try_lock() {
   return impl_->acquire(detail::deadline_after(impl_->command_timeout()), {}, Mode::try_once);
 }
 
-bool Lock::try_lock_until_steady(detail::SteadyTime deadline) { return impl_->acquire(deadline, {}, Mode::wait); }
+bool Lock::try_lock_until_steady(detail::SteadyTime deadline, std::stop_token cancel) {
+  return impl_->acquire(deadline, std::move(cancel), Mode::wait);
+}
 
 void Lock::lock_until_steady(detail::SteadyTime deadline) {
   if (!impl_->acquire(deadline, {}, Mode::wait)) {

@@ -165,7 +165,10 @@ void LockImpl::ensure_watch(etcd::SteadyTime deadline) {
     // One watch on the lock's directory for the lock's lifetime: created once,
     // it stays in sync with the store, so hand-overs do not wait for etcd's
     // catch-up of new watchers.
-    watch_id_ = core_->watches().add(dir_, dir_end_, 0, std::make_shared<WatchRelay>(weak_from_this()));
+    // Only deletions matter: of the entries ahead of a waiter, and of a
+    // holder's own key.
+    watch_id_ = core_->watches().add(dir_, dir_end_, 0, std::make_shared<WatchRelay>(weak_from_this()),
+                                     etcd::WatchHub::Events::deletes_only);
   }
   const auto until = core_->client().request_deadline(deadline);
   if (!wait_until(lock, until, {}, [&] { return watch_start_ > 0 || closed_; }) && !closed_) {

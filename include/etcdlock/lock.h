@@ -63,6 +63,12 @@ class Lock {
   [[nodiscard]] bool try_lock_until(const std::chrono::time_point<Clock, Duration>& deadline) {
     return try_lock_until_steady(detail::to_steady(deadline));
   }
+  // As try_lock_for, and throws Error(errc::cancelled) once `cancel` is
+  // requested; a cancelled wait leaves no key in etcd.
+  template <class Rep, class Period>
+  [[nodiscard]] bool try_lock_for(const std::chrono::duration<Rep, Period>& timeout, std::stop_token cancel) {
+    return try_lock_until_steady(detail::deadline_after(timeout), std::move(cancel));
+  }
 
   // The seed's LockWithTimeout: as try_lock_for, but a timeout throws
   // Error(errc::lock_timeout).
@@ -109,7 +115,7 @@ class Lock {
   bool guarded_delete(std::string_view key);
 
  private:
-  bool try_lock_until_steady(detail::SteadyTime deadline);
+  bool try_lock_until_steady(detail::SteadyTime deadline, std::stop_token cancel = {});
   void lock_until_steady(detail::SteadyTime deadline);
 
   std::shared_ptr<detail::LockImpl> impl_;

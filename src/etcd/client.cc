@@ -21,6 +21,10 @@ std::shared_ptr<grpc::Channel> make_channel(const std::string& target) {
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
   args.SetMaxReceiveMessageSize(256 * 1024 * 1024);
   args.SetLoadBalancingPolicyName("pick_first");
+  // A connection of its own: gRPC would otherwise share one TCP connection
+  // among all channels to the same target, so that managers meant to stand
+  // apart (as separate processes do) would fail together.
+  args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
   return grpc::CreateCustomChannel(target, grpc::InsecureChannelCredentials(), args);
 }
 

@@ -33,7 +33,7 @@ std::size_t WatchHub::size() const {
 }
 
 std::int64_t WatchHub::add(std::string key, std::string range_end, std::int64_t start_revision,
-                           std::shared_ptr<WatchListener> listener) {
+                           std::shared_ptr<WatchListener> listener, Events events) {
   std::lock_guard lock(mu_);
   const std::int64_t id = next_id_++;
   auto& watcher = watchers_[id];
@@ -41,6 +41,7 @@ std::int64_t WatchHub::add(std::string key, std::string range_end, std::int64_t 
   watcher.range_end = std::move(range_end);
   watcher.next_revision = start_revision;
   watcher.listener = std::move(listener);
+  watcher.events = events;
   // Without an open stream, run() creates it when the stream opens.
   if (stream_ != nullptr) send_create(id, watcher);
   return id;
@@ -58,6 +59,7 @@ void WatchHub::send_create(std::int64_t id, const Watcher& watcher) {
   create->set_range_end(watcher.range_end);
   create->set_start_revision(watcher.next_revision);
   create->set_watch_id(id);
+  if (watcher.events == Events::deletes_only) create->add_filters(pb::WatchCreateRequest::NOPUT);
   // A failed write means the stream is broken; run() re-creates every watcher.
   (void)stream_->Write(request);
 }

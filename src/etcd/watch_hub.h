@@ -51,10 +51,13 @@ class WatchHub {
   WatchHub(const WatchHub&) = delete;
   WatchHub& operator=(const WatchHub&) = delete;
 
+  enum class Events { all, deletes_only };
+
   // Watches [key, range_end) from `start_revision` (0: from now) and returns
-  // the watcher's id. Does not wait for etcd.
+  // the watcher's id. With deletes_only, etcd does not send PUT events at all.
+  // Does not wait for etcd.
   std::int64_t add(std::string key, std::string range_end, std::int64_t start_revision,
-                   std::shared_ptr<WatchListener> listener);
+                   std::shared_ptr<WatchListener> listener, Events events = Events::all);
   // Stops a watcher. A callback already under way may still complete.
   void remove(std::int64_t id);
   // Ends the stream and joins the hub's thread. Idempotent.
@@ -67,6 +70,7 @@ class WatchHub {
     std::string key;
     std::string range_end;
     std::int64_t next_revision = 0;  // where a re-created watch starts; 0 until created
+    Events events = Events::all;
     bool created = false;
     std::shared_ptr<WatchListener> listener;
   };

@@ -1,0 +1,446 @@
+// lockbench: etcdlock's benchmark, with the modes, flags and JSON output of
+// the Go peer (../shared/peers/go-mutex-bench), so that both can be run side
+// by side against the same etcd.
+//
+//   uncontended  one thread: lock+unlock of one name
+//   contended    N managers (each with its own lease and connection, as N
+//                processes) on one name; checks overlap and a counter
+//   handoff      contended, reporting the time from a holder's unlock to the
+//                next holder's return
+//   manykeys     N threads, one manager, a name each
+//   reentrant    relock+unlock by the holding thread
+//   scale        one manager holding K locks: time per acquire, memory per
+//                held lock, and the leases and streams etcd sees
+//   raw          the Txn and DeleteRange of one lock cycle through the same
+//                gRPC client with no lock logic: the floor of a cycle
+#include <CLI/CLI.hpp>
+#include <atomic>
+#include <barrier>
+#include <chrono>
+#include <fstream>
+#include <iostream>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <thread>
+#include <unistd.h>
+
+#include "etcd/client.h"
+#include "etcd/watch_hub.h"
+#include "etcdlock/etcdlock.h"
+#include "key_space.h"
+#include "server_metrics.h"
+#include "stats.h"
+
+namespace etcdlock::bench {
+namespace {
+
+using Steady = std::chrono::steady_clock;
+using nlohmann::json;
+
+struct Config {
+  std::vector<std::string> endpoints{"127.0.0.1:2379"};
+  std::string mode = "uncontended";
+  int clients = 1;
+  int ops = 200;
+  int ttl = 10;
+  int warmup = 5;
+  int keys = 10000;
+  long hold_us = 0;
+  bool raw_watch = false;
+  std::string prefix;
+  std::string label;
+};
+
+struct Errors {
+  std::atomic<long> count{0};
+  std::mutex mu;
+  std::string first;
+  void add(const std::string& what) {
+    ++count;
+    std::lock_guard lock(mu);
+    if (first.empty()) first = what;
+  }
+};
+
+ManagerOptions manager_options(const Config& config) {
+  ManagerOptions options;
+  options.endpoints = config.endpoints;
+  options.prefix = config.prefix;
+  options.ttl = std::chrono::seconds(config.ttl);
+  options.log_sink = stderr_log_sink(LogLevel::error);
+  return options;
+}
+
+double seconds_since(Steady::time_point start) {
+  return std::chrono::duration<double>(Steady::now() - start).count();
+}
+
+long rss_bytes() {
+  std::ifstream statm("/proc/self/statm");
+  long pages = 0, resident = 0;
+  statm >> pages >> resident;
+  return resident * sysconf(_SC_PAGESIZE);
+}
+
+json base_result(const Config& config) {
+  return {{"implementation", "etcdlock"},
+          {"client_version", kVersion},
+          {"label", config.label},
+          {"mode", config.mode},
+          {"endpoints", config.endpoints},
+          {"clients", config.clients},
+          {"ops_per_client", config.ops},
+          {"ttl_s", config.ttl}};
+}
+
+void finish(json& result, long ops, double elapsed, const Errors& errors) {
+  result["ops"] = ops;
+  result["errors"] = errors.count.load();
+  if (!errors.first.empty()) result["first_error"] = errors.first;
+  result["elapsed_s"] = round3(elapsed);
+  result["ops_per_s"] = std::round(static_cast<double>(ops) / elapsed * 10) / 10;
+}
+
+// One name, one thread, lock then unlock.
+json run_uncontended(const Config& config) {
+  LockManager manager(manager_options(config));
+  auto lock = manager.get_lock("lock");
+  for (int i = 0; i < config.warmup; ++i) {
+    lock->lock();
+    lock->unlock();
+  }
+  std::vector<Duration> lock_times, unlock_times;
+  Errors errors;
+  const auto start = Steady::now();
+  for (int i = 0; i < config.ops; ++i) {
+    const auto t0 = Steady::now();
+    try {
+      lock->lock();
+    } catch (const Error& error) {
+      errors.add(error.what());
+      continue;
+    }
+    const auto t1 = Steady::now();
+    lock->unlock();
+    const auto t2 = Steady::now();
+    lock_times.push_back(t1 - t0);
+    unlock_times.push_back(t2 - t1);
+  }
+  json result = base_result(config);
+  finish(result, static_cast<long>(lock_times.size()), seconds_since(start), errors);
+  result["lock_ms"] = summarize(lock_times);
+  result["unlock_ms"] = summarize(unlock_times);
+  return result;
+}
+
+// N managers on one name, each as a separate process would be.
+json run_contended(const Config& config) {
+  std::vector<std::unique_ptr<LockManager>> managers;
+  std::vector<std::shared_ptr<Lock>> locks;
+  for (int i = 0; i < config.clients; ++i) {
+    managers.push_back(std::make_unique<LockManager>(manager_options(config)));
+    locks.push_back(managers.back()->get_lock("lock"));
+    // Untimed: sets up the lock's watch, as the peer sets up its sessions.
+    locks.back()->lock();
+    locks.back()->unlock();
+  }
+  std::atomic<int> holder{0};
+  std::atomic<long> overlaps{0}, counter{0}, acquisitions{0};
+  std::atomic<Steady::rep> last_release{0};
+  std::vector<std::vector<Duration>> waits(config.clients), handoffs(config.clients), unlocks(config.clients);
+  Errors errors;
+  std::barrier start_line(config.clients + 1);
+  std::vector<std::thread> workers;
+  for (int id = 0; id < config.clients; ++id) {
+    workers.emplace_back([&, id] {
+      auto& lock = *locks[id];
+      start_line.arrive_and_wait();
+      for (int i = 0; i < config.ops; ++i) {
+        const auto t0 = Steady::now();
+        try {
+          lock.lock();
+        } catch (const Error& error) {
+          errors.add(error.what());
+          continue;
+        }
+        const auto t1 = Steady::now();
+        ++acquisitions;
+        waits[id].push_back(t1 - t0);
+        const auto released = last_release.load();
+        if (released != 0 && t0.time_since_epoch().count() < released) {
+          handoffs[id].push_back(t1.time_since_epoch() - Duration(released));
+        }
+        int expected = 0;
+        if (!holder.compare_exchange_strong(expected, 1)) ++overlaps;
+        const long seen = counter.load();
+        if (config.hold_us > 0) {
+          std::this_thread::sleep_for(std::chrono::microseconds(config.hold_us));
+        } else {
+          std::this_thread::yield();
+        }
+        counter.store(seen + 1);
+        holder.store(0);
+        const auto t2 = Steady::now();
+        last_release.store(t2.time_since_epoch().count());
+        lock.unlock();
+        unlocks[id].push_back(Steady::now() - t2);
+      }
+    });
+  }
+  start_line.arrive_and_wait();
+  const auto start = Steady::now();
+  for (auto& worker : workers) worker.join();
+  const double elapsed = seconds_since(start);
+  auto flat = [](const std::vector<std::vector<Duration>>& parts) {
+    std::vector<Duration> all;
+    for (const auto& part : parts) all.insert(all.end(), part.begin(), part.end());
+    return all;
+  };
+  json result = base_result(config);
+  finish(result, acquisitions.load(), elapsed, errors);
+  result["lock_ms"] = summarize(flat(waits));
+  result["unlock_ms"] = summarize(flat(unlocks));
+  result["handoff_ms"] = summarize(flat(handoffs));
+  result["hold_us"] = config.hold_us;
+  result["sessions"] = config.clients;
+  result["overlaps"] = overlaps.load();
+  result["counter"] = counter.load();
+  result["lost_updates"] = acquisitions.load() - counter.load();
+  result["correct"] = overlaps.load() == 0 && acquisitions.load() == counter.load();
+  return result;
+}
+
+// One manager, N threads, a name each.
+json run_manykeys(const Config& config) {
+  LockManager manager(manager_options(config));
+  std::vector<std::vector<Duration>> lock_times(config.clients), unlock_times(config.clients);
+  Errors errors;
+  std::barrier start_line(config.clients + 1);
+  std::vector<std::thread> workers;
+  for (int id = 0; id < config.clients; ++id) {
+    workers.emplace_back([&, id] {
+      auto lock = manager.get_lock("k" + std::to_string(id));
+      for (int i = 0; i < config.warmup; ++i) {
+        lock->lock();
+        lock->unlock();
+      }
+      start_line.arrive_and_wait();
+      for (int i = 0; i < config.ops; ++i) {
+        const auto t0 = Steady::now();
+        try {
+          lock->lock();
+        } catch (const Error& error) {
+          errors.add(error.what());
+          continue;
+        }
+        const auto t1 = Steady::now();
+        lock->unlock();
+        lock_times[id].push_back(t1 - t0);
+        unlock_times[id].push_back(Steady::now() - t1);
+      }
+    });
+  }
+  start_line.arrive_and_wait();
+  const auto start = Steady::now();
+  for (auto& worker : workers) worker.join();
+  const double elapsed = seconds_since(start);
+  std::vector<Duration> locks_all, unlocks_all;
+  for (int id = 0; id < config.clients; ++id) {
+    locks_all.insert(locks_all.end(), lock_times[id].begin(), lock_times[id].end());
+    unlocks_all.insert(unlocks_all.end(), unlock_times[id].begin(), unlock_times[id].end());
+  }
+  json result = base_result(config);
+  finish(result, static_cast<long>(locks_all.size()), elapsed, errors);
+  result["shared_session"] = true;
+  result["lock_ms"] = summarize(locks_all);
+  result["unlock_ms"] = summarize(unlocks_all);
+  return result;
+}
+
+// Relock and unlock by the thread that holds the lock: no round trip.
+json run_reentrant(const Config& config) {
+  LockManager manager(manager_options(config));
+  auto lock = manager.get_lock("lock");
+  lock->lock();
+  Errors errors;
+  const auto start = Steady::now();
+  for (int i = 0; i < config.ops; ++i) {
+    lock->lock();
+    lock->unlock();
+  }
+  const double elapsed = seconds_since(start);
+  lock->unlock();
+  json result = base_result(config);
+  finish(result, config.ops, elapsed, errors);
+  return result;
+}
+
+// One manager holding K locks.
+json run_scale(const Config& config) {
+  const auto before = server_counts(config.endpoints.front());
+  LockManager manager(manager_options(config));
+  std::vector<std::shared_ptr<Lock>> held;
+  held.reserve(static_cast<std::size_t>(config.keys));
+  // Touch what every lock uses once, so the baseline holds gRPC's own buffers.
+  {
+    auto first = manager.get_lock("warm");
+    first->lock();
+    first->unlock();
+  }
+  const long rss_before = rss_bytes();
+  const int bucket = std::max(1, config.keys / 10);
+  std::vector<double> bucket_ms;  // mean acquire time per tenth of K
+  Duration bucket_total{};
+  Errors errors;
+  const auto start = Steady::now();
+  for (int k = 0; k < config.keys; ++k) {
+    auto lock = manager.get_lock("k" + std::to_string(k));
+    const auto t0 = Steady::now();
+    try {
+      lock->lock();
+    } catch (const Error& error) {
+      errors.add(error.what());
+      continue;
+    }
+    bucket_total += Steady::now() - t0;
+    held.push_back(std::move(lock));
+    if ((k + 1) % bucket == 0) {
+      bucket_ms.push_back(round3(std::chrono::duration<double, std::milli>(bucket_total).count() / bucket));
+      bucket_total = {};
+    }
+  }
+  const double elapsed = seconds_since(start);
+  const long rss_after = rss_bytes();
+  const auto during = server_counts(config.endpoints.front());
+  std::set<std::int64_t> leases;
+  for (const auto& info : manager.list()) leases.insert(info.lease_id);
+  json result = base_result(config);
+  finish(result, static_cast<long>(held.size()), elapsed, errors);
+  result["held_locks"] = held.size();
+  result["acquire_ms_by_tenth"] = bucket_ms;
+  result["rss_bytes_per_held_lock"] = held.empty() ? 0 : (rss_after - rss_before) / static_cast<long>(held.size());
+  result["distinct_leases_of_held_locks"] = leases.size();
+  result["server_leases_granted"] = during.leases_granted - before.leases_granted;
+  result["server_open_keepalive_streams"] = during.keepalive_streams - before.keepalive_streams;
+  result["server_open_watch_streams"] = during.watch_streams - before.watch_streams;
+  result["server_watchers"] = during.watchers - before.watchers;
+  for (auto& lock : held) lock->unlock();
+  return result;
+}
+
+// The requests of one lock cycle, through the same client, with no lock logic.
+json run_raw(const Config& config) {
+  namespace pb = ::etcdserverpb;
+  detail::etcd::Client client(config.endpoints, std::chrono::seconds(10));
+  const auto lease = client.lease_grant(config.ttl, Steady::now() + std::chrono::seconds(10)).id();
+  const std::string dir = config.prefix + "/lock/";
+  const std::string key = detail::queue_key(dir, lease);
+  pb::TxnRequest txn;
+  auto* absent = txn.add_compare();
+  absent->set_key(key);
+  absent->set_target(pb::Compare::CREATE);
+  absent->set_result(pb::Compare::EQUAL);
+  absent->set_create_revision(0);
+  auto* put = txn.add_success()->mutable_request_put();
+  put->set_key(key);
+  put->set_value(R"({"owner":"bench"})");
+  put->set_lease(lease);
+  auto* head = txn.add_success()->mutable_request_range();
+  head->set_key(dir);
+  head->set_range_end(detail::prefix_range_end(dir));
+  head->set_sort_target(pb::RangeRequest::CREATE);
+  head->set_sort_order(pb::RangeRequest::ASCEND);
+  head->set_keys_only(true);
+  head->set_limit(64);
+  pb::DeleteRangeRequest erase;
+  erase.set_key(key);
+  // With --raw-watch, the watch a lock keeps on its directory, to show what
+  // that watch costs etcd.
+  class Ignore : public detail::etcd::WatchListener {
+    void on_created(std::int64_t) override {}
+    void on_events(std::span<const detail::etcd::WatchEvent>) override {}
+    void on_gap() override {}
+  };
+  detail::Logger log(stderr_log_sink(LogLevel::error));
+  std::optional<detail::etcd::WatchHub> hub;
+  if (config.raw_watch) {
+    hub.emplace(client, log);
+    hub->add(dir, detail::prefix_range_end(dir), 0, std::make_shared<Ignore>(),
+             detail::etcd::WatchHub::Events::deletes_only);
+  }
+  auto cycle = [&] {
+    client.txn(txn, Steady::now() + std::chrono::seconds(10));
+    client.delete_range(erase, Steady::now() + std::chrono::seconds(10));
+  };
+  for (int i = 0; i < config.warmup; ++i) cycle();
+  std::vector<Duration> txns, deletes;
+  Errors errors;
+  const auto start = Steady::now();
+  for (int i = 0; i < config.ops; ++i) {
+    try {
+      const auto t0 = Steady::now();
+      client.txn(txn, Steady::now() + std::chrono::seconds(10));
+      const auto t1 = Steady::now();
+      client.delete_range(erase, Steady::now() + std::chrono::seconds(10));
+      txns.push_back(t1 - t0);
+      deletes.push_back(Steady::now() - t1);
+    } catch (const Error& error) {
+      errors.add(error.what());
+    }
+  }
+  json result = base_result(config);
+  finish(result, static_cast<long>(txns.size()), seconds_since(start), errors);
+  // Named as the lock modes name theirs: the Txn is the lock, the delete the unlock.
+  result["lock_ms"] = summarize(txns);
+  result["unlock_ms"] = summarize(deletes);
+  result["raw_watch"] = config.raw_watch;
+  client.lease_revoke(lease, Steady::now() + std::chrono::seconds(10));
+  return result;
+}
+
+}  // namespace
+}  // namespace etcdlock::bench
+
+int main(int argc, char** argv) {
+  using namespace etcdlock::bench;
+  Config config;
+  std::string endpoints = "127.0.0.1:2379";
+  CLI::App app{"etcdlock's lock benchmark; one JSON line per run"};
+  app.add_option("--endpoints", endpoints, "comma-separated etcd endpoints");
+  app.add_option("--mode", config.mode, "uncontended | contended | handoff | manykeys | reentrant | scale | raw")
+      ->check(CLI::IsMember({"uncontended", "contended", "handoff", "manykeys", "reentrant", "scale", "raw"}));
+  app.add_option("--clients", config.clients, "managers (contended, handoff) or threads (manykeys)")
+      ->check(CLI::Range(1, 1024));
+  app.add_option("--ops", config.ops, "cycles per client")->check(CLI::Range(1, 100'000'000));
+  app.add_option("--ttl", config.ttl, "lease TTL in seconds")->check(CLI::Range(1, 86400));
+  app.add_option("--warmup", config.warmup, "untimed cycles per client first")->check(CLI::Range(0, 100000));
+  app.add_option("--keys", config.keys, "locks held at once (scale)")->check(CLI::Range(1, 1'000'000));
+  app.add_option("--hold-us", config.hold_us, "time in the critical section (contended)")->check(CLI::Range(0L, 10'000'000L));
+  app.add_option("--prefix", config.prefix, "key prefix (default /lockbench/<mode>/<pid>-<time>)");
+  app.add_option("--label", config.label, "copied into the output");
+  app.add_flag("--raw-watch", config.raw_watch, "raw: keep the lock's watch on the directory");
+  CLI11_PARSE(app, argc, argv);
+  config.endpoints.clear();
+  std::stringstream list(endpoints);
+  for (std::string endpoint; std::getline(list, endpoint, ',');) config.endpoints.push_back(endpoint);
+  if (config.prefix.empty()) {
+    config.prefix = "/lockbench/" + config.mode + "/" + std::to_string(getpid()) + "-" +
+                    std::to_string(std::chrono::system_clock::now().time_since_epoch().count());
+  }
+  if (config.mode == "handoff" && config.clients < 2) config.clients = 2;
+  try {
+    nlohmann::json result;
+    if (config.mode == "uncontended") result = run_uncontended(config);
+    if (config.mode == "contended" || config.mode == "handoff") result = run_contended(config);
+    if (config.mode == "manykeys") result = run_manykeys(config);
+    if (config.mode == "reentrant") result = run_reentrant(config);
+    if (config.mode == "scale") result = run_scale(config);
+    if (config.mode == "raw") result = run_raw(config);
+    std::cout << result.dump() << std::endl;
+    if (result.contains("correct") && !result["correct"].get<bool>()) return 3;
+    return 0;
+  } catch (const std::exception& error) {
+    std::cerr << "lockbench: " << error.what() << "\n";
+    return 1;
+  }
+}

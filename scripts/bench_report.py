@@ -1,0 +1,188 @@
+#!/usr/bin/env python3
+"""Turns the JSON lines of scripts/bench into docs/benchmarks.md and the plot data.
+
+Each figure is the median over the rounds of one run, on one machine, against one
+etcd; the ratios compare figures measured in that same run.
+"""
+import argparse
+import datetime
+import json
+import os
+import platform
+import statistics
+import subprocess
+from collections import defaultdict
+
+
+def load(path):
+    runs = defaultdict(list)
+    with open(path) as lines:
+        for line in lines:
+            line = line.strip()
+            if not line:
+                continue
+            run = json.loads(line)
+            who = "ours" if run.get("implementation") == "etcdlock" else "go"
+            mode = run["mode"] + ("+watch" if run.get("raw_watch") else "")
+            runs[(who, mode, run.get("clients", 1))].append(run)
+    return runs
+
+
+def median(runs, key, stat=None):
+    values = []
+    for run in runs:
+        value = run.get(key)
+        if stat is not None:
+            value = value.get(stat) if isinstance(value, dict) else None
+        if value is not None:
+            values.append(value)
+    return statistics.median(values) if values else None
+
+
+def machine():
+    cpu = "unknown CPU"
+    try:
+        with open("/proc/cpuinfo") as info:
+            for line in info:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    def version(command):
+        try:
+            return subprocess.run(command, capture_output=True, text=True, check=False).stdout.strip().splitlines()[0]
+        except (OSError, IndexError):
+            return "unknown"
+    return {
+        "cpu": f"{os.cpu_count()} cores, {cpu}",
+        "memory": f"{memory:.0f} GiB",
+        "kernel": platform.release(),
+        "grpc": version(["dpkg-query", "-W", "-f=${Version}", "libgrpc++-dev"]),
+        "go": version(["go", "version"]),
+    }
+
+
+def fmt(value, digits=1):
+    if value is None:
+        return "n/a"
+    if isinstance(value, float) and value >= 1000:
+        return f"{value:,.0f}"
+    return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
+
+
+def verdict(ok):
+    return "met" if ok else "**not met**"
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("results")
+    parser.add_argument("markdown")
+    parser.add_argument("plot_data")
+    parser.add_argument("--etcd", default="etcd")
+    parser.add_argument("--repeats", type=int, default=1)
+    args = parser.parse_args()
+    runs = load(args.results)
+
+    def get(who, mode, clients=1, key="ops_per_s", stat=None):
+        return median(runs.get((who, mode, clients), []), key, stat)
+
+    raw = get("ours", "raw")
+    raw_watch = get("ours", "raw+watch")
+    putdel = get("go", "putdel")
+    ours_unc = get("ours", "uncontended")
+    go_unc = get("go", "uncontended")
+    raw_write_ms = get("ours", "raw", key="unlock_ms", stat="p50")  # one DeleteRange: one raft write
+    rows = []
+    rows.append(("raw floor: Txn + DeleteRange, our client (cycles/s)", raw, None, None, ""))
+    rows.append(("raw floor with the lock's watch on the directory (cycles/s)", raw_watch, None, None, ""))
+    rows.append(("raw Put + Delete, Go client (cycles/s)", None, putdel, None, ""))
+    unc_vs_raw = ours_unc / raw if ours_unc and raw else None
+    unc_vs_go = ours_unc / go_unc if ours_unc and go_unc else None
+    rows.append(("uncontended lock+unlock (cycles/s)", ours_unc, go_unc, unc_vs_go,
+                 f"≥ 1.0× Go: {verdict(unc_vs_go is not None and unc_vs_go >= 1.0)}; "
+                 f"{fmt(unc_vs_raw, 2)}× our raw floor (target ≥ 0.95×): "
+                 f"{verdict(unc_vs_raw is not None and unc_vs_raw >= 0.95)}"))
+    plot = []
+    for clients in (2, 4, 8, 16):
+        ours = get("ours", "contended", clients)
+        go = get("go", "contended", clients)
+        plot.append((clients, ours, go))
+        ratio = ours / go if ours and go else None
+        target = ""
+        if clients == 8:
+            target = f"≥ 10× Go: {verdict(ratio is not None and ratio >= 10)}"
+        rows.append((f"contended, one name, {clients} processes (acquisitions/s)", ours, go, ratio, target))
+    ours_wait = get("ours", "contended", 8, "lock_ms", "p50")
+    go_wait = get("go", "contended", 8, "lock_ms", "p50")
+    rows.append(("contended, 8 processes: wait p50 (ms)", ours_wait, go_wait,
+                 go_wait / ours_wait if ours_wait and go_wait else None, "lower is better; ratio is Go ÷ ours"))
+    handoff = get("ours", "contended", 8, "handoff_ms", "p50")
+    go_handoff = get("go", "contended", 8, "handoff_ms", "p50")
+    rows.append(("contended, 8 processes: hand-over p50 (ms)", handoff, go_handoff, None,
+                 f"≤ 3× one raw write ({fmt(raw_write_ms, 3)} ms): "
+                 f"{verdict(handoff is not None and raw_write_ms is not None and handoff <= 3 * raw_write_ms)}"))
+    rows.append(("hand-over between 2 processes, p50 (ms)", get("ours", "handoff", 2, "handoff_ms", "p50"), None, None, ""))
+    ours_many = get("ours", "manykeys", 32)
+    go_many = get("go", "manykeys", 32)
+    many_ratio = ours_many / go_many if ours_many and go_many else None
+    rows.append(("manykeys, 32 threads, one manager / shared session (cycles/s)", ours_many, go_many, many_ratio,
+                 f"≥ 1.2× Go: {verdict(many_ratio is not None and many_ratio >= 1.2)}"))
+    reentrant = get("ours", "reentrant")
+    rows.append(("reentrant relock+unlock (per s)", reentrant, None, None,
+                 f"≥ 1,000,000/s: {verdict(reentrant is not None and reentrant >= 1e6)}"))
+
+    scale_runs = runs.get(("ours", "scale", 1), [])
+    scale = scale_runs[0] if scale_runs else None
+
+    info = machine()
+    out = []
+    out.append("# Benchmarks: etcdlock against etcd's own Go lock\n")
+    out.append("Generated by `scripts/bench` on "
+               f"{datetime.date.today().isoformat()}: both benchmarks ran in alternation against one fresh "
+               f"single-member etcd (fsync on) on loopback; each figure is the median of {args.repeats} "
+               "rounds of one run. Absolute numbers drift from machine to machine and run to run; the "
+               "ratios, measured in one run, are what compares.\n")
+    out.append(f"- Machine: {info['cpu']}, {info['memory']}, Linux {info['kernel']}")
+    out.append(f"- etcd: {args.etcd}; etcdlock over gRPC {info['grpc']}; the peer built with {info['go']}")
+    out.append("- Peer: `../shared/peers/go-mutex-bench`, etcd 3.4's `clientv3/concurrency.Mutex`\n")
+    out.append("| measure | etcdlock | Go Mutex | ratio | target |")
+    out.append("|---|---:|---:|---:|---|")
+    for name, ours, go, ratio, target in rows:
+        out.append(f"| {name} | {fmt(ours, 3 if isinstance(ours, float) and ours < 100 else 1)} | "
+                   f"{fmt(go, 3 if isinstance(go, float) and go < 100 else 1)} | "
+                   f"{fmt(ratio, 2) + '×' if ratio else ''} | {target} |")
+    out.append("\n![acquisitions per second against contenders](contended.png)\n")
+    if scale:
+        tenths = scale.get("acquire_ms_by_tenth", [])
+        growth = tenths[-1] / tenths[0] if len(tenths) >= 2 and tenths[0] else None
+        per_lock = scale.get("rss_bytes_per_held_lock")
+        out.append(f"## One manager holding {scale['held_locks']:,} locks\n")
+        out.append("| measure | value | target |")
+        out.append("|---|---:|---|")
+        out.append(f"| leases of the held locks (from their keys) | {scale['distinct_leases_of_held_locks']} | 1 |")
+        out.append(f"| leases granted (etcd's count) | {fmt(scale['server_leases_granted'], 0)} | 1 |")
+        out.append(f"| keepalive streams open (etcd's count) | {fmt(scale['server_open_keepalive_streams'], 0)} | 1 |")
+        out.append(f"| watch streams open (etcd's count) | {fmt(scale['server_open_watch_streams'], 0)} | 1 |")
+        out.append(f"| watchers on that stream (etcd's count) | {fmt(scale['server_watchers'], 0)} | one per lock name |")
+        out.append(f"| mean acquire time, first and last tenth (ms) | {fmt(tenths[0], 3) if tenths else 'n/a'} → "
+                   f"{fmt(tenths[-1], 3) if tenths else 'n/a'} ({fmt(growth, 2)}×) | does not grow with K |")
+        out.append(f"| client memory per held lock (RSS growth ÷ K) | {per_lock:,} bytes | ≤ 2,048 bytes: "
+                   f"{verdict(per_lock is not None and per_lock <= 2048)} |")
+        out.append("")
+    notes = os.path.join(os.path.dirname(args.markdown), "benchmarks-notes.md")
+    if os.path.exists(notes):
+        with open(notes) as text:
+            out.append(text.read())
+    with open(args.markdown, "w") as markdown:
+        markdown.write("\n".join(out) + "\n")
+    with open(args.plot_data, "w") as data:
+        data.write("# contenders etcdlock go\n")
+        for clients, ours, go in plot:
+            data.write(f"{clients} {ours or 0} {go or 0}\n")
+
+
+if __name__ == "__main__":
+    main()
