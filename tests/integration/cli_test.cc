@@ -1,0 +1,167 @@
+// The etcdlock command against a real etcd: every subcommand and exit status,
+// loss and signal handling, bad input, and interoperation with etcdctl lock.
+#include <gtest/gtest.h>
+#include <signal.h>
+
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "child_process.h"
+#include "lock_fixture.h"
+
+namespace etcdlock::testing {
+namespace {
+
+using namespace std::chrono_literals;
+
+class Cli : public LockTest {
+ protected:
+  // The etcdlock command with this test's endpoints and prefix.
+  ChildProcess etcdlock(std::vector<std::string> args) {
+    std::vector<std::string> argv = {built_program("../tools/cli/etcdlock"), "--endpoints=" + etcd_.endpoints_csv(),
+                                     "--prefix=" + prefix_};
+    argv.insert(argv.end(), args.begin(), args.end());
+    return ChildProcess(argv);
+  }
+  // Runs it to the end; returns the exit status and its first line of output.
+  std::pair<int, std::string> finish(std::vector<std::string> args) {
+    auto process = etcdlock(std::move(args));
+    const auto line = process.read_line(30s);
+    return {process.wait(), line.value_or("")};
+  }
+};
+
+TEST_F(Cli, RunGivesTheCommandTheLocksEnvironmentAndItsStatus) {
+  const auto [status, line] =
+      finish({"run", "job", "--", "sh", "-c",
+              "echo \"$ETCDLOCK_NAME $ETCDLOCK_KEY $ETCDLOCK_FENCING_TOKEN $ETCD_LOCK_KEY $ETCD_LOCK_REV\"; exit 3"});
+  EXPECT_EQ(status, 3);
+  std::istringstream fields(line);
+  std::string name, key, token, etcd_key, etcd_rev;
+  fields >> name >> key >> token >> etcd_key >> etcd_rev;
+  EXPECT_EQ(name, "job");
+  EXPECT_TRUE(key.starts_with(prefix_ + "/job/")) << line;
+  EXPECT_GT(std::stol(token), 0);
+  EXPECT_EQ(etcd_key, key);
+  EXPECT_EQ(etcd_rev, token);
+  EXPECT_EQ(entries("job"), 0) << "released after the command";
+}
+
+TEST_F(Cli, TryAndTimeoutGiveUpWithTheirOwnStatus) {
+  auto holder = manager();
+  auto lock = holder->get_lock("job");
+  lock->lock();
+  EXPECT_EQ(finish({"run", "job", "--try", "--", "true"}).first, 73);
+  const auto started = std::chrono::steady_clock::now();
+  EXPECT_EQ(finish({"run", "job", "--timeout", "300ms", "--", "true"}).first, 75);
+  EXPECT_LT(std::chrono::steady_clock::now() - started, 5s);
+  EXPECT_EQ(entries("job"), 1) << "a waiter key was left";
+  lock->unlock();
+  EXPECT_EQ(finish({"run", "job", "--try", "--", "true"}).first, 0);
+}
+
+TEST_F(Cli, LostLockStopsTheCommand) {
+  auto run = etcdlock({"run", "job", "--", "sh", "-c", "echo started; sleep 30"});
+  ASSERT_EQ(run.read_line(), "started");
+  auto admin = manager();
+  ASSERT_TRUE(admin->force_unlock("job"));
+  EXPECT_EQ(run.wait(), 76);
+}
+
+TEST_F(Cli, CommandThatIgnoresSigtermIsKilledAfterKillAfter) {
+  auto run = etcdlock({"run", "job", "--kill-after", "300ms", "--", "sh", "-c",
+                       "trap '' TERM; echo started; while :; do sleep 0.05; done"});
+  ASSERT_EQ(run.read_line(), "started");
+  auto admin = manager();
+  ASSERT_TRUE(admin->force_unlock("job"));
+  EXPECT_EQ(run.wait(), 76);
+}
+
+TEST_F(Cli, SigtermIsForwardedAndTheLockReleased) {
+  auto run = etcdlock({"run", "job", "--", "sh", "-c",
+                       "trap 'echo got TERM; exit 0' TERM; echo started; while :; do sleep 0.05; done"});
+  ASSERT_EQ(run.read_line(), "started");
+  run.signal(SIGTERM);
+  EXPECT_EQ(run.read_line(), "got TERM");
+  EXPECT_EQ(run.wait(), 0);
+  EXPECT_EQ(entries("job"), 0);
+}
+
+TEST_F(Cli, SigintWhileWaitingLeavesNoKey) {
+  auto holder = manager();
+  auto lock = holder->get_lock("job");
+  lock->lock();
+  auto run = etcdlock({"run", "job", "--", "true"});
+  ASSERT_TRUE(eventually([&] { return entries("job") == 2; }));
+  run.signal(SIGINT);
+  EXPECT_EQ(run.wait(), 128 + SIGINT);
+  EXPECT_EQ(entries("job"), 1);
+}
+
+TEST_F(Cli, ListAndInfoForPeopleAndScripts) {
+  auto holder = manager();
+  auto lock = holder->get_lock("jobs/nightly");
+  lock->lock();
+  auto [status, header] = finish({"list"});
+  EXPECT_EQ(status, 0);
+  EXPECT_TRUE(header.starts_with("NAME")) << header;
+  auto [json_status, json_line] = finish({"list", "--json"});
+  EXPECT_EQ(json_status, 0);
+  const auto rows = nlohmann::json::parse(json_line);
+  ASSERT_EQ(rows.size(), 1u);
+  EXPECT_EQ(rows[0]["name"], "jobs/nightly");
+  EXPECT_EQ(rows[0]["key"], lock->key());
+  EXPECT_EQ(rows[0]["fencing_token"], lock->fencing_token());
+  EXPECT_EQ(rows[0]["waiters"], 0);
+  EXPECT_GT(rows[0]["ttl_remaining_s"].get<int>(), 0);
+  EXPECT_TRUE(rows[0]["created_at"].is_string());
+  const auto info = nlohmann::json::parse(finish({"info", "jobs/nightly", "--json"}).second);
+  EXPECT_EQ(info["owner"], rows[0]["owner"]);
+  EXPECT_EQ(nlohmann::json::parse(finish({"list", "other", "--json"}).second).size(), 0u);
+  EXPECT_TRUE(nlohmann::json::parse(finish({"info", "free", "--json"}).second).is_null());
+}
+
+TEST_F(Cli, UnlockForceAndRevoke) {
+  auto holder = manager();
+  auto lock = holder->get_lock("job");
+  lock->lock();
+  EXPECT_EQ(finish({"unlock", "job"}).first, 64) << "--force is required";
+  EXPECT_EQ(finish({"unlock", "--force", "job"}).first, 0);
+  EXPECT_TRUE(eventually([&] { return !lock->held(); }));
+  EXPECT_EQ(finish({"unlock", "--force", "job"}).first, 74);
+  char lease[17];
+  std::snprintf(lease, sizeof lease, "%llx", static_cast<unsigned long long>(holder->lease_id()));
+  EXPECT_EQ(finish({"revoke", lease}).first, 0);
+  EXPECT_EQ(finish({"revoke", lease}).first, 74);
+  EXPECT_EQ(finish({"revoke", "not-hex"}).first, 64);
+}
+
+TEST_F(Cli, BadInputGetsAClearErrorAndAStatus) {
+  EXPECT_EQ(finish({"--no-such-flag", "list"}).first, 64);
+  EXPECT_EQ(finish({"run", "job"}).first, 64) << "missing command";
+  EXPECT_EQ(finish({"run", "a//b", "--", "true"}).first, 64);
+  EXPECT_EQ(finish({"run", "job", "--timeout", "soon", "--", "true"}).first, 64);
+  EXPECT_EQ(finish({}).first, 64) << "no subcommand";
+  EXPECT_EQ(finish({"run", "job", "--", "/no/such/command"}).first, 127);
+  EXPECT_EQ(finish({"--help"}).first, 0);
+  const auto started = std::chrono::steady_clock::now();
+  ChildProcess unreachable({built_program("../tools/cli/etcdlock"), "--endpoints=127.0.0.1:" + std::to_string(free_port()),
+                            "--dial-timeout=300ms", "list"});
+  EXPECT_EQ(unreachable.wait(), 69);
+  EXPECT_LT(std::chrono::steady_clock::now() - started, 5s);
+}
+
+TEST_F(Cli, EtcdlockRunAndEtcdctlLockExcludeEachOther) {
+  auto ours = etcdlock({"run", "x", "--", "sh", "-c", "echo ours; sleep 1; echo ours-done"});
+  ASSERT_EQ(ours.read_line(), "ours");
+  ChildProcess theirs({"etcdctl", "--endpoints=" + etcd_.endpoints_csv(), "lock", prefix_ + "/x", "--", "sh", "-c",
+                       "echo theirs"});
+  EXPECT_EQ(theirs.read_line(500ms), std::nullopt) << "etcdctl got the lock while etcdlock run held it";
+  EXPECT_EQ(ours.read_line(), "ours-done");
+  EXPECT_EQ(ours.wait(), 0);
+  EXPECT_EQ(theirs.read_line(), "theirs");
+  EXPECT_EQ(theirs.wait(), 0);
+}
+
+}  // namespace
+}  // namespace etcdlock::testing

@@ -1,0 +1,88 @@
+#include "admin_commands.h"
+
+#include <charconv>
+#include <iostream>
+
+#include "error_exit.h"
+#include "etcdlock/etcdlock.h"
+#include "output.h"
+
+namespace etcdlock::cli {
+namespace {
+
+// Runs `action` with a manager; turns etcdlock errors into an exit status.
+template <class Action>
+int with_manager(const ManagerOptions& options, Action action) {
+  try {
+    LockManager manager(options);
+    return action(manager);
+  } catch (const Error& error) {
+    std::cerr << "etcdlock: " << error.what() << "\n";
+    return exit_status_for(error);
+  }
+}
+
+}  // namespace
+
+int list_locks(const ManagerOptions& options, const std::string& name_prefix, bool json) {
+  return with_manager(options, [&](LockManager& manager) {
+    const auto rows = manager.list(name_prefix);
+    if (json) {
+      print_json(std::cout, rows);
+    } else if (rows.empty()) {
+      std::cout << "no locks held under " << options.prefix << "/" << name_prefix << "\n";
+    } else {
+      print_table(std::cout, rows);
+    }
+    return kExitOk;
+  });
+}
+
+int show_lock(const ManagerOptions& options, const std::string& name, bool json) {
+  return with_manager(options, [&](LockManager& manager) {
+    const auto row = manager.info(name);
+    if (json) {
+      print_json(std::cout, row);
+    } else if (!row) {
+      std::cout << "lock \"" << name << "\" is free\n";
+    } else {
+      print_table(std::cout, {*row});
+    }
+    return kExitOk;
+  });
+}
+
+int force_unlock(const ManagerOptions& options, const std::string& name) {
+  return with_manager(options, [&](LockManager& manager) {
+    const auto holder = manager.info(name);
+    if (!holder || !manager.force_unlock(name)) {
+      std::cerr << "etcdlock: lock \"" << name << "\" has no holder to remove\n";
+      return kExitNothingToDo;
+    }
+    std::cout << "force-unlocked \"" << name << "\": removed " << holder->key << " (owner " << holder->owner
+              << ")\n";
+    return kExitOk;
+  });
+}
+
+int revoke_lease(const ManagerOptions& options, const std::string& lease) {
+  std::string_view digits = lease;
+  if (digits.starts_with("0x")) digits.remove_prefix(2);
+  unsigned long long id = 0;
+  const auto [end, error] = std::from_chars(digits.data(), digits.data() + digits.size(), id, 16);
+  if (digits.empty() || error != std::errc() || end != digits.data() + digits.size() || id == 0 ||
+      id > static_cast<unsigned long long>(INT64_MAX)) {
+    std::cerr << "etcdlock: invalid lease id \"" << lease << "\" (expected hex, as etcdctl prints it)\n";
+    return kExitUsage;
+  }
+  return with_manager(options, [&](LockManager& manager) {
+    if (!manager.revoke_session(static_cast<std::int64_t>(id))) {
+      std::cerr << "etcdlock: lease " << lease << " does not exist\n";
+      return kExitNothingToDo;
+    }
+    std::cout << "revoked lease " << lease << "\n";
+    return kExitOk;
+  });
+}
+
+}  // namespace etcdlock::cli

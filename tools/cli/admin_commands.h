@@ -1,0 +1,17 @@
+// `etcdlock list`, `info`, `unlock --force` and `revoke`: each returns the
+// process's exit status (see exit_codes.h).
+#pragma once
+
+#include <string>
+
+#include "etcdlock/options.h"
+
+namespace etcdlock::cli {
+
+int list_locks(const ManagerOptions& options, const std::string& name_prefix, bool json);
+int show_lock(const ManagerOptions& options, const std::string& name, bool json);
+int force_unlock(const ManagerOptions& options, const std::string& name);
+// `lease` as etcdctl prints lease ids: hex, with or without 0x.
+int revoke_lease(const ManagerOptions& options, const std::string& lease);
+
+}  // namespace etcdlock::cli

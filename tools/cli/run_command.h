@@ -1,0 +1,27 @@
+// `etcdlock run`: hold a lock while a command runs.
+#pragma once
+
+#include <chrono>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "etcdlock/options.h"
+
+namespace etcdlock::cli {
+
+struct RunOptions {
+  std::string name;
+  std::optional<std::chrono::milliseconds> timeout;  // empty: wait as long as it takes
+  bool try_once = false;                              // give up at once when another holder has it
+  std::chrono::milliseconds kill_after{10'000};       // SIGTERM to SIGKILL, once the lock is lost
+  std::vector<std::string> command;
+};
+
+// Acquires the lock, runs the command with the lock's environment variables,
+// stops it if the lock is lost (SIGTERM, then SIGKILL after kill_after),
+// forwards SIGINT, SIGTERM, SIGHUP and SIGQUIT to it, and releases the lock
+// when it exits. Returns the exit status for the process (see exit_codes.h).
+int run_under_lock(const ManagerOptions& manager_options, const RunOptions& options);
+
+}  // namespace etcdlock::cli
