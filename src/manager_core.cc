@@ -132,34 +132,44 @@ std::shared_ptr<Session> ManagerCore::current_session() const {
 }
 
 std::shared_ptr<Session> ManagerCore::session(etcd::SteadyTime deadline) {
-  {
-    std::lock_guard lock(mu_);
+  std::unique_lock lock(mu_);
+  // One grant at a time, made without holding mu_; the others wait for it.
+  for (;;) {
     if (closed_) throw Error(errc::closed, "the lock manager for prefix " + quote_value(options_.prefix) + " is closed");
     if (session_ && session_->alive()) return session_;
-  }
-  std::unique_lock grant(grant_mu_, std::defer_lock);
-  if (!grant.try_lock_until(deadline)) {
-    throw Error(errc::unavailable, "timed out waiting for a new lease; endpoints " + client_->endpoints());
-  }
-  {
-    std::lock_guard lock(mu_);
-    if (closed_) throw Error(errc::closed, "the lock manager for prefix " + quote_value(options_.prefix) + " is closed");
-    if (session_ && session_->alive()) return session_;  // another thread replaced it meanwhile
-  }
-  std::weak_ptr<ManagerCore> weak = weak_from_this();
-  auto fresh = std::make_shared<Session>(*client_, log_, options_.ttl, deadline,
-                                         [weak](Session& lost, const std::string& reason) {
-                                           if (auto core = weak.lock()) core->on_session_lost(lost, reason);
-                                         });
-  std::shared_ptr<Session> previous;
-  {
-    std::lock_guard lock(mu_);
-    if (closed_) {
-      fresh->end(Steady::now() + options_.command_timeout);
-      throw Error(errc::closed, "the lock manager for prefix " + quote_value(options_.prefix) + " is closed");
+    if (!granting_) break;
+    const bool changed = deadline == etcd::SteadyTime::max()
+                             ? (session_changed_.wait(lock), true)
+                             : session_changed_.wait_until(lock, deadline) == std::cv_status::no_timeout;
+    if (!changed && granting_) {
+      throw Error(errc::unavailable, "timed out waiting for a new lease; endpoints " + client_->endpoints());
     }
-    previous = std::exchange(session_, fresh);
   }
+  granting_ = true;
+  lock.unlock();
+  std::shared_ptr<Session> fresh;
+  try {
+    std::weak_ptr<ManagerCore> weak = weak_from_this();
+    fresh = std::make_shared<Session>(*client_, log_, options_.ttl, deadline,
+                                      [weak](Session& lost, const std::string& reason) {
+                                        if (auto core = weak.lock()) core->on_session_lost(lost, reason);
+                                      });
+  } catch (...) {
+    lock.lock();
+    granting_ = false;
+    session_changed_.notify_all();
+    throw;
+  }
+  lock.lock();
+  granting_ = false;
+  session_changed_.notify_all();
+  if (closed_) {
+    lock.unlock();
+    fresh->end(Steady::now() + options_.command_timeout);
+    throw Error(errc::closed, "the lock manager for prefix " + quote_value(options_.prefix) + " is closed");
+  }
+  std::shared_ptr<Session> previous = std::exchange(session_, fresh);
+  lock.unlock();
   if (previous) log_(LogLevel::warning, "lease replaced", {{"old_lease", previous->lease_hex()}, {"lease", fresh->lease_hex()}});
   return fresh;
 }
@@ -236,6 +246,7 @@ void ManagerCore::close() noexcept {
     session = std::move(session_);
   }
   janitor_wake_.notify_all();
+  session_changed_.notify_all();
   for (const auto& lock : live_locks()) lock->on_manager_closed();
   // Revoking the lease deletes every entry of this manager at once: held
   // locks, places in queues, and entries the janitor had not deleted yet.

@@ -89,11 +89,12 @@ class ManagerCore : public std::enable_shared_from_this<ManagerCore> {
 
   mutable std::mutex mu_;
   std::condition_variable janitor_wake_;
+  std::condition_variable session_changed_;
   bool closed_ = false;                                  // guarded by mu_
   std::shared_ptr<Session> session_;                     // guarded by mu_
+  bool granting_ = false;  // a thread is granting a new lease, not under mu_; guarded by mu_
   std::unordered_map<std::string, Entry> locks_;         // guarded by mu_
   std::vector<StrandedEntry> stranded_;                  // guarded by mu_
-  std::timed_mutex grant_mu_;  // one lease grant at a time, apart from mu_
   std::thread janitor_;
 };
 

@@ -39,5 +39,8 @@ class Error : public std::system_error {
 
 }  // namespace etcdlock
 
+/// \cond
+// Makes errc usable as a std::error_code: `ec == etcdlock::errc::lock_expired`.
 template <>
 struct std::is_error_code_enum<etcdlock::errc> : std::true_type {};
+/// \endcond

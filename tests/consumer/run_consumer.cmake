@@ -1,0 +1,37 @@
+# Builds and runs the consumer project against etcdlock, as a test.
+#   cmake -DMODE=installed|pkg-config|subdirectory -DSOURCE_DIR=... -DBUILD_DIR=... -DWORK_DIR=... -P run_consumer.cmake
+function(run)
+  execute_process(COMMAND ${ARGN} RESULT_VARIABLE status OUTPUT_VARIABLE output ERROR_VARIABLE output)
+  if(NOT status EQUAL 0)
+    message(FATAL_ERROR "failed (${status}): ${ARGN}\n${output}")
+  endif()
+  message(STATUS "${output}")
+endfunction()
+
+file(REMOVE_RECURSE ${WORK_DIR})
+set(consumer ${SOURCE_DIR}/tests/consumer)
+if(MODE STREQUAL "subdirectory")
+  run(${CMAKE_COMMAND} -S ${consumer} -B ${WORK_DIR}/build -G Ninja -DETCDLOCK_SOURCE_DIR=${SOURCE_DIR}
+      -DETCDLOCK_BUILD_CLI=OFF)
+  run(${CMAKE_COMMAND} --build ${WORK_DIR}/build -j2)
+  run(${WORK_DIR}/build/consumer)
+  return()
+endif()
+
+run(${CMAKE_COMMAND} --install ${BUILD_DIR} --prefix ${WORK_DIR}/prefix)
+if(MODE STREQUAL "installed")
+  run(${CMAKE_COMMAND} -S ${consumer} -B ${WORK_DIR}/build -G Ninja -DCMAKE_PREFIX_PATH=${WORK_DIR}/prefix)
+  run(${CMAKE_COMMAND} --build ${WORK_DIR}/build)
+  run(${WORK_DIR}/build/consumer)
+elseif(MODE STREQUAL "pkg-config")
+  file(GLOB pc_dirs ${WORK_DIR}/prefix/lib*/pkgconfig ${WORK_DIR}/prefix/lib/*/pkgconfig)
+  set(ENV{PKG_CONFIG_PATH} "${pc_dirs}")
+  execute_process(COMMAND pkg-config --cflags --libs --static etcdlock OUTPUT_VARIABLE flags
+                  OUTPUT_STRIP_TRAILING_WHITESPACE RESULT_VARIABLE status)
+  if(NOT status EQUAL 0)
+    message(FATAL_ERROR "pkg-config does not know etcdlock")
+  endif()
+  separate_arguments(flags UNIX_COMMAND "${flags}")
+  run(c++ ${consumer}/consumer.cc -o ${WORK_DIR}/consumer ${flags})
+  run(${WORK_DIR}/consumer)
+endif()
