@@ -154,6 +154,14 @@ pb::TxnResponse Client::txn(const pb::TxnRequest& request, SteadyTime deadline) 
                                 [&](auto* context, auto* response) { return kv_->Txn(context, request, response); });
 }
 
+void Client::compact(std::int64_t revision, SteadyTime deadline) const {
+  pb::CompactionRequest request;
+  request.set_revision(revision);
+  request.set_physical(true);
+  unary<pb::CompactionResponse>("Compact", deadline,
+                                [&](auto* context, auto* response) { return kv_->Compact(context, request, response); });
+}
+
 pb::LeaseGrantResponse Client::lease_grant(std::int64_t ttl_seconds, SteadyTime deadline) const {
   pb::LeaseGrantRequest request;
   request.set_ttl(ttl_seconds);

@@ -41,6 +41,8 @@ class Client {
   pb::PutResponse put(const pb::PutRequest& request, SteadyTime deadline) const;
   pb::DeleteRangeResponse delete_range(const pb::DeleteRangeRequest& request, SteadyTime deadline) const;
   pb::TxnResponse txn(const pb::TxnRequest& request, SteadyTime deadline) const;
+  // Discards the history before `revision` (an operator's job; tests use it).
+  void compact(std::int64_t revision, SteadyTime deadline) const;
   pb::LeaseGrantResponse lease_grant(std::int64_t ttl_seconds, SteadyTime deadline) const;
   // False when etcd no longer knows the lease.
   bool lease_revoke(std::int64_t lease_id, SteadyTime deadline) const;

@@ -45,12 +45,22 @@ TcpProxy::~TcpProxy() {
   close(listener_);
 }
 
+void TcpProxy::cut() {
+  cut_ = true;
+  std::lock_guard lock(mu_);
+  for (int fd : sockets_) shutdown(fd, SHUT_RDWR);
+}
+
 void TcpProxy::accept_loop() {
   while (!stopping_) {
     pollfd ready{listener_, POLLIN, 0};
     if (poll(&ready, 1, 20) <= 0) continue;
     const int client = accept4(listener_, nullptr, nullptr, SOCK_CLOEXEC);
     if (client < 0) continue;
+    if (cut_) {
+      close(client);
+      continue;
+    }
     const int server = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     const auto target = loopback(target_port_);
     if (server < 0 || connect(server, reinterpret_cast<const sockaddr*>(&target), sizeof target) != 0) {

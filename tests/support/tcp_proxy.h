@@ -21,6 +21,10 @@ class TcpProxy {
   std::string endpoint() const { return "127.0.0.1:" + std::to_string(port_); }
   void pause() { paused_ = true; }
   void resume() { paused_ = false; }
+  // Closes every connection and refuses new ones until restore(): the client
+  // sees its member go away.
+  void cut();
+  void restore() { cut_ = false; }
 
  private:
   void accept_loop();
@@ -31,6 +35,7 @@ class TcpProxy {
   int port_ = 0;
   std::atomic<bool> paused_{false};
   std::atomic<bool> stopping_{false};
+  std::atomic<bool> cut_{false};
   std::mutex mu_;
   std::vector<int> sockets_;         // guarded by mu_
   std::vector<std::thread> pumps_;   // guarded by mu_

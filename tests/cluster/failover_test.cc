@@ -1,0 +1,107 @@
+// Failover: what holds and waits do when members, the whole cluster, or a
+// client's connection go away.
+#include <gtest/gtest.h>
+
+#include <mutex>
+#include <thread>
+
+#include "lock_fixture.h"
+#include "tcp_proxy.h"
+
+namespace etcdlock::testing {
+namespace {
+
+using namespace std::chrono_literals;
+using Steady = std::chrono::steady_clock;
+
+class Failover : public LockTest {
+ protected:
+  Failover() : LockTest(3) {}
+
+  // A waiter thread that records the order in which waiters acquired.
+  std::thread wait_in_turn(Lock& lock, int id) {
+    return std::thread([this, &lock, id] {
+      ASSERT_TRUE(lock.try_lock_for(30s)) << "waiter " << id;
+      {
+        std::lock_guard record(order_mutex_);
+        order_.push_back(id);
+      }
+      lock.unlock();
+    });
+  }
+
+  std::mutex order_mutex_;
+  std::vector<int> order_;
+};
+
+TEST_F(Failover, WholeClusterOutageEndsHoldsWithinOneTtlOfTheLastRenewal) {
+  auto manager = this->manager(2s);
+  auto lock = manager->get_lock("x");
+  lock->lock();
+  const auto lost = lock->lost_token();
+  for (std::size_t i = 0; i < 3; ++i) etcd_.member(i).freeze();
+  const auto frozen_at = Steady::now();
+  ASSERT_TRUE(eventually([&] { return lost.stop_requested(); }, 5s));
+  // The last acknowledged renewal was sent before the freeze.
+  EXPECT_LT(Steady::now() - frozen_at, 2s);
+  EXPECT_FALSE(lock->held());
+  for (std::size_t i = 0; i < 3; ++i) etcd_.member(i).thaw();
+  // Back in service without a restart of the manager.
+  auto next = manager->get_lock("y");
+  ASSERT_TRUE(next->try_lock_for(20s));
+  next->unlock();
+}
+
+TEST_F(Failover, WaitersKeepTheirPlacesWhenTheirMemberDies) {
+  auto holder = manager();
+  auto first = manager();
+  auto second = manager();
+  auto held = holder->get_lock("x");
+  held->lock();
+  auto first_lock = first->get_lock("x");
+  auto second_lock = second->get_lock("x");
+  auto first_waiter = wait_in_turn(*first_lock, 1);
+  ASSERT_TRUE(eventually([&] { return entries("x") == 2; }));
+  auto second_waiter = wait_in_turn(*second_lock, 2);
+  ASSERT_TRUE(eventually([&] { return entries("x") == 3; }));
+  etcd_.member(0).kill();  // every manager's connection: pick_first chose it
+  std::this_thread::sleep_for(500ms);
+  held->unlock();
+  first_waiter.join();
+  second_waiter.join();
+  EXPECT_EQ(order_, (std::vector<int>{1, 2}));
+}
+
+TEST_F(Failover, WaiterWhoseWatchHistoryWasCompactedGetsTheLockInOrder) {
+  const auto endpoint = etcd_.endpoints()[0];
+  TcpProxy link(std::stoi(endpoint.substr(endpoint.rfind(':') + 1)));
+  auto through_link = options();
+  through_link.endpoints = {link.endpoint()};
+  LockManager first(through_link);
+  auto holder = manager();
+  auto second = manager();
+  auto held = holder->get_lock("x");
+  held->lock();
+  auto first_lock = first.get_lock("x");
+  auto second_lock = second->get_lock("x");
+  auto first_waiter = wait_in_turn(*first_lock, 1);
+  ASSERT_TRUE(eventually([&] { return entries("x") == 2; }));
+  auto second_waiter = wait_in_turn(*second_lock, 2);
+  ASSERT_TRUE(eventually([&] { return entries("x") == 3; }));
+
+  // The first waiter loses its connection; meanwhile the holder releases and
+  // the history it would have resumed its watch from is compacted away.
+  link.cut();
+  held->unlock();
+  const auto revision = put(raw_, prefix_ + "-marker", "x");
+  raw_.compact(revision, in(5s));
+  std::this_thread::sleep_for(300ms);
+  EXPECT_TRUE(order_.empty()) << "the second waiter went ahead of the first";
+  link.restore();
+  first_waiter.join();
+  second_waiter.join();
+  EXPECT_EQ(order_, (std::vector<int>{1, 2}));
+}
+
+}  // namespace
+}  // namespace etcdlock::testing
