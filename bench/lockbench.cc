@@ -360,6 +360,7 @@ json run_raw(const Config& config) {
     void on_created(std::int64_t) override {}
     void on_events(std::span<const detail::etcd::WatchEvent>) override {}
     void on_gap() override {}
+    void on_failed(const std::string&) override {}
   };
   detail::Logger log(stderr_log_sink(LogLevel::error));
   std::optional<detail::etcd::WatchHub> hub;

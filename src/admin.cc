@@ -104,6 +104,17 @@ bool Admin::force_unlock(std::string_view name) const {
 }
 
 bool Admin::revoke_session(std::int64_t lease_id) const {
+  // Only leases of this prefix's locks: an admin of one namespace must not end
+  // another's leases.
+  const auto lease = client_.lease_time_to_live(lease_id, deadline(), /*keys=*/true);
+  if (lease.ttl() < 0) return false;
+  const std::string root = prefix_ + "/";
+  const bool ours = std::any_of(lease.keys().begin(), lease.keys().end(),
+                                [&](const std::string& key) { return key.starts_with(root); });
+  if (!ours) {
+    throw Error(errc::invalid_argument, "lease " + lease_hex(lease_id) + " holds no lock under prefix " +
+                                            quote_value(prefix_) + "; not revoking it");
+  }
   const bool revoked = client_.lease_revoke(lease_id, deadline());
   if (revoked) {
     log_(LogLevel::warning, "lease revoked by an admin", {{"lease", lease_hex(lease_id)}});

@@ -33,6 +33,9 @@ class LockImpl::WatchRelay final : public etcd::WatchListener {
   void on_gap() override {
     if (auto lock = lock_.lock()) lock->on_watch_gap();
   }
+  void on_failed(const std::string& reason) override {
+    if (auto lock = lock_.lock()) lock->on_watch_failed(reason);
+  }
 
  private:
   std::weak_ptr<LockImpl> lock_;
@@ -171,7 +174,15 @@ void LockImpl::ensure_watch(etcd::SteadyTime deadline) {
                                      etcd::WatchHub::Events::deletes_only);
   }
   const auto until = core_->client().request_deadline(deadline);
-  if (!wait_until(lock, until, {}, [&] { return watch_start_ > 0 || closed_; }) && !closed_) {
+  const bool settled =
+      wait_until(lock, until, {}, [&] { return watch_start_ > 0 || closed_ || !watch_failure_.empty(); });
+  if (!watch_failure_.empty()) {
+    // Not retried: a refusal is not transient. A later call asks again.
+    const std::string reason = std::exchange(watch_failure_, "");
+    watch_id_ = 0;
+    throw Error(errc::permission_denied, "etcd refused to watch lock " + quote_value(name_) + ": " + reason);
+  }
+  if (!settled && !closed_) {
     throw Error(errc::unavailable, "etcd did not set up the watch of lock " + quote_value(name_) + " in time; endpoints " +
                                        core_->client().endpoints());
   }
@@ -522,6 +533,12 @@ void LockImpl::on_watch_events(std::span<const etcd::WatchEvent> events) {
 void LockImpl::on_watch_gap() {
   std::lock_guard lock(mu_);
   if (wait_) wait_->on_gap();
+  changed_.notify_all();
+}
+
+void LockImpl::on_watch_failed(const std::string& reason) {
+  std::lock_guard lock(mu_);
+  watch_failure_ = reason.empty() ? "permission denied" : reason;
   changed_.notify_all();
 }
 

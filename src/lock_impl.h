@@ -100,6 +100,7 @@ class LockImpl : public std::enable_shared_from_this<LockImpl> {
   void on_watch_created(std::int64_t start_revision);
   void on_watch_events(std::span<const etcd::WatchEvent> events);
   void on_watch_gap();
+  void on_watch_failed(const std::string& reason);
   // Marks the hold lost; returns the source to request after unlocking mu_,
   // since the user's stop callbacks may call back into this lock.
   std::optional<std::stop_source> lose_hold(const std::string& reason);  // requires mu_
@@ -127,6 +128,7 @@ class LockImpl : public std::enable_shared_from_this<LockImpl> {
   bool closed_ = false;                     // guarded by mu_
   std::int64_t watch_id_ = 0;               // guarded by mu_
   std::int64_t watch_start_ = 0;            // guarded by mu_
+  std::string watch_failure_;               // why etcd refused the watch; guarded by mu_
 };
 
 }  // namespace etcdlock::detail

@@ -56,9 +56,14 @@ std::shared_ptr<ManagerCore> ManagerCore::create(ManagerOptions options) {
   std::shared_ptr<ManagerCore> core(new ManagerCore(validated(std::move(options))));
   const auto deadline = Steady::now() + core->options_.dial_timeout;
   if (!core->client_->wait_connected(deadline)) {
+    std::string hint;
+    if (core->options_.tls) {
+      hint = "; with TLS, check that the CA signed etcd's certificate, that the certificate names the host, and "
+             "whether etcd asks for a client certificate";
+    }
     throw Error(errc::unavailable, "no etcd member accepted a connection within " +
                                        std::to_string(core->options_.dial_timeout.count()) + " ms; endpoints " +
-                                       core->client_->endpoints());
+                                       core->client_->endpoints() + hint);
   }
   core->session(deadline);
   core->janitor_ = std::thread([raw = core.get()] { raw->run_janitor(); });
@@ -68,7 +73,9 @@ std::shared_ptr<ManagerCore> ManagerCore::create(ManagerOptions options) {
 ManagerCore::ManagerCore(ManagerOptions options)
     : options_(std::move(options)),
       log_(options_.log_sink),
-      client_(std::make_unique<etcd::Client>(options_.endpoints, options_.command_timeout)),
+      client_(std::make_unique<etcd::Client>(
+          options_.endpoints, options_.command_timeout,
+          etcd::Client::Credentials{options_.tls, options_.username, options_.password})),
       watches_(std::make_unique<etcd::WatchHub>(*client_, log_)),
       hostname_(this_hostname()),
       admin_(*client_, log_, options_.prefix) {}

@@ -105,7 +105,17 @@ void Session::read_responses() {
       if (stopping_) return;
       context_ = context.get();
     }
-    auto stream = client_.open_keep_alive(*context);
+    std::unique_ptr<etcd::KeepAliveStream> stream;
+    try {
+      stream = client_.open_keep_alive(*context);
+    } catch (const Error& error) {  // authentication failed; the deadline decides
+      log_(LogLevel::warning, "cannot open the keepalive stream", {{"lease", lease_hex()}, {"error", error.what()}});
+      std::unique_lock lock(mu_);
+      context_ = nullptr;
+      wake_.wait_for(lock, milliseconds(500), [&] { return stopping_; });
+      if (stopping_) return;
+      continue;
+    }
     {
       std::lock_guard lock(mu_);
       stream_ = stream.get();
@@ -136,7 +146,7 @@ void Session::read_responses() {
       stream_ = nullptr;
     }
     if (lease_gone) context->TryCancel();
-    stream->Finish();
+    client_.stream_ended(stream->Finish());
     {
       std::lock_guard lock(mu_);
       context_ = nullptr;

@@ -57,6 +57,8 @@ class LockManager {
   bool force_unlock(std::string_view name);
   // Admin: revokes a lease, ending every hold and wait of the manager that owns
   // it (for a crashed or stuck owner). True when the lease existed. Logged.
+  // Only a lease with a lock under this manager's prefix: others throw
+  // Error(errc::invalid_argument).
   bool revoke_session(std::int64_t lease_id);
 
   // This manager's current lease; 0 after close().

@@ -3,12 +3,24 @@
 #pragma once
 
 #include <chrono>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "etcdlock/log.h"
 
 namespace etcdlock {
+
+// TLS to etcd. Each field is a PEM file's path, or the PEM text itself
+// (anything that starts with "-----BEGIN").
+struct TlsOptions {
+  // The CA that signed etcd's certificate; empty: the system's roots. The
+  // certificate must name the endpoint's host (or IP address).
+  std::string ca;
+  // A client certificate and its key, for etcd's --client-cert-auth.
+  std::string cert;
+  std::string key;
+};
 
 struct ManagerOptions {
   // etcd client endpoints, "host:port" or "http://host:port". Several endpoints
@@ -27,6 +39,13 @@ struct ManagerOptions {
   std::chrono::milliseconds dial_timeout{5000};
   // The deadline of one request to etcd; calls with their own, shorter deadline use theirs.
   std::chrono::milliseconds command_timeout{5000};
+  // Set to connect with TLS. https:// endpoints require it.
+  std::optional<TlsOptions> tls;
+  // etcd authentication: a user and password for etcd's Authenticate call. The
+  // token it returns goes with every request, and is renewed when etcd
+  // rejects it (it expired, or etcd restarted). Empty: no authentication.
+  std::string username;
+  std::string password;
   // Receives the manager's log lines: lease granted, renewals failing, lease
   // lost and replaced, locks acquired and released (debug), lost (warning).
   // Empty means stderr_log_sink(): warnings and errors to stderr.

@@ -1,14 +1,45 @@
 #include "etcd/client.h"
 
 #include <algorithm>
+#include <fstream>
+#include <sstream>
+
+#include "key_space.h"
 
 #include "etcd/endpoints.h"
 
 namespace etcdlock::detail::etcd {
 namespace {
 
-std::shared_ptr<grpc::Channel> make_channel(const std::string& target) {
+// A PEM given as its text, or read from the path given.
+std::string load_pem(const std::string& value, std::string_view what) {
+  if (value.empty() || value.starts_with("-----BEGIN")) return value;
+  std::ifstream file(value);
+  std::stringstream text;
+  text << file.rdbuf();
+  if (!file || text.str().empty()) {
+    throw Error(errc::invalid_argument, "cannot read the " + std::string(what) + " file " + quote_value(value));
+  }
+  return text.str();
+}
+
+std::shared_ptr<grpc::ChannelCredentials> channel_credentials(const std::optional<TlsOptions>& tls) {
+  if (!tls) return grpc::InsecureChannelCredentials();
+  if (tls->cert.empty() != tls->key.empty()) {
+    throw Error(errc::invalid_argument, "a client certificate needs its key, and a key its certificate");
+  }
+  grpc::SslCredentialsOptions pem;
+  pem.pem_root_certs = load_pem(tls->ca, "CA certificate");
+  pem.pem_cert_chain = load_pem(tls->cert, "client certificate");
+  pem.pem_private_key = load_pem(tls->key, "client key");
+  return grpc::SslCredentials(pem);
+}
+
+std::shared_ptr<grpc::Channel> make_channel(const Target& target, const std::optional<TlsOptions>& tls) {
   grpc::ChannelArguments args;
+  // Addresses are resolved here, so gRPC would check the certificate against
+  // an address: have it check the host name the user gave instead.
+  if (tls && !target.host_name.empty()) args.SetSslTargetNameOverride(target.host_name);
   // Transport keepalive notices a member that stopped answering on an open
   // connection, so gRPC moves to another address. etcd refuses pings more often
   // than every 5 s (--grpc-keepalive-min-time), and pings without a stream.
@@ -25,7 +56,7 @@ std::shared_ptr<grpc::Channel> make_channel(const std::string& target) {
   // among all channels to the same target, so that managers meant to stand
   // apart (as separate processes do) would fail together.
   args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
-  return grpc::CreateCustomChannel(target, grpc::InsecureChannelCredentials(), args);
+  return grpc::CreateCustomChannel(target.grpc_target, channel_credentials(tls), args);
 }
 
 // gRPC takes deadlines on the system clock; etcdlock keeps them on the steady one.
@@ -47,8 +78,15 @@ void prepare_stream(grpc::ClientContext& context) {
   context.AddMetadata("hasleader", "true");
 }
 
-errc errc_from_status(grpc::StatusCode code) {
-  switch (code) {
+errc errc_from_status(const grpc::Status& status) {
+  // etcd reports a failed authentication as INVALID_ARGUMENT.
+  const auto& message = status.error_message();
+  if (message.find("authentication failed") != std::string::npos ||
+      message.find("user name is empty") != std::string::npos ||
+      message.find("permission denied") != std::string::npos) {
+    return errc::permission_denied;
+  }
+  switch (status.error_code()) {
     case grpc::StatusCode::PERMISSION_DENIED:
     case grpc::StatusCode::UNAUTHENTICATED:
       return errc::permission_denied;
@@ -88,14 +126,53 @@ const char* status_name(grpc::StatusCode code) {
 
 }  // namespace
 
-Client::Client(const std::vector<std::string>& endpoints, std::chrono::milliseconds command_timeout)
-    : command_timeout_(command_timeout) {
-  const Target target = parse_endpoints(endpoints);
+Client::Client(const std::vector<std::string>& endpoints, std::chrono::milliseconds command_timeout,
+               Credentials credentials)
+    : command_timeout_(command_timeout),
+      username_(std::move(credentials.username)),
+      password_(std::move(credentials.password)) {
+  const Target target = parse_endpoints(endpoints, credentials.tls.has_value());
   endpoints_ = target.description;
-  channel_ = make_channel(target.grpc_target);
+  channel_ = make_channel(target, credentials.tls);
   kv_ = pb::KV::NewStub(channel_);
   lease_ = pb::Lease::NewStub(channel_);
   watch_ = pb::Watch::NewStub(channel_);
+  auth_ = pb::Auth::NewStub(channel_);
+}
+
+std::string Client::authenticate(SteadyTime deadline) const {
+  grpc::ClientContext context;
+  wait_for_connection(context);
+  context.set_deadline(to_system_time(request_deadline(deadline)));
+  pb::AuthenticateRequest request;
+  request.set_name(username_);
+  request.set_password(password_);
+  pb::AuthenticateResponse response;
+  const grpc::Status status = auth_->Authenticate(&context, request, &response);
+  if (!status.ok()) {
+    throw Error(status.error_code() == grpc::StatusCode::UNAVAILABLE ||
+                        status.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED
+                    ? errc::unavailable
+                    : errc::permission_denied,
+                "etcd Authenticate failed for user " + quote_value(username_) + ": " + status.error_message() +
+                    "; endpoints " + endpoints_);
+  }
+  return response.token();
+}
+
+void Client::authorize(grpc::ClientContext& context, SteadyTime deadline) const {
+  if (username_.empty()) return;
+  std::lock_guard lock(token_mu_);
+  // Authenticating under the lock makes concurrent callers wait for one token
+  // instead of each asking for their own.
+  if (token_.empty()) token_ = authenticate(deadline);
+  context.AddMetadata("token", token_);
+}
+
+void Client::stream_ended(const grpc::Status& status) const {
+  if (status.error_code() != grpc::StatusCode::UNAUTHENTICATED) return;
+  std::lock_guard lock(token_mu_);
+  token_.clear();
 }
 
 bool Client::wait_connected(SteadyTime deadline) {
@@ -112,7 +189,7 @@ Error Client::error_from_status(std::string_view call, const grpc::Status& statu
   std::string message = "etcd " + std::string(call) + " failed: " + status_name(status.error_code());
   if (!status.error_message().empty()) message += " (" + status.error_message() + ")";
   message += "; endpoints " + endpoints_;
-  return Error(errc_from_status(status.error_code()), message);
+  return Error(errc_from_status(status), message);
 }
 
 void Client::throw_status(std::string_view call, const grpc::Status& status) const {
@@ -125,13 +202,21 @@ void Client::throw_status(std::string_view call, const grpc::Status& status) con
 
 template <class Response, class Invoke>
 Response Client::unary(std::string_view call, SteadyTime deadline, Invoke invoke) const {
-  grpc::ClientContext context;
-  wait_for_connection(context);
-  context.set_deadline(to_system_time(request_deadline(deadline)));
-  Response response;
-  const grpc::Status status = invoke(&context, &response);
-  if (!status.ok()) throw_status(call, status);
-  return response;
+  for (int attempt = 0;; ++attempt) {
+    grpc::ClientContext context;
+    wait_for_connection(context);
+    context.set_deadline(to_system_time(request_deadline(deadline)));
+    authorize(context, deadline);
+    Response response;
+    const grpc::Status status = invoke(&context, &response);
+    if (status.ok()) return response;
+    // A token etcd no longer accepts (it expired, or etcd restarted): renew it once.
+    if (status.error_code() == grpc::StatusCode::UNAUTHENTICATED && !username_.empty() && attempt == 0) {
+      stream_ended(status);
+      continue;
+    }
+    throw_status(call, status);
+  }
 }
 
 pb::RangeResponse Client::range(const pb::RangeRequest& request, SteadyTime deadline) const {
@@ -179,6 +264,7 @@ bool Client::lease_revoke(std::int64_t lease_id, SteadyTime deadline) const {
   grpc::ClientContext context;
   wait_for_connection(context);
   context.set_deadline(to_system_time(request_deadline(deadline)));
+  authorize(context, deadline);
   pb::LeaseRevokeResponse response;
   const grpc::Status status = lease_->LeaseRevoke(&context, request, &response);
   if (status.error_code() == grpc::StatusCode::NOT_FOUND) return false;
@@ -186,9 +272,10 @@ bool Client::lease_revoke(std::int64_t lease_id, SteadyTime deadline) const {
   return true;
 }
 
-pb::LeaseTimeToLiveResponse Client::lease_time_to_live(std::int64_t lease_id, SteadyTime deadline) const {
+pb::LeaseTimeToLiveResponse Client::lease_time_to_live(std::int64_t lease_id, SteadyTime deadline, bool keys) const {
   pb::LeaseTimeToLiveRequest request;
   request.set_id(lease_id);
+  request.set_keys(keys);
   return unary<pb::LeaseTimeToLiveResponse>("LeaseTimeToLive", deadline, [&](auto* context, auto* response) {
     return lease_->LeaseTimeToLive(context, request, response);
   });
@@ -196,11 +283,13 @@ pb::LeaseTimeToLiveResponse Client::lease_time_to_live(std::int64_t lease_id, St
 
 std::unique_ptr<WatchStream> Client::open_watch(grpc::ClientContext& context) const {
   prepare_stream(context);
+  authorize(context, request_deadline(SteadyTime::max()));
   return watch_->Watch(&context);
 }
 
 std::unique_ptr<KeepAliveStream> Client::open_keep_alive(grpc::ClientContext& context) const {
   prepare_stream(context);
+  authorize(context, request_deadline(SteadyTime::max()));
   return lease_->LeaseKeepAlive(&context);
 }
 

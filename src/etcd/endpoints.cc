@@ -23,14 +23,16 @@ struct HostPort {
   throw Error(errc::invalid_argument, "endpoint " + quote_value(endpoint) + " " + std::string(why));
 }
 
-HostPort split_endpoint(std::string_view endpoint) {
+HostPort split_endpoint(std::string_view endpoint, bool tls) {
   std::string_view rest = endpoint;
   if (rest.starts_with("http://")) {
+    if (tls) reject(endpoint, "is plain http://, but TLS options are set");
     rest.remove_prefix(7);
   } else if (rest.starts_with("https://")) {
-    reject(endpoint, "needs TLS, which this build of etcdlock does not support yet");
+    if (!tls) reject(endpoint, "needs TLS: set the TLS options (ManagerOptions::tls, or --cacert)");
+    rest.remove_prefix(8);
   } else if (rest.find("://") != std::string_view::npos) {
-    reject(endpoint, "has a scheme other than http://");
+    reject(endpoint, "has a scheme other than http:// and https://");
   }
   if (!rest.empty() && rest.back() == '/') rest.remove_suffix(1);
   HostPort result;
@@ -92,7 +94,7 @@ std::vector<std::string> resolve(const HostPort& endpoint, std::string_view orig
 
 }  // namespace
 
-Target parse_endpoints(const std::vector<std::string>& endpoints) {
+Target parse_endpoints(const std::vector<std::string>& endpoints, bool tls) {
   if (endpoints.empty()) throw Error(errc::invalid_argument, "no etcd endpoints given");
   Target target;
   int target_family = 0;
@@ -101,7 +103,13 @@ Target parse_endpoints(const std::vector<std::string>& endpoints) {
     if (!target.description.empty()) target.description += ",";
     target.description += endpoint;
     int family = 0;
-    for (const auto& address : resolve(split_endpoint(endpoint), endpoint, family)) {
+    const HostPort host_port = split_endpoint(endpoint, tls);
+    in6_addr v6{};
+    in_addr v4{};
+    const bool is_address = inet_pton(AF_INET, host_port.host.c_str(), &v4) == 1 ||
+                            inet_pton(AF_INET6, host_port.host.c_str(), &v6) == 1;
+    if (target.description.find(',') == std::string::npos && !is_address) target.host_name = host_port.host;
+    for (const auto& address : resolve(host_port, endpoint, family)) {
       if (target_family != 0 && family != target_family) {
         reject(endpoint, "mixes IPv4 and IPv6 in one endpoint list");
       }

@@ -59,6 +59,7 @@ void WatchHub::send_create(std::int64_t id, const Watcher& watcher) {
   create->set_range_end(watcher.range_end);
   create->set_start_revision(watcher.next_revision);
   create->set_watch_id(id);
+  unanswered_creates_.push_back(id);
   if (watcher.events == Events::deletes_only) create->add_filters(pb::WatchCreateRequest::NOPUT);
   // A failed write means the stream is broken; run() re-creates every watcher.
   (void)stream_->Write(request);
@@ -79,10 +80,20 @@ void WatchHub::run() {
       if (closed_) return;
       context_ = context.get();
     }
-    std::unique_ptr<WatchStream> stream = client_.open_watch(*context);
+    std::unique_ptr<WatchStream> stream;
+    try {
+      stream = client_.open_watch(*context);
+    } catch (const Error& error) {  // authentication failed
+      log_(LogLevel::warning, "cannot open the watch stream", {{"error", error.what()}});
+      std::unique_lock lock(mu_);
+      context_ = nullptr;
+      wake_.wait_for(lock, kMaxReconnectPause, [&] { return closed_; });
+      continue;
+    }
     {
       std::lock_guard lock(mu_);
       stream_ = stream.get();
+      unanswered_creates_.clear();
       for (const auto& [id, watcher] : watchers_) send_create(id, watcher);
     }
     pb::WatchResponse response;
@@ -96,6 +107,7 @@ void WatchHub::run() {
       stream_ = nullptr;
     }
     const grpc::Status status = stream->Finish();
+    client_.stream_ended(status);
     std::unique_lock lock(mu_);
     context_ = nullptr;
     if (closed_) return;
@@ -109,15 +121,34 @@ void WatchHub::run() {
 
 void WatchHub::dispatch(const pb::WatchResponse& response) {
   std::shared_ptr<WatchListener> listener;
-  enum class Kind { created, events, gap } kind = Kind::events;
+  enum class Kind { created, events, gap, failed } kind = Kind::events;
   std::int64_t start_revision = 0;
   {
     std::lock_guard lock(mu_);
-    const auto found = watchers_.find(response.watch_id());
+    std::int64_t id = response.watch_id();
+    if (response.created()) {
+      // A refused create carries id -1: it is the oldest one unanswered.
+      if (id < 0 && !unanswered_creates_.empty()) id = unanswered_creates_.front();
+      std::erase(unanswered_creates_, id);
+    }
+    if (response.canceled() && response.cancel_reason().find("auth token") != std::string::npos) {
+      // The stream's token went stale (etcd restarted): a new stream, with a
+      // new token, re-creates every watcher.
+      client_.stream_ended(grpc::Status(grpc::StatusCode::UNAUTHENTICATED, response.cancel_reason()));
+      if (context_ != nullptr) context_->TryCancel();
+      return;
+    }
+    const auto found = watchers_.find(id);
     if (found == watchers_.end()) return;  // removed, or a broadcast we do not use
     Watcher& watcher = found->second;
     listener = watcher.listener;
-    if (response.canceled()) {
+    if (response.canceled() && (response.cancel_reason().find("permission denied") != std::string::npos ||
+                                response.cancel_reason().find("user name is empty") != std::string::npos)) {
+      // Re-creating it would be refused again, forever.
+      log_(LogLevel::error, "etcd refused a watch", {{"key", watcher.key}, {"reason", response.cancel_reason()}});
+      watchers_.erase(found);
+      kind = Kind::failed;
+    } else if (response.canceled()) {
       // The server dropped the watcher. Re-create it where delivery can go on;
       // past a compaction, the listener must read again.
       if (response.compact_revision() > 0) watcher.next_revision = response.compact_revision();
@@ -146,6 +177,9 @@ void WatchHub::dispatch(const pb::WatchResponse& response) {
       break;
     case Kind::gap:
       listener->on_gap();
+      return;
+    case Kind::failed:
+      listener->on_failed(response.cancel_reason());
       return;
     case Kind::events:
       break;

@@ -10,6 +10,7 @@
 
 #include <condition_variable>
 #include <cstdint>
+#include <deque>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -41,6 +42,9 @@ class WatchListener {
   virtual void on_events(std::span<const WatchEvent> events) = 0;
   // Changes may have been missed: read the state again. Delivery goes on.
   virtual void on_gap() = 0;
+  // etcd refused the watch (permission denied): nothing more will come. The
+  // watcher is removed.
+  virtual void on_failed(const std::string& reason) = 0;
 };
 
 // Thread-safe.
@@ -86,6 +90,9 @@ class WatchHub {
   mutable std::mutex mu_;
   std::condition_variable wake_;
   std::map<std::int64_t, Watcher> watchers_;  // guarded by mu_
+  // Creates sent on the open stream and not yet answered, oldest first. etcd
+  // answers creates in order, and answers a refused one with watch id -1.
+  std::deque<std::int64_t> unanswered_creates_;  // guarded by mu_
   std::int64_t next_id_ = 1;                  // guarded by mu_
   grpc::ClientContext* context_ = nullptr;    // the open stream's, guarded by mu_
   WatchStream* stream_ = nullptr;             // guarded by mu_; writes hold mu_

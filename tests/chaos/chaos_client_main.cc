@@ -2,8 +2,11 @@
 // one of the names in turn and, holding it, increments a counter in etcd with a
 // read and a guarded_put. It logs to OUTPUT, one line each:
 //   acq NAME TOKEN         an acquisition
-//   inc NAME TOKEN VALUE   a guarded increment that etcd committed
-//   unk NAME TOKEN VALUE   an increment whose outcome is unknown (etcd unreachable)
+//   try NAME TOKEN VALUE   a guarded increment about to be sent
+//   inc NAME TOKEN VALUE   ... that etcd committed
+//   rej NAME TOKEN VALUE   ... that etcd refused: the hold was gone
+//   A try with neither, as from a client killed in between or etcd
+//   unreachable, has an unknown outcome.
 //   lost NAME TOKEN        a hold that ended involuntarily, with its token fired
 //   violation WHAT         something that must never happen
 //   threads BEFORE AFTER   threads of the process before the first manager and after the last
@@ -106,10 +109,11 @@ int main(int argc, char** argv) {
         std::this_thread::sleep_for(std::chrono::milliseconds(random() % 20));
         const std::string next = std::to_string(value + 1);
         const std::string line = name + " " + std::to_string(token) + " " + next;
+        log("try " + line);
         try {
-          if (lock.guarded_put(counter, next)) log("inc " + line);
+          log((lock.guarded_put(counter, next) ? "inc " : "rej ") + line);
         } catch (const etcdlock::Error&) {
-          log("unk " + line);
+          // Unknown: the try stands alone.
         }
       } catch (const etcdlock::Error&) {
         // The read failed: no write was attempted.

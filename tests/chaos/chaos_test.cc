@@ -160,11 +160,12 @@ TEST_F(Chaos, NoLostUpdateNoStaleWriteNothingLeftBehind) {
       std::istringstream fields(line);
       std::string kind, name;
       fields >> kind;
-      if (kind == "inc" || kind == "unk") {
+      if (kind == "try" || kind == "inc" || kind == "rej") {
         Commit commit{};
         fields >> name >> commit.token >> commit.value;
+        // Every try ends in inc or rej unless its outcome is unknown.
+        unknown[name] += kind == "try" ? 1 : -1;
         if (kind == "inc") commits[name].push_back(commit);
-        if (kind == "unk") ++unknown[name];
       } else if (kind == "lost") {
         ++losses;
       } else if (kind == "violation") {

@@ -146,6 +146,23 @@ TEST_F(Admin, RevokeSessionEndsEveryHoldOfThatOwner) {
   EXPECT_FALSE(admin->revoke_session(123456789));
 }
 
+TEST_F(Admin, RevokeSessionActsOnlyInsideThePrefix) {
+  auto options = this->options();
+  options.prefix = prefix_ + "-elsewhere";
+  LockManager other_namespace(options);
+  auto lock = other_namespace.get_lock("x");
+  lock->lock();
+  auto admin = manager();
+  try {
+    admin->revoke_session(other_namespace.lease_id());
+    ADD_FAILURE() << "revoked a lease of another prefix";
+  } catch (const Error& error) {
+    EXPECT_EQ(error.code(), errc::invalid_argument);
+  }
+  EXPECT_TRUE(lock->held());
+  lock->unlock();
+}
+
 TEST_F(Admin, ForeignDataUnderThePrefixIsTolerated) {
   put(raw_, prefix_ + "/odd/not-a-lease-id", "not json");
   put(raw_, prefix_ + "/odd2/ffff", std::string(512 * 1024, '{'));

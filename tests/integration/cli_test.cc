@@ -129,6 +129,8 @@ TEST_F(Cli, UnlockForceAndRevoke) {
   EXPECT_EQ(finish({"unlock", "--force", "job"}).first, 0);
   EXPECT_TRUE(eventually([&] { return !lock->held(); }));
   EXPECT_EQ(finish({"unlock", "--force", "job"}).first, 74);
+  auto other = holder->get_lock("job2");  // revoke acts only on leases with a lock under the prefix
+  other->lock();
   char lease[17];
   std::snprintf(lease, sizeof lease, "%llx", static_cast<unsigned long long>(holder->lease_id()));
   EXPECT_EQ(finish({"revoke", lease}).first, 0);

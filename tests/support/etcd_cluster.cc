@@ -30,7 +30,7 @@ std::string make_temp_dir() {
   return pattern;
 }
 
-std::string url(int port) { return "http://127.0.0.1:" + std::to_string(port); }
+std::string url(int port, bool tls = false) { return (tls ? "https://127.0.0.1:" : "http://127.0.0.1:") + std::to_string(port); }
 
 }  // namespace
 
@@ -72,13 +72,14 @@ int run_command(const std::string& command, std::string* output) {
 }
 
 EtcdMember::EtcdMember(std::string name, int client_port, int peer_port, std::string data_dir,
-                       std::string initial_cluster, std::string cluster_token)
+                       std::string initial_cluster, std::string cluster_token, std::optional<EtcdTls> tls)
     : name_(std::move(name)),
       client_port_(client_port),
       peer_port_(peer_port),
       data_dir_(std::move(data_dir)),
       initial_cluster_(std::move(initial_cluster)),
-      cluster_token_(std::move(cluster_token)) {}
+      cluster_token_(std::move(cluster_token)),
+      tls_(std::move(tls)) {}
 
 EtcdMember::~EtcdMember() { kill(); }
 
@@ -92,8 +93,8 @@ void EtcdMember::start() {
       "etcd",
       "--name", name_,
       "--data-dir", data_dir_,
-      "--listen-client-urls", url(client_port_),
-      "--advertise-client-urls", url(client_port_),
+      "--listen-client-urls", url(client_port_, tls_.has_value()),
+      "--advertise-client-urls", url(client_port_, tls_.has_value()),
       "--listen-peer-urls", url(peer_port_),
       "--initial-advertise-peer-urls", url(peer_port_),
       "--initial-cluster", initial_cluster_,
@@ -104,6 +105,13 @@ void EtcdMember::start() {
       "--logger", "zap",
       "--log-level", "error",
   };
+  if (tls_) {
+    for (const std::string& arg : {std::string("--cert-file"), tls_->cert, std::string("--key-file"), tls_->key,
+                                    std::string("--trusted-ca-file"), tls_->ca}) {
+      args.push_back(arg);
+    }
+    if (tls_->client_cert_auth) args.push_back("--client-cert-auth");
+  }
   if (const char* no_fsync = std::getenv("ETCDLOCK_TEST_NO_FSYNC"); no_fsync && std::string(no_fsync) == "1") {
     args.push_back("--unsafe-no-fsync");
   }
@@ -154,7 +162,7 @@ void EtcdMember::restart() {
   start();
 }
 
-EtcdCluster::EtcdCluster(std::size_t members) : root_(make_temp_dir()) {
+EtcdCluster::EtcdCluster(std::size_t members, std::optional<EtcdTls> tls) : root_(make_temp_dir()), tls_(std::move(tls)) {
   static std::atomic<int> clusters{0};
   const std::string token = "etcdlock-" + std::to_string(getpid()) + "-" + std::to_string(clusters++);
   std::vector<std::pair<int, int>> ports;
@@ -167,7 +175,7 @@ EtcdCluster::EtcdCluster(std::size_t members) : root_(make_temp_dir()) {
   for (std::size_t i = 0; i < members; ++i) {
     const std::string name = "m" + std::to_string(i);
     members_.push_back(std::make_unique<EtcdMember>(name, ports[i].first, ports[i].second, root_ + "/" + name,
-                                                    initial_cluster, token));
+                                                    initial_cluster, token, tls_));
   }
   try {
     for (auto& member : members_) member->start();
@@ -199,7 +207,9 @@ std::string EtcdCluster::endpoints_csv() const {
 }
 
 void EtcdCluster::wait_ready(std::size_t index, std::chrono::milliseconds timeout) const {
-  detail::etcd::Client client({members_.at(index)->endpoint()}, std::chrono::milliseconds(500));
+  detail::etcd::Client::Credentials credentials;
+  if (tls_) credentials.tls = TlsOptions{tls_->ca, tls_->client_cert, tls_->client_key};
+  detail::etcd::Client client({members_.at(index)->endpoint()}, std::chrono::milliseconds(500), credentials);
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   for (;;) {
     try {

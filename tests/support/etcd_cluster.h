@@ -12,15 +12,24 @@
 #include <chrono>
 #include <cstddef>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 namespace etcdlock::testing {
 
+// TLS on the client port, and optionally client-certificate authentication.
+struct EtcdTls {
+  std::string cert, key, ca;  // paths of PEM files
+  bool client_cert_auth = false;
+  // The client's certificate and key, for the harness's own readiness checks.
+  std::string client_cert, client_key;
+};
+
 class EtcdMember {
  public:
   EtcdMember(std::string name, int client_port, int peer_port, std::string data_dir, std::string initial_cluster,
-             std::string cluster_token);
+             std::string cluster_token, std::optional<EtcdTls> tls = std::nullopt);
   ~EtcdMember();
   EtcdMember(const EtcdMember&) = delete;
   EtcdMember& operator=(const EtcdMember&) = delete;
@@ -42,6 +51,7 @@ class EtcdMember {
   std::string data_dir_;
   std::string initial_cluster_;
   std::string cluster_token_;
+  std::optional<EtcdTls> tls_;
   pid_t pid_ = -1;
   bool frozen_ = false;
 };
@@ -49,7 +59,7 @@ class EtcdMember {
 class EtcdCluster {
  public:
   // Starts `members` members and waits until every one serves requests.
-  explicit EtcdCluster(std::size_t members = 1);
+  explicit EtcdCluster(std::size_t members = 1, std::optional<EtcdTls> tls = std::nullopt);
   ~EtcdCluster();
   EtcdCluster(const EtcdCluster&) = delete;
   EtcdCluster& operator=(const EtcdCluster&) = delete;
@@ -65,6 +75,7 @@ class EtcdCluster {
 
  private:
   std::string root_;
+  std::optional<EtcdTls> tls_;
   std::vector<std::unique_ptr<EtcdMember>> members_;
 };
 

@@ -22,6 +22,7 @@ class RecordingListener : public detail::etcd::WatchListener {
     std::lock_guard lock(mu_);
     ++gaps_;
   }
+  void on_failed(const std::string&) override {}
   std::int64_t start_revision() const {
     std::lock_guard lock(mu_);
     return start_revision_;

@@ -1,6 +1,7 @@
 // etcdlock: the command-line tool. Runs a command under a distributed lock,
 // and inspects and administers the locks under a prefix.
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <cstdlib>
 #include <iostream>
 #include <sstream>
@@ -76,6 +77,12 @@ int main(int argc, char** argv) {
   app.add_option("--command-timeout", command_timeout, "the deadline of one request to etcd")
       ->check(kDuration)
       ->capture_default_str();
+  std::string cacert, cert, key, user;
+  app.add_option("--cacert", cacert, "verify etcd's certificate with this CA (PEM file); turns TLS on")
+      ->check(CLI::ExistingFile);
+  app.add_option("--cert", cert, "client certificate (PEM file), for etcd's --client-cert-auth")->check(CLI::ExistingFile);
+  app.add_option("--key", key, "the client certificate's key (PEM file)")->check(CLI::ExistingFile);
+  app.add_option("--user", user, "etcd user, as name:password, or name with the password in ETCDLOCK_PASSWORD");
 
   RunOptions run;
   std::string ttl = "30s", timeout, kill_after = "10s";
@@ -132,6 +139,18 @@ int main(int argc, char** argv) {
   options.dial_timeout = parse_duration(dial_timeout);
   options.command_timeout = parse_duration(command_timeout);
   options.log_sink = etcdlock::stderr_log_sink(etcdlock::LogLevel::warning);
+  const bool https = std::any_of(options.endpoints.begin(), options.endpoints.end(),
+                                 [](const std::string& endpoint) { return endpoint.starts_with("https://"); });
+  if (!cacert.empty() || !cert.empty() || !key.empty() || https) options.tls = etcdlock::TlsOptions{cacert, cert, key};
+  if (!user.empty()) {
+    const auto colon = user.find(':');
+    options.username = user.substr(0, colon);
+    if (colon != std::string::npos) {
+      options.password = user.substr(colon + 1);
+    } else if (const char* password = std::getenv("ETCDLOCK_PASSWORD")) {
+      options.password = password;
+    }
+  }
 
   if (*run_command) {
     options.ttl = std::chrono::ceil<std::chrono::seconds>(parse_duration(ttl));
