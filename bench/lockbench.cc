@@ -28,6 +28,7 @@
 #include "etcd/watch_hub.h"
 #include "etcdlock/etcdlock.h"
 #include "key_space.h"
+#include "queue_requests.h"
 #include "server_metrics.h"
 #include "stats.h"
 
@@ -335,23 +336,8 @@ json run_raw(const Config& config) {
   const auto lease = client.lease_grant(config.ttl, Steady::now() + std::chrono::seconds(10)).id();
   const std::string dir = config.prefix + "/lock/";
   const std::string key = detail::queue_key(dir, lease);
-  pb::TxnRequest txn;
-  auto* absent = txn.add_compare();
-  absent->set_key(key);
-  absent->set_target(pb::Compare::CREATE);
-  absent->set_result(pb::Compare::EQUAL);
-  absent->set_create_revision(0);
-  auto* put = txn.add_success()->mutable_request_put();
-  put->set_key(key);
-  put->set_value(R"({"owner":"bench"})");
-  put->set_lease(lease);
-  auto* head = txn.add_success()->mutable_request_range();
-  head->set_key(dir);
-  head->set_range_end(detail::prefix_range_end(dir));
-  head->set_sort_target(pb::RangeRequest::CREATE);
-  head->set_sort_order(pb::RangeRequest::ASCEND);
-  head->set_keys_only(true);
-  head->set_limit(64);
+  // The very Txn a lock sends to enqueue.
+  const auto txn = detail::enqueue_txn(dir, detail::prefix_range_end(dir), key, R"({"owner":"bench"})", lease);
   pb::DeleteRangeRequest erase;
   erase.set_key(key);
   // With --raw-watch, the watch a lock keeps on its directory, to show what

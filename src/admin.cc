@@ -5,18 +5,17 @@
 
 #include "holder_value.h"
 #include "key_space.h"
+#include "queue_requests.h"
 
 namespace etcdlock::detail {
 namespace {
 
 namespace pb = ::etcdserverpb;
 
+// Entries oldest first, with their values (queue_range reads keys only).
 pb::RangeRequest by_creation(const std::string& from, const std::string& to) {
-  pb::RangeRequest range;
-  range.set_key(from);
-  range.set_range_end(to);
-  range.set_sort_target(pb::RangeRequest::CREATE);
-  range.set_sort_order(pb::RangeRequest::ASCEND);
+  auto range = queue_range(from, to);
+  range.set_keys_only(false);
   return range;
 }
 
@@ -88,12 +87,8 @@ std::vector<LockInfo> Admin::list(std::string_view name_prefix) const {
 bool Admin::force_unlock(std::string_view name) const {
   const auto holder = info(name);
   if (!holder) return false;
-  pb::TxnRequest txn;
-  auto* same_holder = txn.add_compare();
-  same_holder->set_key(holder->key);
-  same_holder->set_target(pb::Compare::CREATE);
-  same_holder->set_result(pb::Compare::EQUAL);
-  same_holder->set_create_revision(holder->fencing_token);
+  // Only the same holder: a hand-over meanwhile must not cost the next one its lock.
+  auto txn = while_created_at(holder->key, holder->fencing_token);
   txn.add_success()->mutable_request_delete_range()->set_key(holder->key);
   const bool removed = client_.txn(txn, deadline()).succeeded();
   if (removed) {

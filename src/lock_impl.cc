@@ -5,17 +5,13 @@
 #include "etcdlock/error.h"
 #include "key_space.h"
 #include "manager_core.h"
+#include "queue_requests.h"
 #include "session.h"
 
 namespace etcdlock::detail {
 namespace {
 
-namespace pb = ::etcdserverpb;
 using Steady = std::chrono::steady_clock;
-
-// How many queue entries the enqueue Txn reads. Enough for every waiter of a
-// busy lock; a longer queue costs one more read.
-constexpr std::int64_t kQueuePage = 64;
 
 }  // namespace
 
@@ -268,39 +264,11 @@ LockImpl::Outcome LockImpl::queue_and_wait(const std::shared_ptr<Session>& sessi
   }
 }
 
-namespace {
-
-pb::RangeRequest queue_range(const std::string& dir, const std::string& dir_end) {
-  pb::RangeRequest range;
-  range.set_key(dir);
-  range.set_range_end(dir_end);
-  range.set_sort_target(pb::RangeRequest::CREATE);
-  range.set_sort_order(pb::RangeRequest::ASCEND);
-  range.set_keys_only(true);
-  return range;
-}
-
-}  // namespace
-
 std::optional<LockImpl::Enqueued> LockImpl::try_first(const Session& session, const std::string& key,
                                                       etcd::SteadyTime deadline) {
   // One round trip either way: create our entry only if the directory is
   // empty; otherwise read who is there without queueing.
-  pb::TxnRequest txn;
-  auto* empty = txn.add_compare();
-  empty->set_key(dir_);
-  empty->set_range_end(dir_end_);
-  empty->set_target(pb::Compare::CREATE);
-  empty->set_result(pb::Compare::EQUAL);
-  empty->set_create_revision(0);
-  auto* put = txn.add_success()->mutable_request_put();
-  put->set_key(key);
-  put->set_value(core_->holder_value());
-  put->set_lease(session.lease_id());
-  auto* range = txn.add_failure()->mutable_request_range();
-  *range = queue_range(dir_, dir_end_);
-  range->set_limit(kQueuePage);
-
+  const auto txn = enqueue_if_empty_txn(dir_, dir_end_, key, core_->holder_value(), session.lease_id());
   const auto response = core_->client().txn(txn, deadline);
   if (response.succeeded()) return Enqueued{response.header().revision(), response.header().revision(), {}};
   for (const auto& kv : response.responses(0).response_range().kvs()) {
@@ -312,24 +280,7 @@ std::optional<LockImpl::Enqueued> LockImpl::try_first(const Session& session, co
 }
 
 LockImpl::Enqueued LockImpl::enqueue(const Session& session, const std::string& key, etcd::SteadyTime deadline) {
-  // etcd's recipe in one Txn: create our entry unless it exists (a retry of a
-  // request that was applied), and read the head of the queue.
-  pb::TxnRequest txn;
-  auto* absent = txn.add_compare();
-  absent->set_key(key);
-  absent->set_target(pb::Compare::CREATE);
-  absent->set_result(pb::Compare::EQUAL);
-  absent->set_create_revision(0);
-  auto* put = txn.add_success()->mutable_request_put();
-  put->set_key(key);
-  put->set_value(core_->holder_value());
-  put->set_lease(session.lease_id());
-  auto* head = txn.add_success()->mutable_request_range();
-  *head = queue_range(dir_, dir_end_);
-  head->set_limit(kQueuePage);
-  txn.add_failure()->mutable_request_range()->set_key(key);
-  *txn.add_failure()->mutable_request_range() = *head;
-
+  const auto txn = enqueue_txn(dir_, dir_end_, key, core_->holder_value(), session.lease_id());
   const auto response = core_->client().txn(txn, deadline);
   Enqueued entry;
   entry.read_revision = response.header().revision();
@@ -461,44 +412,26 @@ std::int64_t LockImpl::fencing_token() const {
   return phase_ == Phase::held && !hold_->lost ? hold_->revision : 0;
 }
 
+std::optional<pb::TxnRequest> LockImpl::guarded_txn() const {
+  std::lock_guard lock(mu_);
+  if (phase_ != Phase::held || hold_->lost) return std::nullopt;
+  return while_created_at(hold_->key, hold_->revision);
+}
+
 bool LockImpl::guarded_put(std::string_view key, std::string_view value) {
-  std::string hold_key;
-  std::int64_t revision = 0;
-  {
-    std::lock_guard lock(mu_);
-    if (phase_ != Phase::held || hold_->lost) return false;
-    hold_key = hold_->key;
-    revision = hold_->revision;
-  }
-  pb::TxnRequest txn;
-  auto* still_held = txn.add_compare();
-  still_held->set_key(hold_key);
-  still_held->set_target(pb::Compare::CREATE);
-  still_held->set_result(pb::Compare::EQUAL);
-  still_held->set_create_revision(revision);
-  auto* put = txn.add_success()->mutable_request_put();
+  auto txn = guarded_txn();
+  if (!txn) return false;
+  auto* put = txn->add_success()->mutable_request_put();
   put->set_key(std::string(key));
   put->set_value(std::string(value));
-  return core_->client().txn(txn, Steady::now() + core_->options().command_timeout).succeeded();
+  return core_->client().txn(*txn, Steady::now() + core_->options().command_timeout).succeeded();
 }
 
 bool LockImpl::guarded_delete(std::string_view key) {
-  std::string hold_key;
-  std::int64_t revision = 0;
-  {
-    std::lock_guard lock(mu_);
-    if (phase_ != Phase::held || hold_->lost) return false;
-    hold_key = hold_->key;
-    revision = hold_->revision;
-  }
-  pb::TxnRequest txn;
-  auto* still_held = txn.add_compare();
-  still_held->set_key(hold_key);
-  still_held->set_target(pb::Compare::CREATE);
-  still_held->set_result(pb::Compare::EQUAL);
-  still_held->set_create_revision(revision);
-  txn.add_success()->mutable_request_delete_range()->set_key(std::string(key));
-  return core_->client().txn(txn, Steady::now() + core_->options().command_timeout).succeeded();
+  auto txn = guarded_txn();
+  if (!txn) return false;
+  txn->add_success()->mutable_request_delete_range()->set_key(std::string(key));
+  return core_->client().txn(*txn, Steady::now() + core_->options().command_timeout).succeeded();
 }
 
 std::optional<std::stop_source> LockImpl::lose_hold(const std::string& reason) {

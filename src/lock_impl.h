@@ -93,6 +93,8 @@ class LockImpl : public std::enable_shared_from_this<LockImpl> {
   std::optional<Enqueued> try_first(const Session& session, const std::string& key, etcd::SteadyTime deadline);
   Enqueued enqueue(const Session& session, const std::string& key, etcd::SteadyTime deadline);
   Enqueued read_ahead(std::int64_t own_revision, etcd::SteadyTime deadline);
+  // A Txn that commits only while this hold is valid; nullopt when not held.
+  std::optional<etcd::pb::TxnRequest> guarded_txn() const;
   // Deletes a queue entry we are leaving; hands it to the manager if etcd
   // cannot be reached, so that no stale entry blocks the queue.
   void remove_entry(const std::string& key, std::int64_t revision, std::int64_t lease_id);

@@ -9,6 +9,7 @@
 #include "holder_value.h"
 #include "key_space.h"
 #include "lock_impl.h"
+#include "queue_requests.h"
 
 namespace etcdlock::detail {
 namespace {
@@ -204,15 +205,8 @@ bool ManagerCore::delete_stranded(const StrandedEntry& entry) {
   const auto session = current_session();
   if (!session || session->lease_id() != entry.lease_id || !session->alive()) return true;  // gone with its lease
   try {
-    pb::TxnRequest txn;
-    if (entry.revision != 0) {
-      // Delete only the entry we left, never a later one under the same key.
-      auto* same = txn.add_compare();
-      same->set_key(entry.key);
-      same->set_target(pb::Compare::CREATE);
-      same->set_result(pb::Compare::EQUAL);
-      same->set_create_revision(entry.revision);
-    }
+    // Delete only the entry we left, never a later one under the same key.
+    auto txn = entry.revision != 0 ? while_created_at(entry.key, entry.revision) : pb::TxnRequest();
     txn.add_success()->mutable_request_delete_range()->set_key(entry.key);
     client_->txn(txn, Steady::now() + options_.command_timeout);
     return true;
