@@ -106,11 +106,16 @@ void EtcdMember::start() {
       "--log-level", "error",
   };
   if (tls_) {
-    for (const std::string& arg : {std::string("--cert-file"), tls_->cert, std::string("--key-file"), tls_->key,
-                                    std::string("--trusted-ca-file"), tls_->ca}) {
+    for (const std::string& arg : {std::string("--cert-file"), tls_->cert, std::string("--key-file"), tls_->key}) {
       args.push_back(arg);
     }
-    if (tls_->client_cert_auth) args.push_back("--client-cert-auth");
+    // etcd 3.4 demands client certificates whenever it has a trusted CA file,
+    // --client-cert-auth or not.
+    if (tls_->client_cert_auth) {
+      for (const std::string& arg : {std::string("--trusted-ca-file"), tls_->ca, std::string("--client-cert-auth")}) {
+        args.push_back(arg);
+      }
+    }
   }
   if (const char* no_fsync = std::getenv("ETCDLOCK_TEST_NO_FSYNC"); no_fsync && std::string(no_fsync) == "1") {
     args.push_back("--unsafe-no-fsync");
