@@ -3,6 +3,7 @@
 
 #include <thread>
 
+#include "expect_error.h"
 #include "lock_fixture.h"
 
 namespace etcdlock::testing {
@@ -11,17 +12,6 @@ namespace {
 using namespace std::chrono_literals;
 
 class LockLifecycle : public LockTest {};
-
-template <class Action>
-void expect_error(errc code, const std::string& named, Action action) {
-  try {
-    action();
-    ADD_FAILURE() << "no error; expected " << to_string(code) << " naming " << named;
-  } catch (const Error& error) {
-    EXPECT_EQ(error.code(), code) << error.what();
-    EXPECT_NE(std::string(error.what()).find(named), std::string::npos) << error.what();
-  }
-}
 
 TEST_F(LockLifecycle, BadNamesThrowInvalidKeyNamingThem) {
   auto manager = this->manager();

@@ -8,6 +8,7 @@
 #include "certificates.h"
 #include "child_process.h"
 #include "etcd_cluster.h"
+#include "expect_error.h"
 #include "etcdlock/etcdlock.h"
 #include "wire_helpers.h"
 
@@ -28,17 +29,6 @@ class TempDir {
  private:
   std::string path_;
 };
-
-template <class Action>
-void expect_error(errc code, const std::string& named, Action action) {
-  try {
-    action();
-    ADD_FAILURE() << "no error; expected " << to_string(code);
-  } catch (const Error& error) {
-    EXPECT_EQ(error.code(), code) << error.what();
-    EXPECT_NE(std::string(error.what()).find(named), std::string::npos) << error.what();
-  }
-}
 
 ManagerOptions base_options(const std::string& endpoint) {
   ManagerOptions options;
