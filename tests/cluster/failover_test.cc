@@ -96,7 +96,10 @@ TEST_F(Failover, WaiterWhoseWatchHistoryWasCompactedGetsTheLockInOrder) {
   const auto revision = put(raw_, prefix_ + "-marker", "x");
   raw_.compact(revision, in(5s));
   std::this_thread::sleep_for(300ms);
-  EXPECT_TRUE(order_.empty()) << "the second waiter went ahead of the first";
+  {
+    std::lock_guard read(order_mutex_);
+    EXPECT_TRUE(order_.empty()) << "the second waiter went ahead of the first";
+  }
   link.restore();
   first_waiter.join();
   second_waiter.join();
