@@ -102,31 +102,40 @@ void finish(json& result, long ops, double elapsed, const Errors& errors) {
   result["ops_per_s"] = std::round(static_cast<double>(ops) / elapsed * 10) / 10;
 }
 
-// One name, one thread, lock then unlock.
-json run_uncontended(const Config& config) {
-  LockManager manager(manager_options(config));
-  auto lock = manager.get_lock("lock");
-  for (int i = 0; i < config.warmup; ++i) {
-    lock->lock();
-    lock->unlock();
+void warm_up(Lock& lock, int cycles) {
+  for (int i = 0; i < cycles; ++i) {
+    lock.lock();
+    lock.unlock();
   }
-  std::vector<Duration> lock_times, unlock_times;
-  Errors errors;
-  const auto start = Steady::now();
-  for (int i = 0; i < config.ops; ++i) {
+}
+
+// `ops` lock+unlock cycles, each timed; a failed lock counts as an error.
+void timed_cycles(Lock& lock, int ops, Errors& errors, std::vector<Duration>& lock_times,
+                  std::vector<Duration>& unlock_times) {
+  for (int i = 0; i < ops; ++i) {
     const auto t0 = Steady::now();
     try {
-      lock->lock();
+      lock.lock();
     } catch (const Error& error) {
       errors.add(error.what());
       continue;
     }
     const auto t1 = Steady::now();
-    lock->unlock();
-    const auto t2 = Steady::now();
+    lock.unlock();
     lock_times.push_back(t1 - t0);
-    unlock_times.push_back(t2 - t1);
+    unlock_times.push_back(Steady::now() - t1);
   }
+}
+
+// One name, one thread, lock then unlock.
+json run_uncontended(const Config& config) {
+  LockManager manager(manager_options(config));
+  auto lock = manager.get_lock("lock");
+  warm_up(*lock, config.warmup);
+  std::vector<Duration> lock_times, unlock_times;
+  Errors errors;
+  const auto start = Steady::now();
+  timed_cycles(*lock, config.ops, errors, lock_times, unlock_times);
   json result = base_result(config);
   finish(result, static_cast<long>(lock_times.size()), seconds_since(start), errors);
   result["lock_ms"] = summarize(lock_times);
@@ -221,24 +230,9 @@ json run_manykeys(const Config& config) {
   for (int id = 0; id < config.clients; ++id) {
     workers.emplace_back([&, id] {
       auto lock = manager.get_lock("k" + std::to_string(id));
-      for (int i = 0; i < config.warmup; ++i) {
-        lock->lock();
-        lock->unlock();
-      }
+      warm_up(*lock, config.warmup);
       start_line.arrive_and_wait();
-      for (int i = 0; i < config.ops; ++i) {
-        const auto t0 = Steady::now();
-        try {
-          lock->lock();
-        } catch (const Error& error) {
-          errors.add(error.what());
-          continue;
-        }
-        const auto t1 = Steady::now();
-        lock->unlock();
-        lock_times[id].push_back(t1 - t0);
-        unlock_times[id].push_back(Steady::now() - t1);
-      }
+      timed_cycles(*lock, config.ops, errors, lock_times[id], unlock_times[id]);
     });
   }
   start_line.arrive_and_wait();

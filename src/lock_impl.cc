@@ -93,9 +93,7 @@ bool LockImpl::acquire(etcd::SteadyTime deadline, std::stop_token cancel, Mode m
     acquired = acquire_from_etcd(deadline, std::move(cancel), mode);
   } catch (...) {
     std::lock_guard lock(mu_);
-    phase_ = entry_stranded_ ? Phase::releasing : Phase::free;
-    owner_ = {};
-    changed_.notify_all();
+    give_up_turn();
     throw;
   }
   std::lock_guard lock(mu_);
@@ -105,12 +103,18 @@ bool LockImpl::acquire(etcd::SteadyTime deadline, std::stop_token cancel, Mode m
     last_hold_lost_ = false;
     core_->log()(LogLevel::debug, "lock acquired",
                  {{"name", name_}, {"key", hold_->key}, {"fencing_token", std::to_string(hold_->revision)}});
+    changed_.notify_all();
   } else {
-    phase_ = entry_stranded_ ? Phase::releasing : Phase::free;
-    owner_ = {};
+    give_up_turn();
   }
-  changed_.notify_all();
   return acquired;
+}
+
+void LockImpl::give_up_turn() {
+  // A stranded entry keeps the next thread waiting until the janitor removes it.
+  phase_ = entry_stranded_ ? Phase::releasing : Phase::free;
+  owner_ = {};
+  changed_.notify_all();
 }
 
 bool LockImpl::acquire_from_etcd(etcd::SteadyTime deadline, std::stop_token cancel, Mode mode) {

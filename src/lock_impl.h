@@ -85,6 +85,8 @@ class LockImpl : public std::enable_shared_from_this<LockImpl> {
     std::vector<std::string> ahead;
   };
 
+  // Ends this thread's turn after an attempt that did not acquire.
+  void give_up_turn();  // requires mu_
   // The thread-level turn, then the etcd queue.
   bool acquire_from_etcd(etcd::SteadyTime deadline, std::stop_token cancel, Mode mode);
   void ensure_watch(etcd::SteadyTime deadline);

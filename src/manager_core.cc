@@ -85,7 +85,11 @@ ManagerCore::~ManagerCore() { close(); }
 
 void ManagerCore::check_open() const {
   std::lock_guard lock(mu_);
-  if (closed_) throw Error(errc::closed, "the lock manager for prefix " + quote_value(options_.prefix) + " is closed");
+  if (closed_) throw closed_error();
+}
+
+Error ManagerCore::closed_error() const {
+  return Error(errc::closed, "the lock manager for prefix " + quote_value(options_.prefix) + " is closed");
 }
 
 bool ManagerCore::closed() const {
@@ -97,7 +101,7 @@ std::shared_ptr<Lock> ManagerCore::get_lock(std::string_view name, const LockOpt
   validate_name(name);
   validate(options, name);
   std::lock_guard lock(mu_);
-  if (closed_) throw Error(errc::closed, "the lock manager for prefix " + quote_value(options_.prefix) + " is closed");
+  if (closed_) throw closed_error();
   auto& entry = locks_[std::string(name)];
   if (auto existing = entry.lock.lock()) {
     if (entry.impl.lock()->options() != options) {
@@ -129,8 +133,12 @@ std::vector<std::shared_ptr<LockImpl>> ManagerCore::live_locks() const {
 }
 
 SessionState ManagerCore::state() const {
-  const auto session = current_session();
-  if (closed()) return SessionState::closed;
+  std::shared_ptr<Session> session;
+  {
+    std::lock_guard lock(mu_);
+    if (closed_) return SessionState::closed;
+    session = session_;
+  }
   return session ? session->state() : SessionState::lost;
 }
 
@@ -143,7 +151,7 @@ std::shared_ptr<Session> ManagerCore::session(etcd::SteadyTime deadline) {
   std::unique_lock lock(mu_);
   // One grant at a time, made without holding mu_; the others wait for it.
   for (;;) {
-    if (closed_) throw Error(errc::closed, "the lock manager for prefix " + quote_value(options_.prefix) + " is closed");
+    if (closed_) throw closed_error();
     if (session_ && session_->alive()) return session_;
     if (!granting_) break;
     const bool changed = deadline == etcd::SteadyTime::max()
@@ -174,7 +182,7 @@ std::shared_ptr<Session> ManagerCore::session(etcd::SteadyTime deadline) {
   if (closed_) {
     lock.unlock();
     fresh->end(Steady::now() + options_.command_timeout);
-    throw Error(errc::closed, "the lock manager for prefix " + quote_value(options_.prefix) + " is closed");
+    throw closed_error();
   }
   std::shared_ptr<Session> previous = std::exchange(session_, fresh);
   lock.unlock();

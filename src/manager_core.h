@@ -71,6 +71,7 @@ class ManagerCore : public std::enable_shared_from_this<ManagerCore> {
  private:
   explicit ManagerCore(ManagerOptions options);
   void on_session_lost(Session& session, const std::string& reason);
+  Error closed_error() const;
   std::vector<std::shared_ptr<LockImpl>> live_locks() const;  // requires !mu_
   void run_janitor();
   bool delete_stranded(const StrandedEntry& entry);  // true when the entry is gone

@@ -50,11 +50,6 @@ SessionState Session::state() const {
   return state_;
 }
 
-etcd::SteadyTime Session::local_deadline() const {
-  std::lock_guard lock(mu_);
-  return local_deadline_;
-}
-
 std::chrono::milliseconds Session::renew_interval() const {
   return std::max<milliseconds>(std::chrono::duration_cast<milliseconds>(granted_ttl_) / 3, milliseconds(100));
 }

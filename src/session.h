@@ -47,7 +47,6 @@ class Session {
   std::stop_token lost_token() const { return lost_.get_token(); }
   bool alive() const { return !lost_.stop_requested(); }
   SessionState state() const;
-  etcd::SteadyTime local_deadline() const;
 
   // etcd said the lease is gone before the keepalive stream did: end the
   // session as lost now.
