@@ -27,7 +27,7 @@
 #include "etcd/client.h"
 #include "etcd/watch_hub.h"
 #include "etcdlock/etcdlock.h"
-#include "key_space.h"
+#include "key_layout.h"
 #include "queue_requests.h"
 #include "server_metrics.h"
 #include "stats.h"
@@ -331,7 +331,7 @@ json run_raw(const Config& config) {
   const std::string dir = config.prefix + "/lock/";
   const std::string key = detail::queue_key(dir, lease);
   // The very Txn a lock sends to enqueue.
-  const auto txn = detail::enqueue_txn(dir, detail::prefix_range_end(dir), key, R"({"owner":"bench"})", lease);
+  const auto txn = detail::enqueue_txn({dir, detail::prefix_range_end(dir)}, key, R"({"owner":"bench"})", lease);
   pb::DeleteRangeRequest erase;
   erase.set_key(key);
   // With --raw-watch, the watch a lock keeps on its directory, to show what

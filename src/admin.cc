@@ -4,7 +4,9 @@
 #include <map>
 
 #include "holder_value.h"
-#include "key_space.h"
+#include "key_layout.h"
+#include "names.h"
+#include "text.h"
 #include "queue_requests.h"
 
 namespace etcdlock::detail {
@@ -13,15 +15,15 @@ namespace {
 namespace pb = ::etcdserverpb;
 
 // Entries oldest first, with their values (queue_range reads keys only).
-pb::RangeRequest by_creation(const std::string& from, const std::string& to) {
-  auto range = queue_range(from, to);
+pb::RangeRequest by_creation(const QueueDir& keys) {
+  auto range = queue_range(keys);
   range.set_keys_only(false);
   return range;
 }
 
 }  // namespace
 
-etcd::SteadyTime Admin::deadline() const { return client_.request_deadline(etcd::SteadyTime::max()); }
+SteadyTime Admin::deadline() const { return client_.command_deadline(); }
 
 void Admin::describe(LockInfo& row, const std::string& value, std::map<std::int64_t, std::int64_t>& ttls) const {
   if (const auto holder = decode_holder_value(value)) {
@@ -38,7 +40,7 @@ void Admin::describe(LockInfo& row, const std::string& value, std::map<std::int6
 std::optional<LockInfo> Admin::info(std::string_view name) const {
   validate_name(name);
   const auto dir = queue_dir(prefix_, name);
-  const auto queue = client_.range(by_creation(dir, prefix_range_end(dir)), deadline());
+  const auto queue = client_.range(by_creation({dir, prefix_range_end(dir)}), deadline());
   std::optional<LockInfo> row;
   for (const auto& kv : queue.kvs()) {
     if (!is_queue_entry(dir, kv.key())) continue;
@@ -56,7 +58,7 @@ std::optional<LockInfo> Admin::info(std::string_view name) const {
 std::vector<LockInfo> Admin::list(std::string_view name_prefix) const {
   const std::string root = prefix_ + "/";
   const std::string from = root + std::string(name_prefix);
-  const auto everything = client_.range(by_creation(from, prefix_range_end(from)), deadline());
+  const auto everything = client_.range(by_creation({from, prefix_range_end(from)}), deadline());
   // Key "<prefix>/<name>/<id>": the name is what lies between the prefix and
   // the last '/'. Entries come oldest first, so a name's first is its holder.
   std::map<std::string, LockInfo> rows;
@@ -66,6 +68,7 @@ std::vector<LockInfo> Admin::list(std::string_view name_prefix) const {
     const auto last_slash = key.rfind('/');
     if (last_slash == std::string_view::npos || last_slash <= root.size() || last_slash + 1 == key.size()) continue;
     const std::string name(key.substr(root.size(), last_slash - root.size()));
+    if (name.find('\0') != std::string::npos) continue;  // a manager's inbox, not a lock
     auto [row, first] = rows.try_emplace(name);
     if (first) {
       row->second = LockInfo{name, kv.key(), "", kv.lease(), kv.create_revision(), {}, {}, 0};
@@ -98,7 +101,7 @@ bool Admin::force_unlock(std::string_view name) const {
   return removed;
 }
 
-bool Admin::revoke_session(std::int64_t lease_id) const {
+bool Admin::revoke_lease(std::int64_t lease_id) const {
   // Only leases of this prefix's locks: an admin of one namespace must not end
   // another's leases.
   const auto lease = client_.lease_time_to_live(lease_id, deadline(), /*keys=*/true);

@@ -25,10 +25,10 @@ class Admin {
   std::optional<LockInfo> info(std::string_view name) const;
   std::vector<LockInfo> list(std::string_view name_prefix) const;
   bool force_unlock(std::string_view name) const;
-  bool revoke_session(std::int64_t lease_id) const;
+  bool revoke_lease(std::int64_t lease_id) const;
 
  private:
-  etcd::SteadyTime deadline() const;
+  SteadyTime deadline() const;
   // Fills owner, created_at and ttl_remaining of a holder row. `ttls` caches
   // the TTL of each lease, so many holds of one manager cost one lookup.
   void describe(LockInfo& row, const std::string& value, std::map<std::int64_t, std::int64_t>& ttls) const;

@@ -45,17 +45,19 @@ HolderValue decode_fields(const nlohmann::json& document) {
   value.pid = document.value("pid", 0L);
   value.version = document.value("version", "");
   if (auto created = parse_utc(document.value("created_at", ""))) value.created_at = *created;
+  value.inbox = document.value("inbox", "");
   return value;
 }
 
 }  // namespace
 
 std::string encode_holder_value(const HolderValue& value) {
-  const nlohmann::json document = {
+  nlohmann::json document = {
       {"owner", value.owner},     {"hostname", value.hostname},
       {"pid", value.pid},         {"created_at", format_utc(value.created_at)},
       {"version", value.version},
   };
+  if (!value.inbox.empty()) document["inbox"] = value.inbox;
   return document.dump();
 }
 

@@ -14,6 +14,9 @@ struct HolderValue {
   long pid = 0;
   std::chrono::system_clock::time_point created_at;
   std::string version;
+  // Where a releasing holder may leave this waiter a hand-over note; empty
+  // when the manager has no inbox.
+  std::string inbox;
 };
 
 // A small JSON document.

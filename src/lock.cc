@@ -3,9 +3,8 @@
 #include <chrono>
 
 #include "etcdlock/error.h"
-#include "key_space.h"
 #include "lock_impl.h"
-#include "manager_core.h"
+#include "text.h"
 
 namespace etcdlock {
 
@@ -27,11 +26,13 @@ bool Lock::try_lock() {
 }
 
 bool Lock::try_lock_until_steady(detail::SteadyTime deadline, std::stop_token cancel) {
+  // As std::timed_mutex: a deadline that has passed makes it a try_lock().
+  if (deadline <= std::chrono::steady_clock::now()) return try_lock();
   return impl_->acquire(deadline, std::move(cancel), Mode::wait);
 }
 
 void Lock::lock_until_steady(detail::SteadyTime deadline) {
-  if (!impl_->acquire(deadline, {}, Mode::wait)) {
+  if (!try_lock_until_steady(deadline)) {
     throw Error(errc::lock_timeout, "lock " + detail::quote_value(impl_->name()) + " was not acquired in time");
   }
 }

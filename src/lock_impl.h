@@ -1,9 +1,15 @@
-// LockImpl: the state and algorithms behind one named Lock.
+// LockImpl: the state behind one named Lock: which thread of this process
+// holds it, how deep, and its hold in etcd.
 //
-// Two levels of exclusion. Locally, one thread at a time owns the lock, with a
-// hold count; threads of one process share the lease, so etcd cannot tell
-// them apart. Remotely, the owning thread takes a place in the etcd queue under
-// the lock's directory and becomes the holder when every earlier entry is gone.
+// Two levels of exclusion. Locally, one thread at a time has the turn: it
+// acquires, holds with a hold count, and releases; threads of one process
+// share the lease, so etcd cannot tell them apart. Remotely, the thread with
+// the turn takes a place in the etcd queue (QueueWait) and holds the lock
+// (Hold) when its entry is first.
+//
+// The turn passes only when its owner gives it up, and never while an entry
+// of this lock whose delete is pending could still be in etcd: a new attempt
+// would find that entry under the same key and take it for its own.
 #pragma once
 
 #include <condition_variable>
@@ -15,39 +21,34 @@
 #include <string>
 #include <system_error>
 #include <thread>
-#include <vector>
 
-#include "etcd/client.h"
-#include "etcd/watch_hub.h"
 #include "etcdlock/options.h"
+#include "hold.h"
+#include "lock_context.h"
+#include "queue_requests.h"
 #include "queue_wait.h"
 
 namespace etcdlock::detail {
 
-class ManagerCore;
-class Session;
-
+// Thread-safe.
 class LockImpl : public std::enable_shared_from_this<LockImpl> {
  public:
-  enum class Mode {
-    wait,      // wait in the queue until the deadline
-    try_once,  // never wait: give up when someone else is first
-  };
+  using Mode = QueueWait::Mode;
 
-  LockImpl(std::shared_ptr<ManagerCore> core, std::string name, LockOptions options);
-  // Releases a hold that was never unlocked, and stops the lock's watch.
+  LockImpl(std::shared_ptr<LockContext> context, std::string name, LockOptions options);
+  // Releases a hold that was never unlocked.
   ~LockImpl();
 
   // True when this thread holds the lock; false when `mode` gave up or the
   // deadline passed. Throws Error (see Lock::lock()).
-  bool acquire(etcd::SteadyTime deadline, std::stop_token cancel, Mode mode);
+  bool acquire(SteadyTime deadline, std::stop_token cancel, Mode mode);
   void release(std::error_code& ec) noexcept;
 
   bool held() const;
   bool held_by_this_thread() const;
   const std::string& name() const { return name_; }
   const LockOptions& options() const { return options_; }
-  std::chrono::milliseconds command_timeout() const;
+  std::chrono::milliseconds command_timeout() const { return context_->client().command_timeout(); }
   std::string key() const;
   std::stop_token lost_token() const;
   bool lost() const;
@@ -55,84 +56,43 @@ class LockImpl : public std::enable_shared_from_this<LockImpl> {
   bool guarded_put(std::string_view key, std::string_view value);
   bool guarded_delete(std::string_view key);
 
-  // From the manager.
-  void on_session_lost(std::int64_t lease_id);
-  void on_manager_closed();
-  void on_stranded_key_deleted();
-
  private:
-  class WatchRelay;
-
-  enum class Phase {
-    free,       // no thread of this process holds or acquires the lock
-    acquiring,  // owner_ is taking a place in the etcd queue
-    held,       // owner_ holds it
-    releasing,  // the last unlock is deleting the key
-  };
-  enum class Outcome { acquired, not_acquired, requeue };
-
-  struct Hold {
-    std::shared_ptr<Session> session;
-    std::string key;
-    std::int64_t revision = 0;  // the key's create revision: the fencing token
-    bool lost = false;
-    std::stop_source lost_source;
-  };
-
-  struct Enqueued {
-    std::int64_t own_revision = 0;
-    std::int64_t read_revision = 0;
-    std::vector<std::string> ahead;
-  };
-
-  // Ends this thread's turn after an attempt that did not acquire.
-  void give_up_turn();  // requires mu_
-  // The thread-level turn, then the etcd queue.
-  bool acquire_from_etcd(etcd::SteadyTime deadline, std::stop_token cancel, Mode mode);
-  void ensure_watch(etcd::SteadyTime deadline);
-  Outcome queue_and_wait(const std::shared_ptr<Session>& session, etcd::SteadyTime deadline, std::stop_token cancel,
-                         Mode mode);
-  std::optional<Enqueued> try_first(const Session& session, const std::string& key, etcd::SteadyTime deadline);
-  Enqueued enqueue(const Session& session, const std::string& key, etcd::SteadyTime deadline);
-  Enqueued read_ahead(std::int64_t own_revision, etcd::SteadyTime deadline);
+  // Waits for the turn: true when this thread has it.
+  bool take_turn(std::unique_lock<std::mutex>& lock, SteadyTime deadline, const std::stop_token& cancel, Mode mode);
+  void end_turn();  // requires mu_
+  // The etcd part of acquire(), retrying transient failures.
+  bool acquire_in_etcd(SteadyTime deadline, const std::stop_token& cancel, Mode mode);
+  // Starts the hold of an acquired entry; false when it ended at once.
+  bool begin_hold(const std::shared_ptr<Session>& session, const QueueWait::Acquired& acquired);
+  // Deletes an entry this process left; when etcd cannot be reached, the
+  // delete goes on in the background and the turn waits for it.
+  void remove_entry(const QueueEntry& entry, std::int64_t lease_id);
+  // The last unlock's work in etcd: delete the entry and, when a successor
+  // waits, hand the lock over to it.
+  void release_in_etcd(Hold& hold, std::error_code& ec);
+  void hand_over(Hold& hold, std::error_code& ec);
   // A Txn that commits only while this hold is valid; nullopt when not held.
-  std::optional<etcd::pb::TxnRequest> guarded_txn() const;
-  // Deletes a queue entry we are leaving; hands it to the manager if etcd
-  // cannot be reached, so that no stale entry blocks the queue.
-  void remove_entry(const std::string& key, std::int64_t revision, std::int64_t lease_id);
+  std::optional<pb::TxnRequest> guarded_txn() const;
+  Error cancelled_error() const;
 
-  void on_watch_created(std::int64_t start_revision);
-  void on_watch_events(std::span<const etcd::WatchEvent> events);
-  void on_watch_gap();
-  void on_watch_failed(const std::string& reason);
-  // Marks the hold lost; returns the source to request after unlocking mu_,
-  // since the user's stop callbacks may call back into this lock.
-  std::optional<std::stop_source> lose_hold(const std::string& reason);  // requires mu_
-
-  template <class Predicate>
-  bool wait_until(std::unique_lock<std::mutex>& lock, etcd::SteadyTime deadline, std::stop_token cancel,
-                  Predicate ready);
-
-  const std::shared_ptr<ManagerCore> core_;
+  const std::shared_ptr<LockContext> context_;
   const std::string name_;
-  const std::string dir_;      // "<prefix>/<name>/"
-  const std::string dir_end_;  // the end of the directory's key range
+  const QueueDir queue_;
   const LockOptions options_;
 
+  // Lock order: mu_ before any lock of the services; no request to etcd is
+  // made under mu_.
   mutable std::mutex mu_;
   std::condition_variable_any changed_;
-  Phase phase_ = Phase::free;               // guarded by mu_
-  std::thread::id owner_;                   // guarded by mu_
-  int depth_ = 0;                           // guarded by mu_
-  std::optional<Hold> hold_;                // guarded by mu_
-  std::optional<QueueWait> wait_;           // guarded by mu_
-  std::string last_key_;                    // guarded by mu_
-  bool last_hold_lost_ = false;             // guarded by mu_
-  bool entry_stranded_ = false;             // guarded by mu_
-  bool closed_ = false;                     // guarded by mu_
-  std::int64_t watch_id_ = 0;               // guarded by mu_
-  std::int64_t watch_start_ = 0;            // guarded by mu_
-  std::string watch_failure_;               // why etcd refused the watch; guarded by mu_
+  std::thread::id owner_;                  // the thread with the turn; guarded by mu_
+  int depth_ = 0;                          // the owner's hold count; guarded by mu_
+  std::shared_ptr<Hold> hold_;             // guarded by mu_
+  bool delete_pending_ = false;            // guarded by mu_
+  bool last_hold_lost_ = false;            // guarded by mu_
+  std::string last_key_;                   // guarded by mu_
+  // The last hold waited, or the last release found a successor: the next
+  // release reads the queue first, to hand over with a note.
+  bool expect_successor_ = false;          // guarded by mu_
 };
 
 }  // namespace etcdlock::detail

@@ -1,45 +1,29 @@
 #include "etcdlock/lock_manager.h"
 
-#include "manager_core.h"
-#include "session.h"
+#include "manager_impl.h"
 
 namespace etcdlock {
 
-LockManager::LockManager(ManagerOptions options) : core_(detail::ManagerCore::create(std::move(options))) {}
+LockManager::LockManager(ManagerOptions options) : impl_(std::make_unique<detail::ManagerImpl>(std::move(options))) {}
 
-LockManager::~LockManager() { close(); }
+LockManager::~LockManager() = default;
 
 std::shared_ptr<Lock> LockManager::get_lock(std::string_view name, LockOptions options) {
-  return core_->get_lock(name, options);
+  return impl_->get_lock(name, options);
 }
 
-std::optional<LockInfo> LockManager::info(std::string_view name) {
-  core_->check_open();
-  return core_->admin().info(name);
-}
+std::optional<LockInfo> LockManager::info(std::string_view name) { return impl_->info(name); }
 
-std::vector<LockInfo> LockManager::list(std::string_view name_prefix) {
-  core_->check_open();
-  return core_->admin().list(name_prefix);
-}
+std::vector<LockInfo> LockManager::list(std::string_view name_prefix) { return impl_->list(name_prefix); }
 
-bool LockManager::force_unlock(std::string_view name) {
-  core_->check_open();
-  return core_->admin().force_unlock(name);
-}
+bool LockManager::force_unlock(std::string_view name) { return impl_->force_unlock(name); }
 
-bool LockManager::revoke_session(std::int64_t lease_id) {
-  core_->check_open();
-  return core_->admin().revoke_session(lease_id);
-}
+bool LockManager::revoke_lease(std::int64_t lease_id) { return impl_->revoke_lease(lease_id); }
 
-std::int64_t LockManager::lease_id() const {
-  const auto session = core_->current_session();
-  return session ? session->lease_id() : 0;
-}
+std::int64_t LockManager::lease_id() const { return impl_->lease_id(); }
 
-SessionState LockManager::state() const { return core_->state(); }
+SessionState LockManager::state() const { return impl_->state(); }
 
-void LockManager::close() noexcept { core_->close(); }
+void LockManager::close() noexcept { impl_->close(); }
 
 }  // namespace etcdlock

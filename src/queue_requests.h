@@ -1,5 +1,9 @@
 // The etcd requests of the lock protocol, built in one place so that the
 // lock, the admin operations and the benchmark's raw floor send the same ones.
+//
+// A queue is every key under a lock's directory, ordered by create revision:
+// the first is the holder, each of the others waits for the one before it,
+// its predecessor.
 #pragma once
 
 #include <cstdint>
@@ -11,26 +15,60 @@ namespace etcdlock::detail {
 
 namespace pb = ::etcdserverpb;
 
-// How many queue entries an enqueue reads: enough for every waiter of a busy
-// lock; a longer queue costs one more read.
+// How many keys a read of a queue returns at most: enough to find an entry's
+// predecessor past the keys of longer lock names ("a/b" under "a").
 inline constexpr std::int64_t kQueuePage = 64;
 
-// The queue's entries, oldest first, keys only.
-pb::RangeRequest queue_range(const std::string& dir, const std::string& dir_end);
+// One entry of a queue: its key and create revision.
+struct QueueEntry {
+  std::string key;
+  std::int64_t revision = 0;
+};
+
+// A lock's directory: "<prefix>/<name>/" and the end of its key range.
+struct QueueDir {
+  std::string dir;
+  std::string end;
+};
+
+// The queue's keys, oldest first; keys only.
+pb::RangeRequest queue_range(const QueueDir& queue);
 
 // etcd's recipe in one Txn: create `key` on `lease` unless it exists (a retry
-// of a request that was applied), and read the head of the queue. Success:
-// [put, range]; failure: [range of key, range of the queue].
-pb::TxnRequest enqueue_txn(const std::string& dir, const std::string& dir_end, const std::string& key,
-                           const std::string& value, std::int64_t lease);
+// of a request that was applied). Success: [put, the newest keys of the queue,
+// newest first: ours, then our predecessor's]; failure: [range of key].
+pb::TxnRequest enqueue_txn(const QueueDir& queue, const std::string& key, const std::string& value,
+                           std::int64_t lease);
 
-// Create `key` only if the queue is empty; otherwise read its head. Success:
-// [put]; failure: [range of the queue].
-pb::TxnRequest enqueue_if_empty_txn(const std::string& dir, const std::string& dir_end, const std::string& key,
-                                    const std::string& value, std::int64_t lease);
+// Create `key` only if the queue is empty. Success: [put]; failure: [range of
+// key, the queue's first key].
+pb::TxnRequest enqueue_if_empty_txn(const QueueDir& queue, const std::string& key, const std::string& value,
+                                    std::int64_t lease);
+
+// A read, in one revision, of `own` (still there?) and of the entries created
+// before it, newest first (its predecessor). Responses: [own, predecessors].
+pb::TxnRequest predecessor_read(const QueueDir& queue, const QueueEntry& own);
 
 // A Txn whose success branch runs only while `key` exists with create
 // revision `revision`: a hold, or an entry, that is still the same one.
 pb::TxnRequest while_created_at(const std::string& key, std::int64_t revision);
+
+// Leaves a queue: deletes `own` if it is still the same entry, and reads the
+// queue's new first entry with its value. Success: [delete, first entry].
+pb::TxnRequest release_txn(const QueueDir& queue, const QueueEntry& own);
+
+// The first two entries of a queue with their values: a holder and its successor.
+pb::RangeRequest head_read(const QueueDir& queue);
+
+// Hands a lock over: deletes the holder's entry and, in the same revision and
+// only while `successor` is still the same entry, puts `note` into its inbox
+// on its lease. Success: [Txn{success: [delete, put]; failure: [delete]}].
+pb::TxnRequest hand_over_txn(const QueueEntry& holder, const QueueEntry& successor, const std::string& inbox,
+                             std::int64_t successor_lease, const std::string& note);
+
+// Puts `note` into the inbox of `successor`, which holds the lock now, while
+// it is still the same entry.
+pb::TxnRequest note_txn(const QueueEntry& successor, const std::string& inbox, std::int64_t successor_lease,
+                        const std::string& note);
 
 }  // namespace etcdlock::detail

@@ -1,58 +1,109 @@
-// QueueWait: one process's wait in a lock's queue, driven by watch events.
+// QueueWait: one thread's attempt to take a lock in its etcd queue: enqueue,
+// wait for the turn, and confirm it.
 //
-// A waiter reads the entries ahead of its own at some revision R, then learns
-// of their deletions from the lock's watch, which delivers every change after
-// R. When none is left, and its own entry was not deleted, it is first: it
-// holds the lock as of the revision of the last deletion, with no further
-// read. Deletions that arrive while a read is in flight are kept and applied
-// once the read's revision is known, so none is lost and none is applied twice.
+// The queue is etcd's recipe: every entry under the lock's directory, by
+// create revision; the first holds the lock. An entry waits for the one just
+// before it, its predecessor, so a hand-over costs each waiter nothing but its
+// own successor's wake-up, however long the queue. The turn comes in one of
+// two ways:
+//   - a hand-over note in the manager's inbox (see hand_over.h), written by a
+//     releasing etcdlock holder in the same Txn as its delete and guarded by
+//     our entry's create revision: we are first at that revision, no read
+//     needed. This is the fast path, on a watch that has long been in sync.
+//   - our predecessor's deletion, seen on a watch of its key from the revision
+//     we read it at, so no deletion is missed. Then one read, in one revision,
+//     of our own entry (still there, with the same create revision? etcd's
+//     own Mutex once forgot this, etcd issue 11456) and of the entries before
+//     it: none means we hold the lock; otherwise we wait for the new
+//     predecessor. Such a watch, created moments ago, may lag by up to
+//     100 ms (etcd catches up new watchers in a loop every 100 ms), which is
+//     why the note exists; it is what covers holders that write no notes
+//     (etcdctl, Go's Mutex, a crashed process) and waiters that leave.
+// A watch gap (compacted history) or a missed note leads to the same read.
 #pragma once
 
 #include <cstdint>
-#include <set>
+#include <memory>
+#include <optional>
+#include <stop_token>
 #include <string>
-#include <utility>
-#include <vector>
+
+#include "lock_context.h"
+#include "queue_requests.h"
+#include "session.h"
 
 namespace etcdlock::detail {
 
-// Not thread-safe: the owning lock guards it.
 class QueueWait {
  public:
-  explicit QueueWait(std::string own_key) : own_key_(std::move(own_key)) {}
+  enum class Mode {
+    wait,      // wait in the queue until the deadline
+    try_once,  // never wait: give up when someone else is first
+  };
+  enum class Result {
+    acquired,      // our entry is first: see acquired()
+    not_acquired,  // someone else is first (try_once), the deadline passed, or `cancel` was requested
+    entry_lost,    // our entry is gone (its lease was lost, or it was deleted): queue again
+  };
+  struct Acquired {
+    QueueEntry entry;
+    std::int64_t confirmed_at = 0;  // a revision at which the entry was first
+    bool waited = false;            // an entry was ahead of ours at some point
+  };
 
-  const std::string& own_key() const { return own_key_; }
-  std::int64_t own_revision() const { return own_revision_; }
+  QueueWait(std::shared_ptr<LockContext> context, QueueDir queue);
+  // Stops watching and forgets the inbox; never deletes anything.
+  ~QueueWait();
+  QueueWait(const QueueWait&) = delete;
+  QueueWait& operator=(const QueueWait&) = delete;
 
-  // A read is starting: deletions seen from now on are kept until read_done().
-  void begin_read();
-  // The read's result: our entry's create revision, the revision the read saw,
-  // and the keys of the entries ahead of ours.
-  void read_done(std::int64_t own_revision, std::int64_t read_revision, std::vector<std::string> ahead);
+  // Takes, or keeps, a place in the queue on `session`'s lease and waits for
+  // the turn until `deadline`. May be called again after it threw (etcd
+  // unavailable): an entry it created is found again and keeps its place.
+  // Throws Error: unavailable, closed, permission_denied; etcd::LeaseNotFound.
+  Result run(const std::shared_ptr<Session>& session, SteadyTime deadline, std::stop_token cancel, Mode mode);
+  const Acquired& acquired() const { return acquired_; }
 
-  // A deletion of `key` at `revision`, as the watch delivered it.
-  void on_delete(const std::string& key, std::int64_t revision);
-  // Changes may have been missed: the waiter must read again.
-  void on_gap() { needs_read_ = true; }
-
-  bool reading() const { return reading_; }
-  bool needs_read() const { return needs_read_ && !reading_; }
-  bool own_entry_deleted() const { return own_entry_deleted_; }
-  // Our entry is first in the queue.
-  bool first() const { return !reading_ && !needs_read_ && !own_entry_deleted_ && ahead_.empty(); }
-  std::size_t ahead() const { return ahead_.size(); }
+  // The entry this wait may have left in etcd when it did not acquire: to be
+  // deleted, with revision 0 when the request that would have created it has
+  // an unknown outcome. nullopt when there is none.
+  std::optional<QueueEntry> leftover() const;
+  // The key of our entry, or of the one we are about to create.
+  const std::string& key() const { return key_; }
 
  private:
-  void apply(const std::string& key, std::int64_t revision);
+  struct Signals;
+  class PredecessorWatch;
+  struct Read {
+    std::optional<QueueEntry> predecessor;
+    std::int64_t revision = 0;
+  };
 
-  std::string own_key_;
-  std::int64_t own_revision_ = 0;
-  std::int64_t read_revision_ = 0;
-  std::set<std::string> ahead_;
-  std::vector<std::pair<std::string, std::int64_t>> pending_;  // deletions seen during a read
-  bool reading_ = true;
-  bool needs_read_ = false;
-  bool own_entry_deleted_ = false;
+  void begin(const Session& session);
+  // The Txns that create our entry; they set own_ and return what is ahead
+  // of it (try_first: nullopt when someone else is first; enqueue: nullopt
+  // when our entry is gone).
+  std::optional<Read> try_first(const Session& session, SteadyTime deadline);
+  std::optional<Read> enqueue(const Session& session, SteadyTime deadline);
+  // Our entry and its predecessor, read in one revision; nullopt when our
+  // entry is gone.
+  std::optional<Read> read_predecessor(SteadyTime deadline);
+  Result wait_for_turn(const Session& session, Read read, SteadyTime deadline, std::stop_token cancel);
+  void watch_predecessor(const Read& read);
+  void stop_watching();
+  Result acquire(std::int64_t confirmed_at);
+  Result lose_entry();
+
+  const std::shared_ptr<LockContext> context_;
+  const QueueDir queue_;
+  const std::shared_ptr<Signals> signals_;
+  std::string key_;                    // our entry's key on the current lease
+  std::optional<QueueEntry> own_;      // our entry, once a Txn told us it exists
+  bool create_sent_ = false;           // a create of key_ went out: it may exist
+  bool waited_ = false;
+  std::string predecessor_key_;        // the key we watch; empty when none
+  std::int64_t predecessor_watch_ = 0;
+  Acquired acquired_;
 };
 
 }  // namespace etcdlock::detail

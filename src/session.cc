@@ -1,13 +1,19 @@
 #include "session.h"
 
 #include <algorithm>
-#include "key_space.h"
+
+#include "etcdlock/lock_info.h"
 
 namespace etcdlock::detail {
 namespace {
 
 using std::chrono::milliseconds;
-using Steady = std::chrono::steady_clock;
+
+// Waits are cut into slices this long so that a suspend, during which the
+// steady clock stops, is noticed soon after the machine wakes.
+constexpr milliseconds kWaitSlice{200};
+
+milliseconds to_ms(BootClock::duration duration) { return std::chrono::duration_cast<milliseconds>(duration); }
 
 }  // namespace
 
@@ -18,24 +24,16 @@ std::chrono::milliseconds safety_margin(std::chrono::seconds ttl) {
                                   milliseconds(5000));
 }
 
-std::string_view to_string(SessionState state) noexcept {
-  switch (state) {
-    case SessionState::healthy: return "healthy";
-    case SessionState::suspect: return "suspect";
-    case SessionState::lost: return "lost";
-    case SessionState::closed: return "closed";
-  }
-  return "unknown";
-}
-
-Session::Session(const etcd::Client& client, const Logger& log, std::chrono::seconds ttl, etcd::SteadyTime deadline,
-                 LostHandler on_lost)
-    : client_(client), log_(log), on_lost_(std::move(on_lost)) {
-  const auto sent = Steady::now();
+Session::Session(const etcd::Client& client, const Logger& log, std::chrono::seconds ttl, SteadyTime deadline)
+    : client_(client), log_(log) {
+  const auto sent = BootClock::now();
   const auto granted = client_.lease_grant(ttl.count(), deadline);
   lease_id_ = granted.id();
   granted_ttl_ = std::chrono::seconds(granted.ttl());
+  last_answered_send_ = sent;
+  last_failover_ = sent;
   local_deadline_ = sent + granted_ttl_ - safety_margin(granted_ttl_);
+  next_send_ = sent + renew_interval();
   log_(LogLevel::info, "lease granted", {{"lease", lease_hex()}, {"ttl_s", std::to_string(granted_ttl_.count())}});
   reader_ = std::thread([this] { read_responses(); });
   keeper_ = std::thread([this] { keep_alive(); });
@@ -43,53 +41,78 @@ Session::Session(const etcd::Client& client, const Logger& log, std::chrono::sec
 
 Session::~Session() { stop_threads(); }
 
-std::string Session::lease_hex() const { return detail::lease_hex(lease_id_); }
+std::string Session::lease_hex() const { return etcdlock::lease_hex(lease_id_); }
 
 SessionState Session::state() const {
   std::lock_guard lock(mu_);
   return state_;
 }
 
+std::chrono::milliseconds Session::time_left() const {
+  std::lock_guard lock(mu_);
+  return std::max(milliseconds(0), to_ms(local_deadline_ - BootClock::now()));
+}
+
 std::chrono::milliseconds Session::renew_interval() const {
   return std::max<milliseconds>(std::chrono::duration_cast<milliseconds>(granted_ttl_) / 3, milliseconds(100));
 }
 
+std::chrono::milliseconds Session::answer_timeout() const {
+  // etcd answers a renewal in milliseconds; a member that takes this long is
+  // dead or hung, and there must be time left to try another before the
+  // local deadline.
+  return std::clamp<milliseconds>(renew_interval() / 2, milliseconds(200), milliseconds(2000));
+}
+
 void Session::keep_alive() {
-  auto next_send = Steady::now() + renew_interval();
   std::unique_lock lock(mu_);
   while (!stopping_) {
-    wake_.wait_until(lock, std::min(next_send, local_deadline_), [&] {
-      return stopping_ || send_now_ || Steady::now() >= std::min(next_send, local_deadline_);
-    });
-    if (stopping_) return;
-    const auto now = Steady::now();
+    const auto now = BootClock::now();
     if (now >= local_deadline_) {
       lock.unlock();
-      declare_lost("no renewal was acknowledged before the local deadline");
+      // Copies: nothing of this session is used once its loss is declared.
+      const etcd::Client& client = client_;
+      const std::int64_t lease_id = lease_id_;
+      declare_lost("no renewal was answered before the local deadline");
+      // The lease may still live in etcd, holding keys that others wait
+      // for: end it there too, if etcd can be reached.
+      try {
+        client.lease_revoke(lease_id, client.command_deadline());
+      } catch (const Error&) {
+        // Unreachable: the lease expires on its own, one margin from now.
+      }
       return;
     }
-    // An acknowledgement overdue by a third of the TTL: the member may be
-    // frozen. Say so, renew faster, and move the stream, which lets gRPC
-    // reconnect to another member.
-    const bool overdue = !unacknowledged_.empty() && now - unacknowledged_.front() > renew_interval();
-    if (overdue && state_ == SessionState::healthy) {
-      state_ = SessionState::suspect;
-      log_(LogLevel::warning, "lease renewals are failing",
-           {{"lease", lease_hex()},
-            {"deadline_in_ms", std::to_string(std::chrono::duration_cast<milliseconds>(local_deadline_ - now).count())}});
-      if (context_ != nullptr) context_->TryCancel();
-    }
-    if (send_now_ || now >= next_send) {
-      send_now_ = false;
-      if (stream_ != nullptr) {
-        etcdserverpb::LeaseKeepAliveRequest request;
-        request.set_id(lease_id_);
-        if (stream_->Write(request)) unacknowledged_.push_back(now);
-      }
-      const auto interval = state_ == SessionState::healthy ? renew_interval() : renew_interval() / 3;
-      next_send = now + std::max<milliseconds>(std::chrono::duration_cast<milliseconds>(interval), milliseconds(100));
-    }
+    check_overdue(now);
+    if (now >= next_send_) send_renewal(now);
+    const auto until = std::min(next_send_, local_deadline_);
+    wake_.wait_for(lock, std::clamp(to_ms(until - now), milliseconds(1), kWaitSlice));
   }
+}
+
+void Session::check_overdue(BootTime now) {
+  const bool overdue = (!unanswered_.empty() && now - unanswered_.front() > answer_timeout()) ||
+                       now - last_answered_send_ > renew_interval() + answer_timeout();
+  if (!overdue || now - last_failover_ < answer_timeout()) return;
+  last_failover_ = now;
+  if (state_ == SessionState::healthy) {
+    state_ = SessionState::suspect;
+    log_(LogLevel::warning, "lease renewals are failing",
+         {{"lease", lease_hex()}, {"deadline_in_ms", std::to_string(to_ms(local_deadline_ - now).count())}});
+  }
+  // The member may hang: renew through another one, and faster.
+  if (context_ != nullptr) client_.abandon_member_of(*context_, "lease renewals unanswered");
+  next_send_ = now;
+}
+
+void Session::send_renewal(BootTime now) {
+  if (stream_ != nullptr) {
+    etcdserverpb::LeaseKeepAliveRequest request;
+    request.set_id(lease_id_);
+    if (stream_->Write(request)) unanswered_.push_back(now);
+  }
+  const auto interval = state_ == SessionState::healthy ? renew_interval() : renew_interval() / 3;
+  next_send_ = now + std::max(interval, milliseconds(100));
 }
 
 void Session::read_responses() {
@@ -108,40 +131,11 @@ void Session::read_responses() {
       std::unique_lock lock(mu_);
       context_ = nullptr;
       wake_.wait_for(lock, milliseconds(500), [&] { return stopping_; });
-      if (stopping_) return;
       continue;
     }
-    {
-      std::lock_guard lock(mu_);
-      stream_ = stream.get();
-      unacknowledged_.clear();  // renewals sent on the old stream will never be answered
-      send_now_ = true;
-    }
-    wake_.notify_all();
-    etcdserverpb::LeaseKeepAliveResponse response;
-    bool lease_gone = false;
-    while (stream->Read(&response)) {
-      if (response.ttl() <= 0) {
-        lease_gone = true;
-        break;
-      }
-      std::lock_guard lock(mu_);
-      if (unacknowledged_.empty()) continue;
-      const auto sent = unacknowledged_.front();
-      unacknowledged_.pop_front();
-      const auto ttl = std::chrono::seconds(response.ttl());
-      local_deadline_ = std::max(local_deadline_, sent + ttl - safety_margin(ttl));
-      if (state_ == SessionState::suspect) {
-        state_ = SessionState::healthy;
-        log_(LogLevel::info, "lease renewals recovered", {{"lease", lease_hex()}});
-      }
-    }
-    {
-      std::lock_guard lock(mu_);
-      stream_ = nullptr;
-    }
+    const bool lease_gone = read_stream(*stream);
     if (lease_gone) context->TryCancel();
-    client_.stream_ended(stream->Finish());
+    client_.stream_ended(*context, stream->Finish());
     {
       std::lock_guard lock(mu_);
       context_ = nullptr;
@@ -156,6 +150,38 @@ void Session::read_responses() {
   }
 }
 
+bool Session::read_stream(etcd::KeepAliveStream& stream) {
+  {
+    std::lock_guard lock(mu_);
+    stream_ = &stream;
+    unanswered_.clear();  // renewals sent on the old stream will never be answered
+    next_send_ = BootClock::now();
+  }
+  wake_.notify_all();
+  etcdserverpb::LeaseKeepAliveResponse response;
+  bool lease_gone = false;
+  while (stream.Read(&response)) {
+    if (response.ttl() <= 0) {
+      lease_gone = true;
+      break;
+    }
+    std::lock_guard lock(mu_);
+    if (unanswered_.empty()) continue;
+    const auto sent = unanswered_.front();
+    unanswered_.pop_front();
+    const auto ttl = std::chrono::seconds(response.ttl());
+    last_answered_send_ = std::max(last_answered_send_, sent);
+    local_deadline_ = std::max(local_deadline_, sent + ttl - safety_margin(ttl));
+    if (state_ == SessionState::suspect) {
+      state_ = SessionState::healthy;
+      log_(LogLevel::info, "lease renewals recovered", {{"lease", lease_hex()}});
+    }
+  }
+  std::lock_guard lock(mu_);
+  stream_ = nullptr;
+  return lease_gone;
+}
+
 void Session::declare_lost(const std::string& reason) {
   {
     std::lock_guard lock(mu_);
@@ -167,8 +193,6 @@ void Session::declare_lost(const std::string& reason) {
   wake_.notify_all();
   log_(LogLevel::warning, "lease lost", {{"lease", lease_hex()}, {"reason", reason}});
   lost_.request_stop();
-  // A copy: the handler may drop the last reference to this session.
-  if (auto handler = on_lost_) handler(*this, reason);
 }
 
 void Session::stop_threads() {
@@ -180,7 +204,7 @@ void Session::stop_threads() {
   wake_.notify_all();
   for (auto* thread : {&keeper_, &reader_}) {
     if (!thread->joinable()) continue;
-    // The lost handler may drop the last reference on a session thread.
+    // The last reference to a session may go on one of its own threads.
     if (thread->get_id() == std::this_thread::get_id()) {
       thread->detach();
     } else {
@@ -189,14 +213,16 @@ void Session::stop_threads() {
   }
 }
 
-void Session::end(etcd::SteadyTime deadline) noexcept {
+void Session::end(SteadyTime deadline) noexcept {
   stop_threads();
+  bool was_lost = false;
   {
     std::lock_guard lock(mu_);
-    if (state_ != SessionState::lost) state_ = SessionState::closed;
+    was_lost = state_ == SessionState::lost;
+    if (!was_lost) state_ = SessionState::closed;
   }
   try {
-    if (!lost_.stop_requested()) client_.lease_revoke(lease_id_, deadline);
+    if (!was_lost) client_.lease_revoke(lease_id_, deadline);
   } catch (const std::exception& e) {
     log_(LogLevel::warning, "lease revoke failed; its keys go when its TTL passes",
          {{"lease", lease_hex()}, {"error", e.what()}});

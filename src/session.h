@@ -1,39 +1,43 @@
 // Session: one etcd lease, kept alive on one keepalive stream, with a local
 // deadline that ends it before etcd can.
 //
-// The local deadline is the send time of the last acknowledged keepalive, on
-// the steady clock, plus the TTL etcd granted, minus a safety margin. etcd
+// The local deadline is the send time of the last acknowledged renewal plus
+// the TTL etcd granted, minus a safety margin, measured on BootClock. etcd
 // cannot expire the lease before that send time plus the TTL, so a session
 // declares itself lost, and its holds end, before anyone else can be given
 // their locks.
+//
+// A renewal unanswered for too long makes the session suspect: it tells the
+// client to abandon the member (which may hang rather than fail) and renews
+// on the next one, faster, until an answer comes or the deadline passes.
+//
+// The session knows nothing of locks. It tells the world it is lost through
+// lost_token(), as etcd's Go Session does through Done().
 #pragma once
 
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
-#include <functional>
 #include <memory>
 #include <mutex>
 #include <stop_token>
 #include <string>
 #include <thread>
 
+#include "clock.h"
 #include "etcd/client.h"
 #include "etcdlock/session_state.h"
 #include "logger.h"
 
 namespace etcdlock::detail {
 
+// Thread-safe.
 class Session {
  public:
-  // Told, on the session's own thread, why the session was lost.
-  using LostHandler = std::function<void(Session& session, const std::string& reason)>;
-
   // Grants a lease of `ttl` (throws Error: unavailable, permission_denied) and
   // starts keeping it alive.
-  Session(const etcd::Client& client, const Logger& log, std::chrono::seconds ttl, etcd::SteadyTime deadline,
-          LostHandler on_lost);
+  Session(const etcd::Client& client, const Logger& log, std::chrono::seconds ttl, SteadyTime deadline);
   // Stops keeping the lease alive; does not revoke it.
   ~Session();
   Session(const Session&) = delete;
@@ -43,42 +47,52 @@ class Session {
   std::string lease_hex() const;
   std::chrono::seconds granted_ttl() const { return granted_ttl_; }
 
-  // Requested once the session is lost or ended.
+  // Requested once the session is lost or ended. Callbacks registered on it
+  // run on the thread that ends the session: keep them short.
   std::stop_token lost_token() const { return lost_.get_token(); }
   bool alive() const { return !lost_.stop_requested(); }
   SessionState state() const;
+  // How long until the local deadline; zero once it has passed.
+  std::chrono::milliseconds time_left() const;
 
   // etcd said the lease is gone before the keepalive stream did: end the
   // session as lost now.
   void invalidate(const std::string& reason) { declare_lost(reason); }
 
   // Revokes the lease, which deletes its keys in etcd, and ends the session.
-  // Does not call the lost handler. Never throws; failures are logged.
-  void end(etcd::SteadyTime deadline) noexcept;
+  // Never throws; failures are logged.
+  void end(SteadyTime deadline) noexcept;
 
  private:
   void keep_alive();      // the thread that sends renewals and watches the deadline
   void read_responses();  // the thread that owns the stream and reads acknowledgements
+  // Reads acknowledgements until the stream ends; true when etcd says the
+  // lease is gone.
+  bool read_stream(etcd::KeepAliveStream& stream);
+  void check_overdue(BootTime now);  // requires mu_
+  void send_renewal(BootTime now);   // requires mu_
   void declare_lost(const std::string& reason);
   void stop_threads();
   std::chrono::milliseconds renew_interval() const;
+  std::chrono::milliseconds answer_timeout() const;
 
   const etcd::Client& client_;
   const Logger& log_;
   std::int64_t lease_id_ = 0;
   std::chrono::seconds granted_ttl_{0};
-  LostHandler on_lost_;
   std::stop_source lost_;
 
   mutable std::mutex mu_;
   std::condition_variable wake_;
-  SessionState state_ = SessionState::healthy;      // guarded by mu_
-  etcd::SteadyTime local_deadline_;                  // guarded by mu_
-  std::deque<etcd::SteadyTime> unacknowledged_;      // send times, guarded by mu_
-  grpc::ClientContext* context_ = nullptr;           // guarded by mu_
-  etcd::KeepAliveStream* stream_ = nullptr;          // guarded by mu_; writes hold mu_
-  bool send_now_ = false;                            // guarded by mu_
-  bool stopping_ = false;                            // guarded by mu_
+  SessionState state_ = SessionState::healthy;  // guarded by mu_
+  BootTime local_deadline_;                     // guarded by mu_
+  BootTime last_answered_send_;                 // guarded by mu_
+  BootTime last_failover_;                      // guarded by mu_
+  BootTime next_send_;                          // guarded by mu_
+  std::deque<BootTime> unanswered_;             // send times, guarded by mu_
+  grpc::ClientContext* context_ = nullptr;      // guarded by mu_
+  etcd::KeepAliveStream* stream_ = nullptr;     // guarded by mu_; writes hold mu_
+  bool stopping_ = false;                       // guarded by mu_
   std::thread keeper_;
   std::thread reader_;
 };

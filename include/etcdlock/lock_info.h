@@ -23,4 +23,7 @@ struct LockInfo {
   std::size_t waiters = 0;  // entries queued behind the holder
 };
 
+// A lease id as etcd's tools print it: lowercase hex.
+std::string lease_hex(std::int64_t lease_id);
+
 }  // namespace etcdlock

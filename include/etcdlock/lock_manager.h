@@ -16,13 +16,20 @@
 namespace etcdlock {
 
 namespace detail {
-class ManagerCore;
+class ManagerImpl;
 }
 
-// Owns one gRPC channel, one lease kept alive in the background, one keepalive
-// stream and one watch stream, however many locks it hands out.
+// Owns the connection to etcd, one session (a lease kept alive in the
+// background, on one keepalive stream) and one watch stream, however many
+// locks it hands out.
 //
 // Thread-safe. Create one per process and etcd prefix, and share it.
+//
+// Threads: the manager runs its own threads for the watch stream, the session
+// and background work, and notifier threads that run the callbacks of lost
+// tokens (std::stop_callback). A loss callback may call any etcdlock function,
+// close() included; one that blocks delays only the loss signals queued behind
+// it (more notifier threads are started, up to eight).
 class LockManager {
  public:
   // Validates the options, connects and grants the lease. Throws Error:
@@ -55,24 +62,27 @@ class LockManager {
   // makes it remove the next holder. The holder's other locks are untouched.
   // True when a holder was removed. Logged as a warning.
   bool force_unlock(std::string_view name);
-  // Admin: revokes a lease, ending every hold and wait of the manager that owns
-  // it (for a crashed or stuck owner). True when the lease existed. Logged.
-  // Only a lease with a lock under this manager's prefix: others throw
-  // Error(errc::invalid_argument).
-  bool revoke_session(std::int64_t lease_id);
+  // Admin: revokes a lease, ending every hold and wait of the manager whose
+  // session it is (for a crashed or stuck owner). True when the lease existed.
+  // Logged. Only a lease with a lock under this manager's prefix: others
+  // throw Error(errc::invalid_argument).
+  bool revoke_lease(std::int64_t lease_id);
 
-  // This manager's current lease; 0 after close().
+  // The lease of this manager's session; 0 after close().
   std::int64_t lease_id() const;
-  // The health of this manager's lease.
+  // The health of this manager's session.
   SessionState state() const;
 
-  // Releases every held lock, revokes the lease, wakes every waiter with
-  // errc::closed and joins the manager's threads. Idempotent; every call on the
-  // manager or its locks afterwards throws errc::closed.
+  // Ends every hold (each lost token fires, before close() returns), revokes
+  // the lease, wakes every waiter with errc::closed and joins the manager's
+  // threads. Idempotent: a second call returns once the first is done. Safe
+  // from a loss callback (which then does not wait for a close() already
+  // under way on another thread). Every call on the manager or its locks
+  // afterwards throws errc::closed.
   void close() noexcept;
 
  private:
-  std::shared_ptr<detail::ManagerCore> core_;
+  std::unique_ptr<detail::ManagerImpl> impl_;
 };
 
 }  // namespace etcdlock

@@ -4,7 +4,7 @@
 #include <fstream>
 #include <sstream>
 
-#include "key_space.h"
+#include "text.h"
 
 #include "etcd/endpoints.h"
 
@@ -35,14 +35,16 @@ std::shared_ptr<grpc::ChannelCredentials> channel_credentials(const std::optiona
   return grpc::SslCredentials(pem);
 }
 
-std::shared_ptr<grpc::Channel> make_channel(const Target& target, const std::optional<TlsOptions>& tls) {
+std::shared_ptr<grpc::Channel> make_channel(const std::string& member, const std::string& host_name,
+                                            const std::shared_ptr<grpc::ChannelCredentials>& credentials,
+                                            bool tls) {
   grpc::ChannelArguments args;
   // Addresses are resolved here, so gRPC would check the certificate against
   // an address: have it check the host name the user gave instead.
-  if (tls && !target.host_name.empty()) args.SetSslTargetNameOverride(target.host_name);
+  if (tls && !host_name.empty()) args.SetSslTargetNameOverride(host_name);
   // Transport keepalive notices a member that stopped answering on an open
-  // connection, so gRPC moves to another address. etcd refuses pings more often
-  // than every 5 s (--grpc-keepalive-min-time), and pings without a stream.
+  // connection. etcd refuses pings more often than every 5 s
+  // (--grpc-keepalive-min-time), and pings without a stream.
   args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 6000);
   args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 3000);
   args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 0);
@@ -51,12 +53,11 @@ std::shared_ptr<grpc::Channel> make_channel(const Target& target, const std::opt
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
   args.SetMaxReceiveMessageSize(256 * 1024 * 1024);
-  args.SetLoadBalancingPolicyName("pick_first");
   // A connection of its own: gRPC would otherwise share one TCP connection
   // among all channels to the same target, so that managers meant to stand
   // apart (as separate processes do) would fail together.
   args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
-  return grpc::CreateCustomChannel(target.grpc_target, channel_credentials(tls), args);
+  return grpc::CreateCustomChannel(member, credentials, args);
 }
 
 // gRPC takes deadlines on the system clock; etcdlock keeps them on the steady one.
@@ -124,23 +125,37 @@ const char* status_name(grpc::StatusCode code) {
   }
 }
 
+// A failure that says more about the member than about the request: the
+// member died, lost its leader, or did not answer within a whole command
+// timeout.
+bool is_member_failure(const grpc::Status& status, bool had_full_timeout) {
+  return status.error_code() == grpc::StatusCode::UNAVAILABLE ||
+         (status.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED && had_full_timeout);
+}
+
 }  // namespace
 
 Client::Client(const std::vector<std::string>& endpoints, std::chrono::milliseconds command_timeout,
-               Credentials credentials)
+               Credentials credentials, Logger log)
     : command_timeout_(command_timeout),
       username_(std::move(credentials.username)),
-      password_(std::move(credentials.password)) {
+      password_(std::move(credentials.password)),
+      log_(std::move(log)) {
   const Target target = parse_endpoints(endpoints, credentials.tls.has_value());
   endpoints_ = target.description;
-  channel_ = make_channel(target, credentials.tls);
-  kv_ = pb::KV::NewStub(channel_);
-  lease_ = pb::Lease::NewStub(channel_);
-  watch_ = pb::Watch::NewStub(channel_);
-  auth_ = pb::Auth::NewStub(channel_);
+  const auto channel_security = channel_credentials(credentials.tls);
+  for (const auto& member : target.members) {
+    Member& added = members_.emplace_back();
+    added.target = member;
+    added.channel = make_channel(member, target.host_name, channel_security, credentials.tls.has_value());
+    added.kv = pb::KV::NewStub(added.channel);
+    added.lease = pb::Lease::NewStub(added.channel);
+    added.watch = pb::Watch::NewStub(added.channel);
+    added.auth = pb::Auth::NewStub(added.channel);
+  }
 }
 
-std::string Client::authenticate(SteadyTime deadline) const {
+std::string Client::authenticate(std::size_t member, SteadyTime deadline) const {
   grpc::ClientContext context;
   wait_for_connection(context);
   context.set_deadline(to_system_time(request_deadline(deadline)));
@@ -148,7 +163,7 @@ std::string Client::authenticate(SteadyTime deadline) const {
   request.set_name(username_);
   request.set_password(password_);
   pb::AuthenticateResponse response;
-  const grpc::Status status = auth_->Authenticate(&context, request, &response);
+  const grpc::Status status = members_[member].auth->Authenticate(&context, request, &response);
   if (!status.ok()) {
     throw Error(status.error_code() == grpc::StatusCode::UNAVAILABLE ||
                         status.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED
@@ -160,24 +175,90 @@ std::string Client::authenticate(SteadyTime deadline) const {
   return response.token();
 }
 
-void Client::authorize(grpc::ClientContext& context, SteadyTime deadline) const {
+void Client::authorize(grpc::ClientContext& context, std::size_t member, SteadyTime deadline) const {
   if (username_.empty()) return;
   std::lock_guard lock(token_mu_);
   // Authenticating under the lock makes concurrent callers wait for one token
   // instead of each asking for their own.
-  if (token_.empty()) token_ = authenticate(deadline);
+  if (token_.empty()) token_ = authenticate(member, deadline);
   context.AddMetadata("token", token_);
 }
 
-void Client::stream_ended(const grpc::Status& status) const {
-  if (status.error_code() != grpc::StatusCode::UNAUTHENTICATED) return;
-  std::lock_guard lock(token_mu_);
-  token_.clear();
+bool Client::wait_connected(SteadyTime deadline) {
+  // Ask every member to connect, and take the first that does.
+  for (;;) {
+    for (std::size_t member = 0; member < members_.size(); ++member) {
+      if (members_[member].channel->GetState(/*try_to_connect=*/true) == GRPC_CHANNEL_READY) {
+        std::lock_guard lock(members_mu_);
+        current_ = member;
+        return true;
+      }
+    }
+    const auto now = std::chrono::steady_clock::now();
+    if (now >= deadline) return false;
+    const auto slice = std::min<SteadyTime>(deadline, now + std::chrono::milliseconds(20));
+    members_[0].channel->WaitForStateChange(members_[0].channel->GetState(false), to_system_time(slice));
+  }
 }
 
-bool Client::wait_connected(SteadyTime deadline) {
-  return channel_->WaitForConnected(to_system_time(deadline));
+std::size_t Client::pick_member() const {
+  std::lock_guard lock(members_mu_);
+  if (members_[current_].channel->GetState(/*try_to_connect=*/true) != GRPC_CHANNEL_TRANSIENT_FAILURE) return current_;
+  for (std::size_t step = 1; step < members_.size(); ++step) {
+    const std::size_t candidate = (current_ + step) % members_.size();
+    if (members_[candidate].channel->GetState(true) != GRPC_CHANNEL_TRANSIENT_FAILURE) {
+      log_(LogLevel::info, "moving to another etcd member",
+           {{"from", members_[current_].target}, {"to", members_[candidate].target}, {"why", "connection failed"}});
+      current_ = candidate;
+      break;
+    }
+  }
+  return current_;
 }
+
+void Client::abandon(std::size_t member, std::string_view why) const {
+  std::lock_guard lock(members_mu_);
+  if (members_.size() < 2 || member != current_) return;
+  current_ = (current_ + 1) % members_.size();
+  log_(LogLevel::warning, "moving to another etcd member",
+       {{"from", members_[member].target}, {"to", members_[current_].target}, {"why", std::string(why)}});
+  // Streams on the abandoned member would stay there: end them, so that
+  // their owners reopen them on the new one.
+  for (const auto& [context, on] : open_streams_) {
+    if (on == member) context->TryCancel();
+  }
+}
+
+void Client::abandon_member_of(grpc::ClientContext& context, std::string_view why) const {
+  std::size_t member = 0;
+  {
+    std::lock_guard lock(members_mu_);
+    const auto found = open_streams_.find(&context);
+    if (found == open_streams_.end()) return;
+    member = found->second;
+  }
+  abandon(member, why);
+}
+
+void Client::stream_ended(grpc::ClientContext& context, const grpc::Status& status) const {
+  std::optional<std::size_t> member;
+  {
+    std::lock_guard lock(members_mu_);
+    if (const auto found = open_streams_.find(&context); found != open_streams_.end()) {
+      member = found->second;
+      open_streams_.erase(found);
+    }
+  }
+  if (status.error_code() == grpc::StatusCode::UNAUTHENTICATED) {
+    std::lock_guard lock(token_mu_);
+    token_.clear();
+  }
+  if (member && status.error_code() == grpc::StatusCode::UNAVAILABLE) {
+    abandon(*member, "stream failed: " + status.error_message());
+  }
+}
+
+SteadyTime Client::command_deadline() const { return std::chrono::steady_clock::now() + command_timeout_; }
 
 SteadyTime Client::request_deadline(SteadyTime caller_deadline) const {
   const auto now = std::chrono::steady_clock::now();
@@ -203,17 +284,24 @@ void Client::throw_status(std::string_view call, const grpc::Status& status) con
 template <class Response, class Invoke>
 Response Client::unary(std::string_view call, SteadyTime deadline, Invoke invoke) const {
   for (int attempt = 0;; ++attempt) {
+    const std::size_t member = pick_member();
     grpc::ClientContext context;
     wait_for_connection(context);
-    context.set_deadline(to_system_time(request_deadline(deadline)));
-    authorize(context, deadline);
+    const auto started = std::chrono::steady_clock::now();
+    const auto until = request_deadline(deadline);
+    context.set_deadline(to_system_time(until));
+    authorize(context, member, deadline);
     Response response;
-    const grpc::Status status = invoke(&context, &response);
+    const grpc::Status status = invoke(members_[member], &context, &response);
     if (status.ok()) return response;
     // A token etcd no longer accepts (it expired, or etcd restarted): renew it once.
     if (status.error_code() == grpc::StatusCode::UNAUTHENTICATED && !username_.empty() && attempt == 0) {
-      stream_ended(status);
+      std::lock_guard lock(token_mu_);
+      token_.clear();
       continue;
+    }
+    if (is_member_failure(status, until - started >= command_timeout_)) {
+      abandon(member, std::string(call) + " failed: " + status.error_message());
     }
     throw_status(call, status);
   }
@@ -221,22 +309,22 @@ Response Client::unary(std::string_view call, SteadyTime deadline, Invoke invoke
 
 pb::RangeResponse Client::range(const pb::RangeRequest& request, SteadyTime deadline) const {
   return unary<pb::RangeResponse>("Range", deadline,
-                                  [&](auto* context, auto* response) { return kv_->Range(context, request, response); });
+                                  [&](const Member& member, auto* context, auto* response) { return member.kv->Range(context, request, response); });
 }
 
 pb::PutResponse Client::put(const pb::PutRequest& request, SteadyTime deadline) const {
   return unary<pb::PutResponse>("Put", deadline,
-                                [&](auto* context, auto* response) { return kv_->Put(context, request, response); });
+                                [&](const Member& member, auto* context, auto* response) { return member.kv->Put(context, request, response); });
 }
 
 pb::DeleteRangeResponse Client::delete_range(const pb::DeleteRangeRequest& request, SteadyTime deadline) const {
   return unary<pb::DeleteRangeResponse>(
-      "DeleteRange", deadline, [&](auto* context, auto* response) { return kv_->DeleteRange(context, request, response); });
+      "DeleteRange", deadline, [&](const Member& member, auto* context, auto* response) { return member.kv->DeleteRange(context, request, response); });
 }
 
 pb::TxnResponse Client::txn(const pb::TxnRequest& request, SteadyTime deadline) const {
   return unary<pb::TxnResponse>("Txn", deadline,
-                                [&](auto* context, auto* response) { return kv_->Txn(context, request, response); });
+                                [&](const Member& member, auto* context, auto* response) { return member.kv->Txn(context, request, response); });
 }
 
 void Client::compact(std::int64_t revision, SteadyTime deadline) const {
@@ -244,14 +332,14 @@ void Client::compact(std::int64_t revision, SteadyTime deadline) const {
   request.set_revision(revision);
   request.set_physical(true);
   unary<pb::CompactionResponse>("Compact", deadline,
-                                [&](auto* context, auto* response) { return kv_->Compact(context, request, response); });
+                                [&](const Member& member, auto* context, auto* response) { return member.kv->Compact(context, request, response); });
 }
 
 pb::LeaseGrantResponse Client::lease_grant(std::int64_t ttl_seconds, SteadyTime deadline) const {
   pb::LeaseGrantRequest request;
   request.set_ttl(ttl_seconds);
   auto response = unary<pb::LeaseGrantResponse>(
-      "LeaseGrant", deadline, [&](auto* context, auto* response) { return lease_->LeaseGrant(context, request, response); });
+      "LeaseGrant", deadline, [&](const Member& member, auto* context, auto* response) { return member.lease->LeaseGrant(context, request, response); });
   if (!response.error().empty()) {
     throw Error(errc::unavailable, "etcd LeaseGrant failed: " + response.error() + "; endpoints " + endpoints_);
   }
@@ -261,36 +349,42 @@ pb::LeaseGrantResponse Client::lease_grant(std::int64_t ttl_seconds, SteadyTime 
 bool Client::lease_revoke(std::int64_t lease_id, SteadyTime deadline) const {
   pb::LeaseRevokeRequest request;
   request.set_id(lease_id);
-  grpc::ClientContext context;
-  wait_for_connection(context);
-  context.set_deadline(to_system_time(request_deadline(deadline)));
-  authorize(context, deadline);
-  pb::LeaseRevokeResponse response;
-  const grpc::Status status = lease_->LeaseRevoke(&context, request, &response);
-  if (status.error_code() == grpc::StatusCode::NOT_FOUND) return false;
-  if (!status.ok()) throw error_from_status("LeaseRevoke", status);
-  return true;
+  try {
+    unary<pb::LeaseRevokeResponse>("LeaseRevoke", deadline, [&](const Member& member, auto* context, auto* response) {
+      return member.lease->LeaseRevoke(context, request, response);
+    });
+    return true;
+  } catch (const LeaseNotFound&) {
+    return false;
+  }
 }
 
 pb::LeaseTimeToLiveResponse Client::lease_time_to_live(std::int64_t lease_id, SteadyTime deadline, bool keys) const {
   pb::LeaseTimeToLiveRequest request;
   request.set_id(lease_id);
   request.set_keys(keys);
-  return unary<pb::LeaseTimeToLiveResponse>("LeaseTimeToLive", deadline, [&](auto* context, auto* response) {
-    return lease_->LeaseTimeToLive(context, request, response);
+  return unary<pb::LeaseTimeToLiveResponse>("LeaseTimeToLive", deadline, [&](const Member& member, auto* context, auto* response) {
+    return member.lease->LeaseTimeToLive(context, request, response);
   });
 }
 
-std::unique_ptr<WatchStream> Client::open_watch(grpc::ClientContext& context) const {
+void Client::open_stream(grpc::ClientContext& context, std::size_t member) const {
   prepare_stream(context);
-  authorize(context, request_deadline(SteadyTime::max()));
-  return watch_->Watch(&context);
+  authorize(context, member, command_deadline());
+  std::lock_guard lock(members_mu_);
+  open_streams_[&context] = member;
+}
+
+std::unique_ptr<WatchStream> Client::open_watch(grpc::ClientContext& context) const {
+  const std::size_t member = pick_member();
+  open_stream(context, member);
+  return members_[member].watch->Watch(&context);
 }
 
 std::unique_ptr<KeepAliveStream> Client::open_keep_alive(grpc::ClientContext& context) const {
-  prepare_stream(context);
-  authorize(context, request_deadline(SteadyTime::max()));
-  return lease_->LeaseKeepAlive(&context);
+  const std::size_t member = pick_member();
+  open_stream(context, member);
+  return members_[member].lease->LeaseKeepAlive(&context);
 }
 
 }  // namespace etcdlock::detail::etcd

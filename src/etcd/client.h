@@ -1,10 +1,19 @@
-// The internal etcd client: one gRPC channel that carries all of a manager's
-// traffic, unary calls with deadlines, and the two bidirectional streams.
+// The internal etcd client: unary calls with deadlines and the two
+// bidirectional streams, over one gRPC channel per member.
+//
+// Why a channel per member: gRPC's pick_first keeps using a member that hangs
+// (stopped, its connections open) for tens of seconds, since its connection
+// looks healthy. With a channel per member the client chooses: calls and
+// streams go to the current member, and a member that fails a call, ends a
+// stream with an error, or is reported hung by the session is abandoned for
+// the next one, with every stream open on it cancelled.
 #pragma once
 
 #include <grpcpp/grpcpp.h>
 
 #include <chrono>
+#include <cstddef>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -13,13 +22,14 @@
 #include <vector>
 
 #include "etcd/rpc.grpc.pb.h"
+#include "etcdlock/deadline.h"
 #include "etcdlock/error.h"
 #include "etcdlock/options.h"
+#include "logger.h"
 
 namespace etcdlock::detail::etcd {
 
 namespace pb = ::etcdserverpb;
-using SteadyTime = std::chrono::steady_clock::time_point;
 
 using WatchStream = grpc::ClientReaderWriter<pb::WatchRequest, pb::WatchResponse>;
 using KeepAliveStream = grpc::ClientReaderWriter<pb::LeaseKeepAliveRequest, pb::LeaseKeepAliveResponse>;
@@ -44,9 +54,10 @@ class Client {
   // Throws Error(errc::invalid_argument) for bad endpoints and unreadable
   // certificates. Does not connect.
   Client(const std::vector<std::string>& endpoints, std::chrono::milliseconds command_timeout,
-         Credentials credentials = {});
+         Credentials credentials = {}, Logger log = Logger({}));
 
-  // Waits until a member accepts a connection; false when none did by `deadline`.
+  // Waits until a member accepts a connection and makes it the current one;
+  // false when none did by `deadline`.
   bool wait_connected(SteadyTime deadline);
 
   pb::RangeResponse range(const pb::RangeRequest& request, SteadyTime deadline) const;
@@ -61,18 +72,26 @@ class Client {
   // With `keys`, also the keys attached to the lease. TTL -1: no such lease.
   pb::LeaseTimeToLiveResponse lease_time_to_live(std::int64_t lease_id, SteadyTime deadline, bool keys = false) const;
 
-  // Opens a stream on `context`, which the caller keeps alive for the stream's
-  // life and may TryCancel() from any thread to end it. The streams ask for a
-  // member that has a leader, so a partitioned member fails them. Throws
-  // Error when authentication fails.
+  // Opens a stream on the current member, on `context`, which the caller
+  // keeps alive until it has called stream_ended(). The client may
+  // TryCancel() it to move the stream off a member it abandons. The streams
+  // ask for a member that has a leader, so a partitioned member ends them.
+  // Throws Error when authentication fails.
   std::unique_ptr<WatchStream> open_watch(grpc::ClientContext& context) const;
   std::unique_ptr<KeepAliveStream> open_keep_alive(grpc::ClientContext& context) const;
-  // Told how a stream ended, so that a rejected token is renewed before the
-  // next one opens.
-  void stream_ended(const grpc::Status& status) const;
+  // How a stream opened on `context` ended: a rejected token is renewed
+  // before the next stream opens, and a member that failed is abandoned.
+  void stream_ended(grpc::ClientContext& context, const grpc::Status& status) const;
+
+  // The member that `context`'s stream runs on stopped answering: use another
+  // one from now on. No effect when the client has moved on already.
+  void abandon_member_of(grpc::ClientContext& context, std::string_view why) const;
 
   // The endpoints as the user gave them, for messages.
   const std::string& endpoints() const { return endpoints_; }
+  std::chrono::milliseconds command_timeout() const { return command_timeout_; }
+  // One command timeout from now.
+  SteadyTime command_deadline() const;
   // The earlier of the caller's deadline and one command timeout from now.
   SteadyTime request_deadline(SteadyTime caller_deadline) const;
 
@@ -80,24 +99,40 @@ class Client {
   // deadline failures (which callers retry), permission_denied for auth
   // failures, invalid_argument for requests etcd rejects.
   Error error_from_status(std::string_view call, const grpc::Status& status) const;
-  [[noreturn]] void throw_status(std::string_view call, const grpc::Status& status) const;
 
  private:
+  struct Member {
+    std::string target;
+    std::shared_ptr<grpc::Channel> channel;
+    std::unique_ptr<pb::KV::Stub> kv;
+    std::unique_ptr<pb::Lease::Stub> lease;
+    std::unique_ptr<pb::Watch::Stub> watch;
+    std::unique_ptr<pb::Auth::Stub> auth;
+  };
+
   template <class Response, class Invoke>
   Response unary(std::string_view call, SteadyTime deadline, Invoke invoke) const;
+  [[noreturn]] void throw_status(std::string_view call, const grpc::Status& status) const;
+  // The member to use now: the current one, unless its connection failed
+  // and another member's has not.
+  std::size_t pick_member() const;
+  void abandon(std::size_t member, std::string_view why) const;
+  void open_stream(grpc::ClientContext& context, std::size_t member) const;
   // Adds the auth token, authenticating first when there is none.
-  void authorize(grpc::ClientContext& context, SteadyTime deadline) const;
-  std::string authenticate(SteadyTime deadline) const;
+  void authorize(grpc::ClientContext& context, std::size_t member, SteadyTime deadline) const;
+  std::string authenticate(std::size_t member, SteadyTime deadline) const;
 
   std::string endpoints_;
   std::chrono::milliseconds command_timeout_;
-  std::shared_ptr<grpc::Channel> channel_;
-  std::unique_ptr<pb::KV::Stub> kv_;
-  std::unique_ptr<pb::Lease::Stub> lease_;
-  std::unique_ptr<pb::Watch::Stub> watch_;
-  std::unique_ptr<pb::Auth::Stub> auth_;
+  std::vector<Member> members_;
   std::string username_;
   std::string password_;
+  Logger log_;
+
+  mutable std::mutex members_mu_;
+  mutable std::size_t current_ = 0;                                     // guarded by members_mu_
+  mutable std::map<grpc::ClientContext*, std::size_t> open_streams_;  // guarded by members_mu_
+
   mutable std::mutex token_mu_;
   mutable std::string token_;  // guarded by token_mu_; empty until authenticated
 };

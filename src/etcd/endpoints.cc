@@ -9,7 +9,7 @@
 #include <string_view>
 
 #include "etcdlock/error.h"
-#include "key_space.h"
+#include "text.h"
 
 namespace etcdlock::detail::etcd {
 namespace {
@@ -98,7 +98,6 @@ Target parse_endpoints(const std::vector<std::string>& endpoints, bool tls) {
   if (endpoints.empty()) throw Error(errc::invalid_argument, "no etcd endpoints given");
   Target target;
   int target_family = 0;
-  std::string addresses;
   for (const auto& endpoint : endpoints) {
     if (!target.description.empty()) target.description += ",";
     target.description += endpoint;
@@ -114,11 +113,9 @@ Target parse_endpoints(const std::vector<std::string>& endpoints, bool tls) {
         reject(endpoint, "mixes IPv4 and IPv6 in one endpoint list");
       }
       target_family = family;
-      if (!addresses.empty()) addresses += ",";
-      addresses += address;
+      target.members.push_back((family == AF_INET6 ? "ipv6:" : "ipv4:") + address);
     }
   }
-  target.grpc_target = (target_family == AF_INET6 ? "ipv6:" : "ipv4:") + addresses;
   return target;
 }
 

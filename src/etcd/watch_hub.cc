@@ -9,7 +9,20 @@ namespace {
 constexpr auto kMinReconnectPause = std::chrono::milliseconds(50);
 constexpr auto kMaxReconnectPause = std::chrono::milliseconds(1000);
 
+bool is_refusal(const std::string& reason) {
+  return reason.find("permission denied") != std::string::npos ||
+         reason.find("user name is empty") != std::string::npos;
+}
+
 }  // namespace
+
+// What one response means for one listener, worked out under the hub's mutex
+// and delivered outside it.
+struct WatchHub::Delivery {
+  enum class Kind { nothing, created, events, gap, failed } kind = Kind::nothing;
+  std::shared_ptr<WatchListener> listener;
+  std::int64_t start_revision = 0;
+};
 
 WatchHub::WatchHub(const Client& client, const Logger& log) : client_(client), log_(log) {
   thread_ = std::thread([this] { run(); });
@@ -32,42 +45,57 @@ std::size_t WatchHub::size() const {
   return watchers_.size();
 }
 
+std::uint64_t WatchHub::streams_opened() const {
+  std::lock_guard lock(mu_);
+  return streams_opened_;
+}
+
 std::int64_t WatchHub::add(std::string key, std::string range_end, std::int64_t start_revision,
                            std::shared_ptr<WatchListener> listener, Events events) {
   std::lock_guard lock(mu_);
-  const std::int64_t id = next_id_++;
-  auto& watcher = watchers_[id];
+  const std::int64_t handle = next_handle_++;
+  auto& watcher = watchers_[handle];
   watcher.key = std::move(key);
   watcher.range_end = std::move(range_end);
   watcher.next_revision = start_revision;
   watcher.listener = std::move(listener);
   watcher.events = events;
   // Without an open stream, run() creates it when the stream opens.
-  if (stream_ != nullptr) send_create(id, watcher);
-  return id;
+  if (stream_ != nullptr) send_create(handle, watcher);
+  return handle;
 }
 
-void WatchHub::remove(std::int64_t id) {
+void WatchHub::remove(std::int64_t handle) {
   std::lock_guard lock(mu_);
-  if (watchers_.erase(id) > 0 && stream_ != nullptr) send_cancel(id);
+  const auto found = watchers_.find(handle);
+  if (found == watchers_.end()) return;
+  if (found->second.wire_id != 0) {
+    by_wire_.erase(found->second.wire_id);
+    if (stream_ != nullptr) send_cancel(found->second.wire_id);
+  }
+  watchers_.erase(found);
 }
 
-void WatchHub::send_create(std::int64_t id, const Watcher& watcher) {
+void WatchHub::send_create(std::int64_t handle, Watcher& watcher) {
+  watcher.wire_id = next_wire_id_++;
+  by_wire_[watcher.wire_id] = handle;
+  unanswered_creates_.push_back(watcher.wire_id);
   pb::WatchRequest request;
   auto* create = request.mutable_create_request();
   create->set_key(watcher.key);
   create->set_range_end(watcher.range_end);
   create->set_start_revision(watcher.next_revision);
-  create->set_watch_id(id);
-  unanswered_creates_.push_back(id);
+  create->set_watch_id(watcher.wire_id);
+  create->set_progress_notify(true);
   if (watcher.events == Events::deletes_only) create->add_filters(pb::WatchCreateRequest::NOPUT);
+  if (watcher.events == Events::puts_only) create->add_filters(pb::WatchCreateRequest::NODELETE);
   // A failed write means the stream is broken; run() re-creates every watcher.
   (void)stream_->Write(request);
 }
 
-void WatchHub::send_cancel(std::int64_t id) {
+void WatchHub::send_cancel(std::int64_t wire_id) {
   pb::WatchRequest request;
-  request.mutable_cancel_request()->set_watch_id(id);
+  request.mutable_cancel_request()->set_watch_id(wire_id);
   (void)stream_->Write(request);
 }
 
@@ -90,28 +118,16 @@ void WatchHub::run() {
       wake_.wait_for(lock, kMaxReconnectPause, [&] { return closed_; });
       continue;
     }
-    {
-      std::lock_guard lock(mu_);
-      stream_ = stream.get();
-      unanswered_creates_.clear();
-      for (const auto& [id, watcher] : watchers_) send_create(id, watcher);
-    }
-    pb::WatchResponse response;
-    bool received = false;
-    while (stream->Read(&response)) {
-      received = true;
-      dispatch(response);
-    }
-    {
-      std::lock_guard lock(mu_);
-      stream_ = nullptr;
-    }
+    const auto opened = std::chrono::steady_clock::now();
+    serve(*stream);
     const grpc::Status status = stream->Finish();
-    client_.stream_ended(status);
+    client_.stream_ended(*context, status);
     std::unique_lock lock(mu_);
     context_ = nullptr;
     if (closed_) return;
-    if (received) pause = kMinReconnectPause;
+    // A stream that lived a while earns a quick reconnect; one that failed at
+    // once backs off.
+    if (std::chrono::steady_clock::now() - opened > kMaxReconnectPause) pause = kMinReconnectPause;
     log_(LogLevel::info, "watch stream ended; reopening",
          {{"status", client_.error_from_status("Watch", status).what()}});
     wake_.wait_for(lock, pause, [&] { return closed_; });
@@ -119,78 +135,105 @@ void WatchHub::run() {
   }
 }
 
-void WatchHub::dispatch(const pb::WatchResponse& response) {
-  std::shared_ptr<WatchListener> listener;
-  enum class Kind { created, events, gap, failed } kind = Kind::events;
-  std::int64_t start_revision = 0;
+void WatchHub::serve(WatchStream& stream) {
   {
     std::lock_guard lock(mu_);
-    std::int64_t id = response.watch_id();
-    if (response.created()) {
-      // A refused create carries id -1: it is the oldest one unanswered.
-      if (id < 0 && !unanswered_creates_.empty()) id = unanswered_creates_.front();
-      std::erase(unanswered_creates_, id);
+    stream_ = &stream;
+    ++streams_opened_;
+    unanswered_creates_.clear();
+    by_wire_.clear();
+    for (auto& [handle, watcher] : watchers_) send_create(handle, watcher);
+  }
+  pb::WatchResponse response;
+  while (stream.Read(&response)) {
+    Delivery delivery;
+    {
+      std::lock_guard lock(mu_);
+      delivery = route(response);
     }
-    if (response.canceled() && response.cancel_reason().find("auth token") != std::string::npos) {
-      // The stream's token went stale (etcd restarted): a new stream, with a
-      // new token, re-creates every watcher.
-      client_.stream_ended(grpc::Status(grpc::StatusCode::UNAUTHENTICATED, response.cancel_reason()));
-      if (context_ != nullptr) context_->TryCancel();
-      return;
+    switch (delivery.kind) {
+      case Delivery::Kind::nothing: continue;
+      case Delivery::Kind::gap: delivery.listener->on_gap(); continue;
+      case Delivery::Kind::failed: delivery.listener->on_failed(response.cancel_reason()); continue;
+      case Delivery::Kind::created:
+        delivery.listener->on_created(delivery.start_revision);
+        if (response.events_size() == 0) continue;
+        break;
+      case Delivery::Kind::events: break;
     }
-    const auto found = watchers_.find(id);
-    if (found == watchers_.end()) return;  // removed, or a broadcast we do not use
-    Watcher& watcher = found->second;
-    listener = watcher.listener;
-    if (response.canceled() && (response.cancel_reason().find("permission denied") != std::string::npos ||
-                                response.cancel_reason().find("user name is empty") != std::string::npos)) {
-      // Re-creating it would be refused again, forever.
-      log_(LogLevel::error, "etcd refused a watch", {{"key", watcher.key}, {"reason", response.cancel_reason()}});
+    std::vector<WatchEvent> events;
+    events.reserve(static_cast<std::size_t>(response.events_size()));
+    for (const auto& event : response.events()) {
+      const bool deleted = event.type() == mvccpb::Event::DELETE;
+      events.push_back({deleted, event.kv().key(), deleted ? std::string() : event.kv().value(),
+                        event.kv().create_revision(), event.kv().mod_revision()});
+    }
+    delivery.listener->on_events(events);
+  }
+  std::lock_guard lock(mu_);
+  stream_ = nullptr;
+}
+
+WatchHub::Delivery WatchHub::route(const pb::WatchResponse& response) {
+  std::int64_t wire_id = response.watch_id();
+  if (response.created()) {
+    // A refused create carries id -1: it is the oldest one unanswered.
+    if (wire_id < 0 && !unanswered_creates_.empty()) wire_id = unanswered_creates_.front();
+    std::erase(unanswered_creates_, wire_id);
+  }
+  if (response.canceled() && response.cancel_reason().find("auth token") != std::string::npos) {
+    // The stream's token went stale (etcd restarted): a new stream, with a
+    // new token, re-creates every watcher.
+    if (context_ != nullptr) context_->TryCancel();
+    return {};
+  }
+  const auto by_wire = by_wire_.find(wire_id);
+  if (by_wire == by_wire_.end()) return {};  // removed, or etcd's stream-wide progress
+  const auto found = watchers_.find(by_wire->second);
+  if (found == watchers_.end()) return {};
+  const std::int64_t handle = found->first;
+  Watcher& watcher = found->second;
+  Delivery delivery;
+  delivery.listener = watcher.listener;
+  if (response.canceled()) {
+    by_wire_.erase(by_wire);
+    watcher.wire_id = 0;
+    if (is_refusal(response.cancel_reason()) || response.compact_revision() <= 0) {
+      // Refused, or dropped for a reason a re-create would meet again.
+      log_(LogLevel::error, "etcd ended a watch", {{"key", watcher.key}, {"reason", response.cancel_reason()}});
       watchers_.erase(found);
-      kind = Kind::failed;
-    } else if (response.canceled()) {
-      // The server dropped the watcher. Re-create it where delivery can go on;
-      // past a compaction, the listener must read again.
-      if (response.compact_revision() > 0) watcher.next_revision = response.compact_revision();
-      log_(LogLevel::warning, "watch cancelled by etcd; re-creating it",
-           {{"key", watcher.key}, {"reason", response.cancel_reason()},
-            {"compact_revision", std::to_string(response.compact_revision())}});
-      if (stream_ != nullptr) send_create(found->first, watcher);
-      kind = Kind::gap;
-    } else if (response.created()) {
-      if (watcher.created) return;  // re-created after a reconnect: nothing new to tell
-      watcher.created = true;
-      // etcd starts a watch "from now" at the revision after its header's.
-      if (watcher.next_revision == 0) watcher.next_revision = response.header().revision() + 1;
-      start_revision = watcher.next_revision;
-      kind = Kind::created;
-    } else if (response.events_size() > 0) {
-      watcher.next_revision = response.events(response.events_size() - 1).kv().mod_revision() + 1;
-    } else {
-      return;  // a progress notification
+      delivery.kind = Delivery::Kind::failed;
+      return delivery;
     }
+    // Compacted past the resume revision. etcd keeps the old id registered
+    // on this stream: release it, and go on from the oldest revision left
+    // under a new id.
+    log_(LogLevel::info, "watch resumed past a compaction",
+         {{"key", watcher.key}, {"compact_revision", std::to_string(response.compact_revision())}});
+    if (stream_ != nullptr) send_cancel(wire_id);
+    watcher.next_revision = response.compact_revision();
+    if (stream_ != nullptr) send_create(handle, watcher);
+    delivery.kind = Delivery::Kind::gap;
+    return delivery;
   }
-  switch (kind) {
-    case Kind::created:
-      listener->on_created(start_revision);
-      if (response.events_size() == 0) return;
-      break;
-    case Kind::gap:
-      listener->on_gap();
-      return;
-    case Kind::failed:
-      listener->on_failed(response.cancel_reason());
-      return;
-    case Kind::events:
-      break;
+  if (response.created()) {
+    if (watcher.created) return {};  // re-created after a reconnect: nothing new to tell
+    watcher.created = true;
+    // etcd starts a watch "from now" at the revision after its header's.
+    if (watcher.next_revision == 0) watcher.next_revision = response.header().revision() + 1;
+    delivery.kind = Delivery::Kind::created;
+    delivery.start_revision = watcher.next_revision;
+    return delivery;
   }
-  std::vector<WatchEvent> events;
-  events.reserve(static_cast<std::size_t>(response.events_size()));
-  for (const auto& event : response.events()) {
-    events.push_back({event.type() == mvccpb::Event::DELETE, event.kv().key(), event.kv().create_revision(),
-                      event.kv().mod_revision()});
+  if (response.events_size() > 0) {
+    watcher.next_revision = response.events(response.events_size() - 1).kv().mod_revision() + 1;
+    delivery.kind = Delivery::Kind::events;
+    return delivery;
   }
-  listener->on_events(events);
+  // This watcher's own progress notification: etcd sends it only while the
+  // watcher is in sync, after every event up to the header's revision.
+  watcher.next_revision = std::max(watcher.next_revision, response.header().revision() + 1);
+  return {};
 }
 
 }  // namespace etcdlock::detail::etcd

@@ -1,11 +1,19 @@
 // WatchHub: many watchers multiplexed on one etcd Watch stream.
 //
-// Each watcher gets its own id, chosen here, so responses are routed without
-// relying on the order of create requests. When the stream breaks (a member
-// died, a leader was lost), the hub opens a new one and re-creates every
-// watcher from the revision after the last event it delivered, so listeners
-// see no gap. Only a compaction past that revision makes a gap, reported by
-// on_gap().
+// A watcher is known to its owner by a handle that never changes, and to etcd
+// by a wire id that the hub picks anew for every create request: etcd keeps
+// the id of a watch it cancelled for compaction registered on the stream, and
+// refuses a second create with it. When the stream breaks (a member died or
+// hangs, a leader was lost), the hub opens a new one and re-creates every
+// watcher from the revision after the last one it delivered, so listeners see
+// no gap. Only a compaction past that revision makes a gap, reported by
+// on_gap(); the watcher goes on from the compacted revision.
+//
+// An idle watcher's resume revision advances with etcd's per-watcher progress
+// notifications, which etcd sends only while the watcher is in sync. The
+// stream-wide progress request of etcd 3.4 is not used: its answer is sent
+// without checking that every watcher has caught up, so resuming from it
+// could skip events.
 #pragma once
 
 #include <condition_variable>
@@ -26,18 +34,20 @@ namespace etcdlock::detail::etcd {
 struct WatchEvent {
   bool deleted = false;  // a DELETE; otherwise a PUT
   std::string key;
+  std::string value;                 // empty for a DELETE
   std::int64_t create_revision = 0;  // 0 for a DELETE
   std::int64_t mod_revision = 0;     // the revision of the change
 };
 
-// Called on the hub's thread, one call at a time per hub: keep calls short and
-// never call back into the hub from them.
+// Called on the hub's thread, one call at a time per hub. Calls must be short
+// and must not block on the network: every other watcher waits meanwhile.
+// They may add and remove watchers.
 class WatchListener {
  public:
   virtual ~WatchListener() = default;
   // The watch is in place: every change from `start_revision` on will be
   // delivered. Called once.
-  virtual void on_created(std::int64_t start_revision) = 0;
+  virtual void on_created(std::int64_t /*start_revision*/) {}
   // Changes, in revision order.
   virtual void on_events(std::span<const WatchEvent> events) = 0;
   // Changes may have been missed: read the state again. Delivery goes on.
@@ -55,19 +65,20 @@ class WatchHub {
   WatchHub(const WatchHub&) = delete;
   WatchHub& operator=(const WatchHub&) = delete;
 
-  enum class Events { all, deletes_only };
+  enum class Events { all, deletes_only, puts_only };
 
   // Watches [key, range_end) from `start_revision` (0: from now) and returns
-  // the watcher's id. With deletes_only, etcd does not send PUT events at all.
-  // Does not wait for etcd.
+  // the watcher's handle. Does not wait for etcd.
   std::int64_t add(std::string key, std::string range_end, std::int64_t start_revision,
                    std::shared_ptr<WatchListener> listener, Events events = Events::all);
   // Stops a watcher. A callback already under way may still complete.
-  void remove(std::int64_t id);
+  void remove(std::int64_t handle);
   // Ends the stream and joins the hub's thread. Idempotent.
   void close();
 
   std::size_t size() const;
+  // Watch streams opened so far, for observers of reconnects.
+  std::uint64_t streams_opened() const;
 
  private:
   struct Watcher {
@@ -75,28 +86,35 @@ class WatchHub {
     std::string range_end;
     std::int64_t next_revision = 0;  // where a re-created watch starts; 0 until created
     Events events = Events::all;
+    std::int64_t wire_id = 0;        // the id of its current create request; 0 when none
     bool created = false;
     std::shared_ptr<WatchListener> listener;
   };
+  struct Delivery;
 
   void run();
-  void dispatch(const pb::WatchResponse& response);
-  void send_create(std::int64_t id, const Watcher& watcher);  // requires mu_
-  void send_cancel(std::int64_t id);                           // requires mu_
+  // Reads one stream until it ends.
+  void serve(WatchStream& stream);
+  Delivery route(const pb::WatchResponse& response);  // requires mu_
+  void send_create(std::int64_t handle, Watcher& watcher);  // requires mu_
+  void send_cancel(std::int64_t wire_id);                   // requires mu_
 
   const Client& client_;
   const Logger& log_;
 
   mutable std::mutex mu_;
   std::condition_variable wake_;
-  std::map<std::int64_t, Watcher> watchers_;  // guarded by mu_
+  std::map<std::int64_t, Watcher> watchers_;      // by handle; guarded by mu_
+  std::map<std::int64_t, std::int64_t> by_wire_;  // wire id -> handle; guarded by mu_
   // Creates sent on the open stream and not yet answered, oldest first. etcd
   // answers creates in order, and answers a refused one with watch id -1.
-  std::deque<std::int64_t> unanswered_creates_;  // guarded by mu_
-  std::int64_t next_id_ = 1;                  // guarded by mu_
-  grpc::ClientContext* context_ = nullptr;    // the open stream's, guarded by mu_
-  WatchStream* stream_ = nullptr;             // guarded by mu_; writes hold mu_
-  bool closed_ = false;                       // guarded by mu_
+  std::deque<std::int64_t> unanswered_creates_;  // wire ids; guarded by mu_
+  std::int64_t next_handle_ = 1;                 // guarded by mu_
+  std::int64_t next_wire_id_ = 1;                // guarded by mu_
+  std::uint64_t streams_opened_ = 0;             // guarded by mu_
+  grpc::ClientContext* context_ = nullptr;       // the open stream's, guarded by mu_
+  WatchStream* stream_ = nullptr;                // guarded by mu_; writes hold mu_
+  bool closed_ = false;                          // guarded by mu_
   std::thread thread_;
 };
 

@@ -52,6 +52,31 @@ TEST_F(Failover, WholeClusterOutageEndsHoldsWithinOneTtlOfTheLastRenewal) {
   next->unlock();
 }
 
+// A member that hangs (stopped, its connections open) is worse than one that
+// dies: nothing fails, replies just stop. Two healthy members remain, so the
+// hold must survive: renewals move to another member well within the TTL, and
+// the session says suspect while they are overdue.
+TEST_F(Failover, OneHungMemberDoesNotCostTheHold) {
+  auto manager = this->manager(10s);
+  auto lock = manager->get_lock("x");
+  lock->lock();
+  const auto lost = lock->lost_token();
+  etcd_.member(0).freeze();  // the member every connection starts on
+  bool saw_suspect = false;
+  const auto until = Steady::now() + 20s;
+  while (Steady::now() < until && !lost.stop_requested()) {
+    saw_suspect = saw_suspect || manager->state() == SessionState::suspect;
+    std::this_thread::sleep_for(20ms);
+  }
+  etcd_.member(0).thaw();
+  EXPECT_FALSE(lost.stop_requested()) << "the hold was lost though two members were healthy";
+  EXPECT_TRUE(saw_suspect) << "renewals were overdue without the session saying suspect";
+  EXPECT_TRUE(lock->held());
+  EXPECT_TRUE(eventually([&] { return manager->state() == SessionState::healthy; }, 10s));
+  EXPECT_TRUE(lock->guarded_put(prefix_ + "/data", "still the holder"));
+  lock->unlock();
+}
+
 TEST_F(Failover, WaitersKeepTheirPlacesWhenTheirMemberDies) {
   auto holder = manager();
   auto first = manager();

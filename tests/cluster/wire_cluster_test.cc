@@ -29,14 +29,14 @@ TEST(WireCluster, CallsAndBothStreamsContinueAfterAMemberDies) {
   detail::Logger log(stderr_log_sink(LogLevel::warning));
   detail::etcd::Client client(etcd.endpoints(), 1000ms);
   const auto prefix = test_prefix() + "/";
-  detail::Session session(client, log, 2s, in(5s), nullptr);
+  detail::Session session(client, log, 2s, in(5s));
   detail::etcd::WatchHub hub(client, log);
   auto listener = std::make_shared<RecordingListener>();
   hub.add(prefix, detail::prefix_range_end(prefix), 0, listener);
   ASSERT_TRUE(eventually([&] { return listener->start_revision() > 0; }));
   put(client, prefix + "leased", "", session.lease_id());
 
-  // gRPC's pick_first is connected to the first endpoint: kill that member,
+  // The client starts on the first endpoint: kill that member,
   // so that every request and both streams must move.
   etcd.member(0).kill();
 

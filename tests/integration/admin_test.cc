@@ -140,10 +140,10 @@ TEST_F(Admin, RevokeSessionEndsEveryHoldOfThatOwner) {
   a->lock();
   b->lock();
   auto admin = manager();
-  ASSERT_TRUE(admin->revoke_session(holder->lease_id()));
+  ASSERT_TRUE(admin->revoke_lease(holder->lease_id()));
   EXPECT_TRUE(eventually([&] { return !a->held() && !b->held(); }));
   EXPECT_EQ(all_keys(), 0);
-  EXPECT_FALSE(admin->revoke_session(123456789));
+  EXPECT_FALSE(admin->revoke_lease(123456789));
 }
 
 TEST_F(Admin, RevokeSessionActsOnlyInsideThePrefix) {
@@ -154,7 +154,7 @@ TEST_F(Admin, RevokeSessionActsOnlyInsideThePrefix) {
   lock->lock();
   auto admin = manager();
   try {
-    admin->revoke_session(other_namespace.lease_id());
+    admin->revoke_lease(other_namespace.lease_id());
     ADD_FAILURE() << "revoked a lease of another prefix";
   } catch (const Error& error) {
     EXPECT_EQ(error.code(), errc::invalid_argument);

@@ -52,7 +52,7 @@ TEST_F(Fencing, TokensIncreaseAcrossALostLease) {
   auto lock_b = b->get_lock("fenced");
   lock_a->lock();
   const auto first = lock_a->fencing_token();
-  ASSERT_TRUE(admin->revoke_session(a->lease_id()));
+  ASSERT_TRUE(admin->revoke_lease(a->lease_id()));
   ASSERT_TRUE(eventually([&] { return !lock_a->held(); }));
   lock_a->unlock();
   lock_b->lock();

@@ -108,7 +108,7 @@ TEST_F(Loss, EveryCauseFiresTheTokenExactlyOnce) {
     auto lock = manager->get_lock("revoked");
     lock->lock();
     Watcher loss(lock->lost_token());
-    ASSERT_TRUE(other->revoke_session(manager->lease_id()));
+    ASSERT_TRUE(other->revoke_lease(manager->lease_id()));
     ASSERT_TRUE(eventually([&] { return loss.fired > 0; }));
     EXPECT_FALSE(lock->held());
     lock->unlock();
@@ -162,7 +162,7 @@ TEST_F(Loss, WaiterOnALostLeaseQueuesAgainOnTheNewOne) {
   });
   ASSERT_TRUE(eventually([&] { return entries("x") == 2; }));
   const auto old_lease = waiter_manager->lease_id();
-  ASSERT_TRUE(holder->revoke_session(old_lease));  // the waiter's lease, not the holder's
+  ASSERT_TRUE(holder->revoke_lease(old_lease));  // the waiter's lease, not the holder's
   ASSERT_TRUE(eventually([&] { return waiter_manager->lease_id() != old_lease && entries("x") == 2; }));
   EXPECT_FALSE(acquired);
   held->unlock();

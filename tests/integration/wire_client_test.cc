@@ -60,7 +60,7 @@ TEST_F(WireClient, TxnWithCreateRevisionCompare) {
 }
 
 TEST_F(WireClient, KeepAliveKeepsAKeyAliveForMoreThanThreeTtls) {
-  detail::Session session(client_, log_, 1s, in(5s), nullptr);
+  detail::Session session(client_, log_, 1s, in(5s));
   const auto key = prefix_ + "/leased";
   put(client_, key, "", session.lease_id());
   const auto ttl = session.granted_ttl();
@@ -72,7 +72,7 @@ TEST_F(WireClient, KeepAliveKeepsAKeyAliveForMoreThanThreeTtls) {
 }
 
 TEST_F(WireClient, RevokeRemovesTheLeasesKeys) {
-  detail::Session session(client_, log_, 10s, in(5s), nullptr);
+  detail::Session session(client_, log_, 10s, in(5s));
   put(client_, prefix_ + "/a", "", session.lease_id());
   put(client_, prefix_ + "/b", "", session.lease_id());
   EXPECT_EQ(count_prefix(client_, prefix_ + "/"), 2);
@@ -84,7 +84,8 @@ TEST_F(WireClient, RevokeRemovesTheLeasesKeys) {
 
 TEST_F(WireClient, LeaseLossIsReportedWhenRevokedElsewhere) {
   std::atomic<int> lost{0};
-  detail::Session session(client_, log_, 2s, in(5s), [&](detail::Session&, const std::string&) { ++lost; });
+  detail::Session session(client_, log_, 2s, in(5s));
+  std::stop_callback on_lost(session.lost_token(), [&] { ++lost; });
   ASSERT_TRUE(client_.lease_revoke(session.lease_id(), in(5s)));
   EXPECT_TRUE(eventually([&] { return !session.alive(); }, 5s));
   EXPECT_EQ(lost.load(), 1);

@@ -71,15 +71,15 @@ void TcpProxy::accept_loop() {
     std::lock_guard lock(mu_);
     sockets_.push_back(client);
     sockets_.push_back(server);
-    pumps_.emplace_back([this, client, server] { pump(client, server); });
-    pumps_.emplace_back([this, client, server] { pump(server, client); });
+    pumps_.emplace_back([this, client, server] { pump(client, server, false); });
+    pumps_.emplace_back([this, client, server] { pump(server, client, true); });
   }
 }
 
-void TcpProxy::pump(int from, int to) {
+void TcpProxy::pump(int from, int to, bool replies) {
   char buffer[16384];
   while (!stopping_) {
-    if (paused_) {
+    if (paused_ || (replies && replies_held_)) {
       std::this_thread::sleep_for(std::chrono::milliseconds(2));
       continue;
     }

@@ -21,6 +21,10 @@ class TcpProxy {
   std::string endpoint() const { return "127.0.0.1:" + std::to_string(port_); }
   void pause() { paused_ = true; }
   void resume() { paused_ = false; }
+  // Forwards requests to etcd but holds back its replies until resume_replies(),
+  // so that a request can commit while its reply is lost.
+  void hold_replies() { replies_held_ = true; }
+  void resume_replies() { replies_held_ = false; }
   // Closes every connection and refuses new ones until restore(): the client
   // sees its member go away.
   void cut();
@@ -28,12 +32,13 @@ class TcpProxy {
 
  private:
   void accept_loop();
-  void pump(int from, int to);
+  void pump(int from, int to, bool replies);
 
   int target_port_;
   int listener_ = -1;
   int port_ = 0;
   std::atomic<bool> paused_{false};
+  std::atomic<bool> replies_held_{false};
   std::atomic<bool> stopping_{false};
   std::atomic<bool> cut_{false};
   std::mutex mu_;

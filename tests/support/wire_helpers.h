@@ -6,11 +6,11 @@
 #include <string>
 
 #include "etcd/client.h"
-#include "key_space.h"
+#include "key_layout.h"
 
 namespace etcdlock::testing {
 
-inline detail::etcd::SteadyTime in(std::chrono::milliseconds timeout) {
+inline detail::SteadyTime in(std::chrono::milliseconds timeout) {
   return std::chrono::steady_clock::now() + timeout;
 }
 

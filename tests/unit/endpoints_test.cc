@@ -7,11 +7,13 @@
 namespace etcdlock::detail::etcd {
 namespace {
 
-TEST(Endpoints, OneOrSeveralAddresses) {
-  EXPECT_EQ(parse_endpoints({"127.0.0.1:2379"}).grpc_target, "ipv4:127.0.0.1:2379");
-  EXPECT_EQ(parse_endpoints({"http://127.0.0.1:1", "127.0.0.2:2"}).grpc_target, "ipv4:127.0.0.1:1,127.0.0.2:2");
-  EXPECT_EQ(parse_endpoints({"[::1]:2379"}).grpc_target, "ipv6:[::1]:2379");
-  EXPECT_EQ(parse_endpoints({"localhost:2379"}).grpc_target, "ipv4:127.0.0.1:2379");
+TEST(Endpoints, OneMemberPerAddress) {
+  using Members = std::vector<std::string>;
+  EXPECT_EQ(parse_endpoints({"127.0.0.1:2379"}).members, Members{"ipv4:127.0.0.1:2379"});
+  EXPECT_EQ(parse_endpoints({"http://127.0.0.1:1", "127.0.0.2:2"}).members,
+            (Members{"ipv4:127.0.0.1:1", "ipv4:127.0.0.2:2"}));
+  EXPECT_EQ(parse_endpoints({"[::1]:2379"}).members, Members{"ipv6:[::1]:2379"});
+  EXPECT_EQ(parse_endpoints({"localhost:2379"}).members, Members{"ipv4:127.0.0.1:2379"});
   EXPECT_EQ(parse_endpoints({"http://127.0.0.1:1", "127.0.0.2:2"}).description, "http://127.0.0.1:1,127.0.0.2:2");
 }
 

@@ -7,7 +7,8 @@ namespace {
 
 TEST(HolderValue, RoundTrip) {
   const auto now = std::chrono::floor<std::chrono::milliseconds>(std::chrono::system_clock::now());
-  const HolderValue value{"svc-a", "host1", 4242, now, "0.1.0"};
+  const std::string inbox("/p/\0inbox/1f", 11);
+  const HolderValue value{"svc-a", "host1", 4242, now, "0.1.0", inbox};
   const auto text = encode_holder_value(value);
   const auto decoded = decode_holder_value(text);
   ASSERT_TRUE(decoded) << text;
@@ -16,6 +17,7 @@ TEST(HolderValue, RoundTrip) {
   EXPECT_EQ(decoded->pid, 4242);
   EXPECT_EQ(decoded->created_at, now);
   EXPECT_EQ(decoded->version, "0.1.0");
+  EXPECT_EQ(decoded->inbox, inbox);
 }
 
 TEST(HolderValue, ForeignValuesAreNotOurs) {

@@ -76,7 +76,7 @@ int revoke_lease(const ManagerOptions& options, const std::string& lease) {
     return kExitUsage;
   }
   return with_manager(options, [&](LockManager& manager) {
-    if (!manager.revoke_session(static_cast<std::int64_t>(id))) {
+    if (!manager.revoke_lease(static_cast<std::int64_t>(id))) {
       std::cerr << "etcdlock: lease " << lease << " does not exist\n";
       return kExitNothingToDo;
     }

@@ -10,12 +10,6 @@
 namespace etcdlock::cli {
 namespace {
 
-std::string lease_hex(std::int64_t lease) {
-  char hex[17];
-  std::snprintf(hex, sizeof hex, "%llx", static_cast<unsigned long long>(lease));
-  return hex;
-}
-
 // "2026-11-24T01:02:03Z", or "" when unknown (holders that are not etcdlock's).
 std::string utc(std::chrono::system_clock::time_point time) {
   if (time == std::chrono::system_clock::time_point{}) return "";

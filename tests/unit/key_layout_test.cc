@@ -1,4 +1,6 @@
-#include "key_space.h"
+#include "key_layout.h"
+#include "names.h"
+#include "text.h"
 
 #include <gtest/gtest.h>
 
@@ -67,6 +69,18 @@ TEST(KeySpace, LongerNamesAreNotQueueEntries) {
   EXPECT_FALSE(is_queue_entry(dir, "/p/a/b/694d"));
   EXPECT_FALSE(is_queue_entry(dir, "/p/a/"));
   EXPECT_FALSE(is_queue_entry(dir, "/p/ab/694d"));
+}
+
+TEST(KeySpace, InboxesAreOutsideEveryQueue) {
+  const auto inbox = inbox_key("/p", 0xabc);
+  EXPECT_EQ(inbox, std::string("/p/\0inbox/abc", 13));
+  EXPECT_FALSE(is_queue_entry(queue_dir("/p", "inbox"), inbox));
+  EXPECT_TRUE(is_inbox_key_for("/p/jobs/", inbox));
+  EXPECT_TRUE(is_inbox_key_for("/p/a/b/", inbox));
+  EXPECT_FALSE(is_inbox_key_for("/q/jobs/", inbox)) << "a note only within the lock's own prefix";
+  EXPECT_FALSE(is_inbox_key_for("/p/jobs/", "/p/config")) << "a value must not direct notes to any key";
+  EXPECT_FALSE(is_inbox_key_for("/p/jobs/", std::string("/p/\0inbox/xyz", 13)));
+  EXPECT_FALSE(is_inbox_key_for("/p/jobs/", std::string("/p/\0inbox/", 10)));
 }
 
 TEST(KeySpace, PrefixRangeEnd) {

@@ -1,0 +1,86 @@
+// Hand-over: how a releasing holder tells the next waiter that its turn has
+// come, with one watch event and no read.
+//
+// Each manager watches one key of its own, its inbox, for its whole life, so
+// that this watch is in sync with etcd when a note arrives (etcd delays
+// events to a watch created moments ago by up to 100 ms; see QueueWait). A
+// waiter advertises its manager's inbox in the value of its queue entry. A
+// releasing holder that finds such a successor deletes its own entry and puts
+// a note into the successor's inbox in one Txn, guarded by the successor's
+// create revision: at that revision the successor's entry exists and is first
+// in the queue, so it holds the lock as soon as the note arrives.
+//
+// Notes are an accelerator, never the only way: a waiter also watches its
+// predecessor, so holders that write no notes (etcdctl, Go's Mutex, a crashed
+// process, an expired lease) hand over too.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+
+#include "etcd/watch_hub.h"
+#include "logger.h"
+#include "queue_requests.h"
+
+namespace etcdlock::detail {
+
+// A note's text: the entry it is for and that entry's create revision.
+std::string encode_note(const QueueEntry& entry);
+std::optional<QueueEntry> decode_note(std::string_view text);
+
+// A wait that a note may end. Called on the watch hub's thread, under the
+// inbox's mutex: implementations only record what they are told.
+class HandOverReceiver {
+ public:
+  virtual ~HandOverReceiver() = default;
+  // The entry created at `entry_revision` under the expected key is first in
+  // its queue as of `revision`. The receiver checks that it is its entry: a
+  // note may be for an earlier one under the same key.
+  virtual void on_note(std::int64_t entry_revision, std::int64_t revision) = 0;
+  // Notes may have been missed: check the queue.
+  virtual void on_notes_missed() = 0;
+};
+
+// One manager's inbox. Thread-safe.
+class HandOverInbox {
+ public:
+  HandOverInbox(etcd::WatchHub& watches, const Logger& log, std::string key);
+  ~HandOverInbox();
+  HandOverInbox(const HandOverInbox&) = delete;
+  HandOverInbox& operator=(const HandOverInbox&) = delete;
+
+  // Starts the inbox's watch and waits until it is in place. False when etcd
+  // refused it or did not answer by `deadline`: then the manager advertises
+  // no inbox, and its waiters rely on their predecessor watches alone.
+  bool open(SteadyTime deadline);
+  // The key to advertise in queue entries; empty when the inbox is not open.
+  std::string address() const;
+
+  // Tells `receiver` of notes for the entry `entry_key` until forget(). A
+  // note that arrived before expect() is not replayed: expect before the
+  // entry can be handed over, that is before the request that creates it.
+  void expect(const std::string& entry_key, HandOverReceiver& receiver);
+  void forget(const std::string& entry_key);
+
+ private:
+  class Listener;
+  void on_notes(std::span<const etcd::WatchEvent> events);
+  void on_missed();
+  void on_opened(bool in_place);
+
+  etcd::WatchHub& watches_;
+  const Logger& log_;
+  const std::string key_;
+
+  mutable std::mutex mu_;
+  std::condition_variable opened_;
+  std::optional<bool> open_;     // set once etcd answered; guarded by mu_
+  std::int64_t watch_ = 0;       // guarded by mu_
+  std::map<std::string, HandOverReceiver*> expected_;  // by entry key; guarded by mu_
+};
+
+}  // namespace etcdlock::detail

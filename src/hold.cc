@@ -1,0 +1,122 @@
+#include "hold.h"
+
+namespace etcdlock::detail {
+namespace {
+
+constexpr auto kCheckRetryPause = std::chrono::milliseconds(200);
+
+}  // namespace
+
+// The watch on the hold's own key. The hub may call it after the hold is
+// gone, so it holds the hold weakly.
+class Hold::KeyWatch final : public etcd::WatchListener {
+ public:
+  explicit KeyWatch(std::weak_ptr<Hold> hold) : hold_(std::move(hold)) {}
+  void on_events(std::span<const etcd::WatchEvent> events) override {
+    const auto hold = hold_.lock();
+    if (!hold) return;
+    for (const auto& event : events) {
+      if (event.deleted && event.key == hold->entry_.key) hold->lose("its key was deleted");
+    }
+  }
+  void on_gap() override {
+    // A delete may have fallen into the gap: read the key, off this thread.
+    if (const auto hold = hold_.lock()) {
+      hold->context_->worker().post([weak = hold_] {
+        if (const auto hold = weak.lock()) hold->check_key();
+      });
+    }
+  }
+  void on_failed(const std::string& reason) override {
+    if (const auto hold = hold_.lock()) {
+      hold->context_->log()(LogLevel::error, "etcd refused to watch a held key; its deletion will be seen at unlock",
+                            {{"key", hold->entry_.key}, {"reason", reason}});
+    }
+  }
+
+ private:
+  std::weak_ptr<Hold> hold_;
+};
+
+Hold::Hold(std::shared_ptr<LockContext> context, std::shared_ptr<Session> session, QueueEntry entry,
+           std::int64_t confirmed_at, std::string name)
+    : context_(std::move(context)),
+      session_(std::move(session)),
+      entry_(std::move(entry)),
+      confirmed_at_(confirmed_at),
+      name_(std::move(name)) {}
+
+Hold::~Hold() { finish(); }
+
+void Hold::start() {
+  std::weak_ptr<Hold> weak = weak_from_this();
+  std::lock_guard lock(mu_);
+  // A token requested already runs its callback here, at once; lose() takes
+  // no mutex, so that is safe under mu_.
+  on_session_lost_ = std::make_unique<LossCallback>(session_->lost_token(), [weak] {
+    if (const auto hold = weak.lock()) hold->lose("its lease was lost");
+  });
+  on_closed_ = std::make_unique<LossCallback>(context_->closed_token(), [weak] {
+    if (const auto hold = weak.lock()) hold->lose("the manager was closed");
+  });
+  watch_task_ = context_->worker().post_at(SteadyClock::now() + kWatchDelay, [weak] {
+    if (const auto hold = weak.lock()) hold->watch_key();
+  });
+}
+
+void Hold::finish() {
+  if (finished_.exchange(true)) return;
+  std::unique_ptr<LossCallback> on_session_lost;
+  std::unique_ptr<LossCallback> on_closed;
+  std::uint64_t watch_task = 0;
+  std::int64_t watch = 0;
+  {
+    std::lock_guard lock(mu_);
+    on_session_lost = std::move(on_session_lost_);
+    on_closed = std::move(on_closed_);
+    watch_task = std::exchange(watch_task_, 0);
+    watch = std::exchange(watch_, 0);
+  }
+  // Destroyed outside mu_: a callback under way on another thread is waited for.
+  on_session_lost.reset();
+  on_closed.reset();
+  if (watch_task != 0) context_->worker().cancel(watch_task);
+  if (watch != 0) context_->watches().remove(watch);
+}
+
+void Hold::lose(const std::string& reason, bool even_if_finished) {
+  if (finished_.load() && !even_if_finished) return;
+  if (lost_.exchange(true)) return;
+  context_->log()(LogLevel::warning, "lock lost", {{"name", name_}, {"key", entry_.key}, {"reason", reason}});
+  context_->notifier().post([source = lost_source_]() mutable { source.request_stop(); });
+}
+
+void Hold::signal_loss_now() {
+  if (lost_.load()) lost_source_.request_stop();
+}
+
+void Hold::watch_key() {
+  std::lock_guard lock(mu_);
+  watch_task_ = 0;
+  if (finished_.load() || lost_.load()) return;
+  watch_ = context_->watches().add(entry_.key, "", confirmed_at_ + 1, std::make_shared<KeyWatch>(weak_from_this()),
+                                   etcd::WatchHub::Events::deletes_only);
+}
+
+void Hold::check_key() {
+  if (finished_.load() || lost_.load()) return;
+  try {
+    pb::RangeRequest read;
+    read.set_key(entry_.key);
+    const auto found = context_->client().range(read, context_->client().command_deadline());
+    if (found.kvs_size() == 0 || found.kvs(0).create_revision() != entry_.revision) lose("its key was deleted");
+  } catch (const Error& error) {
+    if (error.value() != errc::unavailable) return;
+    std::weak_ptr<Hold> weak = weak_from_this();
+    context_->worker().post_at(SteadyClock::now() + kCheckRetryPause, [weak] {
+      if (const auto hold = weak.lock()) hold->check_key();
+    });
+  }
+}
+
+}  // namespace etcdlock::detail

@@ -1,0 +1,92 @@
+// Hold: one hold of a lock in etcd, from the moment its entry is first in the
+// queue until it is released or lost.
+//
+// A hold ends involuntarily when its session is lost (the lease expired, was
+// revoked, or passed its local deadline), when its key is deleted (a force
+// unlock, `etcdctl del`), or when the manager closes. It learns of each by
+// itself: the session's and the manager's stop tokens, and a watch on its own
+// key. That watch starts only once the hold has lasted kWatchDelay: a short
+// hold then costs no watch, and no event when its own release deletes the key;
+// the watch starts from the revision the hold was confirmed at, so a delete
+// in between is still seen, and a hold released before it starts learns of
+// such a delete from its release, which compares the key's create revision.
+//
+// Loss is signalled once, by requesting the hold's stop token on the
+// notifier's thread.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <stop_token>
+#include <string>
+
+#include "lock_context.h"
+#include "queue_requests.h"
+#include "session.h"
+
+namespace etcdlock::detail {
+
+// Thread-safe.
+class Hold : public std::enable_shared_from_this<Hold> {
+ public:
+  static constexpr std::chrono::milliseconds kWatchDelay{50};
+
+  // A hold of `entry` on `session`'s lease, first in its queue as of
+  // `confirmed_at`. Call start() next.
+  Hold(std::shared_ptr<LockContext> context, std::shared_ptr<Session> session, QueueEntry entry,
+       std::int64_t confirmed_at, std::string name);
+  ~Hold();
+  Hold(const Hold&) = delete;
+  Hold& operator=(const Hold&) = delete;
+
+  // Begins to follow the session, the manager and, after kWatchDelay, the key.
+  // When either has ended already, the hold is lost at once.
+  void start();
+  // The hold is over (released, or its loss acknowledged by unlock): no
+  // further loss is signalled. Idempotent; not to be called under a mutex
+  // that a loss takes (none of etcdlock's).
+  void finish();
+
+  const QueueEntry& entry() const { return entry_; }
+  std::int64_t lease_id() const { return session_->lease_id(); }
+  bool session_alive() const { return session_->alive(); }
+  std::stop_token lost_token() const { return lost_source_.get_token(); }
+  bool lost() const { return lost_.load(); }
+
+  // Marks the hold lost, once: logs why and signals the application. Ignored
+  // after finish(), unless `even_if_finished` (a release that found the key
+  // gone: the loss came before the unlock, and was not yet signalled).
+  void lose(const std::string& reason, bool even_if_finished = false);
+  // Requests the lost token now, on the caller's thread, if the hold is lost
+  // and the notifier has not done so yet: an unlock that reports the loss
+  // returns with the token requested.
+  void signal_loss_now();
+
+ private:
+  class KeyWatch;
+  void watch_key();
+  void check_key();
+
+  const std::shared_ptr<LockContext> context_;
+  const std::shared_ptr<Session> session_;
+  const QueueEntry entry_;
+  const std::int64_t confirmed_at_;
+  const std::string name_;
+  std::stop_source lost_source_;
+  std::atomic<bool> lost_{false};
+  std::atomic<bool> finished_{false};
+
+  std::mutex mu_;  // taken by start, finish and the worker's tasks, never by a loss
+  using LossCallback = std::stop_callback<std::function<void()>>;
+  std::unique_ptr<LossCallback> on_session_lost_;  // guarded by mu_
+  std::unique_ptr<LossCallback> on_closed_;        // guarded by mu_
+  std::uint64_t watch_task_ = 0;                   // guarded by mu_
+  std::int64_t watch_ = 0;                         // guarded by mu_
+};
+
+}  // namespace etcdlock::detail

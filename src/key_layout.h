@@ -1,0 +1,40 @@
+// Where locks live in etcd.
+//
+// A lock named N under prefix P is the set of keys "P/N/<lease id in hex>": the
+// queue of its holder and waiters, ordered by create revision. This is the
+// layout of etcd's own lock recipe, so all users of it exclude one another.
+//
+// Each manager also has an inbox, "P/\0inbox/<manager id in hex>", where a
+// releasing holder leaves a note for its successor (see hand_over.h). The NUL
+// byte, which no lock name may contain, keeps inboxes out of every lock's
+// queue, also for Go's Mutex and etcdctl, which read every key under a lock's
+// directory.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+namespace etcdlock::detail {
+
+// "<prefix>/<name>/": the directory of one lock's queue.
+std::string queue_dir(std::string_view prefix, std::string_view name);
+
+// The key of a lease's entry in a queue: the directory and the lease id in
+// lowercase hex, as etcd's Go recipe writes it.
+std::string queue_key(std::string_view dir, std::int64_t lease_id);
+
+// True when `key` is an entry of the queue in `dir`, not one of a lock whose
+// name extends this one ("a" against "a/b").
+bool is_queue_entry(std::string_view dir, std::string_view key);
+
+// The end of the range of every key starting with `prefix`, as etcd means it.
+std::string prefix_range_end(std::string_view prefix);
+
+// The inbox of the manager `manager_id` under `prefix`.
+std::string inbox_key(std::string_view prefix, std::uint64_t manager_id);
+// True when `inbox` is an inbox key under a prefix that contains `dir`: a
+// holder writes a note only there, whatever a waiter's value claims.
+bool is_inbox_key_for(std::string_view dir, std::string_view inbox);
+
+}  // namespace etcdlock::detail

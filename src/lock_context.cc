@@ -1,0 +1,82 @@
+#include "lock_context.h"
+
+#include <unistd.h>
+
+#include <random>
+
+#include "etcdlock/version.h"
+#include "holder_value.h"
+#include "key_layout.h"
+#include "text.h"
+
+namespace etcdlock::detail {
+namespace {
+
+std::uint64_t random_manager_id() {
+  std::random_device entropy;
+  return (static_cast<std::uint64_t>(entropy()) << 32) ^ entropy();
+}
+
+std::string closed_message(const std::string& prefix) {
+  return "the lock manager for prefix " + quote_value(prefix) + " is closed";
+}
+
+}  // namespace
+
+LockContext::LockContext(const ManagerOptions& options)
+    : prefix_(options.prefix),
+      owner_(options.owner),
+      hostname_(this_hostname()),
+      log_(options.log_sink),
+      client_(options.endpoints, options.command_timeout,
+              etcd::Client::Credentials{options.tls, options.username, options.password}, log_),
+      watches_(client_, log_),
+      sessions_(client_, log_, options.ttl, closed_message(options.prefix)),
+      pending_deletes_(client_, log_, sessions_, worker_),
+      inbox_(watches_, log_, inbox_key(options.prefix, random_manager_id())) {}
+
+LockContext::~LockContext() {
+  shut_down();
+  notifier_.stop();
+}
+
+void LockContext::connect(SteadyTime deadline) {
+  if (!client_.wait_connected(deadline)) {
+    throw Error(errc::unavailable, "no etcd member accepted a connection in time; endpoints " + client_.endpoints());
+  }
+  sessions_.current(deadline);
+  inbox_.open(deadline);
+}
+
+void LockContext::check_open() const {
+  if (closed()) throw closed_error();
+}
+
+Error LockContext::closed_error() const { return Error(errc::closed, closed_message(prefix_)); }
+
+std::string LockContext::entry_value() const {
+  return encode_holder_value({owner_, hostname_, static_cast<long>(getpid()), std::chrono::system_clock::now(),
+                              kVersion, inbox_.address()});
+}
+
+void LockContext::shut_down() noexcept {
+  if (!closed_.request_stop()) {
+    if (notifier_.on_notifier_thread()) return;
+    std::unique_lock lock(shut_down_mu_);
+    shut_down_done_.wait(lock, [&] { return shut_down_; });
+    return;
+  }
+  // Revoking the lease deletes every entry of this manager at once: holds,
+  // places in queues, and entries whose delete is still pending.
+  sessions_.end(client_.command_deadline());
+  worker_.stop();
+  watches_.close();
+  notifier_.drain();
+  {
+    std::lock_guard lock(shut_down_mu_);
+    shut_down_ = true;
+  }
+  shut_down_done_.notify_all();
+}
+
+}  // namespace etcdlock::detail

@@ -1,0 +1,93 @@
+// LockContext: what a manager shares with its locks, and all that a lock may
+// use: the connection to etcd, the watch hub, the session, the hand-over
+// inbox, the background worker, the notifier, and a stop token requested when
+// the manager closes. Locks keep it alive, so a Lock may outlive its
+// LockManager; after close, every service refuses new work.
+//
+// Dependencies run one way: the manager owns the context and the locks; a
+// lock uses the context and knows nothing of the manager; the services know
+// nothing of locks. A hold learns of its end through stop tokens (the
+// session's, the manager's), never by being called.
+#pragma once
+
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <stop_token>
+#include <string>
+
+#include "etcd/client.h"
+#include "etcd/watch_hub.h"
+#include "etcdlock/options.h"
+#include "hand_over.h"
+#include "logger.h"
+#include "notifier.h"
+#include "pending_deletes.h"
+#include "session_source.h"
+#include "worker.h"
+
+namespace etcdlock::detail {
+
+// Thread-safe.
+class LockContext {
+ public:
+  // Connects nothing yet; `options` are validated.
+  explicit LockContext(const ManagerOptions& options);
+  // shut_down().
+  ~LockContext();
+  LockContext(const LockContext&) = delete;
+  LockContext& operator=(const LockContext&) = delete;
+
+  // Waits for a connection, grants the first lease and opens the inbox.
+  // Throws Error: unavailable, permission_denied.
+  void connect(SteadyTime deadline);
+
+  const std::string& prefix() const { return prefix_; }
+  const Logger& log() const { return log_; }
+  const etcd::Client& client() const { return client_; }
+  etcd::WatchHub& watches() { return watches_; }
+  SessionSource& sessions() { return sessions_; }
+  HandOverInbox& inbox() { return inbox_; }
+  Worker& worker() { return worker_; }
+  Notifier& notifier() { return notifier_; }
+  PendingDeletes& pending_deletes() { return pending_deletes_; }
+
+  // Requested when the manager closes.
+  std::stop_token closed_token() const { return closed_.get_token(); }
+  bool closed() const { return closed_.stop_requested(); }
+  // Throws Error(errc::closed) once the manager is closed.
+  void check_open() const;
+  Error closed_error() const;
+
+  // The value of a new queue entry: who this manager is, and where to leave
+  // it a hand-over note.
+  std::string entry_value() const;
+
+  // Ends everything: requests the closed token (holds end, waits wake),
+  // revokes the lease, stops the threads, and waits for the loss signals
+  // under way. Idempotent: a second caller returns once the first is done,
+  // unless it is a loss callback, which the first is waiting for.
+  void shut_down() noexcept;
+
+ private:
+  const std::string prefix_;
+  const std::string owner_;
+  const std::string hostname_;
+  const Logger log_;
+  etcd::Client client_;
+  etcd::WatchHub watches_;
+  SessionSource sessions_;
+  Worker worker_;
+  Notifier notifier_;
+  PendingDeletes pending_deletes_;
+  HandOverInbox inbox_;
+  std::stop_source closed_;
+
+  std::mutex shut_down_mu_;
+  std::condition_variable shut_down_done_;
+  bool shut_down_ = false;  // guarded by shut_down_mu_
+};
+
+}  // namespace etcdlock::detail

@@ -1,0 +1,72 @@
+#include "manager_impl.h"
+
+#include "manager_options.h"
+#include "names.h"
+#include "text.h"
+
+namespace etcdlock::detail {
+
+ManagerImpl::ManagerImpl(ManagerOptions options)
+    : options_(validated(std::move(options))),
+      context_(std::make_shared<LockContext>(options_)),
+      registry_(context_),
+      admin_(context_->client(), context_->log(), options_.prefix) {
+  try {
+    context_->connect(SteadyClock::now() + options_.dial_timeout);
+  } catch (const Error& error) {
+    std::string hint;
+    if (options_.tls && error.value() == errc::unavailable) {
+      hint = "; with TLS, check that the CA signed etcd's certificate, that the certificate names the host, and "
+             "whether etcd asks for a client certificate";
+    }
+    context_->shut_down();
+    if (error.value() != errc::unavailable) throw;
+    throw Error(errc::unavailable, "no etcd member answered within " + std::to_string(options_.dial_timeout.count()) +
+                                       " ms; endpoints " + context_->client().endpoints() + hint);
+  }
+}
+
+ManagerImpl::~ManagerImpl() { close(); }
+
+std::shared_ptr<Lock> ManagerImpl::get_lock(std::string_view name, const LockOptions& options) {
+  validate_name(name);
+  validate(options, name);
+  context_->check_open();
+  return registry_.get(name, options);
+}
+
+std::optional<LockInfo> ManagerImpl::info(std::string_view name) {
+  context_->check_open();
+  return admin_.info(name);
+}
+
+std::vector<LockInfo> ManagerImpl::list(std::string_view name_prefix) {
+  context_->check_open();
+  return admin_.list(name_prefix);
+}
+
+bool ManagerImpl::force_unlock(std::string_view name) {
+  context_->check_open();
+  return admin_.force_unlock(name);
+}
+
+bool ManagerImpl::revoke_lease(std::int64_t lease_id) {
+  context_->check_open();
+  return admin_.revoke_lease(lease_id);
+}
+
+std::int64_t ManagerImpl::lease_id() const {
+  if (context_->closed()) return 0;
+  const auto session = context_->sessions().latest();
+  return session ? session->lease_id() : 0;
+}
+
+SessionState ManagerImpl::state() const { return context_->sessions().state(); }
+
+void ManagerImpl::close() noexcept {
+  const bool was_open = !context_->closed();
+  context_->shut_down();
+  if (was_open) context_->log()(LogLevel::info, "lock manager closed", {{"prefix", options_.prefix}});
+}
+
+}  // namespace etcdlock::detail

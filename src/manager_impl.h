@@ -1,0 +1,44 @@
+// ManagerImpl: what stands behind a LockManager: the context its locks share,
+// the registry of locks by name, and the admin operations.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string_view>
+#include <vector>
+
+#include "admin.h"
+#include "etcdlock/lock.h"
+#include "etcdlock/lock_info.h"
+#include "etcdlock/options.h"
+#include "etcdlock/session_state.h"
+#include "lock_context.h"
+#include "lock_registry.h"
+
+namespace etcdlock::detail {
+
+// Thread-safe.
+class ManagerImpl {
+ public:
+  // Validates the options, connects and grants the first lease. Throws Error.
+  explicit ManagerImpl(ManagerOptions options);
+  ~ManagerImpl();
+
+  std::shared_ptr<Lock> get_lock(std::string_view name, const LockOptions& options);
+  std::optional<LockInfo> info(std::string_view name);
+  std::vector<LockInfo> list(std::string_view name_prefix);
+  bool force_unlock(std::string_view name);
+  bool revoke_lease(std::int64_t lease_id);
+  std::int64_t lease_id() const;
+  SessionState state() const;
+  void close() noexcept;
+
+ private:
+  const ManagerOptions options_;
+  const std::shared_ptr<LockContext> context_;
+  LockRegistry registry_;
+  Admin admin_;
+};
+
+}  // namespace etcdlock::detail

@@ -1,0 +1,49 @@
+#include "manager_options.h"
+
+#include <string>
+
+#include "etcdlock/error.h"
+#include "holder_value.h"
+#include "names.h"
+#include "text.h"
+
+namespace etcdlock::detail {
+namespace {
+
+using std::chrono::milliseconds;
+
+constexpr std::chrono::seconds kMinTtl{1};
+constexpr std::chrono::seconds kMaxTtl{24 * 60 * 60};
+
+}  // namespace
+
+ManagerOptions validated(ManagerOptions options) {
+  if (options.ttl < kMinTtl || options.ttl > kMaxTtl) {
+    throw Error(errc::invalid_argument, "ttl of " + std::to_string(options.ttl.count()) +
+                                            " s is out of range; it must be from 1 s to 24 h");
+  }
+  if (options.dial_timeout <= milliseconds::zero()) {
+    throw Error(errc::invalid_argument,
+                "dial_timeout of " + std::to_string(options.dial_timeout.count()) + " ms must be positive");
+  }
+  if (options.command_timeout <= milliseconds::zero()) {
+    throw Error(errc::invalid_argument,
+                "command_timeout of " + std::to_string(options.command_timeout.count()) + " ms must be positive");
+  }
+  validate_prefix(options.prefix);
+  if (options.owner.empty()) options.owner = default_owner();
+  return options;
+}
+
+void validate(const LockOptions& options, std::string_view name) {
+  if (options.retry_interval <= milliseconds::zero()) {
+    throw Error(errc::invalid_argument, "retry_interval of " + std::to_string(options.retry_interval.count()) +
+                                            " ms for lock " + quote_value(name) + " must be positive");
+  }
+  if (options.max_retries < 0) {
+    throw Error(errc::invalid_argument, "max_retries of " + std::to_string(options.max_retries) + " for lock " +
+                                            quote_value(name) + " must not be negative");
+  }
+}
+
+}  // namespace etcdlock::detail

@@ -1,0 +1,101 @@
+// The manager's background threads: the worker's timers, and the notifier that
+// runs loss callbacks, which may call back in or block.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <future>
+#include <vector>
+
+#include "notifier.h"
+#include "worker.h"
+
+namespace etcdlock::detail {
+namespace {
+
+using namespace std::chrono_literals;
+
+TEST(Worker, RunsTasksInTheOrderTheyAreDue) {
+  Worker worker;
+  std::mutex mu;
+  std::vector<int> order;
+  std::promise<void> done;
+  const auto now = SteadyClock::now();
+  worker.post_at(now + 60ms, [&] {
+    std::lock_guard lock(mu);
+    order.push_back(3);
+    done.set_value();
+  });
+  worker.post_at(now + 20ms, [&] {
+    std::lock_guard lock(mu);
+    order.push_back(2);
+  });
+  worker.post([&] {
+    std::lock_guard lock(mu);
+    order.push_back(1);
+  });
+  ASSERT_EQ(done.get_future().wait_for(5s), std::future_status::ready);
+  std::lock_guard lock(mu);
+  EXPECT_EQ(order, (std::vector<int>{1, 2, 3}));
+}
+
+TEST(Worker, CancelledTaskDoesNotRun) {
+  Worker worker;
+  std::atomic<bool> ran{false};
+  const auto id = worker.post_at(SteadyClock::now() + 50ms, [&] { ran = true; });
+  worker.cancel(id);
+  std::promise<void> later;
+  worker.post_at(SteadyClock::now() + 100ms, [&] { later.set_value(); });
+  ASSERT_EQ(later.get_future().wait_for(5s), std::future_status::ready);
+  EXPECT_FALSE(ran);
+}
+
+TEST(Worker, StopDropsPendingTasksAndLaterPosts) {
+  Worker worker;
+  std::atomic<bool> ran{false};
+  worker.post_at(SteadyClock::now() + 1h, [&] { ran = true; });
+  worker.stop();
+  EXPECT_EQ(worker.post([&] { ran = true; }), 0u);
+  EXPECT_FALSE(ran);
+}
+
+TEST(Notifier, DrainWaitsForSignalsPostedBefore) {
+  Notifier notifier;
+  std::atomic<int> ran{0};
+  for (int i = 0; i < 20; ++i) notifier.post([&] { ++ran; });
+  notifier.drain();
+  EXPECT_EQ(ran.load(), 20);
+}
+
+TEST(Notifier, ABlockedSignalDoesNotHoldUpTheOthers) {
+  Notifier notifier;
+  std::promise<void> release;
+  auto released = release.get_future().share();
+  std::promise<void> second;
+  notifier.post([released] { released.wait_for(10s); });
+  notifier.post([&] { second.set_value(); });
+  EXPECT_EQ(second.get_future().wait_for(5s), std::future_status::ready);
+  release.set_value();
+}
+
+TEST(Notifier, ASignalMayDrainAndStopItsNotifier) {
+  auto notifier = std::make_unique<Notifier>();
+  std::promise<void> done;
+  notifier->post([&] {
+    EXPECT_TRUE(notifier->on_notifier_thread());
+    notifier->drain();  // must not wait for itself
+    notifier.reset();   // the last reference, dropped on its own thread
+    done.set_value();
+  });
+  ASSERT_EQ(done.get_future().wait_for(5s), std::future_status::ready);
+}
+
+TEST(Notifier, AfterStopSignalsRunOnTheCaller) {
+  Notifier notifier;
+  notifier.stop();
+  bool ran = false;
+  notifier.post([&] { ran = true; });
+  EXPECT_TRUE(ran);
+}
+
+}  // namespace
+}  // namespace etcdlock::detail
