@@ -1,0 +1,212 @@
+// The wait in the queue: FIFO hand-over at depth, waiters that leave from the
+// middle, holders that are deleted before their key watch starts, and queues
+// shared with etcdctl lock.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <mutex>
+#include <thread>
+
+#include "child_process.h"
+#include "lock_fixture.h"
+
+namespace etcdlock::testing {
+namespace {
+
+using namespace std::chrono_literals;
+using Steady = std::chrono::steady_clock;
+
+class Queue : public LockTest {
+ protected:
+  // Records who held, in order, and whether two ever held at once.
+  struct Turns {
+    std::mutex mu;
+    std::vector<int> order;
+    std::atomic<int> inside{0};
+    std::atomic<int> overlaps{0};
+
+    void hold(int who, std::chrono::milliseconds how_long) {
+      if (inside.fetch_add(1) != 0) ++overlaps;
+      {
+        std::lock_guard lock(mu);
+        order.push_back(who);
+      }
+      std::this_thread::sleep_for(how_long);
+      inside.fetch_sub(1);
+    }
+    std::vector<int> seen() {
+      std::lock_guard lock(mu);
+      return order;
+    }
+  };
+
+  // Starts a waiter on `lock` and returns once its entry is in the queue.
+  std::jthread queue_up(Lock& lock, int who, Turns& turns, std::chrono::milliseconds hold = 20ms) {
+    const auto before = entries("x");
+    std::jthread waiter([&lock, who, &turns, hold] {
+      if (!lock.try_lock_for(60s)) {
+        ADD_FAILURE() << "waiter " << who << " timed out";
+        return;
+      }
+      turns.hold(who, hold);
+      lock.unlock();
+    });
+    EXPECT_TRUE(eventually([&] { return entries("x") == before + 1; })) << "waiter " << who << " did not queue";
+    return waiter;
+  }
+};
+
+TEST_F(Queue, SixtyFourManagersTakeTurnsInOrderWithoutOverlap) {
+  constexpr int kManagers = 64;
+  auto holder = manager(10s);
+  auto held = holder->get_lock("x");
+  held->lock();
+  std::vector<std::unique_ptr<LockManager>> managers;
+  std::vector<std::shared_ptr<Lock>> locks;
+  for (int i = 0; i < kManagers; ++i) {
+    managers.push_back(manager(10s));
+    locks.push_back(managers.back()->get_lock("x"));
+  }
+  Turns turns;
+  std::vector<std::jthread> waiters;
+  for (int i = 0; i < kManagers; ++i) waiters.push_back(queue_up(*locks[i], i, turns, 2ms));
+  held->unlock();
+  waiters.clear();  // joins
+  std::vector<int> expected(kManagers);
+  for (int i = 0; i < kManagers; ++i) expected[i] = i;
+  EXPECT_EQ(turns.seen(), expected);
+  EXPECT_EQ(turns.overlaps.load(), 0);
+  EXPECT_EQ(entries("x"), 0);
+}
+
+// A waiter in the middle of the queue loses its lease: the one behind it now
+// waits for the one ahead of it, and nobody is stranded.
+TEST_F(Queue, WaiterInTheMiddleWhoseLeaseIsRevokedStrandsNoOne) {
+  auto holder = manager();
+  auto held = holder->get_lock("x");
+  held->lock();
+  std::vector<std::unique_ptr<LockManager>> managers;
+  std::vector<std::shared_ptr<Lock>> locks;
+  for (int i = 0; i < 5; ++i) {
+    managers.push_back(manager());
+    locks.push_back(managers.back()->get_lock("x"));
+  }
+  Turns turns;
+  std::vector<std::jthread> waiters;
+  for (int i = 0; i < 5; ++i) waiters.push_back(queue_up(*locks[i], i, turns, 100ms));
+  ASSERT_TRUE(holder->revoke_lease(managers[2]->lease_id()));
+  held->unlock();
+  waiters.clear();
+  const auto order = turns.seen();
+  ASSERT_EQ(order.size(), 5u) << "a waiter never got the lock";
+  std::vector<int> others;
+  for (int who : order) {
+    if (who != 2) others.push_back(who);
+  }
+  EXPECT_EQ(others, (std::vector<int>{0, 1, 3, 4})) << "the waiters that kept their places kept their order";
+  EXPECT_EQ(turns.overlaps.load(), 0);
+}
+
+// The predecessor gives up (timeout) while its successor waits: the successor
+// now waits for the holder, and gets the lock when the holder releases.
+TEST_F(Queue, PredecessorThatTimesOutHandsItsPlaceOn) {
+  auto holder = manager();
+  auto held = holder->get_lock("x");
+  held->lock();
+  auto quitter_manager = manager();
+  auto quitter = quitter_manager->get_lock("x");
+  std::atomic<bool> quitter_result{true};
+  std::jthread quitting([&] { quitter_result = quitter->try_lock_for(700ms); });
+  ASSERT_TRUE(eventually([&] { return entries("x") == 2; }));
+  auto patient_manager = manager();
+  auto patient = patient_manager->get_lock("x");
+  std::atomic<bool> acquired{false};
+  Steady::time_point acquired_at;
+  std::jthread waiting([&] {
+    if (patient->try_lock_for(20s)) {
+      acquired_at = Steady::now();
+      acquired = true;
+      patient->unlock();
+    }
+  });
+  ASSERT_TRUE(eventually([&] { return entries("x") == 3; }));
+  quitting.join();
+  EXPECT_FALSE(quitter_result);
+  ASSERT_TRUE(eventually([&] { return entries("x") == 2; })) << "the quitter left its entry";
+  std::this_thread::sleep_for(300ms);
+  EXPECT_FALSE(acquired) << "acquired while the holder still held";
+  const auto released_at = Steady::now();
+  held->unlock();
+  waiting.join();
+  ASSERT_TRUE(acquired);
+  EXPECT_LT(acquired_at - released_at, 2s);
+}
+
+// A hold deleted before its key watch has started (it starts after a short
+// delay, so that brief holds cost no watch) still learns of the delete.
+TEST_F(Queue, ForceUnlockOfAHoldYoungerThanItsWatchIsSignalled) {
+  auto holder = manager();
+  auto admin = manager();
+  auto lock = holder->get_lock("x");
+  for (int trial = 0; trial < 5; ++trial) {
+    lock->lock();
+    const auto lost = lock->lost_token();
+    ASSERT_TRUE(admin->force_unlock("x"));  // within a few ms of the acquisition
+    EXPECT_TRUE(eventually([&] { return lost.stop_requested(); }, 3s)) << "trial " << trial;
+    EXPECT_FALSE(lock->held());
+    std::error_code ec;
+    lock->unlock(ec);
+    EXPECT_EQ(ec, errc::lock_expired);
+  }
+  // Released before anyone could tell it: the unlock tells.
+  lock->lock();
+  const auto lost = lock->lost_token();
+  ASSERT_TRUE(admin->force_unlock("x"));
+  std::error_code ec;
+  lock->unlock(ec);
+  EXPECT_TRUE(ec == errc::lock_expired || lost.stop_requested());
+  EXPECT_TRUE(lost.stop_requested()) << "an unlock that found the hold gone left its token unrequested";
+}
+
+// etcdlock and etcdctl waiters in one queue, each served in turn.
+TEST_F(Queue, MixedQueueOfEtcdlockAndEtcdctlWaitersIsServedInOrder) {
+  auto holder = manager();
+  auto held = holder->get_lock("x");
+  held->lock();
+  Turns turns;
+  auto etcdctl = [&](int who) {
+    auto child = std::make_unique<ChildProcess>(std::vector<std::string>{
+        "etcdctl", "--endpoints=" + etcd_.endpoints_csv(), "lock", prefix_ + "/x", "--", "sh", "-c",
+        "echo held " + std::to_string(who) + "; sleep 0.2"});
+    return child;
+  };
+  const auto before = entries("x");
+  auto first_tool = etcdctl(1);
+  ASSERT_TRUE(eventually([&] { return entries("x") == before + 1; }));
+  auto second_manager = manager();
+  auto second = second_manager->get_lock("x");
+  auto second_waiter = queue_up(*second, 2, turns, 200ms);
+  auto third_tool = etcdctl(3);
+  ASSERT_TRUE(eventually([&] { return entries("x") == before + 3; }));
+  auto fourth_manager = manager();
+  auto fourth = fourth_manager->get_lock("x");
+  auto fourth_waiter = queue_up(*fourth, 4, turns, 50ms);
+
+  held->unlock();
+  ASSERT_EQ(first_tool->read_line(10s), "held 1");
+  EXPECT_TRUE(turns.seen().empty()) << "an etcdlock waiter went ahead of etcdctl";
+  EXPECT_EQ(first_tool->wait(), 0);
+  ASSERT_TRUE(eventually([&] { return turns.seen().size() == 1; }));
+  EXPECT_EQ(turns.seen(), (std::vector<int>{2}));
+  ASSERT_EQ(third_tool->read_line(10s), "held 3");
+  EXPECT_EQ(turns.seen(), (std::vector<int>{2})) << "the last waiter went ahead of etcdctl";
+  EXPECT_EQ(third_tool->wait(), 0);
+  second_waiter.join();
+  fourth_waiter.join();
+  EXPECT_EQ(turns.seen(), (std::vector<int>{2, 4}));
+  EXPECT_EQ(turns.overlaps.load(), 0);
+  EXPECT_EQ(entries("x"), 0);
+}
+
+}  // namespace
+}  // namespace etcdlock::testing
