@@ -4,6 +4,17 @@
 
 #include "etcdlock/lock_info.h"
 
+namespace etcdlock {
+
+std::chrono::milliseconds loss_margin(std::chrono::seconds ttl) {
+  // A fifth of the TTL covers clock-rate differences and this process's
+  // scheduling delays; the clamp keeps it useful for short and long TTLs.
+  return std::clamp<std::chrono::milliseconds>(std::chrono::duration_cast<std::chrono::milliseconds>(ttl) / 5,
+                                               std::chrono::milliseconds(250), std::chrono::milliseconds(5000));
+}
+
+}  // namespace etcdlock
+
 namespace etcdlock::detail {
 namespace {
 
@@ -17,13 +28,6 @@ milliseconds to_ms(BootClock::duration duration) { return std::chrono::duration_
 
 }  // namespace
 
-std::chrono::milliseconds safety_margin(std::chrono::seconds ttl) {
-  // A fifth of the TTL covers clock-rate differences and this process's
-  // scheduling delays; the clamp keeps it useful for short and long TTLs.
-  return std::clamp<milliseconds>(std::chrono::duration_cast<milliseconds>(ttl) / 5, milliseconds(250),
-                                  milliseconds(5000));
-}
-
 Session::Session(const etcd::Client& client, const Logger& log, std::chrono::seconds ttl, SteadyTime deadline)
     : client_(client), log_(log) {
   const auto sent = BootClock::now();
@@ -32,7 +36,7 @@ Session::Session(const etcd::Client& client, const Logger& log, std::chrono::sec
   granted_ttl_ = std::chrono::seconds(granted.ttl());
   last_answered_send_ = sent;
   last_failover_ = sent;
-  local_deadline_ = sent + granted_ttl_ - safety_margin(granted_ttl_);
+  local_deadline_ = sent + granted_ttl_ - loss_margin(granted_ttl_);
   next_send_ = sent + renew_interval();
   log_(LogLevel::info, "lease granted", {{"lease", lease_hex()}, {"ttl_s", std::to_string(granted_ttl_.count())}});
   reader_ = std::thread([this] { read_responses(); });
@@ -171,7 +175,7 @@ bool Session::read_stream(etcd::KeepAliveStream& stream) {
     unanswered_.pop_front();
     const auto ttl = std::chrono::seconds(response.ttl());
     last_answered_send_ = std::max(last_answered_send_, sent);
-    local_deadline_ = std::max(local_deadline_, sent + ttl - safety_margin(ttl));
+    local_deadline_ = std::max(local_deadline_, sent + ttl - loss_margin(ttl));
     if (state_ == SessionState::suspect) {
       state_ = SessionState::healthy;
       log_(LogLevel::info, "lease renewals recovered", {{"lease", lease_hex()}});

@@ -97,7 +97,4 @@ class Session {
   std::thread reader_;
 };
 
-// The margin by which a session ends before etcd could expire its lease.
-std::chrono::milliseconds safety_margin(std::chrono::seconds ttl);
-
 }  // namespace etcdlock::detail

@@ -52,6 +52,12 @@ struct ManagerOptions {
   LogSink log_sink;
 };
 
+// How long before etcd could expire a lease of `ttl` a manager declares it
+// lost and signals every hold on it: a fifth of the TTL, from 250 ms to 5 s.
+// Whatever a holder must stop on loss (a child process, say) must stop within
+// this margin, before another holder can be let in.
+std::chrono::milliseconds loss_margin(std::chrono::seconds ttl);
+
 struct LockOptions {
   // The pause between retries of transient etcd failures (unavailable members,
   // leader changes).

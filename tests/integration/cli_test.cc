@@ -77,6 +77,22 @@ TEST_F(Cli, CommandThatIgnoresSigtermIsKilledAfterKillAfter) {
   EXPECT_EQ(run.wait(), 76);
 }
 
+// By default a command that ignores SIGTERM is killed within the lease's loss
+// margin, before etcd could let another holder in; a longer --kill-after is
+// refused.
+TEST_F(Cli, DefaultKillAfterFitsInTheLossMargin) {
+  auto run = etcdlock({"run", "job", "--ttl", "5s", "--", "sh", "-c",
+                       "trap '' TERM; echo started; while :; do sleep 0.05; done"});
+  ASSERT_EQ(run.read_line(), "started");
+  auto admin = manager();
+  const auto lost_at = std::chrono::steady_clock::now();
+  ASSERT_TRUE(admin->force_unlock("job"));
+  EXPECT_EQ(run.wait(), 76);
+  EXPECT_LT(std::chrono::steady_clock::now() - lost_at, loss_margin(5s));
+  EXPECT_EQ(finish({"run", "job", "--ttl", "30s", "--kill-after", "10s", "--", "true"}).first, 64);
+  EXPECT_EQ(finish({"run", "job", "--ttl", "30s", "--kill-after", "4s", "--", "true"}).first, 0);
+}
+
 TEST_F(Cli, SigtermIsForwardedAndTheLockReleased) {
   auto run = etcdlock({"run", "job", "--", "sh", "-c",
                        "trap 'echo got TERM; exit 0' TERM; echo started; while :; do sleep 0.05; done"});

@@ -241,7 +241,9 @@ TEST_F(Fault, TryLockWhoseReplyWasLostLeavesNoEntryBehind) {
   link.resume_replies();
   link.restore();
   attempt.join();
-  if (result == 1) EXPECT_EQ(first_key, trying->key()) << "try_lock returned true but its entry was not first";
+  if (result == 1) {
+    EXPECT_EQ(first_key, trying->key()) << "try_lock returned true but its entry was not first";
+  }
   queued.join();
   EXPECT_TRUE(other_acquired) << "the try left an entry that blocked the queue (try_lock returned " << result << ")";
 }

@@ -85,4 +85,29 @@ int revoke_lease(const ManagerOptions& options, const std::string& lease) {
   });
 }
 
+std::vector<Subcommand> add_admin_commands(CLI::App& app) {
+  struct Flags {
+    std::string name, name_prefix, lease;
+    bool json = false, force = false;
+  };
+  auto flags = std::make_shared<Flags>();
+  auto* list = app.add_subcommand("list", "list the held locks whose names start with PREFIX");
+  list->add_option("name_prefix", flags->name_prefix, "a prefix of lock names");
+  list->add_flag("--json", flags->json, "print JSON for scripts");
+  auto* info = app.add_subcommand("info", "show the holder of a lock and its waiters");
+  info->add_option("name", flags->name, "the lock's name")->required();
+  info->add_flag("--json", flags->json, "print JSON for scripts");
+  auto* unlock = app.add_subcommand("unlock", "remove the holder of a lock, whoever it is (admin)");
+  unlock->add_option("name", flags->name, "the lock's name")->required();
+  unlock->add_flag("--force", flags->force, "required: confirms removing another owner's hold")->required();
+  auto* revoke = app.add_subcommand("revoke", "revoke a lease, ending every hold of its owner (admin)");
+  revoke->add_option("lease_id", flags->lease, "the lease id in hex, as etcdctl and `info` print it")->required();
+  return {
+      {list, [flags](const ManagerOptions& options) { return list_locks(options, flags->name_prefix, flags->json); }},
+      {info, [flags](const ManagerOptions& options) { return show_lock(options, flags->name, flags->json); }},
+      {unlock, [flags](const ManagerOptions& options) { return force_unlock(options, flags->name); }},
+      {revoke, [flags](const ManagerOptions& options) { return revoke_lease(options, flags->lease); }},
+  };
+}
+
 }  // namespace etcdlock::cli

@@ -5,6 +5,7 @@
 #include <string>
 
 #include "etcdlock/options.h"
+#include "subcommand.h"
 
 namespace etcdlock::cli {
 

@@ -11,9 +11,11 @@
 #include <iostream>
 #include <thread>
 
+#include "duration.h"
 #include "error_exit.h"
 #include "etcdlock/etcdlock.h"
 #include "exit_codes.h"
+#include "subcommand.h"
 
 extern char** environ;
 
@@ -21,6 +23,9 @@ namespace etcdlock::cli {
 namespace {
 
 using Steady = std::chrono::steady_clock;
+
+// How often the supervising loop wakes without a signal.
+constexpr std::chrono::milliseconds kSupervisionTick{100};
 
 // Signals this command handles itself, synchronously, with sigtimedwait. They
 // are blocked before any thread starts, so every thread inherits the mask
@@ -133,7 +138,7 @@ int supervise(pid_t child, Lock& lock, const RunOptions& options, const sigset_t
   bool lost = false;
   auto kill_at = Steady::time_point::max();  // when SIGTERM turns into SIGKILL
   for (;;) {
-    const timespec pause{0, 100'000'000};
+    const timespec pause{0, std::chrono::nanoseconds(kSupervisionTick).count()};
     const int signal = sigtimedwait(&signals, nullptr, &pause);
     int status = 0;
     if (waitpid(child, &status, WNOHANG) == child) {
@@ -158,6 +163,10 @@ int supervise(pid_t child, Lock& lock, const RunOptions& options, const sigset_t
 
 }  // namespace
 
+std::chrono::milliseconds longest_kill_after(std::chrono::seconds ttl) {
+  return std::max(std::chrono::milliseconds(0), loss_margin(ttl) - 2 * kSupervisionTick);
+}
+
 int run_under_lock(const ManagerOptions& manager_options, const RunOptions& options) {
   const sigset_t signals = handled_signals();
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
@@ -179,6 +188,45 @@ int run_under_lock(const ManagerOptions& manager_options, const RunOptions& opti
     std::cerr << "etcdlock: " << error.what() << "\n";
     return exit_status_for(error);
   }
+}
+
+Subcommand add_run(CLI::App& app) {
+  struct Flags {
+    RunOptions run;
+    std::string ttl = "30s", timeout, kill_after;
+  };
+  auto flags = std::make_shared<Flags>();
+  auto* command = app.add_subcommand("run", "hold a lock while a command runs: etcdlock run NAME -- CMD [ARGS...]");
+  command->add_option("name", flags->run.name, "the lock's name")->required();
+  command->add_option("command", flags->run.command, "the command and its arguments, after --")->required();
+  command->add_option("--ttl", flags->ttl, "the lease TTL: how long the lock outlives a crash of etcdlock")
+      ->check(kDuration)
+      ->capture_default_str();
+  command->add_option("--timeout", flags->timeout, "give up (exit 75) if not acquired within this time")->check(kDuration);
+  command->add_flag("--try", flags->run.try_once, "give up at once (exit 73) if another owner holds the lock");
+  command->add_option("--kill-after", flags->kill_after,
+                      "after a lost lock, SIGKILL the command this long after SIGTERM (default: half the lease's "
+                      "loss margin, a tenth of the TTL; at most the margin, so that it dies before its lease can)")
+      ->check(kDuration);
+  command->footer(
+      "The command gets ETCDLOCK_NAME, ETCDLOCK_KEY and ETCDLOCK_FENCING_TOKEN, and ETCD_LOCK_KEY and\n"
+      "ETCD_LOCK_REV as etcdctl lock sets them (ETCD_LOCK_REV is the fencing token). SIGINT, SIGTERM,\n"
+      "SIGHUP and SIGQUIT are forwarded to its process group; the lock is released when it exits.");
+  return {command, [flags](ManagerOptions options) {
+            options.ttl = std::chrono::ceil<std::chrono::seconds>(parse_duration(flags->ttl));
+            RunOptions run = flags->run;
+            if (!flags->timeout.empty()) run.timeout = parse_duration(flags->timeout);
+            const auto longest = longest_kill_after(options.ttl);
+            run.kill_after = flags->kill_after.empty() ? loss_margin(options.ttl) / 2 : parse_duration(flags->kill_after);
+            if (run.kill_after > longest) {
+              std::cerr << "etcdlock: --kill-after " << flags->kill_after << " is too long for --ttl " << flags->ttl
+                        << ": the lease of a lost lock can expire in etcd " << loss_margin(options.ttl).count()
+                        << " ms after the loss, and the command must be dead by then; use at most "
+                        << longest.count() << "ms, or a longer --ttl\n";
+              return kExitUsage;
+            }
+            return run_under_lock(options, run);
+          }};
 }
 
 }  // namespace etcdlock::cli

@@ -14,9 +14,14 @@ struct RunOptions {
   std::string name;
   std::optional<std::chrono::milliseconds> timeout;  // empty: wait as long as it takes
   bool try_once = false;                              // give up at once when another holder has it
-  std::chrono::milliseconds kill_after{10'000};       // SIGTERM to SIGKILL, once the lock is lost
+  std::chrono::milliseconds kill_after{2'500};        // SIGTERM to SIGKILL, once the lock is lost
   std::vector<std::string> command;
 };
+
+// The longest --kill-after that a lease of `ttl` allows: a lost lock's lease
+// can expire in etcd loss_margin(ttl) after the loss is signalled, and the
+// command must be dead by then. Room is left for the supervising loop's tick.
+std::chrono::milliseconds longest_kill_after(std::chrono::seconds ttl);
 
 // Acquires the lock, runs the command with the lock's environment variables,
 // stops it if the lock is lost (SIGTERM, then SIGKILL after kill_after),
