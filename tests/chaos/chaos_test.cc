@@ -1,5 +1,6 @@
 // The chaos test: contenders on a 3-member cluster through leader kills,
-// frozen members, frozen and killed clients. Whatever happens, the counter
+// frozen members, frozen and killed clients, compactions followed by a member
+// restart, and force unlocks. Whatever happens, the counter
 // each name guards loses no update, the fencing tokens of each name increase
 // in commit order, every involuntary end of a hold fires its token, and
 // nothing is left behind. ETCDLOCK_CHAOS_SECONDS sets the length (default 40).
@@ -107,7 +108,7 @@ TEST_F(Chaos, NoLostUpdateNoStaleWriteNothingLeftBehind) {
   std::vector<std::unique_ptr<ChildProcess>> finished;
   for (int step = 0; std::chrono::steady_clock::now() - start < std::chrono::seconds(duration - 8); ++step) {
     std::this_thread::sleep_for(1500ms);
-    switch (step % 4) {
+    switch (step % 6) {
       case 0: {  // the leader dies, and comes back
         const auto leader = etcd_.leader_index();
         etcd_.member(leader).kill();
@@ -143,6 +144,25 @@ TEST_F(Chaos, NoLostUpdateNoStaleWriteNothingLeftBehind) {
             client = start_client(next_client_id++, seconds_left());
           }
           ++faults["holder killed"];
+        }
+        break;
+      }
+      case 4: {  // history compacted, then a member restarts: watches resume past the compaction
+        try {
+          raw_.compact(put(raw_, prefix_ + "-compaction", std::to_string(step)), in(5s));
+        } catch (const Error&) {
+          break;  // etcd is busy failing over: no fault this time
+        }
+        const auto victim = random() % 3;
+        etcd_.member(victim).restart();
+        etcd_.wait_ready(victim);
+        ++faults["compaction, then a member restarted"];
+        break;
+      }
+      case 5: {  // an admin removes a holder
+        try {
+          if (admin_->force_unlock(kNames[random() % kNames.size()])) ++faults["holder force-unlocked"];
+        } catch (const Error&) {
         }
         break;
       }
