@@ -6,7 +6,14 @@
 #include <iostream>
 #include <mutex>
 
+#include "every_public_function.h"
+
 int main() {
+  etcdlock_consumer::refer_to_every_public_function();
+  if (etcdlock::to_string(etcdlock::SessionState::suspect) != "suspect" || etcdlock::lease_hex(255) != "ff") {
+    std::cerr << "unexpected results from the public free functions\n";
+    return 1;
+  }
   static_assert(std::is_error_code_enum_v<etcdlock::errc>);
   try {
     etcdlock::LockManager manager({.endpoints = {"127.0.0.1:2379"}, .ttl = std::chrono::seconds(0)});

@@ -1,0 +1,65 @@
+// Refers to every function that the public headers declare, so that a program
+// including this links only if the library defines each of them. Shared by
+// the package consumer and the unit tests.
+#pragma once
+
+#include <etcdlock/etcdlock.h>
+
+#include <cstddef>
+#include <cstring>
+#include <ratio>
+
+namespace etcdlock_consumer {
+
+// Keeps a function's address alive past the optimizer, so its symbol must link.
+template <class Function>
+void keep(const Function& function) {
+  static volatile unsigned char sink;
+  unsigned char bytes[sizeof function];
+  std::memcpy(bytes, &function, sizeof function);
+  for (unsigned char byte : bytes) sink = sink ^ byte;
+}
+
+inline void refer_to_every_public_function() {
+  using namespace etcdlock;
+  keep(&error_category);
+  keep(static_cast<std::error_code (*)(errc) noexcept>(&make_error_code));
+  keep(static_cast<std::string_view (*)(errc) noexcept>(&to_string));
+  keep(static_cast<std::string_view (*)(LogLevel) noexcept>(&to_string));
+  keep(static_cast<std::string_view (*)(SessionState) noexcept>(&to_string));
+  keep(&stderr_log_sink);
+  keep(&lease_hex);
+  keep(&loss_margin);
+
+  keep(&LockManager::get_lock);
+  keep(&LockManager::info);
+  keep(&LockManager::list);
+  keep(&LockManager::force_unlock);
+  keep(&LockManager::revoke_lease);
+  keep(&LockManager::lease_id);
+  keep(&LockManager::state);
+  keep(&LockManager::close);
+
+  keep(static_cast<void (Lock::*)()>(&Lock::lock));
+  keep(static_cast<void (Lock::*)(std::stop_token)>(&Lock::lock));
+  keep(&Lock::try_lock);
+  keep(static_cast<bool (Lock::*)(const std::chrono::milliseconds&)>(&Lock::try_lock_for<long, std::milli>));
+  keep(static_cast<bool (Lock::*)(const std::chrono::milliseconds&, std::stop_token)>(
+      &Lock::try_lock_for<long, std::milli>));
+  keep(&Lock::try_lock_until<std::chrono::system_clock, std::chrono::system_clock::duration>);
+  keep(&Lock::lock_for<long, std::milli>);
+  keep(static_cast<void (Lock::*)() noexcept>(&Lock::unlock));
+  keep(static_cast<void (Lock::*)(std::error_code&) noexcept>(&Lock::unlock));
+  keep(&Lock::held);
+  keep(&Lock::held_by_this_thread);
+  keep(&Lock::name);
+  keep(&Lock::key);
+  keep(&Lock::lost_token);
+  keep(&Lock::lost);
+  keep(&Lock::fencing_token);
+  keep(&Lock::guarded_put);
+  keep(&Lock::guarded_delete);
+  keep(&Error::value);
+}
+
+}  // namespace etcdlock_consumer
