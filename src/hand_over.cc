@@ -1,6 +1,7 @@
 #include "hand_over.h"
 
 #include <charconv>
+#include "mutex.h"
 
 namespace etcdlock::detail {
 
@@ -40,7 +41,7 @@ HandOverInbox::HandOverInbox(etcd::WatchHub& watches, const Logger& log, std::st
 HandOverInbox::~HandOverInbox() {
   std::int64_t watch = 0;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     watch = watch_;
   }
   if (watch != 0) watches_.remove(watch);
@@ -48,38 +49,38 @@ HandOverInbox::~HandOverInbox() {
 
 bool HandOverInbox::open(SteadyTime deadline) {
   const auto watch = watches_.add(key_, "", 0, std::make_shared<Listener>(*this), etcd::WatchHub::Events::puts_only);
-  std::unique_lock lock(mu_);
+  MutexLock lock(mu_);
   watch_ = watch;
-  opened_.wait_until(lock, deadline, [&] { return open_.has_value(); });
+  opened_.wait_until(lock, deadline, [&]() ETCDLOCK_REQUIRES(mu_) { return open_.has_value(); });
   if (!open_) open_ = false;  // too late: notes that arrive later are still delivered, but not relied on
   return *open_;
 }
 
 std::string HandOverInbox::address() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   return open_.value_or(false) ? key_ : std::string();
 }
 
 void HandOverInbox::on_opened(bool in_place) {
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     if (!open_) open_ = in_place;
   }
   opened_.notify_all();
 }
 
 void HandOverInbox::expect(const std::string& entry_key, HandOverReceiver& receiver) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   expected_[entry_key] = &receiver;
 }
 
 void HandOverInbox::forget(const std::string& entry_key) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   expected_.erase(entry_key);
 }
 
 void HandOverInbox::on_notes(std::span<const etcd::WatchEvent> events) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   for (const auto& event : events) {
     const auto note = decode_note(event.value);
     if (!note) continue;
@@ -90,7 +91,7 @@ void HandOverInbox::on_notes(std::span<const etcd::WatchEvent> events) {
 }
 
 void HandOverInbox::on_missed() {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   for (auto& [key, receiver] : expected_) receiver->on_notes_missed();
 }
 

@@ -18,13 +18,13 @@
 #include <cstdint>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <string>
 
 #include "etcd/watch_hub.h"
 #include "logger.h"
 #include "queue_requests.h"
+#include "mutex.h"
 
 namespace etcdlock::detail {
 
@@ -76,11 +76,11 @@ class HandOverInbox {
   const Logger& log_;
   const std::string key_;
 
-  mutable std::mutex mu_;
-  std::condition_variable opened_;
-  std::optional<bool> open_;     // set once etcd answered; guarded by mu_
-  std::int64_t watch_ = 0;       // guarded by mu_
-  std::map<std::string, HandOverReceiver*> expected_;  // by entry key; guarded by mu_
+  mutable Mutex mu_;
+  std::condition_variable_any opened_;
+  std::optional<bool> open_ ETCDLOCK_GUARDED_BY(mu_);  // set once etcd answered
+  std::int64_t watch_ ETCDLOCK_GUARDED_BY(mu_) = 0;
+  std::map<std::string, HandOverReceiver*> expected_ ETCDLOCK_GUARDED_BY(mu_);  // by entry key
 };
 
 }  // namespace etcdlock::detail

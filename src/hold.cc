@@ -1,4 +1,5 @@
 #include "hold.h"
+#include "mutex.h"
 
 namespace etcdlock::detail {
 namespace {
@@ -50,7 +51,7 @@ Hold::~Hold() { finish(); }
 
 void Hold::start() {
   std::weak_ptr<Hold> weak = weak_from_this();
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   // A token requested already runs its callback here, at once; lose() takes
   // no mutex, so that is safe under mu_.
   on_session_lost_ = std::make_unique<LossCallback>(session_->lost_token(), [weak] {
@@ -71,7 +72,7 @@ void Hold::finish() {
   std::uint64_t watch_task = 0;
   std::int64_t watch = 0;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     on_session_lost = std::move(on_session_lost_);
     on_closed = std::move(on_closed_);
     watch_task = std::exchange(watch_task_, 0);
@@ -96,7 +97,7 @@ void Hold::signal_loss_now() {
 }
 
 void Hold::watch_key() {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   watch_task_ = 0;
   if (finished_.load() || lost_.load()) return;
   watch_ = context_->watches().add(entry_.key, "", confirmed_at_ + 1, std::make_shared<KeyWatch>(weak_from_this()),

@@ -20,7 +20,6 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <stop_token>
 #include <string>
@@ -28,6 +27,7 @@
 #include "lock_context.h"
 #include "queue_requests.h"
 #include "session.h"
+#include "mutex.h"
 
 namespace etcdlock::detail {
 
@@ -81,12 +81,12 @@ class Hold : public std::enable_shared_from_this<Hold> {
   std::atomic<bool> lost_{false};
   std::atomic<bool> finished_{false};
 
-  std::mutex mu_;  // taken by start, finish and the worker's tasks, never by a loss
+  Mutex mu_;  // taken by start, finish and the worker's tasks, never by a loss
   using LossCallback = std::stop_callback<std::function<void()>>;
-  std::unique_ptr<LossCallback> on_session_lost_;  // guarded by mu_
-  std::unique_ptr<LossCallback> on_closed_;        // guarded by mu_
-  std::uint64_t watch_task_ = 0;                   // guarded by mu_
-  std::int64_t watch_ = 0;                         // guarded by mu_
+  std::unique_ptr<LossCallback> on_session_lost_ ETCDLOCK_GUARDED_BY(mu_);
+  std::unique_ptr<LossCallback> on_closed_ ETCDLOCK_GUARDED_BY(mu_);
+  std::uint64_t watch_task_ ETCDLOCK_GUARDED_BY(mu_) = 0;
+  std::int64_t watch_ ETCDLOCK_GUARDED_BY(mu_) = 0;
 };
 
 }  // namespace etcdlock::detail

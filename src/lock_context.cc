@@ -8,6 +8,7 @@
 #include "holder_value.h"
 #include "key_layout.h"
 #include "text.h"
+#include "mutex.h"
 
 namespace etcdlock::detail {
 namespace {
@@ -62,8 +63,8 @@ std::string LockContext::entry_value() const {
 void LockContext::shut_down() noexcept {
   if (!closed_.request_stop()) {
     if (notifier_.on_notifier_thread()) return;
-    std::unique_lock lock(shut_down_mu_);
-    shut_down_done_.wait(lock, [&] { return shut_down_; });
+    MutexLock lock(shut_down_mu_);
+    shut_down_done_.wait(lock, [&]() ETCDLOCK_REQUIRES(shut_down_mu_) { return shut_down_; });
     return;
   }
   // Revoking the lease deletes every entry of this manager at once: holds,
@@ -73,7 +74,7 @@ void LockContext::shut_down() noexcept {
   watches_.close();
   notifier_.drain();
   {
-    std::lock_guard lock(shut_down_mu_);
+    MutexLock lock(shut_down_mu_);
     shut_down_ = true;
   }
   shut_down_done_.notify_all();

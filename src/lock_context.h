@@ -14,7 +14,6 @@
 #include <condition_variable>
 #include <cstdint>
 #include <memory>
-#include <mutex>
 #include <stop_token>
 #include <string>
 
@@ -27,6 +26,7 @@
 #include "pending_deletes.h"
 #include "session_source.h"
 #include "worker.h"
+#include "mutex.h"
 
 namespace etcdlock::detail {
 
@@ -85,9 +85,9 @@ class LockContext {
   HandOverInbox inbox_;
   std::stop_source closed_;
 
-  std::mutex shut_down_mu_;
-  std::condition_variable shut_down_done_;
-  bool shut_down_ = false;  // guarded by shut_down_mu_
+  Mutex shut_down_mu_;
+  std::condition_variable_any shut_down_done_;
+  bool shut_down_ ETCDLOCK_GUARDED_BY(shut_down_mu_) = false;
 };
 
 }  // namespace etcdlock::detail

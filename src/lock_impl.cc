@@ -4,6 +4,7 @@
 #include "key_layout.h"
 #include "retry_budget.h"
 #include "text.h"
+#include "mutex.h"
 
 namespace etcdlock::detail {
 
@@ -31,10 +32,10 @@ bool LockImpl::acquire(SteadyTime deadline, std::stop_token cancel, Mode mode) {
   {
     // Declared before the lock: destroyed after it is released.
     std::stop_callback on_closed(context_->closed_token(), [this] {
-      { std::lock_guard lock(mu_); }
+      { MutexLock lock(mu_); }
       changed_.notify_all();
     });
-    std::unique_lock lock(mu_);
+    MutexLock lock(mu_);
     context_->check_open();
     if (hold_ && owner_ == std::this_thread::get_id()) {
       if (!options_.reentrant) {
@@ -53,11 +54,11 @@ bool LockImpl::acquire(SteadyTime deadline, std::stop_token cancel, Mode mode) {
   try {
     acquired = acquire_in_etcd(deadline, cancel, mode);
   } catch (...) {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     end_turn();
     throw;
   }
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   if (!acquired) {
     end_turn();
     return false;
@@ -69,9 +70,9 @@ bool LockImpl::acquire(SteadyTime deadline, std::stop_token cancel, Mode mode) {
   return true;
 }
 
-bool LockImpl::take_turn(std::unique_lock<std::mutex>& lock, SteadyTime deadline, const std::stop_token& cancel,
+bool LockImpl::take_turn(MutexLock& lock, SteadyTime deadline, const std::stop_token& cancel,
                          Mode mode) {
-  const auto free = [&] { return (owner_ == std::thread::id() && !delete_pending_) || context_->closed(); };
+  const auto free = [&]() ETCDLOCK_REQUIRES(mu_) { return (owner_ == std::thread::id() && !delete_pending_) || context_->closed(); };
   if (!free()) {
     // Another thread of this process holds or is acquiring the lock, or an
     // entry of ours is still being deleted.
@@ -106,7 +107,7 @@ bool LockImpl::acquire_in_etcd(SteadyTime deadline, const std::stop_token& cance
       if (mode == Mode::wait && SteadyClock::now() >= deadline) break;
       session = context_->sessions().current(deadline);
       {
-        std::lock_guard lock(mu_);
+        MutexLock lock(mu_);
         last_key_ = queue_key(queue_.dir, session->lease_id());
       }
       switch (wait.run(session, deadline, cancel, mode)) {
@@ -140,7 +141,7 @@ bool LockImpl::acquire_in_etcd(SteadyTime deadline, const std::stop_token& cance
       }
       context_->log()(LogLevel::info, "retrying lock after a transient failure",
                       {{"name", name_}, {"attempt", std::to_string(retries.failures())}, {"error", error.what()}});
-      std::unique_lock lock(mu_);
+      MutexLock lock(mu_);
       changed_.wait_until(lock, cancel, *resume, [&] { return context_->closed(); });
     }
   }
@@ -156,7 +157,7 @@ bool LockImpl::begin_hold(const std::shared_ptr<Session>& session, const QueueWa
     context_->check_open();
     return false;
   }
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   hold_ = std::move(hold);
   expect_successor_ = acquired.waited || expect_successor_;
   return true;
@@ -179,12 +180,12 @@ void LockImpl::remove_entry(const QueueEntry& entry, std::int64_t lease_id) {
   }
   // Unreachable, or an entry whose creation is in doubt: in the background.
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     delete_pending_ = true;
   }
   context_->pending_deletes().add(entry, lease_id, [weak = weak_from_this()] {
     if (const auto self = weak.lock()) {
-      std::lock_guard lock(self->mu_);
+      MutexLock lock(self->mu_);
       self->delete_pending_ = false;
       self->changed_.notify_all();
     }
@@ -195,7 +196,7 @@ void LockImpl::release(std::error_code& ec) noexcept {
   ec.clear();
   std::shared_ptr<Hold> hold;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     if (!hold_ || owner_ != std::this_thread::get_id()) {
       ec = make_error_code(errc::lock_not_held);
       return;
@@ -222,7 +223,7 @@ void LockImpl::release(std::error_code& ec) noexcept {
     release_in_etcd(*hold, ec);
   }
   hold->signal_loss_now();
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   last_hold_lost_ = hold->lost();
   end_turn();
 }
@@ -230,7 +231,7 @@ void LockImpl::release(std::error_code& ec) noexcept {
 void LockImpl::release_in_etcd(Hold& hold, std::error_code& ec) {
   bool expect_successor = false;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     expect_successor = expect_successor_;
   }
   try {
@@ -247,7 +248,7 @@ void LockImpl::release_in_etcd(Hold& hold, std::error_code& ec) {
       const auto& first = response.responses(1).response_range();
       const bool successor = first.kvs_size() > 0 && is_queue_entry(queue_.dir, first.kvs(0).key());
       {
-        std::lock_guard lock(mu_);
+        MutexLock lock(mu_);
         expect_successor_ = successor;
       }
       if (successor) {
@@ -298,23 +299,23 @@ void LockImpl::hand_over(Hold& hold, std::error_code& ec) {
     ec = make_error_code(errc::lock_expired);
     return;
   }
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   expect_successor_ = head.kvs_size() >= 2;
 }
 
 bool LockImpl::held() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   return hold_ && !hold_->lost();
 }
 
 bool LockImpl::held_by_this_thread() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   return hold_ && !hold_->lost() && owner_ == std::this_thread::get_id();
 }
 
 std::string LockImpl::key() const {
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     if (hold_) return hold_->entry().key;
     if (!last_key_.empty()) return last_key_;
   }
@@ -323,22 +324,22 @@ std::string LockImpl::key() const {
 }
 
 std::stop_token LockImpl::lost_token() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   return hold_ ? hold_->lost_token() : std::stop_token();
 }
 
 bool LockImpl::lost() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   return hold_ ? hold_->lost() : last_hold_lost_;
 }
 
 std::int64_t LockImpl::fencing_token() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   return hold_ && !hold_->lost() ? hold_->entry().revision : 0;
 }
 
 std::optional<pb::TxnRequest> LockImpl::guarded_txn() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   if (!hold_ || hold_->lost()) return std::nullopt;
   return while_created_at(hold_->entry().key, hold_->entry().revision);
 }

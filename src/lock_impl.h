@@ -15,7 +15,6 @@
 #include <condition_variable>
 #include <cstdint>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <stop_token>
 #include <string>
@@ -27,6 +26,7 @@
 #include "lock_context.h"
 #include "queue_requests.h"
 #include "queue_wait.h"
+#include "mutex.h"
 
 namespace etcdlock::detail {
 
@@ -58,8 +58,9 @@ class LockImpl : public std::enable_shared_from_this<LockImpl> {
 
  private:
   // Waits for the turn: true when this thread has it.
-  bool take_turn(std::unique_lock<std::mutex>& lock, SteadyTime deadline, const std::stop_token& cancel, Mode mode);
-  void end_turn();  // requires mu_
+  bool take_turn(MutexLock& lock, SteadyTime deadline, const std::stop_token& cancel, Mode mode)
+      ETCDLOCK_REQUIRES(mu_);
+  void end_turn() ETCDLOCK_REQUIRES(mu_);
   // The etcd part of acquire(), retrying transient failures.
   bool acquire_in_etcd(SteadyTime deadline, const std::stop_token& cancel, Mode mode);
   // Starts the hold of an acquired entry; false when it ended at once.
@@ -82,17 +83,17 @@ class LockImpl : public std::enable_shared_from_this<LockImpl> {
 
   // Lock order: mu_ before any lock of the services; no request to etcd is
   // made under mu_.
-  mutable std::mutex mu_;
+  mutable Mutex mu_;
   std::condition_variable_any changed_;
-  std::thread::id owner_;                  // the thread with the turn; guarded by mu_
-  int depth_ = 0;                          // the owner's hold count; guarded by mu_
-  std::shared_ptr<Hold> hold_;             // guarded by mu_
-  bool delete_pending_ = false;            // guarded by mu_
-  bool last_hold_lost_ = false;            // guarded by mu_
-  std::string last_key_;                   // guarded by mu_
+  std::thread::id owner_ ETCDLOCK_GUARDED_BY(mu_);  // the thread with the turn
+  int depth_ ETCDLOCK_GUARDED_BY(mu_) = 0;  // the owner's hold count
+  std::shared_ptr<Hold> hold_ ETCDLOCK_GUARDED_BY(mu_);
+  bool delete_pending_ ETCDLOCK_GUARDED_BY(mu_) = false;
+  bool last_hold_lost_ ETCDLOCK_GUARDED_BY(mu_) = false;
+  std::string last_key_ ETCDLOCK_GUARDED_BY(mu_);
   // The last hold waited, or the last release found a successor: the next
   // release reads the queue first, to hand over with a note.
-  bool expect_successor_ = false;          // guarded by mu_
+  bool expect_successor_ ETCDLOCK_GUARDED_BY(mu_) = false;
 };
 
 }  // namespace etcdlock::detail

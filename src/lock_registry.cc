@@ -2,11 +2,12 @@
 
 #include "lock_impl.h"
 #include "text.h"
+#include "mutex.h"
 
 namespace etcdlock::detail {
 
 std::shared_ptr<Lock> LockRegistry::get(std::string_view name, const LockOptions& options) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   auto& entry = locks_[std::string(name)];
   if (auto existing = entry.lock.lock()) {
     if (entry.impl.lock()->options() != options) {

@@ -4,7 +4,6 @@
 #pragma once
 
 #include <memory>
-#include <mutex>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -12,6 +11,7 @@
 #include "etcdlock/lock.h"
 #include "etcdlock/options.h"
 #include "lock_context.h"
+#include "mutex.h"
 
 namespace etcdlock::detail {
 
@@ -33,8 +33,8 @@ class LockRegistry {
   };
 
   const std::shared_ptr<LockContext> context_;
-  std::mutex mu_;
-  std::unordered_map<std::string, Entry> locks_;  // guarded by mu_
+  Mutex mu_;
+  std::unordered_map<std::string, Entry> locks_ ETCDLOCK_GUARDED_BY(mu_);
 };
 
 }  // namespace etcdlock::detail

@@ -1,6 +1,7 @@
 #include "notifier.h"
 
 #include <algorithm>
+#include "mutex.h"
 
 namespace etcdlock::detail {
 
@@ -8,7 +9,7 @@ Notifier::~Notifier() { stop(); }
 
 void Notifier::post(std::function<void()> signal) {
   {
-    std::lock_guard lock(state_->mu);
+    MutexLock lock(state_->mu);
     if (!state_->stopping) {
       state_->queue.push_back(std::move(signal));
       if (state_->waiting_threads == 0 && state_->threads.size() < kMaxThreads) {
@@ -22,22 +23,22 @@ void Notifier::post(std::function<void()> signal) {
 }
 
 bool Notifier::on_notifier_thread() const {
-  std::lock_guard lock(state_->mu);
+  MutexLock lock(state_->mu);
   return std::any_of(state_->threads.begin(), state_->threads.end(),
                      [](const std::thread& thread) { return thread.get_id() == std::this_thread::get_id(); });
 }
 
 void Notifier::drain() {
   const std::size_t own = on_notifier_thread() ? 1 : 0;
-  std::unique_lock lock(state_->mu);
-  state_->idle.wait(lock, [&] { return state_->queue.empty() && state_->running <= own; });
+  MutexLock lock(state_->mu);
+  state_->idle.wait(lock, [&]() ETCDLOCK_REQUIRES(state_->mu) { return state_->queue.empty() && state_->running <= own; });
 }
 
 void Notifier::stop() {
   drain();
   std::vector<std::thread> threads;
   {
-    std::lock_guard lock(state_->mu);
+    MutexLock lock(state_->mu);
     state_->stopping = true;
     threads.swap(state_->threads);
   }
@@ -52,10 +53,10 @@ void Notifier::stop() {
 }
 
 void Notifier::run(const std::shared_ptr<State>& state) {
-  std::unique_lock lock(state->mu);
+  MutexLock lock(state->mu);
   for (;;) {
     ++state->waiting_threads;
-    state->wake.wait(lock, [&] { return state->stopping || !state->queue.empty(); });
+    state->wake.wait(lock, [&]() ETCDLOCK_REQUIRES(state->mu) { return state->stopping || !state->queue.empty(); });
     --state->waiting_threads;
     if (state->queue.empty()) return;  // stopping
     auto signal = std::move(state->queue.front());

@@ -14,9 +14,9 @@
 #include <deque>
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <thread>
 #include <vector>
+#include "mutex.h"
 
 namespace etcdlock::detail {
 
@@ -45,14 +45,14 @@ class Notifier {
   // Shared with the threads, which outlive the Notifier when one of them
   // destroys it (a callback that drops the last reference to the manager).
   struct State {
-    mutable std::mutex mu;
-    std::condition_variable wake;
-    std::condition_variable idle;
-    std::deque<std::function<void()>> queue;  // guarded by mu
-    std::vector<std::thread> threads;         // guarded by mu
-    std::size_t waiting_threads = 0;          // threads waiting for a signal; guarded by mu
-    std::size_t running = 0;                  // signals being run; guarded by mu
-    bool stopping = false;                    // guarded by mu
+    mutable Mutex mu;
+    std::condition_variable_any wake;
+    std::condition_variable_any idle;
+    std::deque<std::function<void()>> queue ETCDLOCK_GUARDED_BY(mu);
+    std::vector<std::thread> threads ETCDLOCK_GUARDED_BY(mu);
+    std::size_t waiting_threads ETCDLOCK_GUARDED_BY(mu) = 0;  // threads waiting for a signal
+    std::size_t running ETCDLOCK_GUARDED_BY(mu) = 0;  // signals being run
+    bool stopping ETCDLOCK_GUARDED_BY(mu) = false;
   };
   static void run(const std::shared_ptr<State>& state);
 

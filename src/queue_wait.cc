@@ -1,12 +1,12 @@
 #include "queue_wait.h"
 
 #include <condition_variable>
-#include <mutex>
 #include <utility>
 #include <vector>
 
 #include "key_layout.h"
 #include "text.h"
+#include "mutex.h"
 
 namespace etcdlock::detail {
 namespace {
@@ -29,17 +29,17 @@ std::optional<QueueEntry> first_entry(const QueueDir& queue, const pb::RangeResp
 // What the waiting thread waits for, set from the watch hub's thread (notes,
 // the predecessor's deletion), the session's thread and the closing thread.
 struct QueueWait::Signals final : HandOverReceiver {
-  std::mutex mu;
+  Mutex mu;
   std::condition_variable_any changed;
-  std::int64_t own_revision = 0;                             // guarded by mu; 0 until known
-  std::vector<std::pair<std::int64_t, std::int64_t>> early;  // notes before own_revision was known; guarded by mu
-  std::optional<std::int64_t> handed_over_at;                // guarded by mu
-  bool check_queue = false;                                  // guarded by mu
-  std::string refused;                                       // why etcd refused a watch; guarded by mu
+  std::int64_t own_revision ETCDLOCK_GUARDED_BY(mu) = 0;  // 0 until known
+  std::vector<std::pair<std::int64_t, std::int64_t>> early ETCDLOCK_GUARDED_BY(mu);  // notes before own_revision was known
+  std::optional<std::int64_t> handed_over_at ETCDLOCK_GUARDED_BY(mu);
+  bool check_queue ETCDLOCK_GUARDED_BY(mu) = false;
+  std::string refused ETCDLOCK_GUARDED_BY(mu);  // why etcd refused a watch
 
   void on_note(std::int64_t entry_revision, std::int64_t revision) override {
     {
-      std::lock_guard lock(mu);
+      MutexLock lock(mu);
       if (own_revision == 0) {
         early.emplace_back(entry_revision, revision);
       } else if (entry_revision == own_revision) {
@@ -52,24 +52,24 @@ struct QueueWait::Signals final : HandOverReceiver {
 
   void ask_check() {
     {
-      std::lock_guard lock(mu);
+      MutexLock lock(mu);
       check_queue = true;
     }
     changed.notify_all();
   }
   void refuse(const std::string& reason) {
     {
-      std::lock_guard lock(mu);
+      MutexLock lock(mu);
       refused = reason.empty() ? "permission denied" : reason;
     }
     changed.notify_all();
   }
   void wake() {
-    { std::lock_guard lock(mu); }
+    { MutexLock lock(mu); }
     changed.notify_all();
   }
   void set_own(std::int64_t revision) {
-    std::lock_guard lock(mu);
+    MutexLock lock(mu);
     own_revision = revision;
     for (const auto& [entry_revision, at] : early) {
       if (entry_revision == revision) handed_over_at = at;
@@ -77,7 +77,7 @@ struct QueueWait::Signals final : HandOverReceiver {
     early.clear();
   }
   void reset() {
-    std::lock_guard lock(mu);
+    MutexLock lock(mu);
     own_revision = 0;
     early.clear();
     handed_over_at.reset();
@@ -222,8 +222,8 @@ QueueWait::Result QueueWait::wait_for_turn(const Session& session, Read read, St
     std::string refused;
     bool check_queue = false;
     {
-      std::unique_lock lock(signals_->mu);
-      const auto ready = [&] {
+      MutexLock lock(signals_->mu);
+      const auto ready = [&]() ETCDLOCK_REQUIRES(signals_->mu) {
         return signals_->handed_over_at || signals_->check_queue || !signals_->refused.empty() ||
                !session.alive() || context_->closed();
       };

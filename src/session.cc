@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "etcdlock/lock_info.h"
+#include "mutex.h"
 
 namespace etcdlock {
 
@@ -48,12 +49,12 @@ Session::~Session() { stop_threads(); }
 std::string Session::lease_hex() const { return etcdlock::lease_hex(lease_id_); }
 
 SessionState Session::state() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   return state_;
 }
 
 std::chrono::milliseconds Session::time_left() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   return std::max(milliseconds(0), to_ms(local_deadline_ - BootClock::now()));
 }
 
@@ -69,7 +70,7 @@ std::chrono::milliseconds Session::answer_timeout() const {
 }
 
 void Session::keep_alive() {
-  std::unique_lock lock(mu_);
+  MutexLock lock(mu_);
   while (!stopping_) {
     const auto now = BootClock::now();
     if (now >= local_deadline_) {
@@ -123,7 +124,7 @@ void Session::read_responses() {
   for (;;) {
     auto context = std::make_unique<grpc::ClientContext>();
     {
-      std::lock_guard lock(mu_);
+      MutexLock lock(mu_);
       if (stopping_) return;
       context_ = context.get();
     }
@@ -132,16 +133,16 @@ void Session::read_responses() {
       stream = client_.open_keep_alive(*context);
     } catch (const Error& error) {  // authentication failed; the deadline decides
       log_(LogLevel::warning, "cannot open the keepalive stream", {{"lease", lease_hex()}, {"error", error.what()}});
-      std::unique_lock lock(mu_);
+      MutexLock lock(mu_);
       context_ = nullptr;
-      wake_.wait_for(lock, milliseconds(500), [&] { return stopping_; });
+      wake_.wait_for(lock, milliseconds(500), [&]() ETCDLOCK_REQUIRES(mu_) { return stopping_; });
       continue;
     }
     const bool lease_gone = read_stream(*stream);
     if (lease_gone) context->TryCancel();
     client_.stream_ended(*context, stream->Finish());
     {
-      std::lock_guard lock(mu_);
+      MutexLock lock(mu_);
       context_ = nullptr;
       if (stopping_) return;
     }
@@ -149,14 +150,14 @@ void Session::read_responses() {
       declare_lost("etcd reports the lease expired or revoked");
       return;
     }
-    std::unique_lock lock(mu_);
-    wake_.wait_for(lock, milliseconds(50), [&] { return stopping_; });
+    MutexLock lock(mu_);
+    wake_.wait_for(lock, milliseconds(50), [&]() ETCDLOCK_REQUIRES(mu_) { return stopping_; });
   }
 }
 
 bool Session::read_stream(etcd::KeepAliveStream& stream) {
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     stream_ = &stream;
     unanswered_.clear();  // renewals sent on the old stream will never be answered
     next_send_ = BootClock::now();
@@ -169,7 +170,7 @@ bool Session::read_stream(etcd::KeepAliveStream& stream) {
       lease_gone = true;
       break;
     }
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     if (unanswered_.empty()) continue;
     const auto sent = unanswered_.front();
     unanswered_.pop_front();
@@ -181,14 +182,14 @@ bool Session::read_stream(etcd::KeepAliveStream& stream) {
       log_(LogLevel::info, "lease renewals recovered", {{"lease", lease_hex()}});
     }
   }
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   stream_ = nullptr;
   return lease_gone;
 }
 
 void Session::declare_lost(const std::string& reason) {
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     if (state_ == SessionState::lost || state_ == SessionState::closed) return;
     state_ = SessionState::lost;
     stopping_ = true;
@@ -201,7 +202,7 @@ void Session::declare_lost(const std::string& reason) {
 
 void Session::stop_threads() {
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     stopping_ = true;
     if (context_ != nullptr) context_->TryCancel();
   }
@@ -221,7 +222,7 @@ void Session::end(SteadyTime deadline) noexcept {
   stop_threads();
   bool was_lost = false;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     was_lost = state_ == SessionState::lost;
     if (!was_lost) state_ = SessionState::closed;
   }

@@ -20,7 +20,6 @@
 #include <cstdint>
 #include <deque>
 #include <memory>
-#include <mutex>
 #include <stop_token>
 #include <string>
 #include <thread>
@@ -29,6 +28,7 @@
 #include "etcd/client.h"
 #include "etcdlock/session_state.h"
 #include "logger.h"
+#include "mutex.h"
 
 namespace etcdlock::detail {
 
@@ -69,8 +69,8 @@ class Session {
   // Reads acknowledgements until the stream ends; true when etcd says the
   // lease is gone.
   bool read_stream(etcd::KeepAliveStream& stream);
-  void check_overdue(BootTime now);  // requires mu_
-  void send_renewal(BootTime now);   // requires mu_
+  void check_overdue(BootTime now) ETCDLOCK_REQUIRES(mu_);
+  void send_renewal(BootTime now) ETCDLOCK_REQUIRES(mu_);
   void declare_lost(const std::string& reason);
   void stop_threads();
   std::chrono::milliseconds renew_interval() const;
@@ -82,17 +82,17 @@ class Session {
   std::chrono::seconds granted_ttl_{0};
   std::stop_source lost_;
 
-  mutable std::mutex mu_;
-  std::condition_variable wake_;
-  SessionState state_ = SessionState::healthy;  // guarded by mu_
-  BootTime local_deadline_;                     // guarded by mu_
-  BootTime last_answered_send_;                 // guarded by mu_
-  BootTime last_failover_;                      // guarded by mu_
-  BootTime next_send_;                          // guarded by mu_
-  std::deque<BootTime> unanswered_;             // send times, guarded by mu_
-  grpc::ClientContext* context_ = nullptr;      // guarded by mu_
-  etcd::KeepAliveStream* stream_ = nullptr;     // guarded by mu_; writes hold mu_
-  bool stopping_ = false;                       // guarded by mu_
+  mutable Mutex mu_;
+  std::condition_variable_any wake_;
+  SessionState state_ ETCDLOCK_GUARDED_BY(mu_) = SessionState::healthy;
+  BootTime local_deadline_ ETCDLOCK_GUARDED_BY(mu_);
+  BootTime last_answered_send_ ETCDLOCK_GUARDED_BY(mu_);
+  BootTime last_failover_ ETCDLOCK_GUARDED_BY(mu_);
+  BootTime next_send_ ETCDLOCK_GUARDED_BY(mu_);
+  std::deque<BootTime> unanswered_ ETCDLOCK_GUARDED_BY(mu_);  // send times
+  grpc::ClientContext* context_ ETCDLOCK_GUARDED_BY(mu_) = nullptr;
+  etcd::KeepAliveStream* stream_ ETCDLOCK_GUARDED_BY(mu_) = nullptr;  // writes hold mu_
+  bool stopping_ ETCDLOCK_GUARDED_BY(mu_) = false;
   std::thread keeper_;
   std::thread reader_;
 };

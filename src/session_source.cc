@@ -1,4 +1,5 @@
 #include "session_source.h"
+#include "mutex.h"
 
 namespace etcdlock::detail {
 
@@ -7,7 +8,7 @@ SessionSource::SessionSource(const etcd::Client& client, const Logger& log, std:
     : client_(client), log_(log), ttl_(ttl), closed_message_(std::move(closed_message)) {}
 
 std::shared_ptr<Session> SessionSource::current(SteadyTime deadline) {
-  std::unique_lock lock(mu_);
+  MutexLock lock(mu_);
   for (;;) {
     if (ended_) throw Error(errc::closed, closed_message_);
     if (session_ && session_->alive()) return session_;
@@ -45,14 +46,14 @@ std::shared_ptr<Session> SessionSource::current(SteadyTime deadline) {
 }
 
 std::shared_ptr<Session> SessionSource::latest() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   return session_;
 }
 
 SessionState SessionSource::state() const {
   std::shared_ptr<Session> session;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     if (ended_) return SessionState::closed;
     session = session_;
   }
@@ -60,14 +61,14 @@ SessionState SessionSource::state() const {
 }
 
 std::uint64_t SessionSource::replacements() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   return replacements_;
 }
 
 void SessionSource::end(SteadyTime deadline) noexcept {
   std::shared_ptr<Session> session;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     if (ended_) return;
     ended_ = true;
     session = std::move(session_);

@@ -7,12 +7,12 @@
 #include <condition_variable>
 #include <cstdint>
 #include <memory>
-#include <mutex>
 #include <string>
 
 #include "etcd/client.h"
 #include "logger.h"
 #include "session.h"
+#include "mutex.h"
 
 namespace etcdlock::detail {
 
@@ -42,12 +42,12 @@ class SessionSource {
   const std::chrono::seconds ttl_;
   const std::string closed_message_;
 
-  mutable std::mutex mu_;
-  std::condition_variable granted_;
-  std::shared_ptr<Session> session_;  // guarded by mu_
-  bool granting_ = false;             // a thread is granting a lease, not under mu_; guarded by mu_
-  bool ended_ = false;                // guarded by mu_
-  std::uint64_t replacements_ = 0;    // guarded by mu_
+  mutable Mutex mu_;
+  std::condition_variable_any granted_;
+  std::shared_ptr<Session> session_ ETCDLOCK_GUARDED_BY(mu_);
+  bool granting_ ETCDLOCK_GUARDED_BY(mu_) = false;  // a thread is granting a lease, not under mu_
+  bool ended_ ETCDLOCK_GUARDED_BY(mu_) = false;
+  std::uint64_t replacements_ ETCDLOCK_GUARDED_BY(mu_) = 0;
 };
 
 }  // namespace etcdlock::detail

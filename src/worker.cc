@@ -1,4 +1,5 @@
 #include "worker.h"
+#include "mutex.h"
 
 namespace etcdlock::detail {
 
@@ -9,7 +10,7 @@ Worker::~Worker() { stop(); }
 std::uint64_t Worker::post_at(SteadyTime when, Task task) {
   std::uint64_t id = 0;
   {
-    std::lock_guard lock(state_->mu);
+    MutexLock lock(state_->mu);
     if (state_->stopping) return 0;
     id = state_->next_id++;
     state_->due.emplace(std::pair(when, id), std::move(task));
@@ -20,7 +21,7 @@ std::uint64_t Worker::post_at(SteadyTime when, Task task) {
 }
 
 void Worker::cancel(std::uint64_t id) {
-  std::lock_guard lock(state_->mu);
+  MutexLock lock(state_->mu);
   const auto found = state_->when.find(id);
   if (found == state_->when.end()) return;
   state_->due.erase(std::pair(found->second, id));
@@ -30,7 +31,7 @@ void Worker::cancel(std::uint64_t id) {
 void Worker::stop() {
   std::map<std::pair<SteadyTime, std::uint64_t>, Task> dropped;
   {
-    std::lock_guard lock(state_->mu);
+    MutexLock lock(state_->mu);
     state_->stopping = true;
     dropped.swap(state_->due);
     state_->when.clear();
@@ -46,7 +47,7 @@ void Worker::stop() {
 }
 
 void Worker::run(const std::shared_ptr<State>& state) {
-  std::unique_lock lock(state->mu);
+  MutexLock lock(state->mu);
   while (!state->stopping) {
     if (state->due.empty()) {
       state->wake.wait(lock);

@@ -9,11 +9,11 @@
 #include <functional>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <thread>
 #include <utility>
 
 #include "clock.h"
+#include "mutex.h"
 
 namespace etcdlock::detail {
 
@@ -41,12 +41,12 @@ class Worker {
  private:
   // Shared with the thread, which outlives the Worker when a task destroys it.
   struct State {
-    std::mutex mu;
-    std::condition_variable wake;
-    std::map<std::pair<SteadyTime, std::uint64_t>, Task> due;  // guarded by mu
-    std::map<std::uint64_t, SteadyTime> when;                  // guarded by mu
-    std::uint64_t next_id = 1;                                 // guarded by mu
-    bool stopping = false;                                     // guarded by mu
+    Mutex mu;
+    std::condition_variable_any wake;
+    std::map<std::pair<SteadyTime, std::uint64_t>, Task> due ETCDLOCK_GUARDED_BY(mu);
+    std::map<std::uint64_t, SteadyTime> when ETCDLOCK_GUARDED_BY(mu);
+    std::uint64_t next_id ETCDLOCK_GUARDED_BY(mu) = 1;
+    bool stopping ETCDLOCK_GUARDED_BY(mu) = false;
   };
   static void run(const std::shared_ptr<State>& state);
 

@@ -7,6 +7,7 @@
 #include "text.h"
 
 #include "etcd/endpoints.h"
+#include "mutex.h"
 
 namespace etcdlock::detail::etcd {
 namespace {
@@ -177,7 +178,7 @@ std::string Client::authenticate(std::size_t member, SteadyTime deadline) const 
 
 void Client::authorize(grpc::ClientContext& context, std::size_t member, SteadyTime deadline) const {
   if (username_.empty()) return;
-  std::lock_guard lock(token_mu_);
+  MutexLock lock(token_mu_);
   // Authenticating under the lock makes concurrent callers wait for one token
   // instead of each asking for their own.
   if (token_.empty()) token_ = authenticate(member, deadline);
@@ -189,7 +190,7 @@ bool Client::wait_connected(SteadyTime deadline) {
   for (;;) {
     for (std::size_t member = 0; member < members_.size(); ++member) {
       if (members_[member].channel->GetState(/*try_to_connect=*/true) == GRPC_CHANNEL_READY) {
-        std::lock_guard lock(members_mu_);
+        MutexLock lock(members_mu_);
         current_ = member;
         return true;
       }
@@ -202,7 +203,7 @@ bool Client::wait_connected(SteadyTime deadline) {
 }
 
 std::size_t Client::pick_member() const {
-  std::lock_guard lock(members_mu_);
+  MutexLock lock(members_mu_);
   if (members_[current_].channel->GetState(/*try_to_connect=*/true) != GRPC_CHANNEL_TRANSIENT_FAILURE) return current_;
   for (std::size_t step = 1; step < members_.size(); ++step) {
     const std::size_t candidate = (current_ + step) % members_.size();
@@ -217,7 +218,7 @@ std::size_t Client::pick_member() const {
 }
 
 void Client::abandon(std::size_t member, std::string_view why) const {
-  std::lock_guard lock(members_mu_);
+  MutexLock lock(members_mu_);
   if (members_.size() < 2 || member != current_) return;
   current_ = (current_ + 1) % members_.size();
   log_(LogLevel::warning, "moving to another etcd member",
@@ -232,7 +233,7 @@ void Client::abandon(std::size_t member, std::string_view why) const {
 void Client::abandon_member_of(grpc::ClientContext& context, std::string_view why) const {
   std::size_t member = 0;
   {
-    std::lock_guard lock(members_mu_);
+    MutexLock lock(members_mu_);
     const auto found = open_streams_.find(&context);
     if (found == open_streams_.end()) return;
     member = found->second;
@@ -243,14 +244,14 @@ void Client::abandon_member_of(grpc::ClientContext& context, std::string_view wh
 void Client::stream_ended(grpc::ClientContext& context, const grpc::Status& status) const {
   std::optional<std::size_t> member;
   {
-    std::lock_guard lock(members_mu_);
+    MutexLock lock(members_mu_);
     if (const auto found = open_streams_.find(&context); found != open_streams_.end()) {
       member = found->second;
       open_streams_.erase(found);
     }
   }
   if (status.error_code() == grpc::StatusCode::UNAUTHENTICATED) {
-    std::lock_guard lock(token_mu_);
+    MutexLock lock(token_mu_);
     token_.clear();
   }
   if (member && status.error_code() == grpc::StatusCode::UNAVAILABLE) {
@@ -296,7 +297,7 @@ Response Client::unary(std::string_view call, SteadyTime deadline, Invoke invoke
     if (status.ok()) return response;
     // A token etcd no longer accepts (it expired, or etcd restarted): renew it once.
     if (status.error_code() == grpc::StatusCode::UNAUTHENTICATED && !username_.empty() && attempt == 0) {
-      std::lock_guard lock(token_mu_);
+      MutexLock lock(token_mu_);
       token_.clear();
       continue;
     }
@@ -371,7 +372,7 @@ pb::LeaseTimeToLiveResponse Client::lease_time_to_live(std::int64_t lease_id, St
 void Client::open_stream(grpc::ClientContext& context, std::size_t member) const {
   prepare_stream(context);
   authorize(context, member, command_deadline());
-  std::lock_guard lock(members_mu_);
+  MutexLock lock(members_mu_);
   open_streams_[&context] = member;
 }
 

@@ -15,7 +15,6 @@
 #include <cstddef>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -26,6 +25,7 @@
 #include "etcdlock/error.h"
 #include "etcdlock/options.h"
 #include "logger.h"
+#include "mutex.h"
 
 namespace etcdlock::detail::etcd {
 
@@ -129,12 +129,12 @@ class Client {
   std::string password_;
   Logger log_;
 
-  mutable std::mutex members_mu_;
-  mutable std::size_t current_ = 0;                                     // guarded by members_mu_
-  mutable std::map<grpc::ClientContext*, std::size_t> open_streams_;  // guarded by members_mu_
+  mutable Mutex members_mu_;
+  mutable std::size_t current_ ETCDLOCK_GUARDED_BY(members_mu_) = 0;
+  mutable std::map<grpc::ClientContext*, std::size_t> open_streams_ ETCDLOCK_GUARDED_BY(members_mu_);
 
-  mutable std::mutex token_mu_;
-  mutable std::string token_;  // guarded by token_mu_; empty until authenticated
+  mutable Mutex token_mu_;
+  mutable std::string token_ ETCDLOCK_GUARDED_BY(token_mu_);  // empty until authenticated
 };
 
 }  // namespace etcdlock::detail::etcd

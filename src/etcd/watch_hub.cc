@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <vector>
+#include "mutex.h"
 
 namespace etcdlock::detail::etcd {
 namespace {
@@ -32,7 +33,7 @@ WatchHub::~WatchHub() { close(); }
 
 void WatchHub::close() {
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     closed_ = true;
     if (context_ != nullptr) context_->TryCancel();
   }
@@ -41,18 +42,18 @@ void WatchHub::close() {
 }
 
 std::size_t WatchHub::size() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   return watchers_.size();
 }
 
 std::uint64_t WatchHub::streams_opened() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   return streams_opened_;
 }
 
 std::int64_t WatchHub::add(std::string key, std::string range_end, std::int64_t start_revision,
                            std::shared_ptr<WatchListener> listener, Events events) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   const std::int64_t handle = next_handle_++;
   auto& watcher = watchers_[handle];
   watcher.key = std::move(key);
@@ -66,7 +67,7 @@ std::int64_t WatchHub::add(std::string key, std::string range_end, std::int64_t 
 }
 
 void WatchHub::remove(std::int64_t handle) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   const auto found = watchers_.find(handle);
   if (found == watchers_.end()) return;
   if (found->second.wire_id != 0) {
@@ -104,7 +105,7 @@ void WatchHub::run() {
   for (;;) {
     auto context = std::make_unique<grpc::ClientContext>();
     {
-      std::lock_guard lock(mu_);
+      MutexLock lock(mu_);
       if (closed_) return;
       context_ = context.get();
     }
@@ -113,16 +114,16 @@ void WatchHub::run() {
       stream = client_.open_watch(*context);
     } catch (const Error& error) {  // authentication failed
       log_(LogLevel::warning, "cannot open the watch stream", {{"error", error.what()}});
-      std::unique_lock lock(mu_);
+      MutexLock lock(mu_);
       context_ = nullptr;
-      wake_.wait_for(lock, kMaxReconnectPause, [&] { return closed_; });
+      wake_.wait_for(lock, kMaxReconnectPause, [&]() ETCDLOCK_REQUIRES(mu_) { return closed_; });
       continue;
     }
     const auto opened = std::chrono::steady_clock::now();
     serve(*stream);
     const grpc::Status status = stream->Finish();
     client_.stream_ended(*context, status);
-    std::unique_lock lock(mu_);
+    MutexLock lock(mu_);
     context_ = nullptr;
     if (closed_) return;
     // A stream that lived a while earns a quick reconnect; one that failed at
@@ -130,14 +131,14 @@ void WatchHub::run() {
     if (std::chrono::steady_clock::now() - opened > kMaxReconnectPause) pause = kMinReconnectPause;
     log_(LogLevel::info, "watch stream ended; reopening",
          {{"status", client_.error_from_status("Watch", status).what()}});
-    wake_.wait_for(lock, pause, [&] { return closed_; });
+    wake_.wait_for(lock, pause, [&]() ETCDLOCK_REQUIRES(mu_) { return closed_; });
     pause = std::min(pause * 2, std::chrono::duration_cast<std::chrono::milliseconds>(kMaxReconnectPause));
   }
 }
 
 void WatchHub::serve(WatchStream& stream) {
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     stream_ = &stream;
     ++streams_opened_;
     unanswered_creates_.clear();
@@ -148,7 +149,7 @@ void WatchHub::serve(WatchStream& stream) {
   while (stream.Read(&response)) {
     Delivery delivery;
     {
-      std::lock_guard lock(mu_);
+      MutexLock lock(mu_);
       delivery = route(response);
     }
     switch (delivery.kind) {
@@ -170,7 +171,7 @@ void WatchHub::serve(WatchStream& stream) {
     }
     delivery.listener->on_events(events);
   }
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   stream_ = nullptr;
 }
 

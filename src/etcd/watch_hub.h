@@ -21,13 +21,13 @@
 #include <deque>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <span>
 #include <string>
 #include <thread>
 
 #include "etcd/client.h"
 #include "logger.h"
+#include "mutex.h"
 
 namespace etcdlock::detail::etcd {
 
@@ -95,26 +95,26 @@ class WatchHub {
   void run();
   // Reads one stream until it ends.
   void serve(WatchStream& stream);
-  Delivery route(const pb::WatchResponse& response);  // requires mu_
-  void send_create(std::int64_t handle, Watcher& watcher);  // requires mu_
-  void send_cancel(std::int64_t wire_id);                   // requires mu_
+  Delivery route(const pb::WatchResponse& response) ETCDLOCK_REQUIRES(mu_);
+  void send_create(std::int64_t handle, Watcher& watcher) ETCDLOCK_REQUIRES(mu_);
+  void send_cancel(std::int64_t wire_id) ETCDLOCK_REQUIRES(mu_);
 
   const Client& client_;
   const Logger& log_;
 
-  mutable std::mutex mu_;
-  std::condition_variable wake_;
-  std::map<std::int64_t, Watcher> watchers_;      // by handle; guarded by mu_
-  std::map<std::int64_t, std::int64_t> by_wire_;  // wire id -> handle; guarded by mu_
+  mutable Mutex mu_;
+  std::condition_variable_any wake_;
+  std::map<std::int64_t, Watcher> watchers_ ETCDLOCK_GUARDED_BY(mu_);  // by handle
+  std::map<std::int64_t, std::int64_t> by_wire_ ETCDLOCK_GUARDED_BY(mu_);  // wire id -> handle
   // Creates sent on the open stream and not yet answered, oldest first. etcd
   // answers creates in order, and answers a refused one with watch id -1.
-  std::deque<std::int64_t> unanswered_creates_;  // wire ids; guarded by mu_
-  std::int64_t next_handle_ = 1;                 // guarded by mu_
-  std::int64_t next_wire_id_ = 1;                // guarded by mu_
-  std::uint64_t streams_opened_ = 0;             // guarded by mu_
-  grpc::ClientContext* context_ = nullptr;       // the open stream's, guarded by mu_
-  WatchStream* stream_ = nullptr;                // guarded by mu_; writes hold mu_
-  bool closed_ = false;                          // guarded by mu_
+  std::deque<std::int64_t> unanswered_creates_ ETCDLOCK_GUARDED_BY(mu_);  // wire ids
+  std::int64_t next_handle_ ETCDLOCK_GUARDED_BY(mu_) = 1;
+  std::int64_t next_wire_id_ ETCDLOCK_GUARDED_BY(mu_) = 1;
+  std::uint64_t streams_opened_ ETCDLOCK_GUARDED_BY(mu_) = 0;
+  grpc::ClientContext* context_ ETCDLOCK_GUARDED_BY(mu_) = nullptr;  // the open stream's
+  WatchStream* stream_ ETCDLOCK_GUARDED_BY(mu_) = nullptr;  // writes hold mu_
+  bool closed_ ETCDLOCK_GUARDED_BY(mu_) = false;
   std::thread thread_;
 };
 
