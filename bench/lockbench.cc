@@ -143,6 +143,54 @@ json run_uncontended(const Config& config) {
   return result;
 }
 
+// What the contenders of one name share: the checks that no two hold at once
+// and that no update is lost, and the time of the last release.
+struct Contention {
+  std::atomic<int> holder{0};
+  std::atomic<long> overlaps{0}, counter{0}, acquisitions{0};
+  std::atomic<Steady::rep> last_release{0};
+};
+
+// One contender's samples.
+struct ContenderTimes {
+  std::vector<Duration> waits, handoffs, unlocks;
+};
+
+// `ops` turns of one contender: lock, a critical section that notices
+// overlap and lost updates, unlock.
+void contend(Lock& lock, const Config& config, Contention& shared, ContenderTimes& times, Errors& errors) {
+  for (int i = 0; i < config.ops; ++i) {
+    const auto t0 = Steady::now();
+    try {
+      lock.lock();
+    } catch (const Error& error) {
+      errors.add(error.what());
+      continue;
+    }
+    const auto t1 = Steady::now();
+    ++shared.acquisitions;
+    times.waits.push_back(t1 - t0);
+    const auto released = shared.last_release.load();
+    if (released != 0 && t0.time_since_epoch().count() < released) {
+      times.handoffs.push_back(t1.time_since_epoch() - Duration(released));
+    }
+    int expected = 0;
+    if (!shared.holder.compare_exchange_strong(expected, 1)) ++shared.overlaps;
+    const long seen = shared.counter.load();
+    if (config.hold_us > 0) {
+      std::this_thread::sleep_for(std::chrono::microseconds(config.hold_us));
+    } else {
+      std::this_thread::yield();
+    }
+    shared.counter.store(seen + 1);
+    shared.holder.store(0);
+    const auto t2 = Steady::now();
+    shared.last_release.store(t2.time_since_epoch().count());
+    lock.unlock();
+    times.unlocks.push_back(Steady::now() - t2);
+  }
+}
+
 // N managers on one name, each as a separate process would be.
 json run_contended(const Config& config) {
   std::vector<std::unique_ptr<LockManager>> managers;
@@ -150,73 +198,48 @@ json run_contended(const Config& config) {
   for (int i = 0; i < config.clients; ++i) {
     managers.push_back(std::make_unique<LockManager>(manager_options(config)));
     locks.push_back(managers.back()->get_lock("lock"));
-    // Untimed: sets up the lock's watch, as the peer sets up its sessions.
+    // Untimed: connects and warms up, as the peer sets up its sessions.
     locks.back()->lock();
     locks.back()->unlock();
   }
-  std::atomic<int> holder{0};
-  std::atomic<long> overlaps{0}, counter{0}, acquisitions{0};
-  std::atomic<Steady::rep> last_release{0};
-  std::vector<std::vector<Duration>> waits(config.clients), handoffs(config.clients), unlocks(config.clients);
+  Contention shared;
+  std::vector<ContenderTimes> times(static_cast<std::size_t>(config.clients));
   Errors errors;
   std::barrier start_line(config.clients + 1);
   std::vector<std::thread> workers;
   for (int id = 0; id < config.clients; ++id) {
     workers.emplace_back([&, id] {
-      auto& lock = *locks[id];
       start_line.arrive_and_wait();
-      for (int i = 0; i < config.ops; ++i) {
-        const auto t0 = Steady::now();
-        try {
-          lock.lock();
-        } catch (const Error& error) {
-          errors.add(error.what());
-          continue;
-        }
-        const auto t1 = Steady::now();
-        ++acquisitions;
-        waits[id].push_back(t1 - t0);
-        const auto released = last_release.load();
-        if (released != 0 && t0.time_since_epoch().count() < released) {
-          handoffs[id].push_back(t1.time_since_epoch() - Duration(released));
-        }
-        int expected = 0;
-        if (!holder.compare_exchange_strong(expected, 1)) ++overlaps;
-        const long seen = counter.load();
-        if (config.hold_us > 0) {
-          std::this_thread::sleep_for(std::chrono::microseconds(config.hold_us));
-        } else {
-          std::this_thread::yield();
-        }
-        counter.store(seen + 1);
-        holder.store(0);
-        const auto t2 = Steady::now();
-        last_release.store(t2.time_since_epoch().count());
-        lock.unlock();
-        unlocks[id].push_back(Steady::now() - t2);
-      }
+      contend(*locks[id], config, shared, times[id], errors);
     });
   }
+  const auto before = server_counts(config.endpoints.front());
   start_line.arrive_and_wait();
   const auto start = Steady::now();
   for (auto& worker : workers) worker.join();
   const double elapsed = seconds_since(start);
-  auto flat = [](const std::vector<std::vector<Duration>>& parts) {
-    std::vector<Duration> all;
-    for (const auto& part : parts) all.insert(all.end(), part.begin(), part.end());
-    return all;
+  const auto after = server_counts(config.endpoints.front());
+  auto all = [&](std::vector<Duration> ContenderTimes::*samples) {
+    std::vector<Duration> merged;
+    for (const auto& one : times) merged.insert(merged.end(), (one.*samples).begin(), (one.*samples).end());
+    return merged;
   };
   json result = base_result(config);
-  finish(result, acquisitions.load(), elapsed, errors);
-  result["lock_ms"] = summarize(flat(waits));
-  result["unlock_ms"] = summarize(flat(unlocks));
-  result["handoff_ms"] = summarize(flat(handoffs));
+  const long acquisitions = shared.acquisitions.load();
+  finish(result, acquisitions, elapsed, errors);
+  result["lock_ms"] = summarize(all(&ContenderTimes::waits));
+  result["unlock_ms"] = summarize(all(&ContenderTimes::unlocks));
+  result["handoff_ms"] = summarize(all(&ContenderTimes::handoffs));
   result["hold_us"] = config.hold_us;
   result["sessions"] = config.clients;
-  result["overlaps"] = overlaps.load();
-  result["counter"] = counter.load();
-  result["lost_updates"] = acquisitions.load() - counter.load();
-  result["correct"] = overlaps.load() == 0 && acquisitions.load() == counter.load();
+  // Every watch event etcd sent during the run, per acquisition: what a
+  // hand-over costs in notifications, whatever the number of waiters.
+  result["server_events_per_acquisition"] =
+      acquisitions > 0 ? round3((after.events_sent - before.events_sent) / static_cast<double>(acquisitions)) : 0.0;
+  result["overlaps"] = shared.overlaps.load();
+  result["counter"] = shared.counter.load();
+  result["lost_updates"] = acquisitions - shared.counter.load();
+  result["correct"] = shared.overlaps.load() == 0 && acquisitions == shared.counter.load();
   return result;
 }
 

@@ -1,5 +1,6 @@
 // What etcd itself counts, read from its /metrics page: how many leases a run
-// granted and how many keepalive and watch streams and watchers are open.
+// granted, how many keepalive and watch streams and watchers are open, and
+// how many watch events it has sent.
 #pragma once
 
 #include <arpa/inet.h>
@@ -17,6 +18,7 @@ struct ServerCounts {
   double keepalive_streams = 0;  // open now
   double watch_streams = 0;      // open now
   double watchers = 0;
+  double events_sent = 0;  // watch events sent to clients, ever
 };
 
 inline std::string http_get(const std::string& endpoint, const std::string& path) {
@@ -54,6 +56,8 @@ inline ServerCounts server_counts(const std::string& endpoint) {
       if (watch) counts.watch_streams -= sum_of(line);
     } else if (line.starts_with("etcd_debugging_mvcc_watcher_total ")) {
       counts.watchers = sum_of(line);
+    } else if (line.starts_with("etcd_debugging_mvcc_events_total ")) {
+      counts.events_sent = sum_of(line);
     }
   }
   return counts;

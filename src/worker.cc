@@ -54,8 +54,10 @@ void Worker::run(const std::shared_ptr<State>& state) {
       continue;
     }
     const auto next = state->due.begin();
-    if (next->first.first > SteadyClock::now()) {
-      state->wake.wait_until(lock, next->first.first);
+    // A copy: while this waits, the task may be cancelled and its entry erased.
+    const SteadyTime due = next->first.first;
+    if (due > SteadyClock::now()) {
+      state->wake.wait_until(lock, due);
       continue;
     }
     Task task = std::move(next->second);
