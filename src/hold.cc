@@ -40,11 +40,12 @@ class Hold::KeyWatch final : public etcd::WatchListener {
 };
 
 Hold::Hold(std::shared_ptr<LockContext> context, std::shared_ptr<Session> session, QueueEntry entry,
-           std::int64_t confirmed_at, std::string name)
+           std::int64_t confirmed_at, std::string kind, std::string name)
     : context_(std::move(context)),
       session_(std::move(session)),
       entry_(std::move(entry)),
       confirmed_at_(confirmed_at),
+      kind_(std::move(kind)),
       name_(std::move(name)) {}
 
 Hold::~Hold() { finish(); }
@@ -88,7 +89,7 @@ void Hold::finish() {
 void Hold::lose(const std::string& reason, bool even_if_finished) {
   if (finished_.load() && !even_if_finished) return;
   if (lost_.exchange(true)) return;
-  context_->log()(LogLevel::warning, "lock lost", {{"name", name_}, {"key", entry_.key}, {"reason", reason}});
+  context_->log()(LogLevel::warning, kind_ + " lost", {{"name", name_}, {"key", entry_.key}, {"reason", reason}});
   context_->notifier().post([source = lost_source_]() mutable { source.request_stop(); });
 }
 

@@ -37,9 +37,10 @@ class Hold : public std::enable_shared_from_this<Hold> {
   static constexpr std::chrono::milliseconds kWatchDelay{50};
 
   // A hold of `entry` on `session`'s lease, first in its queue as of
-  // `confirmed_at`. Call start() next.
+  // `confirmed_at`; `kind` ("lock", "leadership") and `name` are for logs.
+  // Call start() next.
   Hold(std::shared_ptr<LockContext> context, std::shared_ptr<Session> session, QueueEntry entry,
-       std::int64_t confirmed_at, std::string name);
+       std::int64_t confirmed_at, std::string kind, std::string name);
   ~Hold();
   Hold(const Hold&) = delete;
   Hold& operator=(const Hold&) = delete;
@@ -76,6 +77,7 @@ class Hold : public std::enable_shared_from_this<Hold> {
   const std::shared_ptr<Session> session_;
   const QueueEntry entry_;
   const std::int64_t confirmed_at_;
+  const std::string kind_;
   const std::string name_;
   std::stop_source lost_source_;
   std::atomic<bool> lost_{false};

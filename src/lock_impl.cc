@@ -2,7 +2,7 @@
 
 #include "holder_value.h"
 #include "key_layout.h"
-#include "retry_budget.h"
+#include "queue_acquisition.h"
 #include "text.h"
 #include "mutex.h"
 
@@ -94,72 +94,14 @@ void LockImpl::end_turn() {
 }
 
 bool LockImpl::acquire_in_etcd(SteadyTime deadline, const std::stop_token& cancel, Mode mode) {
-  QueueWait wait(context_, queue_);
-  RetryBudget retries(options_);
-  std::shared_ptr<Session> session;
-  const auto give_up = [&] {
-    if (const auto entry = wait.leftover(); entry && session) remove_entry(*entry, session->lease_id());
-  };
-  for (;;) {
-    try {
-      context_->check_open();
-      if (cancel.stop_requested()) throw cancelled_error();
-      if (mode == Mode::wait && SteadyClock::now() >= deadline) break;
-      session = context_->sessions().current(deadline);
-      {
-        MutexLock lock(mu_);
-        last_key_ = queue_key(queue_.dir, session->lease_id());
-      }
-      switch (wait.run(session, deadline, cancel, mode)) {
-        case QueueWait::Result::acquired:
-          if (begin_hold(session, wait.acquired())) return true;
-          continue;  // lost at once (its lease just ended): queue again
-        case QueueWait::Result::entry_lost:
-          context_->log()(LogLevel::info, "queue entry lost while waiting; queueing again",
-                          {{"name", name_}, {"key", wait.key()}});
-          continue;
-        case QueueWait::Result::not_acquired:
-          if (cancel.stop_requested()) throw cancelled_error();
-          break;
-      }
-      break;
-    } catch (const etcd::LeaseNotFound&) {
-      // The lease died before its keepalive stream said so: end the session
-      // here, and queue again on a new lease.
-      if (session) session->invalidate("etcd no longer knows the lease");
-    } catch (const Error& error) {
-      if (error.value() == errc::closed) throw;
-      if (error.value() != errc::unavailable) {
-        give_up();
-        throw;
-      }
-      const auto resume = retries.next(deadline);
-      if (!resume) {
-        give_up();
-        throw Error(errc::unavailable, "lock " + quote_value(name_) + " not acquired after " +
-                                           std::to_string(retries.failures()) + " failed attempts; last: " + error.what());
-      }
-      context_->log()(LogLevel::info, "retrying lock after a transient failure",
-                      {{"name", name_}, {"attempt", std::to_string(retries.failures())}, {"error", error.what()}});
-      MutexLock lock(mu_);
-      changed_.wait_until(lock, cancel, *resume, [&] { return context_->closed(); });
-    }
-  }
-  give_up();
-  return false;
-}
-
-bool LockImpl::begin_hold(const std::shared_ptr<Session>& session, const QueueWait::Acquired& acquired) {
-  auto hold = std::make_shared<Hold>(context_, session, acquired.entry, acquired.confirmed_at, name_);
-  hold->start();
-  if (hold->lost()) {
-    hold->finish();
-    context_->check_open();
-    return false;
-  }
+  QueueAcquisition acquisition(context_, queue_, "lock", name_, context_->entry_value(), options_,
+                               [this](const QueueEntry& entry, std::int64_t lease_id) { remove_entry(entry, lease_id); });
+  auto acquired = acquisition.run(deadline, cancel, mode);
   MutexLock lock(mu_);
-  hold_ = std::move(hold);
-  expect_successor_ = acquired.waited || expect_successor_;
+  last_key_ = acquisition.key();
+  if (!acquired) return false;
+  hold_ = std::move(acquired->hold);
+  expect_successor_ = acquired->waited || expect_successor_;
   return true;
 }
 

@@ -25,7 +25,7 @@
 #include "hold.h"
 #include "lock_context.h"
 #include "queue_requests.h"
-#include "queue_wait.h"
+#include "queue_wait.h"  // IWYU pragma: keep (Mode)
 #include "mutex.h"
 
 namespace etcdlock::detail {
@@ -63,8 +63,6 @@ class LockImpl : public std::enable_shared_from_this<LockImpl> {
   void end_turn() ETCDLOCK_REQUIRES(mu_);
   // The etcd part of acquire(), retrying transient failures.
   bool acquire_in_etcd(SteadyTime deadline, const std::stop_token& cancel, Mode mode);
-  // Starts the hold of an acquired entry; false when it ended at once.
-  bool begin_hold(const std::shared_ptr<Session>& session, const QueueWait::Acquired& acquired);
   // Deletes an entry this process left; when etcd cannot be reached, the
   // delete goes on in the background and the turn waits for it.
   void remove_entry(const QueueEntry& entry, std::int64_t lease_id);

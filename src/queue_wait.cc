@@ -103,8 +103,11 @@ class QueueWait::PredecessorWatch final : public etcd::WatchListener {
   std::shared_ptr<Signals> signals_;
 };
 
-QueueWait::QueueWait(std::shared_ptr<LockContext> context, QueueDir queue)
-    : context_(std::move(context)), queue_(std::move(queue)), signals_(std::make_shared<Signals>()) {}
+QueueWait::QueueWait(std::shared_ptr<LockContext> context, QueueDir queue, std::string value)
+    : context_(std::move(context)),
+      queue_(std::move(queue)),
+      value_(std::move(value)),
+      signals_(std::make_shared<Signals>()) {}
 
 QueueWait::~QueueWait() {
   stop_watching();
@@ -151,7 +154,7 @@ std::optional<QueueWait::Read> QueueWait::try_first(const Session& session, Stea
   // One round trip either way: create our entry only in an empty queue.
   create_sent_ = true;
   const auto response = context_->client().txn(
-      enqueue_if_empty_txn(queue_, key_, context_->entry_value(), session.lease_id()), deadline);
+      enqueue_if_empty_txn(queue_, key_, value_, session.lease_id()), deadline);
   const std::int64_t revision = response.header().revision();
   if (response.succeeded()) {
     own_ = QueueEntry{key_, revision};
@@ -177,7 +180,7 @@ std::optional<QueueWait::Read> QueueWait::try_first(const Session& session, Stea
 std::optional<QueueWait::Read> QueueWait::enqueue(const Session& session, SteadyTime deadline) {
   create_sent_ = true;
   const auto response =
-      context_->client().txn(enqueue_txn(queue_, key_, context_->entry_value(), session.lease_id()), deadline);
+      context_->client().txn(enqueue_txn(queue_, key_, value_, session.lease_id()), deadline);
   if (!response.succeeded()) {
     // Ours already: a retry of a request that was applied.
     const auto& own = response.responses(0).response_range();

@@ -51,7 +51,9 @@ class QueueWait {
     bool waited = false;            // an entry was ahead of ours at some point
   };
 
-  QueueWait(std::shared_ptr<LockContext> context, QueueDir queue);
+  // `value` is what our entry will hold: the lock's holder value, or an
+  // election's proposal.
+  QueueWait(std::shared_ptr<LockContext> context, QueueDir queue, std::string value);
   // Stops watching and forgets the inbox; never deletes anything.
   ~QueueWait();
   QueueWait(const QueueWait&) = delete;
@@ -96,6 +98,7 @@ class QueueWait {
 
   const std::shared_ptr<LockContext> context_;
   const QueueDir queue_;
+  const std::string value_;
   const std::shared_ptr<Signals> signals_;
   std::string key_;                    // our entry's key on the current lease
   std::optional<QueueEntry> own_;      // our entry, once a Txn told us it exists

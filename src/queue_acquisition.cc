@@ -1,0 +1,84 @@
+#include "queue_acquisition.h"
+
+#include "retry_budget.h"
+#include "text.h"
+
+namespace etcdlock::detail {
+
+QueueAcquisition::QueueAcquisition(std::shared_ptr<LockContext> context, QueueDir queue, std::string kind,
+                                   std::string name, std::string value, const LockOptions& options,
+                                   RemoveEntry remove_entry)
+    : context_(context),
+      kind_(std::move(kind)),
+      name_(std::move(name)),
+      description_(kind_ + " " + quote_value(name_)),
+      options_(options),
+      remove_entry_(std::move(remove_entry)),
+      wait_(std::move(context), std::move(queue), std::move(value)) {}
+
+Error QueueAcquisition::cancelled_error() const { return Error(errc::cancelled, "the wait for " + description_ + " was cancelled"); }
+
+void QueueAcquisition::give_up() {
+  if (const auto entry = wait_.leftover(); entry && session_) remove_entry_(*entry, session_->lease_id());
+}
+
+std::optional<QueueAcquisition::Acquired> QueueAcquisition::run(SteadyTime deadline, const std::stop_token& cancel,
+                                                                 QueueWait::Mode mode) {
+  RetryBudget retries(options_);
+  Mutex pause_mu;
+  std::condition_variable_any pause;
+  std::stop_callback on_closed(context_->closed_token(), [&] {
+    { MutexLock lock(pause_mu); }
+    pause.notify_all();
+  });
+  for (;;) {
+    try {
+      context_->check_open();
+      if (cancel.stop_requested()) throw cancelled_error();
+      if (mode == QueueWait::Mode::wait && SteadyClock::now() >= deadline) break;
+      session_ = context_->sessions().current(deadline);
+      switch (wait_.run(session_, deadline, cancel, mode)) {
+        case QueueWait::Result::acquired: {
+          const auto& acquired = wait_.acquired();
+          auto hold = std::make_shared<Hold>(context_, session_, acquired.entry, acquired.confirmed_at, kind_, name_);
+          hold->start();
+          if (!hold->lost()) return Acquired{std::move(hold), acquired.waited};
+          hold->finish();  // its lease ended just now: queue again
+          continue;
+        }
+        case QueueWait::Result::entry_lost:
+          context_->log()(LogLevel::info, "queue entry lost while waiting; queueing again",
+                          {{"name", name_}, {"key", wait_.key()}});
+          continue;
+        case QueueWait::Result::not_acquired:
+          if (cancel.stop_requested()) throw cancelled_error();
+          break;
+      }
+      break;
+    } catch (const etcd::LeaseNotFound&) {
+      // The lease died before its keepalive stream said so: end the session
+      // here, and queue again on a new lease.
+      if (session_) session_->invalidate("etcd no longer knows the lease");
+    } catch (const Error& error) {
+      if (error.value() == errc::closed) throw;
+      if (error.value() != errc::unavailable) {
+        give_up();
+        throw;
+      }
+      const auto resume = retries.next(deadline);
+      if (!resume) {
+        give_up();
+        throw Error(errc::unavailable, description_ + " not acquired after " + std::to_string(retries.failures()) +
+                                           " failed attempts; last: " + error.what());
+      }
+      context_->log()(LogLevel::info, "retrying after a transient failure",
+                      {{"name", name_}, {"attempt", std::to_string(retries.failures())}, {"error", error.what()}});
+      MutexLock lock(pause_mu);
+      pause.wait_until(lock, cancel, *resume, [&] { return context_->closed(); });
+    }
+  }
+  give_up();
+  return std::nullopt;
+}
+
+}  // namespace etcdlock::detail

@@ -1,0 +1,60 @@
+// QueueAcquisition: one call's way to the head of a queue, for a lock or an
+// election: take a place and wait (QueueWait), retry transient failures as
+// LockOptions say, queue again on a new lease when the entry or its lease is
+// lost, and leave no entry behind when it gives up, times out, is cancelled
+// or fails.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <stop_token>
+#include <string>
+
+#include "etcdlock/options.h"
+#include "hold.h"
+#include "lock_context.h"
+#include "queue_requests.h"
+#include "queue_wait.h"
+
+namespace etcdlock::detail {
+
+class QueueAcquisition {
+ public:
+  // Deletes an entry this acquisition leaves behind (the owner decides how,
+  // since a delete that cannot reach etcd must keep its key from being reused).
+  using RemoveEntry = std::function<void(const QueueEntry& entry, std::int64_t lease_id)>;
+
+  struct Acquired {
+    std::shared_ptr<Hold> hold;  // started
+    bool waited = false;         // an entry was ahead of ours at some point
+  };
+
+  // `kind` ("lock", "leadership") and `name` say in messages what is
+  // acquired; `value` is what the entry holds.
+  QueueAcquisition(std::shared_ptr<LockContext> context, QueueDir queue, std::string kind, std::string name,
+                   std::string value, const LockOptions& options, RemoveEntry remove_entry);
+
+  // The hold, once our entry is first; nullopt when `mode` gave up or the
+  // deadline passed. Throws Error: cancelled, closed, unavailable (after the
+  // retries), permission_denied.
+  std::optional<Acquired> run(SteadyTime deadline, const std::stop_token& cancel, QueueWait::Mode mode);
+  // The key of the attempt's entry, once it has a session.
+  const std::string& key() const { return wait_.key(); }
+
+ private:
+  void give_up();
+  Error cancelled_error() const;
+
+  const std::shared_ptr<LockContext> context_;
+  const std::string kind_;
+  const std::string name_;
+  const std::string description_;  // kind and quoted name
+  const LockOptions& options_;
+  const RemoveEntry remove_entry_;
+  QueueWait wait_;
+  std::shared_ptr<Session> session_;
+};
+
+}  // namespace etcdlock::detail
