@@ -17,7 +17,7 @@ class Hold::KeyWatch final : public etcd::WatchListener {
     const auto hold = hold_.lock();
     if (!hold) return;
     for (const auto& event : events) {
-      if (event.deleted && event.key == hold->entry_.key) hold->lose("its key was deleted");
+      if (event.deleted && event.key == hold->entry_.key && !hold->releasing_) hold->lose("its key was deleted");
     }
   }
   void on_gap() override {
@@ -93,6 +93,16 @@ void Hold::lose(const std::string& reason, bool even_if_finished) {
   context_->notifier().post([source = lost_source_]() mutable { source.request_stop(); });
 }
 
+void Hold::begin_release() { releasing_ = true; }
+
+void Hold::cancel_release() {
+  releasing_ = false;
+  std::weak_ptr<Hold> weak = weak_from_this();
+  context_->worker().post([weak] {
+    if (const auto hold = weak.lock()) hold->check_key();
+  });
+}
+
 void Hold::signal_loss_now() {
   if (lost_.load()) lost_source_.request_stop();
 }
@@ -106,7 +116,7 @@ void Hold::watch_key() {
 }
 
 void Hold::check_key() {
-  if (finished_.load() || lost_.load()) return;
+  if (finished_.load() || lost_.load() || releasing_.load()) return;
   try {
     pb::RangeRequest read;
     read.set_key(entry_.key);

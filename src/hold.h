@@ -63,6 +63,14 @@ class Hold : public std::enable_shared_from_this<Hold> {
   // after finish(), unless `even_if_finished` (a release that found the key
   // gone: the loss came before the unlock, and was not yet signalled).
   void lose(const std::string& reason, bool even_if_finished = false);
+  // The holder is about to delete its own key (a resign): that deletion is
+  // not a loss. Until finish() or cancel_release(), deletions of the key are
+  // not taken for one; the session and the manager still count.
+  void begin_release();
+  // The delete did not reach etcd: the hold goes on. Its key is read again,
+  // since a deletion by someone else may have been passed over meanwhile.
+  void cancel_release();
+
   // Requests the lost token now, on the caller's thread, if the hold is lost
   // and the notifier has not done so yet: an unlock that reports the loss
   // returns with the token requested.
@@ -82,6 +90,7 @@ class Hold : public std::enable_shared_from_this<Hold> {
   std::stop_source lost_source_;
   std::atomic<bool> lost_{false};
   std::atomic<bool> finished_{false};
+  std::atomic<bool> releasing_{false};
 
   Mutex mu_;  // taken by start, finish and the worker's tasks, never by a loss
   using LossCallback = std::stop_callback<std::function<void()>>;

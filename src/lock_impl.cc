@@ -12,32 +12,29 @@ LockImpl::LockImpl(std::shared_ptr<LockContext> context, std::string name, LockO
     : context_(std::move(context)),
       name_(std::move(name)),
       queue_{queue_dir(context_->prefix(), name_), prefix_range_end(queue_dir(context_->prefix(), name_))},
-      options_(options) {}
+      options_(options),
+      turn_(context_, "lock " + quote_value(name_)) {}
 
 LockImpl::~LockImpl() {
   // No other reference exists, so no thread can be inside a member function.
-  if (!hold_) return;
-  hold_->finish();
-  if (hold_->lost() || context_->closed()) return;
+  std::shared_ptr<Hold> hold;
+  {
+    MutexLock lock(mu_);
+    hold = std::move(hold_);
+  }
+  if (!hold) return;
+  hold->finish();
+  if (hold->lost() || context_->closed()) return;
   context_->log()(LogLevel::warning, "lock destroyed while held; releasing it",
-                  {{"name", name_}, {"key", hold_->entry().key}});
-  remove_entry(hold_->entry(), hold_->lease_id());
-}
-
-Error LockImpl::cancelled_error() const {
-  return Error(errc::cancelled, "the wait for lock " + quote_value(name_) + " was cancelled");
+                  {{"name", name_}, {"key", hold->entry().key}});
+  turn_.remove_entry(hold->entry(), hold->lease_id());
 }
 
 bool LockImpl::acquire(SteadyTime deadline, std::stop_token cancel, Mode mode) {
   {
-    // Declared before the lock: destroyed after it is released.
-    std::stop_callback on_closed(context_->closed_token(), [this] {
-      { MutexLock lock(mu_); }
-      changed_.notify_all();
-    });
     MutexLock lock(mu_);
     context_->check_open();
-    if (hold_ && owner_ == std::this_thread::get_id()) {
+    if (hold_ && turn_.owned_by_this_thread()) {
       if (!options_.reentrant) {
         throw Error(errc::lock_already_held, "lock " + quote_value(name_) + " is already held by this thread");
       }
@@ -48,21 +45,20 @@ bool LockImpl::acquire(SteadyTime deadline, std::stop_token cancel, Mode mode) {
       ++depth_;
       return true;
     }
-    if (!take_turn(lock, deadline, cancel, mode)) return false;
   }
+  if (!turn_.take(deadline, cancel, mode == Mode::wait)) return false;
   bool acquired = false;
   try {
     acquired = acquire_in_etcd(deadline, cancel, mode);
   } catch (...) {
-    MutexLock lock(mu_);
-    end_turn();
+    turn_.give_back();
     throw;
   }
-  MutexLock lock(mu_);
   if (!acquired) {
-    end_turn();
+    turn_.give_back();
     return false;
   }
+  MutexLock lock(mu_);
   depth_ = 1;
   last_hold_lost_ = false;
   context_->log()(LogLevel::debug, "lock acquired",
@@ -70,32 +66,10 @@ bool LockImpl::acquire(SteadyTime deadline, std::stop_token cancel, Mode mode) {
   return true;
 }
 
-bool LockImpl::take_turn(MutexLock& lock, SteadyTime deadline, const std::stop_token& cancel,
-                         Mode mode) {
-  const auto free = [&]() ETCDLOCK_REQUIRES(mu_) { return (owner_ == std::thread::id() && !delete_pending_) || context_->closed(); };
-  if (!free()) {
-    // Another thread of this process holds or is acquiring the lock, or an
-    // entry of ours is still being deleted.
-    if (mode == Mode::try_once) return false;
-    const bool turn = deadline == SteadyTime::max() ? changed_.wait(lock, cancel, free)
-                                                    : changed_.wait_until(lock, cancel, deadline, free);
-    context_->check_open();
-    if (!turn && cancel.stop_requested()) throw cancelled_error();
-    if (!turn) return false;
-  }
-  owner_ = std::this_thread::get_id();
-  return true;
-}
-
-void LockImpl::end_turn() {
-  owner_ = {};
-  depth_ = 0;
-  changed_.notify_all();
-}
-
 bool LockImpl::acquire_in_etcd(SteadyTime deadline, const std::stop_token& cancel, Mode mode) {
-  QueueAcquisition acquisition(context_, queue_, "lock", name_, context_->entry_value(), options_,
-                               [this](const QueueEntry& entry, std::int64_t lease_id) { remove_entry(entry, lease_id); });
+  QueueAcquisition acquisition(
+      context_, queue_, "lock", name_, context_->entry_value(), {options_.retry_interval, options_.max_retries},
+      [this](const QueueEntry& entry, std::int64_t lease_id) { turn_.remove_entry(entry, lease_id); });
   auto acquired = acquisition.run(deadline, cancel, mode);
   MutexLock lock(mu_);
   last_key_ = acquisition.key();
@@ -105,41 +79,12 @@ bool LockImpl::acquire_in_etcd(SteadyTime deadline, const std::stop_token& cance
   return true;
 }
 
-void LockImpl::remove_entry(const QueueEntry& entry, std::int64_t lease_id) {
-  if (context_->closed()) return;  // the lease revoke takes every entry
-  try {
-    if (entry.revision != 0) {
-      auto txn = while_created_at(entry.key, entry.revision);
-      txn.add_success()->mutable_request_delete_range()->set_key(entry.key);
-      context_->client().txn(txn, context_->client().command_deadline());
-      return;
-    }
-  } catch (const Error& error) {
-    if (error.value() != errc::unavailable) {
-      context_->log()(LogLevel::error, "could not delete a queue entry", {{"key", entry.key}, {"error", error.what()}});
-      return;
-    }
-  }
-  // Unreachable, or an entry whose creation is in doubt: in the background.
-  {
-    MutexLock lock(mu_);
-    delete_pending_ = true;
-  }
-  context_->pending_deletes().add(entry, lease_id, [weak = weak_from_this()] {
-    if (const auto self = weak.lock()) {
-      MutexLock lock(self->mu_);
-      self->delete_pending_ = false;
-      self->changed_.notify_all();
-    }
-  });
-}
-
 void LockImpl::release(std::error_code& ec) noexcept {
   ec.clear();
   std::shared_ptr<Hold> hold;
   {
     MutexLock lock(mu_);
-    if (!hold_ || owner_ != std::this_thread::get_id()) {
+    if (!hold_ || !turn_.owned_by_this_thread()) {
       ec = make_error_code(errc::lock_not_held);
       return;
     }
@@ -165,9 +110,11 @@ void LockImpl::release(std::error_code& ec) noexcept {
     release_in_etcd(*hold, ec);
   }
   hold->signal_loss_now();
-  MutexLock lock(mu_);
-  last_hold_lost_ = hold->lost();
-  end_turn();
+  {
+    MutexLock lock(mu_);
+    last_hold_lost_ = hold->lost();
+  }
+  turn_.give_back();
 }
 
 void LockImpl::release_in_etcd(Hold& hold, std::error_code& ec) {
@@ -206,7 +153,7 @@ void LockImpl::release_in_etcd(Hold& hold, std::error_code& ec) {
     context_->log()(LogLevel::debug, "lock released", {{"name", name_}, {"key", hold.entry().key}});
   } catch (const Error& error) {
     if (error.value() == errc::unavailable) {
-      remove_entry(hold.entry(), hold.lease_id());  // whether it went is unknown: make sure
+      turn_.remove_entry(hold.entry(), hold.lease_id());  // whether it went is unknown: make sure
     } else {
       context_->log()(LogLevel::error, "could not release a lock",
                       {{"name", name_}, {"key", hold.entry().key}, {"error", error.what()}});
@@ -252,7 +199,7 @@ bool LockImpl::held() const {
 
 bool LockImpl::held_by_this_thread() const {
   MutexLock lock(mu_);
-  return hold_ && !hold_->lost() && owner_ == std::this_thread::get_id();
+  return hold_ && !hold_->lost() && turn_.owned_by_this_thread();
 }
 
 std::string LockImpl::key() const {

@@ -12,6 +12,10 @@ std::shared_ptr<Lock> LockManager::get_lock(std::string_view name, LockOptions o
   return impl_->get_lock(name, options);
 }
 
+std::shared_ptr<Election> LockManager::get_election(std::string_view name, ElectionOptions options) {
+  return impl_->get_election(name, options);
+}
+
 std::optional<LockInfo> LockManager::info(std::string_view name) { return impl_->info(name); }
 
 std::vector<LockInfo> LockManager::list(std::string_view name_prefix) { return impl_->list(name_prefix); }

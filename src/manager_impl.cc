@@ -1,5 +1,7 @@
 #include "manager_impl.h"
 
+#include "election_impl.h"
+#include "lock_impl.h"
 #include "manager_options.h"
 #include "names.h"
 #include "text.h"
@@ -9,7 +11,6 @@ namespace etcdlock::detail {
 ManagerImpl::ManagerImpl(ManagerOptions options)
     : options_(validated(std::move(options))),
       context_(std::make_shared<LockContext>(options_)),
-      registry_(context_),
       admin_(context_->client(), context_->log(), options_.prefix) {
   try {
     context_->connect(SteadyClock::now() + options_.dial_timeout);
@@ -32,7 +33,18 @@ std::shared_ptr<Lock> ManagerImpl::get_lock(std::string_view name, const LockOpt
   validate_name(name);
   validate(options, name);
   context_->check_open();
-  return registry_.get(name, options);
+  return registry_.get<Lock, LockImpl>("lock", name, options, [&] {
+    return std::make_shared<LockImpl>(context_, std::string(name), options);
+  });
+}
+
+std::shared_ptr<Election> ManagerImpl::get_election(std::string_view name, const ElectionOptions& options) {
+  validate_name(name);
+  validate(options, name);
+  context_->check_open();
+  return registry_.get<Election, ElectionImpl>("election", name, options, [&] {
+    return std::make_shared<ElectionImpl>(context_, std::string(name), options);
+  });
 }
 
 std::optional<LockInfo> ManagerImpl::info(std::string_view name) {

@@ -9,12 +9,13 @@
 #include <vector>
 
 #include "admin.h"
+#include "etcdlock/election.h"
 #include "etcdlock/lock.h"
 #include "etcdlock/lock_info.h"
 #include "etcdlock/options.h"
 #include "etcdlock/session_state.h"
 #include "lock_context.h"
-#include "lock_registry.h"
+#include "registry.h"
 
 namespace etcdlock::detail {
 
@@ -26,6 +27,7 @@ class ManagerImpl {
   ~ManagerImpl();
 
   std::shared_ptr<Lock> get_lock(std::string_view name, const LockOptions& options);
+  std::shared_ptr<Election> get_election(std::string_view name, const ElectionOptions& options);
   std::optional<LockInfo> info(std::string_view name);
   std::vector<LockInfo> list(std::string_view name_prefix);
   bool force_unlock(std::string_view name);
@@ -37,7 +39,7 @@ class ManagerImpl {
  private:
   const ManagerOptions options_;
   const std::shared_ptr<LockContext> context_;
-  LockRegistry registry_;
+  Registry registry_;
   Admin admin_;
 };
 

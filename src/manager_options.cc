@@ -35,15 +35,27 @@ ManagerOptions validated(ManagerOptions options) {
   return options;
 }
 
+namespace {
+
+void validate_retries(std::chrono::milliseconds interval, int max_retries, const std::string& what) {
+  if (interval <= milliseconds::zero()) {
+    throw Error(errc::invalid_argument,
+                "retry_interval of " + std::to_string(interval.count()) + " ms for " + what + " must be positive");
+  }
+  if (max_retries < 0) {
+    throw Error(errc::invalid_argument,
+                "max_retries of " + std::to_string(max_retries) + " for " + what + " must not be negative");
+  }
+}
+
+}  // namespace
+
 void validate(const LockOptions& options, std::string_view name) {
-  if (options.retry_interval <= milliseconds::zero()) {
-    throw Error(errc::invalid_argument, "retry_interval of " + std::to_string(options.retry_interval.count()) +
-                                            " ms for lock " + quote_value(name) + " must be positive");
-  }
-  if (options.max_retries < 0) {
-    throw Error(errc::invalid_argument, "max_retries of " + std::to_string(options.max_retries) + " for lock " +
-                                            quote_value(name) + " must not be negative");
-  }
+  validate_retries(options.retry_interval, options.max_retries, "lock " + quote_value(name));
+}
+
+void validate(const ElectionOptions& options, std::string_view name) {
+  validate_retries(options.retry_interval, options.max_retries, "election " + quote_value(name));
 }
 
 }  // namespace etcdlock::detail

@@ -11,7 +11,8 @@ namespace etcdlock::detail {
 // The options with defaults filled in (the owner). Throws Error:
 // invalid_argument, invalid_key (the prefix).
 ManagerOptions validated(ManagerOptions options);
-// Throws Error(errc::invalid_argument) naming the lock.
+// Throw Error(errc::invalid_argument) naming the lock or election.
 void validate(const LockOptions& options, std::string_view name);
+void validate(const ElectionOptions& options, std::string_view name);
 
 }  // namespace etcdlock::detail

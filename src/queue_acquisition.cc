@@ -6,13 +6,12 @@
 namespace etcdlock::detail {
 
 QueueAcquisition::QueueAcquisition(std::shared_ptr<LockContext> context, QueueDir queue, std::string kind,
-                                   std::string name, std::string value, const LockOptions& options,
-                                   RemoveEntry remove_entry)
+                                   std::string name, std::string value, RetryPolicy retry, RemoveEntry remove_entry)
     : context_(context),
       kind_(std::move(kind)),
       name_(std::move(name)),
       description_(kind_ + " " + quote_value(name_)),
-      options_(options),
+      retry_(retry),
       remove_entry_(std::move(remove_entry)),
       wait_(std::move(context), std::move(queue), std::move(value)) {}
 
@@ -24,7 +23,7 @@ void QueueAcquisition::give_up() {
 
 std::optional<QueueAcquisition::Acquired> QueueAcquisition::run(SteadyTime deadline, const std::stop_token& cancel,
                                                                  QueueWait::Mode mode) {
-  RetryBudget retries(options_);
+  RetryBudget retries(retry_);
   Mutex pause_mu;
   std::condition_variable_any pause;
   std::stop_callback on_closed(context_->closed_token(), [&] {

@@ -1,6 +1,6 @@
 // QueueAcquisition: one call's way to the head of a queue, for a lock or an
 // election: take a place and wait (QueueWait), retry transient failures as
-// LockOptions say, queue again on a new lease when the entry or its lease is
+// LockOptions or ElectionOptions say, queue again on a new lease when the entry or its lease is
 // lost, and leave no entry behind when it gives up, times out, is cancelled
 // or fails.
 #pragma once
@@ -12,11 +12,11 @@
 #include <stop_token>
 #include <string>
 
-#include "etcdlock/options.h"
 #include "hold.h"
 #include "lock_context.h"
 #include "queue_requests.h"
 #include "queue_wait.h"
+#include "retry_budget.h"
 
 namespace etcdlock::detail {
 
@@ -34,7 +34,7 @@ class QueueAcquisition {
   // `kind` ("lock", "leadership") and `name` say in messages what is
   // acquired; `value` is what the entry holds.
   QueueAcquisition(std::shared_ptr<LockContext> context, QueueDir queue, std::string kind, std::string name,
-                   std::string value, const LockOptions& options, RemoveEntry remove_entry);
+                   std::string value, RetryPolicy retry, RemoveEntry remove_entry);
 
   // The hold, once our entry is first; nullopt when `mode` gave up or the
   // deadline passed. Throws Error: cancelled, closed, unavailable (after the
@@ -51,7 +51,7 @@ class QueueAcquisition {
   const std::string kind_;
   const std::string name_;
   const std::string description_;  // kind and quoted name
-  const LockOptions& options_;
+  const RetryPolicy retry_;
   const RemoveEntry remove_entry_;
   QueueWait wait_;
   std::shared_ptr<Session> session_;

@@ -6,27 +6,32 @@
 #include <optional>
 
 #include "clock.h"
-#include "etcdlock/options.h"
 
 namespace etcdlock::detail {
 
+// What LockOptions and ElectionOptions say about retries.
+struct RetryPolicy {
+  std::chrono::milliseconds interval{100};
+  int max_retries = 0;
+};
+
 class RetryBudget {
  public:
-  explicit RetryBudget(const LockOptions& options) : options_(options) {}
+  explicit RetryBudget(RetryPolicy policy) : policy_(policy) {}
 
   // After a transient failure: when to try again, or nullopt when the
   // retries or the time until `deadline` are used up.
   std::optional<SteadyTime> next(SteadyTime deadline) {
     ++failures_;
-    const auto resume = SteadyClock::now() + options_.retry_interval;
-    if (options_.max_retries > 0 && failures_ > options_.max_retries) return std::nullopt;
+    const auto resume = SteadyClock::now() + policy_.interval;
+    if (policy_.max_retries > 0 && failures_ > policy_.max_retries) return std::nullopt;
     if (resume >= deadline) return std::nullopt;
     return resume;
   }
   int failures() const { return failures_; }
 
  private:
-  const LockOptions& options_;
+  const RetryPolicy policy_;
   int failures_ = 0;
 };
 

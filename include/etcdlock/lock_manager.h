@@ -8,6 +8,7 @@
 #include <string_view>
 #include <vector>
 
+#include "etcdlock/election.h"
 #include "etcdlock/lock.h"
 #include "etcdlock/lock_info.h"
 #include "etcdlock/options.h"
@@ -48,6 +49,14 @@ class LockManager {
   // invalid_key (naming the name), invalid_argument (the name is in use with
   // other options), closed.
   std::shared_ptr<Lock> get_lock(std::string_view name, LockOptions options = {});
+
+  // The election `name`: the same object for the same name as long as anyone
+  // holds a reference to it. Its candidates share the name's queue with
+  // etcd's Go Election and `etcdctl elect <prefix>/<name>`. A name is a lock
+  // or an election in one manager, not both. Makes no request to etcd.
+  // Throws Error: invalid_key, invalid_argument (the name is in use as a lock
+  // or with other options), closed.
+  std::shared_ptr<Election> get_election(std::string_view name, ElectionOptions options = {});
 
   // The holder of the lock `name`, or nullopt when it is free. Three reads of
   // etcd. Throws Error: invalid_key, unavailable, closed.

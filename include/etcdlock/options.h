@@ -71,4 +71,13 @@ struct LockOptions {
   friend bool operator==(const LockOptions&, const LockOptions&) = default;
 };
 
+struct ElectionOptions {
+  // The pause between retries of transient etcd failures while campaigning.
+  std::chrono::milliseconds retry_interval{100};
+  // How many transient failures one campaign retries; 0 retries until its deadline.
+  int max_retries{0};
+
+  friend bool operator==(const ElectionOptions&, const ElectionOptions&) = default;
+};
+
 }  // namespace etcdlock

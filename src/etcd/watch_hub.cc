@@ -167,7 +167,7 @@ void WatchHub::serve(WatchStream& stream) {
     for (const auto& event : response.events()) {
       const bool deleted = event.type() == mvccpb::Event::DELETE;
       events.push_back({deleted, event.kv().key(), deleted ? std::string() : event.kv().value(),
-                        event.kv().create_revision(), event.kv().mod_revision()});
+                        event.kv().create_revision(), event.kv().mod_revision(), event.kv().lease()});
     }
     delivery.listener->on_events(events);
   }

@@ -37,6 +37,7 @@ struct WatchEvent {
   std::string value;                 // empty for a DELETE
   std::int64_t create_revision = 0;  // 0 for a DELETE
   std::int64_t mod_revision = 0;     // the revision of the change
+  std::int64_t lease = 0;            // 0 for a DELETE
 };
 
 // Called on the hub's thread, one call at a time per hub. Calls must be short

@@ -1,0 +1,171 @@
+#include "leader_observer.h"
+
+#include "key_layout.h"
+
+namespace etcdlock::detail {
+namespace {
+
+constexpr auto kReadRetryPause = std::chrono::milliseconds(200);
+
+}  // namespace
+
+// Forwards the watch's callbacks while the observer lives.
+class LeaderObserver::Relay final : public etcd::WatchListener {
+ public:
+  explicit Relay(std::weak_ptr<LeaderObserver> observer) : observer_(std::move(observer)) {}
+  void on_events(std::span<const etcd::WatchEvent> events) override {
+    if (const auto observer = observer_.lock()) observer->on_events(events);
+  }
+  void on_gap() override {
+    if (const auto observer = observer_.lock()) observer->on_gap();
+  }
+  void on_failed(const std::string& reason) override {
+    if (const auto observer = observer_.lock()) {
+      observer->context_->log()(LogLevel::error, "etcd refused to watch an election; observing stopped",
+                                {{"key", observer->queue_.dir}, {"reason", reason}});
+    }
+  }
+
+ private:
+  std::weak_ptr<LeaderObserver> observer_;
+};
+
+LeaderObserver::LeaderObserver(std::shared_ptr<LockContext> context, QueueDir queue, Callback on_change)
+    : context_(std::move(context)), queue_(std::move(queue)), on_change_(std::move(on_change)) {}
+
+LeaderObserver::~LeaderObserver() { stop(); }
+
+void LeaderObserver::start() {
+  {
+    MutexLock lock(mu_);
+    reading_ = true;
+  }
+  read();
+  MutexLock lock(mu_);
+  watch_ = context_->watches().add(queue_.dir, queue_.end, applied_revision_ + 1, std::make_shared<Relay>(weak_from_this()));
+}
+
+void LeaderObserver::read() {
+  auto range = queue_range(queue_);
+  range.set_keys_only(false);
+  const auto response = context_->client().range(range, context_->client().command_deadline());
+  std::map<std::string, LeaderInfo> entries;
+  for (const auto& kv : response.kvs()) {
+    if (is_queue_entry(queue_.dir, kv.key())) {
+      entries[kv.key()] = LeaderInfo{kv.key(), kv.value(), kv.lease(), kv.create_revision()};
+    }
+  }
+  bool deliver = false;
+  {
+    MutexLock lock(mu_);
+    entries_ = std::move(entries);
+    applied_revision_ = response.header().revision();
+    reading_ = false;
+    for (const auto& event : std::exchange(held_back_, {})) apply(event);
+    deliver = publish();
+  }
+  if (deliver) start_delivery();
+}
+
+void LeaderObserver::on_events(std::span<const etcd::WatchEvent> events) {
+  bool deliver = false;
+  {
+    MutexLock lock(mu_);
+    if (reading_) {
+      held_back_.insert(held_back_.end(), events.begin(), events.end());
+      return;
+    }
+    for (const auto& event : events) apply(event);
+    deliver = publish();
+  }
+  if (deliver) start_delivery();
+}
+
+void LeaderObserver::on_gap() {
+  {
+    MutexLock lock(mu_);
+    if (stopped_ || reading_) return;
+    reading_ = true;
+  }
+  read_later(SteadyClock::now());
+}
+
+void LeaderObserver::read_later(SteadyTime when) {
+  // The read may block: on the worker, not the hub's thread; retried until
+  // etcd answers.
+  context_->worker().post_at(when, [weak = weak_from_this()] {
+    const auto observer = weak.lock();
+    if (!observer) return;
+    try {
+      observer->read();
+    } catch (const Error&) {
+      observer->read_later(SteadyClock::now() + kReadRetryPause);
+    }
+  });
+}
+
+void LeaderObserver::apply(const etcd::WatchEvent& event) {
+  if (event.mod_revision <= applied_revision_) return;  // the read saw it already
+  applied_revision_ = event.mod_revision;
+  if (!is_queue_entry(queue_.dir, event.key)) return;
+  if (event.deleted) {
+    entries_.erase(event.key);
+  } else {
+    entries_[event.key] = LeaderInfo{event.key, event.value, event.lease, event.create_revision};
+  }
+}
+
+bool LeaderObserver::publish() {
+  if (stopped_) return false;
+  std::optional<LeaderInfo> leader;
+  for (const auto& [key, entry] : entries_) {
+    if (!leader || entry.revision < leader->revision) leader = entry;
+  }
+  if (published_ && *published_ == leader) return false;
+  published_ = leader;
+  pending_.push_back(std::move(leader));
+  if (delivering_) return false;
+  delivering_ = true;
+  return true;
+}
+
+void LeaderObserver::start_delivery() {
+  context_->notifier().post([weak = weak_from_this()] {
+    if (const auto observer = weak.lock()) observer->deliver();
+  });
+}
+
+void LeaderObserver::deliver() {
+  for (;;) {
+    std::optional<LeaderInfo> leader;
+    {
+      MutexLock lock(mu_);
+      if (stopped_ || pending_.empty()) {
+        delivering_ = false;
+        delivering_thread_ = {};
+        idle_.notify_all();
+        return;
+      }
+      leader = std::move(pending_.front());
+      pending_.pop_front();
+      delivering_thread_ = std::this_thread::get_id();
+    }
+    on_change_(leader);
+  }
+}
+
+void LeaderObserver::stop() noexcept {
+  std::int64_t watch = 0;
+  {
+    MutexLock lock(mu_);
+    stopped_ = true;
+    pending_.clear();
+    watch = std::exchange(watch_, 0);
+    if (delivering_thread_ != std::this_thread::get_id()) {
+      idle_.wait(lock, [&]() ETCDLOCK_REQUIRES(mu_) { return !delivering_; });
+    }
+  }
+  if (watch != 0) context_->watches().remove(watch);
+}
+
+}  // namespace etcdlock::detail

@@ -1,0 +1,80 @@
+// LeaderObserver: follows one election's queue and tells a callback every
+// change of leader or of its proposal, and when there is no leader.
+//
+// It reads the queue once, then keeps it up to date from a watch on the whole
+// queue (puts and deletes) from the revision after that read, so no change is
+// missed; the leader is the entry with the lowest create revision. After a
+// watch gap it reads the queue again, holding back the events that arrive
+// meanwhile. Etcd's Go Observe follows only the first key it sees and never
+// reports "no leader" (etcd issue 18163); this follows every entry.
+#pragma once
+
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "etcd/watch_hub.h"
+#include "etcdlock/election.h"
+#include "lock_context.h"
+#include "mutex.h"
+#include "queue_requests.h"
+
+namespace etcdlock::detail {
+
+// Thread-safe.
+class LeaderObserver : public std::enable_shared_from_this<LeaderObserver> {
+ public:
+  using Callback = std::function<void(const std::optional<LeaderInfo>&)>;
+
+  LeaderObserver(std::shared_ptr<LockContext> context, QueueDir queue, Callback on_change);
+  ~LeaderObserver();
+
+  // Reads the queue, starts the watch and queues the first call. Throws
+  // Error(errc::unavailable).
+  void start();
+  // Ends the calls: none runs after this returns, unless it is called from
+  // one. Idempotent.
+  void stop() noexcept;
+
+ private:
+  class Relay;
+  // Reads the whole queue; then applies the events held back meanwhile.
+  void read();
+  void on_events(std::span<const etcd::WatchEvent> events);
+  void on_gap();
+  void read_later(SteadyTime when);
+  void apply(const etcd::WatchEvent& event) ETCDLOCK_REQUIRES(mu_);
+  // Queues a call when the leader or its proposal changed; true when no
+  // delivery is under way to make it: start_delivery() then, outside mu_.
+  bool publish() ETCDLOCK_REQUIRES(mu_);
+  void start_delivery();
+  // On a notifier thread: makes the queued calls, in order.
+  void deliver();
+
+  const std::shared_ptr<LockContext> context_;
+  const QueueDir queue_;
+  const Callback on_change_;
+
+  Mutex mu_;
+  std::condition_variable_any idle_;
+  std::map<std::string, LeaderInfo> entries_ ETCDLOCK_GUARDED_BY(mu_);  // by key
+  std::int64_t applied_revision_ ETCDLOCK_GUARDED_BY(mu_) = 0;
+  bool reading_ ETCDLOCK_GUARDED_BY(mu_) = false;  // a read after a gap is under way
+  std::vector<etcd::WatchEvent> held_back_ ETCDLOCK_GUARDED_BY(mu_);
+  std::optional<std::optional<LeaderInfo>> published_ ETCDLOCK_GUARDED_BY(mu_);  // what was last queued
+  std::deque<std::optional<LeaderInfo>> pending_ ETCDLOCK_GUARDED_BY(mu_);
+  bool delivering_ ETCDLOCK_GUARDED_BY(mu_) = false;
+  std::thread::id delivering_thread_ ETCDLOCK_GUARDED_BY(mu_);
+  bool stopped_ ETCDLOCK_GUARDED_BY(mu_) = false;
+  std::int64_t watch_ ETCDLOCK_GUARDED_BY(mu_) = 0;
+};
+
+}  // namespace etcdlock::detail

@@ -1,0 +1,71 @@
+// Registry: the factory that gives every caller the same object for the same
+// name, for as long as anyone holds it. One object per name is what makes
+// reentrancy and the exclusion of a process's threads work. A name is one
+// kind of thing at a time (a lock, an election): two kinds on one name would
+// share one etcd key, this manager's entry in that name's queue.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+
+#include "etcdlock/error.h"
+#include "mutex.h"
+#include "text.h"
+
+namespace etcdlock::detail {
+
+// Thread-safe.
+class Registry {
+ public:
+  // The `Handle` named `name` (of kind `kind`: "lock", "election"), made with
+  // `make` when no one holds one. Throws Error(errc::invalid_argument) when
+  // the name is in use as another kind, or with other options. `Impl` has
+  // options(), compared with `options`.
+  template <class Handle, class Impl, class Options>
+  std::shared_ptr<Handle> get(std::string_view kind, std::string_view name, const Options& options,
+                              const std::function<std::shared_ptr<Impl>()>& make) {
+    MutexLock lock(mu_);
+    auto& entry = entries_[std::string(name)];
+    auto impl = std::static_pointer_cast<Impl>(entry.impl.lock());
+    if (impl && entry.kind != kind) {
+      throw Error(errc::invalid_argument, "name " + quote_value(name) + " is in use as a " + entry.kind + ", not a " +
+                                              std::string(kind));
+    }
+    if (auto existing = std::static_pointer_cast<Handle>(entry.handle.lock())) {
+      if (impl->options() != options) {
+        throw Error(errc::invalid_argument,
+                    std::string(kind) + " " + quote_value(name) + " is already in use with other options");
+      }
+      return existing;
+    }
+    // One whose last handle just went may still be finishing; reuse its
+    // state rather than have two states race on the same etcd key.
+    if (!impl || impl->options() != options) impl = make();
+    auto created = std::make_shared<Handle>(impl);
+    entry = {std::string(kind), created, impl};
+    forget_unused();
+    return created;
+  }
+
+ private:
+  struct Entry {
+    std::string kind;
+    std::weak_ptr<void> handle;
+    std::weak_ptr<void> impl;
+  };
+
+  // Now and then, forget the names no one uses any more.
+  void forget_unused() ETCDLOCK_REQUIRES(mu_) {
+    if (entries_.size() > 64 && entries_.size() % 64 == 0) {
+      std::erase_if(entries_, [](const auto& item) { return item.second.impl.expired(); });
+    }
+  }
+
+  Mutex mu_;
+  std::unordered_map<std::string, Entry> entries_ ETCDLOCK_GUARDED_BY(mu_);
+};
+
+}  // namespace etcdlock::detail
