@@ -31,8 +31,8 @@ class Registry {
     auto& entry = entries_[std::string(name)];
     auto impl = std::static_pointer_cast<Impl>(entry.impl.lock());
     if (impl && entry.kind != kind) {
-      throw Error(errc::invalid_argument, "name " + quote_value(name) + " is in use as a " + entry.kind + ", not a " +
-                                              std::string(kind));
+      throw Error(errc::invalid_argument, "name " + quote_value(name) + " names " + with_article(entry.kind) +
+                                              " in this manager; it cannot also name " + with_article(kind));
     }
     if (auto existing = std::static_pointer_cast<Handle>(entry.handle.lock())) {
       if (impl->options() != options) {
@@ -56,6 +56,11 @@ class Registry {
     std::weak_ptr<void> handle;
     std::weak_ptr<void> impl;
   };
+
+  static std::string with_article(std::string_view kind) {
+    const bool vowel = !kind.empty() && std::string_view("aeiou").find(kind.front()) != std::string_view::npos;
+    return (vowel ? "an " : "a ") + std::string(kind);
+  }
 
   // Now and then, forget the names no one uses any more.
   void forget_unused() ETCDLOCK_REQUIRES(mu_) {
