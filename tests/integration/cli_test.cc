@@ -181,5 +181,51 @@ TEST_F(Cli, EtcdlockRunAndEtcdctlLockExcludeEachOther) {
   EXPECT_EQ(theirs.wait(), 0);
 }
 
+TEST_F(Cli, ElectHoldsTheLeadershipUntilSigintAndLeaderShowsIt) {
+  auto elect = etcdlock({"elect", "e", "first"});
+  const auto key = elect.read_line();
+  ASSERT_TRUE(key && key->starts_with(prefix_ + "/e/"));
+  EXPECT_EQ(elect.read_line(), "first");
+  auto leader = etcdlock({"leader", "e"});
+  EXPECT_EQ(leader.read_line(), key);
+  EXPECT_EQ(leader.read_line(), "first");
+  EXPECT_EQ(leader.wait(), 0);
+  const auto json = finish({"leader", "e", "--json"});
+  EXPECT_EQ(nlohmann::json::parse(json.second)["leader"]["value"], "first");
+  ChildProcess etcdctl({"etcdctl", "--endpoints=" + etcd_.endpoints_csv(), "elect", "-l", prefix_ + "/e"});
+  EXPECT_EQ(etcdctl.read_line(), key);
+  EXPECT_EQ(etcdctl.read_line(), "first");
+  etcdctl.signal(SIGINT);
+  etcdctl.wait();
+  elect.signal(SIGINT);
+  EXPECT_EQ(elect.wait(), 0);
+  EXPECT_EQ(entries("e"), 0);
+  EXPECT_EQ(finish({"leader", "e"}).second, "(no leader)");
+}
+
+TEST_F(Cli, ElectListenPrintsEachLeaderAndNoLeader) {
+  auto listen = etcdlock({"elect", "--listen", "e"});
+  EXPECT_EQ(listen.read_line(), "(no leader)");
+  auto manager = this->manager();
+  auto election = manager->get_election("e");
+  election->campaign("v1");
+  EXPECT_EQ(listen.read_line(), election->leader()->key);
+  EXPECT_EQ(listen.read_line(), "v1");
+  election->resign();
+  EXPECT_EQ(listen.read_line(), "(no leader)");
+  listen.signal(SIGTERM);
+  EXPECT_EQ(listen.wait(), 0);
+}
+
+TEST_F(Cli, ElectRunsTheCommandOnlyWhileLeader) {
+  auto elect = etcdlock({"elect", "e", "p", "--", "sh", "-c", "echo leading $ETCDLOCK_PROPOSAL; sleep 30"});
+  ASSERT_EQ(elect.read_line(), "leading p");
+  auto admin = manager();
+  ASSERT_TRUE(admin->force_unlock("e"));  // the leader's key, as an operator would remove it
+  EXPECT_EQ(elect.wait(), 76);
+  EXPECT_EQ(finish({"elect", "e"}).first, 64) << "no proposal";
+  EXPECT_EQ(finish({"elect", "--listen", "e", "p"}).first, 64) << "a proposal with --listen";
+}
+
 }  // namespace
 }  // namespace etcdlock::testing

@@ -16,7 +16,7 @@ constexpr const char* kExitStatusHelp = R"(Exit status:
   73       run --try: another owner holds the lock
   74       unlock --force, revoke: no such holder or lease
   75       run --timeout: the lock was not acquired in time
-  76       run: the lock was lost; the command was stopped
+  76       run, elect: the lock or leadership was lost; the command was stopped
   77       etcd denied the request
   126/127  run: the command could not be run / was not found
   128+N    run: the command died of signal N, or etcdlock was interrupted by it while waiting)";
@@ -25,7 +25,7 @@ constexpr const char* kExitStatusHelp = R"(Exit status:
 
 int main(int argc, char** argv) {
   using namespace etcdlock::cli;
-  CLI::App app{"etcdlock: distributed locks on etcd v3, compatible with etcdctl lock and Go's concurrency.Mutex"};
+  CLI::App app{"etcdlock: distributed locks and elections on etcd v3, compatible with etcdctl lock and elect"};
   app.footer(kExitStatusHelp);
   app.require_subcommand(1);
   app.fallthrough();  // connection flags may come before or after the subcommand
@@ -33,6 +33,7 @@ int main(int argc, char** argv) {
   add_connection_flags(app, connection);
   std::vector<Subcommand> subcommands{add_run(app)};
   for (auto& admin : add_admin_commands(app)) subcommands.push_back(std::move(admin));
+  for (auto& election : add_election_commands(app)) subcommands.push_back(std::move(election));
 
   try {
     app.parse(argc, argv);
