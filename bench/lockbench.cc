@@ -25,7 +25,6 @@
 #include <unistd.h>
 
 #include "etcd/client.h"
-#include "etcd/watch_hub.h"
 #include "etcdlock/etcdlock.h"
 #include "key_layout.h"
 #include "queue_requests.h"
@@ -47,7 +46,6 @@ struct Config {
   int warmup = 5;
   int keys = 10000;
   long hold_us = 0;
-  bool raw_watch = false;
   std::string prefix;
   std::string label;
 };
@@ -357,21 +355,6 @@ json run_raw(const Config& config) {
   const auto txn = detail::enqueue_txn({dir, detail::prefix_range_end(dir)}, key, R"({"owner":"bench"})", lease);
   pb::DeleteRangeRequest erase;
   erase.set_key(key);
-  // With --raw-watch, the watch a lock keeps on its directory, to show what
-  // that watch costs etcd.
-  class Ignore : public detail::etcd::WatchListener {
-    void on_created(std::int64_t) override {}
-    void on_events(std::span<const detail::etcd::WatchEvent>) override {}
-    void on_gap() override {}
-    void on_failed(const std::string&) override {}
-  };
-  detail::Logger log(stderr_log_sink(LogLevel::error));
-  std::optional<detail::etcd::WatchHub> hub;
-  if (config.raw_watch) {
-    hub.emplace(client, log);
-    hub->add(dir, detail::prefix_range_end(dir), 0, std::make_shared<Ignore>(),
-             detail::etcd::WatchHub::Events::deletes_only);
-  }
   auto cycle = [&] {
     client.txn(txn, Steady::now() + std::chrono::seconds(10));
     client.delete_range(erase, Steady::now() + std::chrono::seconds(10));
@@ -397,7 +380,6 @@ json run_raw(const Config& config) {
   // Named as the lock modes name theirs: the Txn is the lock, the delete the unlock.
   result["lock_ms"] = summarize(txns);
   result["unlock_ms"] = summarize(deletes);
-  result["raw_watch"] = config.raw_watch;
   client.lease_revoke(lease, Steady::now() + std::chrono::seconds(10));
   return result;
 }
@@ -422,7 +404,6 @@ int main(int argc, char** argv) {
   app.add_option("--hold-us", config.hold_us, "time in the critical section (contended)")->check(CLI::Range(0L, 10'000'000L));
   app.add_option("--prefix", config.prefix, "key prefix (default /lockbench/<mode>/<pid>-<time>)");
   app.add_option("--label", config.label, "copied into the output");
-  app.add_flag("--raw-watch", config.raw_watch, "raw: keep the lock's watch on the directory");
   CLI11_PARSE(app, argc, argv);
   config.endpoints.clear();
   std::stringstream list(endpoints);

@@ -23,7 +23,7 @@ def load(path):
                 continue
             run = json.loads(line)
             who = "ours" if run.get("implementation") == "etcdlock" else "go"
-            mode = run["mode"] + ("+watch" if run.get("raw_watch") else "")
+            mode = run["mode"]
             runs[(who, mode, run.get("clients", 1))].append(run)
     return runs
 
@@ -90,14 +90,12 @@ def main():
         return median(runs.get((who, mode, clients), []), key, stat)
 
     raw = get("ours", "raw")
-    raw_watch = get("ours", "raw+watch")
     putdel = get("go", "putdel")
     ours_unc = get("ours", "uncontended")
     go_unc = get("go", "uncontended")
     raw_write_ms = get("ours", "raw", key="unlock_ms", stat="p50")  # one DeleteRange: one raft write
     rows = []
     rows.append(("raw floor: Txn + DeleteRange, our client (cycles/s)", raw, None, None, ""))
-    rows.append(("raw floor with the lock's watch on the directory (cycles/s)", raw_watch, None, None, ""))
     rows.append(("raw Put + Delete, Go client (cycles/s)", None, putdel, None, ""))
     unc_vs_raw = ours_unc / raw if ours_unc and raw else None
     unc_vs_go = ours_unc / go_unc if ours_unc and go_unc else None
@@ -106,7 +104,8 @@ def main():
                  f"{fmt(unc_vs_raw, 2)}× our raw floor (target ≥ 0.95×): "
                  f"{verdict(unc_vs_raw is not None and unc_vs_raw >= 0.95)}"))
     plot = []
-    for clients in (2, 4, 8, 16):
+    eight = get("ours", "contended", 8)
+    for clients in (2, 4, 8, 16, 32, 64, 128):
         ours = get("ours", "contended", clients)
         go = get("go", "contended", clients)
         plot.append((clients, ours, go))
@@ -114,7 +113,18 @@ def main():
         target = ""
         if clients == 8:
             target = f"≥ 10× Go: {verdict(ratio is not None and ratio >= 10)}"
+        elif clients == 64:
+            flat = ours / eight if ours and eight else None
+            target = (f"≥ 1.5× Go: {verdict(ratio is not None and ratio >= 1.5)}; {fmt(flat, 2)}× our 8-process "
+                      f"figure (target ≥ 0.8×): {verdict(flat is not None and flat >= 0.8)}")
+        elif clients in (2, 32, 128):
+            target = f"ahead of Go: {verdict(ratio is not None and ratio > 1)}"
         rows.append((f"contended, one name, {clients} processes (acquisitions/s)", ours, go, ratio, target))
+    for clients in (8, 64):
+        ours_events = get("ours", "contended", clients, "server_events_per_acquisition")
+        go_events = get("go", "contended", clients, "server_events_per_acquisition")
+        rows.append((f"contended, {clients} processes: watch events etcd sent per acquisition", ours_events, go_events,
+                     None, f"≤ 2 whatever the number of waiters: {verdict(ours_events is not None and ours_events <= 2)}"))
     ours_wait = get("ours", "contended", 8, "lock_ms", "p50")
     go_wait = get("go", "contended", 8, "lock_ms", "p50")
     rows.append(("contended, 8 processes: wait p50 (ms)", ours_wait, go_wait,

@@ -43,7 +43,6 @@ TEST_P(BenchSmoke, RunsAndReportsOneJsonLine) {
 INSTANTIATE_TEST_SUITE_P(
     Modes, BenchSmoke,
     ::testing::Values(std::vector<std::string>{"--mode", "uncontended"}, std::vector<std::string>{"--mode", "raw"},
-                      std::vector<std::string>{"--mode", "raw", "--raw-watch"},
                       std::vector<std::string>{"--mode", "contended", "--clients", "4"},
                       std::vector<std::string>{"--mode", "handoff"},
                       std::vector<std::string>{"--mode", "manykeys", "--clients", "4"},
