@@ -12,24 +12,28 @@ ElectionImpl::ElectionImpl(std::shared_ptr<LockContext> context, std::string nam
       name_(std::move(name)),
       queue_{queue_dir(context_->prefix(), name_), prefix_range_end(queue_dir(context_->prefix(), name_))},
       options_(options),
-      turn_(context_, "election " + quote_value(name_)) {}
+      turn_(context_, "election " + quote_value(name_), queue_.dir, fence_key_base(context_->prefix(), name_)) {}
 
 ElectionImpl::~ElectionImpl() {
   // No other reference exists, so no thread can be inside a member function.
   std::shared_ptr<Hold> hold;
+  bool in_doubt = false;
   {
     MutexLock lock(mu_);
     hold = std::move(hold_);
+    in_doubt = hold_in_doubt_;
   }
   if (!hold) return;
   hold->finish();
   if (hold->lost() || context_->closed()) return;
   context_->log()(LogLevel::warning, "election destroyed while leading; resigning",
                   {{"name", name_}, {"key", hold->entry().key}});
-  turn_.remove_entry(hold->entry(), hold->lease_id());
+  turn_.remove_entry({hold->entry(), in_doubt}, hold->lease_id());
 }
 
 bool ElectionImpl::campaign(std::string_view value, SteadyTime deadline, std::stop_token cancel) {
+  std::shared_ptr<Hold> lost;
+  bool in_doubt = false;
   {
     MutexLock lock(mu_);
     context_->check_open();
@@ -40,19 +44,23 @@ bool ElectionImpl::campaign(std::string_view value, SteadyTime deadline, std::st
         if (proclaim(value)) return true;
         lock.lock();
       }
-      // The leadership is lost: acknowledge it and campaign anew.
-      hold_->finish();
-      hold_->signal_loss_now();
-      hold_.reset();
-      turn_.give_back();
+      lost = std::exchange(hold_, nullptr);
+      in_doubt = hold_in_doubt_;
     }
+  }
+  if (lost) {
+    // The leadership is lost: acknowledge it, and campaign anew.
+    lost->finish();
+    lost->signal_loss_now();
+    turn_.remove_entry({lost->entry(), in_doubt}, lost->lease_id());
+    turn_.give_back();
   }
   if (!turn_.take(deadline, cancel, /*wait=*/true)) return false;
   std::optional<QueueAcquisition::Acquired> acquired;
   try {
     QueueAcquisition acquisition(
-        context_, queue_, "leadership", name_, std::string(value), {options_.retry_interval, options_.max_retries},
-        [this](const QueueEntry& entry, std::int64_t lease_id) { turn_.remove_entry(entry, lease_id); });
+        context_, queue_, turn_.fence(), "leadership", name_, std::string(value), {options_.retry_interval, options_.max_retries},
+        [this](const QueueWait::Leftover& entry, std::int64_t lease_id) { turn_.remove_entry(entry, lease_id); });
     acquired = acquisition.run(deadline, cancel, QueueWait::Mode::wait);
   } catch (...) {
     turn_.give_back();
@@ -64,6 +72,7 @@ bool ElectionImpl::campaign(std::string_view value, SteadyTime deadline, std::st
   }
   MutexLock lock(mu_);
   hold_ = std::move(acquired->hold);
+  hold_in_doubt_ = acquired->in_doubt;
   context_->log()(LogLevel::info, "elected", {{"name", name_}, {"key", hold_->entry().key}});
   return true;
 }
@@ -88,10 +97,12 @@ bool ElectionImpl::proclaim(std::string_view value) {
 
 void ElectionImpl::resign() {
   std::shared_ptr<Hold> hold;
+  bool in_doubt = false;
   {
     MutexLock lock(mu_);
     if (!hold_) return;
     hold = hold_;
+    in_doubt = hold_in_doubt_;
   }
   if (!hold->lost() && !context_->closed()) {
     hold->begin_release();
@@ -115,6 +126,8 @@ void ElectionImpl::resign() {
     if (hold_ != hold) return;  // another thread resigned meanwhile
     hold_.reset();
   }
+  // A create of this leadership's went unanswered and may still land: fence it.
+  if (in_doubt) turn_.remove_entry({hold->entry(), true}, hold->lease_id());
   context_->log()(LogLevel::info, "resigned", {{"name", name_}, {"key", hold->entry().key}});
   turn_.give_back();
 }

@@ -63,6 +63,7 @@ class ElectionImpl : public std::enable_shared_from_this<ElectionImpl> {
   // Lock order: mu_, then the turn's; no request to etcd is made under mu_.
   mutable Mutex mu_;
   std::shared_ptr<Hold> hold_ ETCDLOCK_GUARDED_BY(mu_);  // the leadership
+  bool hold_in_doubt_ ETCDLOCK_GUARDED_BY(mu_) = false;  // its resign must close the fence
 };
 
 }  // namespace etcdlock::detail

@@ -1,9 +1,83 @@
 #include "hand_over.h"
 
+#include <algorithm>
 #include <charconv>
-#include "mutex.h"
+
+#include "holder_value.h"
+#include "key_layout.h"
 
 namespace etcdlock::detail {
+namespace {
+
+// An entry that can receive a note: a queue entry whose value names an inbox
+// under a prefix that contains the queue.
+struct Addressee {
+  QueueEntry entry;
+  std::string inbox;
+  std::int64_t lease = 0;
+};
+
+std::optional<Addressee> addressee(const QueueDir& queue, const mvccpb::KeyValue& kv) {
+  if (!is_queue_entry(queue.dir, kv.key())) return std::nullopt;
+  const auto value = decode_holder_value(kv.value());
+  if (!value || !is_inbox_key_for(queue.dir, value->inbox)) return std::nullopt;
+  return Addressee{{kv.key(), kv.create_revision()}, value->inbox, kv.lease()};
+}
+
+// The queue's entries in a read of it, oldest first, without the keys of
+// longer names ("a/b" under "a").
+std::vector<const mvccpb::KeyValue*> entries_of(const QueueDir& queue, const pb::RangeResponse& read) {
+  std::vector<const mvccpb::KeyValue*> entries;
+  for (const auto& kv : read.kvs()) {
+    if (is_queue_entry(queue.dir, kv.key())) entries.push_back(&kv);
+  }
+  return entries;
+}
+
+}  // namespace
+
+Release release_and_hand_over(const etcd::Client& client, const QueueDir& queue, const QueueEntry& own,
+                              std::int64_t slots, bool read_head_first) {
+  Release release;
+  if (read_head_first) {
+    // The successor is the entry just past the slots, once `own` holds one.
+    auto head = head_read(queue);
+    head.set_limit(slots + 1 + kQueuePage);  // room for keys of longer names
+    // Served by the member at hand, without the leader's confirmation that a
+    // linearizable read waits for (often a whole write, under contention).
+    // It may be a little stale; safety rests on the Txn's compares, and a
+    // successor it missed is found by the delete's own read below.
+    head.set_serializable(true);
+    const auto read = client.range(head, client.command_deadline());
+    const auto entries = entries_of(queue, read);  // points into `read`
+    const auto slot_count = static_cast<std::size_t>(slots);
+    const bool holds = std::any_of(entries.begin(), entries.begin() + std::min(entries.size(), slot_count),
+                                   [&](const mvccpb::KeyValue* kv) { return kv->key() == own.key; });
+    release.successor_seen = entries.size() > slot_count;
+    if (const auto successor = holds && release.successor_seen ? addressee(queue, *entries[slot_count]) : std::nullopt) {
+      const auto txn = hand_over_txn(own, successor->entry, successor->inbox, successor->lease,
+                                     encode_note(successor->entry));
+      release.entry_was_there = client.txn(txn, client.command_deadline()).succeeded();
+      return release;
+    }
+  }
+  auto txn = release_txn(queue, own);
+  // The entries that hold after the delete: the last of them may be new.
+  txn.mutable_success(1)->mutable_request_range()->set_limit(slots + kQueuePage);
+  const auto response = client.txn(txn, client.command_deadline());
+  release.entry_was_there = response.succeeded();
+  if (!release.entry_was_there) return release;
+  const auto entries = entries_of(queue, response.responses(1).response_range());
+  if (static_cast<std::int64_t>(entries.size()) < slots) return release;
+  release.successor_seen = true;
+  // Queued behind us meanwhile: tell it, in a second write.
+  if (const auto successor = addressee(queue, *entries[static_cast<std::size_t>(slots - 1)])) {
+    client.txn(note_txn(successor->entry, successor->inbox, successor->lease, encode_note(successor->entry)),
+               client.command_deadline());
+  }
+  return release;
+}
+
 
 std::string encode_note(const QueueEntry& entry) { return std::to_string(entry.revision) + " " + entry.key; }
 

@@ -21,12 +21,29 @@
 #include <optional>
 #include <string>
 
+#include "etcd/client.h"
 #include "etcd/watch_hub.h"
 #include "logger.h"
 #include "queue_requests.h"
 #include "mutex.h"
 
 namespace etcdlock::detail {
+
+// What releasing an entry found.
+struct Release {
+  bool entry_was_there = false;  // false: someone else deleted it first (the hold was lost)
+  bool successor_seen = false;   // an entry was waiting for the slot
+};
+
+// Releases `own`, one of the first `slots` entries of `queue` (1 for a lock),
+// if it is still the same entry, and hands its slot to the entry that waits
+// for it: with a note in its manager's inbox, in the same Txn when
+// `read_head_first` (one read, then one write; worth it when a successor is
+// likely), else in a second Txn once the delete shows one. Entries without an
+// inbox (etcdctl, Go's Mutex) learn of their turn from their own watch.
+// Throws Error(errc::unavailable): whether the delete happened is unknown.
+Release release_and_hand_over(const etcd::Client& client, const QueueDir& queue, const QueueEntry& own,
+                              std::int64_t slots, bool read_head_first);
 
 // A note's text: the entry it is for and that entry's create revision.
 std::string encode_note(const QueueEntry& entry);

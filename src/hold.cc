@@ -13,6 +13,15 @@ constexpr auto kCheckRetryPause = std::chrono::milliseconds(200);
 class Hold::KeyWatch final : public etcd::WatchListener {
  public:
   explicit KeyWatch(std::weak_ptr<Hold> hold) : hold_(std::move(hold)) {}
+  void on_created(std::int64_t) override {
+    // The watch sees deletes from now on; one since the hold was confirmed
+    // is seen by a read, made after the watch is in place.
+    if (const auto hold = hold_.lock()) {
+      hold->context_->worker().post([weak = hold_] {
+        if (const auto hold = weak.lock()) hold->check_key();
+      });
+    }
+  }
   void on_events(std::span<const etcd::WatchEvent> events) override {
     const auto hold = hold_.lock();
     if (!hold) return;
@@ -40,11 +49,10 @@ class Hold::KeyWatch final : public etcd::WatchListener {
 };
 
 Hold::Hold(std::shared_ptr<LockContext> context, std::shared_ptr<Session> session, QueueEntry entry,
-           std::int64_t confirmed_at, std::string kind, std::string name)
+           std::string kind, std::string name)
     : context_(std::move(context)),
       session_(std::move(session)),
       entry_(std::move(entry)),
-      confirmed_at_(confirmed_at),
       kind_(std::move(kind)),
       name_(std::move(name)) {}
 
@@ -111,7 +119,10 @@ void Hold::watch_key() {
   MutexLock lock(mu_);
   watch_task_ = 0;
   if (finished_.load() || lost_.load()) return;
-  watch_ = context_->watches().add(entry_.key, "", confirmed_at_ + 1, std::make_shared<KeyWatch>(weak_from_this()),
+  // From now, not from the confirmed revision: a watch that starts in the
+  // past is caught up by etcd only every 100 ms, and a delete in between
+  // would be signalled that late. The read after on_created() covers it.
+  watch_ = context_->watches().add(entry_.key, "", 0, std::make_shared<KeyWatch>(weak_from_this()),
                                    etcd::WatchHub::Events::deletes_only);
 }
 

@@ -6,10 +6,12 @@
 // unlock, `etcdctl del`), or when the manager closes. It learns of each by
 // itself: the session's and the manager's stop tokens, and a watch on its own
 // key. That watch starts only once the hold has lasted kWatchDelay: a short
-// hold then costs no watch, and no event when its own release deletes the key;
-// the watch starts from the revision the hold was confirmed at, so a delete
-// in between is still seen, and a hold released before it starts learns of
-// such a delete from its release, which compares the key's create revision.
+// hold then costs no watch, and no event when its own release deletes the key.
+// A read of the key once the watch is in place covers the time before it, and
+// a hold released before that learns of a delete from its release, which
+// compares the key's create revision. (A delete by someone else lets the next
+// holder in at once; the holder learns of it after the fact, within about
+// kWatchDelay plus a read, or a watch event's delivery time once watched.)
 //
 // Loss is signalled once, by requesting the hold's stop token on the
 // notifier's thread.
@@ -36,11 +38,10 @@ class Hold : public std::enable_shared_from_this<Hold> {
  public:
   static constexpr std::chrono::milliseconds kWatchDelay{50};
 
-  // A hold of `entry` on `session`'s lease, first in its queue as of
-  // `confirmed_at`; `kind` ("lock", "leadership") and `name` are for logs.
-  // Call start() next.
-  Hold(std::shared_ptr<LockContext> context, std::shared_ptr<Session> session, QueueEntry entry,
-       std::int64_t confirmed_at, std::string kind, std::string name);
+  // A hold of `entry` on `session`'s lease, first in its queue; `kind`
+  // ("lock", "leadership") and `name` are for logs. Call start() next.
+  Hold(std::shared_ptr<LockContext> context, std::shared_ptr<Session> session, QueueEntry entry, std::string kind,
+       std::string name);
   ~Hold();
   Hold(const Hold&) = delete;
   Hold& operator=(const Hold&) = delete;
@@ -84,7 +85,6 @@ class Hold : public std::enable_shared_from_this<Hold> {
   const std::shared_ptr<LockContext> context_;
   const std::shared_ptr<Session> session_;
   const QueueEntry entry_;
-  const std::int64_t confirmed_at_;
   const std::string kind_;
   const std::string name_;
   std::stop_source lost_source_;

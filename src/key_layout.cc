@@ -43,6 +43,15 @@ std::string prefix_range_end(std::string_view prefix) {
   return std::string(1, '\0');  // etcd's "every key" range end
 }
 
+std::string fence_key_base(std::string_view prefix, std::string_view name) {
+  std::string key(prefix);
+  key += '/';
+  key += std::string_view("\0fence/", 7);
+  key += name;
+  key += '/';
+  return key;
+}
+
 std::string inbox_key(std::string_view prefix, std::uint64_t manager_id) {
   char hex[17];
   std::snprintf(hex, sizeof hex, "%llx", static_cast<unsigned long long>(manager_id));

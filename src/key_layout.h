@@ -5,10 +5,10 @@
 // layout of etcd's own lock recipe, so all users of it exclude one another.
 //
 // Each manager also has an inbox, "P/\0inbox/<manager id in hex>", where a
-// releasing holder leaves a note for its successor (see hand_over.h). The NUL
-// byte, which no lock name may contain, keeps inboxes out of every lock's
-// queue, also for Go's Mutex and etcdctl, which read every key under a lock's
-// directory.
+// releasing holder leaves a note for its successor (see hand_over.h), and
+// fence keys, "P/\0fence/N/<lease id in hex>" (see fence.h). The NUL byte,
+// which no lock name may contain, keeps them out of every lock's queue, also
+// for Go's Mutex and etcdctl, which read every key under a lock's directory.
 #pragma once
 
 #include <cstdint>
@@ -30,6 +30,10 @@ bool is_queue_entry(std::string_view dir, std::string_view key);
 
 // The end of the range of every key starting with `prefix`, as etcd means it.
 std::string prefix_range_end(std::string_view prefix);
+
+// "<prefix>/\0fence/<name>/": where the fence keys of a name's entries go,
+// one per lease (see fence.h).
+std::string fence_key_base(std::string_view prefix, std::string_view name);
 
 // The inbox of the manager `manager_id` under `prefix`.
 std::string inbox_key(std::string_view prefix, std::uint64_t manager_id);

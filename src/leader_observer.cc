@@ -42,7 +42,7 @@ void LeaderObserver::start() {
   }
   read();
   MutexLock lock(mu_);
-  watch_ = context_->watches().add(queue_.dir, queue_.end, applied_revision_ + 1, std::make_shared<Relay>(weak_from_this()));
+  watch_ = context_->watches().add(queue_.dir, queue_.end, read_revision_ + 1, std::make_shared<Relay>(weak_from_this()));
 }
 
 void LeaderObserver::read() {
@@ -59,7 +59,7 @@ void LeaderObserver::read() {
   {
     MutexLock lock(mu_);
     entries_ = std::move(entries);
-    applied_revision_ = response.header().revision();
+    read_revision_ = response.header().revision();
     reading_ = false;
     for (const auto& event : std::exchange(held_back_, {})) apply(event);
     deliver = publish();
@@ -105,8 +105,9 @@ void LeaderObserver::read_later(SteadyTime when) {
 }
 
 void LeaderObserver::apply(const etcd::WatchEvent& event) {
-  if (event.mod_revision <= applied_revision_) return;  // the read saw it already
-  applied_revision_ = event.mod_revision;
+  // Events up to the last read are in it. (Several events may share one
+  // revision: a Txn's, or a range delete's; each is applied.)
+  if (event.mod_revision <= read_revision_) return;
   if (!is_queue_entry(queue_.dir, event.key)) return;
   if (event.deleted) {
     entries_.erase(event.key);

@@ -66,7 +66,7 @@ class LeaderObserver : public std::enable_shared_from_this<LeaderObserver> {
   Mutex mu_;
   std::condition_variable_any idle_;
   std::map<std::string, LeaderInfo> entries_ ETCDLOCK_GUARDED_BY(mu_);  // by key
-  std::int64_t applied_revision_ ETCDLOCK_GUARDED_BY(mu_) = 0;
+  std::int64_t read_revision_ ETCDLOCK_GUARDED_BY(mu_) = 0;  // of the last read: events up to it are in it
   bool reading_ ETCDLOCK_GUARDED_BY(mu_) = false;  // a read after a gap is under way
   std::vector<etcd::WatchEvent> held_back_ ETCDLOCK_GUARDED_BY(mu_);
   std::optional<std::optional<LeaderInfo>> published_ ETCDLOCK_GUARDED_BY(mu_);  // what was last queued

@@ -1,6 +1,6 @@
 #include "lock_impl.h"
 
-#include "holder_value.h"
+#include "hand_over.h"
 #include "key_layout.h"
 #include "queue_acquisition.h"
 #include "text.h"
@@ -13,21 +13,23 @@ LockImpl::LockImpl(std::shared_ptr<LockContext> context, std::string name, LockO
       name_(std::move(name)),
       queue_{queue_dir(context_->prefix(), name_), prefix_range_end(queue_dir(context_->prefix(), name_))},
       options_(options),
-      turn_(context_, "lock " + quote_value(name_)) {}
+      turn_(context_, "lock " + quote_value(name_), queue_.dir, fence_key_base(context_->prefix(), name_)) {}
 
 LockImpl::~LockImpl() {
   // No other reference exists, so no thread can be inside a member function.
   std::shared_ptr<Hold> hold;
+  bool in_doubt = false;
   {
     MutexLock lock(mu_);
     hold = std::move(hold_);
+    in_doubt = hold_in_doubt_;
   }
   if (!hold) return;
   hold->finish();
   if (hold->lost() || context_->closed()) return;
   context_->log()(LogLevel::warning, "lock destroyed while held; releasing it",
                   {{"name", name_}, {"key", hold->entry().key}});
-  turn_.remove_entry(hold->entry(), hold->lease_id());
+  turn_.remove_entry({hold->entry(), in_doubt}, hold->lease_id());
 }
 
 bool LockImpl::acquire(SteadyTime deadline, std::stop_token cancel, Mode mode) {
@@ -68,13 +70,14 @@ bool LockImpl::acquire(SteadyTime deadline, std::stop_token cancel, Mode mode) {
 
 bool LockImpl::acquire_in_etcd(SteadyTime deadline, const std::stop_token& cancel, Mode mode) {
   QueueAcquisition acquisition(
-      context_, queue_, "lock", name_, context_->entry_value(), {options_.retry_interval, options_.max_retries},
-      [this](const QueueEntry& entry, std::int64_t lease_id) { turn_.remove_entry(entry, lease_id); });
+      context_, queue_, turn_.fence(), "lock", name_, context_->entry_value(), {options_.retry_interval, options_.max_retries},
+      [this](const QueueWait::Leftover& entry, std::int64_t lease_id) { turn_.remove_entry(entry, lease_id); });
   auto acquired = acquisition.run(deadline, cancel, mode);
   MutexLock lock(mu_);
   last_key_ = acquisition.key();
   if (!acquired) return false;
   hold_ = std::move(acquired->hold);
+  hold_in_doubt_ = acquired->in_doubt;
   expect_successor_ = acquired->waited || expect_successor_;
   return true;
 }
@@ -82,6 +85,7 @@ bool LockImpl::acquire_in_etcd(SteadyTime deadline, const std::stop_token& cance
 void LockImpl::release(std::error_code& ec) noexcept {
   ec.clear();
   std::shared_ptr<Hold> hold;
+  bool in_doubt = false;
   {
     MutexLock lock(mu_);
     if (!hold_ || !turn_.owned_by_this_thread()) {
@@ -91,23 +95,16 @@ void LockImpl::release(std::error_code& ec) noexcept {
     if (--depth_ > 0) return;
     // The turn stays ours until the entry is gone from etcd.
     hold = std::move(hold_);
+    in_doubt = hold_in_doubt_;
   }
   hold->finish();
   if (hold->lost()) {
     ec = make_error_code(errc::lock_expired);
     // Lost at its local deadline, the key may still be in etcd, blocking the
     // queue until the lease expires there: remove it while it is the same.
-    if (!context_->closed()) {
-      try {
-        auto txn = while_created_at(hold->entry().key, hold->entry().revision);
-        txn.add_success()->mutable_request_delete_range()->set_key(hold->entry().key);
-        context_->client().txn(txn, context_->client().command_deadline());
-      } catch (const Error&) {
-        // Unreachable: the lease ends it.
-      }
-    }
+    turn_.remove_entry({hold->entry(), in_doubt}, hold->lease_id());
   } else {
-    release_in_etcd(*hold, ec);
+    release_in_etcd(*hold, in_doubt, ec);
   }
   hold->signal_loss_now();
   {
@@ -117,79 +114,34 @@ void LockImpl::release(std::error_code& ec) noexcept {
   turn_.give_back();
 }
 
-void LockImpl::release_in_etcd(Hold& hold, std::error_code& ec) {
+void LockImpl::release_in_etcd(Hold& hold, bool in_doubt, std::error_code& ec) {
   bool expect_successor = false;
   {
     MutexLock lock(mu_);
     expect_successor = expect_successor_;
   }
   try {
-    if (expect_successor) {
-      hand_over(hold, ec);
-    } else {
-      const auto response = context_->client().txn(release_txn(queue_, hold.entry()), context_->client().command_deadline());
-      if (!response.succeeded()) {
-        hold.lose("its key was deleted", /*even_if_finished=*/true);
-        ec = make_error_code(errc::lock_expired);
-        return;
-      }
-      // Someone queued behind us meanwhile: tell them, and expect more.
-      const auto& first = response.responses(1).response_range();
-      const bool successor = first.kvs_size() > 0 && is_queue_entry(queue_.dir, first.kvs(0).key());
-      {
-        MutexLock lock(mu_);
-        expect_successor_ = successor;
-      }
-      if (successor) {
-        const auto& next = first.kvs(0);
-        const auto value = decode_holder_value(next.value());
-        if (value && is_inbox_key_for(queue_.dir, value->inbox)) {
-          const QueueEntry entry{next.key(), next.create_revision()};
-          context_->client().txn(note_txn(entry, value->inbox, next.lease(), encode_note(entry)),
-                                 context_->client().command_deadline());
-        }
-      }
+    const auto release = release_and_hand_over(context_->client(), queue_, hold.entry(), 1, expect_successor);
+    if (!release.entry_was_there) {
+      hold.lose("its key was deleted", /*even_if_finished=*/true);
+      ec = make_error_code(errc::lock_expired);
+      return;
     }
+    {
+      MutexLock lock(mu_);
+      expect_successor_ = release.successor_seen;
+    }
+    // A create of this hold's went unanswered and may still land: fence it.
+    if (in_doubt) turn_.remove_entry({hold.entry(), true}, hold.lease_id());
     context_->log()(LogLevel::debug, "lock released", {{"name", name_}, {"key", hold.entry().key}});
   } catch (const Error& error) {
     if (error.value() == errc::unavailable) {
-      turn_.remove_entry(hold.entry(), hold.lease_id());  // whether it went is unknown: make sure
+      turn_.remove_entry({hold.entry(), in_doubt}, hold.lease_id());  // whether it went is unknown: make sure
     } else {
       context_->log()(LogLevel::error, "could not release a lock",
                       {{"name", name_}, {"key", hold.entry().key}, {"error", error.what()}});
     }
   }
-}
-
-void LockImpl::hand_over(Hold& hold, std::error_code& ec) {
-  const auto& client = context_->client();
-  const auto head = client.range(head_read(queue_), client.command_deadline());
-  std::optional<QueueEntry> successor;
-  std::string inbox;
-  std::int64_t successor_lease = 0;
-  if (head.kvs_size() == 2 && head.kvs(0).key() == hold.entry().key && is_queue_entry(queue_.dir, head.kvs(1).key())) {
-    const auto& next = head.kvs(1);
-    const auto value = decode_holder_value(next.value());
-    if (value && is_inbox_key_for(queue_.dir, value->inbox)) {
-      successor = QueueEntry{next.key(), next.create_revision()};
-      inbox = value->inbox;
-      successor_lease = next.lease();
-    }
-  }
-  pb::TxnResponse response;
-  if (successor) {
-    response = client.txn(hand_over_txn(hold.entry(), *successor, inbox, successor_lease, encode_note(*successor)),
-                          client.command_deadline());
-  } else {
-    response = client.txn(release_txn(queue_, hold.entry()), client.command_deadline());
-  }
-  if (!response.succeeded()) {
-    hold.lose("its key was deleted", /*even_if_finished=*/true);
-    ec = make_error_code(errc::lock_expired);
-    return;
-  }
-  MutexLock lock(mu_);
-  expect_successor_ = head.kvs_size() >= 2;
 }
 
 bool LockImpl::held() const {

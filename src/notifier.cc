@@ -1,7 +1,6 @@
 #include "notifier.h"
 
 #include <algorithm>
-#include "mutex.h"
 
 namespace etcdlock::detail {
 
@@ -12,7 +11,9 @@ void Notifier::post(std::function<void()> signal) {
     MutexLock lock(state_->mu);
     if (!state_->stopping) {
       state_->queue.push_back(std::move(signal));
-      if (state_->waiting_threads == 0 && state_->threads.size() < kMaxThreads) {
+      // A thread for every queued signal, as far as the limit allows: one
+      // that waits may not have woken yet to take the signal before.
+      if (state_->queue.size() > state_->waiting_threads && state_->threads.size() < kMaxThreads) {
         state_->threads.emplace_back([state = state_] { run(state); });
       }
       state_->wake.notify_one();

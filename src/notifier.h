@@ -16,6 +16,7 @@
 #include <memory>
 #include <thread>
 #include <vector>
+
 #include "mutex.h"
 
 namespace etcdlock::detail {
@@ -50,7 +51,7 @@ class Notifier {
     std::condition_variable_any idle;
     std::deque<std::function<void()>> queue ETCDLOCK_GUARDED_BY(mu);
     std::vector<std::thread> threads ETCDLOCK_GUARDED_BY(mu);
-    std::size_t waiting_threads ETCDLOCK_GUARDED_BY(mu) = 0;  // threads waiting for a signal
+    std::size_t waiting_threads ETCDLOCK_GUARDED_BY(mu) = 0;  // threads that have not taken a signal yet
     std::size_t running ETCDLOCK_GUARDED_BY(mu) = 0;  // signals being run
     bool stopping ETCDLOCK_GUARDED_BY(mu) = false;
   };

@@ -1,5 +1,7 @@
 #include "pending_deletes.h"
 
+#include "key_layout.h"
+
 namespace etcdlock::detail {
 namespace {
 
@@ -7,43 +9,48 @@ constexpr auto kRetryPause = std::chrono::milliseconds(200);
 
 }  // namespace
 
-void PendingDeletes::add(QueueEntry entry, std::int64_t lease_id, std::function<void()> done) {
-  log_(LogLevel::warning, "could not delete a queue entry; retrying in the background", {{"key", entry.key}});
-  worker_.post([this, entry = std::move(entry), lease_id, done = std::move(done)]() mutable {
-    attempt(std::move(entry), lease_id, std::move(done));
+void PendingDeletes::add(Removal removal, std::function<void()> done) {
+  log_(LogLevel::warning, "could not delete a queue entry; retrying in the background", {{"key", removal.key}});
+  {
+    MutexLock lock(mu_);
+    pending_.insert(removal.key);
+  }
+  worker_.post([this, removal = std::make_shared<Removal>(std::move(removal)), done = std::move(done)]() mutable {
+    attempt(std::move(removal), std::move(done));
   });
 }
 
-void PendingDeletes::attempt(QueueEntry entry, std::int64_t lease_id, std::function<void()> done) {
-  if (try_delete(entry, lease_id)) {
+bool PendingDeletes::pending_in(std::string_view dir) const {
+  MutexLock lock(mu_);
+  for (auto key = pending_.lower_bound(std::string(dir)); key != pending_.end() && key->starts_with(dir); ++key) {
+    if (is_queue_entry(dir, *key)) return true;
+  }
+  return false;
+}
+
+void PendingDeletes::attempt(std::shared_ptr<Removal> removal, std::function<void()> done) {
+  if (try_remove(*removal)) {
+    {
+      MutexLock lock(mu_);
+      pending_.erase(pending_.find(removal->key));
+    }
     done();
     return;
   }
-  worker_.post_at(SteadyClock::now() + kRetryPause,
-                  [this, entry = std::move(entry), lease_id, done = std::move(done)]() mutable {
-                    attempt(std::move(entry), lease_id, std::move(done));
-                  });
+  worker_.post_at(SteadyClock::now() + kRetryPause, [this, removal, done = std::move(done)]() mutable {
+    attempt(std::move(removal), std::move(done));
+  });
 }
 
-bool PendingDeletes::try_delete(QueueEntry& entry, std::int64_t lease_id) const {
+bool PendingDeletes::try_remove(const Removal& removal) const {
   const auto session = sessions_.latest();
-  if (!session || session->lease_id() != lease_id || !session->alive()) return true;  // gone with its lease
+  if (!session || session->lease_id() != removal.lease_id || !session->alive()) return true;  // gone with its lease
   try {
-    if (entry.revision == 0) {
-      pb::RangeRequest read;
-      read.set_key(entry.key);
-      const auto found = client_.range(read, client_.command_deadline());
-      if (found.kvs_size() == 0) return true;
-      entry.revision = found.kvs(0).create_revision();
-    }
-    // Only the entry we left, never a later one under the same key.
-    auto txn = while_created_at(entry.key, entry.revision);
-    txn.add_success()->mutable_request_delete_range()->set_key(entry.key);
-    client_.txn(txn, client_.command_deadline());
+    client_.txn(removal.txn, client_.command_deadline());
     return true;
   } catch (const Error& error) {
     if (error.value() == errc::unavailable) return false;
-    log_(LogLevel::error, "could not delete a queue entry", {{"key", entry.key}, {"error", error.what()}});
+    log_(LogLevel::error, "could not delete a queue entry", {{"key", removal.key}, {"error", error.what()}});
     return true;
   }
 }

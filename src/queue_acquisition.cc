@@ -5,15 +5,16 @@
 
 namespace etcdlock::detail {
 
-QueueAcquisition::QueueAcquisition(std::shared_ptr<LockContext> context, QueueDir queue, std::string kind,
-                                   std::string name, std::string value, RetryPolicy retry, RemoveEntry remove_entry)
+QueueAcquisition::QueueAcquisition(std::shared_ptr<LockContext> context, QueueDir queue, Fence& fence,
+                                   std::string kind, std::string name, std::string value, RetryPolicy retry,
+                                   RemoveEntry remove_entry)
     : context_(context),
       kind_(std::move(kind)),
       name_(std::move(name)),
       description_(kind_ + " " + quote_value(name_)),
       retry_(retry),
       remove_entry_(std::move(remove_entry)),
-      wait_(std::move(context), std::move(queue), std::move(value)) {}
+      wait_(std::move(context), std::move(queue), fence, std::move(value)) {}
 
 Error QueueAcquisition::cancelled_error() const { return Error(errc::cancelled, "the wait for " + description_ + " was cancelled"); }
 
@@ -39,9 +40,9 @@ std::optional<QueueAcquisition::Acquired> QueueAcquisition::run(SteadyTime deadl
       switch (wait_.run(session_, deadline, cancel, mode)) {
         case QueueWait::Result::acquired: {
           const auto& acquired = wait_.acquired();
-          auto hold = std::make_shared<Hold>(context_, session_, acquired.entry, acquired.confirmed_at, kind_, name_);
+          auto hold = std::make_shared<Hold>(context_, session_, acquired.entry, kind_, name_);
           hold->start();
-          if (!hold->lost()) return Acquired{std::move(hold), acquired.waited};
+          if (!hold->lost()) return Acquired{std::move(hold), acquired.waited, acquired.in_doubt};
           hold->finish();  // its lease ended just now: queue again
           continue;
         }

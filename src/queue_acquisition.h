@@ -24,17 +24,18 @@ class QueueAcquisition {
  public:
   // Deletes an entry this acquisition leaves behind (the owner decides how,
   // since a delete that cannot reach etcd must keep its key from being reused).
-  using RemoveEntry = std::function<void(const QueueEntry& entry, std::int64_t lease_id)>;
+  using RemoveEntry = std::function<void(const QueueWait::Leftover& entry, std::int64_t lease_id)>;
 
   struct Acquired {
     std::shared_ptr<Hold> hold;  // started
     bool waited = false;         // an entry was ahead of ours at some point
+    bool in_doubt = false;       // a create went unanswered: end the hold by closing the fence
   };
 
   // `kind` ("lock", "leadership") and `name` say in messages what is
   // acquired; `value` is what the entry holds.
-  QueueAcquisition(std::shared_ptr<LockContext> context, QueueDir queue, std::string kind, std::string name,
-                   std::string value, RetryPolicy retry, RemoveEntry remove_entry);
+  QueueAcquisition(std::shared_ptr<LockContext> context, QueueDir queue, Fence& fence, std::string kind,
+                   std::string name, std::string value, RetryPolicy retry, RemoveEntry remove_entry);
 
   // The hold, once our entry is first; nullopt when `mode` gave up or the
   // deadline passed. Throws Error: cancelled, closed, unavailable (after the

@@ -34,16 +34,23 @@ struct QueueDir {
 // The queue's keys, oldest first; keys only.
 pb::RangeRequest queue_range(const QueueDir& queue);
 
-// etcd's recipe in one Txn: create `key` on `lease` unless it exists (a retry
-// of a request that was applied). Success: [put, the newest keys of the queue,
-// newest first: ours, then our predecessor's]; failure: [range of key].
-pb::TxnRequest enqueue_txn(const QueueDir& queue, const std::string& key, const std::string& value,
-                           std::int64_t lease);
+// A fence key and the version a create compares it with (see fence.h).
+struct FenceCheck {
+  std::string key;
+  std::int64_t version = 0;
+};
 
-// Create `key` only if the queue is empty. Success: [put]; failure: [range of
-// key, the queue's first key].
+// etcd's recipe in one Txn: create `key` on `lease` unless it exists (a retry
+// of a request that was applied), and unless `fence` moved. Success: [put,
+// the newest keys of the queue, newest first: ours, then our predecessor's];
+// failure: [range of key, range of the fence].
+pb::TxnRequest enqueue_txn(const QueueDir& queue, const std::string& key, const std::string& value,
+                           std::int64_t lease, const FenceCheck& fence);
+
+// Create `key` only if the queue is empty and `fence` did not move. Success:
+// [put]; failure: [range of key, the queue's first keys, range of the fence].
 pb::TxnRequest enqueue_if_empty_txn(const QueueDir& queue, const std::string& key, const std::string& value,
-                                    std::int64_t lease);
+                                    std::int64_t lease, const FenceCheck& fence);
 
 // A read, in one revision, of `own` (still there?) and of the entries created
 // before it, newest first (its predecessor). Responses: [own, predecessors].

@@ -103,9 +103,10 @@ class QueueWait::PredecessorWatch final : public etcd::WatchListener {
   std::shared_ptr<Signals> signals_;
 };
 
-QueueWait::QueueWait(std::shared_ptr<LockContext> context, QueueDir queue, std::string value)
+QueueWait::QueueWait(std::shared_ptr<LockContext> context, QueueDir queue, Fence& fence, std::string value)
     : context_(std::move(context)),
       queue_(std::move(queue)),
+      fence_(fence),
       value_(std::move(value)),
       signals_(std::make_shared<Signals>()) {}
 
@@ -120,14 +121,15 @@ void QueueWait::begin(const Session& session) {
   key_ = queue_key(queue_.dir, session.lease_id());
   own_.reset();
   create_sent_ = false;
+  in_doubt_ = false;
   signals_->reset();
   // Before the entry exists: a note may come as soon as it does.
   context_->inbox().expect(key_, *signals_);
 }
 
-std::optional<QueueEntry> QueueWait::leftover() const {
-  if (own_) return own_;
-  if (create_sent_) return QueueEntry{key_, 0};
+std::optional<QueueWait::Leftover> QueueWait::leftover() const {
+  if (own_) return Leftover{*own_, in_doubt_};
+  if (create_sent_ || in_doubt_) return Leftover{QueueEntry{key_, 0}, true};
   return std::nullopt;
 }
 
@@ -144,60 +146,88 @@ QueueWait::Result QueueWait::run(const std::shared_ptr<Session>& session, Steady
     read = enqueue(*session, deadline);
   }
   if (!read) return lose_entry();
-  if (!read->predecessor) return acquire(read->revision);
+  if (!read->predecessor) return acquire();
   waited_ = true;
   if (mode == Mode::try_once) return Result::not_acquired;
   return wait_for_turn(*session, *read, deadline, std::move(cancel));
 }
 
+pb::TxnResponse QueueWait::send_create(const pb::TxnRequest& txn, SteadyTime deadline) {
+  create_sent_ = true;
+  try {
+    return context_->client().txn(txn, deadline);
+  } catch (const Error& error) {
+    // No reply: etcd may apply it now, or much later. The attempt must end
+    // by closing the fence.
+    if (error.value() == errc::unavailable) in_doubt_ = true;
+    throw;
+  }
+}
+
+bool QueueWait::fence_moved(const Session& session, const pb::TxnResponse& response, std::int64_t sent_version) {
+  const auto& fence = response.responses(response.responses_size() - 1).response_range();
+  fence_.saw(session.lease_id(), fence);
+  return fence_.version(session.lease_id()) != sent_version;
+}
+
 std::optional<QueueWait::Read> QueueWait::try_first(const Session& session, SteadyTime deadline) {
   // One round trip either way: create our entry only in an empty queue.
-  create_sent_ = true;
-  const auto response = context_->client().txn(
-      enqueue_if_empty_txn(queue_, key_, value_, session.lease_id()), deadline);
-  const std::int64_t revision = response.header().revision();
-  if (response.succeeded()) {
-    own_ = QueueEntry{key_, revision};
-    signals_->set_own(revision);
-    return Read{std::nullopt, revision};
+  for (;;) {
+    const FenceCheck fence{fence_.key(session.lease_id()), fence_.version(session.lease_id())};
+    const auto response =
+        send_create(enqueue_if_empty_txn(queue_, key_, value_, session.lease_id(), fence), deadline);
+    const std::int64_t revision = response.header().revision();
+    if (response.succeeded()) {
+      own_ = QueueEntry{key_, revision};
+      signals_->set_own(revision);
+      return Read{std::nullopt, revision};
+    }
+    const auto& own = response.responses(0).response_range();
+    std::int64_t more = 0;
+    const auto first = first_entry(queue_, response.responses(1).response_range(), 0, more);
+    if (own.kvs_size() > 0) {
+      // An earlier try of ours was applied though its reply was lost.
+      own_ = QueueEntry{key_, own.kvs(0).create_revision()};
+      signals_->set_own(own_->revision);
+      fence_moved(session, response, fence.version);
+      if (first) return Read{first->key == key_ ? std::nullopt : first, revision};
+      return read_predecessor(deadline);
+    }
+    if (fence_moved(session, response, fence.version)) continue;  // with the fence as it is now
+    if (first) {
+      if (!in_doubt_) create_sent_ = false;  // this failure branch created nothing
+      return std::nullopt;
+    }
+    // Only keys of longer lock names ("a/b" under "a"): queue, then see.
+    return enqueue(session, deadline);
   }
-  const auto& own = response.responses(0).response_range();
-  std::int64_t more = 0;
-  const auto first = first_entry(queue_, response.responses(1).response_range(), 0, more);
-  if (own.kvs_size() > 0) {
-    // An earlier try of ours was applied though its reply was lost.
-    own_ = QueueEntry{key_, own.kvs(0).create_revision()};
-    signals_->set_own(own_->revision);
-    if (first) return Read{first->key == key_ ? std::nullopt : first, revision};
-    return read_predecessor(deadline);
-  }
-  create_sent_ = false;  // the failure branch creates nothing
-  if (first) return std::nullopt;
-  // Only keys of longer lock names ("a/b" under "a"): queue, then see.
-  return enqueue(session, deadline);
 }
 
 std::optional<QueueWait::Read> QueueWait::enqueue(const Session& session, SteadyTime deadline) {
-  create_sent_ = true;
-  const auto response =
-      context_->client().txn(enqueue_txn(queue_, key_, value_, session.lease_id()), deadline);
-  if (!response.succeeded()) {
-    // Ours already: a retry of a request that was applied.
-    const auto& own = response.responses(0).response_range();
-    if (own.kvs_size() == 0) return std::nullopt;
-    own_ = QueueEntry{key_, own.kvs(0).create_revision()};
-    signals_->set_own(own_->revision);
+  for (;;) {
+    const FenceCheck fence{fence_.key(session.lease_id()), fence_.version(session.lease_id())};
+    const auto response = send_create(enqueue_txn(queue_, key_, value_, session.lease_id(), fence), deadline);
+    if (!response.succeeded()) {
+      const auto& own = response.responses(0).response_range();
+      if (own.kvs_size() == 0) {
+        if (fence_moved(session, response, fence.version)) continue;  // with the fence as it is now
+        return std::nullopt;
+      }
+      // Ours already: a retry of a request that was applied.
+      own_ = QueueEntry{key_, own.kvs(0).create_revision()};
+      signals_->set_own(own_->revision);
+      return read_predecessor(deadline);
+    }
+    const std::int64_t revision = response.header().revision();
+    own_ = QueueEntry{key_, revision};
+    signals_->set_own(revision);
+    // Newest first: ours, then our predecessor, unless keys of longer names
+    // come between.
+    std::int64_t more = 0;
+    const auto predecessor = first_entry(queue_, response.responses(1).response_range(), revision, more);
+    if (predecessor || more == 0) return Read{predecessor, revision};
     return read_predecessor(deadline);
   }
-  const std::int64_t revision = response.header().revision();
-  own_ = QueueEntry{key_, revision};
-  signals_->set_own(revision);
-  // Newest first: ours, then our predecessor, unless keys of longer names
-  // come between.
-  std::int64_t more = 0;
-  const auto predecessor = first_entry(queue_, response.responses(1).response_range(), revision, more);
-  if (predecessor || more == 0) return Read{predecessor, revision};
-  return read_predecessor(deadline);
 }
 
 std::optional<QueueWait::Read> QueueWait::read_predecessor(SteadyTime deadline) {
@@ -239,7 +269,7 @@ QueueWait::Result QueueWait::wait_for_turn(const Session& session, Read read, St
       refused = signals_->refused;
       check_queue = std::exchange(signals_->check_queue, false);
     }
-    if (handed_over_at) return acquire(*handed_over_at);
+    if (handed_over_at) return acquire();
     if (context_->closed()) throw context_->closed_error();
     if (!session.alive()) return lose_entry();
     if (!refused.empty()) {
@@ -249,7 +279,7 @@ QueueWait::Result QueueWait::wait_for_turn(const Session& session, Read read, St
     if (!check_queue) return Result::not_acquired;  // cancelled, or the deadline passed
     const auto fresh = read_predecessor(deadline);
     if (!fresh) return lose_entry();
-    if (!fresh->predecessor) return acquire(fresh->revision);
+    if (!fresh->predecessor) return acquire();
     if (fresh->predecessor->key != predecessor_key_) watch_predecessor(*fresh);
   }
 }
@@ -269,6 +299,7 @@ void QueueWait::stop_watching() {
 }
 
 QueueWait::Result QueueWait::lose_entry() {
+  // A create in doubt stays so: it could still land on this key.
   stop_watching();
   own_.reset();
   create_sent_ = false;
@@ -276,9 +307,9 @@ QueueWait::Result QueueWait::lose_entry() {
   return Result::entry_lost;
 }
 
-QueueWait::Result QueueWait::acquire(std::int64_t confirmed_at) {
+QueueWait::Result QueueWait::acquire() {
   stop_watching();
-  acquired_ = Acquired{*own_, confirmed_at, waited_};
+  acquired_ = Acquired{*own_, waited_, in_doubt_};
   return Result::acquired;
 }
 

@@ -28,6 +28,7 @@
 #include <stop_token>
 #include <string>
 
+#include "fence.h"
 #include "lock_context.h"
 #include "queue_requests.h"
 #include "session.h"
@@ -47,13 +48,18 @@ class QueueWait {
   };
   struct Acquired {
     QueueEntry entry;
-    std::int64_t confirmed_at = 0;  // a revision at which the entry was first
     bool waited = false;            // an entry was ahead of ours at some point
+    bool in_doubt = false;          // a create went unanswered: the hold ends by closing the fence
+  };
+  // An entry this wait may have left in etcd.
+  struct Leftover {
+    QueueEntry entry;       // revision 0 when its creation is in doubt
+    bool in_doubt = false;  // a create went unanswered: remove it by closing the fence
   };
 
   // `value` is what our entry will hold: the lock's holder value, or an
-  // election's proposal.
-  QueueWait(std::shared_ptr<LockContext> context, QueueDir queue, std::string value);
+  // election's proposal. `fence` guards the name's creates (fence.h).
+  QueueWait(std::shared_ptr<LockContext> context, QueueDir queue, Fence& fence, std::string value);
   // Stops watching and forgets the inbox; never deletes anything.
   ~QueueWait();
   QueueWait(const QueueWait&) = delete;
@@ -66,10 +72,9 @@ class QueueWait {
   Result run(const std::shared_ptr<Session>& session, SteadyTime deadline, std::stop_token cancel, Mode mode);
   const Acquired& acquired() const { return acquired_; }
 
-  // The entry this wait may have left in etcd when it did not acquire: to be
-  // deleted, with revision 0 when the request that would have created it has
-  // an unknown outcome. nullopt when there is none.
-  std::optional<QueueEntry> leftover() const;
+  // The entry this wait may have left in etcd when it did not acquire, to be
+  // removed; nullopt when there is none.
+  std::optional<Leftover> leftover() const;
   // The key of our entry, or of the one we are about to create.
   const std::string& key() const { return key_; }
 
@@ -82,6 +87,11 @@ class QueueWait {
   };
 
   void begin(const Session& session);
+  // Sends a Txn that may create our entry; no reply puts the attempt in doubt.
+  pb::TxnResponse send_create(const pb::TxnRequest& txn, SteadyTime deadline);
+  // Learns the fence from a create's failure branch (its last response); true
+  // when it moved since `sent_version`, so the create must go again.
+  bool fence_moved(const Session& session, const pb::TxnResponse& response, std::int64_t sent_version);
   // The Txns that create our entry; they set own_ and return what is ahead
   // of it (try_first: nullopt when someone else is first; enqueue: nullopt
   // when our entry is gone).
@@ -93,16 +103,18 @@ class QueueWait {
   Result wait_for_turn(const Session& session, Read read, SteadyTime deadline, std::stop_token cancel);
   void watch_predecessor(const Read& read);
   void stop_watching();
-  Result acquire(std::int64_t confirmed_at);
+  Result acquire();
   Result lose_entry();
 
   const std::shared_ptr<LockContext> context_;
   const QueueDir queue_;
+  Fence& fence_;
   const std::string value_;
   const std::shared_ptr<Signals> signals_;
   std::string key_;                    // our entry's key on the current lease
   std::optional<QueueEntry> own_;      // our entry, once a Txn told us it exists
   bool create_sent_ = false;           // a create of key_ went out: it may exist
+  bool in_doubt_ = false;              // a create of key_ went unanswered
   bool waited_ = false;
   std::string predecessor_key_;        // the key we watch; empty when none
   std::int64_t predecessor_watch_ = 0;

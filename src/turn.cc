@@ -1,9 +1,17 @@
 #include "turn.h"
 
 namespace etcdlock::detail {
+namespace {
 
-Turn::Turn(std::shared_ptr<LockContext> context, std::string what)
-    : context_(std::move(context)), what_(std::move(what)) {}
+// How often a thread waiting for the turn looks again for a removal that
+// another object of the same name left pending (one that was destroyed while
+// etcd was unreachable): no completion tells it.
+constexpr auto kPendingRemovalPoll = std::chrono::milliseconds(100);
+
+}  // namespace
+
+Turn::Turn(std::shared_ptr<LockContext> context, std::string what, std::string dir, std::string fence_key_base)
+    : context_(std::move(context)), what_(std::move(what)), dir_(std::move(dir)), fence_(std::move(fence_key_base)) {}
 
 bool Turn::take(SteadyTime deadline, const std::stop_token& cancel, bool wait) {
   State& state = *state_;
@@ -13,15 +21,19 @@ bool Turn::take(SteadyTime deadline, const std::stop_token& cancel, bool wait) {
   });
   MutexLock lock(state.mu);
   const auto free = [&]() ETCDLOCK_REQUIRES(state.mu) {
-    return (state.owner == std::thread::id() && !state.delete_pending) || context_->closed();
+    return (state.owner == std::thread::id() && !state.removal_pending &&
+            !context_->pending_deletes().pending_in(dir_)) ||
+           context_->closed();
   };
-  if (!free()) {
+  while (!free()) {
+    // Another thread of this process holds or is acquiring, or an entry of
+    // this name is still being removed.
     if (!wait) return false;
-    const bool turn = deadline == SteadyTime::max() ? state.changed.wait(lock, cancel, free)
-                                                    : state.changed.wait_until(lock, cancel, deadline, free);
+    const auto until = std::min(deadline, SteadyClock::now() + kPendingRemovalPoll);
+    state.changed.wait_until(lock, cancel, until, free);
     context_->check_open();
-    if (!turn && cancel.stop_requested()) throw Error(errc::cancelled, "the wait for " + what_ + " was cancelled");
-    if (!turn) return false;
+    if (cancel.stop_requested()) throw Error(errc::cancelled, "the wait for " + what_ + " was cancelled");
+    if (!free() && SteadyClock::now() >= deadline) return false;
   }
   context_->check_open();
   state.owner = std::this_thread::get_id();
@@ -41,15 +53,20 @@ bool Turn::owned_by_this_thread() const {
   return state_->owner == std::this_thread::get_id();
 }
 
-void Turn::remove_entry(const QueueEntry& entry, std::int64_t lease_id) {
+void Turn::remove_entry(const QueueWait::Leftover& leftover, std::int64_t lease_id) {
   if (context_->closed()) return;  // the lease revoke takes every entry
+  const QueueEntry& entry = leftover.entry;
+  pb::TxnRequest removal;
+  if (leftover.in_doubt) {
+    removal = fence_.close_txn(entry, lease_id);
+  } else {
+    removal = while_created_at(entry.key, entry.revision);
+    removal.add_success()->mutable_request_delete_range()->set_key(entry.key);
+  }
   try {
-    if (entry.revision != 0) {
-      auto txn = while_created_at(entry.key, entry.revision);
-      txn.add_success()->mutable_request_delete_range()->set_key(entry.key);
-      context_->client().txn(txn, context_->client().command_deadline());
-      return;
-    }
+    const auto response = context_->client().txn(removal, context_->client().command_deadline());
+    if (leftover.in_doubt) fence_.saw(lease_id, response.responses(2).response_range());
+    return;
   } catch (const Error& error) {
     if (error.value() != errc::unavailable) {
       context_->log()(LogLevel::error, "could not delete a queue entry", {{"key", entry.key}, {"error", error.what()}});
@@ -58,13 +75,13 @@ void Turn::remove_entry(const QueueEntry& entry, std::int64_t lease_id) {
   }
   {
     MutexLock lock(state_->mu);
-    state_->delete_pending = true;
+    state_->removal_pending = true;
   }
-  context_->pending_deletes().add(entry, lease_id, [weak = std::weak_ptr<State>(state_)] {
+  context_->pending_deletes().add({entry.key, std::move(removal), lease_id}, [weak = std::weak_ptr<State>(state_)] {
     if (const auto state = weak.lock()) {
       {
         MutexLock lock(state->mu);
-        state->delete_pending = false;
+        state->removal_pending = false;
       }
       state->changed.notify_all();
     }

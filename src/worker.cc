@@ -9,14 +9,18 @@ Worker::~Worker() { stop(); }
 
 std::uint64_t Worker::post_at(SteadyTime when, Task task) {
   std::uint64_t id = 0;
+  bool wake = false;
   {
     MutexLock lock(state_->mu);
     if (state_->stopping) return 0;
     id = state_->next_id++;
     state_->due.emplace(std::pair(when, id), std::move(task));
     state_->when.emplace(id, when);
+    // A hold posts a task due in 50 ms and usually cancels it soon after:
+    // waking the thread for each would cost a context switch per hold.
+    wake = when < state_->wakes_at;
   }
-  state_->wake.notify_one();
+  if (wake) state_->wake.notify_one();
   return id;
 }
 
@@ -50,6 +54,7 @@ void Worker::run(const std::shared_ptr<State>& state) {
   MutexLock lock(state->mu);
   while (!state->stopping) {
     if (state->due.empty()) {
+      state->wakes_at = SteadyTime::max();
       state->wake.wait(lock);
       continue;
     }
@@ -57,9 +62,11 @@ void Worker::run(const std::shared_ptr<State>& state) {
     // A copy: while this waits, the task may be cancelled and its entry erased.
     const SteadyTime due = next->first.first;
     if (due > SteadyClock::now()) {
+      state->wakes_at = due;
       state->wake.wait_until(lock, due);
       continue;
     }
+    state->wakes_at = SteadyClock::now();  // awake: later posts need no wake-up
     Task task = std::move(next->second);
     state->when.erase(next->first.second);
     state->due.erase(next);

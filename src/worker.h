@@ -46,6 +46,8 @@ class Worker {
     std::map<std::pair<SteadyTime, std::uint64_t>, Task> due ETCDLOCK_GUARDED_BY(mu);
     std::map<std::uint64_t, SteadyTime> when ETCDLOCK_GUARDED_BY(mu);
     std::uint64_t next_id ETCDLOCK_GUARDED_BY(mu) = 1;
+    // When the thread wakes next by itself: a task due later needs no wake-up.
+    SteadyTime wakes_at ETCDLOCK_GUARDED_BY(mu) = SteadyTime::max();
     bool stopping ETCDLOCK_GUARDED_BY(mu) = false;
   };
   static void run(const std::shared_ptr<State>& state);

@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <vector>
-#include "mutex.h"
 
 namespace etcdlock::detail::etcd {
 namespace {

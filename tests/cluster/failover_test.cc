@@ -131,5 +131,37 @@ TEST_F(Failover, WaiterWhoseWatchHistoryWasCompactedGetsTheLockInOrder) {
   EXPECT_EQ(order_, (std::vector<int>{1, 2}));
 }
 
+// A create whose reply was lost may be applied long after the attempt gave
+// up: here its member forwarded it to a leader that hangs, and the leader,
+// once thawed, passes it on. It must not recreate an entry that no one waits
+// for, on a lease that lives on: the lock would stay taken forever.
+TEST_F(Failover, AStaleCreateCannotRecreateAnEntryAfterItsAttemptGaveUp) {
+  for (int trial = 0; trial < 3; ++trial) {
+    auto holder = manager();
+    auto held = holder->get_lock("x");
+    held->lock();
+    const auto leader = etcd_.leader_index();
+    std::vector<std::string> followers;
+    for (std::size_t i = 0; i < 3; ++i) {
+      if (i != leader) followers.push_back(etcd_.member(i).endpoint());
+    }
+    auto through = options();
+    through.endpoints = followers;
+    through.command_timeout = 1s;
+    LockManager delayed(through);
+    auto lock = delayed.get_lock("x");
+    etcd_.member(leader).freeze();
+    EXPECT_FALSE(lock->try_lock_for(4s)) << "trial " << trial;
+    etcd_.member(leader).thaw();
+    std::this_thread::sleep_for(2s);  // the old leader passes on what it had
+    held->unlock();
+    auto third_manager = manager();
+    auto third = third_manager->get_lock("x");
+    EXPECT_TRUE(third->try_lock_for(4s)) << "trial " << trial << ": an entry that no one waits for blocks the lock";
+    third->unlock();
+    ASSERT_TRUE(eventually([&] { return entries("x") == 0; })) << "trial " << trial;
+  }
+}
+
 }  // namespace
 }  // namespace etcdlock::testing

@@ -148,6 +148,24 @@ TEST_F(ElectionTest, ObserveSeesEveryChangeInOrderAndNoLeader) {
   a->resign();
 }
 
+// Several changes in one revision (a Txn, a range delete): each counts.
+TEST_F(ElectionTest, ObserverAppliesEveryChangeOfOneRevision) {
+  auto manager = this->manager();
+  const auto dir = prefix_ + "/e/";
+  put(raw_, dir + "1a", "first");
+  put(raw_, dir + "2b", "second");
+  Observed observed;
+  auto observation = manager->get_election("e")->observe(observed.recorder());
+  ASSERT_TRUE(eventually([&] { return !observed.seen().empty(); }));
+  etcdserverpb::DeleteRangeRequest both;
+  both.set_key(dir);
+  both.set_range_end(detail::prefix_range_end(dir));
+  ASSERT_EQ(raw_.delete_range(both, in(5s)).deleted(), 2);
+  using Values = std::vector<std::optional<std::string>>;
+  EXPECT_TRUE(eventually([&] { return observed.seen() == Values{"first", std::nullopt}; }));
+  EXPECT_EQ(observed.seen(), (Values{"first", std::nullopt}));
+}
+
 TEST_F(ElectionTest, ProclaimByANonLeaderIsRefused) {
   auto leader_manager = manager();
   auto other_manager = manager();

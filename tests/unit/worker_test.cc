@@ -77,6 +77,21 @@ TEST(Notifier, ABlockedSignalDoesNotHoldUpTheOthers) {
   release.set_value();
 }
 
+TEST(Notifier, SignalsPostedTogetherDoNotWaitBehindABlockedOne) {
+  for (int trial = 0; trial < 20; ++trial) {
+    Notifier notifier;
+    notifier.post([] {});
+    notifier.drain();  // one thread now, idle
+    std::promise<void> release;
+    auto released = release.get_future().share();
+    std::promise<void> second;
+    notifier.post([released] { released.wait_for(10s); });
+    notifier.post([&] { second.set_value(); });
+    EXPECT_EQ(second.get_future().wait_for(5s), std::future_status::ready) << "trial " << trial;
+    release.set_value();
+  }
+}
+
 TEST(Notifier, ASignalMayDrainAndStopItsNotifier) {
   auto notifier = std::make_unique<Notifier>();
   std::promise<void> done;
