@@ -42,7 +42,7 @@ Release release_and_hand_over(const etcd::Client& client, const QueueDir& queue,
   if (read_head_first) {
     // The successor is the entry just past the slots, once `own` holds one.
     auto head = head_read(queue);
-    head.set_limit(slots + 1 + kQueuePage);  // room for keys of longer names
+    head.set_limit(slots + 1);  // keys of longer names among them only cost the note
     // Served by the member at hand, without the leader's confirmation that a
     // linearizable read waits for (often a whole write, under contention).
     // It may be a little stale; safety rests on the Txn's compares, and a
@@ -63,12 +63,16 @@ Release release_and_hand_over(const etcd::Client& client, const QueueDir& queue,
   }
   auto txn = release_txn(queue, own);
   // The entries that hold after the delete: the last of them may be new.
-  txn.mutable_success(1)->mutable_request_range()->set_limit(slots + kQueuePage);
+  txn.mutable_success(1)->mutable_request_range()->set_limit(slots);
   const auto response = client.txn(txn, client.command_deadline());
   release.entry_was_there = response.succeeded();
   if (!release.entry_was_there) return release;
-  const auto entries = entries_of(queue, response.responses(1).response_range());
-  if (static_cast<std::int64_t>(entries.size()) < slots) return release;
+  const auto& after = response.responses(1).response_range();
+  const auto entries = entries_of(queue, after);
+  if (static_cast<std::int64_t>(entries.size()) < slots) {
+    release.successor_seen = after.more();
+    return release;
+  }
   release.successor_seen = true;
   // Queued behind us meanwhile: tell it, in a second write.
   if (const auto successor = addressee(queue, *entries[static_cast<std::size_t>(slots - 1)])) {

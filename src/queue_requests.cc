@@ -58,7 +58,7 @@ pb::TxnRequest enqueue_txn(const QueueDir& queue, const std::string& key, const 
   add_put(*txn.mutable_success(), key, value, lease);
   auto newest = queue_range(queue);
   newest.set_sort_order(pb::RangeRequest::DESCEND);
-  newest.set_limit(kQueuePage);
+  newest.set_limit(2);  // ours, and our predecessor's
   *txn.add_success()->mutable_request_range() = newest;
   add_get(*txn.mutable_failure(), key);
   add_fence(txn, fence);
@@ -72,19 +72,19 @@ pb::TxnRequest enqueue_if_empty_txn(const QueueDir& queue, const std::string& ke
   add_put(*txn.mutable_success(), key, value, lease);
   add_get(*txn.mutable_failure(), key);
   auto first = queue_range(queue);
-  first.set_limit(kQueuePage);
+  first.set_limit(1);
   *txn.add_failure()->mutable_request_range() = first;
   add_fence(txn, fence);
   return txn;
 }
 
-pb::TxnRequest predecessor_read(const QueueDir& queue, const QueueEntry& own) {
+pb::TxnRequest predecessor_read(const QueueDir& queue, const QueueEntry& own, std::int64_t below, std::int64_t limit) {
   pb::TxnRequest txn;  // no compares: the success branch, a read in one revision
   add_get(*txn.mutable_success(), own.key);
   auto earlier = queue_range(queue);
   earlier.set_sort_order(pb::RangeRequest::DESCEND);
-  earlier.set_max_create_revision(own.revision - 1);
-  earlier.set_limit(kQueuePage);
+  earlier.set_max_create_revision(below - 1);
+  earlier.set_limit(limit);
   *txn.add_success()->mutable_request_range() = earlier;
   return txn;
 }

@@ -52,9 +52,10 @@ pb::TxnRequest enqueue_txn(const QueueDir& queue, const std::string& key, const 
 pb::TxnRequest enqueue_if_empty_txn(const QueueDir& queue, const std::string& key, const std::string& value,
                                     std::int64_t lease, const FenceCheck& fence);
 
-// A read, in one revision, of `own` (still there?) and of the entries created
-// before it, newest first (its predecessor). Responses: [own, predecessors].
-pb::TxnRequest predecessor_read(const QueueDir& queue, const QueueEntry& own);
+// A read, in one revision, of `own` (still there?) and of up to `limit` keys
+// created before `below`, newest first (own's predecessor, when `below` is
+// own's revision). Responses: [own, predecessors].
+pb::TxnRequest predecessor_read(const QueueDir& queue, const QueueEntry& own, std::int64_t below, std::int64_t limit);
 
 // A Txn whose success branch runs only while `key` exists with create
 // revision `revision`: a hold, or an entry, that is still the same one.

@@ -11,6 +11,10 @@
 namespace etcdlock::detail {
 namespace {
 
+// How long a waiter whose predecessor is gone waits for a hand-over note
+// before it reads the queue instead.
+constexpr std::chrono::milliseconds kNoteGrace{2};
+
 // The first entry of `queue` in `page` that was created before `below` (0:
 // any), and the create revision to read below for the next page, if any.
 std::optional<QueueEntry> first_entry(const QueueDir& queue, const pb::RangeResponse& page, std::int64_t below,
@@ -198,7 +202,8 @@ std::optional<QueueWait::Read> QueueWait::try_first(const Session& session, Stea
       if (!in_doubt_) create_sent_ = false;  // this failure branch created nothing
       return std::nullopt;
     }
-    // Only keys of longer lock names ("a/b" under "a"): queue, then see.
+    // The queue's first key is one of a longer name ("a/b" under "a"): queue,
+    // then see who is ahead.
     return enqueue(session, deadline);
   }
 }
@@ -232,21 +237,21 @@ std::optional<QueueWait::Read> QueueWait::enqueue(const Session& session, Steady
 
 std::optional<QueueWait::Read> QueueWait::read_predecessor(SteadyTime deadline) {
   std::int64_t below = own_->revision;
-  for (;;) {
-    // Our entry's key, and the entries created before `below`.
-    const auto response = context_->client().txn(predecessor_read(queue_, QueueEntry{own_->key, below}), deadline);
+  for (std::int64_t limit = 1;; limit = kQueuePage) {
+    const auto response = context_->client().txn(predecessor_read(queue_, *own_, below, limit), deadline);
     const auto& own = response.responses(0).response_range();
     if (own.kvs_size() == 0 || own.kvs(0).create_revision() != own_->revision) return std::nullopt;
     std::int64_t more = 0;
     const auto predecessor = first_entry(queue_, response.responses(1).response_range(), below, more);
     if (predecessor || more == 0) return Read{predecessor, response.header().revision()};
-    below = more;
+    below = more;  // only keys of longer names so far: read on below them
   }
 }
 
 QueueWait::Result QueueWait::wait_for_turn(const Session& session, Read read, SteadyTime deadline,
                                            std::stop_token cancel) {
   watch_predecessor(read);
+  const bool notes_expected = !context_->inbox().address().empty();
   const auto wake = [signals = signals_] { signals->wake(); };
   std::stop_callback on_session_lost(session.lost_token(), wake);
   std::stop_callback on_closed(context_->closed_token(), wake);
@@ -264,6 +269,13 @@ QueueWait::Result QueueWait::wait_for_turn(const Session& session, Read read, St
         signals_->changed.wait(lock, cancel, ready);
       } else {
         signals_->changed.wait_until(lock, cancel, deadline, ready);
+      }
+      if (signals_->check_queue && !signals_->handed_over_at && notes_expected) {
+        // The predecessor is gone. If it handed over, its note comes in the
+        // same revision, right behind on the same stream: worth a moment's
+        // wait, since it spares a read.
+        signals_->changed.wait_for(lock, kNoteGrace,
+                                   [&]() ETCDLOCK_REQUIRES(signals_->mu) { return signals_->handed_over_at.has_value(); });
       }
       handed_over_at = signals_->handed_over_at;
       refused = signals_->refused;
