@@ -126,10 +126,13 @@ const char* status_name(grpc::StatusCode code) {
   }
 }
 
-// A failure that says more about the member than about the request: the
-// member died, lost its leader, or did not answer within a whole command
-// timeout.
+// A failure of the member rather than of the request: the connection to it
+// failed, or it did not answer within a whole command timeout. Errors that a
+// live member sends ("etcdserver: leader changed", "no leader", "request timed
+// out") are the cluster's, passing: every member would say the same, and
+// moving would only break the streams.
 bool is_member_failure(const grpc::Status& status, bool had_full_timeout) {
+  if (status.error_message().starts_with("etcdserver:")) return false;
   return status.error_code() == grpc::StatusCode::UNAVAILABLE ||
          (status.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED && had_full_timeout);
 }
@@ -254,7 +257,7 @@ void Client::stream_ended(grpc::ClientContext& context, const grpc::Status& stat
     MutexLock lock(token_mu_);
     token_.clear();
   }
-  if (member && status.error_code() == grpc::StatusCode::UNAVAILABLE) {
+  if (member && is_member_failure(status, /*had_full_timeout=*/false)) {
     abandon(*member, "stream failed: " + status.error_message());
   }
 }
