@@ -59,7 +59,8 @@ bool ElectionImpl::campaign(std::string_view value, SteadyTime deadline, std::st
   std::optional<QueueAcquisition::Acquired> acquired;
   try {
     QueueAcquisition acquisition(
-        context_, queue_, turn_.fence(), "leadership", name_, std::string(value), {options_.retry_interval, options_.max_retries},
+        context_, queue_, turn_.fence(), "leadership", name_, {std::string(value), "", Admission::exclusive(), {}},
+        {options_.retry_interval, options_.max_retries},
         [this](const QueueWait::Leftover& entry, std::int64_t lease_id) { turn_.remove_entry(entry, lease_id); });
     acquired = acquisition.run(deadline, cancel, QueueWait::Mode::wait);
   } catch (...) {

@@ -56,7 +56,7 @@ Release release_and_hand_over(const etcd::Client& client, const QueueDir& queue,
     release.successor_seen = entries.size() > slot_count;
     if (const auto successor = holds && release.successor_seen ? addressee(queue, *entries[slot_count]) : std::nullopt) {
       const auto txn = hand_over_txn(own, successor->entry, successor->inbox, successor->lease,
-                                     encode_note(successor->entry));
+                                     encode_note({successor->entry, slots}));
       release.entry_was_there = client.txn(txn, client.command_deadline()).succeeded();
       return release;
     }
@@ -76,23 +76,29 @@ Release release_and_hand_over(const etcd::Client& client, const QueueDir& queue,
   release.successor_seen = true;
   // Queued behind us meanwhile: tell it, in a second write.
   if (const auto successor = addressee(queue, *entries[static_cast<std::size_t>(slots - 1)])) {
-    client.txn(note_txn(successor->entry, successor->inbox, successor->lease, encode_note(successor->entry)),
+    client.txn(note_txn(successor->entry, successor->inbox, successor->lease, encode_note({successor->entry, slots})),
                client.command_deadline());
   }
   return release;
 }
 
 
-std::string encode_note(const QueueEntry& entry) { return std::to_string(entry.revision) + " " + entry.key; }
+// "<create revision> <slots> <key>": the key last, since it may hold spaces.
+std::string encode_note(const Note& note) {
+  return std::to_string(note.entry.revision) + " " + std::to_string(note.slots) + " " + note.entry.key;
+}
 
-std::optional<QueueEntry> decode_note(std::string_view text) {
-  QueueEntry entry;
-  const auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), entry.revision);
-  if (error != std::errc() || end == text.data() + text.size() || *end != ' ' || entry.revision <= 0) {
+std::optional<Note> decode_note(std::string_view text) {
+  Note note;
+  const char* const end = text.data() + text.size();
+  auto [after_revision, error] = std::from_chars(text.data(), end, note.entry.revision);
+  if (error != std::errc() || after_revision == end || *after_revision != ' ' || note.entry.revision <= 0) {
     return std::nullopt;
   }
-  entry.key = std::string(end + 1, text.data() + text.size());
-  return entry;
+  auto [after_slots, slots_error] = std::from_chars(after_revision + 1, end, note.slots);
+  if (slots_error != std::errc() || after_slots == end || *after_slots != ' ' || note.slots <= 0) return std::nullopt;
+  note.entry.key = std::string(after_slots + 1, end);
+  return note;
 }
 
 // Forwards the inbox watch's callbacks while the inbox lives.
@@ -162,8 +168,8 @@ void HandOverInbox::on_notes(std::span<const etcd::WatchEvent> events) {
   for (const auto& event : events) {
     const auto note = decode_note(event.value);
     if (!note) continue;
-    if (const auto found = expected_.find(note->key); found != expected_.end()) {
-      found->second->on_note(note->revision, event.mod_revision);
+    if (const auto found = expected_.find(note->entry.key); found != expected_.end()) {
+      found->second->on_note(note->entry.revision, note->slots, event.mod_revision);
     }
   }
 }

@@ -45,19 +45,24 @@ struct Release {
 Release release_and_hand_over(const etcd::Client& client, const QueueDir& queue, const QueueEntry& own,
                               std::int64_t slots, bool read_head_first);
 
-// A note's text: the entry it is for and that entry's create revision.
-std::string encode_note(const QueueEntry& entry);
-std::optional<QueueEntry> decode_note(std::string_view text);
+// A note: the entry it is for, and how many hold at once in its queue.
+struct Note {
+  QueueEntry entry;
+  std::int64_t slots = 1;
+};
+std::string encode_note(const Note& note);
+std::optional<Note> decode_note(std::string_view text);
 
 // A wait that a note may end. Called on the watch hub's thread, under the
 // inbox's mutex: implementations only record what they are told.
 class HandOverReceiver {
  public:
   virtual ~HandOverReceiver() = default;
-  // The entry created at `entry_revision` under the expected key is first in
-  // its queue as of `revision`. The receiver checks that it is its entry: a
-  // note may be for an earlier one under the same key.
-  virtual void on_note(std::int64_t entry_revision, std::int64_t revision) = 0;
+  // The entry created at `entry_revision` under the expected key is among
+  // the first `slots` of its queue as of `revision`. The receiver checks
+  // that it is its entry (a note may be for an earlier one under the same
+  // key) and that `slots` is its own queue's.
+  virtual void on_note(std::int64_t entry_revision, std::int64_t slots, std::int64_t revision) = 0;
   // Notes may have been missed: check the queue.
   virtual void on_notes_missed() = 0;
 };

@@ -46,6 +46,9 @@ HolderValue decode_fields(const nlohmann::json& document) {
   value.version = document.value("version", "");
   if (auto created = parse_utc(document.value("created_at", ""))) value.created_at = *created;
   value.inbox = document.value("inbox", "");
+  const std::string mode = document.value("mode", "");
+  value.mode = mode == "read" ? HolderValue::Mode::read : mode == "write" ? HolderValue::Mode::write : HolderValue::Mode::none;
+  value.limit = document.value("limit", std::int64_t{0});
   return value;
 }
 
@@ -58,6 +61,8 @@ std::string encode_holder_value(const HolderValue& value) {
       {"version", value.version},
   };
   if (!value.inbox.empty()) document["inbox"] = value.inbox;
+  if (value.mode != HolderValue::Mode::none) document["mode"] = value.mode == HolderValue::Mode::read ? "read" : "write";
+  if (value.limit > 0) document["limit"] = value.limit;
   return document.dump();
 }
 

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <chrono>
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -9,6 +10,9 @@
 namespace etcdlock::detail {
 
 struct HolderValue {
+  // A read-write lock's entries say which side they take; others, none.
+  enum class Mode { none, read, write };
+
   std::string owner;
   std::string hostname;
   long pid = 0;
@@ -17,6 +21,9 @@ struct HolderValue {
   // Where a releasing holder may leave this waiter a hand-over note; empty
   // when the manager has no inbox.
   std::string inbox;
+  Mode mode = Mode::none;
+  // A semaphore's entries say its limit, so that users who disagree notice.
+  std::int64_t limit = 0;
 };
 
 // A small JSON document.

@@ -5,7 +5,6 @@
 #include <random>
 
 #include "etcdlock/version.h"
-#include "holder_value.h"
 #include "key_layout.h"
 #include "text.h"
 #include "mutex.h"
@@ -55,9 +54,9 @@ void LockContext::check_open() const {
 
 Error LockContext::closed_error() const { return Error(errc::closed, closed_message(prefix_)); }
 
-std::string LockContext::entry_value() const {
+std::string LockContext::entry_value(HolderValue::Mode mode, std::int64_t limit, bool with_inbox) const {
   return encode_holder_value({owner_, hostname_, static_cast<long>(getpid()), std::chrono::system_clock::now(),
-                              kVersion, inbox_.address()});
+                              kVersion, with_inbox ? inbox_.address() : std::string(), mode, limit});
 }
 
 void LockContext::shut_down() noexcept {

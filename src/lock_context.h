@@ -21,6 +21,7 @@
 #include "etcd/watch_hub.h"
 #include "etcdlock/options.h"
 #include "hand_over.h"
+#include "holder_value.h"
 #include "logger.h"
 #include "notifier.h"
 #include "pending_deletes.h"
@@ -61,9 +62,10 @@ class LockContext {
   void check_open() const;
   Error closed_error() const;
 
-  // The value of a new queue entry: who this manager is, and where to leave
-  // it a hand-over note.
-  std::string entry_value() const;
+  // The value of a new queue entry: who this manager is, where to leave it a
+  // hand-over note (unless `with_inbox` is false), and what the entry is.
+  std::string entry_value(HolderValue::Mode mode = HolderValue::Mode::none, std::int64_t limit = 0,
+                          bool with_inbox = true) const;
 
   // Ends everything: requests the closed token (holds end, waits wake),
   // revokes the lease, stops the threads, and waits for the loss signals

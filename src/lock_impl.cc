@@ -4,7 +4,6 @@
 #include "key_layout.h"
 #include "queue_acquisition.h"
 #include "text.h"
-#include "mutex.h"
 
 namespace etcdlock::detail {
 
@@ -70,7 +69,8 @@ bool LockImpl::acquire(SteadyTime deadline, std::stop_token cancel, Mode mode) {
 
 bool LockImpl::acquire_in_etcd(SteadyTime deadline, const std::stop_token& cancel, Mode mode) {
   QueueAcquisition acquisition(
-      context_, queue_, turn_.fence(), "lock", name_, context_->entry_value(), {options_.retry_interval, options_.max_retries},
+      context_, queue_, turn_.fence(), "lock", name_, {context_->entry_value(), "", Admission::exclusive(), {}},
+      {options_.retry_interval, options_.max_retries},
       [this](const QueueWait::Leftover& entry, std::int64_t lease_id) { turn_.remove_entry(entry, lease_id); });
   auto acquired = acquisition.run(deadline, cancel, mode);
   MutexLock lock(mu_);

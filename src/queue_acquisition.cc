@@ -6,7 +6,7 @@
 namespace etcdlock::detail {
 
 QueueAcquisition::QueueAcquisition(std::shared_ptr<LockContext> context, QueueDir queue, Fence& fence,
-                                   std::string kind, std::string name, std::string value, RetryPolicy retry,
+                                   std::string kind, std::string name, QueueWait::Entry entry, RetryPolicy retry,
                                    RemoveEntry remove_entry)
     : context_(context),
       kind_(std::move(kind)),
@@ -14,7 +14,7 @@ QueueAcquisition::QueueAcquisition(std::shared_ptr<LockContext> context, QueueDi
       description_(kind_ + " " + quote_value(name_)),
       retry_(retry),
       remove_entry_(std::move(remove_entry)),
-      wait_(std::move(context), std::move(queue), fence, std::move(value)) {}
+      wait_(std::move(context), std::move(queue), fence, std::move(entry)) {}
 
 Error QueueAcquisition::cancelled_error() const { return Error(errc::cancelled, "the wait for " + description_ + " was cancelled"); }
 

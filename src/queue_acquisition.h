@@ -32,10 +32,10 @@ class QueueAcquisition {
     bool in_doubt = false;       // a create went unanswered: end the hold by closing the fence
   };
 
-  // `kind` ("lock", "leadership") and `name` say in messages what is
-  // acquired; `value` is what the entry holds.
+  // `kind` ("lock", "leadership", "permit") and `name` say in messages what
+  // is acquired; `entry` what the queue entry is.
   QueueAcquisition(std::shared_ptr<LockContext> context, QueueDir queue, Fence& fence, std::string kind,
-                   std::string name, std::string value, RetryPolicy retry, RemoveEntry remove_entry);
+                   std::string name, QueueWait::Entry entry, RetryPolicy retry, RemoveEntry remove_entry);
 
   // The hold, once our entry is first; nullopt when `mode` gave up or the
   // deadline passed. Throws Error: cancelled, closed, unavailable (after the

@@ -52,13 +52,14 @@ pb::RangeRequest queue_range(const QueueDir& queue) {
 }
 
 pb::TxnRequest enqueue_txn(const QueueDir& queue, const std::string& key, const std::string& value,
-                           std::int64_t lease, const FenceCheck& fence) {
+                           std::int64_t lease, const FenceCheck& fence, const AheadRead& ahead) {
   pb::TxnRequest txn;
   add_created_at(txn, key, "", 0);  // absent
   add_put(*txn.mutable_success(), key, value, lease);
   auto newest = queue_range(queue);
   newest.set_sort_order(pb::RangeRequest::DESCEND);
-  newest.set_limit(2);  // ours, and our predecessor's
+  newest.set_limit(1 + ahead.limit);  // ours, then those ahead
+  newest.set_keys_only(!ahead.values);
   *txn.add_success()->mutable_request_range() = newest;
   add_get(*txn.mutable_failure(), key);
   add_fence(txn, fence);
@@ -78,13 +79,14 @@ pb::TxnRequest enqueue_if_empty_txn(const QueueDir& queue, const std::string& ke
   return txn;
 }
 
-pb::TxnRequest predecessor_read(const QueueDir& queue, const QueueEntry& own, std::int64_t below, std::int64_t limit) {
+pb::TxnRequest ahead_read(const QueueDir& queue, const QueueEntry& own, std::int64_t below, const AheadRead& ahead) {
   pb::TxnRequest txn;  // no compares: the success branch, a read in one revision
   add_get(*txn.mutable_success(), own.key);
   auto earlier = queue_range(queue);
   earlier.set_sort_order(pb::RangeRequest::DESCEND);
   earlier.set_max_create_revision(below - 1);
-  earlier.set_limit(limit);
+  earlier.set_limit(ahead.limit);
+  earlier.set_keys_only(!ahead.values);
   *txn.add_success()->mutable_request_range() = earlier;
   return txn;
 }

@@ -40,22 +40,29 @@ struct FenceCheck {
   std::int64_t version = 0;
 };
 
+// How to read the entries ahead of ours: at most `limit` of them, newest
+// first, with or without their values.
+struct AheadRead {
+  std::int64_t limit = 1;
+  bool values = false;
+};
+
 // etcd's recipe in one Txn: create `key` on `lease` unless it exists (a retry
 // of a request that was applied), and unless `fence` moved. Success: [put,
-// the newest keys of the queue, newest first: ours, then our predecessor's];
-// failure: [range of key, range of the fence].
+// the newest keys of the queue, newest first: ours, then `ahead`]; failure:
+// [range of key, range of the fence].
 pb::TxnRequest enqueue_txn(const QueueDir& queue, const std::string& key, const std::string& value,
-                           std::int64_t lease, const FenceCheck& fence);
+                           std::int64_t lease, const FenceCheck& fence, const AheadRead& ahead);
 
 // Create `key` only if the queue is empty and `fence` did not move. Success:
 // [put]; failure: [range of key, the queue's first keys, range of the fence].
 pb::TxnRequest enqueue_if_empty_txn(const QueueDir& queue, const std::string& key, const std::string& value,
                                     std::int64_t lease, const FenceCheck& fence);
 
-// A read, in one revision, of `own` (still there?) and of up to `limit` keys
-// created before `below`, newest first (own's predecessor, when `below` is
-// own's revision). Responses: [own, predecessors].
-pb::TxnRequest predecessor_read(const QueueDir& queue, const QueueEntry& own, std::int64_t below, std::int64_t limit);
+// A read, in one revision, of `own` (still there?) and of the keys created
+// before `below`, newest first, as `ahead` says (own's predecessors, when
+// `below` is own's revision). Responses: [own, predecessors].
+pb::TxnRequest ahead_read(const QueueDir& queue, const QueueEntry& own, std::int64_t below, const AheadRead& ahead);
 
 // A Txn whose success branch runs only while `key` exists with create
 // revision `revision`: a hold, or an entry, that is still the same one.

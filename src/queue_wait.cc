@@ -1,12 +1,12 @@
 #include "queue_wait.h"
 
+#include <algorithm>
 #include <condition_variable>
 #include <utility>
 #include <vector>
 
 #include "key_layout.h"
 #include "text.h"
-#include "mutex.h"
 
 namespace etcdlock::detail {
 namespace {
@@ -15,19 +15,6 @@ namespace {
 // before it reads the queue instead.
 constexpr std::chrono::milliseconds kNoteGrace{2};
 
-// The first entry of `queue` in `page` that was created before `below` (0:
-// any), and the create revision to read below for the next page, if any.
-std::optional<QueueEntry> first_entry(const QueueDir& queue, const pb::RangeResponse& page, std::int64_t below,
-                                      std::int64_t& next_below) {
-  next_below = 0;
-  for (const auto& kv : page.kvs()) {
-    if (below != 0 && kv.create_revision() >= below) continue;
-    if (is_queue_entry(queue.dir, kv.key())) return QueueEntry{kv.key(), kv.create_revision()};
-  }
-  if (page.more() && page.kvs_size() > 0) next_below = page.kvs(page.kvs_size() - 1).create_revision();
-  return std::nullopt;
-}
-
 }  // namespace
 
 // What the waiting thread waits for, set from the watch hub's thread (notes,
@@ -35,13 +22,17 @@ std::optional<QueueEntry> first_entry(const QueueDir& queue, const pb::RangeResp
 struct QueueWait::Signals final : HandOverReceiver {
   Mutex mu;
   std::condition_variable_any changed;
+  const std::int64_t slots;  // the queue's, to accept a note
   std::int64_t own_revision ETCDLOCK_GUARDED_BY(mu) = 0;  // 0 until known
   std::vector<std::pair<std::int64_t, std::int64_t>> early ETCDLOCK_GUARDED_BY(mu);  // notes before own_revision was known
   std::optional<std::int64_t> handed_over_at ETCDLOCK_GUARDED_BY(mu);
   bool check_queue ETCDLOCK_GUARDED_BY(mu) = false;
   std::string refused ETCDLOCK_GUARDED_BY(mu);  // why etcd refused a watch
 
-  void on_note(std::int64_t entry_revision, std::int64_t revision) override {
+  explicit Signals(std::int64_t queue_slots) : slots(queue_slots) {}
+
+  void on_note(std::int64_t entry_revision, std::int64_t note_slots, std::int64_t revision) override {
+    if (note_slots != slots) return;  // for a queue of another kind under the same name: not ours to trust
     {
       MutexLock lock(mu);
       if (own_revision == 0) {
@@ -90,15 +81,13 @@ struct QueueWait::Signals final : HandOverReceiver {
   }
 };
 
-// The watch on our predecessor's key. The hub may call it after it is
+// The watch on an entry that holds us back. The hub may call it after it is
 // removed, so it shares the signals rather than pointing at the wait.
-class QueueWait::PredecessorWatch final : public etcd::WatchListener {
+class QueueWait::BlockerWatch final : public etcd::WatchListener {
  public:
-  explicit PredecessorWatch(std::shared_ptr<Signals> signals) : signals_(std::move(signals)) {}
+  explicit BlockerWatch(std::shared_ptr<Signals> signals) : signals_(std::move(signals)) {}
   void on_events(std::span<const etcd::WatchEvent> events) override {
-    for (const auto& event : events) {
-      if (event.deleted) signals_->ask_check();
-    }
+    if (!events.empty()) signals_->ask_check();
   }
   void on_gap() override { signals_->ask_check(); }
   void on_failed(const std::string& reason) override { signals_->refuse(reason); }
@@ -107,12 +96,12 @@ class QueueWait::PredecessorWatch final : public etcd::WatchListener {
   std::shared_ptr<Signals> signals_;
 };
 
-QueueWait::QueueWait(std::shared_ptr<LockContext> context, QueueDir queue, Fence& fence, std::string value)
+QueueWait::QueueWait(std::shared_ptr<LockContext> context, QueueDir queue, Fence& fence, Entry entry)
     : context_(std::move(context)),
       queue_(std::move(queue)),
       fence_(fence),
-      value_(std::move(value)),
-      signals_(std::make_shared<Signals>()) {}
+      entry_(std::move(entry)),
+      signals_(std::make_shared<Signals>(entry_.admission.slots())) {}
 
 QueueWait::~QueueWait() {
   stop_watching();
@@ -122,13 +111,13 @@ QueueWait::~QueueWait() {
 void QueueWait::begin(const Session& session) {
   stop_watching();
   if (!key_.empty()) context_->inbox().forget(key_);
-  key_ = queue_key(queue_.dir, session.lease_id());
+  key_ = queue_key(queue_.dir, session.lease_id()) + entry_.key_suffix;
   own_.reset();
   create_sent_ = false;
   in_doubt_ = false;
   signals_->reset();
   // Before the entry exists: a note may come as soon as it does.
-  context_->inbox().expect(key_, *signals_);
+  if (entry_.admission.slots() > 0) context_->inbox().expect(key_, *signals_);
 }
 
 std::optional<QueueWait::Leftover> QueueWait::leftover() const {
@@ -139,18 +128,18 @@ std::optional<QueueWait::Leftover> QueueWait::leftover() const {
 
 QueueWait::Result QueueWait::run(const std::shared_ptr<Session>& session, SteadyTime deadline, std::stop_token cancel,
                                  Mode mode) {
-  if (key_ != queue_key(queue_.dir, session->lease_id())) begin(*session);
+  if (key_ != queue_key(queue_.dir, session->lease_id()) + entry_.key_suffix) begin(*session);
   std::optional<Read> read;
   if (own_) {
-    read = read_predecessor(deadline);  // a retry: where is our entry now?
-  } else if (mode == Mode::try_once) {
+    read = read_ahead(deadline);  // a retry: where is our entry now?
+  } else if (mode == Mode::try_once && entry_.admission.rule() == Admission::Rule::exclusive) {
     read = try_first(*session, deadline);
     if (!read) return Result::not_acquired;
   } else {
     read = enqueue(*session, deadline);
   }
   if (!read) return lose_entry();
-  if (!read->predecessor) return acquire();
+  if (read->blockers.empty()) return acquire();
   waited_ = true;
   if (mode == Mode::try_once) return Result::not_acquired;
   return wait_for_turn(*session, *read, deadline, std::move(cancel));
@@ -179,26 +168,26 @@ std::optional<QueueWait::Read> QueueWait::try_first(const Session& session, Stea
   for (;;) {
     const FenceCheck fence{fence_.key(session.lease_id()), fence_.version(session.lease_id())};
     const auto response =
-        send_create(enqueue_if_empty_txn(queue_, key_, value_, session.lease_id(), fence), deadline);
+        send_create(enqueue_if_empty_txn(queue_, key_, entry_.value, session.lease_id(), fence), deadline);
     const std::int64_t revision = response.header().revision();
     if (response.succeeded()) {
       own_ = QueueEntry{key_, revision};
       signals_->set_own(revision);
-      return Read{std::nullopt, revision};
+      return Read{{}, revision};
     }
     const auto& own = response.responses(0).response_range();
-    std::int64_t more = 0;
-    const auto first = first_entry(queue_, response.responses(1).response_range(), 0, more);
+    const auto& head = response.responses(1).response_range();
+    const bool someone_first = head.kvs_size() > 0 && is_queue_entry(queue_.dir, head.kvs(0).key());
     if (own.kvs_size() > 0) {
       // An earlier try of ours was applied though its reply was lost.
       own_ = QueueEntry{key_, own.kvs(0).create_revision()};
       signals_->set_own(own_->revision);
       fence_moved(session, response, fence.version);
-      if (first) return Read{first->key == key_ ? std::nullopt : first, revision};
-      return read_predecessor(deadline);
+      if (someone_first && head.kvs(0).key() == key_) return Read{{}, revision};
+      return read_ahead(deadline);
     }
     if (fence_moved(session, response, fence.version)) continue;  // with the fence as it is now
-    if (first) {
+    if (someone_first) {
       if (!in_doubt_) create_sent_ = false;  // this failure branch created nothing
       return std::nullopt;
     }
@@ -209,9 +198,12 @@ std::optional<QueueWait::Read> QueueWait::try_first(const Session& session, Stea
 }
 
 std::optional<QueueWait::Read> QueueWait::enqueue(const Session& session, SteadyTime deadline) {
+  const auto& admission = entry_.admission;
   for (;;) {
     const FenceCheck fence{fence_.key(session.lease_id()), fence_.version(session.lease_id())};
-    const auto response = send_create(enqueue_txn(queue_, key_, value_, session.lease_id(), fence), deadline);
+    const AheadRead ahead{admission.first_read_limit(), admission.reads_values()};
+    const auto response =
+        send_create(enqueue_txn(queue_, key_, entry_.value, session.lease_id(), fence, ahead), deadline);
     if (!response.succeeded()) {
       const auto& own = response.responses(0).response_range();
       if (own.kvs_size() == 0) {
@@ -221,37 +213,51 @@ std::optional<QueueWait::Read> QueueWait::enqueue(const Session& session, Steady
       // Ours already: a retry of a request that was applied.
       own_ = QueueEntry{key_, own.kvs(0).create_revision()};
       signals_->set_own(own_->revision);
-      return read_predecessor(deadline);
+      return read_ahead(deadline);
     }
     const std::int64_t revision = response.header().revision();
     own_ = QueueEntry{key_, revision};
     signals_->set_own(revision);
-    // Newest first: ours, then our predecessor, unless keys of longer names
-    // come between.
-    std::int64_t more = 0;
-    const auto predecessor = first_entry(queue_, response.responses(1).response_range(), revision, more);
-    if (predecessor || more == 0) return Read{predecessor, revision};
-    return read_predecessor(deadline);
+    const auto& newest = response.responses(1).response_range();
+    if (entry_.check_ahead) {
+      std::vector<std::string> values;
+      for (const auto& kv : newest.kvs()) {
+        if (kv.key() != key_ && is_queue_entry(queue_.dir, kv.key())) values.push_back(kv.value());
+      }
+      entry_.check_ahead(values);
+    }
+    // Newest first: ours, then those ahead.
+    Admission::Scan ahead_scan(admission);
+    ahead_scan.take(queue_, newest, revision);
+    if (ahead_scan.decided()) return Read{ahead_scan.blockers(), revision};
+    return scan(ahead_scan, ahead_scan.next_below(), deadline);
   }
 }
 
-std::optional<QueueWait::Read> QueueWait::read_predecessor(SteadyTime deadline) {
-  std::int64_t below = own_->revision;
-  for (std::int64_t limit = 1;; limit = kQueuePage) {
-    const auto response = context_->client().txn(predecessor_read(queue_, *own_, below, limit), deadline);
+std::optional<QueueWait::Read> QueueWait::read_ahead(SteadyTime deadline) {
+  Admission::Scan fresh(entry_.admission);
+  return scan(fresh, own_->revision, deadline);
+}
+
+std::optional<QueueWait::Read> QueueWait::scan(Admission::Scan& ahead_scan, std::int64_t below, SteadyTime deadline) {
+  // Our entry, and the pages ahead of it, each read with our entry in one
+  // revision: whatever the scan decides, our entry was there.
+  AheadRead page{entry_.admission.first_read_limit(), entry_.admission.reads_values()};
+  for (;;) {
+    const auto response = context_->client().txn(ahead_read(queue_, *own_, below, page), deadline);
     const auto& own = response.responses(0).response_range();
     if (own.kvs_size() == 0 || own.kvs(0).create_revision() != own_->revision) return std::nullopt;
-    std::int64_t more = 0;
-    const auto predecessor = first_entry(queue_, response.responses(1).response_range(), below, more);
-    if (predecessor || more == 0) return Read{predecessor, response.header().revision()};
-    below = more;  // only keys of longer names so far: read on below them
+    ahead_scan.take(queue_, response.responses(1).response_range(), below);
+    if (ahead_scan.decided()) return Read{ahead_scan.blockers(), response.header().revision()};
+    below = ahead_scan.next_below();
+    page.limit = kQueuePage;
   }
 }
 
 QueueWait::Result QueueWait::wait_for_turn(const Session& session, Read read, SteadyTime deadline,
                                            std::stop_token cancel) {
-  watch_predecessor(read);
-  const bool notes_expected = !context_->inbox().address().empty();
+  watch(read);
+  const bool notes_expected = entry_.admission.slots() > 0 && !context_->inbox().address().empty();
   const auto wake = [signals = signals_] { signals->wake(); };
   std::stop_callback on_session_lost(session.lost_token(), wake);
   std::stop_callback on_closed(context_->closed_token(), wake);
@@ -271,7 +277,7 @@ QueueWait::Result QueueWait::wait_for_turn(const Session& session, Read read, St
         signals_->changed.wait_until(lock, cancel, deadline, ready);
       }
       if (signals_->check_queue && !signals_->handed_over_at && notes_expected) {
-        // The predecessor is gone. If it handed over, its note comes in the
+        // An entry we watch is gone. If it handed over, its note comes in the
         // same revision, right behind on the same stream: worth a moment's
         // wait, since it spares a read.
         signals_->changed.wait_for(lock, kNoteGrace,
@@ -285,29 +291,52 @@ QueueWait::Result QueueWait::wait_for_turn(const Session& session, Read read, St
     if (context_->closed()) throw context_->closed_error();
     if (!session.alive()) return lose_entry();
     if (!refused.empty()) {
-      throw Error(errc::permission_denied, "etcd refused to watch " + quote_value(predecessor_key_) +
-                                               ", the entry ahead in the queue: " + refused);
+      throw Error(errc::permission_denied, "etcd refused to watch the queue of " + quote_value(queue_.dir) +
+                                               " ahead of our entry: " + refused);
     }
     if (!check_queue) return Result::not_acquired;  // cancelled, or the deadline passed
-    const auto fresh = read_predecessor(deadline);
+    const auto fresh = read_ahead(deadline);
     if (!fresh) return lose_entry();
-    if (!fresh->predecessor) return acquire();
-    if (fresh->predecessor->key != predecessor_key_) watch_predecessor(*fresh);
+    if (fresh->blockers.empty()) return acquire();
+    watch(*fresh);
   }
 }
 
-void QueueWait::watch_predecessor(const Read& read) {
-  stop_watching();
-  predecessor_key_ = read.predecessor->key;
-  // From the revision after the read: every deletion since is delivered.
-  predecessor_watch_ = context_->watches().add(predecessor_key_, "", read.revision + 1,
-                                               std::make_shared<PredecessorWatch>(signals_),
-                                               etcd::WatchHub::Events::deletes_only);
+void QueueWait::watch(const Read& read) {
+  // Keep the watches of blockers that are still blockers: they have seen
+  // everything since they started.
+  std::vector<QueueEntry> kept;
+  std::vector<std::int64_t> kept_watches;
+  for (std::size_t i = 0; i < watched_.size(); ++i) {
+    const bool still = std::any_of(read.blockers.begin(), read.blockers.end(), [&](const QueueEntry& blocker) {
+      return blocker.key == watched_[i].key && blocker.revision == watched_[i].revision;
+    });
+    if (still) {
+      kept.push_back(watched_[i]);
+      kept_watches.push_back(watches_[i]);
+    } else {
+      context_->watches().remove(watches_[i]);
+    }
+  }
+  watched_ = std::move(kept);
+  watches_ = std::move(kept_watches);
+  const auto events =
+      entry_.admission.watches_changes() ? etcd::WatchHub::Events::all : etcd::WatchHub::Events::deletes_only;
+  for (const auto& blocker : read.blockers) {
+    const bool watched = std::any_of(watched_.begin(), watched_.end(),
+                                     [&](const QueueEntry& entry) { return entry.key == blocker.key; });
+    if (watched) continue;
+    // From the revision after the read: every change since is delivered.
+    watches_.push_back(
+        context_->watches().add(blocker.key, "", read.revision + 1, std::make_shared<BlockerWatch>(signals_), events));
+    watched_.push_back(blocker);
+  }
 }
 
 void QueueWait::stop_watching() {
-  if (predecessor_watch_ != 0) context_->watches().remove(std::exchange(predecessor_watch_, 0));
-  predecessor_key_.clear();
+  for (const auto watch : watches_) context_->watches().remove(watch);
+  watches_.clear();
+  watched_.clear();
 }
 
 QueueWait::Result QueueWait::lose_entry() {

@@ -1,0 +1,58 @@
+#include "admission.h"
+
+#include "holder_value.h"
+#include "key_layout.h"
+
+namespace etcdlock::detail {
+namespace {
+
+bool is_reader(const mvccpb::KeyValue& kv) {
+  const auto value = decode_holder_value(kv.value());
+  return value && value->mode == HolderValue::Mode::read;
+}
+
+}  // namespace
+
+std::int64_t Admission::first_read_limit() const {
+  switch (rule_) {
+    case Rule::exclusive: return 1;
+    case Rule::counted: return slots_;
+    case Rule::shared: return kQueuePage;
+  }
+  return kQueuePage;
+}
+
+void Admission::Scan::take(const QueueDir& queue, const pb::RangeResponse& page, std::int64_t below) {
+  for (const auto& kv : page.kvs()) {
+    if (kv.create_revision() >= below || !is_queue_entry(queue.dir, kv.key())) continue;
+    switch (admission_.rule()) {
+      case Rule::exclusive:
+        blockers_.push_back({kv.key(), kv.create_revision()});
+        decided_ = true;
+        return;
+      case Rule::counted:
+        blockers_.push_back({kv.key(), kv.create_revision()});
+        if (static_cast<std::int64_t>(blockers_.size()) >= admission_.slots()) {
+          decided_ = true;
+          return;
+        }
+        break;
+      case Rule::shared:
+        if (!is_reader(kv)) {
+          blockers_.push_back({kv.key(), kv.create_revision()});
+          decided_ = true;
+          return;
+        }
+        break;
+    }
+  }
+  if (page.more() && page.kvs_size() > 0) {
+    next_below_ = page.kvs(page.kvs_size() - 1).create_revision();
+    return;
+  }
+  // Read to the head of the queue: what was found does not hold us back.
+  blockers_.clear();
+  decided_ = true;
+}
+
+}  // namespace etcdlock::detail
