@@ -1,5 +1,6 @@
 #include "election_impl.h"
 
+#include "guarded_write.h"
 #include "key_layout.h"
 #include "leader_observer.h"
 #include "queue_acquisition.h"
@@ -59,7 +60,7 @@ bool ElectionImpl::campaign(std::string_view value, SteadyTime deadline, std::st
   std::optional<QueueAcquisition::Acquired> acquired;
   try {
     QueueAcquisition acquisition(
-        context_, queue_, turn_.fence(), "leadership", name_, {std::string(value), "", Admission::exclusive(), {}},
+        context_, queue_, turn_.fence(), "leadership", name_, {std::string(value), "", Admission::exclusive(), {}, false},
         {options_.retry_interval, options_.max_retries},
         [this](const QueueWait::Leftover& entry, std::int64_t lease_id) { turn_.remove_entry(entry, lease_id); });
     acquired = acquisition.run(deadline, cancel, QueueWait::Mode::wait);
@@ -155,19 +156,11 @@ std::optional<pb::TxnRequest> ElectionImpl::guarded_txn() const {
 }
 
 bool ElectionImpl::guarded_put(std::string_view key, std::string_view value) {
-  auto txn = guarded_txn();
-  if (!txn) return false;
-  auto* put = txn->add_success()->mutable_request_put();
-  put->set_key(std::string(key));
-  put->set_value(std::string(value));
-  return context_->client().txn(*txn, context_->client().command_deadline()).succeeded();
+  return detail::guarded_put(context_->client(), guarded_txn(), key, value);
 }
 
 bool ElectionImpl::guarded_delete(std::string_view key) {
-  auto txn = guarded_txn();
-  if (!txn) return false;
-  txn->add_success()->mutable_request_delete_range()->set_key(std::string(key));
-  return context_->client().txn(*txn, context_->client().command_deadline()).succeeded();
+  return detail::guarded_delete(context_->client(), guarded_txn(), key);
 }
 
 std::optional<LeaderInfo> ElectionImpl::leader() const {

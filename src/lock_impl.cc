@@ -1,6 +1,7 @@
 #include "lock_impl.h"
 
 #include "hand_over.h"
+#include "guarded_write.h"
 #include "key_layout.h"
 #include "queue_acquisition.h"
 #include "text.h"
@@ -69,7 +70,7 @@ bool LockImpl::acquire(SteadyTime deadline, std::stop_token cancel, Mode mode) {
 
 bool LockImpl::acquire_in_etcd(SteadyTime deadline, const std::stop_token& cancel, Mode mode) {
   QueueAcquisition acquisition(
-      context_, queue_, turn_.fence(), "lock", name_, {context_->entry_value(), "", Admission::exclusive(), {}},
+      context_, queue_, turn_.fence(), "lock", name_, {context_->entry_value(), "", Admission::exclusive(), {}, true},
       {options_.retry_interval, options_.max_retries},
       [this](const QueueWait::Leftover& entry, std::int64_t lease_id) { turn_.remove_entry(entry, lease_id); });
   auto acquired = acquisition.run(deadline, cancel, mode);
@@ -186,19 +187,11 @@ std::optional<pb::TxnRequest> LockImpl::guarded_txn() const {
 }
 
 bool LockImpl::guarded_put(std::string_view key, std::string_view value) {
-  auto txn = guarded_txn();
-  if (!txn) return false;
-  auto* put = txn->add_success()->mutable_request_put();
-  put->set_key(std::string(key));
-  put->set_value(std::string(value));
-  return context_->client().txn(*txn, context_->client().command_deadline()).succeeded();
+  return detail::guarded_put(context_->client(), guarded_txn(), key, value);
 }
 
 bool LockImpl::guarded_delete(std::string_view key) {
-  auto txn = guarded_txn();
-  if (!txn) return false;
-  txn->add_success()->mutable_request_delete_range()->set_key(std::string(key));
-  return context_->client().txn(*txn, context_->client().command_deadline()).succeeded();
+  return detail::guarded_delete(context_->client(), guarded_txn(), key);
 }
 
 }  // namespace etcdlock::detail

@@ -16,6 +16,15 @@ std::shared_ptr<Election> LockManager::get_election(std::string_view name, Elect
   return impl_->get_election(name, options);
 }
 
+std::shared_ptr<Semaphore> LockManager::get_semaphore(std::string_view name, std::int64_t limit,
+                                                      SemaphoreOptions options) {
+  return impl_->get_semaphore(name, limit, options);
+}
+
+std::shared_ptr<SharedLock> LockManager::get_shared_lock(std::string_view name, LockOptions options) {
+  return impl_->get_shared_lock(name, options);
+}
+
 std::optional<LockInfo> LockManager::info(std::string_view name) { return impl_->info(name); }
 
 std::vector<LockInfo> LockManager::list(std::string_view name_prefix) { return impl_->list(name_prefix); }

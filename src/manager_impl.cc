@@ -3,6 +3,8 @@
 #include "election_impl.h"
 #include "lock_impl.h"
 #include "manager_options.h"
+#include "semaphore_impl.h"
+#include "shared_lock_impl.h"
 #include "names.h"
 #include "text.h"
 
@@ -44,6 +46,30 @@ std::shared_ptr<Election> ManagerImpl::get_election(std::string_view name, const
   context_->check_open();
   return registry_.get<Election, ElectionImpl>("election", name, options, [&] {
     return std::make_shared<ElectionImpl>(context_, std::string(name), options);
+  });
+}
+
+std::shared_ptr<Semaphore> ManagerImpl::get_semaphore(std::string_view name, std::int64_t limit,
+                                                      const SemaphoreOptions& options) {
+  validate_name(name);
+  validate(options, name);
+  if (limit < 1) {
+    throw Error(errc::invalid_argument, "limit of " + std::to_string(limit) + " for semaphore " + quote_value(name) +
+                                            " must be at least 1");
+  }
+  context_->check_open();
+  const SemaphoreImpl::Options key{limit, options};
+  return registry_.get<Semaphore, SemaphoreImpl>("semaphore", name, key, [&] {
+    return std::make_shared<SemaphoreImpl>(context_, std::string(name), key);
+  });
+}
+
+std::shared_ptr<SharedLock> ManagerImpl::get_shared_lock(std::string_view name, const LockOptions& options) {
+  validate_name(name);
+  validate(options, name);
+  context_->check_open();
+  return registry_.get<SharedLock, SharedLockImpl>("shared lock", name, options, [&] {
+    return std::make_shared<SharedLockImpl>(context_, std::string(name), options);
   });
 }
 

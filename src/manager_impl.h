@@ -11,6 +11,8 @@
 #include "admin.h"
 #include "etcdlock/election.h"
 #include "etcdlock/lock.h"
+#include "etcdlock/semaphore.h"
+#include "etcdlock/shared_lock.h"
 #include "etcdlock/lock_info.h"
 #include "etcdlock/options.h"
 #include "etcdlock/session_state.h"
@@ -28,6 +30,8 @@ class ManagerImpl {
 
   std::shared_ptr<Lock> get_lock(std::string_view name, const LockOptions& options);
   std::shared_ptr<Election> get_election(std::string_view name, const ElectionOptions& options);
+  std::shared_ptr<Semaphore> get_semaphore(std::string_view name, std::int64_t limit, const SemaphoreOptions& options);
+  std::shared_ptr<SharedLock> get_shared_lock(std::string_view name, const LockOptions& options);
   std::optional<LockInfo> info(std::string_view name);
   std::vector<LockInfo> list(std::string_view name_prefix);
   bool force_unlock(std::string_view name);

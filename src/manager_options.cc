@@ -54,6 +54,10 @@ void validate(const LockOptions& options, std::string_view name) {
   validate_retries(options.retry_interval, options.max_retries, "lock " + quote_value(name));
 }
 
+void validate(const SemaphoreOptions& options, std::string_view name) {
+  validate_retries(options.retry_interval, options.max_retries, "semaphore " + quote_value(name));
+}
+
 void validate(const ElectionOptions& options, std::string_view name) {
   validate_retries(options.retry_interval, options.max_retries, "election " + quote_value(name));
 }

@@ -14,5 +14,6 @@ ManagerOptions validated(ManagerOptions options);
 // Throw Error(errc::invalid_argument) naming the lock or election.
 void validate(const LockOptions& options, std::string_view name);
 void validate(const ElectionOptions& options, std::string_view name);
+void validate(const SemaphoreOptions& options, std::string_view name);
 
 }  // namespace etcdlock::detail

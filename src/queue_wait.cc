@@ -117,7 +117,7 @@ void QueueWait::begin(const Session& session) {
   in_doubt_ = false;
   signals_->reset();
   // Before the entry exists: a note may come as soon as it does.
-  if (entry_.admission.slots() > 0) context_->inbox().expect(key_, *signals_);
+  if (entry_.takes_notes) context_->inbox().expect(key_, *signals_);
 }
 
 std::optional<QueueWait::Leftover> QueueWait::leftover() const {
@@ -257,7 +257,7 @@ std::optional<QueueWait::Read> QueueWait::scan(Admission::Scan& ahead_scan, std:
 QueueWait::Result QueueWait::wait_for_turn(const Session& session, Read read, SteadyTime deadline,
                                            std::stop_token cancel) {
   watch(read);
-  const bool notes_expected = entry_.admission.slots() > 0 && !context_->inbox().address().empty();
+  const bool notes_expected = entry_.takes_notes && !context_->inbox().address().empty();
   const auto wake = [signals = signals_] { signals->wake(); };
   std::stop_callback on_session_lost(session.lost_token(), wake);
   std::stop_callback on_closed(context_->closed_token(), wake);

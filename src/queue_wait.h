@@ -68,6 +68,8 @@ class QueueWait {
     // returned (when the admission reads values); may throw to refuse the
     // queue (a semaphore whose limit differs).
     std::function<void(const std::vector<std::string>& values)> check_ahead;
+    // The entry's value names the manager's inbox: it takes hand-over notes.
+    bool takes_notes = true;
   };
 
   // `fence` guards the name's creates (fence.h).

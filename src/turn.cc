@@ -1,5 +1,7 @@
 #include "turn.h"
 
+#include "entry_removal.h"
+
 namespace etcdlock::detail {
 namespace {
 
@@ -54,30 +56,11 @@ bool Turn::owned_by_this_thread() const {
 }
 
 void Turn::remove_entry(const QueueWait::Leftover& leftover, std::int64_t lease_id) {
-  if (context_->closed()) return;  // the lease revoke takes every entry
-  const QueueEntry& entry = leftover.entry;
-  pb::TxnRequest removal;
-  if (leftover.in_doubt) {
-    removal = fence_.close_txn(entry, lease_id);
-  } else {
-    removal = while_created_at(entry.key, entry.revision);
-    removal.add_success()->mutable_request_delete_range()->set_key(entry.key);
-  }
-  try {
-    const auto response = context_->client().txn(removal, context_->client().command_deadline());
-    if (leftover.in_doubt) fence_.saw(lease_id, response.responses(2).response_range());
-    return;
-  } catch (const Error& error) {
-    if (error.value() != errc::unavailable) {
-      context_->log()(LogLevel::error, "could not delete a queue entry", {{"key", entry.key}, {"error", error.what()}});
-      return;
-    }
-  }
   {
     MutexLock lock(state_->mu);
     state_->removal_pending = true;
   }
-  context_->pending_deletes().add({entry.key, std::move(removal), lease_id}, [weak = std::weak_ptr<State>(state_)] {
+  const bool done = detail::remove_entry(*context_, fence_, leftover, lease_id, [weak = std::weak_ptr<State>(state_)] {
     if (const auto state = weak.lock()) {
       {
         MutexLock lock(state->mu);
@@ -86,6 +69,9 @@ void Turn::remove_entry(const QueueWait::Leftover& leftover, std::int64_t lease_
       state->changed.notify_all();
     }
   });
+  if (!done) return;
+  MutexLock lock(state_->mu);
+  state_->removal_pending = false;
 }
 
 }  // namespace etcdlock::detail

@@ -8,5 +8,7 @@
 #include "etcdlock/log.h"
 #include "etcdlock/lock_manager.h"
 #include "etcdlock/options.h"
+#include "etcdlock/semaphore.h"
 #include "etcdlock/session_state.h"
+#include "etcdlock/shared_lock.h"
 #include "etcdlock/version.h"

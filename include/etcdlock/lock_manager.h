@@ -12,7 +12,9 @@
 #include "etcdlock/lock.h"
 #include "etcdlock/lock_info.h"
 #include "etcdlock/options.h"
+#include "etcdlock/semaphore.h"
 #include "etcdlock/session_state.h"
+#include "etcdlock/shared_lock.h"
 
 namespace etcdlock {
 
@@ -57,6 +59,20 @@ class LockManager {
   // Throws Error: invalid_key, invalid_argument (the name is in use as a lock
   // or with other options), closed.
   std::shared_ptr<Election> get_election(std::string_view name, ElectionOptions options = {});
+
+  // The semaphore `name` with at most `limit` permits held at once, across
+  // all processes: the same object for the same name as long as anyone holds
+  // a reference to it. The limit goes with every permit's key in etcd; a
+  // process that asks for another limit while permits are held with the
+  // first gets errc::invalid_argument when it acquires. Makes no request to
+  // etcd. Throws Error: invalid_key, invalid_argument (a limit below 1, or
+  // the name in use as another kind or with other options), closed.
+  std::shared_ptr<Semaphore> get_semaphore(std::string_view name, std::int64_t limit, SemaphoreOptions options = {});
+
+  // The read-write lock `name`: the same object for the same name as long as
+  // anyone holds a reference to it. `options.reentrant` lets a thread take
+  // its side again. Makes no request to etcd. Throws as get_lock().
+  std::shared_ptr<SharedLock> get_shared_lock(std::string_view name, LockOptions options = {});
 
   // The holder of the lock `name`, or nullopt when it is free. Three reads of
   // etcd. Throws Error: invalid_key, unavailable, closed.

@@ -71,6 +71,15 @@ struct LockOptions {
   friend bool operator==(const LockOptions&, const LockOptions&) = default;
 };
 
+struct SemaphoreOptions {
+  // The pause between retries of transient etcd failures while acquiring.
+  std::chrono::milliseconds retry_interval{100};
+  // How many transient failures one acquisition retries; 0 retries until its deadline.
+  int max_retries{0};
+
+  friend bool operator==(const SemaphoreOptions&, const SemaphoreOptions&) = default;
+};
+
 struct ElectionOptions {
   // The pause between retries of transient etcd failures while campaigning.
   std::chrono::milliseconds retry_interval{100};

@@ -60,6 +60,71 @@ inline void refer_to_every_public_function() {
   keep(&Lock::guarded_put);
   keep(&Lock::guarded_delete);
   keep(&Error::value);
+
+  keep(&LockManager::get_election);
+  keep(&LockManager::get_semaphore);
+  keep(&LockManager::get_shared_lock);
+
+  keep(static_cast<void (Election::*)(std::string_view)>(&Election::campaign));
+  keep(static_cast<void (Election::*)(std::string_view, std::stop_token)>(&Election::campaign));
+  keep(&Election::campaign_for<long, std::milli>);
+  keep(&Election::campaign_until<std::chrono::system_clock, std::chrono::system_clock::duration>);
+  keep(&Election::proclaim);
+  keep(&Election::resign);
+  keep(&Election::is_leader);
+  keep(&Election::lost_token);
+  keep(&Election::fencing_token);
+  keep(&Election::guarded_put);
+  keep(&Election::guarded_delete);
+  keep(&Election::leader);
+  keep(&Election::observe);
+  keep(&Election::name);
+  keep(&Observation::stop);
+  keep(static_cast<Observation& (Observation::*)(Observation&&) noexcept>(&Observation::operator=));
+
+  keep(&Semaphore::acquire_permit);
+  keep(&Semaphore::try_acquire_permit);
+  keep(&Semaphore::try_acquire_permit_for<long, std::milli>);
+  keep(&Semaphore::try_acquire_permit_until<std::chrono::system_clock, std::chrono::system_clock::duration>);
+  keep(&Semaphore::acquire);
+  keep(&Semaphore::try_acquire);
+  keep(&Semaphore::try_acquire_for<long, std::milli>);
+  keep(&Semaphore::try_acquire_until<std::chrono::system_clock, std::chrono::system_clock::duration>);
+  keep(&Semaphore::release);
+  keep(&Semaphore::kept);
+  keep(&Semaphore::limit);
+  keep(&Semaphore::name);
+  keep(&Permit::held);
+  keep(static_cast<void (Permit::*)() noexcept>(&Permit::release));
+  keep(static_cast<void (Permit::*)(std::error_code&) noexcept>(&Permit::release));
+  keep(&Permit::lost_token);
+  keep(&Permit::lost);
+  keep(&Permit::fencing_token);
+  keep(&Permit::guarded_put);
+  keep(&Permit::guarded_delete);
+  keep(static_cast<Permit& (Permit::*)(Permit&&) noexcept>(&Permit::operator=));
+
+  keep(static_cast<void (SharedLock::*)()>(&SharedLock::lock));
+  keep(static_cast<void (SharedLock::*)(std::stop_token)>(&SharedLock::lock));
+  keep(&SharedLock::try_lock);
+  keep(&SharedLock::try_lock_for<long, std::milli>);
+  keep(&SharedLock::try_lock_until<std::chrono::system_clock, std::chrono::system_clock::duration>);
+  keep(static_cast<void (SharedLock::*)() noexcept>(&SharedLock::unlock));
+  keep(static_cast<void (SharedLock::*)(std::error_code&) noexcept>(&SharedLock::unlock));
+  keep(static_cast<void (SharedLock::*)()>(&SharedLock::lock_shared));
+  keep(static_cast<void (SharedLock::*)(std::stop_token)>(&SharedLock::lock_shared));
+  keep(&SharedLock::try_lock_shared);
+  keep(&SharedLock::try_lock_shared_for<long, std::milli>);
+  keep(&SharedLock::try_lock_shared_until<std::chrono::system_clock, std::chrono::system_clock::duration>);
+  keep(static_cast<void (SharedLock::*)() noexcept>(&SharedLock::unlock_shared));
+  keep(static_cast<void (SharedLock::*)(std::error_code&) noexcept>(&SharedLock::unlock_shared));
+  keep(&SharedLock::held_exclusively_by_this_thread);
+  keep(&SharedLock::held_shared_by_this_thread);
+  keep(&SharedLock::lost_token);
+  keep(&SharedLock::fencing_token);
+  keep(&SharedLock::guarded_put);
+  keep(&SharedLock::guarded_delete);
+  keep(&SharedLock::name);
 }
 
 }  // namespace etcdlock_consumer
