@@ -227,5 +227,20 @@ TEST_F(Cli, ElectRunsTheCommandOnlyWhileLeader) {
   EXPECT_EQ(finish({"elect", "--listen", "e", "p"}).first, 64) << "a proposal with --listen";
 }
 
+TEST_F(Cli, RunWithPermitsLetsAtMostNCommandsRun) {
+  auto first = etcdlock({"run", "-n", "2", "jobs", "--", "sh", "-c", "echo in $ETCDLOCK_PERMITS; sleep 1"});
+  auto second = etcdlock({"run", "-n", "2", "jobs", "--", "sh", "-c", "echo in $ETCDLOCK_PERMITS; sleep 1"});
+  EXPECT_EQ(first.read_line(), "in 2");
+  EXPECT_EQ(second.read_line(), "in 2");
+  auto third = etcdlock({"run", "-n", "2", "jobs", "--", "sh", "-c", "echo in"});
+  EXPECT_EQ(third.read_line(500ms), std::nullopt) << "a third command ran beside two";
+  EXPECT_EQ(finish({"run", "-n", "2", "--try", "jobs", "--", "true"}).first, 73);
+  EXPECT_EQ(first.wait(), 0);
+  EXPECT_EQ(third.read_line(5s), "in");
+  EXPECT_EQ(second.wait(), 0);
+  EXPECT_EQ(third.wait(), 0);
+  EXPECT_EQ(entries("jobs"), 0);
+}
+
 }  // namespace
 }  // namespace etcdlock::testing

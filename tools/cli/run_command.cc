@@ -1,7 +1,9 @@
 #include "run_command.h"
 
 #include <cstring>
+#include <functional>
 #include <iostream>
+#include <optional>
 
 #include "duration.h"
 #include "error_exit.h"
@@ -13,25 +15,25 @@
 namespace etcdlock::cli {
 namespace {
 
-// Acquires the lock as RunOptions say; SIGINT and the like cancel the wait.
-// Returns kExitOk when held, else the exit status.
-int acquire(Lock& lock, const RunOptions& options, const sigset_t& signals) {
+// What the command runs under: a hold of the lock, or a semaphore's permit.
+struct Holding {
+  std::stop_token lost;
+  std::vector<std::string> variables;  // for the command's environment
+  std::function<void()> release;
+};
+
+// Takes `acquire` as RunOptions say (try once, until a timeout, or for as
+// long as it takes); SIGINT and the like cancel the wait. Returns kExitOk
+// when held, else the exit status.
+template <class Acquire>
+int take(const RunOptions& options, const sigset_t& signals, Acquire acquire) {
   int status = kExitOk;
   try {
     const int interrupted_by = interruptible(signals, [&](std::stop_token cancel) {
-      bool acquired = true;
-      if (options.try_once) {
-        acquired = lock.try_lock();
-      } else if (options.timeout) {
-        acquired = lock.try_lock_for(*options.timeout, cancel);
-      } else {
-        lock.lock(cancel);
-      }
-      if (!acquired) {
-        std::cerr << "etcdlock: lock \"" << options.name << "\" "
-                  << (options.try_once ? "is held by another owner" : "was not acquired in time") << "\n";
-        status = options.try_once ? kExitNotAcquired : kExitTimeout;
-      }
+      if (acquire(cancel)) return;
+      std::cerr << "etcdlock: " << (options.permits > 0 ? "semaphore \"" : "lock \"") << options.name << "\" "
+                << (options.try_once ? "is held by another owner" : "was not acquired in time") << "\n";
+      status = options.try_once ? kExitNotAcquired : kExitTimeout;
     });
     if (interrupted_by != 0) return 128 + interrupted_by;
   } catch (const Error& error) {
@@ -41,11 +43,46 @@ int acquire(Lock& lock, const RunOptions& options, const sigset_t& signals) {
   return status;
 }
 
-// The lock's variables for the command, named as etcdctl lock names them too.
-std::vector<std::string> lock_variables(const Lock& lock) {
-  const auto token = std::to_string(lock.fencing_token());
-  return {"ETCDLOCK_NAME=" + lock.name(), "ETCDLOCK_KEY=" + lock.key(), "ETCDLOCK_FENCING_TOKEN=" + token,
-          "ETCD_LOCK_KEY=" + lock.key(), "ETCD_LOCK_REV=" + token};
+// The lock, with its variables named as etcdctl lock names them too.
+int hold_lock(LockManager& manager, const RunOptions& options, const sigset_t& signals, Holding& holding) {
+  auto lock = manager.get_lock(options.name);
+  const int status = take(options, signals, [&](std::stop_token cancel) {
+    if (options.try_once) return lock->try_lock();
+    if (options.timeout) return lock->try_lock_for(*options.timeout, cancel);
+    lock->lock(cancel);
+    return true;
+  });
+  if (status != kExitOk) return status;
+  const auto token = std::to_string(lock->fencing_token());
+  holding = {lock->lost_token(),
+             {"ETCDLOCK_NAME=" + lock->name(), "ETCDLOCK_KEY=" + lock->key(), "ETCDLOCK_FENCING_TOKEN=" + token,
+              "ETCD_LOCK_KEY=" + lock->key(), "ETCD_LOCK_REV=" + token},
+             [lock] { lock->unlock(); }};
+  return kExitOk;
+}
+
+// One of `options.permits` permits: at most that many commands at once.
+int hold_permit(LockManager& manager, const RunOptions& options, const sigset_t& signals, Holding& holding) {
+  auto semaphore = manager.get_semaphore(options.name, options.permits);
+  auto permit = std::make_shared<Permit>();
+  const int status = take(options, signals, [&](std::stop_token cancel) {
+    std::optional<Permit> taken;
+    if (options.try_once) {
+      taken = semaphore->try_acquire_permit();
+    } else if (options.timeout) {
+      taken = semaphore->try_acquire_permit_for(*options.timeout, cancel);
+    } else {
+      taken = semaphore->acquire_permit(cancel);
+    }
+    if (taken) *permit = std::move(*taken);
+    return taken.has_value();
+  });
+  if (status != kExitOk) return status;
+  holding = {permit->lost_token(),
+             {"ETCDLOCK_NAME=" + options.name, "ETCDLOCK_FENCING_TOKEN=" + std::to_string(permit->fencing_token()),
+              "ETCDLOCK_PERMITS=" + std::to_string(options.permits)},
+             [permit] { permit->release(); }};
+  return kExitOk;
 }
 
 }  // namespace
@@ -58,18 +95,20 @@ int run_under_lock(const ManagerOptions& manager_options, const RunOptions& opti
   const sigset_t signals = block_handled_signals();
   try {
     LockManager manager(manager_options);
-    auto lock = manager.get_lock(options.name);
-    if (const int status = acquire(*lock, options, signals); status != kExitOk) return status;
-    const pid_t child = spawn(options.command, lock_variables(*lock));
+    Holding holding;
+    const int taken = options.permits > 0 ? hold_permit(manager, options, signals, holding)
+                                          : hold_lock(manager, options, signals, holding);
+    if (taken != kExitOk) return taken;
+    const pid_t child = spawn(options.command, holding.variables);
     int status;
     if (child < 0) {
       std::cerr << "etcdlock: cannot run " << options.command.front() << ": " << std::strerror(-child) << "\n";
       status = -child == ENOENT ? kExitNotFound : kExitCannotExecute;
     } else {
-      status = supervise(child, lock->lost_token(), "lock \"" + options.name + "\"", options.kill_after, signals,
-                         kExitLockLost);
+      const std::string what = (options.permits > 0 ? "permit of \"" : "lock \"") + options.name + "\"";
+      status = supervise(child, holding.lost, what, options.kill_after, signals, kExitLockLost);
     }
-    lock->unlock();
+    holding.release();
     return status;
   } catch (const Error& error) {
     std::cerr << "etcdlock: " << error.what() << "\n";
@@ -91,6 +130,9 @@ Subcommand add_run(CLI::App& app) {
       ->capture_default_str();
   command->add_option("--timeout", flags->timeout, "give up (exit 75) if not acquired within this time")->check(kDuration);
   command->add_flag("--try", flags->run.try_once, "give up at once (exit 73) if another owner holds the lock");
+  command->add_option("-n,--permits", flags->run.permits,
+                      "hold one of N permits of a semaphore instead: at most N commands at once, across hosts")
+      ->check(CLI::Range(1, 1'000'000));
   command->add_option("--kill-after", flags->kill_after,
                       "after a lost lock, SIGKILL the command this long after SIGTERM (default: half the lease's "
                       "loss margin, a tenth of the TTL; at most the margin, so that it dies before its lease can)")
