@@ -13,6 +13,9 @@
 //                held lock, and the leases and streams etcd sees
 //   raw          the Txn and DeleteRange of one lock cycle through the same
 //                gRPC client with no lock logic: the floor of a cycle
+//   semaphore    N managers on one semaphore of --limit permits
+//   rwlock       N managers on one read-write lock, --writers-percent of
+//                the turns writing
 #include <CLI/CLI.hpp>
 #include <atomic>
 #include <barrier>
@@ -21,6 +24,7 @@
 #include <iostream>
 #include <nlohmann/json.hpp>
 #include <set>
+#include <shared_mutex>
 #include <thread>
 #include <unistd.h>
 
@@ -46,6 +50,8 @@ struct Config {
   int warmup = 5;
   int keys = 10000;
   long hold_us = 0;
+  int limit = 2;           // semaphore: permits held at once
+  int writers_percent = 20;  // rwlock: the share of writes
   std::string prefix;
   std::string label;
 };
@@ -291,6 +297,118 @@ json run_reentrant(const Config& config) {
   return result;
 }
 
+// Turns of N managers (each as a separate process would be) on one name:
+// `turn(id)` takes and gives back whatever the mode holds, and says whether
+// it held it; the rest is timing and the checks.
+template <class Turn>
+json run_turns(const Config& config, Turn turn) {
+  std::vector<std::vector<Duration>> cycles(static_cast<std::size_t>(config.clients));
+  Errors errors;
+  std::barrier start_line(config.clients + 1);
+  std::vector<std::thread> workers;
+  for (int id = 0; id < config.clients; ++id) {
+    workers.emplace_back([&, id] {
+      start_line.arrive_and_wait();
+      for (int i = 0; i < config.ops; ++i) {
+        const auto t0 = Steady::now();
+        try {
+          turn(id, i);
+          cycles[static_cast<std::size_t>(id)].push_back(Steady::now() - t0);
+        } catch (const Error& error) {
+          errors.add(error.what());
+        }
+      }
+    });
+  }
+  start_line.arrive_and_wait();
+  const auto start = Steady::now();
+  for (auto& worker : workers) worker.join();
+  const double elapsed = seconds_since(start);
+  std::vector<Duration> all;
+  for (const auto& one : cycles) all.insert(all.end(), one.begin(), one.end());
+  json result = base_result(config);
+  finish(result, static_cast<long>(all.size()), elapsed, errors);
+  result["cycle_ms"] = summarize(all);
+  return result;
+}
+
+// Holding a permit: how many hold at once, at most.
+struct Occupancy {
+  std::atomic<int> now{0}, most{0};
+  void enter() {
+    const int inside = ++now;
+    for (int seen = most.load(); inside > seen && !most.compare_exchange_weak(seen, inside);) {
+    }
+  }
+  void leave() { --now; }
+};
+
+void hold_for(const Config& config) {
+  if (config.hold_us > 0) {
+    std::this_thread::sleep_for(std::chrono::microseconds(config.hold_us));
+  } else {
+    std::this_thread::yield();
+  }
+}
+
+json run_semaphore(const Config& config) {
+  std::vector<std::unique_ptr<LockManager>> managers;
+  std::vector<std::shared_ptr<Semaphore>> semaphores;
+  for (int i = 0; i < config.clients; ++i) {
+    managers.push_back(std::make_unique<LockManager>(manager_options(config)));
+    semaphores.push_back(managers.back()->get_semaphore("semaphore", config.limit));
+    semaphores.back()->acquire_permit().release();  // untimed: connects and warms up
+  }
+  Occupancy occupancy;
+  auto result = run_turns(config, [&](int id, int) {
+    auto permit = semaphores[static_cast<std::size_t>(id)]->acquire_permit();
+    occupancy.enter();
+    hold_for(config);
+    occupancy.leave();
+    permit.release();
+  });
+  result["limit"] = config.limit;
+  result["most_held_at_once"] = occupancy.most.load();
+  result["correct"] = occupancy.most.load() <= config.limit;
+  return result;
+}
+
+json run_rwlock(const Config& config) {
+  std::vector<std::unique_ptr<LockManager>> managers;
+  std::vector<std::shared_ptr<SharedLock>> locks;
+  for (int i = 0; i < config.clients; ++i) {
+    managers.push_back(std::make_unique<LockManager>(manager_options(config)));
+    locks.push_back(managers.back()->get_shared_lock("rwlock"));
+    locks.back()->lock_shared();  // untimed: connects and warms up
+    locks.back()->unlock_shared();
+  }
+  Occupancy readers, writers;
+  std::atomic<long> violations{0}, writes{0};
+  auto result = run_turns(config, [&](int id, int turn) {
+    auto& lock = *locks[static_cast<std::size_t>(id)];
+    if ((id * 7 + turn * 13) % 100 < config.writers_percent) {
+      std::unique_lock guard(lock);
+      writers.enter();
+      if (writers.now.load() != 1 || readers.now.load() != 0) ++violations;
+      hold_for(config);
+      writers.leave();
+      ++writes;
+    } else {
+      std::shared_lock guard(lock);
+      readers.enter();
+      if (writers.now.load() != 0) ++violations;
+      hold_for(config);
+      readers.leave();
+    }
+  });
+  result["writers_percent"] = config.writers_percent;
+  result["writes"] = writes.load();
+  result["most_readers_at_once"] = readers.most.load();
+  result["violations"] = violations.load();
+  result["correct"] = violations.load() == 0;
+  return result;
+}
+
 // One manager holding K locks.
 json run_scale(const Config& config) {
   const auto before = server_counts(config.endpoints.front());
@@ -394,8 +512,10 @@ int main(int argc, char** argv) {
   std::string endpoints = "127.0.0.1:2379";
   CLI::App app{"etcdlock's lock benchmark; one JSON line per run"};
   app.add_option("--endpoints", endpoints, "comma-separated etcd endpoints");
-  app.add_option("--mode", config.mode, "uncontended | contended | handoff | manykeys | reentrant | scale | raw")
-      ->check(CLI::IsMember({"uncontended", "contended", "handoff", "manykeys", "reentrant", "scale", "raw"}));
+  app.add_option("--mode", config.mode,
+                 "uncontended | contended | handoff | manykeys | reentrant | scale | raw | semaphore | rwlock")
+      ->check(CLI::IsMember(
+          {"uncontended", "contended", "handoff", "manykeys", "reentrant", "scale", "raw", "semaphore", "rwlock"}));
   app.add_option("--clients", config.clients, "managers (contended, handoff) or threads (manykeys)")
       ->check(CLI::Range(1, 1024));
   app.add_option("--ops", config.ops, "cycles per client")->check(CLI::Range(1, 100'000'000));
@@ -403,6 +523,9 @@ int main(int argc, char** argv) {
   app.add_option("--warmup", config.warmup, "untimed cycles per client first")->check(CLI::Range(0, 100000));
   app.add_option("--keys", config.keys, "locks held at once (scale)")->check(CLI::Range(1, 1'000'000));
   app.add_option("--hold-us", config.hold_us, "time in the critical section (contended)")->check(CLI::Range(0L, 10'000'000L));
+  app.add_option("--limit", config.limit, "permits of the semaphore")->check(CLI::Range(1, 1024));
+  app.add_option("--writers-percent", config.writers_percent, "rwlock: the share of writing turns")
+      ->check(CLI::Range(0, 100));
   app.add_option("--prefix", config.prefix, "key prefix (default /lockbench/<mode>/<pid>-<time>)");
   app.add_option("--label", config.label, "copied into the output");
   CLI11_PARSE(app, argc, argv);
@@ -422,6 +545,8 @@ int main(int argc, char** argv) {
     if (config.mode == "reentrant") result = run_reentrant(config);
     if (config.mode == "scale") result = run_scale(config);
     if (config.mode == "raw") result = run_raw(config);
+    if (config.mode == "semaphore") result = run_semaphore(config);
+    if (config.mode == "rwlock") result = run_rwlock(config);
     std::cout << result.dump() << std::endl;
     if (result.contains("correct") && !result["correct"].get<bool>()) return 3;
     return 0;

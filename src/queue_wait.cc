@@ -85,7 +85,12 @@ struct QueueWait::Signals final : HandOverReceiver {
 // removed, so it shares the signals rather than pointing at the wait.
 class QueueWait::BlockerWatch final : public etcd::WatchListener {
  public:
-  explicit BlockerWatch(std::shared_ptr<Signals> signals) : signals_(std::move(signals)) {}
+  BlockerWatch(std::shared_ptr<Signals> signals, bool check_when_created)
+      : signals_(std::move(signals)), check_when_created_(check_when_created) {}
+  void on_created(std::int64_t) override {
+    // A watch from now: what changed before it started, a read sees.
+    if (check_when_created_) signals_->ask_check();
+  }
   void on_events(std::span<const etcd::WatchEvent> events) override {
     if (!events.empty()) signals_->ask_check();
   }
@@ -94,6 +99,7 @@ class QueueWait::BlockerWatch final : public etcd::WatchListener {
 
  private:
   std::shared_ptr<Signals> signals_;
+  const bool check_when_created_;
 };
 
 QueueWait::QueueWait(std::shared_ptr<LockContext> context, QueueDir queue, Fence& fence, Entry entry)
@@ -322,13 +328,19 @@ void QueueWait::watch(const Read& read) {
   watches_ = std::move(kept_watches);
   const auto events =
       entry_.admission.watches_changes() ? etcd::WatchHub::Events::all : etcd::WatchHub::Events::deletes_only;
+  // Entries that take notes get them on the fast path; their watches start
+  // after the read, so none misses a change, even if etcd delivers it up to
+  // 100 ms late (it catches up a watch that starts in the past in a loop).
+  // Entries without notes (readers, election candidates) would wait that
+  // long: their watches start from now, in sync, and a read once they are in
+  // place covers what came before.
+  const bool from_now = !entry_.takes_notes;
   for (const auto& blocker : read.blockers) {
     const bool watched = std::any_of(watched_.begin(), watched_.end(),
                                      [&](const QueueEntry& entry) { return entry.key == blocker.key; });
     if (watched) continue;
-    // From the revision after the read: every change since is delivered.
-    watches_.push_back(
-        context_->watches().add(blocker.key, "", read.revision + 1, std::make_shared<BlockerWatch>(signals_), events));
+    watches_.push_back(context_->watches().add(blocker.key, "", from_now ? 0 : read.revision + 1,
+                                               std::make_shared<BlockerWatch>(signals_, from_now), events));
     watched_.push_back(blocker);
   }
 }
