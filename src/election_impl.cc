@@ -11,6 +11,7 @@ namespace etcdlock::detail {
 ElectionImpl::ElectionImpl(std::shared_ptr<LockContext> context, std::string name, ElectionOptions options)
     : context_(std::move(context)),
       name_(std::move(name)),
+      counters_(context_->lock_counters().counters("election", name_)),
       queue_{queue_dir(context_->prefix(), name_), prefix_range_end(queue_dir(context_->prefix(), name_))},
       options_(options),
       turn_(context_, "election " + quote_value(name_), queue_.dir, fence_key_base(context_->prefix(), name_)) {}
@@ -62,7 +63,8 @@ bool ElectionImpl::campaign(std::string_view value, SteadyTime deadline, std::st
     QueueAcquisition acquisition(
         context_, queue_, turn_.fence(), "leadership", name_, {std::string(value), "", Admission::exclusive(), {}, false},
         {options_.retry_interval, options_.max_retries},
-        [this](const QueueWait::Leftover& entry, std::int64_t lease_id) { turn_.remove_entry(entry, lease_id); });
+        [this](const QueueWait::Leftover& entry, std::int64_t lease_id) { turn_.remove_entry(entry, lease_id); },
+        counters_);
     acquired = acquisition.run(deadline, cancel, QueueWait::Mode::wait);
   } catch (...) {
     turn_.give_back();
@@ -93,7 +95,7 @@ bool ElectionImpl::proclaim(std::string_view value) {
   put->set_value(std::string(value));
   put->set_lease(hold->lease_id());
   const bool still_leader = context_->client().txn(txn, context_->client().command_deadline()).succeeded();
-  if (!still_leader) hold->lose("its key was deleted");
+  if (!still_leader) hold->lose(LossCause::deleted);
   return still_leader;
 }
 
@@ -112,7 +114,7 @@ void ElectionImpl::resign() {
       auto txn = while_created_at(hold->entry().key, hold->entry().revision);
       txn.add_success()->mutable_request_delete_range()->set_key(hold->entry().key);
       if (!context_->client().txn(txn, context_->client().command_deadline()).succeeded()) {
-        hold->lose("its key was deleted", /*even_if_finished=*/true);
+        hold->lose(LossCause::deleted, /*even_if_finished=*/true);
       }
     } catch (const Error&) {
       // The key may still be in etcd: the leadership stands until a resign

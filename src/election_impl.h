@@ -20,6 +20,7 @@
 #include "etcdlock/options.h"
 #include "hold.h"
 #include "lock_context.h"
+#include "lock_metrics.h"
 #include "mutex.h"
 #include "queue_requests.h"
 #include "turn.h"
@@ -56,6 +57,7 @@ class ElectionImpl : public std::enable_shared_from_this<ElectionImpl> {
 
   const std::shared_ptr<LockContext> context_;
   const std::string name_;
+  const std::shared_ptr<LockCounters> counters_;  // null when metrics are off
   const QueueDir queue_;
   const ElectionOptions options_;
   Turn turn_;  // the candidate's or leader's thread

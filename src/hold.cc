@@ -26,7 +26,7 @@ class Hold::KeyWatch final : public etcd::WatchListener {
     const auto hold = hold_.lock();
     if (!hold) return;
     for (const auto& event : events) {
-      if (event.deleted && event.key == hold->entry_.key && !hold->releasing_) hold->lose("its key was deleted");
+      if (event.deleted && event.key == hold->entry_.key && !hold->releasing_) hold->lose(LossCause::deleted);
     }
   }
   void on_gap() override {
@@ -49,12 +49,13 @@ class Hold::KeyWatch final : public etcd::WatchListener {
 };
 
 Hold::Hold(std::shared_ptr<LockContext> context, std::shared_ptr<Session> session, QueueEntry entry,
-           std::string kind, std::string name)
+           std::string kind, std::string name, std::shared_ptr<LockCounters> counters)
     : context_(std::move(context)),
       session_(std::move(session)),
       entry_(std::move(entry)),
       kind_(std::move(kind)),
-      name_(std::move(name)) {}
+      name_(std::move(name)),
+      counters_(std::move(counters)) {}
 
 Hold::~Hold() { finish(); }
 
@@ -64,10 +65,10 @@ void Hold::start() {
   // A token requested already runs its callback here, at once; lose() takes
   // no mutex, so that is safe under mu_.
   on_session_lost_ = std::make_unique<LossCallback>(session_->lost_token(), [weak] {
-    if (const auto hold = weak.lock()) hold->lose("its lease was lost");
+    if (const auto hold = weak.lock()) hold->lose(LossCause::lease);
   });
   on_closed_ = std::make_unique<LossCallback>(context_->closed_token(), [weak] {
-    if (const auto hold = weak.lock()) hold->lose("the manager was closed");
+    if (const auto hold = weak.lock()) hold->lose(LossCause::closed);
   });
   watch_task_ = context_->worker().post_at(SteadyClock::now() + kWatchDelay, [weak] {
     if (const auto hold = weak.lock()) hold->watch_key();
@@ -76,6 +77,7 @@ void Hold::start() {
 
 void Hold::finish() {
   if (finished_.exchange(true)) return;
+  if (counters_) counters_->hold.observe(SteadyClock::now() - started_);
   std::unique_ptr<LossCallback> on_session_lost;
   std::unique_ptr<LossCallback> on_closed;
   std::uint64_t watch_task = 0;
@@ -94,9 +96,13 @@ void Hold::finish() {
   if (watch != 0) context_->watches().remove(watch);
 }
 
-void Hold::lose(const std::string& reason, bool even_if_finished) {
+void Hold::lose(LossCause cause, bool even_if_finished) {
   if (finished_.load() && !even_if_finished) return;
   if (lost_.exchange(true)) return;
+  if (counters_) counters_->lost(cause);
+  const char* reason = cause == LossCause::lease     ? "its lease was lost"
+                       : cause == LossCause::deleted ? "its key was deleted"
+                                                     : "the manager was closed";
   context_->log()(LogLevel::warning, kind_ + " lost", {{"name", name_}, {"key", entry_.key}, {"reason", reason}});
   context_->notifier().post([source = lost_source_]() mutable { source.request_stop(); });
 }
@@ -132,7 +138,7 @@ void Hold::check_key() {
     pb::RangeRequest read;
     read.set_key(entry_.key);
     const auto found = context_->client().range(read, context_->client().command_deadline());
-    if (found.kvs_size() == 0 || found.kvs(0).create_revision() != entry_.revision) lose("its key was deleted");
+    if (found.kvs_size() == 0 || found.kvs(0).create_revision() != entry_.revision) lose(LossCause::deleted);
   } catch (const Error& error) {
     if (error.value() != errc::unavailable) return;
     std::weak_ptr<Hold> weak = weak_from_this();

@@ -27,6 +27,7 @@
 #include <string>
 
 #include "lock_context.h"
+#include "lock_metrics.h"
 #include "queue_requests.h"
 #include "session.h"
 #include "mutex.h"
@@ -39,9 +40,10 @@ class Hold : public std::enable_shared_from_this<Hold> {
   static constexpr std::chrono::milliseconds kWatchDelay{50};
 
   // A hold of `entry` on `session`'s lease, first in its queue; `kind`
-  // ("lock", "leadership") and `name` are for logs. Call start() next.
+  // ("lock", "leadership") and `name` are for logs, `counters` (may be null)
+  // count its loss and how long it lasted. Call start() next.
   Hold(std::shared_ptr<LockContext> context, std::shared_ptr<Session> session, QueueEntry entry, std::string kind,
-       std::string name);
+       std::string name, std::shared_ptr<LockCounters> counters);
   ~Hold();
   Hold(const Hold&) = delete;
   Hold& operator=(const Hold&) = delete;
@@ -63,7 +65,7 @@ class Hold : public std::enable_shared_from_this<Hold> {
   // Marks the hold lost, once: logs why and signals the application. Ignored
   // after finish(), unless `even_if_finished` (a release that found the key
   // gone: the loss came before the unlock, and was not yet signalled).
-  void lose(const std::string& reason, bool even_if_finished = false);
+  void lose(LossCause cause, bool even_if_finished = false);
   // The holder is about to delete its own key (a resign): that deletion is
   // not a loss. Until finish() or cancel_release(), deletions of the key are
   // not taken for one; the session and the manager still count.
@@ -87,6 +89,8 @@ class Hold : public std::enable_shared_from_this<Hold> {
   const QueueEntry entry_;
   const std::string kind_;
   const std::string name_;
+  const std::shared_ptr<LockCounters> counters_;
+  const SteadyTime started_ = SteadyClock::now();
   std::stop_source lost_source_;
   std::atomic<bool> lost_{false};
   std::atomic<bool> finished_{false};

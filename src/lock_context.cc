@@ -28,10 +28,12 @@ LockContext::LockContext(const ManagerOptions& options)
       owner_(options.owner),
       hostname_(this_hostname()),
       log_(options.log_sink),
+      lock_counters_(options.metrics, options.metrics_names),
       client_(options.endpoints, options.command_timeout,
               etcd::Client::Credentials{options.tls, options.username, options.password}, log_),
       watches_(client_, log_),
-      sessions_(client_, log_, options.ttl, closed_message(options.prefix)),
+      session_events_(notifier_),
+      sessions_(client_, log_, options.ttl, closed_message(options.prefix), session_counters_, session_events_),
       pending_deletes_(client_, log_, sessions_, worker_),
       inbox_(watches_, log_, inbox_key(options.prefix, random_manager_id())) {}
 

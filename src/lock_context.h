@@ -22,9 +22,11 @@
 #include "etcdlock/options.h"
 #include "hand_over.h"
 #include "holder_value.h"
+#include "lock_metrics.h"
 #include "logger.h"
 #include "notifier.h"
 #include "pending_deletes.h"
+#include "session_events.h"
 #include "session_source.h"
 #include "worker.h"
 #include "mutex.h"
@@ -54,6 +56,9 @@ class LockContext {
   Worker& worker() { return worker_; }
   Notifier& notifier() { return notifier_; }
   PendingDeletes& pending_deletes() { return pending_deletes_; }
+  LockCounterRegistry& lock_counters() { return lock_counters_; }
+  SessionCounters& session_counters() { return session_counters_; }
+  SessionEvents& session_events() { return session_events_; }
 
   // Requested when the manager closes.
   std::stop_token closed_token() const { return closed_.get_token(); }
@@ -78,11 +83,14 @@ class LockContext {
   const std::string owner_;
   const std::string hostname_;
   const Logger log_;
+  LockCounterRegistry lock_counters_;
+  SessionCounters session_counters_;
   etcd::Client client_;
   etcd::WatchHub watches_;
+  Notifier notifier_;
+  SessionEvents session_events_;
   SessionSource sessions_;
   Worker worker_;
-  Notifier notifier_;
   PendingDeletes pending_deletes_;
   HandOverInbox inbox_;
   std::stop_source closed_;

@@ -11,6 +11,7 @@ namespace etcdlock::detail {
 LockImpl::LockImpl(std::shared_ptr<LockContext> context, std::string name, LockOptions options)
     : context_(std::move(context)),
       name_(std::move(name)),
+      counters_(context_->lock_counters().counters("lock", name_)),
       queue_{queue_dir(context_->prefix(), name_), prefix_range_end(queue_dir(context_->prefix(), name_))},
       options_(options),
       turn_(context_, "lock " + quote_value(name_), queue_.dir, fence_key_base(context_->prefix(), name_)) {}
@@ -48,7 +49,11 @@ bool LockImpl::acquire(SteadyTime deadline, std::stop_token cancel, Mode mode) {
       return true;
     }
   }
-  if (!turn_.take(deadline, cancel, mode == Mode::wait)) return false;
+  if (!turn_.take(deadline, cancel, mode == Mode::wait)) {
+    // Another thread of this process has it.
+    if (counters_) ++(mode == Mode::try_once ? counters_->try_failures : counters_->timeouts);
+    return false;
+  }
   bool acquired = false;
   try {
     acquired = acquire_in_etcd(deadline, cancel, mode);
@@ -72,7 +77,8 @@ bool LockImpl::acquire_in_etcd(SteadyTime deadline, const std::stop_token& cance
   QueueAcquisition acquisition(
       context_, queue_, turn_.fence(), "lock", name_, {context_->entry_value(), "", Admission::exclusive(), {}, true},
       {options_.retry_interval, options_.max_retries},
-      [this](const QueueWait::Leftover& entry, std::int64_t lease_id) { turn_.remove_entry(entry, lease_id); });
+      [this](const QueueWait::Leftover& entry, std::int64_t lease_id) { turn_.remove_entry(entry, lease_id); },
+      counters_);
   auto acquired = acquisition.run(deadline, cancel, mode);
   MutexLock lock(mu_);
   last_key_ = acquisition.key();
@@ -124,7 +130,7 @@ void LockImpl::release_in_etcd(Hold& hold, bool in_doubt, std::error_code& ec) {
   try {
     const auto release = release_and_hand_over(context_->client(), queue_, hold.entry(), 1, expect_successor);
     if (!release.entry_was_there) {
-      hold.lose("its key was deleted", /*even_if_finished=*/true);
+      hold.lose(LossCause::deleted, /*even_if_finished=*/true);
       ec = make_error_code(errc::lock_expired);
       return;
     }

@@ -18,6 +18,7 @@
 #include "etcdlock/options.h"
 #include "hold.h"
 #include "lock_context.h"
+#include "lock_metrics.h"
 #include "queue_requests.h"
 #include "queue_wait.h"
 #include "turn.h"
@@ -62,6 +63,7 @@ class LockImpl : public std::enable_shared_from_this<LockImpl> {
 
   const std::shared_ptr<LockContext> context_;
   const std::string name_;
+  const std::shared_ptr<LockCounters> counters_;  // null when metrics are off
   const QueueDir queue_;
   const LockOptions options_;
   Turn turn_;

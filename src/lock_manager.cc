@@ -37,6 +37,12 @@ std::int64_t LockManager::lease_id() const { return impl_->lease_id(); }
 
 SessionState LockManager::state() const { return impl_->state(); }
 
+std::chrono::milliseconds LockManager::time_left() const { return impl_->time_left(); }
+
+Subscription LockManager::subscribe(SessionListener listener) { return impl_->subscribe(std::move(listener)); }
+
+ManagerMetrics LockManager::metrics() const { return impl_->metrics(); }
+
 void LockManager::close() noexcept { impl_->close(); }
 
 }  // namespace etcdlock

@@ -101,6 +101,32 @@ std::int64_t ManagerImpl::lease_id() const {
 
 SessionState ManagerImpl::state() const { return context_->sessions().state(); }
 
+std::chrono::milliseconds ManagerImpl::time_left() const {
+  if (context_->closed()) return std::chrono::milliseconds(0);
+  const auto session = context_->sessions().latest();
+  return session ? session->time_left() : std::chrono::milliseconds(0);
+}
+
+Subscription ManagerImpl::subscribe(SessionListener listener) {
+  context_->check_open();
+  return context_->session_events().subscribe(std::move(listener));
+}
+
+ManagerMetrics ManagerImpl::metrics() const {
+  ManagerMetrics metrics;
+  metrics.state = state();
+  metrics.time_left = time_left();
+  metrics.keepalive_rtt = context_->session_counters().keepalive_rtt.snapshot();
+  metrics.renewals_failed = context_->session_counters().renewals_failed.load();
+  metrics.leases_replaced = context_->sessions().replacements();
+  const auto streams = context_->watches().streams_opened();
+  metrics.watch_stream_restarts = streams > 0 ? streams - 1 : 0;
+  metrics.requests = context_->client().request_counts();
+  metrics.errors = context_->client().error_counts();
+  metrics.locks = context_->lock_counters().snapshot();
+  return metrics;
+}
+
 void ManagerImpl::close() noexcept {
   const bool was_open = !context_->closed();
   context_->shut_down();

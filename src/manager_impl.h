@@ -14,6 +14,8 @@
 #include "etcdlock/semaphore.h"
 #include "etcdlock/shared_lock.h"
 #include "etcdlock/lock_info.h"
+#include "etcdlock/metrics.h"
+#include "etcdlock/subscription.h"
 #include "etcdlock/options.h"
 #include "etcdlock/session_state.h"
 #include "lock_context.h"
@@ -38,6 +40,9 @@ class ManagerImpl {
   bool revoke_lease(std::int64_t lease_id);
   std::int64_t lease_id() const;
   SessionState state() const;
+  std::chrono::milliseconds time_left() const;
+  Subscription subscribe(SessionListener listener);
+  ManagerMetrics metrics() const;
   void close() noexcept;
 
  private:

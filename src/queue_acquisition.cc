@@ -7,13 +7,14 @@ namespace etcdlock::detail {
 
 QueueAcquisition::QueueAcquisition(std::shared_ptr<LockContext> context, QueueDir queue, Fence& fence,
                                    std::string kind, std::string name, QueueWait::Entry entry, RetryPolicy retry,
-                                   RemoveEntry remove_entry)
+                                   RemoveEntry remove_entry, std::shared_ptr<LockCounters> counters)
     : context_(context),
       kind_(std::move(kind)),
       name_(std::move(name)),
       description_(kind_ + " " + quote_value(name_)),
       retry_(retry),
       remove_entry_(std::move(remove_entry)),
+      counters_(std::move(counters)),
       wait_(std::move(context), std::move(queue), fence, std::move(entry)) {}
 
 Error QueueAcquisition::cancelled_error() const { return Error(errc::cancelled, "the wait for " + description_ + " was cancelled"); }
@@ -24,6 +25,30 @@ void QueueAcquisition::give_up() {
 
 std::optional<QueueAcquisition::Acquired> QueueAcquisition::run(SteadyTime deadline, const std::stop_token& cancel,
                                                                  QueueWait::Mode mode) {
+  if (!counters_) return attempt(deadline, cancel, mode);
+  const auto started = SteadyClock::now();
+  ++counters_->waiting;
+  try {
+    auto acquired = attempt(deadline, cancel, mode);
+    --counters_->waiting;
+    if (acquired) {
+      ++counters_->acquisitions;
+      counters_->wait.observe(SteadyClock::now() - started);
+    } else if (mode == QueueWait::Mode::try_once) {
+      ++counters_->try_failures;
+    } else {
+      ++counters_->timeouts;
+    }
+    return acquired;
+  } catch (const Error& error) {
+    --counters_->waiting;
+    if (error.value() == errc::cancelled) ++counters_->cancellations;
+    throw;
+  }
+}
+
+std::optional<QueueAcquisition::Acquired> QueueAcquisition::attempt(SteadyTime deadline, const std::stop_token& cancel,
+                                                                     QueueWait::Mode mode) {
   RetryBudget retries(retry_);
   Mutex pause_mu;
   std::condition_variable_any pause;
@@ -40,7 +65,7 @@ std::optional<QueueAcquisition::Acquired> QueueAcquisition::run(SteadyTime deadl
       switch (wait_.run(session_, deadline, cancel, mode)) {
         case QueueWait::Result::acquired: {
           const auto& acquired = wait_.acquired();
-          auto hold = std::make_shared<Hold>(context_, session_, acquired.entry, kind_, name_);
+          auto hold = std::make_shared<Hold>(context_, session_, acquired.entry, kind_, name_, counters_);
           hold->start();
           if (!hold->lost()) return Acquired{std::move(hold), acquired.waited, acquired.in_doubt};
           hold->finish();  // its lease ended just now: queue again

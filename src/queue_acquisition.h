@@ -14,6 +14,7 @@
 
 #include "hold.h"
 #include "lock_context.h"
+#include "lock_metrics.h"
 #include "queue_requests.h"
 #include "queue_wait.h"
 #include "retry_budget.h"
@@ -34,8 +35,10 @@ class QueueAcquisition {
 
   // `kind` ("lock", "leadership", "permit") and `name` say in messages what
   // is acquired; `entry` what the queue entry is.
+  // `counters` (may be null) count its outcome and wait.
   QueueAcquisition(std::shared_ptr<LockContext> context, QueueDir queue, Fence& fence, std::string kind,
-                   std::string name, QueueWait::Entry entry, RetryPolicy retry, RemoveEntry remove_entry);
+                   std::string name, QueueWait::Entry entry, RetryPolicy retry, RemoveEntry remove_entry,
+                   std::shared_ptr<LockCounters> counters);
 
   // The hold, once our entry is first; nullopt when `mode` gave up or the
   // deadline passed. Throws Error: cancelled, closed, unavailable (after the
@@ -47,6 +50,7 @@ class QueueAcquisition {
  private:
   void give_up();
   Error cancelled_error() const;
+  std::optional<Acquired> attempt(SteadyTime deadline, const std::stop_token& cancel, QueueWait::Mode mode);
 
   const std::shared_ptr<LockContext> context_;
   const std::string kind_;
@@ -54,6 +58,7 @@ class QueueAcquisition {
   const std::string description_;  // kind and quoted name
   const RetryPolicy retry_;
   const RemoveEntry remove_entry_;
+  const std::shared_ptr<LockCounters> counters_;
   QueueWait wait_;
   std::shared_ptr<Session> session_;
 };

@@ -35,6 +35,7 @@ void PermitHold::release(std::error_code& ec) noexcept {
 SemaphoreImpl::SemaphoreImpl(std::shared_ptr<LockContext> context, std::string name, Options options)
     : context_(std::move(context)),
       name_(std::move(name)),
+      counters_(context_->lock_counters().counters("semaphore", name_)),
       queue_{queue_dir(context_->prefix(), name_), prefix_range_end(queue_dir(context_->prefix(), name_))},
       options_(options),
       fence_(fence_key_base(context_->prefix(), name_)) {}
@@ -63,7 +64,8 @@ std::shared_ptr<PermitHold> SemaphoreImpl::acquire(SteadyTime deadline, std::sto
       [this](const QueueWait::Leftover& leftover, std::int64_t lease_id) {
         // A key of this attempt's own, never reused: nothing need wait for it.
         remove_entry(*context_, fence_, leftover, lease_id, [] {});
-      });
+      },
+      counters_);
   auto acquired = acquisition.run(deadline, cancel, mode);
   if (!acquired) return nullptr;
   if (acquired->waited) {
@@ -91,7 +93,7 @@ void SemaphoreImpl::release(Hold& hold, bool in_doubt, std::error_code& ec) noex
         expect_successor_ = release.successor_seen;
       }
       if (!release.entry_was_there) {
-        hold.lose("its key was deleted", /*even_if_finished=*/true);
+        hold.lose(LossCause::deleted, /*even_if_finished=*/true);
         ec = make_error_code(errc::lock_expired);
       }
     }

@@ -20,6 +20,7 @@
 #include "fence.h"
 #include "hold.h"
 #include "lock_context.h"
+#include "lock_metrics.h"
 #include "mutex.h"
 #include "queue_requests.h"
 #include "queue_wait.h"
@@ -84,6 +85,7 @@ class SemaphoreImpl : public std::enable_shared_from_this<SemaphoreImpl> {
 
   const std::shared_ptr<LockContext> context_;
   const std::string name_;
+  const std::shared_ptr<LockCounters> counters_;  // null when metrics are off
   const QueueDir queue_;
   const Options options_;
   Fence fence_;

@@ -29,8 +29,9 @@ milliseconds to_ms(BootClock::duration duration) { return std::chrono::duration_
 
 }  // namespace
 
-Session::Session(const etcd::Client& client, const Logger& log, std::chrono::seconds ttl, SteadyTime deadline)
-    : client_(client), log_(log) {
+Session::Session(const etcd::Client& client, const Logger& log, std::chrono::seconds ttl, SteadyTime deadline,
+                 EventSink on_event, SessionCounters* counters)
+    : client_(client), log_(log), on_event_(std::move(on_event)), counters_(counters) {
   const auto sent = BootClock::now();
   const auto granted = client_.lease_grant(ttl.count(), deadline);
   lease_id_ = granted.id();
@@ -100,10 +101,15 @@ void Session::check_overdue(BootTime now) {
                        now - last_answered_send_ > renew_interval() + answer_timeout();
   if (!overdue || now - last_failover_ < answer_timeout()) return;
   last_failover_ = now;
+  if (counters_) ++counters_->renewals_failed;
   if (state_ == SessionState::healthy) {
     state_ = SessionState::suspect;
+    const auto time_left = to_ms(local_deadline_ - now);
     log_(LogLevel::warning, "lease renewals are failing",
-         {{"lease", lease_hex()}, {"deadline_in_ms", std::to_string(to_ms(local_deadline_ - now).count())}});
+         {{"lease", lease_hex()}, {"deadline_in_ms", std::to_string(time_left.count())}});
+    if (on_event_) {
+      on_event_({SessionState::suspect, lease_id_, time_left, false, "lease renewals unanswered"});
+    }
   }
   // The member may hang: renew through another one, and faster.
   if (context_ != nullptr) client_.abandon_member_of(*context_, "lease renewals unanswered");
@@ -174,12 +180,14 @@ bool Session::read_stream(etcd::KeepAliveStream& stream) {
     if (unanswered_.empty()) continue;
     const auto sent = unanswered_.front();
     unanswered_.pop_front();
+    if (counters_) counters_->keepalive_rtt.observe(BootClock::now() - sent);
     const auto ttl = std::chrono::seconds(response.ttl());
     last_answered_send_ = std::max(last_answered_send_, sent);
     local_deadline_ = std::max(local_deadline_, sent + ttl - loss_margin(ttl));
     if (state_ == SessionState::suspect) {
       state_ = SessionState::healthy;
       log_(LogLevel::info, "lease renewals recovered", {{"lease", lease_hex()}});
+      if (on_event_) on_event_({SessionState::healthy, lease_id_, to_ms(local_deadline_ - BootClock::now()), false, ""});
     }
   }
   MutexLock lock(mu_);
@@ -197,6 +205,7 @@ void Session::declare_lost(const std::string& reason) {
   }
   wake_.notify_all();
   log_(LogLevel::warning, "lease lost", {{"lease", lease_hex()}, {"reason", reason}});
+  if (on_event_) on_event_({SessionState::lost, lease_id_, std::chrono::milliseconds(0), false, reason});
   lost_.request_stop();
 }
 
@@ -226,6 +235,7 @@ void Session::end(SteadyTime deadline) noexcept {
     was_lost = state_ == SessionState::lost;
     if (!was_lost) state_ = SessionState::closed;
   }
+  if (on_event_) on_event_({SessionState::closed, lease_id_, std::chrono::milliseconds(0), false, ""});
   try {
     if (!was_lost) client_.lease_revoke(lease_id_, deadline);
   } catch (const std::exception& e) {

@@ -19,6 +19,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <stop_token>
 #include <string>
@@ -27,6 +28,7 @@
 #include "clock.h"
 #include "etcd/client.h"
 #include "etcdlock/session_state.h"
+#include "lock_metrics.h"
 #include "logger.h"
 #include "mutex.h"
 
@@ -37,7 +39,12 @@ class Session {
  public:
   // Grants a lease of `ttl` (throws Error: unavailable, permission_denied) and
   // starts keeping it alive.
-  Session(const etcd::Client& client, const Logger& log, std::chrono::seconds ttl, SteadyTime deadline);
+  // Tells `on_event` (may be empty) of each change of state, from any of its
+  // threads: it must not block. `counters` (may be null) count renewals'
+  // round trips and failures.
+  using EventSink = std::function<void(SessionEvent event)>;
+  Session(const etcd::Client& client, const Logger& log, std::chrono::seconds ttl, SteadyTime deadline,
+          EventSink on_event = {}, SessionCounters* counters = nullptr);
   // Stops keeping the lease alive; does not revoke it.
   ~Session();
   Session(const Session&) = delete;
@@ -78,6 +85,8 @@ class Session {
 
   const etcd::Client& client_;
   const Logger& log_;
+  const EventSink on_event_;
+  SessionCounters* const counters_;
   std::int64_t lease_id_ = 0;
   std::chrono::seconds granted_ttl_{0};
   std::stop_source lost_;

@@ -4,8 +4,13 @@
 namespace etcdlock::detail {
 
 SessionSource::SessionSource(const etcd::Client& client, const Logger& log, std::chrono::seconds ttl,
-                             std::string closed_message)
-    : client_(client), log_(log), ttl_(ttl), closed_message_(std::move(closed_message)) {}
+                             std::string closed_message, SessionCounters& counters, SessionEvents& events)
+    : client_(client),
+      log_(log),
+      ttl_(ttl),
+      closed_message_(std::move(closed_message)),
+      counters_(counters),
+      events_(events) {}
 
 std::shared_ptr<Session> SessionSource::current(SteadyTime deadline) {
   MutexLock lock(mu_);
@@ -23,7 +28,9 @@ std::shared_ptr<Session> SessionSource::current(SteadyTime deadline) {
   lock.unlock();
   std::shared_ptr<Session> fresh;
   try {
-    fresh = std::make_shared<Session>(client_, log_, ttl_, deadline);
+    fresh = std::make_shared<Session>(
+        client_, log_, ttl_, deadline, [&events = events_](SessionEvent event) { events.publish(std::move(event)); },
+        &counters_);
   } catch (...) {
     lock.lock();
     granting_ = false;
@@ -42,6 +49,7 @@ std::shared_ptr<Session> SessionSource::current(SteadyTime deadline) {
   if (previous) ++replacements_;
   lock.unlock();
   if (previous) log_(LogLevel::warning, "lease replaced", {{"old_lease", previous->lease_hex()}, {"lease", fresh->lease_hex()}});
+  events_.publish({SessionState::healthy, fresh->lease_id(), fresh->time_left(), previous != nullptr, ""});
   return fresh;
 }
 

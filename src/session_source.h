@@ -12,6 +12,7 @@
 #include "etcd/client.h"
 #include "logger.h"
 #include "session.h"
+#include "session_events.h"
 #include "mutex.h"
 
 namespace etcdlock::detail {
@@ -20,7 +21,8 @@ namespace etcdlock::detail {
 class SessionSource {
  public:
   // `closed_message` is the message of the Error(errc::closed) thrown after end().
-  SessionSource(const etcd::Client& client, const Logger& log, std::chrono::seconds ttl, std::string closed_message);
+  SessionSource(const etcd::Client& client, const Logger& log, std::chrono::seconds ttl, std::string closed_message,
+                SessionCounters& counters, SessionEvents& events);
 
   // The live session, granting a new lease when the last one was lost. One
   // grant at a time; other callers wait for it. Throws Error: closed,
@@ -41,6 +43,8 @@ class SessionSource {
   const Logger& log_;
   const std::chrono::seconds ttl_;
   const std::string closed_message_;
+  SessionCounters& counters_;
+  SessionEvents& events_;
 
   mutable Mutex mu_;
   std::condition_variable_any granted_;

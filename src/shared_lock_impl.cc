@@ -13,6 +13,7 @@ namespace etcdlock::detail {
 SharedLockImpl::SharedLockImpl(std::shared_ptr<LockContext> context, std::string name, LockOptions options)
     : context_(std::move(context)),
       name_(std::move(name)),
+      counters_(context_->lock_counters().counters("shared lock", name_)),
       queue_{queue_dir(context_->prefix(), name_), prefix_range_end(queue_dir(context_->prefix(), name_))},
       options_(options),
       fence_(fence_key_base(context_->prefix(), name_)) {}
@@ -71,7 +72,8 @@ bool SharedLockImpl::acquire(Side side, SteadyTime deadline, std::stop_token can
       {options_.retry_interval, options_.max_retries},
       [this](const QueueWait::Leftover& leftover, std::int64_t lease_id) {
         remove_entry(*context_, fence_, leftover, lease_id, [] {});  // its own key: nothing waits for it
-      });
+      },
+      counters_);
   auto acquired = acquisition.run(deadline, cancel, mode);
   if (!acquired) return false;
   MutexLock lock(mu_);
@@ -96,7 +98,7 @@ void SharedLockImpl::downgrade(MutexLock& lock, ThreadHold& held) {
   const bool done = context_->client().txn(txn, context_->client().command_deadline()).succeeded();
   lock.lock();
   if (!done) {
-    hold->lose("its key was deleted");
+    hold->lose(LossCause::deleted);
     throw Error(errc::lock_expired, "the write hold of shared lock " + quote_value(name_) + " was lost");
   }
   held.side = Side::read;
@@ -134,7 +136,7 @@ void SharedLockImpl::release(Side side, std::error_code& ec) noexcept {
   hold->finish();
   if (hold->lost()) ec = make_error_code(errc::lock_expired);
   if (!context_->closed() && !remove(*hold, in_doubt) && !hold->lost()) {
-    hold->lose("its key was deleted", /*even_if_finished=*/true);
+    hold->lose(LossCause::deleted, /*even_if_finished=*/true);
     ec = make_error_code(errc::lock_expired);
   }
   hold->signal_loss_now();

@@ -20,6 +20,7 @@
 #include "fence.h"
 #include "hold.h"
 #include "lock_context.h"
+#include "lock_metrics.h"
 #include "mutex.h"
 #include "queue_requests.h"
 #include "queue_wait.h"
@@ -64,6 +65,7 @@ class SharedLockImpl {
 
   const std::shared_ptr<LockContext> context_;
   const std::string name_;
+  const std::shared_ptr<LockCounters> counters_;  // null when metrics are off
   const QueueDir queue_;
   const LockOptions options_;
   Fence fence_;

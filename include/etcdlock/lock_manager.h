@@ -11,10 +11,12 @@
 #include "etcdlock/election.h"
 #include "etcdlock/lock.h"
 #include "etcdlock/lock_info.h"
+#include "etcdlock/metrics.h"
 #include "etcdlock/options.h"
 #include "etcdlock/semaphore.h"
 #include "etcdlock/session_state.h"
 #include "etcdlock/shared_lock.h"
+#include "etcdlock/subscription.h"
 
 namespace etcdlock {
 
@@ -97,6 +99,16 @@ class LockManager {
   std::int64_t lease_id() const;
   // The health of this manager's session.
   SessionState state() const;
+  // How long until the session's local deadline, when every hold on it ends
+  // unless a renewal is answered first; zero once it has passed.
+  std::chrono::milliseconds time_left() const;
+  // Calls `listener` on each change of the session, in order, one call at a
+  // time, on a notifier thread: healthy → suspect (renewals failing, with the
+  // time left) → healthy again, or → lost → healthy (a new lease, replaced),
+  // and closed. Until the Subscription goes.
+  [[nodiscard]] Subscription subscribe(SessionListener listener);
+  // What this manager counted (see metrics.h).
+  ManagerMetrics metrics() const;
 
   // Ends every hold (each lost token fires, before close() returns), revokes
   // the lease, wakes every waiter with errc::closed and joins the manager's

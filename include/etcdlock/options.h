@@ -3,6 +3,7 @@
 #pragma once
 
 #include <chrono>
+#include <cstddef>
 #include <optional>
 #include <string>
 #include <vector>
@@ -50,6 +51,12 @@ struct ManagerOptions {
   // lost and replaced, locks acquired and released (debug), lost (warning).
   // Empty means stderr_log_sink(): warnings and errors to stderr.
   LogSink log_sink;
+  // Count acquisitions, waits, holds, losses, requests and errors for
+  // LockManager::metrics() (atomics; off saves a few of them per call).
+  bool metrics = true;
+  // Counted one by one: this many names; the names past them are counted
+  // together (under the empty name), so that metrics stay bounded.
+  std::size_t metrics_names = 256;
 };
 
 // How long before etcd could expire a lease of `ttl` a manager declares it

@@ -1,6 +1,10 @@
 // The health of a manager's lease, as LockManager::state() reports it.
 #pragma once
 
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <string>
 #include <string_view>
 
 namespace etcdlock {
@@ -13,5 +17,20 @@ enum class SessionState {
 };
 
 std::string_view to_string(SessionState state) noexcept;
+
+// A change of a manager's session, as LockManager::subscribe() reports it.
+struct SessionEvent {
+  // healthy: a lease was granted (replaced says whether it replaced a lost
+  // one), or renewals answer again after being suspect. suspect: renewals
+  // fail. lost: the lease is gone, or its local deadline passed. closed.
+  SessionState state = SessionState::healthy;
+  std::int64_t lease_id = 0;
+  // suspect: how long until the local deadline, when every hold ends.
+  std::chrono::milliseconds time_left{0};
+  bool replaced = false;
+  std::string reason;  // suspect, lost: why
+};
+
+using SessionListener = std::function<void(const SessionEvent& event)>;
 
 }  // namespace etcdlock

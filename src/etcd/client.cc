@@ -278,16 +278,40 @@ Error Client::error_from_status(std::string_view call, const grpc::Status& statu
 }
 
 void Client::throw_status(std::string_view call, const grpc::Status& status) const {
+  auto error = error_from_status(call, status);
+  errors_[static_cast<std::size_t>(error.value()) % errors_.size()].fetch_add(1, std::memory_order_relaxed);
   // KV and lease calls answer NOT_FOUND only for a lease etcd no longer has.
-  if (status.error_code() == grpc::StatusCode::NOT_FOUND) {
-    throw LeaseNotFound(error_from_status(call, status).what());
+  if (status.error_code() == grpc::StatusCode::NOT_FOUND) throw LeaseNotFound(error.what());
+  throw error;
+}
+
+void Client::count_request(std::string_view call) const {
+  for (std::size_t i = 0; i < kCalls.size(); ++i) {
+    if (kCalls[i] == call) {
+      requests_[i].fetch_add(1, std::memory_order_relaxed);
+      return;
+    }
   }
-  throw error_from_status(call, status);
+}
+
+std::map<std::string, std::uint64_t> Client::request_counts() const {
+  std::map<std::string, std::uint64_t> counts;
+  for (std::size_t i = 0; i < kCalls.size(); ++i) counts[std::string(kCalls[i])] = requests_[i].load(std::memory_order_relaxed);
+  return counts;
+}
+
+std::map<std::string, std::uint64_t> Client::error_counts() const {
+  std::map<std::string, std::uint64_t> counts;
+  for (int code = 1; code <= static_cast<int>(errc::cancelled); ++code) {
+    counts[std::string(to_string(static_cast<errc>(code)))] = errors_[static_cast<std::size_t>(code)].load(std::memory_order_relaxed);
+  }
+  return counts;
 }
 
 template <class Response, class Invoke>
 Response Client::unary(std::string_view call, SteadyTime deadline, Invoke invoke) const {
   for (int attempt = 0;; ++attempt) {
+    count_request(call);
     const std::size_t member = pick_member();
     grpc::ClientContext context;
     wait_for_connection(context);
@@ -380,12 +404,14 @@ void Client::open_stream(grpc::ClientContext& context, std::size_t member) const
 }
 
 std::unique_ptr<WatchStream> Client::open_watch(grpc::ClientContext& context) const {
+  count_request("Watch");
   const std::size_t member = pick_member();
   open_stream(context, member);
   return members_[member].watch->Watch(&context);
 }
 
 std::unique_ptr<KeepAliveStream> Client::open_keep_alive(grpc::ClientContext& context) const {
+  count_request("LeaseKeepAlive");
   const std::size_t member = pick_member();
   open_stream(context, member);
   return members_[member].lease->LeaseKeepAlive(&context);

@@ -11,6 +11,8 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include <array>
+#include <atomic>
 #include <chrono>
 #include <cstddef>
 #include <map>
@@ -95,6 +97,11 @@ class Client {
   // The earlier of the caller's deadline and one command timeout from now.
   SteadyTime request_deadline(SteadyTime caller_deadline) const;
 
+  // Requests sent, by call ("Range", "Txn", ...; streams by their opening),
+  // and failures, by errc name: what LockManager::metrics() reports.
+  std::map<std::string, std::uint64_t> request_counts() const;
+  std::map<std::string, std::uint64_t> error_counts() const;
+
   // The etcdlock error for a failed call: unavailable for connectivity and
   // deadline failures (which callers retry), permission_denied for auth
   // failures, invalid_argument for requests etcd rejects.
@@ -112,6 +119,7 @@ class Client {
 
   template <class Response, class Invoke>
   Response unary(std::string_view call, SteadyTime deadline, Invoke invoke) const;
+  void count_request(std::string_view call) const;
   [[noreturn]] void throw_status(std::string_view call, const grpc::Status& status) const;
   // The member to use now: the current one, unless its connection failed
   // and another member's has not.
@@ -132,6 +140,13 @@ class Client {
   mutable Mutex members_mu_;
   mutable std::size_t current_ ETCDLOCK_GUARDED_BY(members_mu_) = 0;
   mutable std::map<grpc::ClientContext*, std::size_t> open_streams_ ETCDLOCK_GUARDED_BY(members_mu_);
+
+  // Counted without a lock: one slot per call of kCalls, per errc value.
+  static constexpr std::array<std::string_view, 10> kCalls{
+      "Range", "Put", "DeleteRange", "Txn", "Compact", "LeaseGrant", "LeaseRevoke", "LeaseTimeToLive", "Watch",
+      "LeaseKeepAlive"};
+  mutable std::array<std::atomic<std::uint64_t>, kCalls.size()> requests_{};
+  mutable std::array<std::atomic<std::uint64_t>, 16> errors_{};
 
   mutable Mutex token_mu_;
   mutable std::string token_ ETCDLOCK_GUARDED_BY(token_mu_);  // empty until authenticated
