@@ -51,7 +51,7 @@ bool SharedLockImpl::acquire(Side side, SteadyTime deadline, std::stop_token can
                                                  "forever): unlock_shared() first");
       }
       if (side == Side::read && held.side == Side::write) {
-        downgrade(lock, held);
+        downgrade(held);
         return true;
       }
       if (!options_.reentrant) {
@@ -81,22 +81,30 @@ bool SharedLockImpl::acquire(Side side, SteadyTime deadline, std::stop_token can
   return true;
 }
 
-void SharedLockImpl::downgrade(MutexLock& lock, ThreadHold& held) {
+void SharedLockImpl::downgrade(ThreadHold& held) {
   if (held.depth != 1) {
     throw Error(errc::lock_already_held, "shared lock " + quote_value(name_) +
                                              " is held for writing more than once by this thread; unlock to one "
                                              "level before taking the read side");
   }
   const auto hold = held.hold;
-  lock.unlock();
-  // The same key, so the same place in the queue; a reader now.
-  auto txn = while_created_at(hold->entry().key, hold->entry().revision);
-  auto* put = txn.add_success()->mutable_request_put();
-  put->set_key(hold->entry().key);
-  put->set_value(context_->entry_value(HolderValue::Mode::read, 0, /*with_inbox=*/false));
-  put->set_lease(hold->lease_id());
-  const bool done = context_->client().txn(txn, context_->client().command_deadline()).succeeded();
-  lock.lock();
+  // The mutex is not held across a call to etcd. It is taken back also when
+  // the call throws, so the caller's MutexLock still owns it afterwards.
+  mu_.unlock();
+  bool done = false;
+  try {
+    // The same key, so the same place in the queue; a reader now.
+    auto txn = while_created_at(hold->entry().key, hold->entry().revision);
+    auto* put = txn.add_success()->mutable_request_put();
+    put->set_key(hold->entry().key);
+    put->set_value(context_->entry_value(HolderValue::Mode::read, 0, /*with_inbox=*/false));
+    put->set_lease(hold->lease_id());
+    done = context_->client().txn(txn, context_->client().command_deadline()).succeeded();
+  } catch (...) {
+    mu_.lock();
+    throw;
+  }
+  mu_.lock();
   if (!done) {
     hold->lose(LossCause::deleted);
     throw Error(errc::lock_expired, "the write hold of shared lock " + quote_value(name_) + " was lost");

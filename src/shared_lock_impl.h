@@ -59,7 +59,7 @@ class SharedLockImpl {
   };
 
   // The thread's write hold becomes a read hold, in place.
-  void downgrade(MutexLock& lock, ThreadHold& held) ETCDLOCK_REQUIRES(mu_);
+  void downgrade(ThreadHold& held) ETCDLOCK_REQUIRES(mu_);
   // Deletes a hold's entry; false when it had been deleted already (lost).
   bool remove(const Hold& hold, bool in_doubt);
 
