@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <map>
 
+#include "admission.h"
 #include "holder_value.h"
 #include "key_layout.h"
 #include "names.h"
@@ -25,66 +26,58 @@ pb::RangeRequest by_creation(const QueueDir& keys) {
 
 SteadyTime Admin::deadline() const { return client_.command_deadline(); }
 
-void Admin::describe(LockInfo& row, const std::string& value, std::map<std::int64_t, std::int64_t>& ttls) const {
-  if (const auto holder = decode_holder_value(value)) {
-    row.owner = holder->owner;
-    row.created_at = holder->created_at;
-  } else {
-    row.owner = "unknown";
+LockInfo Admin::describe(std::string name, std::span<const mvccpb::KeyValue* const> entries, Leases& ttls) const {
+  std::vector<const std::string*> values;
+  for (const auto* kv : entries) values.push_back(&kv->value());
+  const auto holds = holding_entries(values);
+  LockInfo row;
+  row.name = std::move(name);
+  for (std::size_t i = 0; i < entries.size(); ++i) {
+    const auto& kv = *entries[i];
+    row.queue.push_back(describe_entry(kv.key(), kv.value(), kv.lease(), kv.create_revision(), holds[i]));
+    if (!holds[i]) ++row.waiters;
   }
+  const auto& first = row.queue.front();
+  row.key = first.key;
+  row.owner = first.owner;
+  row.lease_id = first.lease_id;
+  row.fencing_token = first.fencing_token;
+  row.created_at = first.created_at;
   auto [ttl, unknown] = ttls.try_emplace(row.lease_id, 0);
   if (unknown) ttl->second = client_.lease_time_to_live(row.lease_id, deadline()).ttl();
   row.ttl_remaining = std::chrono::seconds(ttl->second);
+  return row;
 }
 
 std::optional<LockInfo> Admin::info(std::string_view name) const {
   validate_name(name);
   const auto dir = queue_dir(prefix_, name);
   const auto queue = client_.range(by_creation({dir, prefix_range_end(dir)}), deadline());
-  std::optional<LockInfo> row;
+  std::vector<const mvccpb::KeyValue*> entries;
   for (const auto& kv : queue.kvs()) {
-    if (!is_queue_entry(dir, kv.key())) continue;
-    if (!row) {
-      row = LockInfo{std::string(name), kv.key(), "", kv.lease(), kv.create_revision(), {}, {}, 0};
-      std::map<std::int64_t, std::int64_t> ttls;
-      describe(*row, kv.value(), ttls);
-    } else {
-      ++row->waiters;
-    }
+    if (is_queue_entry(dir, kv.key())) entries.push_back(&kv);
   }
-  return row;
+  if (entries.empty()) return std::nullopt;
+  Leases ttls;
+  return describe(std::string(name), entries, ttls);
 }
 
 std::vector<LockInfo> Admin::list(std::string_view name_prefix) const {
-  const std::string root = prefix_ + "/";
-  const std::string from = root + std::string(name_prefix);
+  validate_name_prefix(name_prefix);
+  const std::string from = prefix_ + "/" + std::string(name_prefix);
   const auto everything = client_.range(by_creation({from, prefix_range_end(from)}), deadline());
-  // Key "<prefix>/<name>/<id>": the name is what lies between the prefix and
-  // the last '/'. Entries come oldest first, so a name's first is its holder.
-  std::map<std::string, LockInfo> rows;
-  std::map<std::string, std::string> values;
+  // Entries come oldest first; std::map sorts the names.
+  std::map<std::string_view, std::vector<const mvccpb::KeyValue*>> queues;
   for (const auto& kv : everything.kvs()) {
-    const std::string_view key = kv.key();
-    const auto last_slash = key.rfind('/');
-    if (last_slash == std::string_view::npos || last_slash <= root.size() || last_slash + 1 == key.size()) continue;
-    const std::string name(key.substr(root.size(), last_slash - root.size()));
-    if (name.find('\0') != std::string::npos) continue;  // a manager's inbox, not a lock
-    auto [row, first] = rows.try_emplace(name);
-    if (first) {
-      row->second = LockInfo{name, kv.key(), "", kv.lease(), kv.create_revision(), {}, {}, 0};
-      values[name] = kv.value();
-    } else {
-      ++row->second.waiters;
-    }
+    // "jobs/" also reads the keys of the lock "jobs" itself ("<prefix>/jobs/<id>").
+    const auto name = lock_name_of(prefix_, kv.key());
+    if (name && name->starts_with(name_prefix)) queues[*name].push_back(&kv);
   }
-  std::vector<LockInfo> result;
-  result.reserve(rows.size());
-  std::map<std::int64_t, std::int64_t> ttls;
-  for (auto& [name, row] : rows) {
-    describe(row, values[name], ttls);
-    result.push_back(std::move(row));
-  }
-  return result;  // std::map kept them sorted by name
+  std::vector<LockInfo> rows;
+  rows.reserve(queues.size());
+  Leases ttls;
+  for (const auto& [name, entries] : queues) rows.push_back(describe(std::string(name), entries, ttls));
+  return rows;
 }
 
 bool Admin::force_unlock(std::string_view name) const {

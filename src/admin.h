@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <map>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -28,10 +29,13 @@ class Admin {
   bool revoke_lease(std::int64_t lease_id) const;
 
  private:
+  using Leases = std::map<std::int64_t, std::int64_t>;  // lease -> TTL left
+
   SteadyTime deadline() const;
-  // Fills owner, created_at and ttl_remaining of a holder row. `ttls` caches
-  // the TTL of each lease, so many holds of one manager cost one lookup.
-  void describe(LockInfo& row, const std::string& value, std::map<std::int64_t, std::int64_t>& ttls) const;
+  // The row of the lock `name` from its queue's entries, oldest first.
+  // `ttls` caches the TTL of each lease, so that many holds of one manager
+  // cost one lookup.
+  LockInfo describe(std::string name, std::span<const mvccpb::KeyValue* const> entries, Leases& ttls) const;
 
   const etcd::Client& client_;
   const Logger& log_;

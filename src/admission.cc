@@ -55,4 +55,24 @@ void Admission::Scan::take(const QueueDir& queue, const pb::RangeResponse& page,
   decided_ = true;
 }
 
+std::vector<bool> holding_entries(std::span<const std::string* const> values) {
+  std::vector<bool> holds;
+  holds.reserve(values.size());
+  bool exclusive_ahead = false;
+  for (const std::string* text : values) {
+    const auto value = decode_holder_value(*text);
+    const auto ahead = static_cast<std::int64_t>(holds.size());
+    const bool reader = value && value->mode == HolderValue::Mode::read;
+    if (value && value->limit > 0) {
+      holds.push_back(ahead < value->limit);
+    } else if (reader) {
+      holds.push_back(!exclusive_ahead);
+    } else {
+      holds.push_back(ahead == 0);
+    }
+    if (!reader) exclusive_ahead = true;
+  }
+  return holds;
+}
+
 }  // namespace etcdlock::detail

@@ -12,6 +12,8 @@
 #pragma once
 
 #include <cstdint>
+#include <span>
+#include <string>
 #include <vector>
 
 #include "queue_requests.h"
@@ -65,5 +67,11 @@ class Admission {
   Rule rule_;
   std::int64_t slots_;
 };
+
+// The same rules applied from the head of a queue by an onlooker that reads
+// every entry (the admin's list, LockManager::watch): which of the entries,
+// given by their values oldest first, hold. Each entry's rule comes from its
+// value: a semaphore's limit, a reader's mode, or else exclusive.
+std::vector<bool> holding_entries(std::span<const std::string* const> values);
 
 }  // namespace etcdlock::detail

@@ -82,6 +82,21 @@ std::string this_hostname() {
   return name;
 }
 
+QueueEntryInfo describe_entry(const std::string& key, std::string_view value, std::int64_t lease,
+                              std::int64_t create_revision, bool holds) {
+  QueueEntryInfo entry;
+  entry.key = key;
+  entry.owner = "unknown";
+  entry.lease_id = lease;
+  entry.fencing_token = create_revision;
+  entry.holds = holds;
+  if (const auto holder = decode_holder_value(value)) {
+    entry.owner = holder->owner;
+    entry.created_at = holder->created_at;
+  }
+  return entry;
+}
+
 std::string default_owner() { return this_hostname() + ":" + std::to_string(getpid()); }
 
 }  // namespace etcdlock::detail

@@ -7,6 +7,8 @@
 #include <string>
 #include <string_view>
 
+#include "etcdlock/lock_info.h"
+
 namespace etcdlock::detail {
 
 struct HolderValue {
@@ -30,6 +32,11 @@ struct HolderValue {
 std::string encode_holder_value(const HolderValue& value);
 // nullopt for a value that is not etcdlock's (empty, as etcdctl and Go leave it, or foreign).
 std::optional<HolderValue> decode_holder_value(std::string_view text);
+
+// What an operator is told of a queue entry: its owner and creation time from
+// its value ("unknown" and the epoch for values that are not etcdlock's).
+QueueEntryInfo describe_entry(const std::string& key, std::string_view value, std::int64_t lease,
+                              std::int64_t create_revision, bool holds);
 
 // "<hostname>:<pid>", the default owner.
 std::string default_owner();

@@ -30,6 +30,17 @@ bool is_queue_entry(std::string_view dir, std::string_view key) {
   return key.find('/', dir.size()) == std::string_view::npos;
 }
 
+std::optional<std::string_view> lock_name_of(std::string_view prefix, std::string_view key) {
+  // "<prefix>/<name>/<lease id>": the name lies between the prefix and the last '/'.
+  if (!key.starts_with(prefix) || key.size() <= prefix.size() || key[prefix.size()] != '/') return std::nullopt;
+  const auto name_start = prefix.size() + 1;
+  const auto last_slash = key.rfind('/');
+  if (last_slash <= name_start || last_slash + 1 == key.size()) return std::nullopt;
+  const auto name = key.substr(name_start, last_slash - name_start);
+  if (name.find('\0') != std::string_view::npos) return std::nullopt;  // an inbox or a fence key
+  return name;
+}
+
 std::string prefix_range_end(std::string_view prefix) {
   std::string end(prefix);
   while (!end.empty()) {

@@ -12,6 +12,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -27,6 +28,10 @@ std::string queue_key(std::string_view dir, std::int64_t lease_id);
 // True when `key` is an entry of the queue in `dir`, not one of a lock whose
 // name extends this one ("a" against "a/b").
 bool is_queue_entry(std::string_view dir, std::string_view key);
+
+// The name of the lock whose queue entry `key` is, when it is one under
+// `prefix`; nullopt for other keys (an inbox, a fence key, a foreign key).
+std::optional<std::string_view> lock_name_of(std::string_view prefix, std::string_view key);
 
 // The end of the range of every key starting with `prefix`, as etcd means it.
 std::string prefix_range_end(std::string_view prefix);

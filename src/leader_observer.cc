@@ -31,7 +31,10 @@ class LeaderObserver::Relay final : public etcd::WatchListener {
 };
 
 LeaderObserver::LeaderObserver(std::shared_ptr<LockContext> context, QueueDir queue, Callback on_change)
-    : context_(std::move(context)), queue_(std::move(queue)), on_change_(std::move(on_change)) {}
+    : context_(std::move(context)),
+      queue_(std::move(queue)),
+      on_change_(std::make_shared<const Callback>(std::move(on_change))),
+      strand_(context_->notifier()) {}
 
 LeaderObserver::~LeaderObserver() { stop(); }
 
@@ -64,7 +67,7 @@ void LeaderObserver::read() {
     for (const auto& event : std::exchange(held_back_, {})) apply(event);
     deliver = publish();
   }
-  if (deliver) start_delivery();
+  if (deliver) strand_.run_queued();
 }
 
 void LeaderObserver::on_events(std::span<const etcd::WatchEvent> events) {
@@ -78,7 +81,7 @@ void LeaderObserver::on_events(std::span<const etcd::WatchEvent> events) {
     for (const auto& event : events) apply(event);
     deliver = publish();
   }
-  if (deliver) start_delivery();
+  if (deliver) strand_.run_queued();
 }
 
 void LeaderObserver::on_gap() {
@@ -124,35 +127,7 @@ bool LeaderObserver::publish() {
   }
   if (published_ && *published_ == leader) return false;
   published_ = leader;
-  pending_.push_back(std::move(leader));
-  if (delivering_) return false;
-  delivering_ = true;
-  return true;
-}
-
-void LeaderObserver::start_delivery() {
-  context_->notifier().post([weak = weak_from_this()] {
-    if (const auto observer = weak.lock()) observer->deliver();
-  });
-}
-
-void LeaderObserver::deliver() {
-  for (;;) {
-    std::optional<LeaderInfo> leader;
-    {
-      MutexLock lock(mu_);
-      if (stopped_ || pending_.empty()) {
-        delivering_ = false;
-        delivering_thread_ = {};
-        idle_.notify_all();
-        return;
-      }
-      leader = std::move(pending_.front());
-      pending_.pop_front();
-      delivering_thread_ = std::this_thread::get_id();
-    }
-    on_change_(leader);
-  }
+  return strand_.queue([on_change = on_change_, leader = std::move(leader)] { (*on_change)(leader); });
 }
 
 void LeaderObserver::stop() noexcept {
@@ -160,12 +135,9 @@ void LeaderObserver::stop() noexcept {
   {
     MutexLock lock(mu_);
     stopped_ = true;
-    pending_.clear();
     watch = std::exchange(watch_, 0);
-    if (delivering_thread_ != std::this_thread::get_id()) {
-      idle_.wait(lock, [&]() ETCDLOCK_REQUIRES(mu_) { return !delivering_; });
-    }
   }
+  strand_.stop();
   if (watch != 0) context_->watches().remove(watch);
 }
 

@@ -9,16 +9,13 @@
 // reports "no leader" (etcd issue 18163); this follows every entry.
 #pragma once
 
-#include <condition_variable>
 #include <cstdint>
-#include <deque>
 #include <functional>
 #include <map>
 #include <memory>
 #include <optional>
 #include <span>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "etcd/watch_hub.h"
@@ -26,6 +23,7 @@
 #include "lock_context.h"
 #include "mutex.h"
 #include "queue_requests.h"
+#include "strand.h"
 
 namespace etcdlock::detail {
 
@@ -52,27 +50,23 @@ class LeaderObserver : public std::enable_shared_from_this<LeaderObserver> {
   void on_gap();
   void read_later(SteadyTime when);
   void apply(const etcd::WatchEvent& event) ETCDLOCK_REQUIRES(mu_);
-  // Queues a call when the leader or its proposal changed; true when no
-  // delivery is under way to make it: start_delivery() then, outside mu_.
-  bool publish() ETCDLOCK_REQUIRES(mu_);
-  void start_delivery();
-  // On a notifier thread: makes the queued calls, in order.
-  void deliver();
+  // Queues a call when the leader or its proposal changed; when true,
+  // strand_.run_queued() is to be called, outside mu_.
+  [[nodiscard]] bool publish() ETCDLOCK_REQUIRES(mu_);
 
   const std::shared_ptr<LockContext> context_;
   const QueueDir queue_;
-  const Callback on_change_;
+  // Shared with the queued calls: a callback may end the observation and so
+  // destroy this object while it runs.
+  const std::shared_ptr<const Callback> on_change_;
+  Strand strand_;
 
   Mutex mu_;
-  std::condition_variable_any idle_;
   std::map<std::string, LeaderInfo> entries_ ETCDLOCK_GUARDED_BY(mu_);  // by key
   std::int64_t read_revision_ ETCDLOCK_GUARDED_BY(mu_) = 0;  // of the last read: events up to it are in it
   bool reading_ ETCDLOCK_GUARDED_BY(mu_) = false;  // a read after a gap is under way
   std::vector<etcd::WatchEvent> held_back_ ETCDLOCK_GUARDED_BY(mu_);
   std::optional<std::optional<LeaderInfo>> published_ ETCDLOCK_GUARDED_BY(mu_);  // what was last queued
-  std::deque<std::optional<LeaderInfo>> pending_ ETCDLOCK_GUARDED_BY(mu_);
-  bool delivering_ ETCDLOCK_GUARDED_BY(mu_) = false;
-  std::thread::id delivering_thread_ ETCDLOCK_GUARDED_BY(mu_);
   bool stopped_ ETCDLOCK_GUARDED_BY(mu_) = false;
   std::int64_t watch_ ETCDLOCK_GUARDED_BY(mu_) = 0;
 };

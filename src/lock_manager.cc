@@ -41,6 +41,10 @@ std::chrono::milliseconds LockManager::time_left() const { return impl_->time_le
 
 Subscription LockManager::subscribe(SessionListener listener) { return impl_->subscribe(std::move(listener)); }
 
+Subscription LockManager::watch(std::string_view name_prefix, LockListener listener) {
+  return impl_->watch(name_prefix, std::move(listener));
+}
+
 ManagerMetrics LockManager::metrics() const { return impl_->metrics(); }
 
 void LockManager::close() noexcept { impl_->close(); }

@@ -1,5 +1,6 @@
 #include "manager_impl.h"
 
+#include "activity_watch.h"
 #include "election_impl.h"
 #include "lock_impl.h"
 #include "manager_options.h"
@@ -109,7 +110,16 @@ std::chrono::milliseconds ManagerImpl::time_left() const {
 
 Subscription ManagerImpl::subscribe(SessionListener listener) {
   context_->check_open();
+  if (!listener) throw Error(errc::invalid_argument, "subscribe() needs a listener; it was given an empty function");
   return context_->session_events().subscribe(std::move(listener));
+}
+
+Subscription ManagerImpl::watch(std::string_view name_prefix, LockListener listener) {
+  context_->check_open();
+  if (!listener) throw Error(errc::invalid_argument, "watch() needs a listener; it was given an empty function");
+  auto watch = std::make_shared<ActivityWatch>(context_, name_prefix, std::move(listener));
+  watch->start();
+  return Subscription([watch] { watch->stop(); });
 }
 
 ManagerMetrics ManagerImpl::metrics() const {

@@ -13,6 +13,7 @@
 #include "etcdlock/lock.h"
 #include "etcdlock/semaphore.h"
 #include "etcdlock/shared_lock.h"
+#include "etcdlock/lock_event.h"
 #include "etcdlock/lock_info.h"
 #include "etcdlock/metrics.h"
 #include "etcdlock/subscription.h"
@@ -42,6 +43,7 @@ class ManagerImpl {
   SessionState state() const;
   std::chrono::milliseconds time_left() const;
   Subscription subscribe(SessionListener listener);
+  Subscription watch(std::string_view name_prefix, LockListener listener);
   ManagerMetrics metrics() const;
   void close() noexcept;
 

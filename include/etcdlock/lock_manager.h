@@ -10,6 +10,7 @@
 
 #include "etcdlock/election.h"
 #include "etcdlock/lock.h"
+#include "etcdlock/lock_event.h"
 #include "etcdlock/lock_info.h"
 #include "etcdlock/metrics.h"
 #include "etcdlock/options.h"
@@ -76,12 +77,25 @@ class LockManager {
   // its side again. Makes no request to etcd. Throws as get_lock().
   std::shared_ptr<SharedLock> get_shared_lock(std::string_view name, LockOptions options = {});
 
-  // The holder of the lock `name`, or nullopt when it is free. Three reads of
-  // etcd. Throws Error: invalid_key, unavailable, closed.
+  // The holder of the lock `name` and its queue, or nullopt when no one holds
+  // or waits. Two reads of etcd: the queue, the holder's lease. Throws Error:
+  // invalid_key, unavailable, closed.
   std::optional<LockInfo> info(std::string_view name);
-  // One row per held lock whose name starts with `name_prefix`, sorted by name.
-  // Throws Error: unavailable, closed.
+  // One row per lock with a holder or waiter whose name starts with
+  // `name_prefix` ("jobs/", or "" for all), sorted by name; one read of the
+  // queues, and one per lease of their first entries. Throws Error:
+  // invalid_key (a bad prefix), unavailable, closed.
   std::vector<LockInfo> list(std::string_view name_prefix = "");
+  // Calls `listener` on each change in the queues of the locks whose names
+  // start with `name_prefix`, from now on, in etcd's order, one call at a
+  // time, on a notifier thread: entries that queue, acquire, release or
+  // leave, of any holder (this manager's or another's, etcdctl's, Go's).
+  // Follows one watch on etcd, resumed across reconnects; a compaction that
+  // makes it miss changes makes it read the queues again and report the
+  // difference. A release or leave costs one lease lookup (lease_ended).
+  // Until the Subscription goes. The listener must not throw. Throws Error:
+  // invalid_key, invalid_argument (an empty listener), unavailable, closed.
+  [[nodiscard]] Subscription watch(std::string_view name_prefix, LockListener listener);
 
   // Admin: deletes exactly the current holder's key of `name`, whoever holds
   // it; the next waiter gets the lock and the holder's lost token fires. The
@@ -105,7 +119,8 @@ class LockManager {
   // Calls `listener` on each change of the session, in order, one call at a
   // time, on a notifier thread: healthy → suspect (renewals failing, with the
   // time left) → healthy again, or → lost → healthy (a new lease, replaced),
-  // and closed. Until the Subscription goes.
+  // and closed. Until the Subscription goes. The listener must not throw.
+  // Throws Error: invalid_argument (an empty listener), closed.
   [[nodiscard]] Subscription subscribe(SessionListener listener);
   // What this manager counted (see metrics.h).
   ManagerMetrics metrics() const;

@@ -27,6 +27,7 @@ inline void refer_to_every_public_function() {
   keep(static_cast<std::string_view (*)(errc) noexcept>(&to_string));
   keep(static_cast<std::string_view (*)(LogLevel) noexcept>(&to_string));
   keep(static_cast<std::string_view (*)(SessionState) noexcept>(&to_string));
+  keep(static_cast<std::string_view (*)(LockEvent::Kind) noexcept>(&to_string));
   keep(&stderr_log_sink);
   keep(&lease_hex);
   keep(&loss_margin);
@@ -38,6 +39,10 @@ inline void refer_to_every_public_function() {
   keep(&LockManager::revoke_lease);
   keep(&LockManager::lease_id);
   keep(&LockManager::state);
+  keep(&LockManager::time_left);
+  keep(&LockManager::subscribe);
+  keep(&LockManager::watch);
+  keep(&LockManager::metrics);
   keep(&LockManager::close);
 
   keep(static_cast<void (Lock::*)()>(&Lock::lock));

@@ -1,0 +1,262 @@
+#include "activity_watch.h"
+
+#include <set>
+
+#include "admission.h"
+#include "holder_value.h"
+#include "key_layout.h"
+#include "names.h"
+
+namespace etcdlock::detail {
+namespace {
+
+constexpr auto kReadRetryPause = std::chrono::milliseconds(200);
+
+}  // namespace
+
+// What the queued calls need: they run on the strand, one at a time, and may
+// outlive the watch.
+struct ActivityWatch::Delivery {
+  std::shared_ptr<LockContext> context;
+  LockListener listener;
+  std::set<std::int64_t> ended_leases;  // a lease never comes back once ended
+
+  // Asks etcd whether `lease` has ended; false when it cannot tell.
+  bool lease_ended(std::int64_t lease) {
+    if (lease == 0) return false;
+    if (ended_leases.contains(lease)) return true;
+    try {
+      const auto& client = context->client();
+      if (client.lease_time_to_live(lease, client.command_deadline()).ttl() >= 0) return false;
+    } catch (const Error&) {
+      return false;
+    }
+    ended_leases.insert(lease);
+    return true;
+  }
+};
+
+// Forwards the watch's callbacks while the watch lives.
+class ActivityWatch::Relay final : public etcd::WatchListener {
+ public:
+  explicit Relay(std::weak_ptr<ActivityWatch> watch) : watch_(std::move(watch)) {}
+  void on_events(std::span<const etcd::WatchEvent> events) override {
+    if (const auto watch = watch_.lock()) watch->on_events(events);
+  }
+  void on_gap() override {
+    if (const auto watch = watch_.lock()) watch->on_gap();
+  }
+  void on_failed(const std::string& reason) override {
+    if (const auto watch = watch_.lock()) {
+      watch->context_->log()(LogLevel::error, "etcd refused to watch the locks; watching stopped",
+                             {{"key", watch->from_}, {"reason", reason}});
+    }
+  }
+
+ private:
+  std::weak_ptr<ActivityWatch> watch_;
+};
+
+ActivityWatch::ActivityWatch(std::shared_ptr<LockContext> context, std::string_view name_prefix,
+                             LockListener listener)
+    : context_(std::move(context)),
+      name_prefix_(name_prefix),
+      from_(context_->prefix() + "/" + name_prefix_),
+      end_(prefix_range_end(from_)),
+      delivery_(std::make_shared<Delivery>(Delivery{context_, std::move(listener), {}})),
+      strand_(context_->notifier()) {
+  validate_name_prefix(name_prefix);
+}
+
+ActivityWatch::~ActivityWatch() { stop(); }
+
+void ActivityWatch::start() {
+  {
+    MutexLock lock(mu_);
+    reading_ = true;
+  }
+  read();
+  MutexLock lock(mu_);
+  if (stopped_) return;
+  watch_ = context_->watches().add(from_, end_, read_revision_ + 1, std::make_shared<Relay>(weak_from_this()));
+}
+
+std::optional<std::string_view> ActivityWatch::name_of(std::string_view key) const {
+  // The range of "jobs/" also holds the keys of the lock "jobs" itself
+  // ("<prefix>/jobs/<id>"): not one of the names watched.
+  const auto name = lock_name_of(context_->prefix(), key);
+  if (!name || !name->starts_with(name_prefix_)) return std::nullopt;
+  return name;
+}
+
+void ActivityWatch::read() {
+  pb::RangeRequest range;
+  range.set_key(from_);
+  range.set_range_end(end_);
+  range.set_sort_target(pb::RangeRequest::CREATE);
+  range.set_sort_order(pb::RangeRequest::ASCEND);
+  const auto response = context_->client().range(range, context_->client().command_deadline());
+  const std::int64_t revision = response.header().revision();
+  std::map<std::string, Queue> now;
+  for (const auto& kv : response.kvs()) {
+    if (const auto name = name_of(kv.key())) {
+      now[std::string(*name)].emplace(kv.create_revision(),
+                                      Entry{kv.key(), kv.value(), kv.lease(), kv.create_revision(), false});
+    }
+  }
+  bool run = false;
+  {
+    MutexLock lock(mu_);
+    if (!read_once_) {
+      // The state the watch starts from: nothing to report.
+      for (const auto& [name, queue] : now) {
+        for (const auto& [created, entry] : queue) entries_[entry.key] = {name, created};
+      }
+      queues_ = std::move(now);
+      for (const auto& [name, queue] : queues_) admit(name, revision, /*report=*/false);
+      read_once_ = true;
+    } else {
+      // What went and what came while events were missed.
+      std::vector<std::string> gone;
+      for (const auto& [key, place] : entries_) {
+        const auto queue = now.find(place.first);
+        if (queue == now.end() || !queue->second.contains(place.second)) gone.push_back(key);
+      }
+      for (const auto& key : gone) run |= remove(key, revision);
+      for (auto& [name, queue] : now) {
+        for (auto& [created, entry] : queue) {
+          if (!entries_.contains(entry.key)) run |= put(name, std::move(entry), revision);
+        }
+      }
+    }
+    read_revision_ = revision;
+    reading_ = false;
+    for (const auto& event : std::exchange(held_back_, {})) run |= apply(event);
+  }
+  if (run) strand_.run_queued();
+}
+
+void ActivityWatch::on_events(std::span<const etcd::WatchEvent> events) {
+  bool run = false;
+  {
+    MutexLock lock(mu_);
+    if (reading_) {
+      held_back_.insert(held_back_.end(), events.begin(), events.end());
+      return;
+    }
+    for (const auto& event : events) run |= apply(event);
+  }
+  if (run) strand_.run_queued();
+}
+
+void ActivityWatch::on_gap() {
+  {
+    MutexLock lock(mu_);
+    if (stopped_ || reading_) return;
+    reading_ = true;
+  }
+  read_later(SteadyClock::now());
+}
+
+void ActivityWatch::read_later(SteadyTime when) {
+  // The read may block: on the worker, not the hub's thread; retried until
+  // etcd answers.
+  context_->worker().post_at(when, [weak = weak_from_this()] {
+    const auto watch = weak.lock();
+    if (!watch) return;
+    try {
+      watch->read();
+    } catch (const Error&) {
+      watch->read_later(SteadyClock::now() + kReadRetryPause);
+    }
+  });
+}
+
+bool ActivityWatch::apply(const etcd::WatchEvent& event) {
+  if (event.mod_revision <= read_revision_) return false;  // in the last read
+  if (event.deleted) return remove(event.key, event.mod_revision);
+  const auto name = name_of(event.key);
+  if (!name) return false;
+  return put(std::string(*name), Entry{event.key, event.value, event.lease, event.create_revision, false},
+             event.mod_revision);
+}
+
+bool ActivityWatch::put(const std::string& name, Entry entry, std::int64_t revision) {
+  auto& queue = queues_[name];
+  const auto known = entries_.find(entry.key);
+  if (known != entries_.end()) {
+    // A new value for an entry (an election's proclamation, a downgrade):
+    // it may admit others.
+    const auto place = queue.find(known->second.second);
+    if (place != queue.end()) place->second.value = std::move(entry.value);
+    return admit(name, revision);
+  }
+  const auto created = entry.revision;
+  const std::string key = entry.key;
+  entries_[key] = {name, created};
+  queue.emplace(created, std::move(entry));
+  bool run = admit(name, revision);
+  const auto& added = queue.at(created);
+  if (!added.holds) run |= report(LockEvent::Kind::queued, name, added, revision);
+  return run;
+}
+
+bool ActivityWatch::remove(const std::string& key, std::int64_t revision) {
+  const auto known = entries_.find(key);
+  if (known == entries_.end()) return false;
+  const auto [name, created] = known->second;
+  entries_.erase(known);
+  auto queue = queues_.find(name);
+  if (queue == queues_.end()) return false;
+  auto entry = queue->second.find(created);
+  if (entry == queue->second.end()) return false;
+  bool run = report(entry->second.holds ? LockEvent::Kind::released : LockEvent::Kind::left, name, entry->second,
+                    revision);
+  queue->second.erase(entry);
+  if (queue->second.empty()) {
+    queues_.erase(queue);
+    return run;
+  }
+  return admit(name, revision) || run;
+}
+
+bool ActivityWatch::admit(const std::string& name, std::int64_t revision, bool report_changes) {
+  auto& queue = queues_.at(name);
+  std::vector<const std::string*> values;
+  values.reserve(queue.size());
+  for (const auto& [created, entry] : queue) values.push_back(&entry.value);
+  const auto holds = holding_entries(values);
+  bool run = false;
+  std::size_t i = 0;
+  for (auto& [created, entry] : queue) {
+    const bool began = holds[i++] && !entry.holds;
+    entry.holds = entry.holds || began;  // a holder holds until it goes
+    if (began && report_changes) run |= report(LockEvent::Kind::acquired, name, entry, revision);
+  }
+  return run;
+}
+
+bool ActivityWatch::report(LockEvent::Kind kind, const std::string& name, const Entry& entry,
+                           std::int64_t revision) {
+  if (stopped_) return false;
+  LockEvent event{kind, name, describe_entry(entry.key, entry.value, entry.lease, entry.revision, entry.holds), revision,
+                  false};
+  const bool gone = kind == LockEvent::Kind::released || kind == LockEvent::Kind::left;
+  return strand_.queue([delivery = delivery_, event = std::move(event), gone]() mutable {
+    if (gone) event.lease_ended = delivery->lease_ended(event.entry.lease_id);
+    delivery->listener(event);
+  });
+}
+
+void ActivityWatch::stop() noexcept {
+  std::int64_t watch = 0;
+  {
+    MutexLock lock(mu_);
+    stopped_ = true;
+    watch = std::exchange(watch_, 0);
+  }
+  strand_.stop();
+  if (watch != 0) context_->watches().remove(watch);
+}
+
+}  // namespace etcdlock::detail
