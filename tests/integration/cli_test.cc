@@ -137,6 +137,91 @@ TEST_F(Cli, ListAndInfoForPeopleAndScripts) {
   EXPECT_TRUE(nlohmann::json::parse(finish({"info", "free", "--json"}).second).is_null());
 }
 
+TEST_F(Cli, StatusShowsEveryHolderAndWaiterInOrder) {
+  auto options = this->options();
+  options.owner = "nightly-1";
+  LockManager holder(options);
+  auto lock = holder.get_lock("jobs/nightly");
+  lock->lock();
+  options.owner = "nightly-2";
+  LockManager waiter_manager(options);
+  auto waiting = waiter_manager.get_lock("jobs/nightly");
+  std::thread waiter([&] { std::lock_guard guard(*waiting); });
+  ASSERT_TRUE(eventually([&] { return entries("jobs/nightly") == 2; }));
+
+  auto status = etcdlock({"status", "jobs/"});
+  std::vector<std::string> lines;
+  while (auto line = status.read_line(5s)) lines.push_back(*line);
+  EXPECT_EQ(status.wait(), 0);
+  ASSERT_EQ(lines.size(), 3u) << ::testing::PrintToString(lines);
+  EXPECT_TRUE(lines[0].starts_with("NAME")) << lines[0];
+  EXPECT_NE(lines[1].find("holder"), std::string::npos) << lines[1];
+  EXPECT_NE(lines[1].find("nightly-1"), std::string::npos) << lines[1];
+  EXPECT_NE(lines[2].find("waiter 1"), std::string::npos) << lines[2];
+  EXPECT_NE(lines[2].find("nightly-2"), std::string::npos) << lines[2];
+
+  const auto rows = nlohmann::json::parse(finish({"status", "--json"}).second);
+  ASSERT_EQ(rows.size(), 1u);
+  const auto& queue = rows[0]["queue"];
+  ASSERT_EQ(queue.size(), 2u);
+  EXPECT_EQ(queue[0]["owner"], "nightly-1");
+  EXPECT_EQ(queue[0]["holds"], true);
+  EXPECT_EQ(queue[0]["fencing_token"], lock->fencing_token());
+  EXPECT_EQ(queue[1]["owner"], "nightly-2");
+  EXPECT_EQ(queue[1]["holds"], false);
+  EXPECT_TRUE(queue[1]["created_at"].is_string());
+  EXPECT_EQ(rows[0]["waiters"], 1);
+  EXPECT_EQ(finish({"status", "other/"}).second, "no locks held or waited for under " + prefix_ + "/other/");
+  EXPECT_EQ(finish({"status", "/bad"}).first, 64);
+  lock->unlock();
+  waiter.join();
+}
+
+TEST_F(Cli, WatchPrintsEachChangeAsItHappens) {
+  auto watch = etcdlock({"watch", "jobs", "--json"});
+  const auto ready = watch.read_line();
+  ASSERT_TRUE(ready) << "no first line";
+  EXPECT_EQ(nlohmann::json::parse(*ready)["watching"], prefix_ + "/jobs");
+  auto options = this->options();
+  options.owner = "a";
+  LockManager a(options);
+  options.owner = "b";
+  LockManager b(options);
+  auto held = a.get_lock("jobs");
+  held->lock();
+  auto waiting = b.get_lock("jobs");
+  std::thread waiter([&] { waiting->lock(); });
+  ASSERT_TRUE(eventually([&] { return entries("jobs") == 2; }));
+  held->unlock();
+  waiter.join();
+  b.close();
+
+  std::vector<std::string> seen;
+  for (int i = 0; i < 5; ++i) {
+    const auto line = watch.read_line();
+    ASSERT_TRUE(line) << "after " << ::testing::PrintToString(seen);
+    const auto event = nlohmann::json::parse(*line);
+    seen.push_back(event["event"].get<std::string>() + " " + event["entry"]["owner"].get<std::string>() +
+                   (event["lease_ended"].get<bool>() ? " (lease ended)" : ""));
+    EXPECT_EQ(event["name"], "jobs");
+  }
+  EXPECT_EQ(seen, (std::vector<std::string>{"acquired a", "queued b", "released a", "acquired b",
+                                            "released b (lease ended)"}));
+  watch.signal(SIGINT);
+  EXPECT_EQ(watch.wait(), 0);
+
+  auto text = etcdlock({"watch"});
+  ASSERT_EQ(text.read_line(), "watching " + prefix_ + "/* (interrupt to stop)");
+  auto again = a.get_lock("jobs");
+  again->lock();
+  const auto line = text.read_line();
+  ASSERT_TRUE(line);
+  EXPECT_NE(line->find("  acquired  jobs  owner=a lease="), std::string::npos) << *line;
+  again->unlock();
+  text.signal(SIGTERM);
+  EXPECT_EQ(text.wait(), 0);
+}
+
 TEST_F(Cli, UnlockForceAndRevoke) {
   auto holder = manager();
   auto lock = holder->get_lock("job");

@@ -30,7 +30,7 @@ int list_locks(const ManagerOptions& options, const std::string& name_prefix, bo
     if (json) {
       print_json(std::cout, rows);
     } else if (rows.empty()) {
-      std::cout << "no locks held under " << options.prefix << "/" << name_prefix << "\n";
+      std::cout << "no locks held or waited for under " << options.prefix << "/" << name_prefix << "\n";
     } else {
       print_table(std::cout, rows);
     }
@@ -91,7 +91,7 @@ std::vector<Subcommand> add_admin_commands(CLI::App& app) {
     bool json = false, force = false;
   };
   auto flags = std::make_shared<Flags>();
-  auto* list = app.add_subcommand("list", "list the held locks whose names start with PREFIX");
+  auto* list = app.add_subcommand("list", "list the locks whose names start with PREFIX: holder, waiters");
   list->add_option("name_prefix", flags->name_prefix, "a prefix of lock names");
   list->add_flag("--json", flags->json, "print JSON for scripts");
   auto* info = app.add_subcommand("info", "show the holder of a lock and its waiters");

@@ -45,17 +45,6 @@ void print_leader(const std::optional<LeaderInfo>& leader, bool json) {
   }
 }
 
-// Waits for a signal (returns it) or for the loss of `lost` (returns 0).
-int hold_until_signal(const std::stop_token& lost, const sigset_t& signals) {
-  std::stop_callback on_loss(lost, [] { kill(getpid(), SIGUSR1); });
-  for (;;) {
-    const timespec pause{0, std::chrono::nanoseconds(kSupervisionTick).count()};
-    const int signal = sigtimedwait(&signals, nullptr, &pause);
-    if (signal == SIGINT || signal == SIGTERM || signal == SIGHUP || signal == SIGQUIT) return signal;
-    if (lost.stop_requested()) return 0;
-  }
-}
-
 int listen(const ManagerOptions& options, const ElectFlags& flags, const sigset_t& signals) {
   LockManager manager(options);
   std::mutex printing;
@@ -63,7 +52,7 @@ int listen(const ManagerOptions& options, const ElectFlags& flags, const sigset_
     std::lock_guard lock(printing);
     print_leader(leader, flags.json);
   });
-  hold_until_signal({}, signals);
+  wait_for_signal(signals);
   return kExitOk;
 }
 
@@ -79,7 +68,7 @@ int lead(const ManagerOptions& options, const ElectFlags& flags, std::chrono::mi
   int status = kExitOk;
   if (flags.command.empty()) {
     print_leader(leader, flags.json);
-    if (hold_until_signal(election->lost_token(), signals) == 0) {
+    if (wait_for_signal(signals, election->lost_token()) == 0) {
       std::cerr << "etcdlock: " << what << " was lost\n";
       status = kExitLockLost;
     }

@@ -34,6 +34,7 @@ int main(int argc, char** argv) {
   std::vector<Subcommand> subcommands{add_run(app)};
   for (auto& admin : add_admin_commands(app)) subcommands.push_back(std::move(admin));
   for (auto& election : add_election_commands(app)) subcommands.push_back(std::move(election));
+  for (auto& status : add_status_commands(app)) subcommands.push_back(std::move(status));
 
   try {
     app.parse(argc, argv);

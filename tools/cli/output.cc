@@ -1,6 +1,7 @@
 #include "output.h"
 
 #include <algorithm>
+#include <cstdint>
 #include <array>
 #include <cstdio>
 #include <ctime>
@@ -21,30 +22,49 @@ std::string utc(std::chrono::system_clock::time_point time) {
   return text;
 }
 
+// "2026-11-24T01:02:03.456Z".
+std::string utc_millis(std::chrono::system_clock::time_point time) {
+  const auto seconds = std::chrono::floor<std::chrono::seconds>(time);
+  const auto millis = std::chrono::duration_cast<std::chrono::milliseconds>(time - seconds).count();
+  auto text = utc(seconds);
+  if (text.empty()) return text;
+  char fraction[8];
+  std::snprintf(fraction, sizeof fraction, ".%03d", static_cast<int>(millis));
+  text.insert(text.size() - 1, fraction);
+  return text;
+}
+
+nlohmann::json utc_or_null(std::chrono::system_clock::time_point time) {
+  const auto text = utc(time);
+  return text.empty() ? nlohmann::json(nullptr) : nlohmann::json(text);
+}
+
+nlohmann::json to_json(const QueueEntryInfo& entry) {
+  return {{"key", entry.key},
+          {"owner", entry.owner},
+          {"lease_id", lease_hex(entry.lease_id)},
+          {"fencing_token", entry.fencing_token},
+          {"created_at", utc_or_null(entry.created_at)},
+          {"holds", entry.holds}};
+}
+
 nlohmann::json to_json(const LockInfo& row) {
-  const auto created = utc(row.created_at);
+  auto queue = nlohmann::json::array();
+  for (const auto& entry : row.queue) queue.push_back(to_json(entry));
   return {{"name", row.name},
           {"key", row.key},
           {"owner", row.owner},
           {"lease_id", lease_hex(row.lease_id)},
           {"fencing_token", row.fencing_token},
-          {"created_at", created.empty() ? nlohmann::json(nullptr) : nlohmann::json(created)},
+          {"created_at", utc_or_null(row.created_at)},
           {"ttl_remaining_s", row.ttl_remaining.count()},
-          {"waiters", row.waiters}};
+          {"waiters", row.waiters},
+          {"queue", std::move(queue)}};
 }
 
-}  // namespace
-
-void print_table(std::ostream& out, const std::vector<LockInfo>& rows) {
-  constexpr std::size_t kColumns = 7;
-  std::vector<std::array<std::string, kColumns>> cells;
-  cells.push_back({"NAME", "HOLDER KEY", "OWNER", "FENCING TOKEN", "CREATED", "TTL", "WAITERS"});
-  for (const auto& row : rows) {
-    const auto created = utc(row.created_at);
-    cells.push_back({row.name, row.key, row.owner, std::to_string(row.fencing_token), created.empty() ? "-" : created,
-                     row.ttl_remaining.count() < 0 ? "expired" : std::to_string(row.ttl_remaining.count()) + "s",
-                     std::to_string(row.waiters)});
-  }
+// Prints `cells` in columns two spaces apart, the first line a header.
+template <std::size_t kColumns>
+void print_columns(std::ostream& out, const std::vector<std::array<std::string, kColumns>>& cells) {
   std::array<std::size_t, kColumns> widths{};
   for (const auto& line : cells) {
     for (std::size_t i = 0; i < kColumns; ++i) widths[i] = std::max(widths[i], line[i].size());
@@ -59,6 +79,53 @@ void print_table(std::ostream& out, const std::vector<LockInfo>& rows) {
   }
 }
 
+// "3s", "4m05s", "2h03m"; "-" when the start is unknown.
+std::string age(std::chrono::system_clock::time_point since, std::chrono::system_clock::time_point now) {
+  using namespace std::chrono;
+  if (since == system_clock::time_point{}) return "-";
+  const auto seconds = std::max<std::int64_t>(0, duration_cast<std::chrono::seconds>(now - since).count());
+  char text[32];
+  if (seconds < 60) {
+    std::snprintf(text, sizeof text, "%llds", static_cast<long long>(seconds));
+  } else if (seconds < 3600) {
+    std::snprintf(text, sizeof text, "%lldm%02llds", static_cast<long long>(seconds / 60),
+                  static_cast<long long>(seconds % 60));
+  } else {
+    std::snprintf(text, sizeof text, "%lldh%02lldm", static_cast<long long>(seconds / 3600),
+                  static_cast<long long>(seconds / 60 % 60));
+  }
+  return text;
+}
+
+}  // namespace
+
+void print_table(std::ostream& out, const std::vector<LockInfo>& rows) {
+  std::vector<std::array<std::string, 7>> cells;
+  cells.push_back({"NAME", "HOLDER KEY", "OWNER", "FENCING TOKEN", "CREATED", "TTL", "WAITERS"});
+  for (const auto& row : rows) {
+    const auto created = utc(row.created_at);
+    cells.push_back({row.name, row.key, row.owner, std::to_string(row.fencing_token), created.empty() ? "-" : created,
+                     row.ttl_remaining.count() < 0 ? "expired" : std::to_string(row.ttl_remaining.count()) + "s",
+                     std::to_string(row.waiters)});
+  }
+  print_columns(out, cells);
+}
+
+void print_status(std::ostream& out, const std::vector<LockInfo>& rows, std::chrono::system_clock::time_point now) {
+  std::vector<std::array<std::string, 7>> cells;
+  cells.push_back({"NAME", "ROLE", "OWNER", "LEASE", "FENCING TOKEN", "QUEUED", "FOR"});
+  for (const auto& row : rows) {
+    std::size_t waiting = 0;
+    for (const auto& entry : row.queue) {
+      const auto queued = utc(entry.created_at);
+      cells.push_back({row.name, entry.holds ? "holder" : "waiter " + std::to_string(++waiting), entry.owner,
+                       lease_hex(entry.lease_id), std::to_string(entry.fencing_token), queued.empty() ? "-" : queued,
+                       age(entry.created_at, now)});
+    }
+  }
+  print_columns(out, cells);
+}
+
 void print_json(std::ostream& out, const std::vector<LockInfo>& rows) {
   auto array = nlohmann::json::array();
   for (const auto& row : rows) array.push_back(to_json(row));
@@ -67,6 +134,23 @@ void print_json(std::ostream& out, const std::vector<LockInfo>& rows) {
 
 void print_json(std::ostream& out, const std::optional<LockInfo>& row) {
   out << (row ? to_json(*row) : nlohmann::json(nullptr)).dump() << "\n";
+}
+
+void print_event(std::ostream& out, const LockEvent& event, bool json, std::chrono::system_clock::time_point at) {
+  if (json) {
+    out << nlohmann::json{{"time", utc_millis(at)},
+                          {"event", to_string(event.kind)},
+                          {"name", event.name},
+                          {"revision", event.revision},
+                          {"lease_ended", event.lease_ended},
+                          {"entry", to_json(event.entry)}}
+               .dump()
+        << "\n";
+    return;
+  }
+  out << utc_millis(at) << "  " << to_string(event.kind) << (event.lease_ended ? " (lease ended)" : "") << "  "
+      << event.name << "  owner=" << event.entry.owner << " lease=" << lease_hex(event.entry.lease_id)
+      << " token=" << event.entry.fencing_token << " revision=" << event.revision << "\n";
 }
 
 }  // namespace etcdlock::cli

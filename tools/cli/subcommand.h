@@ -38,5 +38,6 @@ extern const CLI::Validator kDuration;
 Subcommand add_run(CLI::App& app);
 std::vector<Subcommand> add_admin_commands(CLI::App& app);
 std::vector<Subcommand> add_election_commands(CLI::App& app);
+std::vector<Subcommand> add_status_commands(CLI::App& app);
 
 }  // namespace etcdlock::cli

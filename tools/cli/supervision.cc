@@ -56,6 +56,16 @@ sigset_t block_handled_signals() {
   return signals;
 }
 
+int wait_for_signal(const sigset_t& signals, const std::stop_token& lost) {
+  std::stop_callback on_loss(lost, [] { kill(getpid(), SIGUSR1); });
+  for (;;) {
+    const timespec pause{0, std::chrono::nanoseconds(kSupervisionTick).count()};
+    const int signal = sigtimedwait(&signals, nullptr, &pause);
+    if (signal == SIGINT || signal == SIGTERM || signal == SIGHUP || signal == SIGQUIT) return signal;
+    if (lost.stop_requested()) return 0;
+  }
+}
+
 int interruptible(const sigset_t& signals, const std::function<void(std::stop_token)>& wait) {
   std::stop_source cancel;
   std::atomic<bool> waiting{true};

@@ -19,6 +19,10 @@ namespace etcdlock::cli {
 // starts: it blocks them, so that every thread inherits the mask.
 sigset_t block_handled_signals();
 
+// Waits for SIGINT, SIGTERM, SIGHUP or SIGQUIT (returns it), or for `lost`
+// to be requested (returns 0).
+int wait_for_signal(const sigset_t& signals, const std::stop_token& lost = {});
+
 // Runs `wait` with a stop token that SIGINT, SIGTERM, SIGHUP or SIGQUIT
 // requests. Returns 0 when `wait` returned, or the signal whose request made
 // it throw Error(errc::cancelled); other exceptions pass through.
