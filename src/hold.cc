@@ -138,7 +138,10 @@ void Hold::check_key() {
     pb::RangeRequest read;
     read.set_key(entry_.key);
     const auto found = context_->client().range(read, context_->client().command_deadline());
-    if (found.kvs_size() == 0 || found.kvs(0).create_revision() != entry_.revision) lose(LossCause::deleted);
+    const bool gone = found.kvs_size() == 0 || found.kvs(0).create_revision() != entry_.revision;
+    // Again after the read: a release that began meanwhile deleted the key
+    // itself (begin_release() comes before its delete is sent).
+    if (gone && !releasing_.load()) lose(LossCause::deleted);
   } catch (const Error& error) {
     if (error.value() != errc::unavailable) return;
     std::weak_ptr<Hold> weak = weak_from_this();
