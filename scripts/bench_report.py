@@ -24,6 +24,8 @@ def load(path):
             run = json.loads(line)
             who = "ours" if run.get("implementation") == "etcdlock" else "go"
             mode = run["mode"]
+            if run.get("metrics") is False:
+                mode += "/metrics-off"
             runs[(who, mode, run.get("clients", 1))].append(run)
     return runs
 
@@ -140,6 +142,16 @@ def main():
     many_ratio = ours_many / go_many if ours_many and go_many else None
     rows.append(("manykeys, 32 threads, one manager / shared session (cycles/s)", ours_many, go_many, many_ratio,
                  f"≥ 1.2× Go: {verdict(many_ratio is not None and many_ratio >= 1.2)}"))
+    for mode, clients, what in (("uncontended", 1, "uncontended lock+unlock"),
+                                ("manykeys", 32, "manykeys, 32 threads")):
+        on = get("ours", mode, clients)
+        off = get("ours", mode + "/metrics-off", clients)
+        cost = 1 - on / off if on and off else None
+        rows.append((f"{what}, metrics off (cycles/s)", off, None, None,
+                     f"metrics on cost {fmt(cost * 100 if cost is not None else None, 1)}% "
+                     f"(target < 2%): {verdict(cost is not None and cost < 0.02)}"))
+    rows.append(("semaphore, 8 processes, 2 permits (acquisitions/s)", get("ours", "semaphore", 8), None, None, ""))
+    rows.append(("read-write lock, 8 processes, 20% writers (turns/s)", get("ours", "rwlock", 8), None, None, ""))
     reentrant = get("ours", "reentrant")
     rows.append(("reentrant relock+unlock (per s)", reentrant, None, None,
                  f"≥ 1,000,000/s: {verdict(reentrant is not None and reentrant >= 1e6)}"))

@@ -11,17 +11,22 @@ namespace etcdlock::detail {
 namespace {
 
 constexpr auto kReadRetryPause = std::chrono::milliseconds(200);
+constexpr std::size_t kRememberedLeases = 1024;
 
 }  // namespace
 
-// What the queued calls need: they run on the strand, one at a time, and may
-// outlive the watch.
+// What the queued calls need; they may outlive the watch. Two stages, each in
+// order: `lookups_` asks etcd whether the lease of an entry that went has
+// ended, as soon as the change is seen, and passes the event on to `calls`,
+// which calls the listener. A slow listener then delays only its own calls,
+// not the lookups: asked late, etcd would call a lease that its manager ended
+// after an unlock the reason for that unlock.
 struct ActivityWatch::Delivery {
-  std::shared_ptr<LockContext> context;
-  LockListener listener;
-  std::set<std::int64_t> ended_leases;  // a lease never comes back once ended
+  Delivery(std::shared_ptr<LockContext> context, LockListener listener)
+      : context(std::move(context)), listener(std::move(listener)), calls(this->context->notifier()) {}
 
-  // Asks etcd whether `lease` has ended; false when it cannot tell.
+  // Asks etcd whether `lease` has ended; false when it cannot tell. Called on
+  // the lookup strand only.
   bool lease_ended(std::int64_t lease) {
     if (lease == 0) return false;
     if (ended_leases.contains(lease)) return true;
@@ -31,9 +36,17 @@ struct ActivityWatch::Delivery {
     } catch (const Error&) {
       return false;
     }
+    // A lease never comes back once ended; the set only saves lookups of a
+    // lease with several entries, so it is kept small.
+    if (ended_leases.size() >= kRememberedLeases) ended_leases.clear();
     ended_leases.insert(lease);
     return true;
   }
+
+  const std::shared_ptr<LockContext> context;
+  const LockListener listener;
+  std::set<std::int64_t> ended_leases;
+  Strand calls;
 };
 
 // Forwards the watch's callbacks while the watch lives.
@@ -63,8 +76,8 @@ ActivityWatch::ActivityWatch(std::shared_ptr<LockContext> context, std::string_v
       name_prefix_(name_prefix),
       from_(context_->prefix() + "/" + name_prefix_),
       end_(prefix_range_end(from_)),
-      delivery_(std::make_shared<Delivery>(Delivery{context_, std::move(listener), {}})),
-      strand_(context_->notifier()) {
+      delivery_(std::make_shared<Delivery>(context_, std::move(listener))),
+      lookups_(context_->notifier()) {
   validate_name_prefix(name_prefix);
 }
 
@@ -105,6 +118,7 @@ void ActivityWatch::read() {
     }
   }
   bool run = false;
+  bool again = false;
   {
     MutexLock lock(mu_);
     if (!read_once_) {
@@ -116,24 +130,64 @@ void ActivityWatch::read() {
       for (const auto& [name, queue] : queues_) admit(name, revision, /*report=*/false);
       read_once_ = true;
     } else {
-      // What went and what came while events were missed.
-      std::vector<std::string> gone;
-      for (const auto& [key, place] : entries_) {
-        const auto queue = now.find(place.first);
-        if (queue == now.end() || !queue->second.contains(place.second)) gone.push_back(key);
-      }
-      for (const auto& key : gone) run |= remove(key, revision);
-      for (auto& [name, queue] : now) {
-        for (auto& [created, entry] : queue) {
-          if (!entries_.contains(entry.key)) run |= put(name, std::move(entry), revision);
-        }
-      }
+      run |= catch_up(std::move(now), revision);
     }
     read_revision_ = revision;
     reading_ = false;
     for (const auto& event : std::exchange(held_back_, {})) run |= apply(event);
+    // A gap reported while this read was under way may lie past it.
+    again = std::exchange(read_again_, false) && !stopped_;
+    reading_ = again;
   }
-  if (run) strand_.run_queued();
+  if (run) lookups_.run_queued();
+  if (again) read_later(SteadyClock::now());
+}
+
+bool ActivityWatch::catch_up(std::map<std::string, Queue> now, std::int64_t revision) {
+  // First every entry that went, then every value that changed (a downgrade,
+  // a proclamation), then who holds now, then the entries that came: so an
+  // entry that went meanwhile is never seen to hold on its way out.
+  bool run = false;
+  std::set<std::string> changed;
+  std::vector<std::string> gone;
+  for (const auto& [key, place] : entries_) {
+    const auto queue = now.find(place.first);
+    if (queue == now.end() || !queue->second.contains(place.second)) gone.push_back(key);
+  }
+  for (const auto& key : gone) {
+    if (auto name = drop(key, revision, run)) changed.insert(std::move(*name));
+  }
+  std::vector<std::pair<std::string, std::int64_t>> added;
+  for (auto& [name, queue] : now) {
+    for (auto& [created, entry] : queue) {
+      auto& known = queues_[name];
+      if (const auto place = known.find(created); place != known.end() && entries_.contains(entry.key)) {
+        if (place->second.value != entry.value) {
+          place->second.value = std::move(entry.value);
+          changed.insert(name);
+        }
+        continue;
+      }
+      entries_[entry.key] = {name, created};
+      known.emplace(created, std::move(entry));
+      added.emplace_back(name, created);
+      changed.insert(name);
+    }
+  }
+  for (const auto& name : changed) {
+    const auto queue = queues_.find(name);
+    if (queue == queues_.end()) continue;
+    if (queue->second.empty()) {
+      queues_.erase(queue);
+    } else {
+      run |= admit(name, revision);
+    }
+  }
+  for (const auto& [name, created] : added) {
+    const auto& entry = queues_.at(name).at(created);
+    if (!entry.holds) run |= report(LockEvent::Kind::queued, name, entry, revision);
+  }
+  return run;
 }
 
 void ActivityWatch::on_events(std::span<const etcd::WatchEvent> events) {
@@ -146,13 +200,17 @@ void ActivityWatch::on_events(std::span<const etcd::WatchEvent> events) {
     }
     for (const auto& event : events) run |= apply(event);
   }
-  if (run) strand_.run_queued();
+  if (run) lookups_.run_queued();
 }
 
 void ActivityWatch::on_gap() {
   {
     MutexLock lock(mu_);
-    if (stopped_ || reading_) return;
+    if (stopped_) return;
+    if (reading_) {
+      read_again_ = true;  // the read under way may have been answered before this gap
+      return;
+    }
     reading_ = true;
   }
   read_later(SteadyClock::now());
@@ -201,23 +259,30 @@ bool ActivityWatch::put(const std::string& name, Entry entry, std::int64_t revis
   return run;
 }
 
-bool ActivityWatch::remove(const std::string& key, std::int64_t revision) {
+std::optional<std::string> ActivityWatch::drop(const std::string& key, std::int64_t revision, bool& run) {
   const auto known = entries_.find(key);
-  if (known == entries_.end()) return false;
+  if (known == entries_.end()) return std::nullopt;
   const auto [name, created] = known->second;
   entries_.erase(known);
-  auto queue = queues_.find(name);
-  if (queue == queues_.end()) return false;
-  auto entry = queue->second.find(created);
-  if (entry == queue->second.end()) return false;
-  bool run = report(entry->second.holds ? LockEvent::Kind::released : LockEvent::Kind::left, name, entry->second,
-                    revision);
+  const auto queue = queues_.find(name);
+  if (queue == queues_.end()) return std::nullopt;
+  const auto entry = queue->second.find(created);
+  if (entry == queue->second.end()) return std::nullopt;
+  run |= report(entry->second.holds ? LockEvent::Kind::released : LockEvent::Kind::left, name, entry->second,
+                revision);
   queue->second.erase(entry);
-  if (queue->second.empty()) {
+  return name;
+}
+
+bool ActivityWatch::remove(const std::string& key, std::int64_t revision) {
+  bool run = false;
+  const auto name = drop(key, revision, run);
+  if (!name) return run;
+  if (const auto queue = queues_.find(*name); queue->second.empty()) {
     queues_.erase(queue);
     return run;
   }
-  return admit(name, revision) || run;
+  return admit(*name, revision) || run;
 }
 
 bool ActivityWatch::admit(const std::string& name, std::int64_t revision, bool report_changes) {
@@ -242,9 +307,14 @@ bool ActivityWatch::report(LockEvent::Kind kind, const std::string& name, const 
   LockEvent event{kind, name, describe_entry(entry.key, entry.value, entry.lease, entry.revision, entry.holds), revision,
                   false};
   const bool gone = kind == LockEvent::Kind::released || kind == LockEvent::Kind::left;
-  return strand_.queue([delivery = delivery_, event = std::move(event), gone]() mutable {
+  return lookups_.queue([delivery = delivery_, event = std::move(event), gone]() mutable {
     if (gone) event.lease_ended = delivery->lease_ended(event.entry.lease_id);
-    delivery->listener(event);
+    // The listener's call holds the Delivery only weakly: a queued call must
+    // not keep alive the strand that holds it.
+    const bool start = delivery->calls.queue([weak = std::weak_ptr<Delivery>(delivery), event = std::move(event)] {
+      if (const auto delivery = weak.lock()) delivery->listener(event);
+    });
+    if (start) delivery->calls.run_queued();
   });
 }
 
@@ -255,7 +325,10 @@ void ActivityWatch::stop() noexcept {
     stopped_ = true;
     watch = std::exchange(watch_, 0);
   }
-  strand_.stop();
+  // Lookups first: a lookup under way may still pass an event on, which
+  // the listener's strand then drops.
+  lookups_.stop();
+  delivery_->calls.stop();
   if (watch != 0) context_->watches().remove(watch);
 }
 

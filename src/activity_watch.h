@@ -60,11 +60,18 @@ class ActivityWatch : public std::enable_shared_from_this<ActivityWatch> {
   void on_gap();
   void read_later(SteadyTime when);
 
+  // Applies what a read after a gap found (`now`, at `revision`): reports
+  // what differs from what was known.
+  bool catch_up(std::map<std::string, Queue> now, std::int64_t revision) ETCDLOCK_REQUIRES(mu_);
+
   // Each of these applies a change at `revision` and queues the calls it
-  // makes; true when strand_.run_queued() is due, outside mu_.
+  // makes; true when lookups_.run_queued() is due, outside mu_.
   bool apply(const etcd::WatchEvent& event) ETCDLOCK_REQUIRES(mu_);
   bool put(const std::string& name, Entry entry, std::int64_t revision) ETCDLOCK_REQUIRES(mu_);
   bool remove(const std::string& key, std::int64_t revision) ETCDLOCK_REQUIRES(mu_);
+  // As remove(), without working out again who holds: returns the entry's
+  // lock name, if it was known; `run` as the others return.
+  std::optional<std::string> drop(const std::string& key, std::int64_t revision, bool& run) ETCDLOCK_REQUIRES(mu_);
   // Works out again which entries of `name` hold, and reports those that
   // began to (unless `report_changes` is false: the first read reports nothing).
   bool admit(const std::string& name, std::int64_t revision, bool report_changes = true) ETCDLOCK_REQUIRES(mu_);
@@ -81,13 +88,14 @@ class ActivityWatch : public std::enable_shared_from_this<ActivityWatch> {
   // Shared with the queued calls, which may outlive this object (a listener
   // may end its own subscription).
   const std::shared_ptr<Delivery> delivery_;
-  Strand strand_;
+  Strand lookups_;  // the first stage of a report; the listener's is in Delivery
 
   Mutex mu_;
   std::map<std::string, Queue> queues_ ETCDLOCK_GUARDED_BY(mu_);  // by name
   std::map<std::string, std::pair<std::string, std::int64_t>> entries_ ETCDLOCK_GUARDED_BY(mu_);  // key -> name, revision
   std::int64_t read_revision_ ETCDLOCK_GUARDED_BY(mu_) = 0;  // of the last read: events up to it are in it
   bool reading_ ETCDLOCK_GUARDED_BY(mu_) = false;
+  bool read_again_ ETCDLOCK_GUARDED_BY(mu_) = false;  // a gap came during the read
   bool read_once_ ETCDLOCK_GUARDED_BY(mu_) = false;
   std::vector<etcd::WatchEvent> held_back_ ETCDLOCK_GUARDED_BY(mu_);
   bool stopped_ ETCDLOCK_GUARDED_BY(mu_) = false;

@@ -59,15 +59,19 @@ void LeaderObserver::read() {
     }
   }
   bool deliver = false;
+  bool again = false;
   {
     MutexLock lock(mu_);
     entries_ = std::move(entries);
     read_revision_ = response.header().revision();
-    reading_ = false;
     for (const auto& event : std::exchange(held_back_, {})) apply(event);
     deliver = publish();
+    // A gap reported while this read was under way may lie past it.
+    again = std::exchange(read_again_, false) && !stopped_;
+    reading_ = again;
   }
   if (deliver) strand_.run_queued();
+  if (again) read_later(SteadyClock::now());
 }
 
 void LeaderObserver::on_events(std::span<const etcd::WatchEvent> events) {
@@ -87,7 +91,11 @@ void LeaderObserver::on_events(std::span<const etcd::WatchEvent> events) {
 void LeaderObserver::on_gap() {
   {
     MutexLock lock(mu_);
-    if (stopped_ || reading_) return;
+    if (stopped_) return;
+    if (reading_) {
+      read_again_ = true;  // the read under way may have been answered before this gap
+      return;
+    }
     reading_ = true;
   }
   read_later(SteadyClock::now());

@@ -65,6 +65,7 @@ class LeaderObserver : public std::enable_shared_from_this<LeaderObserver> {
   std::map<std::string, LeaderInfo> entries_ ETCDLOCK_GUARDED_BY(mu_);  // by key
   std::int64_t read_revision_ ETCDLOCK_GUARDED_BY(mu_) = 0;  // of the last read: events up to it are in it
   bool reading_ ETCDLOCK_GUARDED_BY(mu_) = false;  // a read after a gap is under way
+  bool read_again_ ETCDLOCK_GUARDED_BY(mu_) = false;  // a gap came during the read
   std::vector<etcd::WatchEvent> held_back_ ETCDLOCK_GUARDED_BY(mu_);
   std::optional<std::optional<LeaderInfo>> published_ ETCDLOCK_GUARDED_BY(mu_);  // what was last queued
   bool stopped_ ETCDLOCK_GUARDED_BY(mu_) = false;

@@ -248,6 +248,115 @@ TEST_F(LockActivity, WatchCatchesUpAcrossACompactedGap) {
   EXPECT_EQ(recorder.lines().back(), "released y by a");
 }
 
+// Two entries go during a compacted gap, the waiter first: the read after
+// the gap reports the holder released and the waiter left, never the waiter
+// holding on its way out.
+TEST_F(LockActivity, EntriesThatWentInAGapAreReportedAsTheyWere) {
+  const auto endpoint = etcd_.endpoints()[0];
+  TcpProxy link(std::stoi(endpoint.substr(endpoint.rfind(':') + 1)));
+  auto through = options();
+  through.endpoints = {link.endpoint()};
+  LockManager watcher(through);
+  Recorder recorder;
+  auto subscription = watcher.watch("", recorder.listener());
+  put(raw_, prefix_ + "/x/11", "");  // a holder, as etcdctl lock leaves it
+  put(raw_, prefix_ + "/x/ff", "");  // a waiter
+  ASSERT_TRUE(eventually([&] { return recorder.size() == 2; })) << ::testing::PrintToString(recorder.lines());
+
+  link.cut();
+  erase(raw_, prefix_ + "/x/ff");
+  erase(raw_, prefix_ + "/x/11");
+  compact();
+  link.restore();
+  ASSERT_TRUE(eventually([&] { return recorder.size() >= 4; }, 15s)) << ::testing::PrintToString(recorder.lines());
+  std::this_thread::sleep_for(500ms);
+  EXPECT_EQ(recorder.lines(), (std::vector<std::string>{"acquired x by unknown", "queued x by unknown",
+                                                        "released x by unknown", "left x by unknown"}));
+}
+
+// A value that changed in a gap (a writer that took the read side) admits the
+// readers behind it, as when the change is seen live.
+TEST_F(LockActivity, ADowngradeInAGapAdmitsTheReadersBehind) {
+  const std::string writer = R"({"owner":"w","mode":"write"})";
+  const std::string downgraded = R"({"owner":"w","mode":"read"})";
+  const std::string reader = R"({"owner":"r","mode":"read"})";
+  const auto endpoint = etcd_.endpoints()[0];
+  TcpProxy link(std::stoi(endpoint.substr(endpoint.rfind(':') + 1)));
+  auto through = options();
+  through.endpoints = {link.endpoint()};
+  LockManager watcher(through);
+  Recorder recorder;
+  auto subscription = watcher.watch("", recorder.listener());
+  put(raw_, prefix_ + "/t/11", writer);
+  put(raw_, prefix_ + "/t/22", reader);
+  ASSERT_TRUE(eventually([&] { return recorder.size() == 2; }));
+
+  link.cut();
+  put(raw_, prefix_ + "/t/11", downgraded);
+  compact();
+  link.restore();
+  ASSERT_TRUE(eventually([&] { return recorder.size() >= 3; }, 15s)) << ::testing::PrintToString(recorder.lines());
+  std::this_thread::sleep_for(500ms);
+  EXPECT_EQ(recorder.lines(), (std::vector<std::string>{"acquired t by w", "queued t by r", "acquired t by r"}));
+  auto admin = manager();
+  const auto info = admin->info("t");
+  ASSERT_TRUE(info);
+  EXPECT_EQ(holds_of(*info), (std::vector<bool>{true, true}));
+}
+
+// Whether a lease ended is asked when the change is seen, not when a slow
+// listener gets to it: an unlock followed by close() is an unlock.
+TEST_F(LockActivity, AnUnlockBeforeACloseIsNotALeaseEndEvenForASlowListener) {
+  auto watcher = manager();
+  std::mutex mu;
+  std::vector<bool> ended;
+  auto subscription = watcher->watch("", [&](const LockEvent& event) {
+    std::this_thread::sleep_for(100ms);
+    std::lock_guard lock(mu);
+    if (event.kind == LockEvent::Kind::released) ended.push_back(event.lease_ended);
+  });
+  for (int i = 0; i < 3; ++i) {
+    auto other = manager();
+    auto lock = other->get_lock("job" + std::to_string(i));
+    lock->lock();
+    lock->unlock();
+    other->close();
+  }
+  ASSERT_TRUE(eventually([&] {
+    std::lock_guard lock(mu);
+    return ended.size() == 3;
+  }));
+  std::lock_guard lock(mu);
+  EXPECT_EQ(ended, (std::vector<bool>{false, false, false}));
+}
+
+TEST_F(LockActivity, AListenerMayCallBackInAndCloseItsManager) {
+  auto watcher = manager();
+  std::atomic<bool> closed = false;
+  std::mutex mu;
+  std::vector<Subscription> more;
+  auto subscription = watcher->watch("", [&](const LockEvent&) {
+    try {
+      (void)watcher->list();
+      std::lock_guard lock(mu);
+      if (more.size() < 2) more.push_back(watcher->watch("", [](const LockEvent&) {}));
+    } catch (const Error& error) {
+      EXPECT_EQ(error.code(), errc::closed);
+    }
+    if (more.size() == 2 && !closed.exchange(true)) watcher->close();
+  });
+  auto other = manager();
+  auto lock = other->get_lock("x");
+  for (int i = 0; i < 3; ++i) {
+    lock->lock();
+    lock->unlock();
+  }
+  ASSERT_TRUE(eventually([&] { return closed.load(); }));
+  subscription.cancel();
+  std::lock_guard guard(mu);
+  more.clear();
+}
+
 TEST_F(LockActivity, AListenerMayEndItsOwnWatch) {
   auto watcher = manager();
   std::atomic<int> calls = 0;

@@ -86,7 +86,10 @@ TEST_F(SharedLockTest, AReaderWaitsBehindAnEarlierWriter) {
     record("later reader");
   });
   std::this_thread::sleep_for(200ms);
-  EXPECT_TRUE(order.empty()) << "the later reader joined the first instead of waiting behind the writer";
+  {
+    std::lock_guard lock(mu);
+    EXPECT_TRUE(order.empty()) << "the later reader joined the first instead of waiting behind the writer";
+  }
   first->unlock_shared();
   writing.join();
   reading.join();

@@ -14,6 +14,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <stdexcept>
 #include <thread>
 
@@ -31,6 +32,30 @@ std::string make_temp_dir() {
 }
 
 std::string url(int port, bool tls = false) { return (tls ? "https://127.0.0.1:" : "http://127.0.0.1:") + std::to_string(port); }
+
+// SIGSTOP takes effect when each thread of the process next enters the
+// kernel; a test that freezes a member must not race a request against it.
+// Waits (up to 2 s) until /proc shows every thread of `pid` stopped.
+void wait_until_stopped(pid_t pid) {
+  const fs::path tasks = "/proc/" + std::to_string(pid) + "/task";
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+  while (std::chrono::steady_clock::now() < deadline) {
+    bool all_stopped = true;
+    std::error_code ec;
+    for (const auto& task : fs::directory_iterator(tasks, ec)) {
+      std::ifstream stat(task.path() / "stat");
+      std::string line;
+      std::getline(stat, line);
+      // "<tid> (<comm>) <state> ...": the state follows the last ')'.
+      const auto close = line.rfind(')');
+      if (close == std::string::npos || close + 2 >= line.size()) continue;
+      const char state = line[close + 2];
+      if (state != 'T' && state != 't') all_stopped = false;
+    }
+    if (all_stopped && !ec) return;
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+}
 
 }  // namespace
 
@@ -153,7 +178,10 @@ void EtcdMember::kill() {
 }
 
 void EtcdMember::freeze() {
-  if (running()) ::kill(pid_, SIGSTOP);
+  if (running()) {
+    ::kill(pid_, SIGSTOP);
+    wait_until_stopped(pid_);
+  }
   frozen_ = true;
 }
 

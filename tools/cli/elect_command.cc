@@ -12,6 +12,7 @@
 #include "error_exit.h"
 #include "etcdlock/etcdlock.h"
 #include "exit_codes.h"
+#include "output.h"
 #include "run_command.h"
 #include "subcommand.h"
 #include "supervision.h"
@@ -37,7 +38,7 @@ nlohmann::json leader_json(const std::optional<LeaderInfo>& leader) {
 // As etcdctl elect prints a leader: its key, then its proposal.
 void print_leader(const std::optional<LeaderInfo>& leader, bool json) {
   if (json) {
-    std::cout << nlohmann::json{{"leader", leader_json(leader)}}.dump() << std::endl;
+    std::cout << json_text({{"leader", leader_json(leader)}}) << std::endl;
   } else if (leader) {
     std::cout << leader->key << "\n" << leader->value << std::endl;
   } else {

@@ -99,12 +99,39 @@ std::string age(std::chrono::system_clock::time_point since, std::chrono::system
 
 }  // namespace
 
+std::string json_text(const nlohmann::json& value) {
+  // Keys and values written by other clients need not be UTF-8: their bad
+  // bytes become U+FFFD rather than an exception.
+  return value.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
+std::string printable(std::string_view text) {
+  std::string out;
+  out.reserve(text.size());
+  for (const char c : text) {
+    const auto byte = static_cast<unsigned char>(c);
+    if (byte == '\n') {
+      out += "\\n";
+    } else if (byte == '\t') {
+      out += "\\t";
+    } else if (byte < 0x20 || byte == 0x7f) {
+      char escaped[8];
+      std::snprintf(escaped, sizeof escaped, "\\x%02x", byte);
+      out += escaped;
+    } else {
+      out += c;
+    }
+  }
+  return out;
+}
+
 void print_table(std::ostream& out, const std::vector<LockInfo>& rows) {
   std::vector<std::array<std::string, 7>> cells;
   cells.push_back({"NAME", "HOLDER KEY", "OWNER", "FENCING TOKEN", "CREATED", "TTL", "WAITERS"});
   for (const auto& row : rows) {
     const auto created = utc(row.created_at);
-    cells.push_back({row.name, row.key, row.owner, std::to_string(row.fencing_token), created.empty() ? "-" : created,
+    cells.push_back({printable(row.name), printable(row.key), printable(row.owner), std::to_string(row.fencing_token),
+                     created.empty() ? "-" : created,
                      row.ttl_remaining.count() < 0 ? "expired" : std::to_string(row.ttl_remaining.count()) + "s",
                      std::to_string(row.waiters)});
   }
@@ -118,7 +145,8 @@ void print_status(std::ostream& out, const std::vector<LockInfo>& rows, std::chr
     std::size_t waiting = 0;
     for (const auto& entry : row.queue) {
       const auto queued = utc(entry.created_at);
-      cells.push_back({row.name, entry.holds ? "holder" : "waiter " + std::to_string(++waiting), entry.owner,
+      cells.push_back({printable(row.name), entry.holds ? "holder" : "waiter " + std::to_string(++waiting),
+                       printable(entry.owner),
                        lease_hex(entry.lease_id), std::to_string(entry.fencing_token), queued.empty() ? "-" : queued,
                        age(entry.created_at, now)});
     }
@@ -129,27 +157,26 @@ void print_status(std::ostream& out, const std::vector<LockInfo>& rows, std::chr
 void print_json(std::ostream& out, const std::vector<LockInfo>& rows) {
   auto array = nlohmann::json::array();
   for (const auto& row : rows) array.push_back(to_json(row));
-  out << array.dump() << "\n";
+  out << json_text(array) << "\n";
 }
 
 void print_json(std::ostream& out, const std::optional<LockInfo>& row) {
-  out << (row ? to_json(*row) : nlohmann::json(nullptr)).dump() << "\n";
+  out << json_text(row ? to_json(*row) : nlohmann::json(nullptr)) << "\n";
 }
 
 void print_event(std::ostream& out, const LockEvent& event, bool json, std::chrono::system_clock::time_point at) {
   if (json) {
-    out << nlohmann::json{{"time", utc_millis(at)},
-                          {"event", to_string(event.kind)},
-                          {"name", event.name},
-                          {"revision", event.revision},
-                          {"lease_ended", event.lease_ended},
-                          {"entry", to_json(event.entry)}}
-               .dump()
+    out << json_text({{"time", utc_millis(at)},
+                      {"event", to_string(event.kind)},
+                      {"name", event.name},
+                      {"revision", event.revision},
+                      {"lease_ended", event.lease_ended},
+                      {"entry", to_json(event.entry)}})
         << "\n";
     return;
   }
   out << utc_millis(at) << "  " << to_string(event.kind) << (event.lease_ended ? " (lease ended)" : "") << "  "
-      << event.name << "  owner=" << event.entry.owner << " lease=" << lease_hex(event.entry.lease_id)
+      << printable(event.name) << "  owner=" << printable(event.entry.owner) << " lease=" << lease_hex(event.entry.lease_id)
       << " token=" << event.entry.fencing_token << " revision=" << event.revision << "\n";
 }
 

@@ -3,14 +3,24 @@
 #pragma once
 
 #include <chrono>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <ostream>
+#include <string>
+#include <string_view>
 #include <vector>
 
 #include "etcdlock/lock_event.h"
 #include "etcdlock/lock_info.h"
 
 namespace etcdlock::cli {
+
+// JSON text in one line; bytes that are not UTF-8 (keys of other clients)
+// become U+FFFD.
+std::string json_text(const nlohmann::json& value);
+// `text` with its control characters escaped (\n, \t, \xNN), so that a name
+// cannot break or forge a line of a table.
+std::string printable(std::string_view text);
 
 void print_table(std::ostream& out, const std::vector<LockInfo>& rows);
 // One line per queue entry: each lock's holders, then its waiters in order,

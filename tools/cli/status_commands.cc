@@ -2,7 +2,6 @@
 // doing, now (every holder and waiter) and as it happens (each change).
 #include <iostream>
 #include <mutex>
-#include <nlohmann/json.hpp>
 
 #include "error_exit.h"
 #include "etcdlock/etcdlock.h"
@@ -42,21 +41,20 @@ int watch_locks(const ManagerOptions& options, const StatusFlags& flags) {
   try {
     LockManager manager(options);
     std::mutex printing;
+    // The first line before any event: the listener waits for the mutex.
+    std::unique_lock header(printing);
     auto watch = manager.watch(flags.name_prefix, [&](const LockEvent& event) {
       std::lock_guard lock(printing);
       print_event(std::cout, event, flags.json, std::chrono::system_clock::now());
       std::cout.flush();  // a pipe reader sees each event as it happens
     });
-    {
-      // Once the watch is in place, so that a script knows from when it sees all.
-      std::lock_guard lock(printing);
-      const auto watched = options.prefix + "/" + flags.name_prefix;
-      if (flags.json) {
-        std::cout << nlohmann::json{{"watching", watched}}.dump() << std::endl;
-      } else {
-        std::cout << "watching " << watched << "* (interrupt to stop)" << std::endl;
-      }
+    const auto watched = options.prefix + "/" + flags.name_prefix;
+    if (flags.json) {
+      std::cout << json_text({{"watching", watched}}) << std::endl;
+    } else {
+      std::cout << "watching " << printable(watched) << "* (interrupt to stop)" << std::endl;
     }
+    header.unlock();
     wait_for_signal(signals);
     return kExitOk;
   } catch (const Error& error) {
