@@ -52,6 +52,7 @@ struct Config {
   long hold_us = 0;
   int limit = 2;           // semaphore: permits held at once
   int writers_percent = 20;  // rwlock: the share of writes
+  bool metrics = true;       // ManagerOptions::metrics, to measure what counting costs
   std::string prefix;
   std::string label;
 };
@@ -72,6 +73,7 @@ ManagerOptions manager_options(const Config& config) {
   options.endpoints = config.endpoints;
   options.prefix = config.prefix;
   options.ttl = std::chrono::seconds(config.ttl);
+  options.metrics = config.metrics;
   options.log_sink = stderr_log_sink(LogLevel::error);
   return options;
 }
@@ -95,7 +97,8 @@ json base_result(const Config& config) {
           {"endpoints", config.endpoints},
           {"clients", config.clients},
           {"ops_per_client", config.ops},
-          {"ttl_s", config.ttl}};
+          {"ttl_s", config.ttl},
+          {"metrics", config.metrics}};
 }
 
 void finish(json& result, long ops, double elapsed, const Errors& errors) {
@@ -528,6 +531,7 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(0, 100));
   app.add_option("--prefix", config.prefix, "key prefix (default /lockbench/<mode>/<pid>-<time>)");
   app.add_option("--label", config.label, "copied into the output");
+  app.add_flag("!--no-metrics", config.metrics, "managers keep no metrics (ManagerOptions::metrics = false)");
   CLI11_PARSE(app, argc, argv);
   config.endpoints.clear();
   std::stringstream list(endpoints);
