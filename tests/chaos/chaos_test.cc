@@ -1,9 +1,10 @@
-// The chaos test: contenders on a 3-member cluster through leader kills,
-// frozen members, frozen and killed clients, compactions followed by a member
-// restart, and force unlocks. Whatever happens, the counter
-// each name guards loses no update, the fencing tokens of each name increase
-// in commit order, every involuntary end of a hold fires its token, and
-// nothing is left behind. ETCDLOCK_CHAOS_SECONDS sets the length (default 40).
+// The chaos test: contenders for three locks and an election on a 3-member
+// cluster, through leader kills, frozen members, frozen and killed clients,
+// compactions followed by a member restart, and force unlocks. Whatever
+// happens, the counter each name guards loses no update, the fencing tokens
+// of each name increase in commit order (so no two holders or leaders wrote
+// at once), every involuntary end of a hold fires its token, and nothing is
+// left behind. ETCDLOCK_CHAOS_SECONDS sets the length (default 40).
 #include <gtest/gtest.h>
 #include <signal.h>
 
@@ -24,7 +25,9 @@ using namespace std::chrono_literals;
 
 constexpr int kClients = 6;
 constexpr int kTtlSeconds = 2;
-const std::vector<std::string> kNames = {"alpha", "beta", "gamma"};
+// Three locks and an election: the same counters, checks and faults for each.
+const std::vector<std::string> kNames = {"alpha", "beta", "gamma", "leader"};
+const std::string kElection = "leader";
 
 class Chaos : public LockTest {
  protected:
@@ -39,9 +42,18 @@ class Chaos : public LockTest {
   // ("<host>:<pid>"), or nullptr.
   ChildProcess* holder_of(const std::string& name, std::vector<std::unique_ptr<ChildProcess>>& clients) {
     try {
-      const auto info = admin_->info(name);
-      if (!info) return nullptr;
-      const pid_t pid = std::stoi(info->owner.substr(info->owner.rfind(':') + 1));
+      // A lock's owner is "<host>:<pid>"; a leader's proposal "pid:<pid>".
+      std::string owner;
+      if (name == kElection) {
+        const auto leader = admin_->get_election(name)->leader();
+        if (!leader) return nullptr;
+        owner = leader->value;
+      } else {
+        const auto info = admin_->info(name);
+        if (!info) return nullptr;
+        owner = info->owner;
+      }
+      const pid_t pid = std::stoi(owner.substr(owner.rfind(':') + 1));
       for (auto& client : clients) {
         if (client->pid() == pid) return client.get();
       }
@@ -71,7 +83,7 @@ class Chaos : public LockTest {
 
   std::unique_ptr<ChildProcess> start_client(int id, int seconds_left) {
     return std::make_unique<ChildProcess>(std::vector<std::string>{
-        built_program("chaos_client"), etcd_.endpoints_csv(), prefix_, "alpha,beta,gamma",
+        built_program("chaos_client"), etcd_.endpoints_csv(), prefix_, "alpha,beta,gamma", kElection,
         std::to_string(kTtlSeconds), std::to_string(seconds_left), output(id)});
   }
 
@@ -226,6 +238,11 @@ TEST_F(Chaos, NoLostUpdateNoStaleWriteNothingLeftBehind) {
   std::cout << "chaos: " << duration << " s, acquisitions=" << acquisitions << ", increments=" << increments
             << ", faults=" << fault_count << ", losses=" << losses << ", violations=" << violations << "\n";
   for (const auto& [kind, count] : faults) std::cout << "  " << count << " x " << kind << "\n";
+  for (const auto& name : kNames) {
+    std::cout << "  " << commits[name].size() << " increments of " << name << (name == kElection ? " (election)" : "")
+              << "\n";
+    EXPECT_GT(commits[name].size(), 0u) << name;
+  }
   EXPECT_GT(fault_count, 0);
   EXPECT_GT(increments, 0);
 }
