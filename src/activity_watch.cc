@@ -3,6 +3,7 @@
 #include <set>
 
 #include "admission.h"
+#include "catch_up.h"
 #include "holder_value.h"
 #include "key_layout.h"
 #include "names.h"
@@ -10,7 +11,6 @@
 namespace etcdlock::detail {
 namespace {
 
-constexpr auto kReadRetryPause = std::chrono::milliseconds(200);
 constexpr std::size_t kRememberedLeases = 1024;
 
 }  // namespace
@@ -84,14 +84,10 @@ ActivityWatch::ActivityWatch(std::shared_ptr<LockContext> context, std::string_v
 ActivityWatch::~ActivityWatch() { stop(); }
 
 void ActivityWatch::start() {
-  {
-    MutexLock lock(mu_);
-    reading_ = true;
-  }
   read();
   MutexLock lock(mu_);
   if (stopped_) return;
-  watch_ = context_->watches().add(from_, end_, read_revision_ + 1, std::make_shared<Relay>(weak_from_this()));
+  watch_ = context_->watches().add(from_, end_, catch_up_.read_revision() + 1, std::make_shared<Relay>(weak_from_this()));
 }
 
 std::optional<std::string_view> ActivityWatch::name_of(std::string_view key) const {
@@ -130,20 +126,16 @@ void ActivityWatch::read() {
       for (const auto& [name, queue] : queues_) admit(name, revision, /*report=*/false);
       read_once_ = true;
     } else {
-      run |= catch_up(std::move(now), revision);
+      run |= report_difference(std::move(now), revision);
     }
-    read_revision_ = revision;
-    reading_ = false;
-    for (const auto& event : std::exchange(held_back_, {})) run |= apply(event);
-    // A gap reported while this read was under way may lie past it.
-    again = std::exchange(read_again_, false) && !stopped_;
-    reading_ = again;
+    for (const auto& event : catch_up_.read_done(revision, again)) run |= apply(event);
+    again = again && !stopped_;
   }
   if (run) lookups_.run_queued();
-  if (again) read_later(SteadyClock::now());
+  if (again) read_later();
 }
 
-bool ActivityWatch::catch_up(std::map<std::string, Queue> now, std::int64_t revision) {
+bool ActivityWatch::report_difference(std::map<std::string, Queue> now, std::int64_t revision) {
   // First every entry that went, then every value that changed (a downgrade,
   // a proclamation), then who holds now, then the entries that came: so an
   // entry that went meanwhile is never seen to hold on its way out.
@@ -194,10 +186,7 @@ void ActivityWatch::on_events(std::span<const etcd::WatchEvent> events) {
   bool run = false;
   {
     MutexLock lock(mu_);
-    if (reading_) {
-      held_back_.insert(held_back_.end(), events.begin(), events.end());
-      return;
-    }
+    if (!catch_up_.take(events)) return;
     for (const auto& event : events) run |= apply(event);
   }
   if (run) lookups_.run_queued();
@@ -206,32 +195,19 @@ void ActivityWatch::on_events(std::span<const etcd::WatchEvent> events) {
 void ActivityWatch::on_gap() {
   {
     MutexLock lock(mu_);
-    if (stopped_) return;
-    if (reading_) {
-      read_again_ = true;  // the read under way may have been answered before this gap
-      return;
-    }
-    reading_ = true;
+    if (stopped_ || !catch_up_.gap()) return;
   }
-  read_later(SteadyClock::now());
+  read_later();
 }
 
-void ActivityWatch::read_later(SteadyTime when) {
-  // The read may block: on the worker, not the hub's thread; retried until
-  // etcd answers.
-  context_->worker().post_at(when, [weak = weak_from_this()] {
-    const auto watch = weak.lock();
-    if (!watch) return;
-    try {
-      watch->read();
-    } catch (const Error&) {
-      watch->read_later(SteadyClock::now() + kReadRetryPause);
-    }
+void ActivityWatch::read_later() {
+  read_on_worker(context_->worker(), [weak = weak_from_this()] {
+    if (const auto watch = weak.lock()) watch->read();
   });
 }
 
 bool ActivityWatch::apply(const etcd::WatchEvent& event) {
-  if (event.mod_revision <= read_revision_) return false;  // in the last read
+  if (catch_up_.in_last_read(event)) return false;
   if (event.deleted) return remove(event.key, event.mod_revision);
   const auto name = name_of(event.key);
   if (!name) return false;

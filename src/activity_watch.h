@@ -2,11 +2,9 @@
 // given prefix, and reports each entry that joins, holds and goes
 // (LockManager::watch).
 //
-// As LeaderObserver does for one election: it reads the queues once, then
-// keeps them up to date from one watch on the whole range from the revision
-// after that read, so no change is missed. After a watch gap (a compaction
-// past where the watch had to resume) it reads again, reports what changed
-// meanwhile, and holds back the events that arrive during the read. Which
+// As LeaderObserver does for one election, it follows the range as CatchUp
+// says (catch_up.h): a read, then one watch from the revision after it, and a
+// read again after a watch gap, which reports what changed meanwhile. Which
 // entries hold is worked out as an onlooker sees it (holding_entries() in
 // admission.h), so locks, elections, semaphores and read-write locks are all
 // reported rightly, whoever queued (etcdctl and Go included).
@@ -20,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include "catch_up.h"
 #include "etcd/watch_hub.h"
 #include "etcdlock/lock_event.h"
 #include "lock_context.h"
@@ -58,11 +57,11 @@ class ActivityWatch : public std::enable_shared_from_this<ActivityWatch> {
   void read();
   void on_events(std::span<const etcd::WatchEvent> events);
   void on_gap();
-  void read_later(SteadyTime when);
+  void read_later();
 
   // Applies what a read after a gap found (`now`, at `revision`): reports
   // what differs from what was known.
-  bool catch_up(std::map<std::string, Queue> now, std::int64_t revision) ETCDLOCK_REQUIRES(mu_);
+  bool report_difference(std::map<std::string, Queue> now, std::int64_t revision) ETCDLOCK_REQUIRES(mu_);
 
   // Each of these applies a change at `revision` and queues the calls it
   // makes; true when lookups_.run_queued() is due, outside mu_.
@@ -93,11 +92,8 @@ class ActivityWatch : public std::enable_shared_from_this<ActivityWatch> {
   Mutex mu_;
   std::map<std::string, Queue> queues_ ETCDLOCK_GUARDED_BY(mu_);  // by name
   std::map<std::string, std::pair<std::string, std::int64_t>> entries_ ETCDLOCK_GUARDED_BY(mu_);  // key -> name, revision
-  std::int64_t read_revision_ ETCDLOCK_GUARDED_BY(mu_) = 0;  // of the last read: events up to it are in it
-  bool reading_ ETCDLOCK_GUARDED_BY(mu_) = false;
-  bool read_again_ ETCDLOCK_GUARDED_BY(mu_) = false;  // a gap came during the read
+  CatchUp catch_up_ ETCDLOCK_GUARDED_BY(mu_);
   bool read_once_ ETCDLOCK_GUARDED_BY(mu_) = false;
-  std::vector<etcd::WatchEvent> held_back_ ETCDLOCK_GUARDED_BY(mu_);
   bool stopped_ ETCDLOCK_GUARDED_BY(mu_) = false;
   std::int64_t watch_ ETCDLOCK_GUARDED_BY(mu_) = 0;
 };

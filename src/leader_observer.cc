@@ -1,13 +1,9 @@
 #include "leader_observer.h"
 
+#include "catch_up.h"
 #include "key_layout.h"
 
 namespace etcdlock::detail {
-namespace {
-
-constexpr auto kReadRetryPause = std::chrono::milliseconds(200);
-
-}  // namespace
 
 // Forwards the watch's callbacks while the observer lives.
 class LeaderObserver::Relay final : public etcd::WatchListener {
@@ -39,13 +35,10 @@ LeaderObserver::LeaderObserver(std::shared_ptr<LockContext> context, QueueDir qu
 LeaderObserver::~LeaderObserver() { stop(); }
 
 void LeaderObserver::start() {
-  {
-    MutexLock lock(mu_);
-    reading_ = true;
-  }
   read();
   MutexLock lock(mu_);
-  watch_ = context_->watches().add(queue_.dir, queue_.end, read_revision_ + 1, std::make_shared<Relay>(weak_from_this()));
+  watch_ = context_->watches().add(queue_.dir, queue_.end, catch_up_.read_revision() + 1,
+                                   std::make_shared<Relay>(weak_from_this()));
 }
 
 void LeaderObserver::read() {
@@ -63,25 +56,19 @@ void LeaderObserver::read() {
   {
     MutexLock lock(mu_);
     entries_ = std::move(entries);
-    read_revision_ = response.header().revision();
-    for (const auto& event : std::exchange(held_back_, {})) apply(event);
+    for (const auto& event : catch_up_.read_done(response.header().revision(), again)) apply(event);
     deliver = publish();
-    // A gap reported while this read was under way may lie past it.
-    again = std::exchange(read_again_, false) && !stopped_;
-    reading_ = again;
+    again = again && !stopped_;
   }
   if (deliver) strand_.run_queued();
-  if (again) read_later(SteadyClock::now());
+  if (again) read_later();
 }
 
 void LeaderObserver::on_events(std::span<const etcd::WatchEvent> events) {
   bool deliver = false;
   {
     MutexLock lock(mu_);
-    if (reading_) {
-      held_back_.insert(held_back_.end(), events.begin(), events.end());
-      return;
-    }
+    if (!catch_up_.take(events)) return;
     for (const auto& event : events) apply(event);
     deliver = publish();
   }
@@ -91,34 +78,21 @@ void LeaderObserver::on_events(std::span<const etcd::WatchEvent> events) {
 void LeaderObserver::on_gap() {
   {
     MutexLock lock(mu_);
-    if (stopped_) return;
-    if (reading_) {
-      read_again_ = true;  // the read under way may have been answered before this gap
-      return;
-    }
-    reading_ = true;
+    if (stopped_ || !catch_up_.gap()) return;
   }
-  read_later(SteadyClock::now());
+  read_later();
 }
 
-void LeaderObserver::read_later(SteadyTime when) {
-  // The read may block: on the worker, not the hub's thread; retried until
-  // etcd answers.
-  context_->worker().post_at(when, [weak = weak_from_this()] {
-    const auto observer = weak.lock();
-    if (!observer) return;
-    try {
-      observer->read();
-    } catch (const Error&) {
-      observer->read_later(SteadyClock::now() + kReadRetryPause);
-    }
+void LeaderObserver::read_later() {
+  read_on_worker(context_->worker(), [weak = weak_from_this()] {
+    if (const auto observer = weak.lock()) observer->read();
   });
 }
 
 void LeaderObserver::apply(const etcd::WatchEvent& event) {
   // Events up to the last read are in it. (Several events may share one
   // revision: a Txn's, or a range delete's; each is applied.)
-  if (event.mod_revision <= read_revision_) return;
+  if (catch_up_.in_last_read(event)) return;
   if (!is_queue_entry(queue_.dir, event.key)) return;
   if (event.deleted) {
     entries_.erase(event.key);

@@ -1,11 +1,9 @@
 // LeaderObserver: follows one election's queue and tells a callback every
 // change of leader or of its proposal, and when there is no leader.
 //
-// It reads the queue once, then keeps it up to date from a watch on the whole
-// queue (puts and deletes) from the revision after that read, so no change is
-// missed; the leader is the entry with the lowest create revision. After a
-// watch gap it reads the queue again, holding back the events that arrive
-// meanwhile. Etcd's Go Observe follows only the first key it sees and never
+// It follows the whole queue (puts and deletes) as CatchUp says (catch_up.h),
+// so no change is missed; the leader is the entry with the lowest create
+// revision. Etcd's Go Observe follows only the first key it sees and never
 // reports "no leader" (etcd issue 18163); this follows every entry.
 #pragma once
 
@@ -18,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "catch_up.h"
 #include "etcd/watch_hub.h"
 #include "etcdlock/election.h"
 #include "lock_context.h"
@@ -48,7 +47,7 @@ class LeaderObserver : public std::enable_shared_from_this<LeaderObserver> {
   void read();
   void on_events(std::span<const etcd::WatchEvent> events);
   void on_gap();
-  void read_later(SteadyTime when);
+  void read_later();
   void apply(const etcd::WatchEvent& event) ETCDLOCK_REQUIRES(mu_);
   // Queues a call when the leader or its proposal changed; when true,
   // strand_.run_queued() is to be called, outside mu_.
@@ -63,10 +62,7 @@ class LeaderObserver : public std::enable_shared_from_this<LeaderObserver> {
 
   Mutex mu_;
   std::map<std::string, LeaderInfo> entries_ ETCDLOCK_GUARDED_BY(mu_);  // by key
-  std::int64_t read_revision_ ETCDLOCK_GUARDED_BY(mu_) = 0;  // of the last read: events up to it are in it
-  bool reading_ ETCDLOCK_GUARDED_BY(mu_) = false;  // a read after a gap is under way
-  bool read_again_ ETCDLOCK_GUARDED_BY(mu_) = false;  // a gap came during the read
-  std::vector<etcd::WatchEvent> held_back_ ETCDLOCK_GUARDED_BY(mu_);
+  CatchUp catch_up_ ETCDLOCK_GUARDED_BY(mu_);
   std::optional<std::optional<LeaderInfo>> published_ ETCDLOCK_GUARDED_BY(mu_);  // what was last queued
   bool stopped_ ETCDLOCK_GUARDED_BY(mu_) = false;
   std::int64_t watch_ ETCDLOCK_GUARDED_BY(mu_) = 0;

@@ -24,6 +24,17 @@ class LockActivity : public LockTest {
     return std::make_unique<LockManager>(options);
   }
 
+  int etcd_port() const {
+    const auto endpoint = etcd_.endpoints()[0];
+    return std::stoi(endpoint.substr(endpoint.rfind(':') + 1));
+  }
+  // A manager whose connections go through `link`, to be cut.
+  std::unique_ptr<LockManager> manager_through(const TcpProxy& link) {
+    auto through = options();
+    through.endpoints = {link.endpoint()};
+    return std::make_unique<LockManager>(through);
+  }
+
   // Writes elsewhere, then discards all history up to now.
   void compact() {
     std::int64_t revision = 0;
@@ -220,11 +231,9 @@ TEST_F(LockActivity, WatchReportsHoldersFromEtcdctlAndItsOwnManager) {
 // Changes that fall in a watch gap (the connection down, history compacted)
 // are read back and reported as what differs, once.
 TEST_F(LockActivity, WatchCatchesUpAcrossACompactedGap) {
-  const auto endpoint = etcd_.endpoints()[0];
-  TcpProxy link(std::stoi(endpoint.substr(endpoint.rfind(':') + 1)));
-  auto through = options();
-  through.endpoints = {link.endpoint()};
-  LockManager watcher(through);
+  TcpProxy link(etcd_port());
+  auto watcher_manager = manager_through(link);
+  auto& watcher = *watcher_manager;
   Recorder recorder;
   auto subscription = watcher.watch("", recorder.listener());
   auto a = manager_owned_by("a");
@@ -252,11 +261,9 @@ TEST_F(LockActivity, WatchCatchesUpAcrossACompactedGap) {
 // the gap reports the holder released and the waiter left, never the waiter
 // holding on its way out.
 TEST_F(LockActivity, EntriesThatWentInAGapAreReportedAsTheyWere) {
-  const auto endpoint = etcd_.endpoints()[0];
-  TcpProxy link(std::stoi(endpoint.substr(endpoint.rfind(':') + 1)));
-  auto through = options();
-  through.endpoints = {link.endpoint()};
-  LockManager watcher(through);
+  TcpProxy link(etcd_port());
+  auto watcher_manager = manager_through(link);
+  auto& watcher = *watcher_manager;
   Recorder recorder;
   auto subscription = watcher.watch("", recorder.listener());
   put(raw_, prefix_ + "/x/11", "");  // a holder, as etcdctl lock leaves it
@@ -280,11 +287,9 @@ TEST_F(LockActivity, ADowngradeInAGapAdmitsTheReadersBehind) {
   const std::string writer = R"({"owner":"w","mode":"write"})";
   const std::string downgraded = R"({"owner":"w","mode":"read"})";
   const std::string reader = R"({"owner":"r","mode":"read"})";
-  const auto endpoint = etcd_.endpoints()[0];
-  TcpProxy link(std::stoi(endpoint.substr(endpoint.rfind(':') + 1)));
-  auto through = options();
-  through.endpoints = {link.endpoint()};
-  LockManager watcher(through);
+  TcpProxy link(etcd_port());
+  auto watcher_manager = manager_through(link);
+  auto& watcher = *watcher_manager;
   Recorder recorder;
   auto subscription = watcher.watch("", recorder.listener());
   put(raw_, prefix_ + "/t/11", writer);
