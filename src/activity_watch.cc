@@ -123,7 +123,7 @@ void ActivityWatch::read() {
         for (const auto& [created, entry] : queue) entries_[entry.key] = {name, created};
       }
       queues_ = std::move(now);
-      for (const auto& [name, queue] : queues_) admit(name, revision, /*report=*/false);
+      for (const auto& [name, queue] : queues_) admit(name, revision, /*report_changes=*/false);
       read_once_ = true;
     } else {
       run |= report_difference(std::move(now), revision);
