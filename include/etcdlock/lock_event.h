@@ -22,9 +22,11 @@ struct LockEvent {
   std::string name;  // the lock's name under the manager's prefix
   QueueEntryInfo entry;
   std::int64_t revision = 0;  // etcd's revision of the change
-  // released, left: the entry went with its lease, as etcd told when asked
-  // right after: its manager closed, or the lease expired or was revoked.
-  // Otherwise the key itself was deleted: an unlock, or a force unlock.
+  // released, left: the entry went with its lease (its manager closed, or
+  // the lease expired or was revoked), as etcd tells when asked right after
+  // the change is seen. Otherwise the key itself was deleted: an unlock, or a
+  // force unlock. Best effort: a lease that ends within milliseconds after
+  // an unlock may already be reported as ended.
   bool lease_ended = false;
 };
 
