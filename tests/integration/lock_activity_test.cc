@@ -191,6 +191,9 @@ TEST_F(LockActivity, WatchReportsEachEntryThatQueuesHoldsAndGoes) {
   auto waiting = b->get_lock("jobs");
   std::thread waiter([&] { waiting->lock(); });
   ASSERT_TRUE(eventually([&] { return entries("jobs") == 2; }));
+  const auto warm_up = c->get_lock("warm-up");  // c's lease first, so that its timed try queues however slow
+  warm_up->lock();
+  warm_up->unlock();
   auto impatient = c->get_lock("jobs");
   EXPECT_FALSE(impatient->try_lock_for(300ms));
   held->unlock();
@@ -312,14 +315,14 @@ TEST_F(LockActivity, ADowngradeInAGapAdmitsTheReadersBehind) {
 // Whether a lease ended is asked when the change is seen, not when a slow
 // listener gets to it: an unlock followed by close() is an unlock. (A close
 // within milliseconds of the unlock may still be seen first: etcd cannot be
-// asked about a lease as it was at a revision.) The listener's backlog here
-// grows past the pause, so asking at delivery would say "ended".
+// asked about a lease as it was at a revision.) Each release reaches the
+// listener after the close, so asking at delivery would say "ended".
 TEST_F(LockActivity, AnUnlockBeforeACloseIsNotALeaseEndEvenForASlowListener) {
   auto watcher = manager();
   std::mutex mu;
   std::vector<bool> ended;
   auto subscription = watcher->watch("", [&](const LockEvent& event) {
-    std::this_thread::sleep_for(100ms);
+    std::this_thread::sleep_for(400ms);  // each release waits behind an acquisition this long
     std::lock_guard lock(mu);
     if (event.kind == LockEvent::Kind::released) ended.push_back(event.lease_ended);
   });
