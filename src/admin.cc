@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <map>
 
+#include "etcd/lost_replies.h"
 #include "admission.h"
 #include "holder_value.h"
 #include "key_layout.h"
@@ -86,7 +87,7 @@ bool Admin::force_unlock(std::string_view name) const {
   // Only the same holder: a hand-over meanwhile must not cost the next one its lock.
   auto txn = while_created_at(holder->key, holder->fencing_token);
   txn.add_success()->mutable_request_delete_range()->set_key(holder->key);
-  const bool removed = client_.txn(txn, deadline()).succeeded();
+  const bool removed = client_.txn(txn, deadline(), etcd::write_site::force_unlock).succeeded();
   if (removed) {
     log_(LogLevel::warning, "lock force-unlocked",
          {{"name", std::string(name)}, {"key", holder->key}, {"owner", holder->owner}});

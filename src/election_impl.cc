@@ -1,5 +1,6 @@
 #include "election_impl.h"
 
+#include "etcd/lost_replies.h"
 #include "guarded_write.h"
 #include "key_layout.h"
 #include "leader_observer.h"
@@ -94,7 +95,8 @@ bool ElectionImpl::proclaim(std::string_view value) {
   put->set_key(hold->entry().key);
   put->set_value(std::string(value));
   put->set_lease(hold->lease_id());
-  const bool still_leader = context_->client().txn(txn, context_->client().command_deadline()).succeeded();
+  const bool still_leader =
+      context_->client().txn(txn, context_->client().command_deadline(), etcd::write_site::proclaim).succeeded();
   if (!still_leader) hold->lose(LossCause::deleted);
   return still_leader;
 }
@@ -113,7 +115,7 @@ void ElectionImpl::resign() {
     try {
       auto txn = while_created_at(hold->entry().key, hold->entry().revision);
       txn.add_success()->mutable_request_delete_range()->set_key(hold->entry().key);
-      if (!context_->client().txn(txn, context_->client().command_deadline()).succeeded()) {
+      if (!context_->client().txn(txn, context_->client().command_deadline(), etcd::write_site::resign).succeeded()) {
         hold->lose(LossCause::deleted, /*even_if_finished=*/true);
       }
     } catch (const Error&) {

@@ -1,5 +1,7 @@
 #include "entry_removal.h"
 
+#include "etcd/lost_replies.h"
+
 namespace etcdlock::detail {
 
 bool remove_entry(LockContext& context, Fence& fence, const QueueWait::Leftover& leftover, std::int64_t lease_id,
@@ -14,7 +16,7 @@ bool remove_entry(LockContext& context, Fence& fence, const QueueWait::Leftover&
     removal.add_success()->mutable_request_delete_range()->set_key(entry.key);
   }
   try {
-    const auto response = context.client().txn(removal, context.client().command_deadline());
+    const auto response = context.client().txn(removal, context.client().command_deadline(), etcd::write_site::removal);
     if (leftover.in_doubt) fence.saw(lease_id, response.responses(2).response_range());
     return true;
   } catch (const Error& error) {

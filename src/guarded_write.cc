@@ -1,5 +1,7 @@
 #include "guarded_write.h"
 
+#include "etcd/lost_replies.h"
+
 namespace etcdlock::detail {
 
 bool guarded_put(const etcd::Client& client, std::optional<pb::TxnRequest> guard, std::string_view key,
@@ -8,13 +10,13 @@ bool guarded_put(const etcd::Client& client, std::optional<pb::TxnRequest> guard
   auto* put = guard->add_success()->mutable_request_put();
   put->set_key(std::string(key));
   put->set_value(std::string(value));
-  return client.txn(*guard, client.command_deadline()).succeeded();
+  return client.txn(*guard, client.command_deadline(), etcd::write_site::guarded_write).succeeded();
 }
 
 bool guarded_delete(const etcd::Client& client, std::optional<pb::TxnRequest> guard, std::string_view key) {
   if (!guard) return false;
   guard->add_success()->mutable_request_delete_range()->set_key(std::string(key));
-  return client.txn(*guard, client.command_deadline()).succeeded();
+  return client.txn(*guard, client.command_deadline(), etcd::write_site::guarded_write).succeeded();
 }
 
 }  // namespace etcdlock::detail

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <charconv>
 
+#include "etcd/lost_replies.h"
 #include "holder_value.h"
 #include "key_layout.h"
 
@@ -57,14 +58,14 @@ Release release_and_hand_over(const etcd::Client& client, const QueueDir& queue,
     if (const auto successor = holds && release.successor_seen ? addressee(queue, *entries[slot_count]) : std::nullopt) {
       const auto txn = hand_over_txn(own, successor->entry, successor->inbox, successor->lease,
                                      encode_note({successor->entry, slots}));
-      release.entry_was_there = client.txn(txn, client.command_deadline()).succeeded();
+      release.entry_was_there = client.txn(txn, client.command_deadline(), etcd::write_site::release).succeeded();
       return release;
     }
   }
   auto txn = release_txn(queue, own);
   // The entries that hold after the delete: the last of them may be new.
   txn.mutable_success(1)->mutable_request_range()->set_limit(slots);
-  const auto response = client.txn(txn, client.command_deadline());
+  const auto response = client.txn(txn, client.command_deadline(), etcd::write_site::release);
   release.entry_was_there = response.succeeded();
   if (!release.entry_was_there) return release;
   const auto& after = response.responses(1).response_range();
@@ -77,7 +78,7 @@ Release release_and_hand_over(const etcd::Client& client, const QueueDir& queue,
   // Queued behind us meanwhile: tell it, in a second write.
   if (const auto successor = addressee(queue, *entries[static_cast<std::size_t>(slots - 1)])) {
     client.txn(note_txn(successor->entry, successor->inbox, successor->lease, encode_note({successor->entry, slots})),
-               client.command_deadline());
+               client.command_deadline(), etcd::write_site::note);
   }
   return release;
 }

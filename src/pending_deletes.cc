@@ -1,5 +1,6 @@
 #include "pending_deletes.h"
 
+#include "etcd/lost_replies.h"
 #include "key_layout.h"
 
 namespace etcdlock::detail {
@@ -46,7 +47,7 @@ bool PendingDeletes::try_remove(const Removal& removal) const {
   const auto session = sessions_.latest();
   if (!session || session->lease_id() != removal.lease_id || !session->alive()) return true;  // gone with its lease
   try {
-    client_.txn(removal.txn, client_.command_deadline());
+    client_.txn(removal.txn, client_.command_deadline(), etcd::write_site::removal);
     return true;
   } catch (const Error& error) {
     if (error.value() == errc::unavailable) return false;

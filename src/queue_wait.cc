@@ -5,6 +5,7 @@
 #include <utility>
 #include <vector>
 
+#include "etcd/lost_replies.h"
 #include "key_layout.h"
 #include "text.h"
 
@@ -154,7 +155,7 @@ QueueWait::Result QueueWait::run(const std::shared_ptr<Session>& session, Steady
 pb::TxnResponse QueueWait::send_create(const pb::TxnRequest& txn, SteadyTime deadline) {
   create_sent_ = true;
   try {
-    return context_->client().txn(txn, deadline);
+    return context_->client().txn(txn, deadline, etcd::write_site::enqueue);
   } catch (const Error& error) {
     // No reply: etcd may apply it now, or much later. The attempt must end
     // by closing the fence.

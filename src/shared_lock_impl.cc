@@ -2,6 +2,7 @@
 
 #include <cstdio>
 
+#include "etcd/lost_replies.h"
 #include "entry_removal.h"
 #include "holder_value.h"
 #include "key_layout.h"
@@ -99,7 +100,7 @@ void SharedLockImpl::downgrade(ThreadHold& held) {
     put->set_key(hold->entry().key);
     put->set_value(context_->entry_value(HolderValue::Mode::read, 0, /*with_inbox=*/false));
     put->set_lease(hold->lease_id());
-    done = context_->client().txn(txn, context_->client().command_deadline()).succeeded();
+    done = context_->client().txn(txn, context_->client().command_deadline(), etcd::write_site::downgrade).succeeded();
   } catch (...) {
     mu_.lock();
     throw;
@@ -116,7 +117,8 @@ bool SharedLockImpl::remove(const Hold& hold, bool in_doubt) {
   try {
     auto txn = while_created_at(hold.entry().key, hold.entry().revision);
     txn.add_success()->mutable_request_delete_range()->set_key(hold.entry().key);
-    const bool was_there = context_->client().txn(txn, context_->client().command_deadline()).succeeded();
+    const bool was_there =
+        context_->client().txn(txn, context_->client().command_deadline(), etcd::write_site::release).succeeded();
     if (in_doubt) remove_entry(*context_, fence_, {hold.entry(), true}, hold.lease_id(), [] {});
     return was_there;
   } catch (const Error&) {

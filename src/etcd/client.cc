@@ -7,6 +7,7 @@
 #include "text.h"
 
 #include "etcd/endpoints.h"
+#include "etcd/lost_replies.h"
 #include "mutex.h"
 
 namespace etcdlock::detail::etcd {
@@ -285,6 +286,13 @@ void Client::throw_status(std::string_view call, const grpc::Status& status) con
   throw error;
 }
 
+void Client::throw_lost_reply(std::string_view call, std::string_view write_site) const {
+  Error error(errc::unavailable, "etcd " + std::string(call) + " failed: its reply was lost after it committed (test fault at " +
+                                     std::string(write_site) + "); endpoints " + endpoints_);
+  errors_[static_cast<std::size_t>(error.value()) % errors_.size()].fetch_add(1, std::memory_order_relaxed);
+  throw error;
+}
+
 void Client::count_request(std::string_view call) const {
   for (std::size_t i = 0; i < kCalls.size(); ++i) {
     if (kCalls[i] == call) {
@@ -350,9 +358,11 @@ pb::DeleteRangeResponse Client::delete_range(const pb::DeleteRangeRequest& reque
       "DeleteRange", deadline, [&](const Member& member, auto* context, auto* response) { return member.kv->DeleteRange(context, request, response); });
 }
 
-pb::TxnResponse Client::txn(const pb::TxnRequest& request, SteadyTime deadline) const {
-  return unary<pb::TxnResponse>("Txn", deadline,
-                                [&](const Member& member, auto* context, auto* response) { return member.kv->Txn(context, request, response); });
+pb::TxnResponse Client::txn(const pb::TxnRequest& request, SteadyTime deadline, std::string_view write_site) const {
+  auto response = unary<pb::TxnResponse>(
+      "Txn", deadline, [&](const Member& member, auto* context, auto* response) { return member.kv->Txn(context, request, response); });
+  if (!write_site.empty() && LostReplies::take(write_site, request)) throw_lost_reply("Txn", write_site);
+  return response;
 }
 
 void Client::compact(std::int64_t revision, SteadyTime deadline) const {
@@ -368,6 +378,7 @@ pb::LeaseGrantResponse Client::lease_grant(std::int64_t ttl_seconds, SteadyTime 
   request.set_ttl(ttl_seconds);
   auto response = unary<pb::LeaseGrantResponse>(
       "LeaseGrant", deadline, [&](const Member& member, auto* context, auto* response) { return member.lease->LeaseGrant(context, request, response); });
+  if (LostReplies::take(write_site::lease_grant, response.id())) throw_lost_reply("LeaseGrant", write_site::lease_grant);
   if (!response.error().empty()) {
     throw Error(errc::unavailable, "etcd LeaseGrant failed: " + response.error() + "; endpoints " + endpoints_);
   }
@@ -381,6 +392,7 @@ bool Client::lease_revoke(std::int64_t lease_id, SteadyTime deadline) const {
     unary<pb::LeaseRevokeResponse>("LeaseRevoke", deadline, [&](const Member& member, auto* context, auto* response) {
       return member.lease->LeaseRevoke(context, request, response);
     });
+    if (LostReplies::take(write_site::lease_revoke, lease_id)) throw_lost_reply("LeaseRevoke", write_site::lease_revoke);
     return true;
   } catch (const LeaseNotFound&) {
     return false;

@@ -65,7 +65,9 @@ class Client {
   pb::RangeResponse range(const pb::RangeRequest& request, SteadyTime deadline) const;
   pb::PutResponse put(const pb::PutRequest& request, SteadyTime deadline) const;
   pb::DeleteRangeResponse delete_range(const pb::DeleteRangeRequest& request, SteadyTime deadline) const;
-  pb::TxnResponse txn(const pb::TxnRequest& request, SteadyTime deadline) const;
+  // A write names its call site (etcd/lost_replies.h) so that tests can lose
+  // its reply after it committed.
+  pb::TxnResponse txn(const pb::TxnRequest& request, SteadyTime deadline, std::string_view write_site = {}) const;
   // Discards the history before `revision` (an operator's job; tests use it).
   void compact(std::int64_t revision, SteadyTime deadline) const;
   pb::LeaseGrantResponse lease_grant(std::int64_t ttl_seconds, SteadyTime deadline) const;
@@ -121,6 +123,8 @@ class Client {
   Response unary(std::string_view call, SteadyTime deadline, Invoke invoke) const;
   void count_request(std::string_view call) const;
   [[noreturn]] void throw_status(std::string_view call, const grpc::Status& status) const;
+  // The error of a reply that a test made the client lose (etcd/lost_replies.h).
+  [[noreturn]] void throw_lost_reply(std::string_view call, std::string_view write_site) const;
   // The member to use now: the current one, unless its connection failed
   // and another member's has not.
   std::size_t pick_member() const;

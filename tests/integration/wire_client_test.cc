@@ -5,6 +5,7 @@
 #include <thread>
 
 #include "etcd/client.h"
+#include "etcd/lost_replies.h"
 #include "etcd/watch_hub.h"
 #include "etcd_cluster.h"
 #include "recording_listener.h"
@@ -34,6 +35,30 @@ TEST_F(WireClient, PutRangeDelete) {
   EXPECT_EQ(found.kvs(0).create_revision(), revision);
   EXPECT_EQ(erase(client_, key), 1);
   EXPECT_EQ(get(client_, key).kvs_size(), 0);
+}
+
+// The lost-reply hook: the write commits, and the caller sees only errc::unavailable.
+TEST_F(WireClient, ArmedWriteSiteCommitsAndLosesItsReply) {
+  using detail::etcd::LostReplies;
+  const auto key = prefix_ + "/k";
+  pb::TxnRequest txn;
+  auto* write = txn.add_success()->mutable_request_put();
+  write->set_key(key);
+  write->set_value("committed");
+  LostReplies::arm("test_site", prefix_ + "/other");  // another key: not this write
+  LostReplies::arm("test_site", prefix_ + "/k");
+  const int before = LostReplies::dropped("test_site");
+  try {
+    client_.txn(txn, in(5s), "test_site");
+    FAIL() << "the reply came back";
+  } catch (const Error& error) {
+    EXPECT_EQ(error.code(), errc::unavailable);
+  }
+  EXPECT_EQ(LostReplies::dropped("test_site"), before + 1);
+  ASSERT_EQ(get(client_, key).kvs_size(), 1);
+  EXPECT_TRUE(client_.txn(txn, in(5s), "test_site").succeeded());  // armed once: the next reply comes
+  EXPECT_TRUE(client_.txn(txn, in(5s)).succeeded());               // unnamed writes are never touched
+  LostReplies::disarm();
 }
 
 TEST_F(WireClient, TxnWithCreateRevisionCompare) {
