@@ -85,6 +85,9 @@ void TcpProxy::pump(int from, int to, bool replies) {
     }
     pollfd ready{from, POLLIN, 0};
     if (poll(&ready, 1, 20) <= 0) continue;
+    // Again: bytes that arrive once pause() has returned must stay put, also
+    // when they woke a poll that began before.
+    if (paused_ || (replies && replies_held_)) continue;
     const ssize_t got = read(from, buffer, sizeof buffer);
     if (got <= 0) {
       shutdown(to, SHUT_WR);
