@@ -473,8 +473,7 @@ json run_raw(const Config& config) {
   const std::string dir = config.prefix + "/lock/";
   const std::string key = detail::queue_key(dir, lease);
   // The very Txn a lock sends to enqueue.
-  const detail::FenceCheck fence{detail::fence_key_base(config.prefix, "lock") + lease_hex(lease), 0};
-  const auto txn = detail::enqueue_txn({dir, detail::prefix_range_end(dir)}, key, R"({"owner":"bench"})", lease, fence, {1, false});
+  const auto txn = detail::enqueue_txn({dir, detail::prefix_range_end(dir)}, key, R"({"owner":"bench"})", lease, {1, false});
   pb::DeleteRangeRequest erase;
   erase.set_key(key);
   auto cycle = [&] {

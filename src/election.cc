@@ -37,7 +37,7 @@ bool Election::campaign_until_steady(std::string_view value, detail::SteadyTime 
 }
 
 bool Election::proclaim(std::string_view value) { return impl_->proclaim(value); }
-void Election::resign() { impl_->resign(); }
+void Election::resign() noexcept { impl_->resign(); }
 bool Election::is_leader() const { return impl_->is_leader(); }
 std::stop_token Election::lost_token() const { return impl_->lost_token(); }
 std::int64_t Election::fencing_token() const { return impl_->fencing_token(); }

@@ -15,7 +15,7 @@ ElectionImpl::ElectionImpl(std::shared_ptr<LockContext> context, std::string nam
       counters_(context_->lock_counters().counters("election", name_)),
       queue_{queue_dir(context_->prefix(), name_), prefix_range_end(queue_dir(context_->prefix(), name_))},
       options_(options),
-      turn_(context_, "election " + quote_value(name_), queue_.dir, fence_key_base(context_->prefix(), name_)) {}
+      turn_(context_, "election " + quote_value(name_)) {}
 
 ElectionImpl::~ElectionImpl() {
   // No other reference exists, so no thread can be inside a member function.
@@ -27,11 +27,11 @@ ElectionImpl::~ElectionImpl() {
     in_doubt = hold_in_doubt_;
   }
   if (!hold) return;
-  hold->finish();
-  if (hold->lost() || context_->closed()) return;
-  context_->log()(LogLevel::warning, "election destroyed while leading; resigning",
-                  {{"name", name_}, {"key", hold->entry().key}});
-  turn_.remove_entry({hold->entry(), in_doubt}, hold->lease_id());
+  if (!hold->lost() && !context_->closed()) {
+    context_->log()(LogLevel::warning, "election destroyed while leading; resigning",
+                    {{"name", name_}, {"key", hold->entry().key}});
+  }
+  end_leadership(*hold, in_doubt);
 }
 
 bool ElectionImpl::campaign(std::string_view value, SteadyTime deadline, std::stop_token cancel) {
@@ -53,19 +53,15 @@ bool ElectionImpl::campaign(std::string_view value, SteadyTime deadline, std::st
   }
   if (lost) {
     // The leadership is lost: acknowledge it, and campaign anew.
-    lost->finish();
-    lost->signal_loss_now();
-    turn_.remove_entry({lost->entry(), in_doubt}, lost->lease_id());
+    end_leadership(*lost, in_doubt);
     turn_.give_back();
   }
   if (!turn_.take(deadline, cancel, /*wait=*/true)) return false;
   std::optional<QueueAcquisition::Acquired> acquired;
   try {
-    QueueAcquisition acquisition(
-        context_, queue_, turn_.fence(), "leadership", name_, {std::string(value), "", Admission::exclusive(), {}, false},
-        {options_.retry_interval, options_.max_retries},
-        [this](const QueueWait::Leftover& entry, std::int64_t lease_id) { turn_.remove_entry(entry, lease_id); },
-        counters_);
+    QueueAcquisition acquisition(context_, queue_, "leadership", name_,
+                                 {std::string(value), "", Admission::exclusive(), {}, false},
+                                 {options_.retry_interval, options_.max_retries}, counters_);
     acquired = acquisition.run(deadline, cancel, QueueWait::Mode::wait);
   } catch (...) {
     turn_.give_back();
@@ -101,41 +97,31 @@ bool ElectionImpl::proclaim(std::string_view value) {
   return still_leader;
 }
 
-void ElectionImpl::resign() {
+void ElectionImpl::resign() noexcept {
   std::shared_ptr<Hold> hold;
   bool in_doubt = false;
   {
     MutexLock lock(mu_);
     if (!hold_) return;
-    hold = hold_;
+    // From here on this process does not lead, whatever etcd answers.
+    hold = std::exchange(hold_, nullptr);
     in_doubt = hold_in_doubt_;
   }
-  if (!hold->lost() && !context_->closed()) {
-    hold->begin_release();
-    try {
-      auto txn = while_created_at(hold->entry().key, hold->entry().revision);
-      txn.add_success()->mutable_request_delete_range()->set_key(hold->entry().key);
-      if (!context_->client().txn(txn, context_->client().command_deadline(), etcd::write_site::resign).succeeded()) {
-        hold->lose(LossCause::deleted, /*even_if_finished=*/true);
-      }
-    } catch (const Error&) {
-      // The key may still be in etcd: the leadership stands until a resign
-      // gets through, or it is lost.
-      hold->cancel_release();
-      throw;
-    }
-  }
-  hold->finish();
-  hold->signal_loss_now();
-  {
-    MutexLock lock(mu_);
-    if (hold_ != hold) return;  // another thread resigned meanwhile
-    hold_.reset();
-  }
-  // A create of this leadership's went unanswered and may still land: fence it.
-  if (in_doubt) turn_.remove_entry({hold->entry(), true}, hold->lease_id());
-  context_->log()(LogLevel::info, "resigned", {{"name", name_}, {"key", hold->entry().key}});
+  const std::error_code ec = end_leadership(*hold, in_doubt);
+  if (!ec) context_->log()(LogLevel::info, "resigned", {{"name", name_}, {"key", hold->entry().key}});
   turn_.give_back();
+}
+
+std::error_code ElectionImpl::end_leadership(Hold& hold, bool in_doubt) noexcept {
+  std::error_code ec;
+  hold.give_up(
+      [&] {
+        auto txn = while_created_at(hold.entry().key, hold.entry().revision);
+        txn.add_success()->mutable_request_delete_range()->set_key(hold.entry().key);
+        return context_->client().txn(txn, context_->client().command_deadline(), etcd::write_site::resign).succeeded();
+      },
+      in_doubt, ec);
+  return ec;
 }
 
 bool ElectionImpl::is_leader() const {

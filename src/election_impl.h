@@ -39,7 +39,7 @@ class ElectionImpl : public std::enable_shared_from_this<ElectionImpl> {
   // True when this thread leads; false at the deadline. Throws Error.
   bool campaign(std::string_view value, SteadyTime deadline, std::stop_token cancel);
   bool proclaim(std::string_view value);
-  void resign();
+  void resign() noexcept;
 
   bool is_leader() const;
   std::stop_token lost_token() const;
@@ -54,6 +54,9 @@ class ElectionImpl : public std::enable_shared_from_this<ElectionImpl> {
 
  private:
   std::optional<pb::TxnRequest> guarded_txn() const;
+  // Gives a leadership up in etcd (Hold::give_up): its key is deleted, or
+  // removed in the background when etcd does not answer.
+  std::error_code end_leadership(Hold& hold, bool in_doubt) noexcept;
 
   const std::shared_ptr<LockContext> context_;
   const std::string name_;
@@ -65,7 +68,7 @@ class ElectionImpl : public std::enable_shared_from_this<ElectionImpl> {
   // Lock order: mu_, then the turn's; no request to etcd is made under mu_.
   mutable Mutex mu_;
   std::shared_ptr<Hold> hold_ ETCDLOCK_GUARDED_BY(mu_);  // the leadership
-  bool hold_in_doubt_ ETCDLOCK_GUARDED_BY(mu_) = false;  // its resign must close the fence
+  bool hold_in_doubt_ ETCDLOCK_GUARDED_BY(mu_) = false;  // its key is retired at the resign
 };
 
 }  // namespace etcdlock::detail

@@ -4,29 +4,25 @@
 
 namespace etcdlock::detail {
 
-bool remove_entry(LockContext& context, Fence& fence, const QueueWait::Leftover& leftover, std::int64_t lease_id,
-                  std::function<void()> done) {
-  if (context.closed()) return true;  // the lease revoke takes every entry
+void remove_entry(LockContext& context, const QueueWait::Leftover& leftover, std::int64_t lease_id) noexcept {
+  if (context.closed()) return;  // the lease revoke takes every entry
   const QueueEntry& entry = leftover.entry;
-  pb::TxnRequest removal;
-  if (leftover.in_doubt) {
-    removal = fence.close_txn(entry, lease_id);
-  } else {
-    removal = while_created_at(entry.key, entry.revision);
+  if (!leftover.in_doubt && entry.revision != 0) {
+    auto removal = while_created_at(entry.key, entry.revision);
     removal.add_success()->mutable_request_delete_range()->set_key(entry.key);
-  }
-  try {
-    const auto response = context.client().txn(removal, context.client().command_deadline(), etcd::write_site::removal);
-    if (leftover.in_doubt) fence.saw(lease_id, response.responses(2).response_range());
-    return true;
-  } catch (const Error& error) {
-    if (error.value() != errc::unavailable) {
-      context.log()(LogLevel::error, "could not delete a queue entry", {{"key", entry.key}, {"error", error.what()}});
-      return true;
+    try {
+      context.client().txn(removal, context.client().command_deadline(), etcd::write_site::removal);
+      return;
+    } catch (const Error& error) {
+      if (error.value() != errc::unavailable) {
+        context.log()(LogLevel::error, "could not delete a queue entry", {{"key", entry.key}, {"error", error.what()}});
+      }
+    } catch (...) {
+      // Retired below all the same.
     }
   }
-  context.pending_deletes().add({entry.key, std::move(removal), lease_id}, std::move(done));
-  return false;
+  // Whether it is there, or will be, is unknown.
+  context.strays().retire(entry.key, lease_id);
 }
 
 }  // namespace etcdlock::detail

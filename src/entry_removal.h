@@ -2,19 +2,18 @@
 #pragma once
 
 #include <cstdint>
-#include <functional>
 
-#include "fence.h"
 #include "lock_context.h"
 #include "queue_wait.h"
 
 namespace etcdlock::detail {
 
-// Removes `leftover`, on lease `lease_id`, if it is still the same entry; one
-// whose creation is in doubt, by closing the fence. True when done now;
-// false when etcd could not be reached and the removal goes on in the
-// background, after which `done` is called (on the worker's thread).
-bool remove_entry(LockContext& context, Fence& fence, const QueueWait::Leftover& leftover, std::int64_t lease_id,
-                  std::function<void()> done);
+// Removes `leftover`, an entry on lease `lease_id` that nothing of this
+// manager claims any more: at once with a delete guarded by its create
+// revision when that is known and etcd answers; otherwise its key is retired
+// (see stray_entries.h), which removes it, and any create of it that lands
+// later, in the background. Never throws; the key may be used again only
+// when the delete was answered.
+void remove_entry(LockContext& context, const QueueWait::Leftover& leftover, std::int64_t lease_id) noexcept;
 
 }  // namespace etcdlock::detail

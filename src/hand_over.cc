@@ -49,7 +49,12 @@ Release release_and_hand_over(const etcd::Client& client, const QueueDir& queue,
     // It may be a little stale; safety rests on the Txn's compares, and a
     // successor it missed is found by the delete's own read below.
     head.set_serializable(true);
-    const auto read = client.range(head, client.command_deadline());
+    pb::RangeResponse read;
+    try {
+      read = client.range(head, client.command_deadline());
+    } catch (const Error&) {
+      // Nothing was written: release without the read.
+    }
     const auto entries = entries_of(queue, read);  // points into `read`
     const auto slot_count = static_cast<std::size_t>(slots);
     const bool holds = std::any_of(entries.begin(), entries.begin() + std::min(entries.size(), slot_count),
@@ -77,8 +82,13 @@ Release release_and_hand_over(const etcd::Client& client, const QueueDir& queue,
   release.successor_seen = true;
   // Queued behind us meanwhile: tell it, in a second write.
   if (const auto successor = addressee(queue, *entries[static_cast<std::size_t>(slots - 1)])) {
-    client.txn(note_txn(successor->entry, successor->inbox, successor->lease, encode_note({successor->entry, slots})),
-               client.command_deadline(), etcd::write_site::note);
+    try {
+      client.txn(note_txn(successor->entry, successor->inbox, successor->lease, encode_note({successor->entry, slots})),
+                 client.command_deadline(), etcd::write_site::note);
+    } catch (const Error&) {
+      // The release is done; the successor learns of its turn from its own
+      // watch instead.
+    }
   }
   return release;
 }
@@ -120,8 +130,9 @@ class HandOverInbox::Listener final : public etcd::WatchListener {
   HandOverInbox& inbox_;
 };
 
-HandOverInbox::HandOverInbox(etcd::WatchHub& watches, const Logger& log, std::string key)
-    : watches_(watches), log_(log), key_(std::move(key)) {}
+HandOverInbox::HandOverInbox(etcd::WatchHub& watches, const etcd::Client& client, Worker& worker, const Logger& log,
+                             std::string key)
+    : watches_(watches), client_(client), worker_(worker), log_(log), key_(std::move(key)) {}
 
 HandOverInbox::~HandOverInbox() {
   std::int64_t watch = 0;
@@ -162,10 +173,45 @@ void HandOverInbox::expect(const std::string& entry_key, HandOverReceiver& recei
 void HandOverInbox::forget(const std::string& entry_key) {
   MutexLock lock(mu_);
   expected_.erase(entry_key);
+  last_expected_ = SteadyClock::now();
+  schedule_clear();
+}
+
+void HandOverInbox::schedule_clear() {
+  if (!note_present_ || !expected_.empty() || clear_scheduled_) return;
+  clear_scheduled_ = true;
+  worker_.post_at(SteadyClock::now() + kNoteLinger, [this] { clear_if_idle(); });
+}
+
+void HandOverInbox::clear_if_idle() {
+  {
+    MutexLock lock(mu_);
+    clear_scheduled_ = false;
+    if (!note_present_ || !expected_.empty()) return;
+    if (const auto due = last_expected_ + kNoteLinger; SteadyClock::now() < due) {
+      clear_scheduled_ = true;
+      worker_.post_at(due, [this] { clear_if_idle(); });
+      return;
+    }
+    note_present_ = false;
+  }
+  // A note put after this delete stays until the next idle moment; one put
+  // before it was delivered all the same (a watch reports history).
+  pb::TxnRequest clear;
+  clear.add_success()->mutable_request_delete_range()->set_key(key_);
+  client_.txn_async(std::move(clear), client_.command_deadline(), etcd::write_site::removal,
+                    [this](pb::TxnResponse&&, const Error* error) {
+                      if (!error || error->value() != errc::unavailable) return;
+                      MutexLock lock(mu_);
+                      note_present_ = true;  // tried again at the next idle moment
+                      schedule_clear();
+                    });
 }
 
 void HandOverInbox::on_notes(std::span<const etcd::WatchEvent> events) {
   MutexLock lock(mu_);
+  if (!events.empty()) note_present_ = true;
+  schedule_clear();
   for (const auto& event : events) {
     const auto note = decode_note(event.value);
     if (!note) continue;

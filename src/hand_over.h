@@ -13,6 +13,13 @@
 // Notes are an accelerator, never the only way: a waiter also watches its
 // predecessor, so holders that write no notes (etcdctl, Go's Mutex, a crashed
 // process, an expired lease) hand over too.
+//
+// The inbox key lies under the manager's prefix, so where prefixes nest (a
+// manager on "P/jobs" beside a lock named "jobs" under "P") etcd's Go Mutex
+// and `etcdctl lock P/jobs` count it as an entry of their queue. So a note
+// does not stay: once no waiter of this manager has expected one for a
+// moment, the inbox deletes its key. While waiters expect notes, the
+// manager's own entries stand in those queues anyway.
 #pragma once
 
 #include <cstdint>
@@ -24,8 +31,9 @@
 #include "etcd/client.h"
 #include "etcd/watch_hub.h"
 #include "logger.h"
-#include "queue_requests.h"
 #include "mutex.h"
+#include "queue_requests.h"
+#include "worker.h"
 
 namespace etcdlock::detail {
 
@@ -41,7 +49,8 @@ struct Release {
 // `read_head_first` (one read, then one write; worth it when a successor is
 // likely), else in a second Txn once the delete shows one. Entries without an
 // inbox (etcdctl, Go's Mutex) learn of their turn from their own watch.
-// Throws Error(errc::unavailable): whether the delete happened is unknown.
+// Throws Error only for the delete: errc::unavailable when whether it
+// happened is unknown. A read or a note that fails costs only the note.
 Release release_and_hand_over(const etcd::Client& client, const QueueDir& queue, const QueueEntry& own,
                               std::int64_t slots, bool read_head_first);
 
@@ -70,7 +79,8 @@ class HandOverReceiver {
 // One manager's inbox. Thread-safe.
 class HandOverInbox {
  public:
-  HandOverInbox(etcd::WatchHub& watches, const Logger& log, std::string key);
+  HandOverInbox(etcd::WatchHub& watches, const etcd::Client& client, Worker& worker, const Logger& log,
+                std::string key);
   ~HandOverInbox();
   HandOverInbox(const HandOverInbox&) = delete;
   HandOverInbox& operator=(const HandOverInbox&) = delete;
@@ -88,13 +98,21 @@ class HandOverInbox {
   void expect(const std::string& entry_key, HandOverReceiver& receiver);
   void forget(const std::string& entry_key);
 
+  // How long the inbox keeps a note once no waiter expects one.
+  static constexpr std::chrono::milliseconds kNoteLinger{1000};
+
  private:
   class Listener;
   void on_notes(std::span<const etcd::WatchEvent> events);
   void on_missed();
   void on_opened(bool in_place);
+  // Deletes the note once no waiter has expected one for kNoteLinger.
+  void schedule_clear() ETCDLOCK_REQUIRES(mu_);
+  void clear_if_idle();
 
   etcd::WatchHub& watches_;
+  const etcd::Client& client_;
+  Worker& worker_;
   const Logger& log_;
   const std::string key_;
 
@@ -103,6 +121,9 @@ class HandOverInbox {
   std::optional<bool> open_ ETCDLOCK_GUARDED_BY(mu_);  // set once etcd answered
   std::int64_t watch_ ETCDLOCK_GUARDED_BY(mu_) = 0;
   std::map<std::string, HandOverReceiver*> expected_ ETCDLOCK_GUARDED_BY(mu_);  // by entry key
+  bool note_present_ ETCDLOCK_GUARDED_BY(mu_) = false;  // a note was put since the key was last deleted
+  bool clear_scheduled_ ETCDLOCK_GUARDED_BY(mu_) = false;
+  SteadyTime last_expected_ ETCDLOCK_GUARDED_BY(mu_);  // when a waiter last stopped expecting
 };
 
 }  // namespace etcdlock::detail

@@ -1,4 +1,6 @@
 #include "hold.h"
+
+#include "entry_removal.h"
 #include "mutex.h"
 
 namespace etcdlock::detail {
@@ -26,7 +28,7 @@ class Hold::KeyWatch final : public etcd::WatchListener {
     const auto hold = hold_.lock();
     if (!hold) return;
     for (const auto& event : events) {
-      if (event.deleted && event.key == hold->entry_.key && !hold->releasing_) hold->lose(LossCause::deleted);
+      if (event.deleted && event.key == hold->entry_.key) hold->lose(LossCause::deleted);
     }
   }
   void on_gap() override {
@@ -100,21 +102,49 @@ void Hold::lose(LossCause cause, bool even_if_finished) {
   if (finished_.load() && !even_if_finished) return;
   if (lost_.exchange(true)) return;
   if (counters_) counters_->lost(cause);
-  const char* reason = cause == LossCause::lease     ? "its lease was lost"
-                       : cause == LossCause::deleted ? "its key was deleted"
-                                                     : "the manager was closed";
+  const char* reason = cause == LossCause::lease         ? "its lease was lost"
+                       : cause == LossCause::deleted     ? "its key was deleted"
+                       : cause == LossCause::unconfirmed ? "the write that gave it up went unanswered"
+                                                         : "the manager was closed";
   context_->log()(LogLevel::warning, kind_ + " lost", {{"name", name_}, {"key", entry_.key}, {"reason", reason}});
   context_->notifier().post([source = lost_source_]() mutable { source.request_stop(); });
 }
 
-void Hold::begin_release() { releasing_ = true; }
-
-void Hold::cancel_release() {
-  releasing_ = false;
-  std::weak_ptr<Hold> weak = weak_from_this();
-  context_->worker().post([weak] {
-    if (const auto hold = weak.lock()) hold->check_key();
-  });
+void Hold::give_up(const std::function<bool()>& remove_entry, bool in_doubt, std::error_code& ec) noexcept {
+  finish();
+  const QueueWait::Leftover leftover{entry_, in_doubt};
+  if (lost()) {
+    ec = make_error_code(errc::lock_expired);
+    // Lost at its local deadline, the entry may still be in etcd, blocking
+    // the queue until the lease expires there: remove it while it is the same.
+    detail::remove_entry(*context_, leftover, lease_id());
+  } else if (!context_->closed()) {  // else the lease revoke takes the entry
+    try {
+      if (!remove_entry()) {
+        lose(LossCause::deleted, /*even_if_finished=*/true);  // before the owner gave it up
+        ec = make_error_code(errc::lock_expired);
+      } else if (in_doubt) {
+        context_->strays().retire(entry_.key, lease_id());
+      }
+    } catch (const Error& error) {
+      if (error.value() == errc::unavailable) {
+        context_->log()(LogLevel::warning, "no answer from etcd to giving up a " + kind_ +
+                                               ": counted as lost, its entry is removed in the background",
+                        {{"name", name_}, {"key", entry_.key}, {"error", error.what()}});
+        lose(LossCause::unconfirmed, /*even_if_finished=*/true);
+        ec = make_error_code(errc::unavailable);
+      } else {
+        context_->log()(LogLevel::error, "could not give up a " + kind_ + " in etcd; retrying in the background",
+                        {{"name", name_}, {"key", entry_.key}, {"error", error.what()}});
+      }
+      context_->strays().retire(entry_.key, lease_id());
+    } catch (const std::exception& error) {
+      context_->log()(LogLevel::error, "could not give up a " + kind_ + " in etcd; retrying in the background",
+                      {{"name", name_}, {"key", entry_.key}, {"error", error.what()}});
+      context_->strays().retire(entry_.key, lease_id());
+    }
+  }
+  signal_loss_now();
 }
 
 void Hold::signal_loss_now() {
@@ -133,22 +163,29 @@ void Hold::watch_key() {
 }
 
 void Hold::check_key() {
-  if (finished_.load() || lost_.load() || releasing_.load()) return;
-  try {
-    pb::RangeRequest read;
-    read.set_key(entry_.key);
-    const auto found = context_->client().range(read, context_->client().command_deadline());
-    const bool gone = found.kvs_size() == 0 || found.kvs(0).create_revision() != entry_.revision;
-    // Again after the read: a release that began meanwhile deleted the key
-    // itself (begin_release() comes before its delete is sent).
-    if (gone && !releasing_.load()) lose(LossCause::deleted);
-  } catch (const Error& error) {
-    if (error.value() != errc::unavailable) return;
-    std::weak_ptr<Hold> weak = weak_from_this();
-    context_->worker().post_at(SteadyClock::now() + kCheckRetryPause, [weak] {
-      if (const auto hold = weak.lock()) hold->check_key();
-    });
-  }
+  if (finished_.load() || lost_.load()) return;
+  // Asynchronous: a slow etcd must not hold up the worker, which starts
+  // every other hold's watch. The reply is handled on the worker too: a
+  // callback must not block, nor end a hold (or a manager) on gRPC's thread.
+  pb::RangeRequest read;
+  read.set_key(entry_.key);
+  context_->client().range_async(
+      std::move(read), context_->client().command_deadline(),
+      [weak = weak_from_this(), &worker = context_->worker()](pb::RangeResponse&& found, const Error* error) {
+        const bool retry = error && error->value() == errc::unavailable;
+        const bool gone = !error && (found.kvs_size() == 0 || found.kvs(0).create_revision() == 0);
+        const std::int64_t revision = gone || error ? 0 : found.kvs(0).create_revision();
+        worker.post_at(SteadyClock::now() + (retry ? kCheckRetryPause : std::chrono::milliseconds(0)),
+                       [weak, retry, failed = error != nullptr, revision] {
+                         const auto hold = weak.lock();
+                         if (!hold) return;
+                         if (retry) return hold->check_key();
+                         // A release that began meanwhile deleted the key
+                         // itself: it finished the hold first, and lose()
+                         // ignores a finished hold.
+                         if (!failed && revision != hold->entry_.revision) hold->lose(LossCause::deleted);
+                       });
+      });
 }
 
 }  // namespace etcdlock::detail

@@ -25,6 +25,7 @@
 #include <optional>
 #include <stop_token>
 #include <string>
+#include <system_error>
 
 #include "lock_context.h"
 #include "lock_metrics.h"
@@ -64,15 +65,24 @@ class Hold : public std::enable_shared_from_this<Hold> {
 
   // Marks the hold lost, once: logs why and signals the application. Ignored
   // after finish(), unless `even_if_finished` (a release that found the key
-  // gone: the loss came before the unlock, and was not yet signalled).
+  // gone, or could not learn whether it went: the application learns now).
   void lose(LossCause cause, bool even_if_finished = false);
-  // The holder is about to delete its own key (a resign): that deletion is
-  // not a loss. Until finish() or cancel_release(), deletions of the key are
-  // not taken for one; the session and the manager still count.
-  void begin_release();
-  // The delete did not reach etcd: the hold goes on. Its key is read again,
-  // since a deletion by someone else may have been passed over meanwhile.
-  void cancel_release();
+
+  // The owner gives the hold up (an unlock, a resign, a permit given back):
+  // finish(), then `remove_entry` deletes the entry in etcd, returning
+  // whether it was still there, or throwing Error when etcd did not answer.
+  // From the moment this is called nothing claims the hold, whatever etcd
+  // answers:
+  //   - deleted: done. `in_doubt` (a create of the entry went unanswered and
+  //     may still land) retires the key (stray_entries.h);
+  //   - already gone, or lost before: errc::lock_expired, and the loss is
+  //     signalled if it was not yet; an entry left by a lost hold is removed;
+  //   - unknown (no reply): errc::unavailable. The entry may still stand, or
+  //     be gone and the next holder in: the hold counts as lost (its token
+  //     fires, cause `unconfirmed`) and the key is retired, which removes the
+  //     entry in the background.
+  // The lost token is requested before this returns. Never throws.
+  void give_up(const std::function<bool()>& remove_entry, bool in_doubt, std::error_code& ec) noexcept;
 
   // Requests the lost token now, on the caller's thread, if the hold is lost
   // and the notifier has not done so yet: an unlock that reports the loss
@@ -94,7 +104,6 @@ class Hold : public std::enable_shared_from_this<Hold> {
   std::stop_source lost_source_;
   std::atomic<bool> lost_{false};
   std::atomic<bool> finished_{false};
-  std::atomic<bool> releasing_{false};
 
   Mutex mu_;  // taken by start, finish and the worker's tasks, never by a loss
   using LossCallback = std::stop_callback<std::function<void()>>;

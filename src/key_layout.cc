@@ -37,7 +37,7 @@ std::optional<std::string_view> lock_name_of(std::string_view prefix, std::strin
   const auto last_slash = key.rfind('/');
   if (last_slash <= name_start || last_slash + 1 == key.size()) return std::nullopt;
   const auto name = key.substr(name_start, last_slash - name_start);
-  if (name.find('\0') != std::string_view::npos) return std::nullopt;  // an inbox or a fence key
+  if (name.find('\0') != std::string_view::npos) return std::nullopt;  // an inbox
   return name;
 }
 
@@ -52,15 +52,6 @@ std::string prefix_range_end(std::string_view prefix) {
     end.pop_back();
   }
   return std::string(1, '\0');  // etcd's "every key" range end
-}
-
-std::string fence_key_base(std::string_view prefix, std::string_view name) {
-  std::string key(prefix);
-  key += '/';
-  key += std::string_view("\0fence/", 7);
-  key += name;
-  key += '/';
-  return key;
 }
 
 std::string inbox_key(std::string_view prefix, std::uint64_t manager_id) {

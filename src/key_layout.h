@@ -5,10 +5,11 @@
 // layout of etcd's own lock recipe, so all users of it exclude one another.
 //
 // Each manager also has an inbox, "P/\0inbox/<manager id in hex>", where a
-// releasing holder leaves a note for its successor (see hand_over.h), and
-// fence keys, "P/\0fence/N/<lease id in hex>" (see fence.h). The NUL byte,
-// which no lock name may contain, keeps them out of every lock's queue, also
-// for Go's Mutex and etcdctl, which read every key under a lock's directory.
+// releasing holder leaves a note for its successor (see hand_over.h). The NUL
+// byte, which no lock name may contain, keeps it out of every lock's queue
+// under P. Where prefixes nest, Go's Mutex and etcdctl count it as an entry
+// of the outer lock's queue, so it exists only around hand-overs (the inbox
+// deletes it when idle), as the manager's own entries do.
 #pragma once
 
 #include <cstdint>
@@ -30,15 +31,11 @@ std::string queue_key(std::string_view dir, std::int64_t lease_id);
 bool is_queue_entry(std::string_view dir, std::string_view key);
 
 // The name of the lock whose queue entry `key` is, when it is one under
-// `prefix`; nullopt for other keys (an inbox, a fence key, a foreign key).
+// `prefix`; nullopt for other keys (an inbox, a foreign key).
 std::optional<std::string_view> lock_name_of(std::string_view prefix, std::string_view key);
 
 // The end of the range of every key starting with `prefix`, as etcd means it.
 std::string prefix_range_end(std::string_view prefix);
-
-// "<prefix>/\0fence/<name>/": where the fence keys of a name's entries go,
-// one per lease (see fence.h).
-std::string fence_key_base(std::string_view prefix, std::string_view name);
 
 // The inbox of the manager `manager_id` under `prefix`.
 std::string inbox_key(std::string_view prefix, std::uint64_t manager_id);

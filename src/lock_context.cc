@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <cstdio>
 #include <random>
 
 #include "etcdlock/version.h"
@@ -34,8 +35,8 @@ LockContext::LockContext(const ManagerOptions& options)
       watches_(client_, log_),
       session_events_(notifier_),
       sessions_(client_, log_, options.ttl, closed_message(options.prefix), session_counters_, session_events_),
-      pending_deletes_(client_, log_, sessions_, worker_),
-      inbox_(watches_, log_, inbox_key(options.prefix, random_manager_id())) {}
+      strays_(client_, watches_, log_, sessions_, worker_),
+      inbox_(watches_, client_, worker_, log_, inbox_key(options.prefix, random_manager_id())) {}
 
 LockContext::~LockContext() {
   shut_down();
@@ -61,6 +62,13 @@ std::string LockContext::entry_value(HolderValue::Mode mode, std::int64_t limit,
                               kVersion, with_inbox ? inbox_.address() : std::string(), mode, limit});
 }
 
+std::string LockContext::unique_key_suffix() {
+  char suffix[24];
+  std::snprintf(suffix, sizeof suffix, "-%llx",
+                static_cast<unsigned long long>(next_key_suffix_.fetch_add(1, std::memory_order_relaxed)));
+  return suffix;
+}
+
 void LockContext::shut_down() noexcept {
   if (!closed_.request_stop()) {
     if (notifier_.on_notifier_thread()) return;
@@ -71,8 +79,11 @@ void LockContext::shut_down() noexcept {
   // Revoking the lease deletes every entry of this manager at once: holds,
   // places in queues, and entries whose delete is still pending.
   sessions_.end(client_.command_deadline());
+  strays_.close();
   worker_.stop();
   watches_.close();
+  // Replies still to come call back into what goes with this context.
+  client_.drain_async();
   notifier_.drain();
   {
     MutexLock lock(shut_down_mu_);

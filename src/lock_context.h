@@ -1,7 +1,7 @@
 // LockContext: what a manager shares with its locks, and all that a lock may
 // use: the connection to etcd, the watch hub, the session, the hand-over
-// inbox, the background worker, the notifier, and a stop token requested when
-// the manager closes. Locks keep it alive, so a Lock may outlive its
+// inbox, the keys of entries nothing claims (stray_entries.h), the background
+// worker, the notifier, and a stop token requested when the manager closes. Locks keep it alive, so a Lock may outlive its
 // LockManager; after close, every service refuses new work.
 //
 // Dependencies run one way: the manager owns the context and the locks; a
@@ -11,6 +11,7 @@
 #pragma once
 
 #include <chrono>
+#include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <memory>
@@ -25,9 +26,9 @@
 #include "lock_metrics.h"
 #include "logger.h"
 #include "notifier.h"
-#include "pending_deletes.h"
 #include "session_events.h"
 #include "session_source.h"
+#include "stray_entries.h"
 #include "worker.h"
 #include "mutex.h"
 
@@ -55,7 +56,7 @@ class LockContext {
   HandOverInbox& inbox() { return inbox_; }
   Worker& worker() { return worker_; }
   Notifier& notifier() { return notifier_; }
-  PendingDeletes& pending_deletes() { return pending_deletes_; }
+  StrayEntries& strays() { return strays_; }
   LockCounterRegistry& lock_counters() { return lock_counters_; }
   SessionCounters& session_counters() { return session_counters_; }
   SessionEvents& session_events() { return session_events_; }
@@ -71,6 +72,11 @@ class LockContext {
   // hand-over note (unless `with_inbox` is false), and what the entry is.
   std::string entry_value(HolderValue::Mode mode = HolderValue::Mode::none, std::int64_t limit = 0,
                           bool with_inbox = true) const;
+
+  // "-<n>" with an n this manager never gave before: the key suffix of an
+  // entry that must not share its key with any other entry of this process
+  // (a permit, a read-write lock's hold), whichever object makes it.
+  std::string unique_key_suffix();
 
   // Ends everything: requests the closed token (holds end, waits wake),
   // revokes the lease, stops the threads, and waits for the loss signals
@@ -91,9 +97,10 @@ class LockContext {
   SessionEvents session_events_;
   SessionSource sessions_;
   Worker worker_;
-  PendingDeletes pending_deletes_;
+  StrayEntries strays_;
   HandOverInbox inbox_;
   std::stop_source closed_;
+  std::atomic<std::uint64_t> next_key_suffix_{1};
 
   Mutex shut_down_mu_;
   std::condition_variable_any shut_down_done_;

@@ -14,7 +14,7 @@ LockImpl::LockImpl(std::shared_ptr<LockContext> context, std::string name, LockO
       counters_(context_->lock_counters().counters("lock", name_)),
       queue_{queue_dir(context_->prefix(), name_), prefix_range_end(queue_dir(context_->prefix(), name_))},
       options_(options),
-      turn_(context_, "lock " + quote_value(name_), queue_.dir, fence_key_base(context_->prefix(), name_)) {}
+      turn_(context_, "lock " + quote_value(name_)) {}
 
 LockImpl::~LockImpl() {
   // No other reference exists, so no thread can be inside a member function.
@@ -26,11 +26,12 @@ LockImpl::~LockImpl() {
     in_doubt = hold_in_doubt_;
   }
   if (!hold) return;
-  hold->finish();
-  if (hold->lost() || context_->closed()) return;
-  context_->log()(LogLevel::warning, "lock destroyed while held; releasing it",
-                  {{"name", name_}, {"key", hold->entry().key}});
-  turn_.remove_entry({hold->entry(), in_doubt}, hold->lease_id());
+  if (!hold->lost() && !context_->closed()) {
+    context_->log()(LogLevel::warning, "lock destroyed while held; releasing it",
+                    {{"name", name_}, {"key", hold->entry().key}});
+  }
+  std::error_code ignored;
+  release_in_etcd(*hold, in_doubt, ignored);
 }
 
 bool LockImpl::acquire(SteadyTime deadline, std::stop_token cancel, Mode mode) {
@@ -74,11 +75,9 @@ bool LockImpl::acquire(SteadyTime deadline, std::stop_token cancel, Mode mode) {
 }
 
 bool LockImpl::acquire_in_etcd(SteadyTime deadline, const std::stop_token& cancel, Mode mode) {
-  QueueAcquisition acquisition(
-      context_, queue_, turn_.fence(), "lock", name_, {context_->entry_value(), "", Admission::exclusive(), {}, true},
-      {options_.retry_interval, options_.max_retries},
-      [this](const QueueWait::Leftover& entry, std::int64_t lease_id) { turn_.remove_entry(entry, lease_id); },
-      counters_);
+  QueueAcquisition acquisition(context_, queue_, "lock", name_,
+                               {context_->entry_value(), "", Admission::exclusive(), {}, true},
+                               {options_.retry_interval, options_.max_retries}, counters_);
   auto acquired = acquisition.run(deadline, cancel, mode);
   MutexLock lock(mu_);
   last_key_ = acquisition.key();
@@ -100,20 +99,10 @@ void LockImpl::release(std::error_code& ec) noexcept {
       return;
     }
     if (--depth_ > 0) return;
-    // The turn stays ours until the entry is gone from etcd.
     hold = std::move(hold_);
     in_doubt = hold_in_doubt_;
   }
-  hold->finish();
-  if (hold->lost()) {
-    ec = make_error_code(errc::lock_expired);
-    // Lost at its local deadline, the key may still be in etcd, blocking the
-    // queue until the lease expires there: remove it while it is the same.
-    turn_.remove_entry({hold->entry(), in_doubt}, hold->lease_id());
-  } else {
-    release_in_etcd(*hold, in_doubt, ec);
-  }
-  hold->signal_loss_now();
+  release_in_etcd(*hold, in_doubt, ec);
   {
     MutexLock lock(mu_);
     last_hold_lost_ = hold->lost();
@@ -121,34 +110,24 @@ void LockImpl::release(std::error_code& ec) noexcept {
   turn_.give_back();
 }
 
-void LockImpl::release_in_etcd(Hold& hold, bool in_doubt, std::error_code& ec) {
+void LockImpl::release_in_etcd(Hold& hold, bool in_doubt, std::error_code& ec) noexcept {
   bool expect_successor = false;
   {
     MutexLock lock(mu_);
     expect_successor = expect_successor_;
   }
-  try {
-    const auto release = release_and_hand_over(context_->client(), queue_, hold.entry(), 1, expect_successor);
-    if (!release.entry_was_there) {
-      hold.lose(LossCause::deleted, /*even_if_finished=*/true);
-      ec = make_error_code(errc::lock_expired);
-      return;
-    }
-    {
-      MutexLock lock(mu_);
-      expect_successor_ = release.successor_seen;
-    }
-    // A create of this hold's went unanswered and may still land: fence it.
-    if (in_doubt) turn_.remove_entry({hold.entry(), true}, hold.lease_id());
-    context_->log()(LogLevel::debug, "lock released", {{"name", name_}, {"key", hold.entry().key}});
-  } catch (const Error& error) {
-    if (error.value() == errc::unavailable) {
-      turn_.remove_entry({hold.entry(), in_doubt}, hold.lease_id());  // whether it went is unknown: make sure
-    } else {
-      context_->log()(LogLevel::error, "could not release a lock",
-                      {{"name", name_}, {"key", hold.entry().key}, {"error", error.what()}});
-    }
+  std::optional<Release> release;
+  hold.give_up(
+      [&] {
+        release = release_and_hand_over(context_->client(), queue_, hold.entry(), 1, expect_successor);
+        return release->entry_was_there;
+      },
+      in_doubt, ec);
+  if (release) {
+    MutexLock lock(mu_);
+    expect_successor_ = release->successor_seen;
   }
+  if (!ec) context_->log()(LogLevel::debug, "lock released", {{"name", name_}, {"key", hold.entry().key}});
 }
 
 bool LockImpl::held() const {

@@ -55,9 +55,9 @@ class LockImpl : public std::enable_shared_from_this<LockImpl> {
  private:
   // The etcd part of acquire(): a place in the queue, the wait, the hold.
   bool acquire_in_etcd(SteadyTime deadline, const std::stop_token& cancel, Mode mode);
-  // The last unlock's work in etcd: delete the entry and, when a successor
-  // waits, hand the lock over to it.
-  void release_in_etcd(Hold& hold, bool in_doubt, std::error_code& ec);
+  // The last unlock's work in etcd: give the hold up (Hold::give_up), and
+  // when a successor waits, hand the lock over to it.
+  void release_in_etcd(Hold& hold, bool in_doubt, std::error_code& ec) noexcept;
   // A Txn that commits only while this hold is valid; nullopt when not held.
   std::optional<pb::TxnRequest> guarded_txn() const;
 
@@ -71,7 +71,7 @@ class LockImpl : public std::enable_shared_from_this<LockImpl> {
   // Lock order: mu_, then the turn's; no request to etcd is made under mu_.
   mutable Mutex mu_;
   std::shared_ptr<Hold> hold_ ETCDLOCK_GUARDED_BY(mu_);  // the turn's owner's hold
-  bool hold_in_doubt_ ETCDLOCK_GUARDED_BY(mu_) = false;  // its release must close the fence
+  bool hold_in_doubt_ ETCDLOCK_GUARDED_BY(mu_) = false;  // its key is retired at release
   int depth_ ETCDLOCK_GUARDED_BY(mu_) = 0;               // the owner's hold count
   bool last_hold_lost_ ETCDLOCK_GUARDED_BY(mu_) = false;
   std::string last_key_ ETCDLOCK_GUARDED_BY(mu_);

@@ -7,6 +7,7 @@ void LockCounters::lost(LossCause cause) noexcept {
     case LossCause::lease: ++losses_lease; break;
     case LossCause::deleted: ++losses_deleted; break;
     case LossCause::closed: ++losses_closed; break;
+    case LossCause::unconfirmed: ++losses_unconfirmed; break;
   }
 }
 
@@ -21,6 +22,7 @@ LockMetrics LockCounters::snapshot(std::string kind, std::string name) const {
   metrics.losses_lease = losses_lease.load(std::memory_order_relaxed);
   metrics.losses_deleted = losses_deleted.load(std::memory_order_relaxed);
   metrics.losses_closed = losses_closed.load(std::memory_order_relaxed);
+  metrics.losses_unconfirmed = losses_unconfirmed.load(std::memory_order_relaxed);
   metrics.waiting = waiting.load(std::memory_order_relaxed);
   metrics.wait = wait.snapshot();
   metrics.hold = hold.snapshot();

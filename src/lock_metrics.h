@@ -18,12 +18,17 @@
 namespace etcdlock::detail {
 
 // Why a hold ended involuntarily.
-enum class LossCause { lease, deleted, closed };
+enum class LossCause {
+  lease,        // the lease expired, was revoked, or passed its local deadline
+  deleted,      // the key was deleted (a force unlock)
+  closed,       // the manager closed
+  unconfirmed,  // a write that gave it up went unanswered: it may be gone in etcd already
+};
 
 // One lock's, election's, semaphore's or read-write lock's counters.
 struct LockCounters {
   std::atomic<std::uint64_t> acquisitions{0}, try_failures{0}, timeouts{0}, cancellations{0};
-  std::atomic<std::uint64_t> losses_lease{0}, losses_deleted{0}, losses_closed{0};
+  std::atomic<std::uint64_t> losses_lease{0}, losses_deleted{0}, losses_closed{0}, losses_unconfirmed{0};
   std::atomic<std::int64_t> waiting{0};
   AtomicHistogram wait, hold;
 

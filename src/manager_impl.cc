@@ -54,9 +54,9 @@ std::shared_ptr<Semaphore> ManagerImpl::get_semaphore(std::string_view name, std
                                                       const SemaphoreOptions& options) {
   validate_name(name);
   validate(options, name);
-  if (limit < 1) {
+  if (limit < 1 || limit > Semaphore::kMaxLimit) {
     throw Error(errc::invalid_argument, "limit of " + std::to_string(limit) + " for semaphore " + quote_value(name) +
-                                            " must be at least 1");
+                                            " must be from 1 to " + std::to_string(Semaphore::kMaxLimit));
   }
   context_->check_open();
   const SemaphoreImpl::Options key{limit, options};

@@ -1,26 +1,26 @@
 #include "queue_acquisition.h"
 
+#include "entry_removal.h"
 #include "retry_budget.h"
 #include "text.h"
 
 namespace etcdlock::detail {
 
-QueueAcquisition::QueueAcquisition(std::shared_ptr<LockContext> context, QueueDir queue, Fence& fence,
-                                   std::string kind, std::string name, QueueWait::Entry entry, RetryPolicy retry,
-                                   RemoveEntry remove_entry, std::shared_ptr<LockCounters> counters)
+QueueAcquisition::QueueAcquisition(std::shared_ptr<LockContext> context, QueueDir queue, std::string kind,
+                                   std::string name, QueueWait::Entry entry, RetryPolicy retry,
+                                   std::shared_ptr<LockCounters> counters)
     : context_(context),
       kind_(std::move(kind)),
       name_(std::move(name)),
       description_(kind_ + " " + quote_value(name_)),
       retry_(retry),
-      remove_entry_(std::move(remove_entry)),
       counters_(std::move(counters)),
-      wait_(std::move(context), std::move(queue), fence, std::move(entry)) {}
+      wait_(std::move(context), std::move(queue), std::move(entry)) {}
 
 Error QueueAcquisition::cancelled_error() const { return Error(errc::cancelled, "the wait for " + description_ + " was cancelled"); }
 
 void QueueAcquisition::give_up() {
-  if (const auto entry = wait_.leftover(); entry && session_) remove_entry_(*entry, session_->lease_id());
+  if (const auto entry = wait_.leftover(); entry && session_) remove_entry(*context_, *entry, session_->lease_id());
 }
 
 std::optional<QueueAcquisition::Acquired> QueueAcquisition::run(SteadyTime deadline, const std::stop_token& cancel,

@@ -23,22 +23,17 @@ namespace etcdlock::detail {
 
 class QueueAcquisition {
  public:
-  // Deletes an entry this acquisition leaves behind (the owner decides how,
-  // since a delete that cannot reach etcd must keep its key from being reused).
-  using RemoveEntry = std::function<void(const QueueWait::Leftover& entry, std::int64_t lease_id)>;
-
   struct Acquired {
     std::shared_ptr<Hold> hold;  // started
     bool waited = false;         // an entry was ahead of ours at some point
-    bool in_doubt = false;       // a create went unanswered: end the hold by closing the fence
+    bool in_doubt = false;       // a create went unanswered: retire the key when the hold ends
   };
 
   // `kind` ("lock", "leadership", "permit") and `name` say in messages what
   // is acquired; `entry` what the queue entry is.
   // `counters` (may be null) count its outcome and wait.
-  QueueAcquisition(std::shared_ptr<LockContext> context, QueueDir queue, Fence& fence, std::string kind,
-                   std::string name, QueueWait::Entry entry, RetryPolicy retry, RemoveEntry remove_entry,
-                   std::shared_ptr<LockCounters> counters);
+  QueueAcquisition(std::shared_ptr<LockContext> context, QueueDir queue, std::string kind, std::string name,
+                   QueueWait::Entry entry, RetryPolicy retry, std::shared_ptr<LockCounters> counters);
 
   // The hold, once our entry is first; nullopt when `mode` gave up or the
   // deadline passed. Throws Error: cancelled, closed, unavailable (after the
@@ -57,7 +52,6 @@ class QueueAcquisition {
   const std::string name_;
   const std::string description_;  // kind and quoted name
   const RetryPolicy retry_;
-  const RemoveEntry remove_entry_;
   const std::shared_ptr<LockCounters> counters_;
   QueueWait wait_;
   std::shared_ptr<Session> session_;

@@ -30,15 +30,6 @@ void add_created_at(pb::TxnRequest& txn, const std::string& key, const std::stri
   compare->set_create_revision(revision);
 }
 
-void add_fence(pb::TxnRequest& txn, const FenceCheck& fence) {
-  auto* compare = txn.add_compare();
-  compare->set_key(fence.key);
-  compare->set_target(pb::Compare::VERSION);
-  compare->set_result(pb::Compare::EQUAL);
-  compare->set_version(fence.version);
-  add_get(*txn.mutable_failure(), fence.key);
-}
-
 }  // namespace
 
 pb::RangeRequest queue_range(const QueueDir& queue) {
@@ -52,7 +43,7 @@ pb::RangeRequest queue_range(const QueueDir& queue) {
 }
 
 pb::TxnRequest enqueue_txn(const QueueDir& queue, const std::string& key, const std::string& value,
-                           std::int64_t lease, const FenceCheck& fence, const AheadRead& ahead) {
+                           std::int64_t lease, const AheadRead& ahead) {
   pb::TxnRequest txn;
   add_created_at(txn, key, "", 0);  // absent
   add_put(*txn.mutable_success(), key, value, lease);
@@ -62,12 +53,11 @@ pb::TxnRequest enqueue_txn(const QueueDir& queue, const std::string& key, const 
   newest.set_keys_only(!ahead.values);
   *txn.add_success()->mutable_request_range() = newest;
   add_get(*txn.mutable_failure(), key);
-  add_fence(txn, fence);
   return txn;
 }
 
 pb::TxnRequest enqueue_if_empty_txn(const QueueDir& queue, const std::string& key, const std::string& value,
-                                    std::int64_t lease, const FenceCheck& fence) {
+                                    std::int64_t lease) {
   pb::TxnRequest txn;
   add_created_at(txn, queue.dir, queue.end, 0);  // holds for an empty range only
   add_put(*txn.mutable_success(), key, value, lease);
@@ -75,7 +65,6 @@ pb::TxnRequest enqueue_if_empty_txn(const QueueDir& queue, const std::string& ke
   auto first = queue_range(queue);
   first.set_limit(1);
   *txn.add_failure()->mutable_request_range() = first;
-  add_fence(txn, fence);
   return txn;
 }
 

@@ -34,12 +34,6 @@ struct QueueDir {
 // The queue's keys, oldest first; keys only.
 pb::RangeRequest queue_range(const QueueDir& queue);
 
-// A fence key and the version a create compares it with (see fence.h).
-struct FenceCheck {
-  std::string key;
-  std::int64_t version = 0;
-};
-
 // How to read the entries ahead of ours: at most `limit` of them, newest
 // first, with or without their values.
 struct AheadRead {
@@ -48,16 +42,15 @@ struct AheadRead {
 };
 
 // etcd's recipe in one Txn: create `key` on `lease` unless it exists (a retry
-// of a request that was applied), and unless `fence` moved. Success: [put,
-// the newest keys of the queue, newest first: ours, then `ahead`]; failure:
-// [range of key, range of the fence].
+// of a request that was applied). Success: [put, the newest keys of the
+// queue, newest first: ours, then `ahead`]; failure: [range of key].
 pb::TxnRequest enqueue_txn(const QueueDir& queue, const std::string& key, const std::string& value,
-                           std::int64_t lease, const FenceCheck& fence, const AheadRead& ahead);
+                           std::int64_t lease, const AheadRead& ahead);
 
-// Create `key` only if the queue is empty and `fence` did not move. Success:
-// [put]; failure: [range of key, the queue's first keys, range of the fence].
+// Create `key` only if the queue is empty. Success: [put]; failure: [range
+// of key, the queue's first key].
 pb::TxnRequest enqueue_if_empty_txn(const QueueDir& queue, const std::string& key, const std::string& value,
-                                    std::int64_t lease, const FenceCheck& fence);
+                                    std::int64_t lease);
 
 // A read, in one revision, of `own` (still there?) and of the keys created
 // before `below`, newest first, as `ahead` says (own's predecessors, when

@@ -103,10 +103,9 @@ class QueueWait::BlockerWatch final : public etcd::WatchListener {
   const bool check_when_created_;
 };
 
-QueueWait::QueueWait(std::shared_ptr<LockContext> context, QueueDir queue, Fence& fence, Entry entry)
+QueueWait::QueueWait(std::shared_ptr<LockContext> context, QueueDir queue, Entry entry)
     : context_(std::move(context)),
       queue_(std::move(queue)),
-      fence_(fence),
       entry_(std::move(entry)),
       signals_(std::make_shared<Signals>(entry_.admission.slots())) {}
 
@@ -117,8 +116,17 @@ QueueWait::~QueueWait() {
 
 void QueueWait::begin(const Session& session) {
   stop_watching();
-  if (!key_.empty()) context_->inbox().forget(key_);
+  if (!key_.empty()) {
+    context_->inbox().forget(key_);
+    // The lease of the last key was lost here, but may live on in etcd for a
+    // while, and a create of it in doubt may still land: nothing claims it.
+    if (own_ || create_sent_ || in_doubt_) context_->strays().retire(key_, lease_id_);
+  }
+  lease_id_ = session.lease_id();
   key_ = queue_key(queue_.dir, session.lease_id()) + entry_.key_suffix;
+  // A key retired on this lease may still get an entry that a late create
+  // makes, which is then removed: ours must be another.
+  if (context_->strays().retired(key_)) key_ += context_->unique_key_suffix();
   own_.reset();
   create_sent_ = false;
   in_doubt_ = false;
@@ -135,7 +143,7 @@ std::optional<QueueWait::Leftover> QueueWait::leftover() const {
 
 QueueWait::Result QueueWait::run(const std::shared_ptr<Session>& session, SteadyTime deadline, std::stop_token cancel,
                                  Mode mode) {
-  if (key_ != queue_key(queue_.dir, session->lease_id()) + entry_.key_suffix) begin(*session);
+  if (!key_.starts_with(queue_key(queue_.dir, session->lease_id()) + entry_.key_suffix)) begin(*session);
   std::optional<Read> read;
   if (own_) {
     read = read_ahead(deadline);  // a retry: where is our entry now?
@@ -157,25 +165,41 @@ pb::TxnResponse QueueWait::send_create(const pb::TxnRequest& txn, SteadyTime dea
   try {
     return context_->client().txn(txn, deadline, etcd::write_site::enqueue);
   } catch (const Error& error) {
-    // No reply: etcd may apply it now, or much later. The attempt must end
-    // by closing the fence.
+    // No reply: etcd may apply it now, or much later. Whatever the attempt
+    // ends in, the key is retired then (stray_entries.h).
     if (error.value() == errc::unavailable) in_doubt_ = true;
     throw;
   }
 }
 
-bool QueueWait::fence_moved(const Session& session, const pb::TxnResponse& response, std::int64_t sent_version) {
-  const auto& fence = response.responses(response.responses_size() - 1).response_range();
-  fence_.saw(session.lease_id(), fence);
-  return fence_.version(session.lease_id()) != sent_version;
+bool QueueWait::adopt(const Session& session, const mvccpb::KeyValue& found, bool created_by_us) {
+  if (created_by_us && found.lease() == session.lease_id()) {
+    // Ours already: a create whose reply was lost was applied.
+    own_ = QueueEntry{key_, found.create_revision()};
+    signals_->set_own(own_->revision);
+    return true;
+  }
+  // Not this attempt's: a create of an earlier one that landed late, or a
+  // key someone else made under our name. Taking it would give two holds
+  // one entry.
+  context_->log()(LogLevel::warning, "a queue key this attempt did not create was found under its name; taking another",
+                  {{"key", key_}});
+  // A stray of ours goes; so does a create of ours that is in doubt, which
+  // could land once someone else's key is gone.
+  if (found.lease() == session.lease_id() || in_doubt_) context_->strays().retire(key_, session.lease_id());
+  if (entry_.takes_notes) context_->inbox().forget(key_);
+  key_ = queue_key(queue_.dir, session.lease_id()) + entry_.key_suffix + context_->unique_key_suffix();
+  if (entry_.takes_notes) context_->inbox().expect(key_, *signals_);
+  create_sent_ = false;
+  in_doubt_ = false;
+  return false;
 }
 
 std::optional<QueueWait::Read> QueueWait::try_first(const Session& session, SteadyTime deadline) {
   // One round trip either way: create our entry only in an empty queue.
   for (;;) {
-    const FenceCheck fence{fence_.key(session.lease_id()), fence_.version(session.lease_id())};
-    const auto response =
-        send_create(enqueue_if_empty_txn(queue_, key_, entry_.value, session.lease_id(), fence), deadline);
+    const bool created_by_us = create_sent_ || in_doubt_;
+    const auto response = send_create(enqueue_if_empty_txn(queue_, key_, entry_.value, session.lease_id()), deadline);
     const std::int64_t revision = response.header().revision();
     if (response.succeeded()) {
       own_ = QueueEntry{key_, revision};
@@ -186,14 +210,10 @@ std::optional<QueueWait::Read> QueueWait::try_first(const Session& session, Stea
     const auto& head = response.responses(1).response_range();
     const bool someone_first = head.kvs_size() > 0 && is_queue_entry(queue_.dir, head.kvs(0).key());
     if (own.kvs_size() > 0) {
-      // An earlier try of ours was applied though its reply was lost.
-      own_ = QueueEntry{key_, own.kvs(0).create_revision()};
-      signals_->set_own(own_->revision);
-      fence_moved(session, response, fence.version);
+      if (!adopt(session, own.kvs(0), created_by_us)) continue;
       if (someone_first && head.kvs(0).key() == key_) return Read{{}, revision};
       return read_ahead(deadline);
     }
-    if (fence_moved(session, response, fence.version)) continue;  // with the fence as it is now
     if (someone_first) {
       if (!in_doubt_) create_sent_ = false;  // this failure branch created nothing
       return std::nullopt;
@@ -207,19 +227,13 @@ std::optional<QueueWait::Read> QueueWait::try_first(const Session& session, Stea
 std::optional<QueueWait::Read> QueueWait::enqueue(const Session& session, SteadyTime deadline) {
   const auto& admission = entry_.admission;
   for (;;) {
-    const FenceCheck fence{fence_.key(session.lease_id()), fence_.version(session.lease_id())};
+    const bool created_by_us = create_sent_ || in_doubt_;
     const AheadRead ahead{admission.first_read_limit(), admission.reads_values()};
-    const auto response =
-        send_create(enqueue_txn(queue_, key_, entry_.value, session.lease_id(), fence, ahead), deadline);
+    const auto response = send_create(enqueue_txn(queue_, key_, entry_.value, session.lease_id(), ahead), deadline);
     if (!response.succeeded()) {
       const auto& own = response.responses(0).response_range();
-      if (own.kvs_size() == 0) {
-        if (fence_moved(session, response, fence.version)) continue;  // with the fence as it is now
-        return std::nullopt;
-      }
-      // Ours already: a retry of a request that was applied.
-      own_ = QueueEntry{key_, own.kvs(0).create_revision()};
-      signals_->set_own(own_->revision);
+      if (own.kvs_size() == 0) return std::nullopt;  // gone between the compare and the read: impossible in one Txn
+      if (!adopt(session, own.kvs(0), created_by_us)) continue;
       return read_ahead(deadline);
     }
     const std::int64_t revision = response.header().revision();
@@ -294,9 +308,14 @@ QueueWait::Result QueueWait::wait_for_turn(const Session& session, Read read, St
       refused = signals_->refused;
       check_queue = std::exchange(signals_->check_queue, false);
     }
-    if (handed_over_at) return acquire();
+    if (handed_over_at) return confirm_own(deadline) ? acquire() : lose_entry();
     if (context_->closed()) throw context_->closed_error();
-    if (!session.alive()) return lose_entry();
+    if (!session.alive()) {
+      // Lost here, the lease may live on in etcd a while, and our entry in
+      // the queue with it: nothing claims it any more.
+      if (own_ || create_sent_) context_->strays().retire(key_, lease_id_);
+      return lose_entry();
+    }
     if (!refused.empty()) {
       throw Error(errc::permission_denied, "etcd refused to watch the queue of " + quote_value(queue_.dir) +
                                                " ahead of our entry: " + refused);
@@ -307,6 +326,18 @@ QueueWait::Result QueueWait::wait_for_turn(const Session& session, Read read, St
     if (fresh->blockers.empty()) return acquire();
     watch(*fresh);
   }
+}
+
+bool QueueWait::confirm_own(SteadyTime deadline) {
+  // The note says our entry was first at its revision; it may have been
+  // delivered late (our connection stalled), after an admin deleted the
+  // entry or its lease was revoked and the next waiter was let in. A read
+  // now is newer than anything the note knew.
+  pb::RangeRequest read;
+  read.set_key(own_->key);
+  read.set_keys_only(true);
+  const auto found = context_->client().range(read, context_->client().request_deadline(deadline));
+  return found.kvs_size() > 0 && found.kvs(0).create_revision() == own_->revision;
 }
 
 void QueueWait::watch(const Read& read) {

@@ -8,8 +8,11 @@
 // of two ways:
 //   - a hand-over note in the manager's inbox (see hand_over.h), written by a
 //     releasing etcdlock holder in the same Txn as its delete and guarded by
-//     our entry's create revision: we are admitted at that revision, no read
-//     needed. This is the fast path, on a watch that has long been in sync.
+//     our entry's create revision: we were admitted at that revision. A note
+//     may arrive late (a stalled connection), after our entry was deleted
+//     and the next waiter let in, so it is acted on only once a read of our
+//     own key shows the entry still there. This is the fast path, on a watch
+//     that has long been in sync.
 //   - the deletion (or change) of an entry we watch, seen on a watch of its
 //     key from the revision we read it at, so none is missed. Then one read,
 //     in one revision, of our own entry (still there, with the same create
@@ -31,7 +34,6 @@
 #include <vector>
 
 #include "admission.h"
-#include "fence.h"
 #include "lock_context.h"
 #include "queue_requests.h"
 #include "session.h"
@@ -52,12 +54,12 @@ class QueueWait {
   struct Acquired {
     QueueEntry entry;
     bool waited = false;    // an entry held us back at some point
-    bool in_doubt = false;  // a create went unanswered: the hold ends by closing the fence
+    bool in_doubt = false;  // a create went unanswered: it may land after the hold ends (retire the key then)
   };
   // An entry this wait may have left in etcd.
   struct Leftover {
     QueueEntry entry;       // revision 0 when its creation is in doubt
-    bool in_doubt = false;  // a create went unanswered: remove it by closing the fence
+    bool in_doubt = false;  // a create went unanswered: it may land later (retire the key)
   };
   // What our entry is.
   struct Entry {
@@ -72,8 +74,7 @@ class QueueWait {
     bool takes_notes = true;
   };
 
-  // `fence` guards the name's creates (fence.h).
-  QueueWait(std::shared_ptr<LockContext> context, QueueDir queue, Fence& fence, Entry entry);
+  QueueWait(std::shared_ptr<LockContext> context, QueueDir queue, Entry entry);
   // Stops watching and forgets the inbox; never deletes anything.
   ~QueueWait();
   QueueWait(const QueueWait&) = delete;
@@ -105,9 +106,15 @@ class QueueWait {
   void begin(const Session& session);
   // Sends a Txn that may create our entry; no reply puts the attempt in doubt.
   pb::TxnResponse send_create(const pb::TxnRequest& txn, SteadyTime deadline);
-  // Learns the fence from a create's failure branch (its last response); true
-  // when it moved since `sent_version`, so the create must go again.
-  bool fence_moved(const Session& session, const pb::TxnResponse& response, std::int64_t sent_version);
+  // A create found our key taken: ours when this attempt created it (a
+  // retry of a create whose reply was lost); otherwise a stray of ours or
+  // someone else's key, which this attempt must not take for its own: then
+  // the key is retired when it is on our lease, and the attempt takes a
+  // fresh key. True when the entry is ours.
+  bool adopt(const Session& session, const mvccpb::KeyValue& found, bool created_by_us);
+  // A hand-over note said our entry was admitted: true when a read shows it
+  // is still there (a note may come late, after the entry was deleted).
+  bool confirm_own(SteadyTime deadline);
   // The Txns that create our entry; they set own_ and return what holds it
   // back (try_first: nullopt when someone else holds; enqueue: nullopt when
   // our entry is gone).
@@ -125,10 +132,10 @@ class QueueWait {
 
   const std::shared_ptr<LockContext> context_;
   const QueueDir queue_;
-  Fence& fence_;
   const Entry entry_;
   const std::shared_ptr<Signals> signals_;
   std::string key_;                    // our entry's key on the current lease
+  std::int64_t lease_id_ = 0;          // that lease
   std::optional<QueueEntry> own_;      // our entry, once a Txn told us it exists
   bool create_sent_ = false;           // a create of key_ went out: it may exist
   bool in_doubt_ = false;              // a create of key_ went unanswered

@@ -34,16 +34,18 @@ class Registry {
       throw Error(errc::invalid_argument, "name " + quote_value(name) + " names " + with_article(entry.kind) +
                                               " in this manager; it cannot also name " + with_article(kind));
     }
-    if (auto existing = std::static_pointer_cast<Handle>(entry.handle.lock())) {
-      if (impl->options() != options) {
-        throw Error(errc::invalid_argument,
-                    std::string(kind) + " " + quote_value(name) + " is already in use with other options");
-      }
-      return existing;
+    // One state per name and kind, whatever the options: a state whose last
+    // handle went may still hold (a Permit keeps its semaphore's state) or be
+    // finishing, and a second state would not know what the first holds in
+    // etcd. Other options wait until no one uses the name.
+    if (impl && impl->options() != options) {
+      const bool handles = !entry.handle.expired();
+      throw Error(errc::invalid_argument, std::string(kind) + " " + quote_value(name) +
+                                              " is already in use with other options" +
+                                              (handles ? "" : " (what it holds has not been released yet)"));
     }
-    // One whose last handle just went may still be finishing; reuse its
-    // state rather than have two states race on the same etcd key.
-    if (!impl || impl->options() != options) impl = make();
+    if (auto existing = std::static_pointer_cast<Handle>(entry.handle.lock())) return existing;
+    if (!impl) impl = make();
     auto created = std::make_shared<Handle>(impl);
     entry = {std::string(kind), created, impl};
     forget_unused();

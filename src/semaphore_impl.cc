@@ -1,7 +1,5 @@
 #include "semaphore_impl.h"
 
-#include <cstdio>
-
 #include "entry_removal.h"
 #include "hand_over.h"
 #include "holder_value.h"
@@ -37,8 +35,7 @@ SemaphoreImpl::SemaphoreImpl(std::shared_ptr<LockContext> context, std::string n
       name_(std::move(name)),
       counters_(context_->lock_counters().counters("semaphore", name_)),
       queue_{queue_dir(context_->prefix(), name_), prefix_range_end(queue_dir(context_->prefix(), name_))},
-      options_(options),
-      fence_(fence_key_base(context_->prefix(), name_)) {}
+      options_(options) {}
 
 void SemaphoreImpl::check_limits(const std::vector<std::string>& values) const {
   for (const auto& text : values) {
@@ -53,19 +50,11 @@ void SemaphoreImpl::check_limits(const std::vector<std::string>& values) const {
 
 std::shared_ptr<PermitHold> SemaphoreImpl::acquire(SteadyTime deadline, std::stop_token cancel, QueueWait::Mode mode) {
   context_->check_open();
-  char suffix[24];
-  std::snprintf(suffix, sizeof suffix, "-%llx", static_cast<unsigned long long>(next_permit_++));
-  QueueWait::Entry entry{context_->entry_value(HolderValue::Mode::none, options_.limit), suffix,
+  QueueWait::Entry entry{context_->entry_value(HolderValue::Mode::none, options_.limit), context_->unique_key_suffix(),
                          Admission::counted(options_.limit),
                          [this](const std::vector<std::string>& values) { check_limits(values); }, true};
-  QueueAcquisition acquisition(
-      context_, queue_, fence_, "permit", name_, std::move(entry),
-      {options_.retry.retry_interval, options_.retry.max_retries},
-      [this](const QueueWait::Leftover& leftover, std::int64_t lease_id) {
-        // A key of this attempt's own, never reused: nothing need wait for it.
-        remove_entry(*context_, fence_, leftover, lease_id, [] {});
-      },
-      counters_);
+  QueueAcquisition acquisition(context_, queue_, "permit", name_, std::move(entry),
+                               {options_.retry.retry_interval, options_.retry.max_retries}, counters_);
   auto acquired = acquisition.run(deadline, cancel, mode);
   if (!acquired) return nullptr;
   if (acquired->waited) {
@@ -77,32 +66,22 @@ std::shared_ptr<PermitHold> SemaphoreImpl::acquire(SteadyTime deadline, std::sto
 }
 
 void SemaphoreImpl::release(Hold& hold, bool in_doubt, std::error_code& ec) noexcept {
-  hold.finish();
-  if (hold.lost()) ec = make_error_code(errc::lock_expired);
-  try {
-    if (!hold.lost() && !context_->closed()) {
-      bool expect_successor = false;
-      {
-        MutexLock lock(mu_);
-        expect_successor = expect_successor_;
-      }
-      const auto release =
-          release_and_hand_over(context_->client(), queue_, hold.entry(), options_.limit, expect_successor);
-      {
-        MutexLock lock(mu_);
-        expect_successor_ = release.successor_seen;
-      }
-      if (!release.entry_was_there) {
-        hold.lose(LossCause::deleted, /*even_if_finished=*/true);
-        ec = make_error_code(errc::lock_expired);
-      }
-    }
-    if (in_doubt || hold.lost()) remove_entry(*context_, fence_, {hold.entry(), in_doubt}, hold.lease_id(), [] {});
-  } catch (const Error&) {
-    // Whether the delete got through is unknown: make sure, in the background if need be.
-    remove_entry(*context_, fence_, {hold.entry(), in_doubt}, hold.lease_id(), [] {});
+  bool expect_successor = false;
+  {
+    MutexLock lock(mu_);
+    expect_successor = expect_successor_;
   }
-  hold.signal_loss_now();
+  std::optional<Release> release;
+  hold.give_up(
+      [&] {
+        release = release_and_hand_over(context_->client(), queue_, hold.entry(), options_.limit, expect_successor);
+        return release->entry_was_there;
+      },
+      in_doubt, ec);
+  if (release) {
+    MutexLock lock(mu_);
+    expect_successor_ = release->successor_seen;
+  }
 }
 
 void SemaphoreImpl::keep(std::shared_ptr<PermitHold> permit) {

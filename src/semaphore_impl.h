@@ -17,7 +17,6 @@
 #include <string>
 
 #include "etcdlock/options.h"
-#include "fence.h"
 #include "hold.h"
 #include "lock_context.h"
 #include "lock_metrics.h"
@@ -88,8 +87,6 @@ class SemaphoreImpl : public std::enable_shared_from_this<SemaphoreImpl> {
   const std::shared_ptr<LockCounters> counters_;  // null when metrics are off
   const QueueDir queue_;
   const Options options_;
-  Fence fence_;
-  std::atomic<std::uint64_t> next_permit_{1};
 
   mutable Mutex mu_;
   std::deque<std::shared_ptr<PermitHold>> kept_ ETCDLOCK_GUARDED_BY(mu_);

@@ -1,7 +1,5 @@
 #include "shared_lock_impl.h"
 
-#include <cstdio>
-
 #include "etcd/lost_replies.h"
 #include "entry_removal.h"
 #include "holder_value.h"
@@ -16,8 +14,7 @@ SharedLockImpl::SharedLockImpl(std::shared_ptr<LockContext> context, std::string
       name_(std::move(name)),
       counters_(context_->lock_counters().counters("shared lock", name_)),
       queue_{queue_dir(context_->prefix(), name_), prefix_range_end(queue_dir(context_->prefix(), name_))},
-      options_(options),
-      fence_(fence_key_base(context_->prefix(), name_)) {}
+      options_(options) {}
 
 SharedLockImpl::~SharedLockImpl() {
   // No other reference exists, so no thread can be inside a member function.
@@ -27,11 +24,12 @@ SharedLockImpl::~SharedLockImpl() {
     left.swap(holds_);
   }
   for (auto& [thread, held] : left) {
-    held.hold->finish();
-    if (held.hold->lost() || context_->closed()) continue;
-    context_->log()(LogLevel::warning, "shared lock destroyed while held; releasing it",
-                    {{"name", name_}, {"key", held.hold->entry().key}});
-    remove(*held.hold, held.in_doubt);
+    if (!held.hold->lost() && !context_->closed()) {
+      context_->log()(LogLevel::warning, "shared lock destroyed while held; releasing it",
+                      {{"name", name_}, {"key", held.hold->entry().key}});
+    }
+    std::error_code ignored;
+    give_up(*held.hold, held.in_doubt, ignored);
   }
 }
 
@@ -62,19 +60,13 @@ bool SharedLockImpl::acquire(Side side, SteadyTime deadline, std::stop_token can
       return true;
     }
   }
-  char suffix[24];
-  std::snprintf(suffix, sizeof suffix, "-%llx", static_cast<unsigned long long>(next_entry_++));
+  const auto suffix = context_->unique_key_suffix();
   const bool write = side == Side::write;
   QueueWait::Entry entry{context_->entry_value(write ? HolderValue::Mode::write : HolderValue::Mode::read, 0,
                                                /*with_inbox=*/false),
                          suffix, write ? Admission::exclusive() : Admission::shared(), {}, false};
-  QueueAcquisition acquisition(
-      context_, queue_, fence_, write ? "write lock" : "read lock", name_, std::move(entry),
-      {options_.retry_interval, options_.max_retries},
-      [this](const QueueWait::Leftover& leftover, std::int64_t lease_id) {
-        remove_entry(*context_, fence_, leftover, lease_id, [] {});  // its own key: nothing waits for it
-      },
-      counters_);
+  QueueAcquisition acquisition(context_, queue_, write ? "write lock" : "read lock", name_, std::move(entry),
+                               {options_.retry_interval, options_.max_retries}, counters_);
   auto acquired = acquisition.run(deadline, cancel, mode);
   if (!acquired) return false;
   MutexLock lock(mu_);
@@ -92,7 +84,8 @@ void SharedLockImpl::downgrade(ThreadHold& held) {
   // The mutex is not held across a call to etcd. It is taken back also when
   // the call throws, so the caller's MutexLock still owns it afterwards.
   mu_.unlock();
-  bool done = false;
+  std::optional<bool> done;  // unknown until etcd answers
+  std::optional<Error> failure;
   try {
     // The same key, so the same place in the queue; a reader now.
     auto txn = while_created_at(hold->entry().key, hold->entry().revision);
@@ -101,30 +94,33 @@ void SharedLockImpl::downgrade(ThreadHold& held) {
     put->set_value(context_->entry_value(HolderValue::Mode::read, 0, /*with_inbox=*/false));
     put->set_lease(hold->lease_id());
     done = context_->client().txn(txn, context_->client().command_deadline(), etcd::write_site::downgrade).succeeded();
-  } catch (...) {
-    mu_.lock();
-    throw;
+  } catch (const Error& error) {
+    failure = error;
+  }
+  if (!done && failure && failure->value() == errc::unavailable) {
+    // The put may have committed, letting readers in: the write side is
+    // given up all the same, and so is the read side it asked for, which is
+    // not ours unconfirmed. The hold is lost; its entry goes in the background.
+    hold->lose(LossCause::unconfirmed);
+    remove_entry(*context_, {hold->entry(), held.in_doubt}, hold->lease_id());
   }
   mu_.lock();
-  if (!done) {
+  if (failure) throw *failure;
+  if (!*done) {
     hold->lose(LossCause::deleted);
     throw Error(errc::lock_expired, "the write hold of shared lock " + quote_value(name_) + " was lost");
   }
   held.side = Side::read;
 }
 
-bool SharedLockImpl::remove(const Hold& hold, bool in_doubt) {
-  try {
-    auto txn = while_created_at(hold.entry().key, hold.entry().revision);
-    txn.add_success()->mutable_request_delete_range()->set_key(hold.entry().key);
-    const bool was_there =
-        context_->client().txn(txn, context_->client().command_deadline(), etcd::write_site::release).succeeded();
-    if (in_doubt) remove_entry(*context_, fence_, {hold.entry(), true}, hold.lease_id(), [] {});
-    return was_there;
-  } catch (const Error&) {
-    remove_entry(*context_, fence_, {hold.entry(), in_doubt}, hold.lease_id(), [] {});
-    return true;
-  }
+void SharedLockImpl::give_up(Hold& hold, bool in_doubt, std::error_code& ec) noexcept {
+  hold.give_up(
+      [&] {
+        auto txn = while_created_at(hold.entry().key, hold.entry().revision);
+        txn.add_success()->mutable_request_delete_range()->set_key(hold.entry().key);
+        return context_->client().txn(txn, context_->client().command_deadline(), etcd::write_site::release).succeeded();
+      },
+      in_doubt, ec);
 }
 
 void SharedLockImpl::release(Side side, std::error_code& ec) noexcept {
@@ -143,13 +139,7 @@ void SharedLockImpl::release(Side side, std::error_code& ec) noexcept {
     in_doubt = found->second.in_doubt;
     holds_.erase(found);
   }
-  hold->finish();
-  if (hold->lost()) ec = make_error_code(errc::lock_expired);
-  if (!context_->closed() && !remove(*hold, in_doubt) && !hold->lost()) {
-    hold->lose(LossCause::deleted, /*even_if_finished=*/true);
-    ec = make_error_code(errc::lock_expired);
-  }
-  hold->signal_loss_now();
+  give_up(*hold, in_doubt, ec);
 }
 
 bool SharedLockImpl::held_by_this_thread(Side side) const {

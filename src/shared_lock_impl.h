@@ -17,7 +17,6 @@
 #include <thread>
 
 #include "etcdlock/options.h"
-#include "fence.h"
 #include "hold.h"
 #include "lock_context.h"
 #include "lock_metrics.h"
@@ -55,21 +54,20 @@ class SharedLockImpl {
     Side side = Side::read;
     int depth = 0;
     std::shared_ptr<Hold> hold;
-    bool in_doubt = false;  // its release must close the fence
+    bool in_doubt = false;  // its key is retired at release
   };
 
-  // The thread's write hold becomes a read hold, in place.
+  // The thread's write hold becomes a read hold, in place. When etcd does
+  // not answer, the hold is lost (see the .cc) and Error(unavailable) thrown.
   void downgrade(ThreadHold& held) ETCDLOCK_REQUIRES(mu_);
-  // Deletes a hold's entry; false when it had been deleted already (lost).
-  bool remove(const Hold& hold, bool in_doubt);
+  // Deletes a hold's entry (Hold::give_up).
+  void give_up(Hold& hold, bool in_doubt, std::error_code& ec) noexcept;
 
   const std::shared_ptr<LockContext> context_;
   const std::string name_;
   const std::shared_ptr<LockCounters> counters_;  // null when metrics are off
   const QueueDir queue_;
   const LockOptions options_;
-  Fence fence_;
-  std::atomic<std::uint64_t> next_entry_{1};
 
   // Lock order: mu_ before any lock of the services; no request to etcd is
   // made under mu_.

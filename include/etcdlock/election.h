@@ -93,10 +93,12 @@ class Election {
 
   // Ends this process's leadership: deletes its key, so the next candidate
   // leads. Does nothing when it does not lead; a leadership already lost is
-  // only acknowledged. Throws Error(errc::unavailable) when etcd cannot be
-  // reached: then the leadership stands (its key is still in etcd, and its
-  // lost token still fires on loss), and resign() may be called again.
-  void resign();
+  // only acknowledged. Never throws: from the moment it is called this
+  // process does not lead, whatever etcd answers. When etcd does not confirm
+  // the delete (no reply), the delete may have happened and another
+  // candidate may lead already, so the leadership's lost token fires and the
+  // key is removed in the background (at the latest it goes with the lease).
+  void resign() noexcept;
 
   // This process leads, as far as it knows: its key is first and its lease
   // is alive.

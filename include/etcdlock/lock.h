@@ -80,8 +80,12 @@ class Lock {
   // Ends one level of this thread's hold; the last level deletes the key in
   // etcd. Never throws: safe in destructors. Misuse and failures are logged.
   void unlock() noexcept;
-  // As unlock(), reporting errc::lock_not_held (this thread holds nothing) and
-  // errc::lock_expired (the hold had already been lost; it is ended all the same).
+  // As unlock(), reporting errc::lock_not_held (this thread holds nothing),
+  // errc::lock_expired (the hold had already been lost; it is ended all the
+  // same) and errc::unavailable (etcd did not answer the delete: the hold is
+  // ended here all the same, its lost token is requested, since the delete
+  // may have happened and the next holder be in, and the key is removed in
+  // the background).
   void unlock(std::error_code& ec) noexcept;
 
   // This process holds the lock now (the seed's IsLocked), by any thread.

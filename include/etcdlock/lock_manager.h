@@ -68,8 +68,9 @@ class LockManager {
   // a reference to it. The limit goes with every permit's key in etcd; a
   // process that asks for another limit while permits are held with the
   // first gets errc::invalid_argument when it acquires. Makes no request to
-  // etcd. Throws Error: invalid_key, invalid_argument (a limit below 1, or
-  // the name in use as another kind or with other options), closed.
+  // etcd. Throws Error: invalid_key, invalid_argument (a limit outside 1 to
+  // Semaphore::kMaxLimit, or the name in use as another kind or with other
+  // options, also while permits taken with the other options are held), closed.
   std::shared_ptr<Semaphore> get_semaphore(std::string_view name, std::int64_t limit, SemaphoreOptions options = {});
 
   // The read-write lock `name`: the same object for the same name as long as

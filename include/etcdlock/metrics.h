@@ -36,6 +36,9 @@ struct LockMetrics {
   std::uint64_t losses_lease = 0;    // the lease expired, was revoked, or passed its local deadline
   std::uint64_t losses_deleted = 0;  // the key was deleted (a force unlock)
   std::uint64_t losses_closed = 0;   // the manager closed
+  // A write that gave it up (an unlock, a resign, a release, a downgrade)
+  // went unanswered, so whether it still stands in etcd is unknown.
+  std::uint64_t losses_unconfirmed = 0;
   std::int64_t waiting = 0;          // threads of this process waiting in etcd now
   Histogram wait;  // from the call to the hold
   Histogram hold;  // from the hold to its end

@@ -38,8 +38,10 @@ class Permit {
   // Gives the permit back: the next waiter gets it in milliseconds. Never
   // throws; failures are logged.
   void release() noexcept;
-  // As release(), reporting errc::lock_not_held (no permit) and
-  // errc::lock_expired (it had been lost; it is given back all the same).
+  // As release(), reporting errc::lock_not_held (no permit),
+  // errc::lock_expired (it had been lost; it is given back all the same) and
+  // errc::unavailable (etcd did not answer: given back here all the same,
+  // the lost token is requested and the key removed in the background).
   void release(std::error_code& ec) noexcept;
 
   // Requested when the permit is lost (its lease expired, was revoked or
@@ -74,6 +76,10 @@ class Permit {
 // manager, after whose close() every call throws errc::closed.
 class Semaphore {
  public:
+  // The largest limit: each waiter reads and watches up to `limit` entries
+  // ahead of it, and beyond this a limit counts nothing a key per permit can.
+  static constexpr std::int64_t kMaxLimit = 1'000'000;
+
   // Semaphores are made by LockManager::get_semaphore().
   explicit Semaphore(std::shared_ptr<detail::SemaphoreImpl> impl);
   ~Semaphore();

@@ -56,11 +56,15 @@ class SharedLock {
   [[nodiscard]] bool try_lock_until(const std::chrono::time_point<Clock, Duration>& deadline) {
     return try_lock_until_steady(detail::to_steady(deadline), {}, /*shared=*/false);
   }
+  // The error_code overloads report as Lock::unlock(std::error_code&).
   void unlock() noexcept;
   void unlock(std::error_code& ec) noexcept;
 
   // The read side. Taken by the thread that holds the write side, it
-  // downgrades that hold. Throws as lock().
+  // downgrades that hold. Throws as lock(). A downgrade that etcd does not
+  // answer may have let readers in already: the thread then holds neither
+  // side (its lost token is requested; unlock() reports errc::lock_expired)
+  // and errc::unavailable is thrown.
   void lock_shared();
   void lock_shared(std::stop_token cancel);
   [[nodiscard]] bool try_lock_shared();

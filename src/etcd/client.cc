@@ -7,6 +7,7 @@
 #include "text.h"
 
 #include "etcd/endpoints.h"
+#include "etcd/grpc_support.h"
 #include "etcd/lost_replies.h"
 #include "mutex.h"
 
@@ -62,82 +63,6 @@ std::shared_ptr<grpc::Channel> make_channel(const std::string& member, const std
   return grpc::CreateCustomChannel(member, credentials, args);
 }
 
-// gRPC takes deadlines on the system clock; etcdlock keeps them on the steady one.
-std::chrono::system_clock::time_point to_system_time(SteadyTime deadline) {
-  return std::chrono::system_clock::now() +
-         std::chrono::duration_cast<std::chrono::system_clock::duration>(deadline - std::chrono::steady_clock::now());
-}
-
-// Every call waits for a connection until its deadline instead of failing at
-// once while the channel reconnects. Besides the retry this saves, it matters
-// for the sync API: a call that waits is what drives the connection attempt;
-// without one, only gRPC's backup poller does, every 5 s.
-void wait_for_connection(grpc::ClientContext& context) { context.set_wait_for_ready(true); }
-
-void prepare_stream(grpc::ClientContext& context) {
-  wait_for_connection(context);
-  // etcd's "hasleader" metadata: a member cut off from its cluster ends the
-  // stream instead of keeping it open and silent.
-  context.AddMetadata("hasleader", "true");
-}
-
-errc errc_from_status(const grpc::Status& status) {
-  // etcd reports a failed authentication as INVALID_ARGUMENT.
-  const auto& message = status.error_message();
-  if (message.find("authentication failed") != std::string::npos ||
-      message.find("user name is empty") != std::string::npos ||
-      message.find("permission denied") != std::string::npos) {
-    return errc::permission_denied;
-  }
-  switch (status.error_code()) {
-    case grpc::StatusCode::PERMISSION_DENIED:
-    case grpc::StatusCode::UNAUTHENTICATED:
-      return errc::permission_denied;
-    case grpc::StatusCode::INVALID_ARGUMENT:
-    case grpc::StatusCode::FAILED_PRECONDITION:
-    case grpc::StatusCode::OUT_OF_RANGE:
-    case grpc::StatusCode::NOT_FOUND:
-    case grpc::StatusCode::ALREADY_EXISTS:
-    case grpc::StatusCode::UNIMPLEMENTED:
-      return errc::invalid_argument;
-    default:  // UNAVAILABLE, DEADLINE_EXCEEDED, leader changes, ...: worth a retry
-      return errc::unavailable;
-  }
-}
-
-const char* status_name(grpc::StatusCode code) {
-  switch (code) {
-    case grpc::StatusCode::CANCELLED: return "CANCELLED";
-    case grpc::StatusCode::UNKNOWN: return "UNKNOWN";
-    case grpc::StatusCode::INVALID_ARGUMENT: return "INVALID_ARGUMENT";
-    case grpc::StatusCode::DEADLINE_EXCEEDED: return "DEADLINE_EXCEEDED";
-    case grpc::StatusCode::NOT_FOUND: return "NOT_FOUND";
-    case grpc::StatusCode::ALREADY_EXISTS: return "ALREADY_EXISTS";
-    case grpc::StatusCode::PERMISSION_DENIED: return "PERMISSION_DENIED";
-    case grpc::StatusCode::RESOURCE_EXHAUSTED: return "RESOURCE_EXHAUSTED";
-    case grpc::StatusCode::FAILED_PRECONDITION: return "FAILED_PRECONDITION";
-    case grpc::StatusCode::ABORTED: return "ABORTED";
-    case grpc::StatusCode::OUT_OF_RANGE: return "OUT_OF_RANGE";
-    case grpc::StatusCode::UNIMPLEMENTED: return "UNIMPLEMENTED";
-    case grpc::StatusCode::INTERNAL: return "INTERNAL";
-    case grpc::StatusCode::UNAVAILABLE: return "UNAVAILABLE";
-    case grpc::StatusCode::DATA_LOSS: return "DATA_LOSS";
-    case grpc::StatusCode::UNAUTHENTICATED: return "UNAUTHENTICATED";
-    default: return "gRPC status";
-  }
-}
-
-// A failure of the member rather than of the request: the connection to it
-// failed, or it did not answer within a whole command timeout. Errors that a
-// live member sends ("etcdserver: leader changed", "no leader", "request timed
-// out") are the cluster's, passing: every member would say the same, and
-// moving would only break the streams.
-bool is_member_failure(const grpc::Status& status, bool had_full_timeout) {
-  if (status.error_message().starts_with("etcdserver:")) return false;
-  return status.error_code() == grpc::StatusCode::UNAVAILABLE ||
-         (status.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED && had_full_timeout);
-}
-
 }  // namespace
 
 Client::Client(const std::vector<std::string>& endpoints, std::chrono::milliseconds command_timeout,
@@ -159,6 +84,8 @@ Client::Client(const std::vector<std::string>& endpoints, std::chrono::milliseco
     added.auth = pb::Auth::NewStub(added.channel);
   }
 }
+
+Client::~Client() { drain_async(); }
 
 std::string Client::authenticate(std::size_t member, SteadyTime deadline) const {
   grpc::ClientContext context;
@@ -278,11 +205,17 @@ Error Client::error_from_status(std::string_view call, const grpc::Status& statu
   return Error(errc_from_status(status), message);
 }
 
-void Client::throw_status(std::string_view call, const grpc::Status& status) const {
+Error Client::call_error(std::string_view call, const grpc::Status& status) const {
   auto error = error_from_status(call, status);
   errors_[static_cast<std::size_t>(error.value()) % errors_.size()].fetch_add(1, std::memory_order_relaxed);
   // KV and lease calls answer NOT_FOUND only for a lease etcd no longer has.
-  if (status.error_code() == grpc::StatusCode::NOT_FOUND) throw LeaseNotFound(error.what());
+  if (status.error_code() == grpc::StatusCode::NOT_FOUND) return LeaseNotFound(error.what());
+  return error;
+}
+
+void Client::throw_status(std::string_view call, const grpc::Status& status) const {
+  const auto error = call_error(call, status);
+  if (error.value() == errc::lock_expired) throw LeaseNotFound(error.what());
   throw error;
 }
 

@@ -14,7 +14,9 @@
 #include <array>
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstddef>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -57,6 +59,10 @@ class Client {
   // certificates. Does not connect.
   Client(const std::vector<std::string>& endpoints, std::chrono::milliseconds command_timeout,
          Credentials credentials = {}, Logger log = Logger({}));
+  // drain_async().
+  ~Client();
+  Client(const Client&) = delete;
+  Client& operator=(const Client&) = delete;
 
   // Waits until a member accepts a connection and makes it the current one;
   // false when none did by `deadline`.
@@ -68,6 +74,23 @@ class Client {
   // A write names its call site (etcd/lost_replies.h) so that tests can lose
   // its reply after it committed.
   pb::TxnResponse txn(const pb::TxnRequest& request, SteadyTime deadline, std::string_view write_site = {}) const;
+  // The outcome of an asynchronous call: the reply, or the error (then the
+  // reply is empty).
+  template <class Response>
+  using Done = std::function<void(Response&& response, const Error* error)>;
+  // As range() and txn(), without blocking the caller: `done` is called
+  // once, on a gRPC thread, with the reply or the error (as the blocking
+  // calls throw it). It must not block; it hands the outcome over.
+  void range_async(pb::RangeRequest request, SteadyTime deadline, Done<pb::RangeResponse> done) const;
+  void txn_async(pb::TxnRequest request, SteadyTime deadline, std::string_view write_site,
+                 Done<pb::TxnResponse> done) const;
+  void lease_time_to_live_async(std::int64_t lease_id, SteadyTime deadline,
+                                Done<pb::LeaseTimeToLiveResponse> done) const;
+  // Cancels the asynchronous calls in flight and waits until each has called
+  // back; later ones fail at once (errc::closed). The owner calls it before
+  // it destroys what those callbacks use. Idempotent.
+  void drain_async() const;
+
   // Discards the history before `revision` (an operator's job; tests use it).
   void compact(std::int64_t revision, SteadyTime deadline) const;
   pb::LeaseGrantResponse lease_grant(std::int64_t ttl_seconds, SteadyTime deadline) const;
@@ -121,6 +144,13 @@ class Client {
 
   template <class Response, class Invoke>
   Response unary(std::string_view call, SteadyTime deadline, Invoke invoke) const;
+  template <class Request, class Response>
+  struct AsyncCall;
+  template <class Request, class Response>
+  void start_async(std::unique_ptr<AsyncCall<Request, Response>> call) const;
+  // The error of a failed call, counted; NOT_FOUND (only ever a lease etcd
+  // no longer has) as errc::lock_expired.
+  Error call_error(std::string_view call, const grpc::Status& status) const;
   void count_request(std::string_view call) const;
   [[noreturn]] void throw_status(std::string_view call, const grpc::Status& status) const;
   // The error of a reply that a test made the client lose (etcd/lost_replies.h).
@@ -151,6 +181,14 @@ class Client {
       "LeaseKeepAlive"};
   mutable std::array<std::atomic<std::uint64_t>, kCalls.size()> requests_{};
   mutable std::array<std::atomic<std::uint64_t>, 16> errors_{};
+
+  mutable Mutex async_mu_;
+  mutable std::condition_variable_any async_done_;
+  // The contexts of the asynchronous calls in flight, by call: a call keeps
+  // its entry until its `done` has returned.
+  mutable std::map<std::uint64_t, grpc::ClientContext*> async_calls_ ETCDLOCK_GUARDED_BY(async_mu_);
+  mutable std::uint64_t next_async_call_ ETCDLOCK_GUARDED_BY(async_mu_) = 1;
+  mutable bool draining_ ETCDLOCK_GUARDED_BY(async_mu_) = false;
 
   mutable Mutex token_mu_;
   mutable std::string token_ ETCDLOCK_GUARDED_BY(token_mu_);  // empty until authenticated

@@ -61,8 +61,9 @@ std::vector<MetricFamily> lock_families(const std::vector<LockMetrics>& locks) {
     try_failures.metric.push_back(counter(static_cast<double>(lock.try_failures), labels));
     timeouts.metric.push_back(counter(static_cast<double>(lock.timeouts), labels));
     cancellations.metric.push_back(counter(static_cast<double>(lock.cancellations), labels));
-    for (const auto& [cause, count] : {std::pair{"lease", lock.losses_lease}, std::pair{"deleted", lock.losses_deleted},
-                                       std::pair{"closed", lock.losses_closed}}) {
+    for (const auto& [cause, count] :
+         {std::pair{"lease", lock.losses_lease}, std::pair{"deleted", lock.losses_deleted},
+          std::pair{"closed", lock.losses_closed}, std::pair{"unconfirmed", lock.losses_unconfirmed}}) {
       auto with_cause = labels;
       with_cause.push_back({"cause", cause});
       losses.metric.push_back(counter(static_cast<double>(count), with_cause));

@@ -222,27 +222,6 @@ TEST_F(ElectionTest, ACandidateWhoseLeaseIsLostCampaignsAgainOnTheNewOne) {
   candidate->resign();
 }
 
-TEST_F(ElectionTest, ResignThatCannotReachEtcdKeepsTheLeadership) {
-  const auto endpoint = etcd_.endpoints()[0];
-  TcpProxy link(std::stoi(endpoint.substr(endpoint.rfind(':') + 1)));
-  auto through = options();
-  through.endpoints = {link.endpoint()};
-  through.command_timeout = 300ms;
-  LockManager manager(through);
-  auto election = manager.get_election("e");
-  election->campaign("a");
-  const auto lost = election->lost_token();
-  link.cut();
-  expect_error(errc::unavailable, "", [&] { election->resign(); });
-  EXPECT_TRUE(election->is_leader()) << "a failed resign forgot a leadership that etcd still has";
-  EXPECT_EQ(entries("e"), 1);
-  link.restore();
-  election->resign();
-  EXPECT_FALSE(election->is_leader());
-  EXPECT_FALSE(lost.stop_requested()) << "a resign is not a loss";
-  EXPECT_EQ(entries("e"), 0);
-}
-
 // A leader cut off from etcd knows it before another candidate can lead.
 TEST_F(ElectionTest, LeaderCutOffLearnsOfItBeforeAnotherCandidateWins) {
   const auto endpoint = etcd_.endpoints()[0];

@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 #include <sys/socket.h>
 
+#include <atomic>
 #include <thread>
 
 #include "etcd/client.h"
@@ -9,6 +10,7 @@
 #include "etcd/watch_hub.h"
 #include "etcd_cluster.h"
 #include "recording_listener.h"
+#include "tcp_proxy.h"
 #include "session.h"
 #include "wire_helpers.h"
 
@@ -35,6 +37,44 @@ TEST_F(WireClient, PutRangeDelete) {
   EXPECT_EQ(found.kvs(0).create_revision(), revision);
   EXPECT_EQ(erase(client_, key), 1);
   EXPECT_EQ(get(client_, key).kvs_size(), 0);
+}
+
+// The asynchronous calls leave their caller free: a reply that etcd holds
+// back blocks no thread, the answer comes once it is sent, and shutting the
+// client down cancels what is still in flight and waits for its callbacks.
+TEST_F(WireClient, AsynchronousCallsBlockNoThreadAndDrainOnShutdown) {
+  const auto endpoint = etcd_.endpoints()[0];
+  TcpProxy link(std::stoi(endpoint.substr(endpoint.rfind(':') + 1)));
+  auto client = std::make_unique<detail::etcd::Client>(std::vector<std::string>{link.endpoint()}, 5000ms);
+  ASSERT_TRUE(client->wait_connected(in(5s)));
+  put(client_, prefix_ + "/k", "v");
+  link.hold_replies();
+  std::atomic<int> answered{0};
+  std::atomic<int> failed{0};
+  pb::RangeRequest read;
+  read.set_key(prefix_ + "/k");
+  const auto started = std::chrono::steady_clock::now();
+  client->range_async(read, in(5s), [&](pb::RangeResponse&& found, const Error* error) {
+    if (!error && found.kvs_size() == 1) ++answered;
+  });
+  EXPECT_LT(std::chrono::steady_clock::now() - started, 1s) << "the caller waited for the reply";
+  std::this_thread::sleep_for(200ms);
+  EXPECT_EQ(answered.load(), 0) << "a reply that etcd never sent";
+  link.resume_replies();
+  EXPECT_TRUE(eventually([&] { return answered.load() == 1; }, 5s));
+
+  link.hold_replies();
+  client->range_async(read, in(60s), [&](pb::RangeResponse&&, const Error* error) {
+    if (error) ++failed;
+  });
+  std::this_thread::sleep_for(100ms);
+  client->drain_async();  // cancels the call in flight, and waits for its callback
+  EXPECT_EQ(failed.load(), 1);
+  client->range_async(read, in(5s), [&](pb::RangeResponse&&, const Error* error) {
+    if (error && error->code() == errc::closed) ++failed;
+  });
+  EXPECT_EQ(failed.load(), 2) << "a call after the drain was not refused at once";
+  link.resume_replies();
 }
 
 // The lost-reply hook: the write commits, and the caller sees only errc::unavailable.

@@ -1,0 +1,177 @@
+// The etcd client's asynchronous unary calls, on gRPC's callback API: no
+// thread waits for the reply; gRPC calls back when it comes.
+#include <memory>
+
+#include "etcd/client.h"
+#include "etcd/grpc_support.h"
+#include "etcd/lost_replies.h"
+
+namespace etcdlock::detail::etcd {
+
+// One call in flight: what gRPC needs alive until it calls back.
+template <class Request, class Response>
+struct Client::AsyncCall {
+  std::uint64_t id = 0;   // its entry in async_calls_; 0 until registered
+  std::string_view call;  // "Range", "Txn": static strings
+  std::string_view write_site;
+  Request request;
+  SteadyTime deadline;
+  Done<Response> done;
+  int attempt = 0;
+  std::size_t member = 0;
+  SteadyTime started;
+  SteadyTime until;
+  std::unique_ptr<grpc::ClientContext> context;
+  Response response;
+};
+
+namespace {
+
+using Then = std::function<void(grpc::Status)>;
+
+void send(pb::KV::Stub& kv, pb::Lease::Stub&, grpc::ClientContext* context, const pb::RangeRequest* request,
+          pb::RangeResponse* response, Then then) {
+  kv.async()->Range(context, request, response, std::move(then));
+}
+
+void send(pb::KV::Stub& kv, pb::Lease::Stub&, grpc::ClientContext* context, const pb::TxnRequest* request,
+          pb::TxnResponse* response, Then then) {
+  kv.async()->Txn(context, request, response, std::move(then));
+}
+
+void send(pb::KV::Stub&, pb::Lease::Stub& lease, grpc::ClientContext* context,
+          const pb::LeaseTimeToLiveRequest* request, pb::LeaseTimeToLiveResponse* response, Then then) {
+  lease.async()->LeaseTimeToLive(context, request, response, std::move(then));
+}
+
+// Reads are never lost on purpose (etcd/lost_replies.h is about writes).
+template <class Request>
+bool lost_on_purpose(std::string_view, const Request&) {
+  return false;
+}
+bool lost_on_purpose(std::string_view write_site, const pb::TxnRequest& request) {
+  return !write_site.empty() && LostReplies::take(write_site, request);
+}
+
+}  // namespace
+
+template <class Request, class Response>
+void Client::start_async(std::unique_ptr<AsyncCall<Request, Response>> call) const {
+  count_request(call->call);
+  auto context = std::make_unique<grpc::ClientContext>();
+  {
+    MutexLock lock(async_mu_);
+    if (draining_) {
+      if (call->id != 0) async_calls_.erase(call->id);
+      lock.unlock();
+      async_done_.notify_all();
+      const Error closed(errc::closed, "the etcd client is shutting down");
+      call->done(Response(), &closed);
+      return;
+    }
+    if (call->id == 0) call->id = next_async_call_++;
+    // Replaced here, before the old context goes: drain_async() may cancel it.
+    async_calls_[call->id] = context.get();
+  }
+  call->context = std::move(context);
+  call->member = pick_member();
+  wait_for_connection(*call->context);
+  call->started = std::chrono::steady_clock::now();
+  call->until = request_deadline(call->deadline);
+  call->context->set_deadline(to_system_time(call->until));
+  call->response = Response();
+  try {
+    authorize(*call->context, call->member, call->deadline);
+  } catch (const Error& error) {
+    call->done(Response(), &error);
+    {
+      MutexLock lock(async_mu_);
+      async_calls_.erase(call->id);
+    }
+    async_done_.notify_all();
+    return;
+  }
+  auto* in_flight = call.get();
+  const Member& member = members_[in_flight->member];
+  send(*member.kv, *member.lease, in_flight->context.get(), &in_flight->request, &in_flight->response,
+       [this, owned = call.release()](grpc::Status status) {
+         std::unique_ptr<AsyncCall<Request, Response>> call(owned);
+         // A token etcd no longer accepts (it expired, or etcd restarted): renew it once.
+         if (status.error_code() == grpc::StatusCode::UNAUTHENTICATED && !username_.empty() && call->attempt == 0) {
+           {
+             MutexLock lock(token_mu_);
+             token_.clear();
+           }
+           ++call->attempt;
+           start_async(std::move(call));
+           return;
+         }
+         const std::uint64_t id = call->id;
+         if (status.ok() && lost_on_purpose(call->write_site, call->request)) {
+           const Error lost(errc::unavailable, "etcd " + std::string(call->call) +
+                                                   " failed: its reply was lost after it committed (test fault at " +
+                                                   std::string(call->write_site) + "); endpoints " + endpoints_);
+           call->done(Response(), &lost);
+         } else if (status.ok()) {
+           call->done(std::move(call->response), nullptr);
+         } else {
+           if (is_member_failure(status, call->until - call->started >= command_timeout_)) {
+             abandon(call->member, std::string(call->call) + " failed: " + status.error_message());
+           }
+           const auto error = call_error(call->call, status);
+           call->done(Response(), &error);
+         }
+         // Only now: drain_async() waits for `done` to have returned.
+         {
+           MutexLock lock(async_mu_);
+           async_calls_[id] = nullptr;  // its context goes next: not to be cancelled
+         }
+         call.reset();
+         {
+           MutexLock lock(async_mu_);
+           async_calls_.erase(id);
+         }
+         async_done_.notify_all();
+       });
+}
+
+void Client::range_async(pb::RangeRequest request, SteadyTime deadline, Done<pb::RangeResponse> done) const {
+  auto call = std::make_unique<AsyncCall<pb::RangeRequest, pb::RangeResponse>>();
+  call->call = "Range";
+  call->request = std::move(request);
+  call->deadline = deadline;
+  call->done = std::move(done);
+  start_async(std::move(call));
+}
+
+void Client::txn_async(pb::TxnRequest request, SteadyTime deadline, std::string_view write_site,
+                       Done<pb::TxnResponse> done) const {
+  auto call = std::make_unique<AsyncCall<pb::TxnRequest, pb::TxnResponse>>();
+  call->call = "Txn";
+  call->write_site = write_site;
+  call->request = std::move(request);
+  call->deadline = deadline;
+  call->done = std::move(done);
+  start_async(std::move(call));
+}
+
+void Client::lease_time_to_live_async(std::int64_t lease_id, SteadyTime deadline,
+                                      Done<pb::LeaseTimeToLiveResponse> done) const {
+  auto call = std::make_unique<AsyncCall<pb::LeaseTimeToLiveRequest, pb::LeaseTimeToLiveResponse>>();
+  call->call = "LeaseTimeToLive";
+  call->request.set_id(lease_id);
+  call->deadline = deadline;
+  call->done = std::move(done);
+  start_async(std::move(call));
+}
+
+void Client::drain_async() const {
+  MutexLock lock(async_mu_);
+  draining_ = true;
+  for (const auto& [id, context] : async_calls_) {
+    if (context != nullptr) context->TryCancel();
+  }
+  async_done_.wait(lock, [&]() ETCDLOCK_REQUIRES(async_mu_) { return async_calls_.empty(); });
+}
+
+}  // namespace etcdlock::detail::etcd
