@@ -76,6 +76,11 @@ void TcpProxy::accept_loop() {
   }
 }
 
+void TcpProxy::hold_replies() {
+  std::lock_guard gate(replies_gate_);
+  replies_held_ = true;
+}
+
 void TcpProxy::pump(int from, int to, bool replies) {
   char buffer[16384];
   while (!stopping_) {
@@ -85,6 +90,13 @@ void TcpProxy::pump(int from, int to, bool replies) {
     }
     pollfd ready{from, POLLIN, 0};
     if (poll(&ready, 1, 20) <= 0) continue;
+    // Replies may have been held while this pump waited: look again, under
+    // the gate, so that none is forwarded once hold_replies() has returned.
+    std::unique_lock<std::mutex> gate;
+    if (replies) {
+      gate = std::unique_lock(replies_gate_);
+      if (replies_held_) continue;
+    }
     const ssize_t got = read(from, buffer, sizeof buffer);
     if (got <= 0) {
       shutdown(to, SHUT_WR);
