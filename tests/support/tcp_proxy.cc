@@ -76,6 +76,16 @@ void TcpProxy::accept_loop() {
   }
 }
 
+void TcpProxy::pause() {
+  std::lock_guard gate(gate_);
+  paused_ = true;
+}
+
+void TcpProxy::hold_replies() {
+  std::lock_guard gate(gate_);
+  replies_held_ = true;
+}
+
 void TcpProxy::pump(int from, int to, bool replies) {
   char buffer[16384];
   while (!stopping_) {
@@ -85,8 +95,10 @@ void TcpProxy::pump(int from, int to, bool replies) {
     }
     pollfd ready{from, POLLIN, 0};
     if (poll(&ready, 1, 20) <= 0) continue;
-    // Again: bytes that arrive once pause() has returned must stay put, also
-    // when they woke a poll that began before.
+    // The proxy may have been paused, or replies held, while this pump
+    // waited: look again, under the gate, so that nothing is forwarded once
+    // pause() or hold_replies() has returned.
+    std::unique_lock gate(gate_);
     if (paused_ || (replies && replies_held_)) continue;
     const ssize_t got = read(from, buffer, sizeof buffer);
     if (got <= 0) {

@@ -19,11 +19,13 @@ class TcpProxy {
   TcpProxy& operator=(const TcpProxy&) = delete;
 
   std::string endpoint() const { return "127.0.0.1:" + std::to_string(port_); }
-  void pause() { paused_ = true; }
+  // Once it returns, no byte moves until resume().
+  void pause();
   void resume() { paused_ = false; }
   // Forwards requests to etcd but holds back its replies until resume_replies(),
-  // so that a request can commit while its reply is lost.
-  void hold_replies() { replies_held_ = true; }
+  // so that a request can commit while its reply is lost. Once it returns,
+  // nothing more reaches the client until resume_replies().
+  void hold_replies();
   void resume_replies() { replies_held_ = false; }
   // Closes every connection and refuses new ones until restore(): the client
   // sees its member go away.
@@ -39,6 +41,9 @@ class TcpProxy {
   int port_ = 0;
   std::atomic<bool> paused_{false};
   std::atomic<bool> replies_held_{false};
+  // Taken by a pump from its last look at paused_ and replies_held_ until it
+  // has forwarded what it read, and by pause() and hold_replies().
+  std::mutex gate_;
   std::atomic<bool> stopping_{false};
   std::atomic<bool> cut_{false};
   std::mutex mu_;
