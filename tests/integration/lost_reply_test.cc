@@ -87,8 +87,9 @@
 //   admin_force_unlock       force_unlock (A)   A holds, B waits → D.force_unlock() (late loss) → B holds
 //   admin_revoke_lease       lease_revoke (A)   A holds, B waits → D.revoke_lease(A's lease) (late loss) → B holds
 //   manager_close            lease_revoke (A)   A holds, B waits → A's LockManager::close() → B holds
-//   background_removal       removal (A) ×2     B holds → A.try_lock_for(200 ms) times out: its entry's removal and
-//                                               the background retry both lose their replies → B unlocks
+//   background_removal       removal (A)        B holds → A.try_lock_for(200 ms) times out: its entry's removal
+//                                               loses its reply (the key is retired; its guard finds the entry
+//                                               gone and writes nothing more) → B unlocks
 //   session_lease_grant      lease_grant (any)  B holds, A's lease revoked → A.lock() takes a new lease → B unlocks; A holds
 //   lock_unlock_stalled      release, held      as lock_unlock
 //   shared_downgrade_stalled downgrade, held    as shared_downgrade
@@ -1321,7 +1322,6 @@ const std::vector<Row>& rows() {
       // The removal of a timed-out wait's entry, and its retry in the background.
       {.name = "background_removal",
        .site = site::removal,
-       .count = 2,
        .setup = [](M& m) { m.hold(m.B()); },
        .act = [](M& m) { m.try_lock_for(m.A(), 200ms); },
        .resume = [](M& m) { m.release(m.B()); }},
