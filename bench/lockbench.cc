@@ -30,8 +30,8 @@
 
 #include "etcd/client.h"
 #include "etcdlock/etcdlock.h"
-#include "key_layout.h"
-#include "queue_requests.h"
+#include "keys/key_layout.h"
+#include "keys/queue_requests.h"
 #include "server_metrics.h"
 #include "stats.h"
 

@@ -4,12 +4,12 @@
 #include <fstream>
 #include <sstream>
 
-#include "text.h"
+#include "base/text.h"
 
 #include "etcd/endpoints.h"
 #include "etcd/grpc_support.h"
 #include "etcd/lost_replies.h"
-#include "mutex.h"
+#include "base/mutex.h"
 
 namespace etcdlock::detail::etcd {
 namespace {

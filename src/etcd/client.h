@@ -28,8 +28,8 @@
 #include "etcdlock/deadline.h"
 #include "etcdlock/error.h"
 #include "etcdlock/options.h"
-#include "logger.h"
-#include "mutex.h"
+#include "base/logger.h"
+#include "base/mutex.h"
 
 namespace etcdlock::detail::etcd {
 

@@ -9,7 +9,7 @@
 #include <string_view>
 
 #include "etcdlock/error.h"
-#include "text.h"
+#include "base/text.h"
 
 namespace etcdlock::detail::etcd {
 namespace {

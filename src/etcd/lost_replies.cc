@@ -6,7 +6,7 @@
 #include <map>
 #include <vector>
 
-#include "mutex.h"
+#include "base/mutex.h"
 
 namespace etcdlock::detail::etcd {
 namespace {

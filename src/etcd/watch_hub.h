@@ -26,8 +26,8 @@
 #include <thread>
 
 #include "etcd/client.h"
-#include "logger.h"
-#include "mutex.h"
+#include "base/logger.h"
+#include "base/mutex.h"
 
 namespace etcdlock::detail::etcd {
 

@@ -7,7 +7,7 @@
 #include "etcd/watch_hub.h"
 #include "etcd_cluster.h"
 #include "recording_listener.h"
-#include "session.h"
+#include "session/session.h"
 #include "wire_helpers.h"
 
 namespace etcdlock::testing {

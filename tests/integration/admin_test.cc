@@ -5,7 +5,7 @@
 
 #include "child_process.h"
 #include "etcdlock/version.h"
-#include "holder_value.h"
+#include "keys/holder_value.h"
 #include "lock_fixture.h"
 
 namespace etcdlock::testing {

@@ -5,7 +5,7 @@
 #include <mutex>
 #include <thread>
 
-#include "holder_value.h"
+#include "keys/holder_value.h"
 #include "lock_fixture.h"
 
 namespace etcdlock::testing {

@@ -114,10 +114,10 @@
 #include <utility>
 #include <vector>
 
-#include "admission.h"
+#include "queue/admission.h"
 #include "etcd/lost_replies.h"
-#include "holder_value.h"
-#include "key_layout.h"
+#include "keys/holder_value.h"
+#include "keys/key_layout.h"
 #include "lock_fixture.h"
 #include "tcp_proxy.h"
 

@@ -11,7 +11,7 @@
 #include "etcd_cluster.h"
 #include "recording_listener.h"
 #include "tcp_proxy.h"
-#include "session.h"
+#include "session/session.h"
 #include "wire_helpers.h"
 
 namespace etcdlock::testing {

@@ -6,7 +6,7 @@
 #include <string>
 
 #include "etcd/client.h"
-#include "key_layout.h"
+#include "keys/key_layout.h"
 
 namespace etcdlock::testing {
 

@@ -1,4 +1,4 @@
-#include "catch_up.h"
+#include "observe/catch_up.h"
 
 #include <gtest/gtest.h>
 

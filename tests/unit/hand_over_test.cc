@@ -1,4 +1,4 @@
-#include "hand_over.h"
+#include "queue/hand_over.h"
 
 #include <gtest/gtest.h>
 

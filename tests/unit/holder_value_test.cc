@@ -1,4 +1,4 @@
-#include "holder_value.h"
+#include "keys/holder_value.h"
 
 #include <gtest/gtest.h>
 

@@ -1,6 +1,6 @@
-#include "key_layout.h"
-#include "names.h"
-#include "text.h"
+#include "keys/key_layout.h"
+#include "keys/names.h"
+#include "base/text.h"
 
 #include <gtest/gtest.h>
 

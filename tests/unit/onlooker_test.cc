@@ -5,11 +5,11 @@
 #include <string>
 #include <vector>
 
-#include "admission.h"
+#include "queue/admission.h"
 #include "etcdlock/error.h"
-#include "holder_value.h"
-#include "key_layout.h"
-#include "names.h"
+#include "keys/holder_value.h"
+#include "keys/key_layout.h"
+#include "keys/names.h"
 
 namespace etcdlock::detail {
 namespace {

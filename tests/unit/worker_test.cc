@@ -6,8 +6,8 @@
 #include <future>
 #include <vector>
 
-#include "notifier.h"
-#include "worker.h"
+#include "base/notifier.h"
+#include "base/worker.h"
 
 namespace etcdlock::detail {
 namespace {

@@ -1,0 +1,125 @@
+#include "keys/queue_requests.h"
+
+namespace etcdlock::detail {
+namespace {
+
+void add_put(google::protobuf::RepeatedPtrField<pb::RequestOp>& ops, const std::string& key, const std::string& value,
+             std::int64_t lease) {
+  auto* put = ops.Add()->mutable_request_put();
+  put->set_key(key);
+  put->set_value(value);
+  put->set_lease(lease);
+}
+
+void add_delete(google::protobuf::RepeatedPtrField<pb::RequestOp>& ops, const std::string& key) {
+  ops.Add()->mutable_request_delete_range()->set_key(key);
+}
+
+void add_get(google::protobuf::RepeatedPtrField<pb::RequestOp>& ops, const std::string& key) {
+  ops.Add()->mutable_request_range()->set_key(key);
+}
+
+// Compares the create revision of [key, range_end) with `revision`.
+void add_created_at(pb::TxnRequest& txn, const std::string& key, const std::string& range_end,
+                    std::int64_t revision) {
+  auto* compare = txn.add_compare();
+  compare->set_key(key);
+  compare->set_range_end(range_end);
+  compare->set_target(pb::Compare::CREATE);
+  compare->set_result(pb::Compare::EQUAL);
+  compare->set_create_revision(revision);
+}
+
+}  // namespace
+
+pb::RangeRequest queue_range(const QueueDir& queue) {
+  pb::RangeRequest range;
+  range.set_key(queue.dir);
+  range.set_range_end(queue.end);
+  range.set_sort_target(pb::RangeRequest::CREATE);
+  range.set_sort_order(pb::RangeRequest::ASCEND);
+  range.set_keys_only(true);
+  return range;
+}
+
+pb::TxnRequest enqueue_txn(const QueueDir& queue, const std::string& key, const std::string& value,
+                           std::int64_t lease, const AheadRead& ahead) {
+  pb::TxnRequest txn;
+  add_created_at(txn, key, "", 0);  // absent
+  add_put(*txn.mutable_success(), key, value, lease);
+  auto newest = queue_range(queue);
+  newest.set_sort_order(pb::RangeRequest::DESCEND);
+  newest.set_limit(1 + ahead.limit);  // ours, then those ahead
+  newest.set_keys_only(!ahead.values);
+  *txn.add_success()->mutable_request_range() = newest;
+  add_get(*txn.mutable_failure(), key);
+  return txn;
+}
+
+pb::TxnRequest enqueue_if_empty_txn(const QueueDir& queue, const std::string& key, const std::string& value,
+                                    std::int64_t lease) {
+  pb::TxnRequest txn;
+  add_created_at(txn, queue.dir, queue.end, 0);  // holds for an empty range only
+  add_put(*txn.mutable_success(), key, value, lease);
+  add_get(*txn.mutable_failure(), key);
+  auto first = queue_range(queue);
+  first.set_limit(1);
+  *txn.add_failure()->mutable_request_range() = first;
+  return txn;
+}
+
+pb::TxnRequest ahead_read(const QueueDir& queue, const QueueEntry& own, std::int64_t below, const AheadRead& ahead) {
+  pb::TxnRequest txn;  // no compares: the success branch, a read in one revision
+  add_get(*txn.mutable_success(), own.key);
+  auto earlier = queue_range(queue);
+  earlier.set_sort_order(pb::RangeRequest::DESCEND);
+  earlier.set_max_create_revision(below - 1);
+  earlier.set_limit(ahead.limit);
+  earlier.set_keys_only(!ahead.values);
+  *txn.add_success()->mutable_request_range() = earlier;
+  return txn;
+}
+
+pb::TxnRequest while_created_at(const std::string& key, std::int64_t revision) {
+  pb::TxnRequest txn;
+  add_created_at(txn, key, "", revision);
+  return txn;
+}
+
+pb::TxnRequest release_txn(const QueueDir& queue, const QueueEntry& own) {
+  auto txn = while_created_at(own.key, own.revision);
+  add_delete(*txn.mutable_success(), own.key);
+  // Operations of a Txn see the ones before them: this reads the new first.
+  auto first = queue_range(queue);
+  first.set_keys_only(false);
+  first.set_limit(1);
+  *txn.add_success()->mutable_request_range() = first;
+  return txn;
+}
+
+pb::RangeRequest head_read(const QueueDir& queue) {
+  auto head = queue_range(queue);
+  head.set_keys_only(false);
+  head.set_limit(2);
+  return head;
+}
+
+pb::TxnRequest hand_over_txn(const QueueEntry& holder, const QueueEntry& successor, const std::string& inbox,
+                             std::int64_t successor_lease, const std::string& note) {
+  auto inner = while_created_at(successor.key, successor.revision);
+  add_delete(*inner.mutable_success(), holder.key);
+  add_put(*inner.mutable_success(), inbox, note, successor_lease);
+  add_delete(*inner.mutable_failure(), holder.key);
+  auto txn = while_created_at(holder.key, holder.revision);
+  *txn.add_success()->mutable_request_txn() = std::move(inner);
+  return txn;
+}
+
+pb::TxnRequest note_txn(const QueueEntry& successor, const std::string& inbox, std::int64_t successor_lease,
+                        const std::string& note) {
+  auto txn = while_created_at(successor.key, successor.revision);
+  add_put(*txn.mutable_success(), inbox, note, successor_lease);
+  return txn;
+}
+
+}  // namespace etcdlock::detail

@@ -1,0 +1,78 @@
+// Registry: the factory that gives every caller the same object for the same
+// name, for as long as anyone holds it. One object per name is what makes
+// reentrancy and the exclusion of a process's threads work. A name is one
+// kind of thing at a time (a lock, an election): two kinds on one name would
+// share one etcd key, this manager's entry in that name's queue.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+
+#include "etcdlock/error.h"
+#include "base/mutex.h"
+#include "base/text.h"
+
+namespace etcdlock::detail {
+
+// Thread-safe.
+class Registry {
+ public:
+  // The `Handle` named `name` (of kind `kind`: "lock", "election"), made with
+  // `make` when no one holds one. Throws Error(errc::invalid_argument) when
+  // the name is in use as another kind, or with other options. `Impl` has
+  // options(), compared with `options`.
+  template <class Handle, class Impl, class Options>
+  std::shared_ptr<Handle> get(std::string_view kind, std::string_view name, const Options& options,
+                              const std::function<std::shared_ptr<Impl>()>& make) {
+    MutexLock lock(mu_);
+    auto& entry = entries_[std::string(name)];
+    auto impl = std::static_pointer_cast<Impl>(entry.impl.lock());
+    if (impl && entry.kind != kind) {
+      throw Error(errc::invalid_argument, "name " + quote_value(name) + " names " + with_article(entry.kind) +
+                                              " in this manager; it cannot also name " + with_article(kind));
+    }
+    // One state per name and kind, whatever the options: a state whose last
+    // handle went may still hold (a Permit keeps its semaphore's state) or be
+    // finishing, and a second state would not know what the first holds in
+    // etcd. Other options wait until no one uses the name.
+    if (impl && impl->options() != options) {
+      const bool handles = !entry.handle.expired();
+      throw Error(errc::invalid_argument, std::string(kind) + " " + quote_value(name) +
+                                              " is already in use with other options" +
+                                              (handles ? "" : " (what it holds has not been released yet)"));
+    }
+    if (auto existing = std::static_pointer_cast<Handle>(entry.handle.lock())) return existing;
+    if (!impl) impl = make();
+    auto created = std::make_shared<Handle>(impl);
+    entry = {std::string(kind), created, impl};
+    forget_unused();
+    return created;
+  }
+
+ private:
+  struct Entry {
+    std::string kind;
+    std::weak_ptr<void> handle;
+    std::weak_ptr<void> impl;
+  };
+
+  static std::string with_article(std::string_view kind) {
+    const bool vowel = !kind.empty() && std::string_view("aeiou").find(kind.front()) != std::string_view::npos;
+    return (vowel ? "an " : "a ") + std::string(kind);
+  }
+
+  // Now and then, forget the names no one uses any more.
+  void forget_unused() ETCDLOCK_REQUIRES(mu_) {
+    if (entries_.size() > 64 && entries_.size() % 64 == 0) {
+      std::erase_if(entries_, [](const auto& item) { return item.second.impl.expired(); });
+    }
+  }
+
+  Mutex mu_;
+  std::unordered_map<std::string, Entry> entries_ ETCDLOCK_GUARDED_BY(mu_);
+};
+
+}  // namespace etcdlock::detail

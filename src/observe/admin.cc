@@ -1,0 +1,117 @@
+#include "observe/admin.h"
+
+#include <algorithm>
+#include <map>
+
+#include "etcd/lost_replies.h"
+#include "queue/admission.h"
+#include "keys/holder_value.h"
+#include "keys/key_layout.h"
+#include "keys/names.h"
+#include "base/text.h"
+#include "keys/queue_requests.h"
+
+namespace etcdlock::detail {
+namespace {
+
+namespace pb = ::etcdserverpb;
+
+// Entries oldest first, with their values (queue_range reads keys only).
+pb::RangeRequest by_creation(const QueueDir& keys) {
+  auto range = queue_range(keys);
+  range.set_keys_only(false);
+  return range;
+}
+
+}  // namespace
+
+SteadyTime Admin::deadline() const { return client_.command_deadline(); }
+
+LockInfo Admin::describe(std::string name, std::span<const mvccpb::KeyValue* const> entries, Leases& ttls) const {
+  std::vector<const std::string*> values;
+  for (const auto* kv : entries) values.push_back(&kv->value());
+  const auto holds = holding_entries(values);
+  LockInfo row;
+  row.name = std::move(name);
+  for (std::size_t i = 0; i < entries.size(); ++i) {
+    const auto& kv = *entries[i];
+    row.queue.push_back(describe_entry(kv.key(), kv.value(), kv.lease(), kv.create_revision(), holds[i]));
+    if (!holds[i]) ++row.waiters;
+  }
+  const auto& first = row.queue.front();
+  row.key = first.key;
+  row.owner = first.owner;
+  row.lease_id = first.lease_id;
+  row.fencing_token = first.fencing_token;
+  row.created_at = first.created_at;
+  auto [ttl, unknown] = ttls.try_emplace(row.lease_id, 0);
+  if (unknown) ttl->second = client_.lease_time_to_live(row.lease_id, deadline()).ttl();
+  row.ttl_remaining = std::chrono::seconds(ttl->second);
+  return row;
+}
+
+std::optional<LockInfo> Admin::info(std::string_view name) const {
+  validate_name(name);
+  const auto dir = queue_dir(prefix_, name);
+  const auto queue = client_.range(by_creation({dir, prefix_range_end(dir)}), deadline());
+  std::vector<const mvccpb::KeyValue*> entries;
+  for (const auto& kv : queue.kvs()) {
+    if (is_queue_entry(dir, kv.key())) entries.push_back(&kv);
+  }
+  if (entries.empty()) return std::nullopt;
+  Leases ttls;
+  return describe(std::string(name), entries, ttls);
+}
+
+std::vector<LockInfo> Admin::list(std::string_view name_prefix) const {
+  validate_name_prefix(name_prefix);
+  const std::string from = prefix_ + "/" + std::string(name_prefix);
+  const auto everything = client_.range(by_creation({from, prefix_range_end(from)}), deadline());
+  // Entries come oldest first; std::map sorts the names.
+  std::map<std::string_view, std::vector<const mvccpb::KeyValue*>> queues;
+  for (const auto& kv : everything.kvs()) {
+    // "jobs/" also reads the keys of the lock "jobs" itself ("<prefix>/jobs/<id>").
+    const auto name = lock_name_of(prefix_, kv.key());
+    if (name && name->starts_with(name_prefix)) queues[*name].push_back(&kv);
+  }
+  std::vector<LockInfo> rows;
+  rows.reserve(queues.size());
+  Leases ttls;
+  for (const auto& [name, entries] : queues) rows.push_back(describe(std::string(name), entries, ttls));
+  return rows;
+}
+
+bool Admin::force_unlock(std::string_view name) const {
+  const auto holder = info(name);
+  if (!holder) return false;
+  // Only the same holder: a hand-over meanwhile must not cost the next one its lock.
+  auto txn = while_created_at(holder->key, holder->fencing_token);
+  txn.add_success()->mutable_request_delete_range()->set_key(holder->key);
+  const bool removed = client_.txn(txn, deadline(), etcd::write_site::force_unlock).succeeded();
+  if (removed) {
+    log_(LogLevel::warning, "lock force-unlocked",
+         {{"name", std::string(name)}, {"key", holder->key}, {"owner", holder->owner}});
+  }
+  return removed;
+}
+
+bool Admin::revoke_lease(std::int64_t lease_id) const {
+  // Only leases of this prefix's locks: an admin of one namespace must not end
+  // another's leases.
+  const auto lease = client_.lease_time_to_live(lease_id, deadline(), /*keys=*/true);
+  if (lease.ttl() < 0) return false;
+  const std::string root = prefix_ + "/";
+  const bool ours = std::any_of(lease.keys().begin(), lease.keys().end(),
+                                [&](const std::string& key) { return key.starts_with(root); });
+  if (!ours) {
+    throw Error(errc::invalid_argument, "lease " + lease_hex(lease_id) + " holds no lock under prefix " +
+                                            quote_value(prefix_) + "; not revoking it");
+  }
+  const bool revoked = client_.lease_revoke(lease_id, deadline());
+  if (revoked) {
+    log_(LogLevel::warning, "lease revoked by an admin", {{"lease", lease_hex(lease_id)}});
+  }
+  return revoked;
+}
+
+}  // namespace etcdlock::detail

@@ -1,0 +1,78 @@
+#include "queue/admission.h"
+
+#include "keys/holder_value.h"
+#include "keys/key_layout.h"
+
+namespace etcdlock::detail {
+namespace {
+
+bool is_reader(const mvccpb::KeyValue& kv) {
+  const auto value = decode_holder_value(kv.value());
+  return value && value->mode == HolderValue::Mode::read;
+}
+
+}  // namespace
+
+std::int64_t Admission::first_read_limit() const {
+  switch (rule_) {
+    case Rule::exclusive: return 1;
+    case Rule::counted: return slots_;
+    case Rule::shared: return kQueuePage;
+  }
+  return kQueuePage;
+}
+
+void Admission::Scan::take(const QueueDir& queue, const pb::RangeResponse& page, std::int64_t below) {
+  for (const auto& kv : page.kvs()) {
+    if (kv.create_revision() >= below || !is_queue_entry(queue.dir, kv.key())) continue;
+    switch (admission_.rule()) {
+      case Rule::exclusive:
+        blockers_.push_back({kv.key(), kv.create_revision()});
+        decided_ = true;
+        return;
+      case Rule::counted:
+        blockers_.push_back({kv.key(), kv.create_revision()});
+        if (static_cast<std::int64_t>(blockers_.size()) >= admission_.slots()) {
+          decided_ = true;
+          return;
+        }
+        break;
+      case Rule::shared:
+        if (!is_reader(kv)) {
+          blockers_.push_back({kv.key(), kv.create_revision()});
+          decided_ = true;
+          return;
+        }
+        break;
+    }
+  }
+  if (page.more() && page.kvs_size() > 0) {
+    next_below_ = page.kvs(page.kvs_size() - 1).create_revision();
+    return;
+  }
+  // Read to the head of the queue: what was found does not hold us back.
+  blockers_.clear();
+  decided_ = true;
+}
+
+std::vector<bool> holding_entries(std::span<const std::string* const> values) {
+  std::vector<bool> holds;
+  holds.reserve(values.size());
+  bool exclusive_ahead = false;
+  for (const std::string* text : values) {
+    const auto value = decode_holder_value(*text);
+    const auto ahead = static_cast<std::int64_t>(holds.size());
+    const bool reader = value && value->mode == HolderValue::Mode::read;
+    if (value && value->limit > 0) {
+      holds.push_back(ahead < value->limit);
+    } else if (reader) {
+      holds.push_back(!exclusive_ahead);
+    } else {
+      holds.push_back(ahead == 0);
+    }
+    if (!reader) exclusive_ahead = true;
+  }
+  return holds;
+}
+
+}  // namespace etcdlock::detail

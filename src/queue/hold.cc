@@ -1,0 +1,191 @@
+#include "queue/hold.h"
+
+#include "queue/entry_removal.h"
+#include "base/mutex.h"
+
+namespace etcdlock::detail {
+namespace {
+
+constexpr auto kCheckRetryPause = std::chrono::milliseconds(200);
+
+}  // namespace
+
+// The watch on the hold's own key. The hub may call it after the hold is
+// gone, so it holds the hold weakly.
+class Hold::KeyWatch final : public etcd::WatchListener {
+ public:
+  explicit KeyWatch(std::weak_ptr<Hold> hold) : hold_(std::move(hold)) {}
+  void on_created(std::int64_t) override {
+    // The watch sees deletes from now on; one since the hold was confirmed
+    // is seen by a read, made after the watch is in place.
+    if (const auto hold = hold_.lock()) {
+      hold->context_->worker().post([weak = hold_] {
+        if (const auto hold = weak.lock()) hold->check_key();
+      });
+    }
+  }
+  void on_events(std::span<const etcd::WatchEvent> events) override {
+    const auto hold = hold_.lock();
+    if (!hold) return;
+    for (const auto& event : events) {
+      if (event.deleted && event.key == hold->entry_.key) hold->lose(LossCause::deleted);
+    }
+  }
+  void on_gap() override {
+    // A delete may have fallen into the gap: read the key, off this thread.
+    if (const auto hold = hold_.lock()) {
+      hold->context_->worker().post([weak = hold_] {
+        if (const auto hold = weak.lock()) hold->check_key();
+      });
+    }
+  }
+  void on_failed(const std::string& reason) override {
+    if (const auto hold = hold_.lock()) {
+      hold->context_->log()(LogLevel::error, "etcd refused to watch a held key; its deletion will be seen at unlock",
+                            {{"key", hold->entry_.key}, {"reason", reason}});
+    }
+  }
+
+ private:
+  std::weak_ptr<Hold> hold_;
+};
+
+Hold::Hold(std::shared_ptr<LockContext> context, std::shared_ptr<Session> session, QueueEntry entry,
+           std::string kind, std::string name, std::shared_ptr<LockCounters> counters)
+    : context_(std::move(context)),
+      session_(std::move(session)),
+      entry_(std::move(entry)),
+      kind_(std::move(kind)),
+      name_(std::move(name)),
+      counters_(std::move(counters)) {}
+
+Hold::~Hold() { finish(); }
+
+void Hold::start() {
+  std::weak_ptr<Hold> weak = weak_from_this();
+  MutexLock lock(mu_);
+  // A token requested already runs its callback here, at once; lose() takes
+  // no mutex, so that is safe under mu_.
+  on_session_lost_ = std::make_unique<LossCallback>(session_->lost_token(), [weak] {
+    if (const auto hold = weak.lock()) hold->lose(LossCause::lease);
+  });
+  on_closed_ = std::make_unique<LossCallback>(context_->closed_token(), [weak] {
+    if (const auto hold = weak.lock()) hold->lose(LossCause::closed);
+  });
+  watch_task_ = context_->worker().post_at(SteadyClock::now() + kWatchDelay, [weak] {
+    if (const auto hold = weak.lock()) hold->watch_key();
+  });
+}
+
+void Hold::finish() {
+  if (finished_.exchange(true)) return;
+  if (counters_) counters_->hold.observe(SteadyClock::now() - started_);
+  std::unique_ptr<LossCallback> on_session_lost;
+  std::unique_ptr<LossCallback> on_closed;
+  std::uint64_t watch_task = 0;
+  std::int64_t watch = 0;
+  {
+    MutexLock lock(mu_);
+    on_session_lost = std::move(on_session_lost_);
+    on_closed = std::move(on_closed_);
+    watch_task = std::exchange(watch_task_, 0);
+    watch = std::exchange(watch_, 0);
+  }
+  // Destroyed outside mu_: a callback under way on another thread is waited for.
+  on_session_lost.reset();
+  on_closed.reset();
+  if (watch_task != 0) context_->worker().cancel(watch_task);
+  if (watch != 0) context_->watches().remove(watch);
+}
+
+void Hold::lose(LossCause cause, bool even_if_finished) {
+  if (finished_.load() && !even_if_finished) return;
+  if (lost_.exchange(true)) return;
+  if (counters_) counters_->lost(cause);
+  const char* reason = cause == LossCause::lease         ? "its lease was lost"
+                       : cause == LossCause::deleted     ? "its key was deleted"
+                       : cause == LossCause::unconfirmed ? "the write that gave it up went unanswered"
+                                                         : "the manager was closed";
+  context_->log()(LogLevel::warning, kind_ + " lost", {{"name", name_}, {"key", entry_.key}, {"reason", reason}});
+  context_->notifier().post([source = lost_source_]() mutable { source.request_stop(); });
+}
+
+void Hold::give_up(const std::function<bool()>& remove_entry, bool in_doubt, std::error_code& ec) noexcept {
+  finish();
+  const QueueWait::Leftover leftover{entry_, in_doubt};
+  if (lost()) {
+    ec = make_error_code(errc::lock_expired);
+    // Lost at its local deadline, the entry may still be in etcd, blocking
+    // the queue until the lease expires there: remove it while it is the same.
+    detail::remove_entry(*context_, leftover, lease_id());
+  } else if (!context_->closed()) {  // else the lease revoke takes the entry
+    try {
+      if (!remove_entry()) {
+        lose(LossCause::deleted, /*even_if_finished=*/true);  // before the owner gave it up
+        ec = make_error_code(errc::lock_expired);
+      } else if (in_doubt) {
+        context_->strays().retire(entry_.key, lease_id());
+      }
+    } catch (const Error& error) {
+      if (error.value() == errc::unavailable) {
+        context_->log()(LogLevel::warning, "no answer from etcd to giving up a " + kind_ +
+                                               ": counted as lost, its entry is removed in the background",
+                        {{"name", name_}, {"key", entry_.key}, {"error", error.what()}});
+        lose(LossCause::unconfirmed, /*even_if_finished=*/true);
+        ec = make_error_code(errc::unavailable);
+      } else {
+        context_->log()(LogLevel::error, "could not give up a " + kind_ + " in etcd; retrying in the background",
+                        {{"name", name_}, {"key", entry_.key}, {"error", error.what()}});
+      }
+      context_->strays().retire(entry_.key, lease_id());
+    } catch (const std::exception& error) {
+      context_->log()(LogLevel::error, "could not give up a " + kind_ + " in etcd; retrying in the background",
+                      {{"name", name_}, {"key", entry_.key}, {"error", error.what()}});
+      context_->strays().retire(entry_.key, lease_id());
+    }
+  }
+  signal_loss_now();
+}
+
+void Hold::signal_loss_now() {
+  if (lost_.load()) lost_source_.request_stop();
+}
+
+void Hold::watch_key() {
+  MutexLock lock(mu_);
+  watch_task_ = 0;
+  if (finished_.load() || lost_.load()) return;
+  // From now, not from the confirmed revision: a watch that starts in the
+  // past is caught up by etcd only every 100 ms, and a delete in between
+  // would be signalled that late. The read after on_created() covers it.
+  watch_ = context_->watches().add(entry_.key, "", 0, std::make_shared<KeyWatch>(weak_from_this()),
+                                   etcd::WatchHub::Events::deletes_only);
+}
+
+void Hold::check_key() {
+  if (finished_.load() || lost_.load()) return;
+  // Asynchronous: a slow etcd must not hold up the worker, which starts
+  // every other hold's watch. The reply is handled on the worker too: a
+  // callback must not block, nor end a hold (or a manager) on gRPC's thread.
+  pb::RangeRequest read;
+  read.set_key(entry_.key);
+  context_->client().range_async(
+      std::move(read), context_->client().command_deadline(),
+      [weak = weak_from_this(), &worker = context_->worker()](pb::RangeResponse&& found, const Error* error) {
+        const bool retry = error && error->value() == errc::unavailable;
+        const bool gone = !error && (found.kvs_size() == 0 || found.kvs(0).create_revision() == 0);
+        const std::int64_t revision = gone || error ? 0 : found.kvs(0).create_revision();
+        worker.post_at(SteadyClock::now() + (retry ? kCheckRetryPause : std::chrono::milliseconds(0)),
+                       [weak, retry, failed = error != nullptr, revision] {
+                         const auto hold = weak.lock();
+                         if (!hold) return;
+                         if (retry) return hold->check_key();
+                         // A release that began meanwhile deleted the key
+                         // itself: it finished the hold first, and lose()
+                         // ignores a finished hold.
+                         if (!failed && revision != hold->entry_.revision) hold->lose(LossCause::deleted);
+                       });
+      });
+}
+
+}  // namespace etcdlock::detail

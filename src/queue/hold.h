@@ -1,0 +1,116 @@
+// Hold: one hold of a lock in etcd, from the moment its entry is first in the
+// queue until it is released or lost.
+//
+// A hold ends involuntarily when its session is lost (the lease expired, was
+// revoked, or passed its local deadline), when its key is deleted (a force
+// unlock, `etcdctl del`), or when the manager closes. It learns of each by
+// itself: the session's and the manager's stop tokens, and a watch on its own
+// key. That watch starts only once the hold has lasted kWatchDelay: a short
+// hold then costs no watch, and no event when its own release deletes the key.
+// A read of the key once the watch is in place covers the time before it, and
+// a hold released before that learns of a delete from its release, which
+// compares the key's create revision. (A delete by someone else lets the next
+// holder in at once; the holder learns of it after the fact, within about
+// kWatchDelay plus a read, or a watch event's delivery time once watched.)
+//
+// Loss is signalled once, by requesting the hold's stop token on the
+// notifier's thread.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <stop_token>
+#include <string>
+#include <system_error>
+
+#include "queue/lock_context.h"
+#include "queue/lock_metrics.h"
+#include "keys/queue_requests.h"
+#include "session/session.h"
+#include "base/mutex.h"
+
+namespace etcdlock::detail {
+
+// Thread-safe.
+class Hold : public std::enable_shared_from_this<Hold> {
+ public:
+  static constexpr std::chrono::milliseconds kWatchDelay{50};
+
+  // A hold of `entry` on `session`'s lease, first in its queue; `kind`
+  // ("lock", "leadership") and `name` are for logs, `counters` (may be null)
+  // count its loss and how long it lasted. Call start() next.
+  Hold(std::shared_ptr<LockContext> context, std::shared_ptr<Session> session, QueueEntry entry, std::string kind,
+       std::string name, std::shared_ptr<LockCounters> counters);
+  ~Hold();
+  Hold(const Hold&) = delete;
+  Hold& operator=(const Hold&) = delete;
+
+  // Begins to follow the session, the manager and, after kWatchDelay, the key.
+  // When either has ended already, the hold is lost at once.
+  void start();
+  // The hold is over (released, or its loss acknowledged by unlock): no
+  // further loss is signalled. Idempotent; not to be called under a mutex
+  // that a loss takes (none of etcdlock's).
+  void finish();
+
+  const QueueEntry& entry() const { return entry_; }
+  std::int64_t lease_id() const { return session_->lease_id(); }
+  bool session_alive() const { return session_->alive(); }
+  std::stop_token lost_token() const { return lost_source_.get_token(); }
+  bool lost() const { return lost_.load(); }
+
+  // Marks the hold lost, once: logs why and signals the application. Ignored
+  // after finish(), unless `even_if_finished` (a release that found the key
+  // gone, or could not learn whether it went: the application learns now).
+  void lose(LossCause cause, bool even_if_finished = false);
+
+  // The owner gives the hold up (an unlock, a resign, a permit given back):
+  // finish(), then `remove_entry` deletes the entry in etcd, returning
+  // whether it was still there, or throwing Error when etcd did not answer.
+  // From the moment this is called nothing claims the hold, whatever etcd
+  // answers:
+  //   - deleted: done. `in_doubt` (a create of the entry went unanswered and
+  //     may still land) retires the key (stray_entries.h);
+  //   - already gone, or lost before: errc::lock_expired, and the loss is
+  //     signalled if it was not yet; an entry left by a lost hold is removed;
+  //   - unknown (no reply): errc::unavailable. The entry may still stand, or
+  //     be gone and the next holder in: the hold counts as lost (its token
+  //     fires, cause `unconfirmed`) and the key is retired, which removes the
+  //     entry in the background.
+  // The lost token is requested before this returns. Never throws.
+  void give_up(const std::function<bool()>& remove_entry, bool in_doubt, std::error_code& ec) noexcept;
+
+  // Requests the lost token now, on the caller's thread, if the hold is lost
+  // and the notifier has not done so yet: an unlock that reports the loss
+  // returns with the token requested.
+  void signal_loss_now();
+
+ private:
+  class KeyWatch;
+  void watch_key();
+  void check_key();
+
+  const std::shared_ptr<LockContext> context_;
+  const std::shared_ptr<Session> session_;
+  const QueueEntry entry_;
+  const std::string kind_;
+  const std::string name_;
+  const std::shared_ptr<LockCounters> counters_;
+  const SteadyTime started_ = SteadyClock::now();
+  std::stop_source lost_source_;
+  std::atomic<bool> lost_{false};
+  std::atomic<bool> finished_{false};
+
+  Mutex mu_;  // taken by start, finish and the worker's tasks, never by a loss
+  using LossCallback = std::stop_callback<std::function<void()>>;
+  std::unique_ptr<LossCallback> on_session_lost_ ETCDLOCK_GUARDED_BY(mu_);
+  std::unique_ptr<LossCallback> on_closed_ ETCDLOCK_GUARDED_BY(mu_);
+  std::uint64_t watch_task_ ETCDLOCK_GUARDED_BY(mu_) = 0;
+  std::int64_t watch_ ETCDLOCK_GUARDED_BY(mu_) = 0;
+};
+
+}  // namespace etcdlock::detail

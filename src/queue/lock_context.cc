@@ -1,0 +1,95 @@
+#include "queue/lock_context.h"
+
+#include <unistd.h>
+
+#include <cstdio>
+#include <random>
+
+#include "etcdlock/version.h"
+#include "keys/key_layout.h"
+#include "base/text.h"
+#include "base/mutex.h"
+
+namespace etcdlock::detail {
+namespace {
+
+std::uint64_t random_manager_id() {
+  std::random_device entropy;
+  return (static_cast<std::uint64_t>(entropy()) << 32) ^ entropy();
+}
+
+std::string closed_message(const std::string& prefix) {
+  return "the lock manager for prefix " + quote_value(prefix) + " is closed";
+}
+
+}  // namespace
+
+LockContext::LockContext(const ManagerOptions& options)
+    : prefix_(options.prefix),
+      owner_(options.owner),
+      hostname_(this_hostname()),
+      log_(options.log_sink),
+      lock_counters_(options.metrics, options.metrics_names),
+      client_(options.endpoints, options.command_timeout,
+              etcd::Client::Credentials{options.tls, options.username, options.password}, log_),
+      watches_(client_, log_),
+      session_events_(notifier_),
+      sessions_(client_, log_, options.ttl, closed_message(options.prefix), session_counters_, session_events_),
+      strays_(client_, watches_, log_, sessions_, worker_),
+      inbox_(watches_, client_, worker_, log_, inbox_key(options.prefix, random_manager_id())) {}
+
+LockContext::~LockContext() {
+  shut_down();
+  notifier_.stop();
+}
+
+void LockContext::connect(SteadyTime deadline) {
+  if (!client_.wait_connected(deadline)) {
+    throw Error(errc::unavailable, "no etcd member accepted a connection in time; endpoints " + client_.endpoints());
+  }
+  sessions_.current(deadline);
+  inbox_.open(deadline);
+}
+
+void LockContext::check_open() const {
+  if (closed()) throw closed_error();
+}
+
+Error LockContext::closed_error() const { return Error(errc::closed, closed_message(prefix_)); }
+
+std::string LockContext::entry_value(HolderValue::Mode mode, std::int64_t limit, bool with_inbox) const {
+  return encode_holder_value({owner_, hostname_, static_cast<long>(getpid()), std::chrono::system_clock::now(),
+                              kVersion, with_inbox ? inbox_.address() : std::string(), mode, limit});
+}
+
+std::string LockContext::unique_key_suffix() {
+  char suffix[24];
+  std::snprintf(suffix, sizeof suffix, "-%llx",
+                static_cast<unsigned long long>(next_key_suffix_.fetch_add(1, std::memory_order_relaxed)));
+  return suffix;
+}
+
+void LockContext::shut_down() noexcept {
+  if (!closed_.request_stop()) {
+    if (notifier_.on_notifier_thread()) return;
+    MutexLock lock(shut_down_mu_);
+    shut_down_done_.wait(lock, [&]() ETCDLOCK_REQUIRES(shut_down_mu_) { return shut_down_; });
+    return;
+  }
+  // Revoking the lease deletes every entry of this manager at once: holds,
+  // places in queues, and entries whose delete is still pending.
+  sessions_.end(client_.command_deadline());
+  strays_.close();
+  worker_.stop();
+  watches_.close();
+  // Replies still to come call back into what goes with this context.
+  client_.drain_async();
+  notifier_.drain();
+  {
+    MutexLock lock(shut_down_mu_);
+    shut_down_ = true;
+  }
+  shut_down_done_.notify_all();
+}
+
+}  // namespace etcdlock::detail

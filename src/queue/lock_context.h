@@ -1,0 +1,110 @@
+// LockContext: what a manager shares with its locks, and all that a lock may
+// use: the connection to etcd, the watch hub, the session, the hand-over
+// inbox, the keys of entries nothing claims (stray_entries.h), the background
+// worker, the notifier, and a stop token requested when the manager closes. Locks keep it alive, so a Lock may outlive its
+// LockManager; after close, every service refuses new work.
+//
+// Dependencies run one way: the manager owns the context and the locks; a
+// lock uses the context and knows nothing of the manager; the services know
+// nothing of locks. A hold learns of its end through stop tokens (the
+// session's, the manager's), never by being called.
+#pragma once
+
+#include <chrono>
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <memory>
+#include <stop_token>
+#include <string>
+
+#include "etcd/client.h"
+#include "etcd/watch_hub.h"
+#include "etcdlock/options.h"
+#include "queue/hand_over.h"
+#include "keys/holder_value.h"
+#include "queue/lock_metrics.h"
+#include "base/logger.h"
+#include "base/notifier.h"
+#include "session/session_events.h"
+#include "session/session_source.h"
+#include "queue/stray_entries.h"
+#include "base/worker.h"
+#include "base/mutex.h"
+
+namespace etcdlock::detail {
+
+// Thread-safe.
+class LockContext {
+ public:
+  // Connects nothing yet; `options` are validated.
+  explicit LockContext(const ManagerOptions& options);
+  // shut_down().
+  ~LockContext();
+  LockContext(const LockContext&) = delete;
+  LockContext& operator=(const LockContext&) = delete;
+
+  // Waits for a connection, grants the first lease and opens the inbox.
+  // Throws Error: unavailable, permission_denied.
+  void connect(SteadyTime deadline);
+
+  const std::string& prefix() const { return prefix_; }
+  const Logger& log() const { return log_; }
+  const etcd::Client& client() const { return client_; }
+  etcd::WatchHub& watches() { return watches_; }
+  SessionSource& sessions() { return sessions_; }
+  HandOverInbox& inbox() { return inbox_; }
+  Worker& worker() { return worker_; }
+  Notifier& notifier() { return notifier_; }
+  StrayEntries& strays() { return strays_; }
+  LockCounterRegistry& lock_counters() { return lock_counters_; }
+  SessionCounters& session_counters() { return session_counters_; }
+  SessionEvents& session_events() { return session_events_; }
+
+  // Requested when the manager closes.
+  std::stop_token closed_token() const { return closed_.get_token(); }
+  bool closed() const { return closed_.stop_requested(); }
+  // Throws Error(errc::closed) once the manager is closed.
+  void check_open() const;
+  Error closed_error() const;
+
+  // The value of a new queue entry: who this manager is, where to leave it a
+  // hand-over note (unless `with_inbox` is false), and what the entry is.
+  std::string entry_value(HolderValue::Mode mode = HolderValue::Mode::none, std::int64_t limit = 0,
+                          bool with_inbox = true) const;
+
+  // "-<n>" with an n this manager never gave before: the key suffix of an
+  // entry that must not share its key with any other entry of this process
+  // (a permit, a read-write lock's hold), whichever object makes it.
+  std::string unique_key_suffix();
+
+  // Ends everything: requests the closed token (holds end, waits wake),
+  // revokes the lease, stops the threads, and waits for the loss signals
+  // under way. Idempotent: a second caller returns once the first is done,
+  // unless it is a loss callback, which the first is waiting for.
+  void shut_down() noexcept;
+
+ private:
+  const std::string prefix_;
+  const std::string owner_;
+  const std::string hostname_;
+  const Logger log_;
+  LockCounterRegistry lock_counters_;
+  SessionCounters session_counters_;
+  etcd::Client client_;
+  etcd::WatchHub watches_;
+  Notifier notifier_;
+  SessionEvents session_events_;
+  SessionSource sessions_;
+  Worker worker_;
+  StrayEntries strays_;
+  HandOverInbox inbox_;
+  std::stop_source closed_;
+  std::atomic<std::uint64_t> next_key_suffix_{1};
+
+  Mutex shut_down_mu_;
+  std::condition_variable_any shut_down_done_;
+  bool shut_down_ ETCDLOCK_GUARDED_BY(shut_down_mu_) = false;
+};
+
+}  // namespace etcdlock::detail

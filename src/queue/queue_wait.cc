@@ -1,0 +1,401 @@
+#include "queue/queue_wait.h"
+
+#include <algorithm>
+#include <condition_variable>
+#include <utility>
+#include <vector>
+
+#include "etcd/lost_replies.h"
+#include "keys/key_layout.h"
+#include "base/text.h"
+
+namespace etcdlock::detail {
+namespace {
+
+// How long a waiter whose predecessor is gone waits for a hand-over note
+// before it reads the queue instead.
+constexpr std::chrono::milliseconds kNoteGrace{2};
+
+}  // namespace
+
+// What the waiting thread waits for, set from the watch hub's thread (notes,
+// the predecessor's deletion), the session's thread and the closing thread.
+struct QueueWait::Signals final : HandOverReceiver {
+  Mutex mu;
+  std::condition_variable_any changed;
+  const std::int64_t slots;  // the queue's, to accept a note
+  std::int64_t own_revision ETCDLOCK_GUARDED_BY(mu) = 0;  // 0 until known
+  std::vector<std::pair<std::int64_t, std::int64_t>> early ETCDLOCK_GUARDED_BY(mu);  // notes before own_revision was known
+  std::optional<std::int64_t> handed_over_at ETCDLOCK_GUARDED_BY(mu);
+  bool check_queue ETCDLOCK_GUARDED_BY(mu) = false;
+  std::string refused ETCDLOCK_GUARDED_BY(mu);  // why etcd refused a watch
+
+  explicit Signals(std::int64_t queue_slots) : slots(queue_slots) {}
+
+  void on_note(std::int64_t entry_revision, std::int64_t note_slots, std::int64_t revision) override {
+    if (note_slots != slots) return;  // for a queue of another kind under the same name: not ours to trust
+    {
+      MutexLock lock(mu);
+      if (own_revision == 0) {
+        early.emplace_back(entry_revision, revision);
+      } else if (entry_revision == own_revision) {
+        handed_over_at = revision;
+      }
+    }
+    changed.notify_all();
+  }
+  void on_notes_missed() override { ask_check(); }
+
+  void ask_check() {
+    {
+      MutexLock lock(mu);
+      check_queue = true;
+    }
+    changed.notify_all();
+  }
+  void refuse(const std::string& reason) {
+    {
+      MutexLock lock(mu);
+      refused = reason.empty() ? "permission denied" : reason;
+    }
+    changed.notify_all();
+  }
+  void wake() {
+    { MutexLock lock(mu); }
+    changed.notify_all();
+  }
+  void set_own(std::int64_t revision) {
+    MutexLock lock(mu);
+    own_revision = revision;
+    for (const auto& [entry_revision, at] : early) {
+      if (entry_revision == revision) handed_over_at = at;
+    }
+    early.clear();
+  }
+  void reset() {
+    MutexLock lock(mu);
+    own_revision = 0;
+    early.clear();
+    handed_over_at.reset();
+    check_queue = false;
+    refused.clear();
+  }
+};
+
+// The watch on an entry that holds us back. The hub may call it after it is
+// removed, so it shares the signals rather than pointing at the wait.
+class QueueWait::BlockerWatch final : public etcd::WatchListener {
+ public:
+  BlockerWatch(std::shared_ptr<Signals> signals, bool check_when_created)
+      : signals_(std::move(signals)), check_when_created_(check_when_created) {}
+  void on_created(std::int64_t) override {
+    // A watch from now: what changed before it started, a read sees.
+    if (check_when_created_) signals_->ask_check();
+  }
+  void on_events(std::span<const etcd::WatchEvent> events) override {
+    if (!events.empty()) signals_->ask_check();
+  }
+  void on_gap() override { signals_->ask_check(); }
+  void on_failed(const std::string& reason) override { signals_->refuse(reason); }
+
+ private:
+  std::shared_ptr<Signals> signals_;
+  const bool check_when_created_;
+};
+
+QueueWait::QueueWait(std::shared_ptr<LockContext> context, QueueDir queue, Entry entry)
+    : context_(std::move(context)),
+      queue_(std::move(queue)),
+      entry_(std::move(entry)),
+      signals_(std::make_shared<Signals>(entry_.admission.slots())) {}
+
+QueueWait::~QueueWait() {
+  stop_watching();
+  if (!key_.empty()) context_->inbox().forget(key_);
+}
+
+void QueueWait::begin(const Session& session) {
+  stop_watching();
+  if (!key_.empty()) {
+    context_->inbox().forget(key_);
+    // The lease of the last key was lost here, but may live on in etcd for a
+    // while, and a create of it in doubt may still land: nothing claims it.
+    if (own_ || create_sent_ || in_doubt_) context_->strays().retire(key_, lease_id_);
+  }
+  lease_id_ = session.lease_id();
+  key_ = queue_key(queue_.dir, session.lease_id()) + entry_.key_suffix;
+  // A key retired on this lease may still get an entry that a late create
+  // makes, which is then removed: ours must be another.
+  if (context_->strays().retired(key_)) key_ += context_->unique_key_suffix();
+  own_.reset();
+  create_sent_ = false;
+  in_doubt_ = false;
+  signals_->reset();
+  // Before the entry exists: a note may come as soon as it does.
+  if (entry_.takes_notes) context_->inbox().expect(key_, *signals_);
+}
+
+std::optional<QueueWait::Leftover> QueueWait::leftover() const {
+  if (own_) return Leftover{*own_, in_doubt_};
+  if (create_sent_ || in_doubt_) return Leftover{QueueEntry{key_, 0}, true};
+  return std::nullopt;
+}
+
+QueueWait::Result QueueWait::run(const std::shared_ptr<Session>& session, SteadyTime deadline, std::stop_token cancel,
+                                 Mode mode) {
+  if (!key_.starts_with(queue_key(queue_.dir, session->lease_id()) + entry_.key_suffix)) begin(*session);
+  std::optional<Read> read;
+  if (own_) {
+    read = read_ahead(deadline);  // a retry: where is our entry now?
+  } else if (mode == Mode::try_once && entry_.admission.rule() == Admission::Rule::exclusive) {
+    read = try_first(*session, deadline);
+    if (!read) return Result::not_acquired;
+  } else {
+    read = enqueue(*session, deadline);
+  }
+  if (!read) return lose_entry();
+  if (read->blockers.empty()) return acquire();
+  waited_ = true;
+  if (mode == Mode::try_once) return Result::not_acquired;
+  return wait_for_turn(*session, *read, deadline, std::move(cancel));
+}
+
+pb::TxnResponse QueueWait::send_create(const pb::TxnRequest& txn, SteadyTime deadline) {
+  create_sent_ = true;
+  try {
+    return context_->client().txn(txn, deadline, etcd::write_site::enqueue);
+  } catch (const Error& error) {
+    // No reply: etcd may apply it now, or much later. Whatever the attempt
+    // ends in, the key is retired then (stray_entries.h).
+    if (error.value() == errc::unavailable) in_doubt_ = true;
+    throw;
+  }
+}
+
+bool QueueWait::adopt(const Session& session, const mvccpb::KeyValue& found, bool created_by_us) {
+  if (created_by_us && found.lease() == session.lease_id()) {
+    // Ours already: a create whose reply was lost was applied.
+    own_ = QueueEntry{key_, found.create_revision()};
+    signals_->set_own(own_->revision);
+    return true;
+  }
+  // Not this attempt's: a create of an earlier one that landed late, or a
+  // key someone else made under our name. Taking it would give two holds
+  // one entry.
+  context_->log()(LogLevel::warning, "a queue key this attempt did not create was found under its name; taking another",
+                  {{"key", key_}});
+  // A stray of ours goes; so does a create of ours that is in doubt, which
+  // could land once someone else's key is gone.
+  if (found.lease() == session.lease_id() || in_doubt_) context_->strays().retire(key_, session.lease_id());
+  if (entry_.takes_notes) context_->inbox().forget(key_);
+  key_ = queue_key(queue_.dir, session.lease_id()) + entry_.key_suffix + context_->unique_key_suffix();
+  if (entry_.takes_notes) context_->inbox().expect(key_, *signals_);
+  create_sent_ = false;
+  in_doubt_ = false;
+  return false;
+}
+
+std::optional<QueueWait::Read> QueueWait::try_first(const Session& session, SteadyTime deadline) {
+  // One round trip either way: create our entry only in an empty queue.
+  for (;;) {
+    const bool created_by_us = create_sent_ || in_doubt_;
+    const auto response = send_create(enqueue_if_empty_txn(queue_, key_, entry_.value, session.lease_id()), deadline);
+    const std::int64_t revision = response.header().revision();
+    if (response.succeeded()) {
+      own_ = QueueEntry{key_, revision};
+      signals_->set_own(revision);
+      return Read{{}, revision};
+    }
+    const auto& own = response.responses(0).response_range();
+    const auto& head = response.responses(1).response_range();
+    const bool someone_first = head.kvs_size() > 0 && is_queue_entry(queue_.dir, head.kvs(0).key());
+    if (own.kvs_size() > 0) {
+      if (!adopt(session, own.kvs(0), created_by_us)) continue;
+      if (someone_first && head.kvs(0).key() == key_) return Read{{}, revision};
+      return read_ahead(deadline);
+    }
+    if (someone_first) {
+      if (!in_doubt_) create_sent_ = false;  // this failure branch created nothing
+      return std::nullopt;
+    }
+    // The queue's first key is one of a longer name ("a/b" under "a"): queue,
+    // then see who is ahead.
+    return enqueue(session, deadline);
+  }
+}
+
+std::optional<QueueWait::Read> QueueWait::enqueue(const Session& session, SteadyTime deadline) {
+  const auto& admission = entry_.admission;
+  for (;;) {
+    const bool created_by_us = create_sent_ || in_doubt_;
+    const AheadRead ahead{admission.first_read_limit(), admission.reads_values()};
+    const auto response = send_create(enqueue_txn(queue_, key_, entry_.value, session.lease_id(), ahead), deadline);
+    if (!response.succeeded()) {
+      const auto& own = response.responses(0).response_range();
+      if (own.kvs_size() == 0) return std::nullopt;  // gone between the compare and the read: impossible in one Txn
+      if (!adopt(session, own.kvs(0), created_by_us)) continue;
+      return read_ahead(deadline);
+    }
+    const std::int64_t revision = response.header().revision();
+    own_ = QueueEntry{key_, revision};
+    signals_->set_own(revision);
+    const auto& newest = response.responses(1).response_range();
+    if (entry_.check_ahead) {
+      std::vector<std::string> values;
+      for (const auto& kv : newest.kvs()) {
+        if (kv.key() != key_ && is_queue_entry(queue_.dir, kv.key())) values.push_back(kv.value());
+      }
+      entry_.check_ahead(values);
+    }
+    // Newest first: ours, then those ahead.
+    Admission::Scan ahead_scan(admission);
+    ahead_scan.take(queue_, newest, revision);
+    if (ahead_scan.decided()) return Read{ahead_scan.blockers(), revision};
+    return scan(ahead_scan, ahead_scan.next_below(), deadline);
+  }
+}
+
+std::optional<QueueWait::Read> QueueWait::read_ahead(SteadyTime deadline) {
+  Admission::Scan fresh(entry_.admission);
+  return scan(fresh, own_->revision, deadline);
+}
+
+std::optional<QueueWait::Read> QueueWait::scan(Admission::Scan& ahead_scan, std::int64_t below, SteadyTime deadline) {
+  // Our entry, and the pages ahead of it, each read with our entry in one
+  // revision: whatever the scan decides, our entry was there.
+  AheadRead page{entry_.admission.first_read_limit(), entry_.admission.reads_values()};
+  for (;;) {
+    const auto response = context_->client().txn(ahead_read(queue_, *own_, below, page), deadline);
+    const auto& own = response.responses(0).response_range();
+    if (own.kvs_size() == 0 || own.kvs(0).create_revision() != own_->revision) return std::nullopt;
+    ahead_scan.take(queue_, response.responses(1).response_range(), below);
+    if (ahead_scan.decided()) return Read{ahead_scan.blockers(), response.header().revision()};
+    below = ahead_scan.next_below();
+    page.limit = kQueuePage;
+  }
+}
+
+QueueWait::Result QueueWait::wait_for_turn(const Session& session, Read read, SteadyTime deadline,
+                                           std::stop_token cancel) {
+  watch(read);
+  const bool notes_expected = entry_.takes_notes && !context_->inbox().address().empty();
+  const auto wake = [signals = signals_] { signals->wake(); };
+  std::stop_callback on_session_lost(session.lost_token(), wake);
+  std::stop_callback on_closed(context_->closed_token(), wake);
+  for (;;) {
+    std::optional<std::int64_t> handed_over_at;
+    std::string refused;
+    bool check_queue = false;
+    {
+      MutexLock lock(signals_->mu);
+      const auto ready = [&]() ETCDLOCK_REQUIRES(signals_->mu) {
+        return signals_->handed_over_at || signals_->check_queue || !signals_->refused.empty() ||
+               !session.alive() || context_->closed();
+      };
+      if (deadline == SteadyTime::max()) {
+        signals_->changed.wait(lock, cancel, ready);
+      } else {
+        signals_->changed.wait_until(lock, cancel, deadline, ready);
+      }
+      if (signals_->check_queue && !signals_->handed_over_at && notes_expected) {
+        // An entry we watch is gone. If it handed over, its note comes in the
+        // same revision, right behind on the same stream: worth a moment's
+        // wait, since it spares a read.
+        signals_->changed.wait_for(lock, kNoteGrace,
+                                   [&]() ETCDLOCK_REQUIRES(signals_->mu) { return signals_->handed_over_at.has_value(); });
+      }
+      handed_over_at = signals_->handed_over_at;
+      refused = signals_->refused;
+      check_queue = std::exchange(signals_->check_queue, false);
+    }
+    if (handed_over_at) return confirm_own(deadline) ? acquire() : lose_entry();
+    if (context_->closed()) throw context_->closed_error();
+    if (!session.alive()) {
+      // Lost here, the lease may live on in etcd a while, and our entry in
+      // the queue with it: nothing claims it any more.
+      if (own_ || create_sent_) context_->strays().retire(key_, lease_id_);
+      return lose_entry();
+    }
+    if (!refused.empty()) {
+      throw Error(errc::permission_denied, "etcd refused to watch the queue of " + quote_value(queue_.dir) +
+                                               " ahead of our entry: " + refused);
+    }
+    if (!check_queue) return Result::not_acquired;  // cancelled, or the deadline passed
+    const auto fresh = read_ahead(deadline);
+    if (!fresh) return lose_entry();
+    if (fresh->blockers.empty()) return acquire();
+    watch(*fresh);
+  }
+}
+
+bool QueueWait::confirm_own(SteadyTime deadline) {
+  // The note says our entry was first at its revision; it may have been
+  // delivered late (our connection stalled), after an admin deleted the
+  // entry or its lease was revoked and the next waiter was let in. A read
+  // now is newer than anything the note knew.
+  pb::RangeRequest read;
+  read.set_key(own_->key);
+  read.set_keys_only(true);
+  const auto found = context_->client().range(read, context_->client().request_deadline(deadline));
+  return found.kvs_size() > 0 && found.kvs(0).create_revision() == own_->revision;
+}
+
+void QueueWait::watch(const Read& read) {
+  // Keep the watches of blockers that are still blockers: they have seen
+  // everything since they started.
+  std::vector<QueueEntry> kept;
+  std::vector<std::int64_t> kept_watches;
+  for (std::size_t i = 0; i < watched_.size(); ++i) {
+    const bool still = std::any_of(read.blockers.begin(), read.blockers.end(), [&](const QueueEntry& blocker) {
+      return blocker.key == watched_[i].key && blocker.revision == watched_[i].revision;
+    });
+    if (still) {
+      kept.push_back(watched_[i]);
+      kept_watches.push_back(watches_[i]);
+    } else {
+      context_->watches().remove(watches_[i]);
+    }
+  }
+  watched_ = std::move(kept);
+  watches_ = std::move(kept_watches);
+  const auto events =
+      entry_.admission.watches_changes() ? etcd::WatchHub::Events::all : etcd::WatchHub::Events::deletes_only;
+  // Entries that take notes get them on the fast path; their watches start
+  // after the read, so none misses a change, even if etcd delivers it up to
+  // 100 ms late (it catches up a watch that starts in the past in a loop).
+  // Entries without notes (readers, election candidates) would wait that
+  // long: their watches start from now, in sync, and a read once they are in
+  // place covers what came before.
+  const bool from_now = !entry_.takes_notes;
+  for (const auto& blocker : read.blockers) {
+    const bool watched = std::any_of(watched_.begin(), watched_.end(),
+                                     [&](const QueueEntry& entry) { return entry.key == blocker.key; });
+    if (watched) continue;
+    watches_.push_back(context_->watches().add(blocker.key, "", from_now ? 0 : read.revision + 1,
+                                               std::make_shared<BlockerWatch>(signals_, from_now), events));
+    watched_.push_back(blocker);
+  }
+}
+
+void QueueWait::stop_watching() {
+  for (const auto watch : watches_) context_->watches().remove(watch);
+  watches_.clear();
+  watched_.clear();
+}
+
+QueueWait::Result QueueWait::lose_entry() {
+  // A create in doubt stays so: it could still land on this key.
+  stop_watching();
+  own_.reset();
+  create_sent_ = false;
+  signals_->reset();
+  return Result::entry_lost;
+}
+
+QueueWait::Result QueueWait::acquire() {
+  stop_watching();
+  acquired_ = Acquired{*own_, waited_, in_doubt_};
+  return Result::acquired;
+}
+
+}  // namespace etcdlock::detail

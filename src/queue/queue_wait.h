@@ -1,0 +1,148 @@
+// QueueWait: one thread's attempt to take a place in a name's etcd queue:
+// enqueue, wait until it is admitted (see admission.h), and confirm it.
+//
+// The queue is etcd's recipe: every entry under the name's directory, by
+// create revision. An entry waits only for the few entries whose going can
+// admit it (for a lock, its predecessor), so a hand-over costs each waiter
+// nothing but its own wake-up, however long the queue. Admission comes in one
+// of two ways:
+//   - a hand-over note in the manager's inbox (see hand_over.h), written by a
+//     releasing etcdlock holder in the same Txn as its delete and guarded by
+//     our entry's create revision: we were admitted at that revision. A note
+//     may arrive late (a stalled connection), after our entry was deleted
+//     and the next waiter let in, so it is acted on only once a read of our
+//     own key shows the entry still there. This is the fast path, on a watch
+//     that has long been in sync.
+//   - the deletion (or change) of an entry we watch, seen on a watch of its
+//     key from the revision we read it at, so none is missed. Then one read,
+//     in one revision, of our own entry (still there, with the same create
+//     revision? etcd's own Mutex once forgot this, etcd issue 11456) and of
+//     the entries ahead: admitted, or a new set to watch. Such a watch,
+//     created moments ago, may lag by up to 100 ms (etcd catches up new
+//     watchers in a loop every 100 ms), which is why the note exists; it is
+//     what covers holders that write no notes (etcdctl, Go's Mutex, a
+//     crashed process) and waiters that leave.
+// A watch gap (compacted history) or a missed note leads to the same read.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <stop_token>
+#include <string>
+#include <vector>
+
+#include "queue/admission.h"
+#include "queue/lock_context.h"
+#include "keys/queue_requests.h"
+#include "session/session.h"
+
+namespace etcdlock::detail {
+
+class QueueWait {
+ public:
+  enum class Mode {
+    wait,      // wait in the queue until the deadline
+    try_once,  // never wait: give up unless admitted at once
+  };
+  enum class Result {
+    acquired,      // our entry is admitted: see acquired()
+    not_acquired,  // not admitted at once (try_once), the deadline passed, or `cancel` was requested
+    entry_lost,    // our entry is gone (its lease was lost, or it was deleted): queue again
+  };
+  struct Acquired {
+    QueueEntry entry;
+    bool waited = false;    // an entry held us back at some point
+    bool in_doubt = false;  // a create went unanswered: it may land after the hold ends (retire the key then)
+  };
+  // An entry this wait may have left in etcd.
+  struct Leftover {
+    QueueEntry entry;       // revision 0 when its creation is in doubt
+    bool in_doubt = false;  // a create went unanswered: it may land later (retire the key)
+  };
+  // What our entry is.
+  struct Entry {
+    std::string value;      // the holder value, or an election's proposal
+    std::string key_suffix;  // after the lease id: "" for one entry per lease, "-<n>" for several
+    Admission admission = Admission::exclusive();
+    // Called with the values of the entries ahead that the first read
+    // returned (when the admission reads values); may throw to refuse the
+    // queue (a semaphore whose limit differs).
+    std::function<void(const std::vector<std::string>& values)> check_ahead;
+    // The entry's value names the manager's inbox: it takes hand-over notes.
+    bool takes_notes = true;
+  };
+
+  QueueWait(std::shared_ptr<LockContext> context, QueueDir queue, Entry entry);
+  // Stops watching and forgets the inbox; never deletes anything.
+  ~QueueWait();
+  QueueWait(const QueueWait&) = delete;
+  QueueWait& operator=(const QueueWait&) = delete;
+
+  // Takes, or keeps, a place in the queue on `session`'s lease and waits to
+  // be admitted until `deadline`. May be called again after it threw (etcd
+  // unavailable): an entry it created is found again and keeps its place.
+  // Throws Error: unavailable, closed, permission_denied; etcd::LeaseNotFound.
+  Result run(const std::shared_ptr<Session>& session, SteadyTime deadline, std::stop_token cancel, Mode mode);
+  const Acquired& acquired() const { return acquired_; }
+
+  // The entry this wait may have left in etcd when it did not acquire, to be
+  // removed; nullopt when there is none.
+  std::optional<Leftover> leftover() const;
+  // The key of our entry, or of the one we are about to create.
+  const std::string& key() const { return key_; }
+
+ private:
+  struct Signals;
+  class BlockerWatch;
+  // What a read of the queue found: admitted (no blockers), or the entries
+  // to watch; and the revision it read at.
+  struct Read {
+    std::vector<QueueEntry> blockers;
+    std::int64_t revision = 0;
+  };
+
+  void begin(const Session& session);
+  // Sends a Txn that may create our entry; no reply puts the attempt in doubt.
+  pb::TxnResponse send_create(const pb::TxnRequest& txn, SteadyTime deadline);
+  // A create found our key taken: ours when this attempt created it (a
+  // retry of a create whose reply was lost); otherwise a stray of ours or
+  // someone else's key, which this attempt must not take for its own: then
+  // the key is retired when it is on our lease, and the attempt takes a
+  // fresh key. True when the entry is ours.
+  bool adopt(const Session& session, const mvccpb::KeyValue& found, bool created_by_us);
+  // A hand-over note said our entry was admitted: true when a read shows it
+  // is still there (a note may come late, after the entry was deleted).
+  bool confirm_own(SteadyTime deadline);
+  // The Txns that create our entry; they set own_ and return what holds it
+  // back (try_first: nullopt when someone else holds; enqueue: nullopt when
+  // our entry is gone).
+  std::optional<Read> try_first(const Session& session, SteadyTime deadline);
+  std::optional<Read> enqueue(const Session& session, SteadyTime deadline);
+  // Our entry and what holds it back, read in one revision, going on from a
+  // first page that a create read; nullopt when our entry is gone.
+  std::optional<Read> scan(Admission::Scan& scan, std::int64_t revision, SteadyTime deadline);
+  std::optional<Read> read_ahead(SteadyTime deadline);
+  Result wait_for_turn(const Session& session, Read read, SteadyTime deadline, std::stop_token cancel);
+  void watch(const Read& read);
+  void stop_watching();
+  Result acquire();
+  Result lose_entry();
+
+  const std::shared_ptr<LockContext> context_;
+  const QueueDir queue_;
+  const Entry entry_;
+  const std::shared_ptr<Signals> signals_;
+  std::string key_;                    // our entry's key on the current lease
+  std::int64_t lease_id_ = 0;          // that lease
+  std::optional<QueueEntry> own_;      // our entry, once a Txn told us it exists
+  bool create_sent_ = false;           // a create of key_ went out: it may exist
+  bool in_doubt_ = false;              // a create of key_ went unanswered
+  bool waited_ = false;
+  std::vector<QueueEntry> watched_;    // the blockers we watch
+  std::vector<std::int64_t> watches_;  // their watches
+  Acquired acquired_;
+};
+
+}  // namespace etcdlock::detail

@@ -1,0 +1,201 @@
+#include "queue/stray_entries.h"
+
+#include <algorithm>
+#include <vector>
+
+#include "etcd/lost_replies.h"
+#include "keys/queue_requests.h"
+
+namespace etcdlock::detail {
+namespace {
+
+constexpr auto kRetryPause = std::chrono::milliseconds(200);
+// How often the guards of leases this manager no longer renews are checked
+// against etcd: such a lease ends within one TTL.
+constexpr auto kSweepInterval = std::chrono::seconds(1);
+
+}  // namespace
+
+// Forwards the watch of a retired key to the worker: the hub's thread must
+// not wait for etcd. The hub may call it after the guard is gone.
+class StrayEntries::GuardWatch final : public etcd::WatchListener {
+ public:
+  GuardWatch(StrayEntries& strays, std::string key, std::int64_t lease_id)
+      : strays_(strays), key_(std::move(key)), lease_id_(lease_id) {}
+  void on_created(std::int64_t) override { post_check(); }  // what came before the watch
+  void on_events(std::span<const etcd::WatchEvent> events) override {
+    for (const auto& event : events) {
+      if (event.deleted || event.lease != lease_id_) continue;  // only entries on our lease are ours to remove
+      strays_.worker_.post([&strays = strays_, key = key_, revision = event.create_revision] {
+        strays.remove(key, revision);
+      });
+    }
+  }
+  void on_gap() override { post_check(); }
+  void on_failed(const std::string& reason) override {
+    strays_.log_(LogLevel::error, "etcd refused to watch a retired queue key; an entry created late under it stays",
+                 {{"key", key_}, {"reason", reason}});
+  }
+
+ private:
+  void post_check() {
+    strays_.worker_.post([&strays = strays_, key = key_] { strays.check(key); });
+  }
+
+  StrayEntries& strays_;
+  const std::string key_;
+  const std::int64_t lease_id_;
+};
+
+StrayEntries::StrayEntries(const etcd::Client& client, etcd::WatchHub& watches, const Logger& log,
+                           SessionSource& sessions, Worker& worker)
+    : client_(client), watches_(watches), log_(log), sessions_(sessions), worker_(worker) {}
+
+StrayEntries::~StrayEntries() { close(); }
+
+void StrayEntries::retire(const std::string& key, std::int64_t lease_id) {
+  bool post_sweep = false;
+  {
+    MutexLock lock(mu_);
+    if (closed_ || guards_.contains(key)) return;
+    guards_[key] = Guard{lease_id, 0};
+    post_sweep = !std::exchange(sweep_posted_, true);
+  }
+  // Added outside mu_: the hub may call the listener at once.
+  const auto watch = watches_.add(key, "", 0, std::make_shared<GuardWatch>(*this, key, lease_id),
+                                  etcd::WatchHub::Events::puts_only);
+  bool stale = false;
+  {
+    MutexLock lock(mu_);
+    const auto found = guards_.find(key);
+    if (found != guards_.end() && !closed_) {
+      found->second.watch = watch;
+    } else {
+      stale = true;  // closed meanwhile
+    }
+  }
+  if (stale) watches_.remove(watch);
+  if (post_sweep) worker_.post_at(SteadyClock::now() + kSweepInterval, [this] { sweep(); });
+}
+
+bool StrayEntries::retired(const std::string& key) const {
+  MutexLock lock(mu_);
+  return guards_.contains(key);
+}
+
+std::size_t StrayEntries::size() const {
+  MutexLock lock(mu_);
+  return guards_.size();
+}
+
+std::int64_t StrayEntries::lease_of(const std::string& key) const {
+  MutexLock lock(mu_);
+  const auto found = guards_.find(key);
+  return found == guards_.end() || closed_ ? 0 : found->second.lease_id;
+}
+
+void StrayEntries::check(const std::string& key) {
+  if (lease_of(key) == 0) return;
+  // Asynchronous, the reply handled on the worker: a slow etcd must not hold
+  // the worker up (see Worker).
+  pb::RangeRequest read;
+  read.set_key(key);
+  client_.range_async(std::move(read), client_.command_deadline(),
+                      [this, key](pb::RangeResponse&& found, const Error* error) {
+                        if (error) {
+                          if (error->value() != errc::unavailable) {
+                            log_(LogLevel::error, "could not read a retired queue key",
+                                 {{"key", key}, {"error", error->what()}});
+                            return;
+                          }
+                          worker_.post_at(SteadyClock::now() + kRetryPause, [this, key] { check(key); });
+                          return;
+                        }
+                        const std::int64_t lease_id = lease_of(key);
+                        if (found.kvs_size() == 0 || lease_id == 0 || found.kvs(0).lease() != lease_id) return;
+                        worker_.post([this, key, revision = found.kvs(0).create_revision()] { remove(key, revision); });
+                      });
+}
+
+void StrayEntries::remove(const std::string& key, std::int64_t create_revision) {
+  if (lease_of(key) == 0) return;
+  auto removal = while_created_at(key, create_revision);
+  removal.add_success()->mutable_request_delete_range()->set_key(key);
+  client_.txn_async(std::move(removal), client_.command_deadline(), etcd::write_site::removal,
+                    [this, key, create_revision](pb::TxnResponse&& response, const Error* error) {
+                      if (!error) {
+                        if (response.succeeded()) {
+                          log_(LogLevel::info, "removed a queue entry that nothing claims", {{"key", key}});
+                        }
+                        return;
+                      }
+                      if (error->value() != errc::unavailable) {
+                        log_(LogLevel::error, "could not delete a queue entry that nothing claims",
+                             {{"key", key}, {"error", error->what()}});
+                        return;
+                      }
+                      worker_.post_at(SteadyClock::now() + kRetryPause,
+                                      [this, key, create_revision] { remove(key, create_revision); });
+                    });
+}
+
+bool StrayEntries::lease_is_current(std::int64_t lease_id) const {
+  const auto session = sessions_.latest();
+  return session && session->lease_id() == lease_id && session->alive();
+}
+
+void StrayEntries::sweep() {
+  // The leases of guards that this manager no longer keeps alive: asked of
+  // etcd one by one, the answers handled on the worker.
+  std::vector<std::int64_t> leases;
+  {
+    MutexLock lock(mu_);
+    for (const auto& [key, guard] : guards_) {
+      if (std::find(leases.begin(), leases.end(), guard.lease_id) == leases.end()) leases.push_back(guard.lease_id);
+    }
+  }
+  std::erase_if(leases, [&](std::int64_t lease_id) { return lease_is_current(lease_id); });
+  for (const auto lease_id : leases) {
+    client_.lease_time_to_live_async(lease_id, client_.command_deadline(),
+                                     [this, lease_id](pb::LeaseTimeToLiveResponse&& lease, const Error* error) {
+                                       if (!error && lease.ttl() < 0) worker_.post([this, lease_id] { forget(lease_id); });
+                                     });
+  }
+  bool again = false;
+  {
+    MutexLock lock(mu_);
+    again = sweep_posted_ = !guards_.empty() && !closed_;
+  }
+  if (again) worker_.post_at(SteadyClock::now() + kSweepInterval, [this] { sweep(); });
+}
+
+void StrayEntries::forget(std::int64_t lease_id) {
+  std::vector<std::int64_t> ended_watches;
+  {
+    MutexLock lock(mu_);
+    for (auto guard = guards_.begin(); guard != guards_.end();) {
+      if (guard->second.lease_id == lease_id) {
+        if (guard->second.watch != 0) ended_watches.push_back(guard->second.watch);
+        guard = guards_.erase(guard);
+      } else {
+        ++guard;
+      }
+    }
+  }
+  for (const auto watch : ended_watches) watches_.remove(watch);
+}
+
+void StrayEntries::close() {
+  std::map<std::string, Guard> guards;
+  {
+    MutexLock lock(mu_);
+    if (closed_) return;
+    closed_ = true;
+    guards.swap(guards_);
+  }
+  for (const auto& [key, guard] : guards) {
+    if (guard.watch != 0) watches_.remove(guard.watch);
+  }
+}
+
+}  // namespace etcdlock::detail

@@ -1,0 +1,91 @@
+// StrayEntries: keys of this manager's queue entries that nothing of it
+// claims any more, but that may still be in etcd, or appear there later.
+//
+// Two faults leave such keys. A delete whose reply was lost (an unlock, a
+// resign, a permit given back while etcd hung) may or may not have happened.
+// Worse, a create whose reply was lost may be applied long after the attempt
+// that sent it gave up: a member that was frozen forwards it when it thaws.
+// Either way the entry, on a lease this process keeps alive, would block
+// everyone queued behind it for as long as the process lives.
+//
+// So such a key is retired: no attempt of this manager uses it again (a new
+// attempt takes a fresh key, see QueueWait), and a watch on it removes the
+// entry now and whatever create of it lands later, for as long as its lease
+// lives. Since nothing of ours will ever create the key again, any entry
+// found under it on that lease is a stray.
+//
+// Retiring costs a watch and a read per key, and happens only after a fault.
+// Nothing is written outside the queue itself: no key of etcdlock's lies
+// where etcd's Go Mutex or etcdctl would count it as a waiter.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+
+#include "etcd/client.h"
+#include "etcd/watch_hub.h"
+#include "base/logger.h"
+#include "base/mutex.h"
+#include "session/session_source.h"
+#include "base/worker.h"
+
+namespace etcdlock::detail {
+
+// Thread-safe. Its requests are asynchronous, sent from the worker, and their
+// replies handled there; none is made under its mutex.
+class StrayEntries {
+ public:
+  StrayEntries(const etcd::Client& client, etcd::WatchHub& watches, const Logger& log, SessionSource& sessions,
+               Worker& worker);
+  // close().
+  ~StrayEntries();
+  StrayEntries(const StrayEntries&) = delete;
+  StrayEntries& operator=(const StrayEntries&) = delete;
+
+  // No attempt of this manager will use `key`, an entry key on lease
+  // `lease_id`, again: remove what is there and what comes, while the lease
+  // lives. Idempotent; never blocks.
+  void retire(const std::string& key, std::int64_t lease_id);
+  // `key` was retired: an attempt must take another one.
+  bool retired(const std::string& key) const;
+  // How many keys are guarded now (for tests and metrics).
+  std::size_t size() const;
+
+  // Stops every guard (the manager closes: its lease is revoked, which takes
+  // the entries). Idempotent.
+  void close();
+
+ private:
+  struct Guard {
+    std::int64_t lease_id = 0;
+    std::int64_t watch = 0;  // its handle in the hub
+  };
+  class GuardWatch;
+
+  // Reads `key` and removes it if it is an entry on the guard's lease.
+  void check(const std::string& key);
+  // Deletes `key` while it is the entry created at `create_revision`;
+  // retried while etcd cannot be reached and the guard stands.
+  void remove(const std::string& key, std::int64_t create_revision);
+  // Asks etcd about the leases of guards that this manager no longer keeps
+  // alive, and forgets the guards of those it no longer has.
+  void sweep();
+  void forget(std::int64_t lease_id);
+  std::int64_t lease_of(const std::string& key) const;
+  bool lease_is_current(std::int64_t lease_id) const;
+
+  const etcd::Client& client_;
+  etcd::WatchHub& watches_;
+  const Logger& log_;
+  SessionSource& sessions_;
+  Worker& worker_;
+
+  mutable Mutex mu_;
+  std::map<std::string, Guard> guards_ ETCDLOCK_GUARDED_BY(mu_);  // by key
+  bool sweep_posted_ ETCDLOCK_GUARDED_BY(mu_) = false;
+  bool closed_ ETCDLOCK_GUARDED_BY(mu_) = false;
+};
+
+}  // namespace etcdlock::detail

@@ -1,0 +1,97 @@
+#include "etcdlock/semaphore.h"
+
+#include "etcdlock/error.h"
+#include "queue/guarded_write.h"
+#include "recipes/semaphore_impl.h"
+#include "base/text.h"
+
+namespace etcdlock {
+
+Permit::Permit(std::shared_ptr<detail::PermitHold> hold) : hold_(std::move(hold)) {}
+
+Permit& Permit::operator=(Permit&& other) noexcept {
+  if (this != &other) {
+    release();
+    hold_ = std::move(other.hold_);
+  }
+  return *this;
+}
+
+Permit::~Permit() { release(); }
+
+bool Permit::held() const { return hold_ && !hold_->released() && !hold_->hold().lost(); }
+
+void Permit::release() noexcept {
+  std::error_code ignored;
+  release(ignored);
+}
+
+void Permit::release(std::error_code& ec) noexcept {
+  ec.clear();
+  if (!hold_) {
+    ec = make_error_code(errc::lock_not_held);
+    return;
+  }
+  hold_->release(ec);
+  hold_.reset();
+}
+
+std::stop_token Permit::lost_token() const { return hold_ ? hold_->hold().lost_token() : std::stop_token(); }
+bool Permit::lost() const { return hold_ && hold_->hold().lost(); }
+std::int64_t Permit::fencing_token() const { return held() ? hold_->hold().entry().revision : 0; }
+
+bool Permit::guarded_put(std::string_view key, std::string_view value) {
+  if (!hold_) return false;
+  return detail::guarded_put(hold_->hold_context().client(), hold_->guarded_txn(), key, value);
+}
+
+bool Permit::guarded_delete(std::string_view key) {
+  if (!hold_) return false;
+  return detail::guarded_delete(hold_->hold_context().client(), hold_->guarded_txn(), key);
+}
+
+Semaphore::Semaphore(std::shared_ptr<detail::SemaphoreImpl> impl) : impl_(std::move(impl)) {}
+
+// The permits it kept go back with the last reference to it.
+Semaphore::~Semaphore() { impl_->release_kept(impl_->kept()); }
+
+Permit Semaphore::acquire_permit(std::stop_token cancel) {
+  return Permit(impl_->acquire(detail::SteadyTime::max(), std::move(cancel), detail::QueueWait::Mode::wait));
+}
+
+std::optional<Permit> Semaphore::try_acquire_permit() {
+  auto hold = impl_->acquire(detail::deadline_after(impl_->context().client().command_timeout()), {},
+                             detail::QueueWait::Mode::try_once);
+  if (!hold) return std::nullopt;
+  return Permit(std::move(hold));
+}
+
+std::optional<Permit> Semaphore::try_acquire_permit_until_steady(detail::SteadyTime deadline, std::stop_token cancel) {
+  if (deadline <= std::chrono::steady_clock::now()) return try_acquire_permit();
+  auto hold = impl_->acquire(deadline, std::move(cancel), detail::QueueWait::Mode::wait);
+  if (!hold) return std::nullopt;
+  return Permit(std::move(hold));
+}
+
+bool Semaphore::keep(std::optional<Permit> permit) {
+  if (!permit) return false;
+  impl_->keep(std::move(permit->hold_));
+  return true;
+}
+
+void Semaphore::acquire() { keep(acquire_permit()); }
+bool Semaphore::try_acquire() { return keep(try_acquire_permit()); }
+
+void Semaphore::release(std::ptrdiff_t update) {
+  if (update < 0 || !impl_->release_kept(static_cast<std::size_t>(update))) {
+    throw Error(errc::lock_not_held, "cannot release " + std::to_string(update) + " permits of semaphore " +
+                                         detail::quote_value(impl_->name()) + ": it keeps " +
+                                         std::to_string(impl_->kept()));
+  }
+}
+
+std::size_t Semaphore::kept() const { return impl_->kept(); }
+std::int64_t Semaphore::limit() const { return impl_->limit(); }
+const std::string& Semaphore::name() const { return impl_->name(); }
+
+}  // namespace etcdlock

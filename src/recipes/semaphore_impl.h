@@ -1,0 +1,98 @@
+// SemaphoreImpl: the state behind one named Semaphore, and PermitHold, one
+// permit.
+//
+// Each acquisition is an entry of its own, "<lease id>-<n>", in the name's
+// queue, admitted while fewer than `limit` entries are ahead of it. Keys are
+// never reused, so threads of one process need no turn: etcd orders all of
+// them. A release hands its slot over with a note (see hand_over.h) to the
+// entry just past the first `limit`.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <optional>
+#include <stop_token>
+#include <string>
+
+#include "etcdlock/options.h"
+#include "queue/hold.h"
+#include "queue/lock_context.h"
+#include "queue/lock_metrics.h"
+#include "base/mutex.h"
+#include "keys/queue_requests.h"
+#include "queue/queue_wait.h"
+
+namespace etcdlock::detail {
+
+class SemaphoreImpl;
+
+// One permit: a hold, and how to give it back. Thread-safe.
+class PermitHold {
+ public:
+  PermitHold(std::shared_ptr<SemaphoreImpl> semaphore, std::shared_ptr<Hold> hold, bool in_doubt)
+      : semaphore_(std::move(semaphore)), hold_(std::move(hold)), in_doubt_(in_doubt) {}
+  // Gives the permit back if release() did not.
+  ~PermitHold();
+
+  const Hold& hold() const { return *hold_; }
+  LockContext& hold_context() const;
+  std::optional<pb::TxnRequest> guarded_txn() const;
+  // Gives the permit back, once: errc::lock_expired when it had been lost.
+  void release(std::error_code& ec) noexcept;
+  bool released() const { return released_.load(); }
+
+ private:
+  const std::shared_ptr<SemaphoreImpl> semaphore_;
+  const std::shared_ptr<Hold> hold_;
+  const bool in_doubt_;
+  std::atomic<bool> released_{false};
+};
+
+// Thread-safe.
+class SemaphoreImpl : public std::enable_shared_from_this<SemaphoreImpl> {
+ public:
+  // What the registry compares: a name is one semaphore with one limit.
+  struct Options {
+    std::int64_t limit = 1;
+    SemaphoreOptions retry;
+    friend bool operator==(const Options&, const Options&) = default;
+  };
+
+  SemaphoreImpl(std::shared_ptr<LockContext> context, std::string name, Options options);
+
+  // A permit, or nullptr when `mode` gave up or the deadline passed. Throws Error.
+  std::shared_ptr<PermitHold> acquire(SteadyTime deadline, std::stop_token cancel, QueueWait::Mode mode);
+  // Gives a permit's entry back to etcd, handing its slot over.
+  void release(Hold& hold, bool in_doubt, std::error_code& ec) noexcept;
+
+  // The permits that the counting_semaphore-shaped calls keep.
+  void keep(std::shared_ptr<PermitHold> permit);
+  // Gives back `count` kept permits, oldest first; false when fewer are kept.
+  bool release_kept(std::size_t count);
+  std::size_t kept() const;
+
+  const std::string& name() const { return name_; }
+  std::int64_t limit() const { return options_.limit; }
+  const Options& options() const { return options_; }
+  LockContext& context() { return *context_; }
+
+ private:
+  // Throws Error(errc::invalid_argument) when an entry ahead says another limit.
+  void check_limits(const std::vector<std::string>& values) const;
+
+  const std::shared_ptr<LockContext> context_;
+  const std::string name_;
+  const std::shared_ptr<LockCounters> counters_;  // null when metrics are off
+  const QueueDir queue_;
+  const Options options_;
+
+  mutable Mutex mu_;
+  std::deque<std::shared_ptr<PermitHold>> kept_ ETCDLOCK_GUARDED_BY(mu_);
+  // A release found a waiter: the next one reads the queue first, to hand
+  // over in the same Txn.
+  bool expect_successor_ ETCDLOCK_GUARDED_BY(mu_) = false;
+};
+
+}  // namespace etcdlock::detail

@@ -1,0 +1,170 @@
+#include "recipes/shared_lock_impl.h"
+
+#include "etcd/lost_replies.h"
+#include "queue/entry_removal.h"
+#include "keys/holder_value.h"
+#include "keys/key_layout.h"
+#include "queue/queue_acquisition.h"
+#include "base/text.h"
+
+namespace etcdlock::detail {
+
+SharedLockImpl::SharedLockImpl(std::shared_ptr<LockContext> context, std::string name, LockOptions options)
+    : context_(std::move(context)),
+      name_(std::move(name)),
+      counters_(context_->lock_counters().counters("shared lock", name_)),
+      queue_{queue_dir(context_->prefix(), name_), prefix_range_end(queue_dir(context_->prefix(), name_))},
+      options_(options) {}
+
+SharedLockImpl::~SharedLockImpl() {
+  // No other reference exists, so no thread can be inside a member function.
+  std::map<std::thread::id, ThreadHold> left;
+  {
+    MutexLock lock(mu_);
+    left.swap(holds_);
+  }
+  for (auto& [thread, held] : left) {
+    if (!held.hold->lost() && !context_->closed()) {
+      context_->log()(LogLevel::warning, "shared lock destroyed while held; releasing it",
+                      {{"name", name_}, {"key", held.hold->entry().key}});
+    }
+    std::error_code ignored;
+    give_up(*held.hold, held.in_doubt, ignored);
+  }
+}
+
+bool SharedLockImpl::acquire(Side side, SteadyTime deadline, std::stop_token cancel, QueueWait::Mode mode) {
+  const auto me = std::this_thread::get_id();
+  {
+    MutexLock lock(mu_);
+    context_->check_open();
+    if (const auto found = holds_.find(me); found != holds_.end()) {
+      ThreadHold& held = found->second;
+      if (held.hold->lost()) {
+        throw Error(errc::lock_expired, "the hold of shared lock " + quote_value(name_) +
+                                            " was lost; unlock it before locking again");
+      }
+      if (side == Side::write && held.side == Side::read) {
+        throw Error(errc::lock_already_held, "this thread holds shared lock " + quote_value(name_) +
+                                                 " for reading; upgrading to writing is refused (it could wait "
+                                                 "forever): unlock_shared() first");
+      }
+      if (side == Side::read && held.side == Side::write) {
+        downgrade(held);
+        return true;
+      }
+      if (!options_.reentrant) {
+        throw Error(errc::lock_already_held, "shared lock " + quote_value(name_) + " is already held by this thread");
+      }
+      ++held.depth;
+      return true;
+    }
+  }
+  const auto suffix = context_->unique_key_suffix();
+  const bool write = side == Side::write;
+  QueueWait::Entry entry{context_->entry_value(write ? HolderValue::Mode::write : HolderValue::Mode::read, 0,
+                                               /*with_inbox=*/false),
+                         suffix, write ? Admission::exclusive() : Admission::shared(), {}, false};
+  QueueAcquisition acquisition(context_, queue_, write ? "write lock" : "read lock", name_, std::move(entry),
+                               {options_.retry_interval, options_.max_retries}, counters_);
+  auto acquired = acquisition.run(deadline, cancel, mode);
+  if (!acquired) return false;
+  MutexLock lock(mu_);
+  holds_[me] = ThreadHold{side, 1, std::move(acquired->hold), acquired->in_doubt};
+  return true;
+}
+
+void SharedLockImpl::downgrade(ThreadHold& held) {
+  if (held.depth != 1) {
+    throw Error(errc::lock_already_held, "shared lock " + quote_value(name_) +
+                                             " is held for writing more than once by this thread; unlock to one "
+                                             "level before taking the read side");
+  }
+  const auto hold = held.hold;
+  // The mutex is not held across a call to etcd. It is taken back also when
+  // the call throws, so the caller's MutexLock still owns it afterwards.
+  mu_.unlock();
+  std::optional<bool> done;  // unknown until etcd answers
+  std::optional<Error> failure;
+  try {
+    // The same key, so the same place in the queue; a reader now.
+    auto txn = while_created_at(hold->entry().key, hold->entry().revision);
+    auto* put = txn.add_success()->mutable_request_put();
+    put->set_key(hold->entry().key);
+    put->set_value(context_->entry_value(HolderValue::Mode::read, 0, /*with_inbox=*/false));
+    put->set_lease(hold->lease_id());
+    done = context_->client().txn(txn, context_->client().command_deadline(), etcd::write_site::downgrade).succeeded();
+  } catch (const Error& error) {
+    failure = error;
+  }
+  if (!done && failure && failure->value() == errc::unavailable) {
+    // The put may have committed, letting readers in: the write side is
+    // given up all the same, and so is the read side it asked for, which is
+    // not ours unconfirmed. The hold is lost; its entry goes in the background.
+    hold->lose(LossCause::unconfirmed);
+    remove_entry(*context_, {hold->entry(), held.in_doubt}, hold->lease_id());
+  }
+  mu_.lock();
+  if (failure) throw *failure;
+  if (!*done) {
+    hold->lose(LossCause::deleted);
+    throw Error(errc::lock_expired, "the write hold of shared lock " + quote_value(name_) + " was lost");
+  }
+  held.side = Side::read;
+}
+
+void SharedLockImpl::give_up(Hold& hold, bool in_doubt, std::error_code& ec) noexcept {
+  hold.give_up(
+      [&] {
+        auto txn = while_created_at(hold.entry().key, hold.entry().revision);
+        txn.add_success()->mutable_request_delete_range()->set_key(hold.entry().key);
+        return context_->client().txn(txn, context_->client().command_deadline(), etcd::write_site::release).succeeded();
+      },
+      in_doubt, ec);
+}
+
+void SharedLockImpl::release(Side side, std::error_code& ec) noexcept {
+  ec.clear();
+  std::shared_ptr<Hold> hold;
+  bool in_doubt = false;
+  {
+    MutexLock lock(mu_);
+    const auto found = holds_.find(std::this_thread::get_id());
+    if (found == holds_.end() || found->second.side != side) {
+      ec = make_error_code(errc::lock_not_held);
+      return;
+    }
+    if (--found->second.depth > 0) return;
+    hold = std::move(found->second.hold);
+    in_doubt = found->second.in_doubt;
+    holds_.erase(found);
+  }
+  give_up(*hold, in_doubt, ec);
+}
+
+bool SharedLockImpl::held_by_this_thread(Side side) const {
+  MutexLock lock(mu_);
+  const auto found = holds_.find(std::this_thread::get_id());
+  return found != holds_.end() && found->second.side == side && !found->second.hold->lost();
+}
+
+std::stop_token SharedLockImpl::lost_token() const {
+  MutexLock lock(mu_);
+  const auto found = holds_.find(std::this_thread::get_id());
+  return found != holds_.end() ? found->second.hold->lost_token() : std::stop_token();
+}
+
+std::int64_t SharedLockImpl::fencing_token() const {
+  MutexLock lock(mu_);
+  const auto found = holds_.find(std::this_thread::get_id());
+  return found != holds_.end() && !found->second.hold->lost() ? found->second.hold->entry().revision : 0;
+}
+
+std::optional<pb::TxnRequest> SharedLockImpl::guarded_txn() const {
+  MutexLock lock(mu_);
+  const auto found = holds_.find(std::this_thread::get_id());
+  if (found == holds_.end() || found->second.hold->lost()) return std::nullopt;
+  return while_created_at(found->second.hold->entry().key, found->second.hold->entry().revision);
+}
+
+}  // namespace etcdlock::detail

@@ -1,0 +1,78 @@
+// SharedLockImpl: the state behind one named SharedLock: each thread's hold,
+// on which side, how deep.
+//
+// Every hold is an entry of its own, "<lease id>-<n>", whose value says its
+// side; writers are admitted with nothing ahead, readers with no writer ahead
+// (admission.h). Keys are never reused, so the threads of one process need no
+// turn: etcd orders all of them, fairly.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <stop_token>
+#include <string>
+#include <thread>
+
+#include "etcdlock/options.h"
+#include "queue/hold.h"
+#include "queue/lock_context.h"
+#include "queue/lock_metrics.h"
+#include "base/mutex.h"
+#include "keys/queue_requests.h"
+#include "queue/queue_wait.h"
+
+namespace etcdlock::detail {
+
+// Thread-safe.
+class SharedLockImpl {
+ public:
+  enum class Side { read, write };
+
+  SharedLockImpl(std::shared_ptr<LockContext> context, std::string name, LockOptions options);
+  // Releases holds that were never unlocked.
+  ~SharedLockImpl();
+
+  // True when this thread holds `side` now; false when `mode` gave up or the
+  // deadline passed. Throws Error (see SharedLock).
+  bool acquire(Side side, SteadyTime deadline, std::stop_token cancel, QueueWait::Mode mode);
+  void release(Side side, std::error_code& ec) noexcept;
+
+  bool held_by_this_thread(Side side) const;
+  std::stop_token lost_token() const;
+  std::int64_t fencing_token() const;
+  std::optional<pb::TxnRequest> guarded_txn() const;
+
+  const std::string& name() const { return name_; }
+  const LockOptions& options() const { return options_; }
+  LockContext& context() { return *context_; }
+
+ private:
+  struct ThreadHold {
+    Side side = Side::read;
+    int depth = 0;
+    std::shared_ptr<Hold> hold;
+    bool in_doubt = false;  // its key is retired at release
+  };
+
+  // The thread's write hold becomes a read hold, in place. When etcd does
+  // not answer, the hold is lost (see the .cc) and Error(unavailable) thrown.
+  void downgrade(ThreadHold& held) ETCDLOCK_REQUIRES(mu_);
+  // Deletes a hold's entry (Hold::give_up).
+  void give_up(Hold& hold, bool in_doubt, std::error_code& ec) noexcept;
+
+  const std::shared_ptr<LockContext> context_;
+  const std::string name_;
+  const std::shared_ptr<LockCounters> counters_;  // null when metrics are off
+  const QueueDir queue_;
+  const LockOptions options_;
+
+  // Lock order: mu_ before any lock of the services; no request to etcd is
+  // made under mu_.
+  mutable Mutex mu_;
+  std::map<std::thread::id, ThreadHold> holds_ ETCDLOCK_GUARDED_BY(mu_);
+};
+
+}  // namespace etcdlock::detail

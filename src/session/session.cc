@@ -1,0 +1,248 @@
+#include "session/session.h"
+
+#include <algorithm>
+
+#include "etcdlock/lock_info.h"
+#include "base/mutex.h"
+
+namespace etcdlock {
+
+std::chrono::milliseconds loss_margin(std::chrono::seconds ttl) {
+  // A fifth of the TTL covers clock-rate differences and this process's
+  // scheduling delays; the clamp keeps it useful for short and long TTLs.
+  return std::clamp<std::chrono::milliseconds>(std::chrono::duration_cast<std::chrono::milliseconds>(ttl) / 5,
+                                               std::chrono::milliseconds(250), std::chrono::milliseconds(5000));
+}
+
+}  // namespace etcdlock
+
+namespace etcdlock::detail {
+namespace {
+
+using std::chrono::milliseconds;
+
+// Waits are cut into slices this long so that a suspend, during which the
+// steady clock stops, is noticed soon after the machine wakes.
+constexpr milliseconds kWaitSlice{200};
+
+milliseconds to_ms(BootClock::duration duration) { return std::chrono::duration_cast<milliseconds>(duration); }
+
+}  // namespace
+
+Session::Session(const etcd::Client& client, const Logger& log, std::chrono::seconds ttl, SteadyTime deadline,
+                 EventSink on_event, SessionCounters* counters)
+    : client_(client), log_(log), on_event_(std::move(on_event)), counters_(counters) {
+  const auto sent = BootClock::now();
+  const auto granted = client_.lease_grant(ttl.count(), deadline);
+  lease_id_ = granted.id();
+  granted_ttl_ = std::chrono::seconds(granted.ttl());
+  last_answered_send_ = sent;
+  last_failover_ = sent;
+  local_deadline_ = sent + granted_ttl_ - loss_margin(granted_ttl_);
+  next_send_ = sent + renew_interval();
+  log_(LogLevel::info, "lease granted", {{"lease", lease_hex()}, {"ttl_s", std::to_string(granted_ttl_.count())}});
+  reader_ = std::thread([this] { read_responses(); });
+  keeper_ = std::thread([this] { keep_alive(); });
+}
+
+Session::~Session() { stop_threads(); }
+
+std::string Session::lease_hex() const { return etcdlock::lease_hex(lease_id_); }
+
+SessionState Session::state() const {
+  MutexLock lock(mu_);
+  return state_;
+}
+
+std::chrono::milliseconds Session::time_left() const {
+  MutexLock lock(mu_);
+  return std::max(milliseconds(0), to_ms(local_deadline_ - BootClock::now()));
+}
+
+std::chrono::milliseconds Session::renew_interval() const {
+  return std::max<milliseconds>(std::chrono::duration_cast<milliseconds>(granted_ttl_) / 3, milliseconds(100));
+}
+
+std::chrono::milliseconds Session::answer_timeout() const {
+  // etcd answers a renewal in milliseconds; a member that takes this long is
+  // dead or hung, and there must be time left to try another before the
+  // local deadline.
+  return std::clamp<milliseconds>(renew_interval() / 2, milliseconds(200), milliseconds(2000));
+}
+
+void Session::keep_alive() {
+  MutexLock lock(mu_);
+  while (!stopping_) {
+    const auto now = BootClock::now();
+    if (now >= local_deadline_) {
+      lock.unlock();
+      // Copies: nothing of this session is used once its loss is declared.
+      const etcd::Client& client = client_;
+      const std::int64_t lease_id = lease_id_;
+      declare_lost("no renewal was answered before the local deadline");
+      // The lease may still live in etcd, holding keys that others wait
+      // for: end it there too, if etcd can be reached.
+      try {
+        client.lease_revoke(lease_id, client.command_deadline());
+      } catch (const Error&) {
+        // Unreachable: the lease expires on its own, one margin from now.
+      }
+      return;
+    }
+    check_overdue(now);
+    if (now >= next_send_) send_renewal(now);
+    const auto until = std::min(next_send_, local_deadline_);
+    wake_.wait_for(lock, std::clamp(to_ms(until - now), milliseconds(1), kWaitSlice));
+  }
+}
+
+void Session::check_overdue(BootTime now) {
+  const bool overdue = (!unanswered_.empty() && now - unanswered_.front() > answer_timeout()) ||
+                       now - last_answered_send_ > renew_interval() + answer_timeout();
+  if (!overdue || now - last_failover_ < answer_timeout()) return;
+  last_failover_ = now;
+  if (counters_) ++counters_->renewals_failed;
+  if (state_ == SessionState::healthy) {
+    state_ = SessionState::suspect;
+    const auto time_left = to_ms(local_deadline_ - now);
+    log_(LogLevel::warning, "lease renewals are failing",
+         {{"lease", lease_hex()}, {"deadline_in_ms", std::to_string(time_left.count())}});
+    if (on_event_) {
+      on_event_({SessionState::suspect, lease_id_, time_left, false, "lease renewals unanswered"});
+    }
+  }
+  // The member may hang: renew through another one, and faster.
+  if (context_ != nullptr) client_.abandon_member_of(*context_, "lease renewals unanswered");
+  next_send_ = now;
+}
+
+void Session::send_renewal(BootTime now) {
+  if (stream_ != nullptr) {
+    etcdserverpb::LeaseKeepAliveRequest request;
+    request.set_id(lease_id_);
+    if (stream_->Write(request)) unanswered_.push_back(now);
+  }
+  const auto interval = state_ == SessionState::healthy ? renew_interval() : renew_interval() / 3;
+  next_send_ = now + std::max(interval, milliseconds(100));
+}
+
+void Session::read_responses() {
+  for (;;) {
+    auto context = std::make_unique<grpc::ClientContext>();
+    {
+      MutexLock lock(mu_);
+      if (stopping_) return;
+      context_ = context.get();
+    }
+    std::unique_ptr<etcd::KeepAliveStream> stream;
+    try {
+      stream = client_.open_keep_alive(*context);
+    } catch (const Error& error) {  // authentication failed; the deadline decides
+      log_(LogLevel::warning, "cannot open the keepalive stream", {{"lease", lease_hex()}, {"error", error.what()}});
+      MutexLock lock(mu_);
+      context_ = nullptr;
+      wake_.wait_for(lock, milliseconds(500), [&]() ETCDLOCK_REQUIRES(mu_) { return stopping_; });
+      continue;
+    }
+    const bool lease_gone = read_stream(*stream);
+    if (lease_gone) context->TryCancel();
+    client_.stream_ended(*context, stream->Finish());
+    {
+      MutexLock lock(mu_);
+      context_ = nullptr;
+      if (stopping_) return;
+    }
+    if (lease_gone) {
+      declare_lost("etcd reports the lease expired or revoked");
+      return;
+    }
+    MutexLock lock(mu_);
+    wake_.wait_for(lock, milliseconds(50), [&]() ETCDLOCK_REQUIRES(mu_) { return stopping_; });
+  }
+}
+
+bool Session::read_stream(etcd::KeepAliveStream& stream) {
+  {
+    MutexLock lock(mu_);
+    stream_ = &stream;
+    unanswered_.clear();  // renewals sent on the old stream will never be answered
+    next_send_ = BootClock::now();
+  }
+  wake_.notify_all();
+  etcdserverpb::LeaseKeepAliveResponse response;
+  bool lease_gone = false;
+  while (stream.Read(&response)) {
+    if (response.ttl() <= 0) {
+      lease_gone = true;
+      break;
+    }
+    MutexLock lock(mu_);
+    if (unanswered_.empty()) continue;
+    const auto sent = unanswered_.front();
+    unanswered_.pop_front();
+    if (counters_) counters_->keepalive_rtt.observe(BootClock::now() - sent);
+    const auto ttl = std::chrono::seconds(response.ttl());
+    last_answered_send_ = std::max(last_answered_send_, sent);
+    local_deadline_ = std::max(local_deadline_, sent + ttl - loss_margin(ttl));
+    if (state_ == SessionState::suspect) {
+      state_ = SessionState::healthy;
+      log_(LogLevel::info, "lease renewals recovered", {{"lease", lease_hex()}});
+      if (on_event_) on_event_({SessionState::healthy, lease_id_, to_ms(local_deadline_ - BootClock::now()), false, ""});
+    }
+  }
+  MutexLock lock(mu_);
+  stream_ = nullptr;
+  return lease_gone;
+}
+
+void Session::declare_lost(const std::string& reason) {
+  {
+    MutexLock lock(mu_);
+    if (state_ == SessionState::lost || state_ == SessionState::closed) return;
+    state_ = SessionState::lost;
+    stopping_ = true;
+    if (context_ != nullptr) context_->TryCancel();
+  }
+  wake_.notify_all();
+  log_(LogLevel::warning, "lease lost", {{"lease", lease_hex()}, {"reason", reason}});
+  if (on_event_) on_event_({SessionState::lost, lease_id_, std::chrono::milliseconds(0), false, reason});
+  lost_.request_stop();
+}
+
+void Session::stop_threads() {
+  {
+    MutexLock lock(mu_);
+    stopping_ = true;
+    if (context_ != nullptr) context_->TryCancel();
+  }
+  wake_.notify_all();
+  for (auto* thread : {&keeper_, &reader_}) {
+    if (!thread->joinable()) continue;
+    // The last reference to a session may go on one of its own threads.
+    if (thread->get_id() == std::this_thread::get_id()) {
+      thread->detach();
+    } else {
+      thread->join();
+    }
+  }
+}
+
+void Session::end(SteadyTime deadline) noexcept {
+  stop_threads();
+  bool was_lost = false;
+  {
+    MutexLock lock(mu_);
+    was_lost = state_ == SessionState::lost;
+    if (!was_lost) state_ = SessionState::closed;
+  }
+  if (on_event_) on_event_({SessionState::closed, lease_id_, std::chrono::milliseconds(0), false, ""});
+  try {
+    if (!was_lost) client_.lease_revoke(lease_id_, deadline);
+  } catch (const std::exception& e) {
+    log_(LogLevel::warning, "lease revoke failed; its keys go when its TTL passes",
+         {{"lease", lease_hex()}, {"error", e.what()}});
+  }
+  lost_.request_stop();
+}
+
+}  // namespace etcdlock::detail

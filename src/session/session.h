@@ -1,0 +1,109 @@
+// Session: one etcd lease, kept alive on one keepalive stream, with a local
+// deadline that ends it before etcd can.
+//
+// The local deadline is the send time of the last acknowledged renewal plus
+// the TTL etcd granted, minus a safety margin, measured on BootClock. etcd
+// cannot expire the lease before that send time plus the TTL, so a session
+// declares itself lost, and its holds end, before anyone else can be given
+// their locks.
+//
+// A renewal unanswered for too long makes the session suspect: it tells the
+// client to abandon the member (which may hang rather than fail) and renews
+// on the next one, faster, until an answer comes or the deadline passes.
+//
+// The session knows nothing of locks. It tells the world it is lost through
+// lost_token(), as etcd's Go Session does through Done().
+#pragma once
+
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <stop_token>
+#include <string>
+#include <thread>
+
+#include "base/clock.h"
+#include "etcd/client.h"
+#include "etcdlock/session_state.h"
+#include "queue/lock_metrics.h"
+#include "base/logger.h"
+#include "base/mutex.h"
+
+namespace etcdlock::detail {
+
+// Thread-safe.
+class Session {
+ public:
+  // Grants a lease of `ttl` (throws Error: unavailable, permission_denied) and
+  // starts keeping it alive.
+  // Tells `on_event` (may be empty) of each change of state, from any of its
+  // threads: it must not block. `counters` (may be null) count renewals'
+  // round trips and failures.
+  using EventSink = std::function<void(SessionEvent event)>;
+  Session(const etcd::Client& client, const Logger& log, std::chrono::seconds ttl, SteadyTime deadline,
+          EventSink on_event = {}, SessionCounters* counters = nullptr);
+  // Stops keeping the lease alive; does not revoke it.
+  ~Session();
+  Session(const Session&) = delete;
+  Session& operator=(const Session&) = delete;
+
+  std::int64_t lease_id() const { return lease_id_; }
+  std::string lease_hex() const;
+  std::chrono::seconds granted_ttl() const { return granted_ttl_; }
+
+  // Requested once the session is lost or ended. Callbacks registered on it
+  // run on the thread that ends the session: keep them short.
+  std::stop_token lost_token() const { return lost_.get_token(); }
+  bool alive() const { return !lost_.stop_requested(); }
+  SessionState state() const;
+  // How long until the local deadline; zero once it has passed.
+  std::chrono::milliseconds time_left() const;
+
+  // etcd said the lease is gone before the keepalive stream did: end the
+  // session as lost now.
+  void invalidate(const std::string& reason) { declare_lost(reason); }
+
+  // Revokes the lease, which deletes its keys in etcd, and ends the session.
+  // Never throws; failures are logged.
+  void end(SteadyTime deadline) noexcept;
+
+ private:
+  void keep_alive();      // the thread that sends renewals and watches the deadline
+  void read_responses();  // the thread that owns the stream and reads acknowledgements
+  // Reads acknowledgements until the stream ends; true when etcd says the
+  // lease is gone.
+  bool read_stream(etcd::KeepAliveStream& stream);
+  void check_overdue(BootTime now) ETCDLOCK_REQUIRES(mu_);
+  void send_renewal(BootTime now) ETCDLOCK_REQUIRES(mu_);
+  void declare_lost(const std::string& reason);
+  void stop_threads();
+  std::chrono::milliseconds renew_interval() const;
+  std::chrono::milliseconds answer_timeout() const;
+
+  const etcd::Client& client_;
+  const Logger& log_;
+  const EventSink on_event_;
+  SessionCounters* const counters_;
+  std::int64_t lease_id_ = 0;
+  std::chrono::seconds granted_ttl_{0};
+  std::stop_source lost_;
+
+  mutable Mutex mu_;
+  std::condition_variable_any wake_;
+  SessionState state_ ETCDLOCK_GUARDED_BY(mu_) = SessionState::healthy;
+  BootTime local_deadline_ ETCDLOCK_GUARDED_BY(mu_);
+  BootTime last_answered_send_ ETCDLOCK_GUARDED_BY(mu_);
+  BootTime last_failover_ ETCDLOCK_GUARDED_BY(mu_);
+  BootTime next_send_ ETCDLOCK_GUARDED_BY(mu_);
+  std::deque<BootTime> unanswered_ ETCDLOCK_GUARDED_BY(mu_);  // send times
+  grpc::ClientContext* context_ ETCDLOCK_GUARDED_BY(mu_) = nullptr;
+  etcd::KeepAliveStream* stream_ ETCDLOCK_GUARDED_BY(mu_) = nullptr;  // writes hold mu_
+  bool stopping_ ETCDLOCK_GUARDED_BY(mu_) = false;
+  std::thread keeper_;
+  std::thread reader_;
+};
+
+}  // namespace etcdlock::detail
