@@ -42,4 +42,10 @@ std::string quote_value(std::string_view value) {
   return out;
 }
 
+std::string hex_id(std::int64_t id) {
+  char hex[17];
+  std::snprintf(hex, sizeof hex, "%llx", static_cast<unsigned long long>(id));
+  return hex;
+}
+
 }  // namespace etcdlock::detail

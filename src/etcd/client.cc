@@ -208,14 +208,13 @@ Error Client::error_from_status(std::string_view call, const grpc::Status& statu
 Error Client::call_error(std::string_view call, const grpc::Status& status) const {
   auto error = error_from_status(call, status);
   errors_[static_cast<std::size_t>(error.value()) % errors_.size()].fetch_add(1, std::memory_order_relaxed);
-  // KV and lease calls answer NOT_FOUND only for a lease etcd no longer has.
-  if (status.error_code() == grpc::StatusCode::NOT_FOUND) return LeaseNotFound(error.what());
   return error;
 }
 
 void Client::throw_status(std::string_view call, const grpc::Status& status) const {
   const auto error = call_error(call, status);
-  if (error.value() == errc::lock_expired) throw LeaseNotFound(error.what());
+  // KV and lease calls answer NOT_FOUND only for a lease etcd no longer has.
+  if (status.error_code() == grpc::StatusCode::NOT_FOUND) throw LeaseNotFound(error.what());
   throw error;
 }
 

@@ -38,10 +38,11 @@ namespace pb = ::etcdserverpb;
 using WatchStream = grpc::ClientReaderWriter<pb::WatchRequest, pb::WatchResponse>;
 using KeepAliveStream = grpc::ClientReaderWriter<pb::LeaseKeepAliveRequest, pb::LeaseKeepAliveResponse>;
 
-// etcd no longer knows the lease a request named: it expired or was revoked.
+// etcd no longer knows the lease a request named: it expired or was
+// revoked. What that means for a hold, the layers above decide.
 class LeaseNotFound : public Error {
  public:
-  explicit LeaseNotFound(const std::string& message) : Error(errc::lock_expired, message) {}
+  explicit LeaseNotFound(const std::string& message) : Error(errc::invalid_argument, message) {}
 };
 
 // Thread-safe. Every unary call throws Error with the code that status maps
@@ -148,8 +149,7 @@ class Client {
   struct AsyncCall;
   template <class Request, class Response>
   void start_async(std::unique_ptr<AsyncCall<Request, Response>> call) const;
-  // The error of a failed call, counted; NOT_FOUND (only ever a lease etcd
-  // no longer has) as errc::lock_expired.
+  // The error of a failed call, counted.
   Error call_error(std::string_view call, const grpc::Status& status) const;
   void count_request(std::string_view call) const;
   [[noreturn]] void throw_status(std::string_view call, const grpc::Status& status) const;

@@ -119,7 +119,12 @@ void Client::start_async(std::unique_ptr<AsyncCall<Request, Response>> call) con
              abandon(call->member, std::string(call->call) + " failed: " + status.error_message());
            }
            const auto error = call_error(call->call, status);
-           call->done(Response(), &error);
+           if (status.error_code() == grpc::StatusCode::NOT_FOUND) {
+             const LeaseNotFound lease_gone(error.what());  // as the blocking calls throw it
+             call->done(Response(), &lease_gone);
+           } else {
+             call->done(Response(), &error);
+           }
          }
          // Only now: drain_async() waits for `done` to have returned.
          {

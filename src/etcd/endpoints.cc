@@ -29,7 +29,7 @@ HostPort split_endpoint(std::string_view endpoint, bool tls) {
     if (tls) reject(endpoint, "is plain http://, but TLS options are set");
     rest.remove_prefix(7);
   } else if (rest.starts_with("https://")) {
-    if (!tls) reject(endpoint, "needs TLS: set the TLS options (ManagerOptions::tls, or --cacert)");
+    if (!tls) reject(endpoint, "needs TLS, and no TLS settings were given");
     rest.remove_prefix(8);
   } else if (rest.find("://") != std::string_view::npos) {
     reject(endpoint, "has a scheme other than http:// and https://");

@@ -2,11 +2,11 @@
 
 #include <algorithm>
 #include <atomic>
-#include <cstdio>
 #include <map>
 #include <vector>
 
 #include "base/mutex.h"
+#include "base/text.h"
 
 namespace etcdlock::detail::etcd {
 namespace {
@@ -89,8 +89,7 @@ bool LostReplies::take(std::string_view site, const pb::TxnRequest& request) {
 }
 
 bool LostReplies::take(std::string_view site, std::int64_t lease_id) {
-  char hex[17];
-  std::snprintf(hex, sizeof hex, "%llx", static_cast<unsigned long long>(lease_id));
+  const auto hex = hex_id(lease_id);
   return take_if(site, [&](const std::string& prefix) { return prefix == hex; });
 }
 

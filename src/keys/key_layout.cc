@@ -1,8 +1,6 @@
 #include "keys/key_layout.h"
 
-#include <cstdio>
-
-#include "etcdlock/lock_info.h"
+#include "base/text.h"
 
 namespace etcdlock::detail {
 namespace {
@@ -23,7 +21,7 @@ std::string queue_dir(std::string_view prefix, std::string_view name) {
   return dir;
 }
 
-std::string queue_key(std::string_view dir, std::int64_t lease_id) { return std::string(dir) + lease_hex(lease_id); }
+std::string queue_key(std::string_view dir, std::int64_t lease_id) { return std::string(dir) + hex_id(lease_id); }
 
 bool is_queue_entry(std::string_view dir, std::string_view key) {
   if (!key.starts_with(dir) || key.size() == dir.size()) return false;
@@ -55,12 +53,10 @@ std::string prefix_range_end(std::string_view prefix) {
 }
 
 std::string inbox_key(std::string_view prefix, std::uint64_t manager_id) {
-  char hex[17];
-  std::snprintf(hex, sizeof hex, "%llx", static_cast<unsigned long long>(manager_id));
   std::string key(prefix);
   key += '/';
   key += kInboxMark;
-  key += hex;
+  key += hex_id(static_cast<std::int64_t>(manager_id));
   return key;
 }
 

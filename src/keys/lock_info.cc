@@ -1,13 +1,9 @@
 #include "etcdlock/lock_info.h"
 
-#include <cstdio>
+#include "base/text.h"
 
 namespace etcdlock {
 
-std::string lease_hex(std::int64_t lease_id) {
-  char hex[17];
-  std::snprintf(hex, sizeof hex, "%llx", static_cast<unsigned long long>(lease_id));
-  return hex;
-}
+std::string lease_hex(std::int64_t lease_id) { return detail::hex_id(lease_id); }
 
 }  // namespace etcdlock

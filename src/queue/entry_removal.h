@@ -3,10 +3,16 @@
 
 #include <cstdint>
 
+#include "keys/queue_requests.h"
 #include "queue/lock_context.h"
-#include "queue/queue_wait.h"
 
 namespace etcdlock::detail {
+
+// An entry that an attempt or a hold may have left in etcd.
+struct Leftover {
+  QueueEntry entry;       // revision 0 when its creation is in doubt
+  bool in_doubt = false;  // a create went unanswered: it may land later (retire the key)
+};
 
 // Removes `leftover`, an entry on lease `lease_id` that nothing of this
 // manager claims any more: at once with a delete guarded by its create
@@ -14,6 +20,6 @@ namespace etcdlock::detail {
 // (see stray_entries.h), which removes it, and any create of it that lands
 // later, in the background. Never throws; the key may be used again only
 // when the delete was answered.
-void remove_entry(LockContext& context, const QueueWait::Leftover& leftover, std::int64_t lease_id) noexcept;
+void remove_entry(LockContext& context, const Leftover& leftover, std::int64_t lease_id) noexcept;
 
 }  // namespace etcdlock::detail

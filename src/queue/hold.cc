@@ -112,7 +112,7 @@ void Hold::lose(LossCause cause, bool even_if_finished) {
 
 void Hold::give_up(const std::function<bool()>& remove_entry, bool in_doubt, std::error_code& ec) noexcept {
   finish();
-  const QueueWait::Leftover leftover{entry_, in_doubt};
+  const Leftover leftover{entry_, in_doubt};
   if (lost()) {
     ec = make_error_code(errc::lock_expired);
     // Lost at its local deadline, the entry may still be in etcd, blocking

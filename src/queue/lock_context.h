@@ -1,13 +1,15 @@
 // LockContext: what a manager shares with its locks, and all that a lock may
 // use: the connection to etcd, the watch hub, the session, the hand-over
 // inbox, the keys of entries nothing claims (stray_entries.h), the background
-// worker, the notifier, and a stop token requested when the manager closes. Locks keep it alive, so a Lock may outlive its
-// LockManager; after close, every service refuses new work.
+// worker, the notifier, and a stop token requested when the manager closes.
+// Locks keep it alive, so a Lock may outlive its LockManager; after close,
+// every service refuses new work.
 //
-// Dependencies run one way: the manager owns the context and the locks; a
-// lock uses the context and knows nothing of the manager; the services know
-// nothing of locks. A hold learns of its end through stop tokens (the
-// session's, the manager's), never by being called.
+// Dependencies run one way (folders by layer, see CMakeLists.txt): the
+// manager owns the context and the recipes; a recipe uses the context and
+// knows nothing of the manager; the services below the queue (the client,
+// the session, the inbox) know nothing of queues. A hold learns of its end
+// through stop tokens (the session's, the manager's), never by being called.
 #pragma once
 
 #include <chrono>
@@ -21,9 +23,10 @@
 #include "etcd/client.h"
 #include "etcd/watch_hub.h"
 #include "etcdlock/options.h"
-#include "queue/hand_over.h"
+#include "session/inbox.h"
 #include "keys/holder_value.h"
 #include "queue/lock_metrics.h"
+#include "session/session_counters.h"
 #include "base/logger.h"
 #include "base/notifier.h"
 #include "session/session_events.h"

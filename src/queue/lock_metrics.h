@@ -36,12 +36,6 @@ struct LockCounters {
   LockMetrics snapshot(std::string kind, std::string name) const;
 };
 
-// The session's counters, which outlive each session.
-struct SessionCounters {
-  AtomicHistogram keepalive_rtt;
-  std::atomic<std::uint64_t> renewals_failed{0};
-};
-
 // A manager's lock counters. Thread-safe; a mutex only where a name's
 // counters are made.
 class LockCounterRegistry {

@@ -135,7 +135,7 @@ void QueueWait::begin(const Session& session) {
   if (entry_.takes_notes) context_->inbox().expect(key_, *signals_);
 }
 
-std::optional<QueueWait::Leftover> QueueWait::leftover() const {
+std::optional<Leftover> QueueWait::leftover() const {
   if (own_) return Leftover{*own_, in_doubt_};
   if (create_sent_ || in_doubt_) return Leftover{QueueEntry{key_, 0}, true};
   return std::nullopt;

@@ -34,6 +34,7 @@
 #include <vector>
 
 #include "queue/admission.h"
+#include "queue/entry_removal.h"
 #include "queue/lock_context.h"
 #include "keys/queue_requests.h"
 #include "session/session.h"
@@ -55,11 +56,6 @@ class QueueWait {
     QueueEntry entry;
     bool waited = false;    // an entry held us back at some point
     bool in_doubt = false;  // a create went unanswered: it may land after the hold ends (retire the key then)
-  };
-  // An entry this wait may have left in etcd.
-  struct Leftover {
-    QueueEntry entry;       // revision 0 when its creation is in doubt
-    bool in_doubt = false;  // a create went unanswered: it may land later (retire the key)
   };
   // What our entry is.
   struct Entry {

@@ -91,8 +91,13 @@ bool ElectionImpl::proclaim(std::string_view value) {
   put->set_key(hold->entry().key);
   put->set_value(std::string(value));
   put->set_lease(hold->lease_id());
-  const bool still_leader =
-      context_->client().txn(txn, context_->client().command_deadline(), etcd::write_site::proclaim).succeeded();
+  bool still_leader = false;
+  try {
+    still_leader =
+        context_->client().txn(txn, context_->client().command_deadline(), etcd::write_site::proclaim).succeeded();
+  } catch (const etcd::LeaseNotFound&) {
+    // The lease is gone, and the leader's key with it.
+  }
   if (!still_leader) hold->lose(LossCause::deleted);
   return still_leader;
 }

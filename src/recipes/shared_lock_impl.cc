@@ -94,6 +94,8 @@ void SharedLockImpl::downgrade(ThreadHold& held) {
     put->set_value(context_->entry_value(HolderValue::Mode::read, 0, /*with_inbox=*/false));
     put->set_lease(hold->lease_id());
     done = context_->client().txn(txn, context_->client().command_deadline(), etcd::write_site::downgrade).succeeded();
+  } catch (const etcd::LeaseNotFound&) {
+    done = false;  // the lease is gone, and the entry with it
   } catch (const Error& error) {
     failure = error;
   }

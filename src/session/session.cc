@@ -2,8 +2,8 @@
 
 #include <algorithm>
 
-#include "etcdlock/lock_info.h"
 #include "base/mutex.h"
+#include "base/text.h"
 
 namespace etcdlock {
 
@@ -47,7 +47,7 @@ Session::Session(const etcd::Client& client, const Logger& log, std::chrono::sec
 
 Session::~Session() { stop_threads(); }
 
-std::string Session::lease_hex() const { return etcdlock::lease_hex(lease_id_); }
+std::string Session::lease_hex() const { return hex_id(lease_id_); }
 
 SessionState Session::state() const {
   MutexLock lock(mu_);

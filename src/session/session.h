@@ -28,7 +28,7 @@
 #include "base/clock.h"
 #include "etcd/client.h"
 #include "etcdlock/session_state.h"
-#include "queue/lock_metrics.h"
+#include "session/session_counters.h"
 #include "base/logger.h"
 #include "base/mutex.h"
 

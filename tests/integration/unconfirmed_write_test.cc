@@ -306,7 +306,10 @@ TEST_F(UnconfirmedWrite, EntryOnALeaseLostHereIsRemovedBeforeItExpiresInEtcd) {
   TcpProxy link(etcd_port());
   auto through = options();
   through.endpoints = {link.endpoint()};
-  through.ttl = 5s;
+  // A TTL long enough that the margin (a fifth of it, 2 s) outlasts a
+  // reconnection on a loaded machine: with 5 s, 600 ms were left and CI once
+  // reconnected too late.
+  through.ttl = 10s;
   through.command_timeout = 300ms;
   LockManager waiter_manager(through);
   auto holder_manager = manager();
@@ -320,7 +323,7 @@ TEST_F(UnconfirmedWrite, EntryOnALeaseLostHereIsRemovedBeforeItExpiresInEtcd) {
   const auto old_key = waiting->key();
   const auto old_lease = waiter_manager.lease_id();
   link.pause();
-  ASSERT_TRUE(eventually([&] { return waiter_manager.state() == SessionState::lost; }, 10s));
+  ASSERT_TRUE(eventually([&] { return waiter_manager.state() == SessionState::lost; }, 15s));
   // Lost here one margin (a fifth of the TTL) before etcd can expire the
   // lease; anything sent at the loss has timed out by now.
   std::this_thread::sleep_for(400ms);

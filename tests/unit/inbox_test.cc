@@ -1,4 +1,4 @@
-#include "queue/hand_over.h"
+#include "session/inbox.h"
 
 #include <gtest/gtest.h>
 

@@ -1,0 +1,104 @@
+// HandOverInbox: the key where a manager receives hand-over notes (see
+// queue/hand_over.h), watched for the manager's whole life so that the watch
+// is in sync with etcd when a note arrives (etcd delays events to a watch
+// created moments ago by up to 100 ms).
+//
+// The inbox key lies under the manager's prefix, so where prefixes nest (a
+// manager on "P/jobs" beside a lock named "jobs" under "P") etcd's Go Mutex
+// and `etcdctl lock P/jobs` count it as an entry of their queue. So a note
+// does not stay: once no waiter of this manager has expected one for a
+// moment, the inbox deletes its key. While waiters expect notes, the
+// manager's own entries stand in those queues anyway.
+#pragma once
+
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+
+#include "base/logger.h"
+#include "base/mutex.h"
+#include "base/worker.h"
+#include "etcd/client.h"
+#include "etcd/watch_hub.h"
+#include "keys/queue_requests.h"
+
+namespace etcdlock::detail {
+
+// A note: the entry it is for, and how many hold at once in its queue.
+struct Note {
+  QueueEntry entry;
+  std::int64_t slots = 1;
+};
+std::string encode_note(const Note& note);
+std::optional<Note> decode_note(std::string_view text);
+
+// A wait that a note may end. Called on the watch hub's thread, under the
+// inbox's mutex: implementations only record what they are told.
+class HandOverReceiver {
+ public:
+  virtual ~HandOverReceiver() = default;
+  // The entry created at `entry_revision` under the expected key is among
+  // the first `slots` of its queue as of `revision`. The receiver checks
+  // that it is its entry (a note may be for an earlier one under the same
+  // key) and that `slots` is its own queue's.
+  virtual void on_note(std::int64_t entry_revision, std::int64_t slots, std::int64_t revision) = 0;
+  // Notes may have been missed: check the queue.
+  virtual void on_notes_missed() = 0;
+};
+
+// One manager's inbox. Thread-safe.
+class HandOverInbox {
+ public:
+  HandOverInbox(etcd::WatchHub& watches, const etcd::Client& client, Worker& worker, const Logger& log,
+                std::string key);
+  ~HandOverInbox();
+  HandOverInbox(const HandOverInbox&) = delete;
+  HandOverInbox& operator=(const HandOverInbox&) = delete;
+
+  // Starts the inbox's watch and waits until it is in place. False when etcd
+  // refused it or did not answer by `deadline`: then the manager advertises
+  // no inbox, and its waiters rely on their predecessor watches alone.
+  bool open(SteadyTime deadline);
+  // The key to advertise in queue entries; empty when the inbox is not open.
+  std::string address() const;
+
+  // Tells `receiver` of notes for the entry `entry_key` until forget(). A
+  // note that arrived before expect() is not replayed: expect before the
+  // entry can be handed over, that is before the request that creates it.
+  void expect(const std::string& entry_key, HandOverReceiver& receiver);
+  void forget(const std::string& entry_key);
+
+  // How long the inbox keeps a note once no waiter expects one.
+  static constexpr std::chrono::milliseconds kNoteLinger{1000};
+
+ private:
+  class Listener;
+  void on_notes(std::span<const etcd::WatchEvent> events);
+  void on_missed();
+  void on_opened(bool in_place);
+  // Deletes the note once no waiter has expected one for kNoteLinger.
+  void schedule_clear() ETCDLOCK_REQUIRES(mu_);
+  void clear_if_idle();
+
+  etcd::WatchHub& watches_;
+  const etcd::Client& client_;
+  Worker& worker_;
+  const Logger& log_;
+  const std::string key_;
+
+  mutable Mutex mu_;
+  std::condition_variable_any opened_;
+  std::optional<bool> open_ ETCDLOCK_GUARDED_BY(mu_);  // set once etcd answered
+  std::int64_t watch_ ETCDLOCK_GUARDED_BY(mu_) = 0;
+  std::map<std::string, HandOverReceiver*> expected_ ETCDLOCK_GUARDED_BY(mu_);  // by entry key
+  bool note_present_ ETCDLOCK_GUARDED_BY(mu_) = false;  // a note was put since the key was last deleted
+  bool clear_scheduled_ ETCDLOCK_GUARDED_BY(mu_) = false;
+  SteadyTime last_expected_ ETCDLOCK_GUARDED_BY(mu_);  // when a waiter last stopped expecting
+};
+
+}  // namespace etcdlock::detail
