@@ -1,10 +1,15 @@
-// The chaos test: contenders for three locks and an election on a 3-member
-// cluster, through leader kills, frozen members, frozen and killed clients,
-// compactions followed by a member restart, and force unlocks. Whatever
-// happens, the counter each name guards loses no update, the fencing tokens
-// of each name increase in commit order (so no two holders or leaders wrote
-// at once), every involuntary end of a hold fires its token, and nothing is
-// left behind. ETCDLOCK_CHAOS_SECONDS sets the length (default 40).
+// The chaos test: contenders for three locks, an election, a shared lock and
+// a semaphore on a 3-member cluster, through leader kills, frozen members,
+// frozen and killed clients, compactions followed by a member restart, force
+// unlocks, and lost replies: each client reaches etcd through proxies of its
+// own whose replies are held for a while and then released, and some of its
+// turns lose the reply of one write after it committed (LostReplies). Whatever
+// happens, the counter each exclusive name guards loses no update, the fencing
+// tokens of each name increase in commit order (so no two holders or leaders
+// wrote at once), no writer writes while a reader's entry stands, no more
+// permits than the limit stand at once, every involuntary end of a hold fires
+// its token, and nothing is left behind. ETCDLOCK_CHAOS_SECONDS sets the
+// length (default 40).
 #include <gtest/gtest.h>
 #include <signal.h>
 
@@ -17,6 +22,7 @@
 
 #include "child_process.h"
 #include "lock_fixture.h"
+#include "tcp_proxy.h"
 
 namespace etcdlock::testing {
 namespace {
@@ -25,9 +31,15 @@ using namespace std::chrono_literals;
 
 constexpr int kClients = 6;
 constexpr int kTtlSeconds = 2;
-// Three locks and an election: the same counters, checks and faults for each.
-const std::vector<std::string> kNames = {"alpha", "beta", "gamma", "leader"};
+// Three locks, an election and the write side of a shared lock: the same
+// counters, checks and faults for each.
+const std::vector<std::string> kNames = {"alpha", "beta", "gamma", "leader", "rw"};
 const std::string kElection = "leader";
+const std::string kSharedLock = "rw";
+const std::string kSemaphore = "pool";
+constexpr int kPermits = 2;
+// Of the turns of each client, the share that loses one write's reply.
+constexpr int kLostReplyPercent = 10;
 
 class Chaos : public LockTest {
  protected:
@@ -68,6 +80,7 @@ class Chaos : public LockTest {
   ChildProcess* freeze_a_holder(std::vector<std::unique_ptr<ChildProcess>>& clients) {
     for (int attempt = 0; attempt < 50; ++attempt) {
       for (const auto& name : kNames) {
+        if (name == kSharedLock) continue;  // its holders may be many readers
         ChildProcess* client = holder_of(name, clients);
         if (client == nullptr) continue;
         client->signal(SIGSTOP);
@@ -81,11 +94,26 @@ class Chaos : public LockTest {
 
   std::unique_ptr<LockManager> admin_ = manager();
 
-  std::unique_ptr<ChildProcess> start_client(int id, int seconds_left) {
+  // A client in slot `slot` reaches etcd through that slot's proxies.
+  std::unique_ptr<ChildProcess> start_client(std::size_t slot, int id, int seconds_left) {
+    while (proxies_.size() <= slot) {
+      std::vector<std::unique_ptr<TcpProxy>> links;
+      for (std::size_t member = 0; member < etcd_.size(); ++member) {
+        const auto endpoint = etcd_.member(member).endpoint();
+        links.push_back(std::make_unique<TcpProxy>(std::stoi(endpoint.substr(endpoint.rfind(':') + 1))));
+      }
+      proxies_.push_back(std::move(links));
+    }
+    std::string endpoints;
+    for (const auto& link : proxies_[slot]) endpoints += (endpoints.empty() ? "" : ",") + link->endpoint();
     return std::make_unique<ChildProcess>(std::vector<std::string>{
-        built_program("chaos_client"), etcd_.endpoints_csv(), prefix_, "alpha,beta,gamma", kElection,
-        std::to_string(kTtlSeconds), std::to_string(seconds_left), output(id)});
+        built_program("chaos_client"), endpoints, prefix_, "alpha,beta,gamma", kElection, kSharedLock, kSemaphore,
+        std::to_string(kPermits), std::to_string(kTtlSeconds), std::to_string(seconds_left),
+        std::to_string(kLostReplyPercent), output(id)});
   }
+
+  // Per client slot, a proxy to each member.
+  std::vector<std::vector<std::unique_ptr<TcpProxy>>> proxies_;
 
   std::string output(int id) const { return (directory_ / ("client-" + std::to_string(id) + ".log")).string(); }
 
@@ -112,7 +140,7 @@ TEST_F(Chaos, NoLostUpdateNoStaleWriteNothingLeftBehind) {
                                            .count()));
   };
   std::vector<std::unique_ptr<ChildProcess>> clients;
-  for (int id = 0; id < kClients; ++id) clients.push_back(start_client(id, duration));
+  for (int id = 0; id < kClients; ++id) clients.push_back(start_client(id, id, duration));
 
   std::mt19937 random(20261124);
   std::map<std::string, int> faults;
@@ -120,7 +148,7 @@ TEST_F(Chaos, NoLostUpdateNoStaleWriteNothingLeftBehind) {
   std::vector<std::unique_ptr<ChildProcess>> finished;
   for (int step = 0; std::chrono::steady_clock::now() - start < std::chrono::seconds(duration - 8); ++step) {
     std::this_thread::sleep_for(1500ms);
-    switch (step % 6) {
+    switch (step % 7) {
       case 0: {  // the leader dies, and comes back
         const auto leader = etcd_.leader_index();
         etcd_.member(leader).kill();
@@ -150,10 +178,10 @@ TEST_F(Chaos, NoLostUpdateNoStaleWriteNothingLeftBehind) {
         if (ChildProcess* victim = freeze_a_holder(clients)) {
           victim->signal(SIGKILL);
           victim->wait();
-          for (auto& client : clients) {
-            if (client.get() != victim) continue;
-            finished.push_back(std::move(client));
-            client = start_client(next_client_id++, seconds_left());
+          for (std::size_t slot = 0; slot < clients.size(); ++slot) {
+            if (clients[slot].get() != victim) continue;
+            finished.push_back(std::move(clients[slot]));
+            clients[slot] = start_client(slot, next_client_id++, seconds_left());
           }
           ++faults["holder killed"];
         }
@@ -178,6 +206,14 @@ TEST_F(Chaos, NoLostUpdateNoStaleWriteNothingLeftBehind) {
         }
         break;
       }
+      case 6: {  // a client's replies are held past its command timeout, then released
+        auto& links = proxies_[random() % clients.size()];
+        for (auto& link : links) link->hold_replies();
+        std::this_thread::sleep_for(1500ms);
+        for (auto& link : links) link->resume_replies();
+        ++faults["replies held for 1.5 s, then released"];
+        break;
+      }
     }
   }
   for (auto& client : clients) EXPECT_EQ(client->wait(), 0);
@@ -185,7 +221,8 @@ TEST_F(Chaos, NoLostUpdateNoStaleWriteNothingLeftBehind) {
   // Read what every client logged.
   std::map<std::string, std::vector<Commit>> commits;
   std::map<std::string, int> unknown;
-  long acquisitions = 0, losses = 0, violations = 0;
+  long acquisitions = 0, losses = 0, violations = 0, reads = 0, permits = 0, dropped = 0;
+  int most_permits = 0;
   for (int id = 0; id < next_client_id; ++id) {
     std::ifstream log(output(id));
     for (std::string line; std::getline(log, line);) {
@@ -200,6 +237,18 @@ TEST_F(Chaos, NoLostUpdateNoStaleWriteNothingLeftBehind) {
         if (kind == "inc") commits[name].push_back(commit);
       } else if (kind == "lost") {
         ++losses;
+      } else if (kind == "read") {
+        ++reads;
+      } else if (kind == "permit") {
+        fields >> name;
+        int token = 0, standing = 0;
+        fields >> token >> standing;
+        ++permits;
+        most_permits = std::max(most_permits, standing);
+      } else if (kind == "dropped") {
+        long count = 0;
+        fields >> count;
+        dropped += count;
       } else if (kind == "violation") {
         ++violations;
         ADD_FAILURE() << "client " << id << ": " << line;
@@ -236,7 +285,9 @@ TEST_F(Chaos, NoLostUpdateNoStaleWriteNothingLeftBehind) {
   int fault_count = 0;
   for (const auto& [kind, count] : faults) fault_count += count;
   std::cout << "chaos: " << duration << " s, acquisitions=" << acquisitions << ", increments=" << increments
-            << ", faults=" << fault_count << ", losses=" << losses << ", violations=" << violations << "\n";
+            << ", faults=" << fault_count << ", losses=" << losses << ", violations=" << violations
+            << ", reader checks=" << reads << ", permit checks=" << permits << " (at most " << most_permits
+            << " of " << kPermits << " seen at once), replies dropped after commit=" << dropped << "\n";
   for (const auto& [kind, count] : faults) std::cout << "  " << count << " x " << kind << "\n";
   for (const auto& name : kNames) {
     std::cout << "  " << commits[name].size() << " increments of " << name << (name == kElection ? " (election)" : "")
@@ -245,6 +296,9 @@ TEST_F(Chaos, NoLostUpdateNoStaleWriteNothingLeftBehind) {
   }
   EXPECT_GT(fault_count, 0);
   EXPECT_GT(increments, 0);
+  EXPECT_GT(reads, 0) << "no reader of the shared lock checked anything";
+  EXPECT_GT(permits, 0) << "no permit holder checked anything";
+  EXPECT_GT(dropped, 0) << "no reply was lost after its write committed";
 }
 
 }  // namespace
