@@ -93,4 +93,28 @@ Release release_and_hand_over(const etcd::Client& client, const QueueDir& queue,
   return release;
 }
 
+void HandOverReleaser::expect_successor() {
+  MutexLock lock(mu_);
+  expect_successor_ = true;
+}
+
+void HandOverReleaser::release(Hold& hold, bool in_doubt, std::error_code& ec) noexcept {
+  bool read_head_first = false;
+  {
+    MutexLock lock(mu_);
+    read_head_first = expect_successor_;
+  }
+  std::optional<Release> release;
+  hold.give_up(
+      [&] {
+        release = release_and_hand_over(context_->client(), queue_, hold.entry(), slots_, read_head_first);
+        return release->entry_was_there;
+      },
+      in_doubt, ec);
+  if (release) {
+    MutexLock lock(mu_);
+    expect_successor_ = release->successor_seen;
+  }
+}
+
 }  // namespace etcdlock::detail

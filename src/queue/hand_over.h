@@ -15,9 +15,14 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
+#include <system_error>
 
+#include "base/mutex.h"
 #include "etcd/client.h"
 #include "keys/queue_requests.h"
+#include "queue/hold.h"
+#include "queue/lock_context.h"
 
 namespace etcdlock::detail {
 
@@ -37,5 +42,32 @@ struct Release {
 // happened is unknown. A read or a note that fails costs only the note.
 Release release_and_hand_over(const etcd::Client& client, const QueueDir& queue, const QueueEntry& own,
                               std::int64_t slots, bool read_head_first);
+
+// The releases of one queue's holds by one primitive: Hold::give_up with
+// release_and_hand_over as its removal, reading the queue first only while
+// successors are likely (an acquisition waited, or the last release found
+// one), so that an uncontended release stays one Txn.
+//
+// Thread-safe. Its mutex is taken alone; no request to etcd is made under it.
+class HandOverReleaser {
+ public:
+  // `slots`: how many entries hold at once (1 for a lock, the limit of a
+  // semaphore).
+  HandOverReleaser(std::shared_ptr<LockContext> context, QueueDir queue, std::int64_t slots)
+      : context_(std::move(context)), queue_(std::move(queue)), slots_(slots) {}
+
+  // An acquisition waited behind another entry: others are likely to wait
+  // behind the next release too.
+  void expect_successor() ETCDLOCK_EXCLUDES(mu_);
+  // Ends `hold` in etcd and hands its slot on; `ec` as Hold::give_up says.
+  void release(Hold& hold, bool in_doubt, std::error_code& ec) noexcept ETCDLOCK_EXCLUDES(mu_);
+
+ private:
+  const std::shared_ptr<LockContext> context_;
+  const QueueDir queue_;
+  const std::int64_t slots_;
+  mutable Mutex mu_;
+  bool expect_successor_ ETCDLOCK_GUARDED_BY(mu_) = false;
+};
 
 }  // namespace etcdlock::detail

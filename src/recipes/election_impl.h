@@ -1,9 +1,10 @@
 // ElectionImpl: the state behind one named Election: which thread of this
 // process is the candidate or leader, and its hold in etcd.
 //
-// A campaign is a QueueAcquisition whose entry holds the proposal, as etcd's
-// Go Election writes it; the leader is the first entry. Leadership is a Hold,
-// so it ends (and its token fires) on the same causes as a lock's hold.
+// A campaign is an ExclusiveHold's acquisition whose entry holds the proposal,
+// as etcd's Go Election writes it; the leader is the first entry. Leadership
+// is a Hold, so it ends (and its token fires) on the same causes as a lock's
+// hold.
 // Candidates write no hand-over notes (their values are proposals, not
 // etcdlock's), so a new leader learns of its turn from its predecessor's
 // deletion.
@@ -18,12 +19,7 @@
 
 #include "etcdlock/election.h"
 #include "etcdlock/options.h"
-#include "queue/hold.h"
-#include "queue/lock_context.h"
-#include "queue/lock_metrics.h"
-#include "base/mutex.h"
-#include "keys/queue_requests.h"
-#include "queue/turn.h"
+#include "queue/exclusive_hold.h"
 
 namespace etcdlock::detail {
 
@@ -41,34 +37,25 @@ class ElectionImpl : public std::enable_shared_from_this<ElectionImpl> {
   bool proclaim(std::string_view value);
   void resign() noexcept;
 
-  bool is_leader() const;
-  std::stop_token lost_token() const;
-  std::int64_t fencing_token() const;
-  bool guarded_put(std::string_view key, std::string_view value);
-  bool guarded_delete(std::string_view key);
+  bool is_leader() const { return exclusive_.held(); }
+  std::stop_token lost_token() const { return exclusive_.lost_token(); }
+  std::int64_t fencing_token() const { return exclusive_.fencing_token(); }
+  bool guarded_put(std::string_view key, std::string_view value) { return exclusive_.guarded_put(key, value); }
+  bool guarded_delete(std::string_view key) { return exclusive_.guarded_delete(key); }
   std::optional<LeaderInfo> leader() const;
   std::shared_ptr<LeaderObserver> observe(std::function<void(const std::optional<LeaderInfo>&)> on_change);
 
-  const std::string& name() const { return name_; }
+  const std::string& name() const { return exclusive_.named().name; }
   const ElectionOptions& options() const { return options_; }
 
  private:
-  std::optional<pb::TxnRequest> guarded_txn() const;
   // Gives a leadership up in etcd (Hold::give_up): its key is deleted, or
   // removed in the background when etcd does not answer.
   std::error_code end_leadership(Hold& hold, bool in_doubt) noexcept;
+  LockContext& context() const { return exclusive_.context(); }
 
-  const std::shared_ptr<LockContext> context_;
-  const std::string name_;
-  const std::shared_ptr<LockCounters> counters_;  // null when metrics are off
-  const QueueDir queue_;
   const ElectionOptions options_;
-  Turn turn_;  // the candidate's or leader's thread
-
-  // Lock order: mu_, then the turn's; no request to etcd is made under mu_.
-  mutable Mutex mu_;
-  std::shared_ptr<Hold> hold_ ETCDLOCK_GUARDED_BY(mu_);  // the leadership
-  bool hold_in_doubt_ ETCDLOCK_GUARDED_BY(mu_) = false;  // its key is retired at the resign
+  ExclusiveHold exclusive_;  // the candidate's or leader's thread, and the leadership
 };
 
 }  // namespace etcdlock::detail

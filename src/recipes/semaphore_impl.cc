@@ -31,17 +31,15 @@ void PermitHold::release(std::error_code& ec) noexcept {
 }
 
 SemaphoreImpl::SemaphoreImpl(std::shared_ptr<LockContext> context, std::string name, Options options)
-    : context_(std::move(context)),
-      name_(std::move(name)),
-      counters_(context_->lock_counters().counters("semaphore", name_)),
-      queue_{queue_dir(context_->prefix(), name_), prefix_range_end(queue_dir(context_->prefix(), name_))},
-      options_(options) {}
+    : named_(std::move(context), "semaphore", std::move(name)),
+      options_(options),
+      releaser_(named_.context, named_.queue, options_.limit) {}
 
 void SemaphoreImpl::check_limits(const std::vector<std::string>& values) const {
   for (const auto& text : values) {
     const auto value = decode_holder_value(text);
     if (value && value->limit > 0 && value->limit != options_.limit) {
-      throw Error(errc::invalid_argument, "semaphore " + quote_value(name_) + " is held in etcd with a limit of " +
+      throw Error(errc::invalid_argument, "semaphore " + quote_value(named_.name) + " is held in etcd with a limit of " +
                                               std::to_string(value->limit) + "; this process asked for a limit of " +
                                               std::to_string(options_.limit));
     }
@@ -49,39 +47,21 @@ void SemaphoreImpl::check_limits(const std::vector<std::string>& values) const {
 }
 
 std::shared_ptr<PermitHold> SemaphoreImpl::acquire(SteadyTime deadline, std::stop_token cancel, QueueWait::Mode mode) {
-  context_->check_open();
-  QueueWait::Entry entry{context_->entry_value(HolderValue::Mode::none, options_.limit), context_->unique_key_suffix(),
+  named_.context->check_open();
+  QueueWait::Entry entry{named_.context->entry_value(HolderValue::Mode::none, options_.limit), named_.context->unique_key_suffix(),
                          Admission::counted(options_.limit),
                          [this](const std::vector<std::string>& values) { check_limits(values); }, true};
-  QueueAcquisition acquisition(context_, queue_, "permit", name_, std::move(entry),
-                               {options_.retry.retry_interval, options_.retry.max_retries}, counters_);
+  QueueAcquisition acquisition(named_.context, named_.queue, "permit", named_.name, std::move(entry),
+                               {options_.retry.retry_interval, options_.retry.max_retries}, named_.counters);
   auto acquired = acquisition.run(deadline, cancel, mode);
   if (!acquired) return nullptr;
-  if (acquired->waited) {
-    MutexLock lock(mu_);
-    expect_successor_ = true;
-  }
-  context_->log()(LogLevel::debug, "permit acquired", {{"name", name_}, {"key", acquired->hold->entry().key}});
+  if (acquired->waited) releaser_.expect_successor();
+  named_.context->log()(LogLevel::debug, "permit acquired", {{"name", named_.name}, {"key", acquired->hold->entry().key}});
   return std::make_shared<PermitHold>(shared_from_this(), std::move(acquired->hold), acquired->in_doubt);
 }
 
 void SemaphoreImpl::release(Hold& hold, bool in_doubt, std::error_code& ec) noexcept {
-  bool expect_successor = false;
-  {
-    MutexLock lock(mu_);
-    expect_successor = expect_successor_;
-  }
-  std::optional<Release> release;
-  hold.give_up(
-      [&] {
-        release = release_and_hand_over(context_->client(), queue_, hold.entry(), options_.limit, expect_successor);
-        return release->entry_was_there;
-      },
-      in_doubt, ec);
-  if (release) {
-    MutexLock lock(mu_);
-    expect_successor_ = release->successor_seen;
-  }
+  releaser_.release(hold, in_doubt, ec);
 }
 
 void SemaphoreImpl::keep(std::shared_ptr<PermitHold> permit) {

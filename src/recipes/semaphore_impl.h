@@ -17,7 +17,9 @@
 #include <string>
 
 #include "etcdlock/options.h"
+#include "queue/hand_over.h"
 #include "queue/hold.h"
+#include "queue/named_queue.h"
 #include "queue/lock_context.h"
 #include "queue/lock_metrics.h"
 #include "base/mutex.h"
@@ -73,26 +75,21 @@ class SemaphoreImpl : public std::enable_shared_from_this<SemaphoreImpl> {
   bool release_kept(std::size_t count);
   std::size_t kept() const;
 
-  const std::string& name() const { return name_; }
+  const std::string& name() const { return named_.name; }
   std::int64_t limit() const { return options_.limit; }
   const Options& options() const { return options_; }
-  LockContext& context() { return *context_; }
+  LockContext& context() { return *named_.context; }
 
  private:
   // Throws Error(errc::invalid_argument) when an entry ahead says another limit.
   void check_limits(const std::vector<std::string>& values) const;
 
-  const std::shared_ptr<LockContext> context_;
-  const std::string name_;
-  const std::shared_ptr<LockCounters> counters_;  // null when metrics are off
-  const QueueDir queue_;
+  const NamedQueue named_;
   const Options options_;
+  HandOverReleaser releaser_;
 
   mutable Mutex mu_;
   std::deque<std::shared_ptr<PermitHold>> kept_ ETCDLOCK_GUARDED_BY(mu_);
-  // A release found a waiter: the next one reads the queue first, to hand
-  // over in the same Txn.
-  bool expect_successor_ ETCDLOCK_GUARDED_BY(mu_) = false;
 };
 
 }  // namespace etcdlock::detail

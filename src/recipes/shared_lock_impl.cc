@@ -10,11 +10,7 @@
 namespace etcdlock::detail {
 
 SharedLockImpl::SharedLockImpl(std::shared_ptr<LockContext> context, std::string name, LockOptions options)
-    : context_(std::move(context)),
-      name_(std::move(name)),
-      counters_(context_->lock_counters().counters("shared lock", name_)),
-      queue_{queue_dir(context_->prefix(), name_), prefix_range_end(queue_dir(context_->prefix(), name_))},
-      options_(options) {}
+    : named_(std::move(context), "shared lock", std::move(name)), options_(options) {}
 
 SharedLockImpl::~SharedLockImpl() {
   // No other reference exists, so no thread can be inside a member function.
@@ -24,9 +20,9 @@ SharedLockImpl::~SharedLockImpl() {
     left.swap(holds_);
   }
   for (auto& [thread, held] : left) {
-    if (!held.hold->lost() && !context_->closed()) {
-      context_->log()(LogLevel::warning, "shared lock destroyed while held; releasing it",
-                      {{"name", name_}, {"key", held.hold->entry().key}});
+    if (!held.hold->lost() && !named_.context->closed()) {
+      named_.context->log()(LogLevel::warning, "shared lock destroyed while held; releasing it",
+                      {{"name", named_.name}, {"key", held.hold->entry().key}});
     }
     std::error_code ignored;
     give_up(*held.hold, held.in_doubt, ignored);
@@ -37,15 +33,15 @@ bool SharedLockImpl::acquire(Side side, SteadyTime deadline, std::stop_token can
   const auto me = std::this_thread::get_id();
   {
     MutexLock lock(mu_);
-    context_->check_open();
+    named_.context->check_open();
     if (const auto found = holds_.find(me); found != holds_.end()) {
       ThreadHold& held = found->second;
       if (held.hold->lost()) {
-        throw Error(errc::lock_expired, "the hold of shared lock " + quote_value(name_) +
+        throw Error(errc::lock_expired, "the hold of shared lock " + quote_value(named_.name) +
                                             " was lost; unlock it before locking again");
       }
       if (side == Side::write && held.side == Side::read) {
-        throw Error(errc::lock_already_held, "this thread holds shared lock " + quote_value(name_) +
+        throw Error(errc::lock_already_held, "this thread holds shared lock " + quote_value(named_.name) +
                                                  " for reading; upgrading to writing is refused (it could wait "
                                                  "forever): unlock_shared() first");
       }
@@ -54,19 +50,19 @@ bool SharedLockImpl::acquire(Side side, SteadyTime deadline, std::stop_token can
         return true;
       }
       if (!options_.reentrant) {
-        throw Error(errc::lock_already_held, "shared lock " + quote_value(name_) + " is already held by this thread");
+        throw Error(errc::lock_already_held, "shared lock " + quote_value(named_.name) + " is already held by this thread");
       }
       ++held.depth;
       return true;
     }
   }
-  const auto suffix = context_->unique_key_suffix();
+  const auto suffix = named_.context->unique_key_suffix();
   const bool write = side == Side::write;
-  QueueWait::Entry entry{context_->entry_value(write ? HolderValue::Mode::write : HolderValue::Mode::read, 0,
+  QueueWait::Entry entry{named_.context->entry_value(write ? HolderValue::Mode::write : HolderValue::Mode::read, 0,
                                                /*with_inbox=*/false),
                          suffix, write ? Admission::exclusive() : Admission::shared(), {}, false};
-  QueueAcquisition acquisition(context_, queue_, write ? "write lock" : "read lock", name_, std::move(entry),
-                               {options_.retry_interval, options_.max_retries}, counters_);
+  QueueAcquisition acquisition(named_.context, named_.queue, write ? "write lock" : "read lock", named_.name, std::move(entry),
+                               {options_.retry_interval, options_.max_retries}, named_.counters);
   auto acquired = acquisition.run(deadline, cancel, mode);
   if (!acquired) return false;
   MutexLock lock(mu_);
@@ -76,7 +72,7 @@ bool SharedLockImpl::acquire(Side side, SteadyTime deadline, std::stop_token can
 
 void SharedLockImpl::downgrade(ThreadHold& held) {
   if (held.depth != 1) {
-    throw Error(errc::lock_already_held, "shared lock " + quote_value(name_) +
+    throw Error(errc::lock_already_held, "shared lock " + quote_value(named_.name) +
                                              " is held for writing more than once by this thread; unlock to one "
                                              "level before taking the read side");
   }
@@ -91,9 +87,9 @@ void SharedLockImpl::downgrade(ThreadHold& held) {
     auto txn = while_created_at(hold->entry().key, hold->entry().revision);
     auto* put = txn.add_success()->mutable_request_put();
     put->set_key(hold->entry().key);
-    put->set_value(context_->entry_value(HolderValue::Mode::read, 0, /*with_inbox=*/false));
+    put->set_value(named_.context->entry_value(HolderValue::Mode::read, 0, /*with_inbox=*/false));
     put->set_lease(hold->lease_id());
-    done = context_->client().txn(txn, context_->client().command_deadline(), etcd::write_site::downgrade).succeeded();
+    done = named_.context->client().txn(txn, named_.context->client().command_deadline(), etcd::write_site::downgrade).succeeded();
   } catch (const etcd::LeaseNotFound&) {
     done = false;  // the lease is gone, and the entry with it
   } catch (const Error& error) {
@@ -104,13 +100,13 @@ void SharedLockImpl::downgrade(ThreadHold& held) {
     // given up all the same, and so is the read side it asked for, which is
     // not ours unconfirmed. The hold is lost; its entry goes in the background.
     hold->lose(LossCause::unconfirmed);
-    remove_entry(*context_, {hold->entry(), held.in_doubt}, hold->lease_id());
+    remove_entry(*named_.context, {hold->entry(), held.in_doubt}, hold->lease_id());
   }
   mu_.lock();
   if (failure) throw *failure;
   if (!*done) {
     hold->lose(LossCause::deleted);
-    throw Error(errc::lock_expired, "the write hold of shared lock " + quote_value(name_) + " was lost");
+    throw Error(errc::lock_expired, "the write hold of shared lock " + quote_value(named_.name) + " was lost");
   }
   held.side = Side::read;
 }
@@ -120,7 +116,7 @@ void SharedLockImpl::give_up(Hold& hold, bool in_doubt, std::error_code& ec) noe
       [&] {
         auto txn = while_created_at(hold.entry().key, hold.entry().revision);
         txn.add_success()->mutable_request_delete_range()->set_key(hold.entry().key);
-        return context_->client().txn(txn, context_->client().command_deadline(), etcd::write_site::release).succeeded();
+        return named_.context->client().txn(txn, named_.context->client().command_deadline(), etcd::write_site::release).succeeded();
       },
       in_doubt, ec);
 }

@@ -18,6 +18,7 @@
 
 #include "etcdlock/options.h"
 #include "queue/hold.h"
+#include "queue/named_queue.h"
 #include "queue/lock_context.h"
 #include "queue/lock_metrics.h"
 #include "base/mutex.h"
@@ -45,9 +46,9 @@ class SharedLockImpl {
   std::int64_t fencing_token() const;
   std::optional<pb::TxnRequest> guarded_txn() const;
 
-  const std::string& name() const { return name_; }
+  const std::string& name() const { return named_.name; }
   const LockOptions& options() const { return options_; }
-  LockContext& context() { return *context_; }
+  LockContext& context() { return *named_.context; }
 
  private:
   struct ThreadHold {
@@ -63,10 +64,7 @@ class SharedLockImpl {
   // Deletes a hold's entry (Hold::give_up).
   void give_up(Hold& hold, bool in_doubt, std::error_code& ec) noexcept;
 
-  const std::shared_ptr<LockContext> context_;
-  const std::string name_;
-  const std::shared_ptr<LockCounters> counters_;  // null when metrics are off
-  const QueueDir queue_;
+  const NamedQueue named_;
   const LockOptions options_;
 
   // Lock order: mu_ before any lock of the services; no request to etcd is

@@ -1,0 +1,68 @@
+#include "queue/exclusive_hold.h"
+
+#include "base/text.h"
+#include "queue/guarded_write.h"
+#include "queue/queue_acquisition.h"
+
+namespace etcdlock::detail {
+
+ExclusiveHold::ExclusiveHold(std::shared_ptr<LockContext> context, std::string_view kind, std::string name,
+                             std::string acquisition)
+    : named_(std::move(context), kind, std::move(name)),
+      acquisition_(std::move(acquisition)),
+      turn_(named_.context, std::string(kind) + " " + quote_value(named_.name)) {}
+
+ExclusiveHold::Outcome ExclusiveHold::acquire(QueueWait::Entry entry, RetryPolicy retry, SteadyTime deadline,
+                                              const std::stop_token& cancel, QueueWait::Mode mode) {
+  QueueAcquisition acquisition(named_.context, named_.queue, acquisition_, named_.name, std::move(entry), retry,
+                               named_.counters);
+  auto acquired = acquisition.run(deadline, cancel, mode);
+  Outcome outcome{acquired.has_value(), acquired && acquired->waited, acquisition.key()};
+  if (acquired) {
+    MutexLock lock(mu_);
+    hold_ = std::move(acquired->hold);
+    in_doubt_ = acquired->in_doubt;
+  }
+  return outcome;
+}
+
+ExclusiveHold::Taken ExclusiveHold::take() {
+  MutexLock lock(mu_);
+  return {std::exchange(hold_, nullptr), std::exchange(in_doubt_, false)};
+}
+
+std::shared_ptr<Hold> ExclusiveHold::hold() const {
+  MutexLock lock(mu_);
+  return hold_;
+}
+
+bool ExclusiveHold::held() const {
+  MutexLock lock(mu_);
+  return hold_ && !hold_->lost();
+}
+
+std::stop_token ExclusiveHold::lost_token() const {
+  MutexLock lock(mu_);
+  return hold_ ? hold_->lost_token() : std::stop_token();
+}
+
+std::int64_t ExclusiveHold::fencing_token() const {
+  MutexLock lock(mu_);
+  return hold_ && !hold_->lost() ? hold_->entry().revision : 0;
+}
+
+std::optional<pb::TxnRequest> ExclusiveHold::guarded_txn() const {
+  MutexLock lock(mu_);
+  if (!hold_ || hold_->lost()) return std::nullopt;
+  return while_created_at(hold_->entry().key, hold_->entry().revision);
+}
+
+bool ExclusiveHold::guarded_put(std::string_view key, std::string_view value) {
+  return detail::guarded_put(named_.context->client(), guarded_txn(), key, value);
+}
+
+bool ExclusiveHold::guarded_delete(std::string_view key) {
+  return detail::guarded_delete(named_.context->client(), guarded_txn(), key);
+}
+
+}  // namespace etcdlock::detail
