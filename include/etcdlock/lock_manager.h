@@ -35,7 +35,12 @@ class ManagerImpl;
 // and background work, and notifier threads that run the callbacks of lost
 // tokens (std::stop_callback). A loss callback may call any etcdlock function,
 // close() included; one that blocks delays only the loss signals queued behind
-// it (more notifier threads are started, up to eight).
+// it (more notifier threads are started, up to eight). One exception to the
+// thread: an unlock(), resign() or permit release() that finds its hold lost,
+// or cannot learn whether its delete happened, requests the lost token itself
+// before it returns, so its callbacks may run in that call, on the caller's
+// thread, once the call has given back all it held (the callback may take the
+// same lock again).
 class LockManager {
  public:
   // Validates the options, connects and grants the lease. Throws Error:

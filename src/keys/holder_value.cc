@@ -46,8 +46,11 @@ HolderValue decode_fields(const nlohmann::json& document) {
   value.version = document.value("version", "");
   if (auto created = parse_utc(document.value("created_at", ""))) value.created_at = *created;
   value.inbox = document.value("inbox", "");
-  const std::string mode = document.value("mode", "");
-  value.mode = mode == "read" ? HolderValue::Mode::read : mode == "write" ? HolderValue::Mode::write : HolderValue::Mode::none;
+  // The JSON field is "mode", as earlier versions wrote it.
+  const std::string side = document.value("mode", "");
+  value.side = side == "read"    ? HolderValue::Side::read
+               : side == "write" ? HolderValue::Side::write
+                                 : HolderValue::Side::none;
   value.limit = document.value("limit", std::int64_t{0});
   return value;
 }
@@ -61,7 +64,7 @@ std::string encode_holder_value(const HolderValue& value) {
       {"version", value.version},
   };
   if (!value.inbox.empty()) document["inbox"] = value.inbox;
-  if (value.mode != HolderValue::Mode::none) document["mode"] = value.mode == HolderValue::Mode::read ? "read" : "write";
+  if (value.side != HolderValue::Side::none) document["mode"] = value.side == HolderValue::Side::read ? "read" : "write";
   if (value.limit > 0) document["limit"] = value.limit;
   return document.dump();
 }

@@ -13,7 +13,7 @@ namespace etcdlock::detail {
 
 struct HolderValue {
   // A read-write lock's entries say which side they take; others, none.
-  enum class Mode { none, read, write };
+  enum class Side { none, read, write };
 
   std::string owner;
   std::string hostname;
@@ -23,7 +23,7 @@ struct HolderValue {
   // Where a releasing holder may leave this waiter a hand-over note; empty
   // when the manager has no inbox.
   std::string inbox;
-  Mode mode = Mode::none;
+  Side side = Side::none;
   // A semaphore's entries say its limit, so that users who disagree notice.
   std::int64_t limit = 0;
 };

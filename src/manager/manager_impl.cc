@@ -13,7 +13,7 @@ namespace etcdlock::detail {
 
 ManagerImpl::ManagerImpl(ManagerOptions options)
     : options_(validated(std::move(options))),
-      context_(std::make_shared<LockContext>(options_)),
+      context_(std::make_shared<PrimitiveContext>(options_)),
       admin_(context_->client(), context_->log(), options_.prefix) {
   try {
     context_->connect(SteadyClock::now() + options_.dial_timeout);
@@ -133,7 +133,7 @@ ManagerMetrics ManagerImpl::metrics() const {
   metrics.watch_stream_restarts = streams > 0 ? streams - 1 : 0;
   metrics.requests = context_->client().request_counts();
   metrics.errors = context_->client().error_counts();
-  metrics.locks = context_->lock_counters().snapshot();
+  metrics.locks = context_->primitive_counters().snapshot();
   return metrics;
 }
 

@@ -19,7 +19,7 @@
 #include "etcdlock/subscription.h"
 #include "etcdlock/options.h"
 #include "etcdlock/session_state.h"
-#include "queue/lock_context.h"
+#include "queue/primitive_context.h"
 #include "manager/registry.h"
 
 namespace etcdlock::detail {
@@ -49,7 +49,7 @@ class ManagerImpl {
 
  private:
   const ManagerOptions options_;
-  const std::shared_ptr<LockContext> context_;
+  const std::shared_ptr<PrimitiveContext> context_;
   Registry registry_;
   Admin admin_;
 };

@@ -5,10 +5,12 @@
 // share one etcd key, this manager's entry in that name's queue.
 #pragma once
 
+#include <chrono>
 #include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <unordered_map>
 
 #include "etcdlock/error.h"
@@ -27,36 +29,51 @@ class Registry {
   template <class Handle, class Impl, class Options>
   std::shared_ptr<Handle> get(std::string_view kind, std::string_view name, const Options& options,
                               const std::function<std::shared_ptr<Impl>()>& make) {
-    MutexLock lock(mu_);
-    auto& entry = entries_[std::string(name)];
-    auto impl = std::static_pointer_cast<Impl>(entry.impl.lock());
-    if (impl && entry.kind != kind) {
-      throw Error(errc::invalid_argument, "name " + quote_value(name) + " names " + with_article(entry.kind) +
-                                              " in this manager; it cannot also name " + with_article(kind));
+    for (;;) {
+      MutexLock lock(mu_);
+      auto& entry = entries_[std::string(name)];
+      auto impl = std::static_pointer_cast<Impl>(entry.impl.lock());
+      if (impl && entry.kind != kind) {
+        throw Error(errc::invalid_argument, "name " + quote_value(name) + " names " + with_article(entry.kind) +
+                                                " in this manager; it cannot also name " + with_article(kind));
+      }
+      // One state per name and kind, whatever the options: a state whose last
+      // handle went may still hold (a Permit keeps its semaphore's state) or be
+      // finishing, and a second state would not know what the first holds in
+      // etcd. Other options wait until no one uses the name.
+      if (impl && impl->options() != options) {
+        const bool handles = !entry.handle.expired();
+        throw Error(errc::invalid_argument, std::string(kind) + " " + quote_value(name) +
+                                                " is already in use with other options" +
+                                                (handles ? "" : " (what it holds has not been released yet)"));
+      }
+      if (auto existing = std::static_pointer_cast<Handle>(entry.handle.lock())) return existing;
+      if (!impl && !entry.lifetime.expired()) {
+        // The last state's destructor is still releasing what was never
+        // unlocked, on this process's lease key: a new state would create
+        // that key again, and the old release, if its reply is lost, retires
+        // it (stray_entries.h) under the new hold. Wait for it to end; its
+        // deadline is the command timeout.
+        lock.unlock();
+        std::this_thread::sleep_for(kFinishingPoll);
+        continue;
+      }
+      if (!impl) impl = make();
+      auto created = std::make_shared<Handle>(impl);
+      entry = {std::string(kind), created, impl, impl->lifetime()};
+      forget_unused();
+      return created;
     }
-    // One state per name and kind, whatever the options: a state whose last
-    // handle went may still hold (a Permit keeps its semaphore's state) or be
-    // finishing, and a second state would not know what the first holds in
-    // etcd. Other options wait until no one uses the name.
-    if (impl && impl->options() != options) {
-      const bool handles = !entry.handle.expired();
-      throw Error(errc::invalid_argument, std::string(kind) + " " + quote_value(name) +
-                                              " is already in use with other options" +
-                                              (handles ? "" : " (what it holds has not been released yet)"));
-    }
-    if (auto existing = std::static_pointer_cast<Handle>(entry.handle.lock())) return existing;
-    if (!impl) impl = make();
-    auto created = std::make_shared<Handle>(impl);
-    entry = {std::string(kind), created, impl};
-    forget_unused();
-    return created;
   }
 
  private:
+  static constexpr std::chrono::milliseconds kFinishingPoll{5};
+
   struct Entry {
     std::string kind;
     std::weak_ptr<void> handle;
     std::weak_ptr<void> impl;
+    std::weak_ptr<const void> lifetime;  // the impl's, destructor included
   };
 
   static std::string with_article(std::string_view kind) {
@@ -67,7 +84,7 @@ class Registry {
   // Now and then, forget the names no one uses any more.
   void forget_unused() ETCDLOCK_REQUIRES(mu_) {
     if (entries_.size() > 64 && entries_.size() % 64 == 0) {
-      std::erase_if(entries_, [](const auto& item) { return item.second.impl.expired(); });
+      std::erase_if(entries_, [](const auto& item) { return item.second.lifetime.expired(); });
     }
   }
 

@@ -22,7 +22,7 @@ constexpr std::size_t kRememberedLeases = 1024;
 // not the lookups: asked late, etcd would call a lease that its manager ended
 // after an unlock the reason for that unlock.
 struct ActivityWatch::Delivery {
-  Delivery(std::shared_ptr<LockContext> context, LockListener listener)
+  Delivery(std::shared_ptr<PrimitiveContext> context, LockListener listener)
       : context(std::move(context)), listener(std::move(listener)), calls(this->context->notifier()) {}
 
   // Asks etcd whether `lease` has ended; false when it cannot tell. Called on
@@ -43,7 +43,7 @@ struct ActivityWatch::Delivery {
     return true;
   }
 
-  const std::shared_ptr<LockContext> context;
+  const std::shared_ptr<PrimitiveContext> context;
   const LockListener listener;
   std::set<std::int64_t> ended_leases;
   Strand calls;
@@ -70,7 +70,7 @@ class ActivityWatch::Relay final : public etcd::WatchListener {
   std::weak_ptr<ActivityWatch> watch_;
 };
 
-ActivityWatch::ActivityWatch(std::shared_ptr<LockContext> context, std::string_view name_prefix,
+ActivityWatch::ActivityWatch(std::shared_ptr<PrimitiveContext> context, std::string_view name_prefix,
                              LockListener listener)
     : context_(std::move(context)),
       name_prefix_(name_prefix),

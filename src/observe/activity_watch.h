@@ -21,7 +21,7 @@
 #include "observe/catch_up.h"
 #include "etcd/watch_hub.h"
 #include "etcdlock/lock_event.h"
-#include "queue/lock_context.h"
+#include "queue/primitive_context.h"
 #include "base/mutex.h"
 #include "base/strand.h"
 
@@ -31,7 +31,7 @@ namespace etcdlock::detail {
 class ActivityWatch : public std::enable_shared_from_this<ActivityWatch> {
  public:
   // `name_prefix` is validated.
-  ActivityWatch(std::shared_ptr<LockContext> context, std::string_view name_prefix, LockListener listener);
+  ActivityWatch(std::shared_ptr<PrimitiveContext> context, std::string_view name_prefix, LockListener listener);
   ~ActivityWatch();
 
   // Reads the queues and starts the watch. Throws Error(errc::unavailable).
@@ -80,7 +80,7 @@ class ActivityWatch : public std::enable_shared_from_this<ActivityWatch> {
   // The lock name in `key`, if it is a queue entry of a watched lock.
   std::optional<std::string_view> name_of(std::string_view key) const;
 
-  const std::shared_ptr<LockContext> context_;
+  const std::shared_ptr<PrimitiveContext> context_;
   const std::string name_prefix_;
   const std::string from_;  // "<prefix>/<name prefix>"
   const std::string end_;

@@ -26,7 +26,7 @@ class LeaderObserver::Relay final : public etcd::WatchListener {
   std::weak_ptr<LeaderObserver> observer_;
 };
 
-LeaderObserver::LeaderObserver(std::shared_ptr<LockContext> context, QueueDir queue, Callback on_change)
+LeaderObserver::LeaderObserver(std::shared_ptr<PrimitiveContext> context, QueueDir queue, Callback on_change)
     : context_(std::move(context)),
       queue_(std::move(queue)),
       on_change_(std::make_shared<const Callback>(std::move(on_change))),

@@ -19,7 +19,7 @@
 #include "observe/catch_up.h"
 #include "etcd/watch_hub.h"
 #include "etcdlock/election.h"
-#include "queue/lock_context.h"
+#include "queue/primitive_context.h"
 #include "base/mutex.h"
 #include "keys/queue_requests.h"
 #include "base/strand.h"
@@ -31,7 +31,7 @@ class LeaderObserver : public std::enable_shared_from_this<LeaderObserver> {
  public:
   using Callback = std::function<void(const std::optional<LeaderInfo>&)>;
 
-  LeaderObserver(std::shared_ptr<LockContext> context, QueueDir queue, Callback on_change);
+  LeaderObserver(std::shared_ptr<PrimitiveContext> context, QueueDir queue, Callback on_change);
   ~LeaderObserver();
 
   // Reads the queue, starts the watch and queues the first call. Throws
@@ -53,7 +53,7 @@ class LeaderObserver : public std::enable_shared_from_this<LeaderObserver> {
   // strand_.run_queued() is to be called, outside mu_.
   [[nodiscard]] bool publish() ETCDLOCK_REQUIRES(mu_);
 
-  const std::shared_ptr<LockContext> context_;
+  const std::shared_ptr<PrimitiveContext> context_;
   const QueueDir queue_;
   // Shared with the queued calls: a callback may end the observation and so
   // destroy this object while it runs.

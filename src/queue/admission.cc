@@ -8,7 +8,7 @@ namespace {
 
 bool is_reader(const mvccpb::KeyValue& kv) {
   const auto value = decode_holder_value(kv.value());
-  return value && value->mode == HolderValue::Mode::read;
+  return value && value->side == HolderValue::Side::read;
 }
 
 }  // namespace
@@ -16,7 +16,7 @@ bool is_reader(const mvccpb::KeyValue& kv) {
 std::int64_t Admission::first_read_limit() const {
   switch (rule_) {
     case Rule::exclusive: return 1;
-    case Rule::counted: return slots_;
+    case Rule::counted: return limit_;
     case Rule::shared: return kQueuePage;
   }
   return kQueuePage;
@@ -32,7 +32,7 @@ void Admission::Scan::take(const QueueDir& queue, const pb::RangeResponse& page,
         return;
       case Rule::counted:
         blockers_.push_back({kv.key(), kv.create_revision()});
-        if (static_cast<std::int64_t>(blockers_.size()) >= admission_.slots()) {
+        if (static_cast<std::int64_t>(blockers_.size()) >= admission_.limit()) {
           decided_ = true;
           return;
         }
@@ -62,7 +62,7 @@ std::vector<bool> holding_entries(std::span<const std::string* const> values) {
   for (const std::string* text : values) {
     const auto value = decode_holder_value(*text);
     const auto ahead = static_cast<std::int64_t>(holds.size());
-    const bool reader = value && value->mode == HolderValue::Mode::read;
+    const bool reader = value && value->side == HolderValue::Side::read;
     if (value && value->limit > 0) {
       holds.push_back(ahead < value->limit);
     } else if (reader) {

@@ -25,13 +25,13 @@ class Admission {
   enum class Rule { exclusive, counted, shared };
 
   static Admission exclusive() { return Admission(Rule::exclusive, 1); }
-  static Admission counted(std::int64_t slots) { return Admission(Rule::counted, slots); }
+  static Admission counted(std::int64_t limit) { return Admission(Rule::counted, limit); }
   static Admission shared() { return Admission(Rule::shared, 0); }
 
   Rule rule() const { return rule_; }
   // How many entries hold at once, for hand-over notes; 0 when notes do not
   // apply (readers are admitted together, by their own reads).
-  std::int64_t slots() const { return slots_; }
+  std::int64_t limit() const { return limit_; }
   // How many keys a first read of the entries ahead asks for, and whether
   // it needs their values.
   std::int64_t first_read_limit() const;
@@ -62,10 +62,10 @@ class Admission {
   };
 
  private:
-  Admission(Rule rule, std::int64_t slots) : rule_(rule), slots_(slots) {}
+  Admission(Rule rule, std::int64_t limit) : rule_(rule), limit_(limit) {}
 
   Rule rule_;
-  std::int64_t slots_;
+  std::int64_t limit_;
 };
 
 // The same rules applied from the head of a queue by an onlooker that reads

@@ -4,7 +4,7 @@
 
 namespace etcdlock::detail {
 
-void remove_entry(LockContext& context, const Leftover& leftover, std::int64_t lease_id) noexcept {
+void remove_entry(PrimitiveContext& context, const Leftover& leftover, std::int64_t lease_id) noexcept {
   if (context.closed()) return;  // the lease revoke takes every entry
   const QueueEntry& entry = leftover.entry;
   if (!leftover.in_doubt && entry.revision != 0) {

@@ -4,7 +4,7 @@
 #include <cstdint>
 
 #include "keys/queue_requests.h"
-#include "queue/lock_context.h"
+#include "queue/primitive_context.h"
 
 namespace etcdlock::detail {
 
@@ -20,6 +20,6 @@ struct Leftover {
 // (see stray_entries.h), which removes it, and any create of it that lands
 // later, in the background. Never throws; the key may be used again only
 // when the delete was answered.
-void remove_entry(LockContext& context, const Leftover& leftover, std::int64_t lease_id) noexcept;
+void remove_entry(PrimitiveContext& context, const Leftover& leftover, std::int64_t lease_id) noexcept;
 
 }  // namespace etcdlock::detail

@@ -6,7 +6,7 @@
 
 namespace etcdlock::detail {
 
-ExclusiveHold::ExclusiveHold(std::shared_ptr<LockContext> context, std::string_view kind, std::string name,
+ExclusiveHold::ExclusiveHold(std::shared_ptr<PrimitiveContext> context, std::string_view kind, std::string name,
                              std::string acquisition)
     : named_(std::move(context), kind, std::move(name)),
       acquisition_(std::move(acquisition)),

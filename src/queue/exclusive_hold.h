@@ -34,11 +34,11 @@ class ExclusiveHold {
  public:
   // `kind` labels counters ("lock", "election"); `acquisition` names what is
   // acquired in messages ("lock", "leadership").
-  ExclusiveHold(std::shared_ptr<LockContext> context, std::string_view kind, std::string name,
+  ExclusiveHold(std::shared_ptr<PrimitiveContext> context, std::string_view kind, std::string name,
                 std::string acquisition);
 
   const NamedQueue& named() const { return named_; }
-  LockContext& context() const { return *named_.context; }
+  PrimitiveContext& context() const { return *named_.context; }
 
   // The turn: see Turn.
   bool take_turn(SteadyTime deadline, const std::stop_token& cancel, bool wait) {

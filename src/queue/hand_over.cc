@@ -38,12 +38,12 @@ std::vector<const mvccpb::KeyValue*> entries_of(const QueueDir& queue, const pb:
 }  // namespace
 
 Release release_and_hand_over(const etcd::Client& client, const QueueDir& queue, const QueueEntry& own,
-                              std::int64_t slots, bool read_head_first) {
+                              std::int64_t limit, bool read_head_first) {
   Release release;
   if (read_head_first) {
-    // The successor is the entry just past the slots, once `own` holds one.
+    // The successor is the entry just past the limit, once `own` holds one.
     auto head = head_read(queue);
-    head.set_limit(slots + 1);  // keys of longer names among them only cost the note
+    head.set_limit(limit + 1);  // keys of longer names among them only cost the note
     // Served by the member at hand, without the leader's confirmation that a
     // linearizable read waits for (often a whole write, under contention).
     // It may be a little stale; safety rests on the Txn's compares, and a
@@ -56,34 +56,34 @@ Release release_and_hand_over(const etcd::Client& client, const QueueDir& queue,
       // Nothing was written: release without the read.
     }
     const auto entries = entries_of(queue, read);  // points into `read`
-    const auto slot_count = static_cast<std::size_t>(slots);
+    const auto slot_count = static_cast<std::size_t>(limit);
     const bool holds = std::any_of(entries.begin(), entries.begin() + std::min(entries.size(), slot_count),
                                    [&](const mvccpb::KeyValue* kv) { return kv->key() == own.key; });
     release.successor_seen = entries.size() > slot_count;
     if (const auto successor = holds && release.successor_seen ? addressee(queue, *entries[slot_count]) : std::nullopt) {
       const auto txn = hand_over_txn(own, successor->entry, successor->inbox, successor->lease,
-                                     encode_note({successor->entry, slots}));
+                                     encode_note({successor->entry, limit}));
       release.entry_was_there = client.txn(txn, client.command_deadline(), etcd::write_site::release).succeeded();
       return release;
     }
   }
   auto txn = release_txn(queue, own);
   // The entries that hold after the delete: the last of them may be new.
-  txn.mutable_success(1)->mutable_request_range()->set_limit(slots);
+  txn.mutable_success(1)->mutable_request_range()->set_limit(limit);
   const auto response = client.txn(txn, client.command_deadline(), etcd::write_site::release);
   release.entry_was_there = response.succeeded();
   if (!release.entry_was_there) return release;
   const auto& after = response.responses(1).response_range();
   const auto entries = entries_of(queue, after);
-  if (static_cast<std::int64_t>(entries.size()) < slots) {
+  if (static_cast<std::int64_t>(entries.size()) < limit) {
     release.successor_seen = after.more();
     return release;
   }
   release.successor_seen = true;
   // Queued behind us meanwhile: tell it, in a second write.
-  if (const auto successor = addressee(queue, *entries[static_cast<std::size_t>(slots - 1)])) {
+  if (const auto successor = addressee(queue, *entries[static_cast<std::size_t>(limit - 1)])) {
     try {
-      client.txn(note_txn(successor->entry, successor->inbox, successor->lease, encode_note({successor->entry, slots})),
+      client.txn(note_txn(successor->entry, successor->inbox, successor->lease, encode_note({successor->entry, limit})),
                  client.command_deadline(), etcd::write_site::note);
     } catch (const Error&) {
       // The release is done; the successor learns of its turn from its own
@@ -107,7 +107,7 @@ void HandOverReleaser::release(Hold& hold, bool in_doubt, std::error_code& ec) n
   std::optional<Release> release;
   hold.give_up(
       [&] {
-        release = release_and_hand_over(context_->client(), queue_, hold.entry(), slots_, read_head_first);
+        release = release_and_hand_over(context_->client(), queue_, hold.entry(), limit_, read_head_first);
         return release->entry_was_there;
       },
       in_doubt, ec);

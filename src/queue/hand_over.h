@@ -22,7 +22,7 @@
 #include "etcd/client.h"
 #include "keys/queue_requests.h"
 #include "queue/hold.h"
-#include "queue/lock_context.h"
+#include "queue/primitive_context.h"
 
 namespace etcdlock::detail {
 
@@ -32,7 +32,7 @@ struct Release {
   bool successor_seen = false;   // an entry was waiting for the slot
 };
 
-// Releases `own`, one of the first `slots` entries of `queue` (1 for a lock),
+// Releases `own`, one of the first `limit` entries of `queue` (1 for a lock),
 // if it is still the same entry, and hands its slot to the entry that waits
 // for it: with a note in its manager's inbox, in the same Txn when
 // `read_head_first` (one read, then one write; worth it when a successor is
@@ -41,7 +41,7 @@ struct Release {
 // Throws Error only for the delete: errc::unavailable when whether it
 // happened is unknown. A read or a note that fails costs only the note.
 Release release_and_hand_over(const etcd::Client& client, const QueueDir& queue, const QueueEntry& own,
-                              std::int64_t slots, bool read_head_first);
+                              std::int64_t limit, bool read_head_first);
 
 // The releases of one queue's holds by one primitive: Hold::give_up with
 // release_and_hand_over as its removal, reading the queue first only while
@@ -51,10 +51,10 @@ Release release_and_hand_over(const etcd::Client& client, const QueueDir& queue,
 // Thread-safe. Its mutex is taken alone; no request to etcd is made under it.
 class HandOverReleaser {
  public:
-  // `slots`: how many entries hold at once (1 for a lock, the limit of a
+  // `limit`: how many entries hold at once (1 for a lock, the limit of a
   // semaphore).
-  HandOverReleaser(std::shared_ptr<LockContext> context, QueueDir queue, std::int64_t slots)
-      : context_(std::move(context)), queue_(std::move(queue)), slots_(slots) {}
+  HandOverReleaser(std::shared_ptr<PrimitiveContext> context, QueueDir queue, std::int64_t limit)
+      : context_(std::move(context)), queue_(std::move(queue)), limit_(limit) {}
 
   // An acquisition waited behind another entry: others are likely to wait
   // behind the next release too.
@@ -63,9 +63,9 @@ class HandOverReleaser {
   void release(Hold& hold, bool in_doubt, std::error_code& ec) noexcept ETCDLOCK_EXCLUDES(mu_);
 
  private:
-  const std::shared_ptr<LockContext> context_;
+  const std::shared_ptr<PrimitiveContext> context_;
   const QueueDir queue_;
-  const std::int64_t slots_;
+  const std::int64_t limit_;
   mutable Mutex mu_;
   bool expect_successor_ ETCDLOCK_GUARDED_BY(mu_) = false;
 };

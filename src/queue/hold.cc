@@ -50,8 +50,8 @@ class Hold::KeyWatch final : public etcd::WatchListener {
   std::weak_ptr<Hold> hold_;
 };
 
-Hold::Hold(std::shared_ptr<LockContext> context, std::shared_ptr<Session> session, QueueEntry entry,
-           std::string kind, std::string name, std::shared_ptr<LockCounters> counters)
+Hold::Hold(std::shared_ptr<PrimitiveContext> context, std::shared_ptr<Session> session, QueueEntry entry,
+           std::string kind, std::string name, std::shared_ptr<PrimitiveCounters> counters)
     : context_(std::move(context)),
       session_(std::move(session)),
       entry_(std::move(entry)),
@@ -144,7 +144,6 @@ void Hold::give_up(const std::function<bool()>& remove_entry, bool in_doubt, std
       context_->strays().retire(entry_.key, lease_id());
     }
   }
-  signal_loss_now();
 }
 
 void Hold::signal_loss_now() {

@@ -27,8 +27,8 @@
 #include <string>
 #include <system_error>
 
-#include "queue/lock_context.h"
-#include "queue/lock_metrics.h"
+#include "queue/primitive_context.h"
+#include "queue/primitive_metrics.h"
 #include "keys/queue_requests.h"
 #include "session/session.h"
 #include "base/mutex.h"
@@ -43,8 +43,8 @@ class Hold : public std::enable_shared_from_this<Hold> {
   // A hold of `entry` on `session`'s lease, first in its queue; `kind`
   // ("lock", "leadership") and `name` are for logs, `counters` (may be null)
   // count its loss and how long it lasted. Call start() next.
-  Hold(std::shared_ptr<LockContext> context, std::shared_ptr<Session> session, QueueEntry entry, std::string kind,
-       std::string name, std::shared_ptr<LockCounters> counters);
+  Hold(std::shared_ptr<PrimitiveContext> context, std::shared_ptr<Session> session, QueueEntry entry, std::string kind,
+       std::string name, std::shared_ptr<PrimitiveCounters> counters);
   ~Hold();
   Hold(const Hold&) = delete;
   Hold& operator=(const Hold&) = delete;
@@ -81,12 +81,18 @@ class Hold : public std::enable_shared_from_this<Hold> {
   //     be gone and the next holder in: the hold counts as lost (its token
   //     fires, cause `unconfirmed`) and the key is retired, which removes the
   //     entry in the background.
-  // The lost token is requested before this returns. Never throws.
+  // The notifier requests the lost token; the caller does it at once with
+  // signal_loss_now() once it has given back what it holds locally (the
+  // turn). Never throws.
   void give_up(const std::function<bool()>& remove_entry, bool in_doubt, std::error_code& ec) noexcept;
 
   // Requests the lost token now, on the caller's thread, if the hold is lost
   // and the notifier has not done so yet: an unlock that reports the loss
-  // returns with the token requested.
+  // returns with the token requested. Loss callbacks may run here and may
+  // call back into the library, so the caller holds nothing when it calls
+  // this: no mutex, no turn (a callback that locks again would wait for its
+  // own thread), and no destructor of the primitive (the registry makes no
+  // new state for the name until that destructor ends).
   void signal_loss_now();
 
  private:
@@ -94,12 +100,12 @@ class Hold : public std::enable_shared_from_this<Hold> {
   void watch_key();
   void check_key();
 
-  const std::shared_ptr<LockContext> context_;
+  const std::shared_ptr<PrimitiveContext> context_;
   const std::shared_ptr<Session> session_;
   const QueueEntry entry_;
   const std::string kind_;
   const std::string name_;
-  const std::shared_ptr<LockCounters> counters_;
+  const std::shared_ptr<PrimitiveCounters> counters_;
   const SteadyTime started_ = SteadyClock::now();
   std::stop_source lost_source_;
   std::atomic<bool> lost_{false};

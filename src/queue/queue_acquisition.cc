@@ -6,9 +6,9 @@
 
 namespace etcdlock::detail {
 
-QueueAcquisition::QueueAcquisition(std::shared_ptr<LockContext> context, QueueDir queue, std::string kind,
+QueueAcquisition::QueueAcquisition(std::shared_ptr<PrimitiveContext> context, QueueDir queue, std::string kind,
                                    std::string name, QueueWait::Entry entry, RetryPolicy retry,
-                                   std::shared_ptr<LockCounters> counters)
+                                   std::shared_ptr<PrimitiveCounters> counters)
     : context_(context),
       kind_(std::move(kind)),
       name_(std::move(name)),

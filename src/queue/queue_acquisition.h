@@ -13,8 +13,8 @@
 #include <string>
 
 #include "queue/hold.h"
-#include "queue/lock_context.h"
-#include "queue/lock_metrics.h"
+#include "queue/primitive_context.h"
+#include "queue/primitive_metrics.h"
 #include "keys/queue_requests.h"
 #include "queue/queue_wait.h"
 #include "base/retry_budget.h"
@@ -32,8 +32,8 @@ class QueueAcquisition {
   // `kind` ("lock", "leadership", "permit") and `name` say in messages what
   // is acquired; `entry` what the queue entry is.
   // `counters` (may be null) count its outcome and wait.
-  QueueAcquisition(std::shared_ptr<LockContext> context, QueueDir queue, std::string kind, std::string name,
-                   QueueWait::Entry entry, RetryPolicy retry, std::shared_ptr<LockCounters> counters);
+  QueueAcquisition(std::shared_ptr<PrimitiveContext> context, QueueDir queue, std::string kind, std::string name,
+                   QueueWait::Entry entry, RetryPolicy retry, std::shared_ptr<PrimitiveCounters> counters);
 
   // The hold, once our entry is first; nullopt when `mode` gave up or the
   // deadline passed. Throws Error: cancelled, closed, unavailable (after the
@@ -47,12 +47,12 @@ class QueueAcquisition {
   Error cancelled_error() const;
   std::optional<Acquired> attempt(SteadyTime deadline, const std::stop_token& cancel, QueueWait::Mode mode);
 
-  const std::shared_ptr<LockContext> context_;
+  const std::shared_ptr<PrimitiveContext> context_;
   const std::string kind_;
   const std::string name_;
   const std::string description_;  // kind and quoted name
   const RetryPolicy retry_;
-  const std::shared_ptr<LockCounters> counters_;
+  const std::shared_ptr<PrimitiveCounters> counters_;
   QueueWait wait_;
   std::shared_ptr<Session> session_;
 };

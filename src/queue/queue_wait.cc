@@ -23,17 +23,17 @@ constexpr std::chrono::milliseconds kNoteGrace{2};
 struct QueueWait::Signals final : HandOverReceiver {
   Mutex mu;
   std::condition_variable_any changed;
-  const std::int64_t slots;  // the queue's, to accept a note
+  const std::int64_t limit;  // the queue's, to accept a note
   std::int64_t own_revision ETCDLOCK_GUARDED_BY(mu) = 0;  // 0 until known
   std::vector<std::pair<std::int64_t, std::int64_t>> early ETCDLOCK_GUARDED_BY(mu);  // notes before own_revision was known
   std::optional<std::int64_t> handed_over_at ETCDLOCK_GUARDED_BY(mu);
   bool check_queue ETCDLOCK_GUARDED_BY(mu) = false;
   std::string refused ETCDLOCK_GUARDED_BY(mu);  // why etcd refused a watch
 
-  explicit Signals(std::int64_t queue_slots) : slots(queue_slots) {}
+  explicit Signals(std::int64_t queue_limit) : limit(queue_limit) {}
 
-  void on_note(std::int64_t entry_revision, std::int64_t note_slots, std::int64_t revision) override {
-    if (note_slots != slots) return;  // for a queue of another kind under the same name: not ours to trust
+  void on_note(std::int64_t entry_revision, std::int64_t note_limit, std::int64_t revision) override {
+    if (note_limit != limit) return;  // for a queue of another kind under the same name: not ours to trust
     {
       MutexLock lock(mu);
       if (own_revision == 0) {
@@ -103,11 +103,11 @@ class QueueWait::BlockerWatch final : public etcd::WatchListener {
   const bool check_when_created_;
 };
 
-QueueWait::QueueWait(std::shared_ptr<LockContext> context, QueueDir queue, Entry entry)
+QueueWait::QueueWait(std::shared_ptr<PrimitiveContext> context, QueueDir queue, Entry entry)
     : context_(std::move(context)),
       queue_(std::move(queue)),
       entry_(std::move(entry)),
-      signals_(std::make_shared<Signals>(entry_.admission.slots())) {}
+      signals_(std::make_shared<Signals>(entry_.admission.limit())) {}
 
 QueueWait::~QueueWait() {
   stop_watching();
@@ -157,7 +157,7 @@ QueueWait::Result QueueWait::run(const std::shared_ptr<Session>& session, Steady
   if (read->blockers.empty()) return acquire();
   waited_ = true;
   if (mode == Mode::try_once) return Result::not_acquired;
-  return wait_for_turn(*session, *read, deadline, std::move(cancel));
+  return wait_until_first(*session, *read, deadline, std::move(cancel));
 }
 
 pb::TxnResponse QueueWait::send_create(const pb::TxnRequest& txn, SteadyTime deadline) {
@@ -275,7 +275,7 @@ std::optional<QueueWait::Read> QueueWait::scan(Admission::Scan& ahead_scan, std:
   }
 }
 
-QueueWait::Result QueueWait::wait_for_turn(const Session& session, Read read, SteadyTime deadline,
+QueueWait::Result QueueWait::wait_until_first(const Session& session, Read read, SteadyTime deadline,
                                            std::stop_token cancel) {
   watch(read);
   const bool notes_expected = entry_.takes_notes && !context_->inbox().address().empty();

@@ -35,7 +35,7 @@
 
 #include "queue/admission.h"
 #include "queue/entry_removal.h"
-#include "queue/lock_context.h"
+#include "queue/primitive_context.h"
 #include "keys/queue_requests.h"
 #include "session/session.h"
 
@@ -70,7 +70,7 @@ class QueueWait {
     bool takes_notes = true;
   };
 
-  QueueWait(std::shared_ptr<LockContext> context, QueueDir queue, Entry entry);
+  QueueWait(std::shared_ptr<PrimitiveContext> context, QueueDir queue, Entry entry);
   // Stops watching and forgets the inbox; never deletes anything.
   ~QueueWait();
   QueueWait(const QueueWait&) = delete;
@@ -120,13 +120,13 @@ class QueueWait {
   // first page that a create read; nullopt when our entry is gone.
   std::optional<Read> scan(Admission::Scan& scan, std::int64_t revision, SteadyTime deadline);
   std::optional<Read> read_ahead(SteadyTime deadline);
-  Result wait_for_turn(const Session& session, Read read, SteadyTime deadline, std::stop_token cancel);
+  Result wait_until_first(const Session& session, Read read, SteadyTime deadline, std::stop_token cancel);
   void watch(const Read& read);
   void stop_watching();
   Result acquire();
   Result lose_entry();
 
-  const std::shared_ptr<LockContext> context_;
+  const std::shared_ptr<PrimitiveContext> context_;
   const QueueDir queue_;
   const Entry entry_;
   const std::shared_ptr<Signals> signals_;

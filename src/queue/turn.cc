@@ -2,7 +2,7 @@
 
 namespace etcdlock::detail {
 
-Turn::Turn(std::shared_ptr<LockContext> context, std::string what)
+Turn::Turn(std::shared_ptr<PrimitiveContext> context, std::string what)
     : context_(std::move(context)), what_(std::move(what)) {}
 
 bool Turn::take(SteadyTime deadline, const std::stop_token& cancel, bool wait) {

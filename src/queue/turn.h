@@ -15,7 +15,7 @@
 #include <string>
 #include <thread>
 
-#include "queue/lock_context.h"
+#include "queue/primitive_context.h"
 #include "base/mutex.h"
 
 namespace etcdlock::detail {
@@ -24,7 +24,7 @@ namespace etcdlock::detail {
 class Turn {
  public:
   // `what` names the lock or election in messages: "lock \"jobs\"".
-  Turn(std::shared_ptr<LockContext> context, std::string what);
+  Turn(std::shared_ptr<PrimitiveContext> context, std::string what);
 
   // Waits until the turn is free; true when the calling thread has it now,
   // false when `wait` is false and it is busy, or at the deadline. Throws
@@ -35,7 +35,7 @@ class Turn {
   bool owned_by_this_thread() const;
 
  private:
-  const std::shared_ptr<LockContext> context_;
+  const std::shared_ptr<PrimitiveContext> context_;
   const std::string what_;
   mutable Mutex mu_;
   std::condition_variable_any changed_;

@@ -9,7 +9,7 @@
 
 namespace etcdlock::detail {
 
-ElectionImpl::ElectionImpl(std::shared_ptr<LockContext> context, std::string name, ElectionOptions options)
+ElectionImpl::ElectionImpl(std::shared_ptr<PrimitiveContext> context, std::string name, ElectionOptions options)
     : options_(options), exclusive_(std::move(context), "election", std::move(name), "leadership") {}
 
 ElectionImpl::~ElectionImpl() {
@@ -34,6 +34,7 @@ bool ElectionImpl::campaign(std::string_view value, SteadyTime deadline, std::st
     if (auto [lost, in_doubt] = exclusive_.take(); lost) {
       end_leadership(*lost, in_doubt);
       exclusive_.give_back_turn();
+      lost->signal_loss_now();
     }
   }
   if (!exclusive_.take_turn(deadline, cancel, /*wait=*/true)) return false;
@@ -81,6 +82,7 @@ void ElectionImpl::resign() noexcept {
   const std::error_code ec = end_leadership(*hold, in_doubt);
   if (!ec) context().log()(LogLevel::info, "resigned", {{"name", name()}, {"key", hold->entry().key}});
   exclusive_.give_back_turn();
+  hold->signal_loss_now();  // with the turn given back: a loss callback may campaign again
 }
 
 std::error_code ElectionImpl::end_leadership(Hold& hold, bool in_doubt) noexcept {

@@ -28,7 +28,7 @@ class LeaderObserver;
 // Thread-safe.
 class ElectionImpl : public std::enable_shared_from_this<ElectionImpl> {
  public:
-  ElectionImpl(std::shared_ptr<LockContext> context, std::string name, ElectionOptions options);
+  ElectionImpl(std::shared_ptr<PrimitiveContext> context, std::string name, ElectionOptions options);
   // Resigns a leadership that was never resigned.
   ~ElectionImpl();
 
@@ -46,13 +46,14 @@ class ElectionImpl : public std::enable_shared_from_this<ElectionImpl> {
   std::shared_ptr<LeaderObserver> observe(std::function<void(const std::optional<LeaderInfo>&)> on_change);
 
   const std::string& name() const { return exclusive_.named().name; }
+  std::weak_ptr<const void> lifetime() const { return exclusive_.named().lifetime; }
   const ElectionOptions& options() const { return options_; }
 
  private:
   // Gives a leadership up in etcd (Hold::give_up): its key is deleted, or
   // removed in the background when etcd does not answer.
   std::error_code end_leadership(Hold& hold, bool in_doubt) noexcept;
-  LockContext& context() const { return exclusive_.context(); }
+  PrimitiveContext& context() const { return exclusive_.context(); }
 
   const ElectionOptions options_;
   ExclusiveHold exclusive_;  // the candidate's or leader's thread, and the leadership

@@ -5,7 +5,7 @@
 
 namespace etcdlock::detail {
 
-LockImpl::LockImpl(std::shared_ptr<LockContext> context, std::string name, LockOptions options)
+LockImpl::LockImpl(std::shared_ptr<PrimitiveContext> context, std::string name, LockOptions options)
     : options_(options),
       exclusive_(std::move(context), "lock", std::move(name), "lock"),
       releaser_(exclusive_.named().context, exclusive_.named().queue, 1) {}
@@ -95,6 +95,7 @@ void LockImpl::release(std::error_code& ec) noexcept {
     last_hold_lost_ = hold->lost();
   }
   exclusive_.give_back_turn();
+  hold->signal_loss_now();  // with the turn given back: a loss callback may lock again
 }
 
 void LockImpl::release_in_etcd(Hold& hold, bool in_doubt, std::error_code& ec) noexcept {

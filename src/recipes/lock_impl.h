@@ -22,7 +22,7 @@ class LockImpl : public std::enable_shared_from_this<LockImpl> {
  public:
   using Mode = QueueWait::Mode;
 
-  LockImpl(std::shared_ptr<LockContext> context, std::string name, LockOptions options);
+  LockImpl(std::shared_ptr<PrimitiveContext> context, std::string name, LockOptions options);
   // Releases a hold that was never unlocked.
   ~LockImpl();
 
@@ -34,6 +34,7 @@ class LockImpl : public std::enable_shared_from_this<LockImpl> {
   bool held() const { return exclusive_.held(); }
   bool held_by_this_thread() const { return exclusive_.held() && exclusive_.turn_owned_by_this_thread(); }
   const std::string& name() const { return exclusive_.named().name; }
+  std::weak_ptr<const void> lifetime() const { return exclusive_.named().lifetime; }
   const LockOptions& options() const { return options_; }
   std::chrono::milliseconds command_timeout() const { return exclusive_.context().client().command_timeout(); }
   std::string key() const ETCDLOCK_EXCLUDES(mu_);

@@ -14,7 +14,7 @@ PermitHold::~PermitHold() {
   release(ignored);
 }
 
-LockContext& PermitHold::hold_context() const { return semaphore_->context(); }
+PrimitiveContext& PermitHold::hold_context() const { return semaphore_->context(); }
 
 std::optional<pb::TxnRequest> PermitHold::guarded_txn() const {
   if (released_ || hold_->lost()) return std::nullopt;
@@ -30,7 +30,7 @@ void PermitHold::release(std::error_code& ec) noexcept {
   semaphore_->release(*hold_, in_doubt_, ec);
 }
 
-SemaphoreImpl::SemaphoreImpl(std::shared_ptr<LockContext> context, std::string name, Options options)
+SemaphoreImpl::SemaphoreImpl(std::shared_ptr<PrimitiveContext> context, std::string name, Options options)
     : named_(std::move(context), "semaphore", std::move(name)),
       options_(options),
       releaser_(named_.context, named_.queue, options_.limit) {}
@@ -48,7 +48,7 @@ void SemaphoreImpl::check_limits(const std::vector<std::string>& values) const {
 
 std::shared_ptr<PermitHold> SemaphoreImpl::acquire(SteadyTime deadline, std::stop_token cancel, QueueWait::Mode mode) {
   named_.context->check_open();
-  QueueWait::Entry entry{named_.context->entry_value(HolderValue::Mode::none, options_.limit), named_.context->unique_key_suffix(),
+  QueueWait::Entry entry{named_.context->entry_value(HolderValue::Side::none, options_.limit), named_.context->unique_key_suffix(),
                          Admission::counted(options_.limit),
                          [this](const std::vector<std::string>& values) { check_limits(values); }, true};
   QueueAcquisition acquisition(named_.context, named_.queue, "permit", named_.name, std::move(entry),
@@ -62,6 +62,7 @@ std::shared_ptr<PermitHold> SemaphoreImpl::acquire(SteadyTime deadline, std::sto
 
 void SemaphoreImpl::release(Hold& hold, bool in_doubt, std::error_code& ec) noexcept {
   releaser_.release(hold, in_doubt, ec);
+  hold.signal_loss_now();  // permits take no turn: nothing is held here
 }
 
 void SemaphoreImpl::keep(std::shared_ptr<PermitHold> permit) {

@@ -20,8 +20,8 @@
 #include "queue/hand_over.h"
 #include "queue/hold.h"
 #include "queue/named_queue.h"
-#include "queue/lock_context.h"
-#include "queue/lock_metrics.h"
+#include "queue/primitive_context.h"
+#include "queue/primitive_metrics.h"
 #include "base/mutex.h"
 #include "keys/queue_requests.h"
 #include "queue/queue_wait.h"
@@ -39,7 +39,7 @@ class PermitHold {
   ~PermitHold();
 
   const Hold& hold() const { return *hold_; }
-  LockContext& hold_context() const;
+  PrimitiveContext& hold_context() const;
   std::optional<pb::TxnRequest> guarded_txn() const;
   // Gives the permit back, once: errc::lock_expired when it had been lost.
   void release(std::error_code& ec) noexcept;
@@ -62,7 +62,7 @@ class SemaphoreImpl : public std::enable_shared_from_this<SemaphoreImpl> {
     friend bool operator==(const Options&, const Options&) = default;
   };
 
-  SemaphoreImpl(std::shared_ptr<LockContext> context, std::string name, Options options);
+  SemaphoreImpl(std::shared_ptr<PrimitiveContext> context, std::string name, Options options);
 
   // A permit, or nullptr when `mode` gave up or the deadline passed. Throws Error.
   std::shared_ptr<PermitHold> acquire(SteadyTime deadline, std::stop_token cancel, QueueWait::Mode mode);
@@ -76,9 +76,10 @@ class SemaphoreImpl : public std::enable_shared_from_this<SemaphoreImpl> {
   std::size_t kept() const;
 
   const std::string& name() const { return named_.name; }
+  std::weak_ptr<const void> lifetime() const { return named_.lifetime; }
   std::int64_t limit() const { return options_.limit; }
   const Options& options() const { return options_; }
-  LockContext& context() { return *named_.context; }
+  PrimitiveContext& context() { return *named_.context; }
 
  private:
   // Throws Error(errc::invalid_argument) when an entry ahead says another limit.

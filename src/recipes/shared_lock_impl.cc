@@ -9,7 +9,7 @@
 
 namespace etcdlock::detail {
 
-SharedLockImpl::SharedLockImpl(std::shared_ptr<LockContext> context, std::string name, LockOptions options)
+SharedLockImpl::SharedLockImpl(std::shared_ptr<PrimitiveContext> context, std::string name, LockOptions options)
     : named_(std::move(context), "shared lock", std::move(name)), options_(options) {}
 
 SharedLockImpl::~SharedLockImpl() {
@@ -58,7 +58,7 @@ bool SharedLockImpl::acquire(Side side, SteadyTime deadline, std::stop_token can
   }
   const auto suffix = named_.context->unique_key_suffix();
   const bool write = side == Side::write;
-  QueueWait::Entry entry{named_.context->entry_value(write ? HolderValue::Mode::write : HolderValue::Mode::read, 0,
+  QueueWait::Entry entry{named_.context->entry_value(side, 0,
                                                /*with_inbox=*/false),
                          suffix, write ? Admission::exclusive() : Admission::shared(), {}, false};
   QueueAcquisition acquisition(named_.context, named_.queue, write ? "write lock" : "read lock", named_.name, std::move(entry),
@@ -87,7 +87,7 @@ void SharedLockImpl::downgrade(ThreadHold& held) {
     auto txn = while_created_at(hold->entry().key, hold->entry().revision);
     auto* put = txn.add_success()->mutable_request_put();
     put->set_key(hold->entry().key);
-    put->set_value(named_.context->entry_value(HolderValue::Mode::read, 0, /*with_inbox=*/false));
+    put->set_value(named_.context->entry_value(HolderValue::Side::read, 0, /*with_inbox=*/false));
     put->set_lease(hold->lease_id());
     done = named_.context->client().txn(txn, named_.context->client().command_deadline(), etcd::write_site::downgrade).succeeded();
   } catch (const etcd::LeaseNotFound&) {
@@ -138,6 +138,7 @@ void SharedLockImpl::release(Side side, std::error_code& ec) noexcept {
     holds_.erase(found);
   }
   give_up(*hold, in_doubt, ec);
+  hold->signal_loss_now();  // with nothing held here: a loss callback may lock again
 }
 
 bool SharedLockImpl::held_by_this_thread(Side side) const {

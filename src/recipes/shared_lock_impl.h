@@ -19,8 +19,8 @@
 #include "etcdlock/options.h"
 #include "queue/hold.h"
 #include "queue/named_queue.h"
-#include "queue/lock_context.h"
-#include "queue/lock_metrics.h"
+#include "queue/primitive_context.h"
+#include "queue/primitive_metrics.h"
 #include "base/mutex.h"
 #include "keys/queue_requests.h"
 #include "queue/queue_wait.h"
@@ -30,9 +30,10 @@ namespace etcdlock::detail {
 // Thread-safe.
 class SharedLockImpl {
  public:
-  enum class Side { read, write };
+  // Read or write; never none.
+  using Side = HolderValue::Side;
 
-  SharedLockImpl(std::shared_ptr<LockContext> context, std::string name, LockOptions options);
+  SharedLockImpl(std::shared_ptr<PrimitiveContext> context, std::string name, LockOptions options);
   // Releases holds that were never unlocked.
   ~SharedLockImpl();
 
@@ -47,8 +48,9 @@ class SharedLockImpl {
   std::optional<pb::TxnRequest> guarded_txn() const;
 
   const std::string& name() const { return named_.name; }
+  std::weak_ptr<const void> lifetime() const { return named_.lifetime; }
   const LockOptions& options() const { return options_; }
-  LockContext& context() { return *named_.context; }
+  PrimitiveContext& context() { return *named_.context; }
 
  private:
   struct ThreadHold {

@@ -6,9 +6,9 @@
 
 namespace etcdlock::detail {
 
-// "<create revision> <slots> <key>": the key last, since it may hold spaces.
+// "<create revision> <limit> <key>": the key last, since it may hold spaces.
 std::string encode_note(const Note& note) {
-  return std::to_string(note.entry.revision) + " " + std::to_string(note.slots) + " " + note.entry.key;
+  return std::to_string(note.entry.revision) + " " + std::to_string(note.limit) + " " + note.entry.key;
 }
 
 std::optional<Note> decode_note(std::string_view text) {
@@ -18,9 +18,9 @@ std::optional<Note> decode_note(std::string_view text) {
   if (error != std::errc() || after_revision == end || *after_revision != ' ' || note.entry.revision <= 0) {
     return std::nullopt;
   }
-  auto [after_slots, slots_error] = std::from_chars(after_revision + 1, end, note.slots);
-  if (slots_error != std::errc() || after_slots == end || *after_slots != ' ' || note.slots <= 0) return std::nullopt;
-  note.entry.key = std::string(after_slots + 1, end);
+  auto [after_limit, limit_error] = std::from_chars(after_revision + 1, end, note.limit);
+  if (limit_error != std::errc() || after_limit == end || *after_limit != ' ' || note.limit <= 0) return std::nullopt;
+  note.entry.key = std::string(after_limit + 1, end);
   return note;
 }
 
@@ -128,7 +128,7 @@ void HandOverInbox::on_notes(std::span<const etcd::WatchEvent> events) {
     const auto note = decode_note(event.value);
     if (!note) continue;
     if (const auto found = expected_.find(note->entry.key); found != expected_.end()) {
-      found->second->on_note(note->entry.revision, note->slots, event.mod_revision);
+      found->second->on_note(note->entry.revision, note->limit, event.mod_revision);
     }
   }
 }

@@ -32,7 +32,7 @@ namespace etcdlock::detail {
 // A note: the entry it is for, and how many hold at once in its queue.
 struct Note {
   QueueEntry entry;
-  std::int64_t slots = 1;
+  std::int64_t limit = 1;
 };
 std::string encode_note(const Note& note);
 std::optional<Note> decode_note(std::string_view text);
@@ -43,10 +43,10 @@ class HandOverReceiver {
  public:
   virtual ~HandOverReceiver() = default;
   // The entry created at `entry_revision` under the expected key is among
-  // the first `slots` of its queue as of `revision`. The receiver checks
+  // the first `limit` of its queue as of `revision`. The receiver checks
   // that it is its entry (a note may be for an earlier one under the same
-  // key) and that `slots` is its own queue's.
-  virtual void on_note(std::int64_t entry_revision, std::int64_t slots, std::int64_t revision) = 0;
+  // key) and that `limit` is its own queue's.
+  virtual void on_note(std::int64_t entry_revision, std::int64_t limit, std::int64_t revision) = 0;
   // Notes may have been missed: check the queue.
   virtual void on_notes_missed() = 0;
 };

@@ -796,7 +796,7 @@ std::vector<EtcdEntry> LostReply::read_queue() {
     if (!detail::is_queue_entry(dir, kv.key())) continue;
     const auto value = detail::decode_holder_value(kv.value());
     queue.push_back({kv.key(), kv.lease(), kv.create_revision(), false,
-                     !(value && value->mode == detail::HolderValue::Mode::read)});
+                     !(value && value->side == detail::HolderValue::Side::read)});
     values.push_back(&kv.value());
   }
   const auto holds = detail::holding_entries(values);

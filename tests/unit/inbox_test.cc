@@ -11,7 +11,7 @@ TEST(HandOverNote, RoundTrip) {
   ASSERT_TRUE(decoded);
   EXPECT_EQ(decoded->entry.key, note.entry.key);
   EXPECT_EQ(decoded->entry.revision, 1234);
-  EXPECT_EQ(decoded->slots, 3);
+  EXPECT_EQ(decoded->limit, 3);
 }
 
 TEST(HandOverNote, KeysWithSpacesSurvive) {

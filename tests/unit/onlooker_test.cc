@@ -14,9 +14,9 @@
 namespace etcdlock::detail {
 namespace {
 
-std::string entry(HolderValue::Mode mode = HolderValue::Mode::none, std::int64_t limit = 0) {
+std::string entry(HolderValue::Side side = HolderValue::Side::none, std::int64_t limit = 0) {
   HolderValue value{"owner", "host", 1, {}, "0.1.0", ""};
-  value.mode = mode;
+  value.side = side;
   value.limit = limit;
   return encode_holder_value(value);
 }
@@ -27,7 +27,7 @@ std::vector<bool> holding(const std::vector<std::string>& values) {
   return holding_entries(pointers);
 }
 
-using Mode = HolderValue::Mode;
+using Mode = HolderValue::Side;
 
 TEST(Onlooker, OnlyTheFirstEntryOfAnExclusiveQueueHolds) {
   EXPECT_EQ(holding({entry(), entry(), entry()}), (std::vector<bool>{true, false, false}));

@@ -1,8 +1,8 @@
-#include "queue/lock_metrics.h"
+#include "queue/primitive_metrics.h"
 
 namespace etcdlock::detail {
 
-void LockCounters::lost(LossCause cause) noexcept {
+void PrimitiveCounters::lost(LossCause cause) noexcept {
   switch (cause) {
     case LossCause::lease: ++losses_lease; break;
     case LossCause::deleted: ++losses_deleted; break;
@@ -11,7 +11,7 @@ void LockCounters::lost(LossCause cause) noexcept {
   }
 }
 
-LockMetrics LockCounters::snapshot(std::string kind, std::string name) const {
+LockMetrics PrimitiveCounters::snapshot(std::string kind, std::string name) const {
   LockMetrics metrics;
   metrics.kind = std::move(kind);
   metrics.name = std::move(name);
@@ -29,18 +29,18 @@ LockMetrics LockCounters::snapshot(std::string kind, std::string name) const {
   return metrics;
 }
 
-std::shared_ptr<LockCounters> LockCounterRegistry::counters(std::string_view kind, std::string_view name) {
+std::shared_ptr<PrimitiveCounters> PrimitiveCounterRegistry::counters(std::string_view kind, std::string_view name) {
   if (!enabled_) return nullptr;
   MutexLock lock(mu_);
   const std::pair<std::string, std::string> key{std::string(kind), std::string(name)};
   if (const auto found = counters_.find(key); found != counters_.end()) return found->second;
   const bool room = counters_.size() < max_names_;
   auto& slot = counters_[room ? key : std::pair<std::string, std::string>{std::string(kind), ""}];
-  if (!slot) slot = std::make_shared<LockCounters>();
+  if (!slot) slot = std::make_shared<PrimitiveCounters>();
   return slot;
 }
 
-std::vector<LockMetrics> LockCounterRegistry::snapshot() const {
+std::vector<LockMetrics> PrimitiveCounterRegistry::snapshot() const {
   std::vector<LockMetrics> locks;
   MutexLock lock(mu_);
   for (const auto& [key, counters] : counters_) locks.push_back(counters->snapshot(key.first, key.second));

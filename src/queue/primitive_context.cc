@@ -1,4 +1,4 @@
-#include "queue/lock_context.h"
+#include "queue/primitive_context.h"
 
 #include <unistd.h>
 
@@ -24,7 +24,7 @@ std::string closed_message(const std::string& prefix) {
 
 }  // namespace
 
-LockContext::LockContext(const ManagerOptions& options)
+PrimitiveContext::PrimitiveContext(const ManagerOptions& options)
     : prefix_(options.prefix),
       owner_(options.owner),
       hostname_(this_hostname()),
@@ -38,12 +38,12 @@ LockContext::LockContext(const ManagerOptions& options)
       strays_(client_, watches_, log_, sessions_, worker_),
       inbox_(watches_, client_, worker_, log_, inbox_key(options.prefix, random_manager_id())) {}
 
-LockContext::~LockContext() {
+PrimitiveContext::~PrimitiveContext() {
   shut_down();
   notifier_.stop();
 }
 
-void LockContext::connect(SteadyTime deadline) {
+void PrimitiveContext::connect(SteadyTime deadline) {
   if (!client_.wait_connected(deadline)) {
     throw Error(errc::unavailable, "no etcd member accepted a connection in time; endpoints " + client_.endpoints());
   }
@@ -51,25 +51,25 @@ void LockContext::connect(SteadyTime deadline) {
   inbox_.open(deadline);
 }
 
-void LockContext::check_open() const {
+void PrimitiveContext::check_open() const {
   if (closed()) throw closed_error();
 }
 
-Error LockContext::closed_error() const { return Error(errc::closed, closed_message(prefix_)); }
+Error PrimitiveContext::closed_error() const { return Error(errc::closed, closed_message(prefix_)); }
 
-std::string LockContext::entry_value(HolderValue::Mode mode, std::int64_t limit, bool with_inbox) const {
+std::string PrimitiveContext::entry_value(HolderValue::Side side, std::int64_t limit, bool with_inbox) const {
   return encode_holder_value({owner_, hostname_, static_cast<long>(getpid()), std::chrono::system_clock::now(),
-                              kVersion, with_inbox ? inbox_.address() : std::string(), mode, limit});
+                              kVersion, with_inbox ? inbox_.address() : std::string(), side, limit});
 }
 
-std::string LockContext::unique_key_suffix() {
+std::string PrimitiveContext::unique_key_suffix() {
   char suffix[24];
   std::snprintf(suffix, sizeof suffix, "-%llx",
                 static_cast<unsigned long long>(next_key_suffix_.fetch_add(1, std::memory_order_relaxed)));
   return suffix;
 }
 
-void LockContext::shut_down() noexcept {
+void PrimitiveContext::shut_down() noexcept {
   if (!closed_.request_stop()) {
     if (notifier_.on_notifier_thread()) return;
     MutexLock lock(shut_down_mu_);

@@ -26,7 +26,7 @@ enum class LossCause {
 };
 
 // One lock's, election's, semaphore's or read-write lock's counters.
-struct LockCounters {
+struct PrimitiveCounters {
   std::atomic<std::uint64_t> acquisitions{0}, try_failures{0}, timeouts{0}, cancellations{0};
   std::atomic<std::uint64_t> losses_lease{0}, losses_deleted{0}, losses_closed{0}, losses_unconfirmed{0};
   std::atomic<std::int64_t> waiting{0};
@@ -38,15 +38,15 @@ struct LockCounters {
 
 // A manager's lock counters. Thread-safe; a mutex only where a name's
 // counters are made.
-class LockCounterRegistry {
+class PrimitiveCounterRegistry {
  public:
   // `enabled` false: counters() gives none, and nothing is counted.
-  LockCounterRegistry(bool enabled, std::size_t max_names) : enabled_(enabled), max_names_(max_names) {}
+  PrimitiveCounterRegistry(bool enabled, std::size_t max_names) : enabled_(enabled), max_names_(max_names) {}
 
   // The counters of `kind` `name`: its own while fewer than the limit of
   // names are counted, else those shared by the names past it. nullptr when
   // metrics are off.
-  std::shared_ptr<LockCounters> counters(std::string_view kind, std::string_view name);
+  std::shared_ptr<PrimitiveCounters> counters(std::string_view kind, std::string_view name);
   std::vector<LockMetrics> snapshot() const;
   bool enabled() const { return enabled_; }
 
@@ -55,7 +55,7 @@ class LockCounterRegistry {
   const std::size_t max_names_;
   mutable Mutex mu_;
   // By kind, then name ("" for the names past the limit).
-  std::map<std::pair<std::string, std::string>, std::shared_ptr<LockCounters>> counters_ ETCDLOCK_GUARDED_BY(mu_);
+  std::map<std::pair<std::string, std::string>, std::shared_ptr<PrimitiveCounters>> counters_ ETCDLOCK_GUARDED_BY(mu_);
 };
 
 }  // namespace etcdlock::detail

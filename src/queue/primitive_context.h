@@ -1,4 +1,4 @@
-// LockContext: what a manager shares with its locks, and all that a lock may
+// PrimitiveContext: what a manager shares with its locks, and all that a lock may
 // use: the connection to etcd, the watch hub, the session, the hand-over
 // inbox, the keys of entries nothing claims (stray_entries.h), the background
 // worker, the notifier, and a stop token requested when the manager closes.
@@ -25,7 +25,7 @@
 #include "etcdlock/options.h"
 #include "session/inbox.h"
 #include "keys/holder_value.h"
-#include "queue/lock_metrics.h"
+#include "queue/primitive_metrics.h"
 #include "session/session_counters.h"
 #include "base/logger.h"
 #include "base/notifier.h"
@@ -38,14 +38,14 @@
 namespace etcdlock::detail {
 
 // Thread-safe.
-class LockContext {
+class PrimitiveContext {
  public:
   // Connects nothing yet; `options` are validated.
-  explicit LockContext(const ManagerOptions& options);
+  explicit PrimitiveContext(const ManagerOptions& options);
   // shut_down().
-  ~LockContext();
-  LockContext(const LockContext&) = delete;
-  LockContext& operator=(const LockContext&) = delete;
+  ~PrimitiveContext();
+  PrimitiveContext(const PrimitiveContext&) = delete;
+  PrimitiveContext& operator=(const PrimitiveContext&) = delete;
 
   // Waits for a connection, grants the first lease and opens the inbox.
   // Throws Error: unavailable, permission_denied.
@@ -60,7 +60,7 @@ class LockContext {
   Worker& worker() { return worker_; }
   Notifier& notifier() { return notifier_; }
   StrayEntries& strays() { return strays_; }
-  LockCounterRegistry& lock_counters() { return lock_counters_; }
+  PrimitiveCounterRegistry& primitive_counters() { return lock_counters_; }
   SessionCounters& session_counters() { return session_counters_; }
   SessionEvents& session_events() { return session_events_; }
 
@@ -73,7 +73,7 @@ class LockContext {
 
   // The value of a new queue entry: who this manager is, where to leave it a
   // hand-over note (unless `with_inbox` is false), and what the entry is.
-  std::string entry_value(HolderValue::Mode mode = HolderValue::Mode::none, std::int64_t limit = 0,
+  std::string entry_value(HolderValue::Side side = HolderValue::Side::none, std::int64_t limit = 0,
                           bool with_inbox = true) const;
 
   // "-<n>" with an n this manager never gave before: the key suffix of an
@@ -92,7 +92,7 @@ class LockContext {
   const std::string owner_;
   const std::string hostname_;
   const Logger log_;
-  LockCounterRegistry lock_counters_;
+  PrimitiveCounterRegistry lock_counters_;
   SessionCounters session_counters_;
   etcd::Client client_;
   etcd::WatchHub watches_;
