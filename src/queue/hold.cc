@@ -134,8 +134,11 @@ void Hold::give_up(const std::function<bool()>& remove_entry, bool in_doubt, std
         lose(LossCause::unconfirmed, /*even_if_finished=*/true);
         ec = make_error_code(errc::unavailable);
       } else {
+        // Refused (permission denied, say): the entry still stands, so no one
+        // else can be in; the caller learns why, and the removal is retried.
         context_->log()(LogLevel::error, "could not give up a " + kind_ + " in etcd; retrying in the background",
                         {{"name", name_}, {"key", entry_.key}, {"error", error.what()}});
+        ec = error.code();
       }
       context_->strays().retire(entry_.key, lease_id());
     } catch (const std::exception& error) {

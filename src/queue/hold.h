@@ -80,7 +80,9 @@ class Hold : public std::enable_shared_from_this<Hold> {
   //   - unknown (no reply): errc::unavailable. The entry may still stand, or
   //     be gone and the next holder in: the hold counts as lost (its token
   //     fires, cause `unconfirmed`) and the key is retired, which removes the
-  //     entry in the background.
+  //     entry in the background;
+  //   - refused (say, errc::permission_denied): that code. The entry still
+  //     stands, so no one else is in; it is removed in the background.
   // The notifier requests the lost token; the caller does it at once with
   // signal_loss_now() once it has given back what it holds locally (the
   // turn). Never throws.
