@@ -8,6 +8,21 @@
 // Condition variables are std::condition_variable_any waiting on a
 // MutexLock; a wait's predicate is a lambda marked ETCDLOCK_REQUIRES(mu_), since it
 // runs with the mutex held.
+//
+// The library's rules for its mutexes, in one place:
+// - No request to etcd waits under a mutex: a slow or hung member must not
+//   stall other threads of the process. Functions that call etcd are marked
+//   ETCDLOCK_EXCLUDES(mu_) for their object's mutex, and the compiler checks
+//   their callers.
+// - Lock order follows the layers (scripts/check-layers): a mutex of a higher
+//   layer may be held while one of a lower layer is taken, never the reverse
+//   (manager, then recipes, then queue, then session, then etcd, then base).
+//   Within the queue layer: a primitive's, then its ExclusiveHold's, then its
+//   Turn's, then a Hold's.
+// - No callback of the application (a lost token's, a listener's, an
+//   observer's) runs under a mutex: they run on notifier threads, or, for a
+//   loss that a call itself finds, in that call once it holds nothing
+//   (Hold::signal_loss_now).
 #pragma once
 
 #include <mutex>
@@ -21,12 +36,10 @@
 #define ETCDLOCK_CAPABILITY(x) ETCDLOCK_THREAD_ANNOTATION(capability(x))
 #define ETCDLOCK_SCOPED_CAPABILITY ETCDLOCK_THREAD_ANNOTATION(scoped_lockable)
 #define ETCDLOCK_GUARDED_BY(x) ETCDLOCK_THREAD_ANNOTATION(guarded_by(x))
-#define ETCDLOCK_PT_GUARDED_BY(x) ETCDLOCK_THREAD_ANNOTATION(pt_guarded_by(x))
 #define ETCDLOCK_REQUIRES(...) ETCDLOCK_THREAD_ANNOTATION(requires_capability(__VA_ARGS__))
 #define ETCDLOCK_EXCLUDES(...) ETCDLOCK_THREAD_ANNOTATION(locks_excluded(__VA_ARGS__))
 #define ETCDLOCK_ACQUIRE(...) ETCDLOCK_THREAD_ANNOTATION(acquire_capability(__VA_ARGS__))
 #define ETCDLOCK_RELEASE(...) ETCDLOCK_THREAD_ANNOTATION(release_capability(__VA_ARGS__))
-#define ETCDLOCK_ACQUIRED_BEFORE(...) ETCDLOCK_THREAD_ANNOTATION(acquired_before(__VA_ARGS__))
 
 namespace etcdlock::detail {
 

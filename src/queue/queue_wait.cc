@@ -1,11 +1,11 @@
 #include "queue/queue_wait.h"
 
 #include <algorithm>
-#include <condition_variable>
 #include <utility>
 #include <vector>
 
 #include "etcd/lost_replies.h"
+#include "queue/wait_signals.h"
 #include "keys/key_layout.h"
 #include "base/text.h"
 
@@ -18,96 +18,11 @@ constexpr std::chrono::milliseconds kNoteGrace{2};
 
 }  // namespace
 
-// What the waiting thread waits for, set from the watch hub's thread (notes,
-// the predecessor's deletion), the session's thread and the closing thread.
-struct QueueWait::Signals final : HandOverReceiver {
-  Mutex mu;
-  std::condition_variable_any changed;
-  const std::int64_t limit;  // the queue's, to accept a note
-  std::int64_t own_revision ETCDLOCK_GUARDED_BY(mu) = 0;  // 0 until known
-  std::vector<std::pair<std::int64_t, std::int64_t>> early ETCDLOCK_GUARDED_BY(mu);  // notes before own_revision was known
-  std::optional<std::int64_t> handed_over_at ETCDLOCK_GUARDED_BY(mu);
-  bool check_queue ETCDLOCK_GUARDED_BY(mu) = false;
-  std::string refused ETCDLOCK_GUARDED_BY(mu);  // why etcd refused a watch
-
-  explicit Signals(std::int64_t queue_limit) : limit(queue_limit) {}
-
-  void on_note(std::int64_t entry_revision, std::int64_t note_limit, std::int64_t revision) override {
-    if (note_limit != limit) return;  // for a queue of another kind under the same name: not ours to trust
-    {
-      MutexLock lock(mu);
-      if (own_revision == 0) {
-        early.emplace_back(entry_revision, revision);
-      } else if (entry_revision == own_revision) {
-        handed_over_at = revision;
-      }
-    }
-    changed.notify_all();
-  }
-  void on_notes_missed() override { ask_check(); }
-
-  void ask_check() {
-    {
-      MutexLock lock(mu);
-      check_queue = true;
-    }
-    changed.notify_all();
-  }
-  void refuse(const std::string& reason) {
-    {
-      MutexLock lock(mu);
-      refused = reason.empty() ? "permission denied" : reason;
-    }
-    changed.notify_all();
-  }
-  void wake() {
-    { MutexLock lock(mu); }
-    changed.notify_all();
-  }
-  void set_own(std::int64_t revision) {
-    MutexLock lock(mu);
-    own_revision = revision;
-    for (const auto& [entry_revision, at] : early) {
-      if (entry_revision == revision) handed_over_at = at;
-    }
-    early.clear();
-  }
-  void reset() {
-    MutexLock lock(mu);
-    own_revision = 0;
-    early.clear();
-    handed_over_at.reset();
-    check_queue = false;
-    refused.clear();
-  }
-};
-
-// The watch on an entry that holds us back. The hub may call it after it is
-// removed, so it shares the signals rather than pointing at the wait.
-class QueueWait::BlockerWatch final : public etcd::WatchListener {
- public:
-  BlockerWatch(std::shared_ptr<Signals> signals, bool check_when_created)
-      : signals_(std::move(signals)), check_when_created_(check_when_created) {}
-  void on_created(std::int64_t) override {
-    // A watch from now: what changed before it started, a read sees.
-    if (check_when_created_) signals_->ask_check();
-  }
-  void on_events(std::span<const etcd::WatchEvent> events) override {
-    if (!events.empty()) signals_->ask_check();
-  }
-  void on_gap() override { signals_->ask_check(); }
-  void on_failed(const std::string& reason) override { signals_->refuse(reason); }
-
- private:
-  std::shared_ptr<Signals> signals_;
-  const bool check_when_created_;
-};
-
 QueueWait::QueueWait(std::shared_ptr<PrimitiveContext> context, QueueDir queue, Entry entry)
     : context_(std::move(context)),
       queue_(std::move(queue)),
       entry_(std::move(entry)),
-      signals_(std::make_shared<Signals>(entry_.admission.limit())) {}
+      signals_(std::make_shared<WaitSignals>(entry_.admission.limit())) {}
 
 QueueWait::~QueueWait() {
   stop_watching();

@@ -41,6 +41,8 @@
 
 namespace etcdlock::detail {
 
+struct WaitSignals;
+
 class QueueWait {
  public:
   enum class Mode {
@@ -90,8 +92,6 @@ class QueueWait {
   const std::string& key() const { return key_; }
 
  private:
-  struct Signals;
-  class BlockerWatch;
   // What a read of the queue found: admitted (no blockers), or the entries
   // to watch; and the revision it read at.
   struct Read {
@@ -129,7 +129,7 @@ class QueueWait {
   const std::shared_ptr<PrimitiveContext> context_;
   const QueueDir queue_;
   const Entry entry_;
-  const std::shared_ptr<Signals> signals_;
+  const std::shared_ptr<WaitSignals> signals_;
   std::string key_;                    // our entry's key on the current lease
   std::int64_t lease_id_ = 0;          // that lease
   std::optional<QueueEntry> own_;      // our entry, once a Txn told us it exists

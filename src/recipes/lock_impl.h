@@ -55,8 +55,7 @@ class LockImpl : public std::enable_shared_from_this<LockImpl> {
   ExclusiveHold exclusive_;
   HandOverReleaser releaser_;
 
-  // Lock order: mu_, then the exclusive hold's; no request to etcd is made
-  // under mu_.
+  // Lock order and etcd: see base/mutex.h.
   mutable Mutex mu_;
   int depth_ ETCDLOCK_GUARDED_BY(mu_) = 0;  // the owner's hold count
   bool last_hold_lost_ ETCDLOCK_GUARDED_BY(mu_) = false;

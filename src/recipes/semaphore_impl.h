@@ -65,14 +65,15 @@ class SemaphoreImpl : public std::enable_shared_from_this<SemaphoreImpl> {
   SemaphoreImpl(std::shared_ptr<PrimitiveContext> context, std::string name, Options options);
 
   // A permit, or nullptr when `mode` gave up or the deadline passed. Throws Error.
-  std::shared_ptr<PermitHold> acquire(SteadyTime deadline, std::stop_token cancel, QueueWait::Mode mode);
+  std::shared_ptr<PermitHold> acquire(SteadyTime deadline, std::stop_token cancel, QueueWait::Mode mode)
+      ETCDLOCK_EXCLUDES(mu_);
   // Gives a permit's entry back to etcd, handing its slot over.
-  void release(Hold& hold, bool in_doubt, std::error_code& ec) noexcept;
+  void release(Hold& hold, bool in_doubt, std::error_code& ec) noexcept ETCDLOCK_EXCLUDES(mu_);
 
   // The permits that the counting_semaphore-shaped calls keep.
   void keep(std::shared_ptr<PermitHold> permit);
   // Gives back `count` kept permits, oldest first; false when fewer are kept.
-  bool release_kept(std::size_t count);
+  bool release_kept(std::size_t count) ETCDLOCK_EXCLUDES(mu_);
   std::size_t kept() const;
 
   const std::string& name() const { return named_.name; }

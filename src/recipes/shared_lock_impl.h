@@ -39,8 +39,8 @@ class SharedLockImpl {
 
   // True when this thread holds `side` now; false when `mode` gave up or the
   // deadline passed. Throws Error (see SharedLock).
-  bool acquire(Side side, SteadyTime deadline, std::stop_token cancel, QueueWait::Mode mode);
-  void release(Side side, std::error_code& ec) noexcept;
+  bool acquire(Side side, SteadyTime deadline, std::stop_token cancel, QueueWait::Mode mode) ETCDLOCK_EXCLUDES(mu_);
+  void release(Side side, std::error_code& ec) noexcept ETCDLOCK_EXCLUDES(mu_);
 
   bool held_by_this_thread(Side side) const;
   std::stop_token lost_token() const;
@@ -64,13 +64,12 @@ class SharedLockImpl {
   // not answer, the hold is lost (see the .cc) and Error(unavailable) thrown.
   void downgrade(ThreadHold& held) ETCDLOCK_REQUIRES(mu_);
   // Deletes a hold's entry (Hold::give_up).
-  void give_up(Hold& hold, bool in_doubt, std::error_code& ec) noexcept;
+  void give_up(Hold& hold, bool in_doubt, std::error_code& ec) noexcept ETCDLOCK_EXCLUDES(mu_);
 
   const NamedQueue named_;
   const LockOptions options_;
 
-  // Lock order: mu_ before any lock of the services; no request to etcd is
-  // made under mu_.
+  // Lock order and etcd: see base/mutex.h.
   mutable Mutex mu_;
   std::map<std::thread::id, ThreadHold> holds_ ETCDLOCK_GUARDED_BY(mu_);
 };
