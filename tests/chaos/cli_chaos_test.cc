@@ -5,8 +5,10 @@
 // deadlines, holders' etcdlock killed with SIGKILL or stopped with Ctrl-Z past
 // their TTL, and compactions followed by a member restart.
 //
-// Each command appends "<label> <ns>" to a shared file every 20 ms while it
-// runs; a command's span is its first to its last mark. Whatever happens, no
+// Each command (and a worker it starts in its group, which ignores SIGTERM)
+// appends "<label> <ns>" to a shared file every 20 ms while it runs, for about
+// three seconds, longer than the TTL; a command's span is its first to its
+// last mark. Whatever happens, no
 // two spans of the lock overlap, and no three of the semaphore's. (A command
 // may run up to one mark interval past its last mark: overlaps shorter than
 // 20 ms would go unseen.) Faults this cannot survive, by design, are left
@@ -36,7 +38,7 @@ using namespace std::chrono_literals;
 
 constexpr int kDriversPerKind = 4;  // half of them through the proxies
 constexpr int kTtlSeconds = 2;
-constexpr int kMarksPerCommand = 80;  // about two seconds: long enough to be caught by a fault
+constexpr int kMarksPerCommand = 100;  // about three seconds: longer than the TTL
 
 struct Span {
   std::int64_t first = 0, last = 0;
@@ -80,9 +82,7 @@ class CliChaos : public LockTest {
                                        "--prefix=" + prefix_, "--dial-timeout=1s", "--command-timeout=1s", "run"};
       if (kind == "S") argv.insert(argv.end(), {"-n", "2"});
       argv.insert(argv.end(), {kind == "S" ? "pool" : "mutex", "--ttl", std::to_string(kTtlSeconds) + "s", "--",
-                               "sh", "-c",
-                               "i=0; while [ $i -lt " + std::to_string(kMarksPerCommand) + " ]; do echo \"" + label +
-                                   " $(date +%s%N)\" >> '" + marks_ + "'; sleep 0.02; i=$((i+1)); done"});
+                               "sh", command_, label, std::to_string(kMarksPerCommand), marks_});
       ChildProcess run(argv);
       {
         std::lock_guard lock(driver.mu);
@@ -151,6 +151,19 @@ class CliChaos : public LockTest {
     return std::filesystem::path(mkdtemp(pattern.data()));
   }();
   std::string marks_ = (directory_ / "marks").string();
+  // The command: `sh command LABEL COUNT MARKS`. It marks COUNT times, and a
+  // worker in its group that ignores SIGTERM marks as long, under the same
+  // label; on SIGTERM it takes 10 more marks (longer than the default
+  // --kill-after) to stop.
+  std::string command_ = [this] {
+    const auto path = directory_ / "command.sh";
+    const std::string mark = "echo \"$1 $(date +%s%N)\" >> \"$3\"; sleep 0.02";
+    std::ofstream(path) << "trap 'i=0; while [ $i -lt 10 ]; do " << mark << "; i=$((i+1)); done; exit 0' TERM\n"
+                        << "( trap '' TERM; i=0; while [ $i -lt $2 ]; do " << mark << "; i=$((i+1)); done ) &\n"
+                        << "i=0; while [ $i -lt $2 ]; do " << mark << "; i=$((i+1)); done\n"
+                        << "wait\n";
+    return path.string();
+  }();
 };
 
 TEST_F(CliChaos, CommandsNeverRunBesideTheNextHolders) {
