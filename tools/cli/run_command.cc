@@ -155,7 +155,8 @@ Subcommand add_run(CLI::App& app) {
   command->footer(
       "The command gets ETCDLOCK_NAME, ETCDLOCK_KEY and ETCDLOCK_FENCING_TOKEN, and ETCD_LOCK_KEY and\n"
       "ETCD_LOCK_REV as etcdctl lock sets them (ETCD_LOCK_REV is the fencing token). SIGINT, SIGTERM,\n"
-      "SIGHUP and SIGQUIT are forwarded to its process group; the lock is released when it exits.");
+      "SIGHUP and SIGQUIT are forwarded to its process group, Ctrl-Z stops it with etcdlock, and it dies\n"
+      "with etcdlock. The lock is released once it and every process it started have exited.");
   return {command, [flags](ManagerOptions options) {
             options.ttl = std::chrono::ceil<std::chrono::seconds>(parse_duration(flags->ttl));
             RunOptions run = flags->run;
