@@ -76,17 +76,15 @@ void Session::keep_alive() {
     const auto now = BootClock::now();
     if (now >= local_deadline_) {
       lock.unlock();
-      // Copies: nothing of this session is used once its loss is declared.
-      const etcd::Client& client = client_;
-      const std::int64_t lease_id = lease_id_;
+      // The lease is not revoked here, though etcd may be reachable again:
+      // it lives on in etcd for at least the loss margin, and that margin is
+      // what the holds' owners were promised for stopping their work (a
+      // child process, a write under way). A revoke now would let the next
+      // holder in before they could stop; it could even reach etcd before
+      // the notifier thread has told them. Each hold, once given up, removes
+      // its own entry (Hold::give_up), which lets its successor in as early
+      // as is safe; what is never given up goes when the lease expires.
       declare_lost("no renewal was answered before the local deadline");
-      // The lease may still live in etcd, holding keys that others wait
-      // for: end it there too, if etcd can be reached.
-      try {
-        client.lease_revoke(lease_id, client.command_deadline());
-      } catch (const Error&) {
-        // Unreachable: the lease expires on its own, one margin from now.
-      }
       return;
     }
     check_overdue(now);

@@ -11,6 +11,11 @@
 // client to abandon the member (which may hang rather than fail) and renews
 // on the next one, faster, until an answer comes or the deadline passes.
 //
+// A session lost at its local deadline does not revoke its lease, even when
+// etcd can be reached again: the lease's remaining life in etcd (at least the
+// loss margin) is the time its holds' owners were promised for stopping what
+// they do. Each hold removes its own entry once given up.
+//
 // The session knows nothing of locks. It tells the world it is lost through
 // lost_token(), as etcd's Go Session does through Done().
 #pragma once

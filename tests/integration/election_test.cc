@@ -299,5 +299,25 @@ TEST_F(ElectionTest, ANameIsALockOrAnElectionNotBoth) {
                [&] { manager->get_election("z", ElectionOptions{.retry_interval = 0ms}); });
 }
 
+// The keys of longer names share the election's directory ("e/0" under
+// "e"): a full page of them, older than the leader's key, must not hide it.
+TEST_F(ElectionTest, LeaderIsFoundPastAPageOfLongerNames) {
+  auto holder = manager();
+  std::vector<std::shared_ptr<Lock>> longer;
+  for (int i = 0; i < 64; ++i) {
+    longer.push_back(holder->get_lock("e/" + std::to_string(i)));
+    longer.back()->lock();
+  }
+  auto election = holder->get_election("e");
+  election->campaign("winner");
+  const auto leader = manager()->get_election("e")->leader();
+  ASSERT_TRUE(leader.has_value()) << "no leader reported while one leads";
+  EXPECT_EQ(leader->value, "winner");
+  EXPECT_EQ(leader->revision, election->fencing_token());
+  election->resign();
+  EXPECT_FALSE(manager()->get_election("e")->leader().has_value());
+  for (auto& lock : longer) lock->unlock();
+}
+
 }  // namespace
 }  // namespace etcdlock::testing

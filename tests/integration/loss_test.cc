@@ -79,6 +79,41 @@ TEST_F(Loss, HolderCutOffFromEtcdLearnsOfItBeforeAnotherProcessAcquires) {
   }
 }
 
+// A partition that heals just after the local deadline: the lost lease is
+// not revoked, so the next holder still waits for it to expire in etcd, and
+// the loss margin the holder was promised for stopping its work holds.
+TEST_F(Loss, ALinkThatHealsAtTheLossKeepsTheMarginForStopping) {
+  auto waiter_manager = manager(10s);
+  auto waiting = waiter_manager->get_lock("x");
+  TcpProxy link(port_of(etcd_.endpoints()[0]));
+  auto holder_options = options();
+  holder_options.endpoints = {link.endpoint()};
+  holder_options.ttl = 2s;
+  LockManager holder_manager(holder_options);
+  auto holding = holder_manager.get_lock("x");
+  holding->lock();
+  Watcher loss(holding->lost_token());
+  Steady::time_point acquired_at;
+  std::thread waiter([&] {
+    ASSERT_TRUE(waiting->try_lock_for(30s));
+    acquired_at = Steady::now();
+    waiting->unlock();
+  });
+  ASSERT_TRUE(eventually([&] { return entries("x") == 2; }));
+  link.pause();
+  while (!loss.fired) std::this_thread::sleep_for(1ms);
+  link.resume();  // etcd is reachable again at once
+  waiter.join();
+  const auto margin_kept = std::chrono::duration_cast<std::chrono::milliseconds>(acquired_at - loss.at);
+  std::cout << "the next holder acquired " << margin_kept.count() << " ms after the loss was signalled\n";
+  // The lease lives in etcd at least the loss margin past the local deadline
+  // (less a little for this thread's polling).
+  EXPECT_GE(margin_kept, loss_margin(2s) - 50ms) << "the lost lease was ended before its margin was up";
+  std::error_code ec;
+  holding->unlock(ec);
+  EXPECT_EQ(ec, errc::lock_expired);
+}
+
 TEST_F(Loss, FrozenEtcdEndsTheHoldBeforeItCanExpireTheLease) {
   auto holder_manager = manager(2s);
   auto holding = holder_manager->get_lock("x");

@@ -75,16 +75,20 @@ int lead(const ManagerOptions& options, const ElectFlags& flags, std::chrono::mi
     }
   } else {
     const auto token = std::to_string(election->fencing_token());
-    const pid_t child =
-        spawn(flags.command, {"ETCDLOCK_NAME=" + flags.name, "ETCDLOCK_KEY=" + (leader ? leader->key : ""),
-                              "ETCDLOCK_FENCING_TOKEN=" + token, "ETCDLOCK_PROPOSAL=" + flags.proposal});
-    if (child < 0) {
-      std::cerr << "etcdlock: cannot run " << flags.command.front() << ": " << std::strerror(-child) << "\n";
-      status = -child == ENOENT ? kExitNotFound : kExitCannotExecute;
-    } else {
-      status = supervise(child, election->lost_token(), what, kill_after, signals, kExitLockLost);
+    Child child;
+    status = spawn(flags.command,
+                   {"ETCDLOCK_NAME=" + flags.name, "ETCDLOCK_KEY=" + (leader ? leader->key : ""),
+                    "ETCDLOCK_FENCING_TOKEN=" + token, "ETCDLOCK_PROPOSAL=" + flags.proposal},
+                   child);
+    if (status == kExitOk) {
+      const auto lost = election->lost_token();
+      const auto still_held = [&] {
+        return !lost.stop_requested() && manager.time_left() > std::chrono::milliseconds(0);
+      };
+      status = supervise(child, signals, {lost, still_held, what, kill_after, kExitLockLost});
     }
   }
+  // Only once the command and all it started are gone.
   election->resign();
   return status;
 }

@@ -2,7 +2,9 @@
 // and inspects and administers the locks under a prefix.
 #include <CLI/CLI.hpp>
 #include <iostream>
+#include <string_view>
 
+#include "command_shim.h"
 #include "exit_codes.h"
 #include "subcommand.h"
 
@@ -25,6 +27,8 @@ constexpr const char* kExitStatusHelp = R"(Exit status:
 
 int main(int argc, char** argv) {
   using namespace etcdlock::cli;
+  // The watchdog that `run` and `elect` start their command through.
+  if (argc > 1 && std::string_view(argv[1]) == kCommandShimFlag) return run_command_shim(argc, argv);
   CLI::App app{"etcdlock: distributed locks and elections on etcd v3, compatible with etcdctl lock and elect"};
   app.footer(kExitStatusHelp);
   app.require_subcommand(1);

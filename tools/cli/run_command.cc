@@ -19,7 +19,7 @@ namespace {
 struct Holding {
   std::stop_token lost;
   std::vector<std::string> variables;  // for the command's environment
-  std::function<void()> release;
+  std::function<void(std::error_code&)> release;
 };
 
 // Takes `acquire` as RunOptions say (try once, until a timeout, or for as
@@ -57,7 +57,7 @@ int hold_lock(LockManager& manager, const RunOptions& options, const sigset_t& s
   holding = {lock->lost_token(),
              {"ETCDLOCK_NAME=" + lock->name(), "ETCDLOCK_KEY=" + lock->key(), "ETCDLOCK_FENCING_TOKEN=" + token,
               "ETCD_LOCK_KEY=" + lock->key(), "ETCD_LOCK_REV=" + token},
-             [lock] { lock->unlock(); }};
+             [lock](std::error_code& ec) { lock->unlock(ec); }};
   return kExitOk;
 }
 
@@ -81,8 +81,20 @@ int hold_permit(LockManager& manager, const RunOptions& options, const sigset_t&
   holding = {permit->lost_token(),
              {"ETCDLOCK_NAME=" + options.name, "ETCDLOCK_FENCING_TOKEN=" + std::to_string(permit->fencing_token()),
               "ETCDLOCK_PERMITS=" + std::to_string(options.permits)},
-             [permit] { permit->release(); }};
+             [permit](std::error_code& ec) { permit->release(ec); }};
   return kExitOk;
+}
+
+// The command's status stands whatever the release says: it ran to its end
+// under the hold. A release etcd did not answer is given up here all the
+// same (the key goes in the background, or with the lease).
+void report_release(const std::error_code& ec, const std::string& what, int status) {
+  if (ec == errc::unavailable) {
+    std::cerr << "etcdlock: etcd did not answer the release of the " << what
+              << "; it is released here, and its key removed in the background or when its lease expires\n";
+  } else if (ec == errc::lock_expired && status != kExitLockLost) {
+    std::cerr << "etcdlock: the " << what << " was lost as the command ended\n";
+  }
 }
 
 }  // namespace
@@ -99,16 +111,19 @@ int run_under_lock(const ManagerOptions& manager_options, const RunOptions& opti
     const int taken = options.permits > 0 ? hold_permit(manager, options, signals, holding)
                                           : hold_lock(manager, options, signals, holding);
     if (taken != kExitOk) return taken;
-    const pid_t child = spawn(options.command, holding.variables);
-    int status;
-    if (child < 0) {
-      std::cerr << "etcdlock: cannot run " << options.command.front() << ": " << std::strerror(-child) << "\n";
-      status = -child == ENOENT ? kExitNotFound : kExitCannotExecute;
-    } else {
-      const std::string what = (options.permits > 0 ? "permit of \"" : "lock \"") + options.name + "\"";
-      status = supervise(child, holding.lost, what, options.kill_after, signals, kExitLockLost);
+    const std::string what = (options.permits > 0 ? "permit of \"" : "lock \"") + options.name + "\"";
+    Child child;
+    int status = spawn(options.command, holding.variables, child);
+    if (status == kExitOk) {
+      const auto still_held = [&] {
+        return !holding.lost.stop_requested() && manager.time_left() > std::chrono::milliseconds(0);
+      };
+      status = supervise(child, signals, {holding.lost, still_held, what, options.kill_after, kExitLockLost});
     }
-    holding.release();
+    // The command and all it started are gone: only now may the next holder in.
+    std::error_code ec;
+    holding.release(ec);
+    report_release(ec, what, status);
     return status;
   } catch (const Error& error) {
     std::cerr << "etcdlock: " << error.what() << "\n";
@@ -140,7 +155,8 @@ Subcommand add_run(CLI::App& app) {
   command->footer(
       "The command gets ETCDLOCK_NAME, ETCDLOCK_KEY and ETCDLOCK_FENCING_TOKEN, and ETCD_LOCK_KEY and\n"
       "ETCD_LOCK_REV as etcdctl lock sets them (ETCD_LOCK_REV is the fencing token). SIGINT, SIGTERM,\n"
-      "SIGHUP and SIGQUIT are forwarded to its process group; the lock is released when it exits.");
+      "SIGHUP and SIGQUIT are forwarded to its process group, Ctrl-Z stops it with etcdlock, and it dies\n"
+      "with etcdlock. The lock is released once it and every process it started have exited.");
   return {command, [flags](ManagerOptions options) {
             options.ttl = std::chrono::ceil<std::chrono::seconds>(parse_duration(flags->ttl));
             RunOptions run = flags->run;

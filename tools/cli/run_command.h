@@ -25,10 +25,11 @@ struct RunOptions {
 // command must be dead by then. Room is left for the supervising loop's tick.
 std::chrono::milliseconds longest_kill_after(std::chrono::seconds ttl);
 
-// Acquires the lock, runs the command with the lock's environment variables,
-// stops it if the lock is lost (SIGTERM, then SIGKILL after kill_after),
-// forwards SIGINT, SIGTERM, SIGHUP and SIGQUIT to it, and releases the lock
-// when it exits. Returns the exit status for the process (see exit_codes.h).
+// Acquires the lock, runs the command with the lock's environment variables
+// under supervision (supervision.h: stopped if the lock is lost, signals
+// forwarded, killed if etcdlock dies), and releases the lock once the command
+// and all it started are gone. Returns the exit status for the process (see
+// exit_codes.h): the command's own, even when etcd did not answer the release.
 int run_under_lock(const ManagerOptions& manager_options, const RunOptions& options);
 
 }  // namespace etcdlock::cli

@@ -1,15 +1,23 @@
 #include "supervision.h"
 
+#include <fcntl.h>
 #include <spawn.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
+#include <cerrno>
+#include <cstring>
 #include <iostream>
+#include <optional>
 #include <thread>
 
+#include "command_shim.h"
 #include "etcdlock/error.h"
+#include "exit_codes.h"
 
 extern char** environ;
 
@@ -18,14 +26,25 @@ namespace {
 
 using Steady = std::chrono::steady_clock;
 
+// How long a command has to act on a job-control signal (an editor restores
+// the terminal) before SIGSTOP stops it whatever it does.
+constexpr std::chrono::milliseconds kStopGrace{50};
+
 sigset_t handled_signals() {
   sigset_t set;
   sigemptyset(&set);
-  for (int signal : {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGCHLD}) sigaddset(&set, signal);
+  for (int signal : {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGCHLD, SIGTSTP, SIGTTIN, SIGTTOU, SIGCONT}) {
+    sigaddset(&set, signal);
+  }
   return set;
 }
 
 bool is_forwarded(int signal) { return signal == SIGINT || signal == SIGTERM || signal == SIGHUP || signal == SIGQUIT; }
+bool is_stop_request(int signal) { return signal == SIGTSTP || signal == SIGTTIN || signal == SIGTTOU; }
+
+// Blocked, a stop request does not stop etcdlock: it stops itself, as the
+// job its shell sees, and is continued by SIGCONT.
+void stop_self() { kill(getpid(), SIGSTOP); }
 
 std::vector<char*> pointers(std::vector<std::string>& strings) {
   std::vector<char*> result;
@@ -48,6 +67,40 @@ std::vector<std::string> command_environment(const std::vector<std::string>& var
   return environment;
 }
 
+// Starts etcdlock's own program as the shim, in a process group of its own
+// (no terminal or job signal reaches it), with `lifeline` as its end.
+int spawn_shim(std::vector<std::string> argv, const std::vector<std::string>& variables, pid_t& pid) {
+  posix_spawnattr_t attributes;
+  posix_spawnattr_init(&attributes);
+  sigset_t none;
+  sigemptyset(&none);
+  posix_spawnattr_setsigmask(&attributes, &none);
+  sigset_t defaults = handled_signals();
+  sigaddset(&defaults, SIGPIPE);
+  posix_spawnattr_setsigdefault(&attributes, &defaults);
+  posix_spawnattr_setpgroup(&attributes, 0);
+  posix_spawnattr_setflags(&attributes, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETPGROUP);
+  auto environment = command_environment(variables);
+  auto args = pointers(argv);
+  auto envp = pointers(environment);
+  const int error = posix_spawn(&pid, "/proc/self/exe", nullptr, &attributes, args.data(), envp.data());
+  posix_spawnattr_destroy(&attributes);
+  return error;
+}
+
+// The shim is gone without having killed the group (someone killed the shim
+// itself): kill the group here, and wait until it is empty. etcdlock is a
+// child subreaper, so the group's orphans are its children now, reaped here.
+void kill_group_and_wait(pid_t group) {
+  for (;;) {
+    kill(-group, SIGKILL);
+    while (waitpid(-1, nullptr, WNOHANG) > 0) {
+    }
+    if (kill(-group, 0) != 0 && errno == ESRCH) return;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+}
+
 }  // namespace
 
 sigset_t block_handled_signals() {
@@ -61,7 +114,8 @@ int wait_for_signal(const sigset_t& signals, const std::stop_token& lost) {
   for (;;) {
     const timespec pause{0, std::chrono::nanoseconds(kSupervisionTick).count()};
     const int signal = sigtimedwait(&signals, nullptr, &pause);
-    if (signal == SIGINT || signal == SIGTERM || signal == SIGHUP || signal == SIGQUIT) return signal;
+    if (is_forwarded(signal)) return signal;
+    if (is_stop_request(signal)) stop_self();
     if (lost.stop_requested()) return 0;
   }
 }
@@ -74,6 +128,7 @@ int interruptible(const sigset_t& signals, const std::function<void(std::stop_to
     const timespec pause{0, 50'000'000};
     while (waiting) {
       const int signal = sigtimedwait(&signals, nullptr, &pause);
+      if (is_stop_request(signal)) stop_self();  // nothing runs yet that could outlive the lock
       if (is_forwarded(signal)) {
         interrupted_by = signal;
         cancel.request_stop();
@@ -99,51 +154,109 @@ int interruptible(const sigset_t& signals, const std::function<void(std::stop_to
   return 0;
 }
 
-pid_t spawn(std::vector<std::string> command, const std::vector<std::string>& variables) {
-  posix_spawnattr_t attributes;
-  posix_spawnattr_init(&attributes);
-  sigset_t none;
-  sigemptyset(&none);
-  posix_spawnattr_setsigmask(&attributes, &none);
-  sigset_t defaults = handled_signals();
-  sigaddset(&defaults, SIGPIPE);
-  posix_spawnattr_setsigdefault(&attributes, &defaults);
-  // A group of its own, so that stopping it stops what it started too.
-  posix_spawnattr_setpgroup(&attributes, 0);
-  posix_spawnattr_setflags(&attributes, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETPGROUP);
-  auto environment = command_environment(variables);
-  auto argv = pointers(command);
-  auto envp = pointers(environment);
-  pid_t pid = 0;
-  const int error = posix_spawnp(&pid, argv[0], nullptr, &attributes, argv.data(), envp.data());
-  posix_spawnattr_destroy(&attributes);
-  return error == 0 ? pid : -error;
+int spawn(const std::vector<std::string>& command, const std::vector<std::string>& variables, Child& child) {
+  // Orphans of the command's tree come to etcdlock if the shim is killed.
+  prctl(PR_SET_CHILD_SUBREAPER, 1);
+  int ends[2];
+  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, ends) != 0) {
+    std::cerr << "etcdlock: cannot run " << command.front() << ": " << std::strerror(errno) << "\n";
+    return kExitCannotExecute;
+  }
+  // Only the shim's end is inherited, and only by the shim: etcdlock starts
+  // no other process, and the shim marks it close-on-exec for the command.
+  fcntl(ends[1], F_SETFD, 0);
+  std::vector<std::string> argv = {"etcdlock", kCommandShimFlag, std::to_string(ends[1]), "--"};
+  argv.insert(argv.end(), command.begin(), command.end());
+  pid_t shim = -1;
+  const int error = spawn_shim(std::move(argv), variables, shim);
+  close(ends[1]);
+  if (error != 0) {
+    close(ends[0]);
+    std::cerr << "etcdlock: cannot start the command's watchdog: " << std::strerror(error) << "\n";
+    return kExitCannotExecute;
+  }
+  pid_t group = -1;
+  ssize_t got = -1;
+  do {
+    got = recv(ends[0], &group, sizeof group, MSG_WAITALL);
+  } while (got < 0 && errno == EINTR);
+  if (got != static_cast<ssize_t>(sizeof group)) {  // the shim said why on stderr
+    close(ends[0]);
+    int status = 0;
+    waitpid(shim, &status, 0);
+    return WIFEXITED(status) && WEXITSTATUS(status) != 0 ? WEXITSTATUS(status) : kExitCannotExecute;
+  }
+  child = {shim, group, ends[0]};
+  return kExitOk;
 }
 
-int supervise(pid_t child, const std::stop_token& lost_token, const std::string& what,
-              std::chrono::milliseconds kill_after, const sigset_t& signals, int lost_status) {
+int supervise(Child child, const sigset_t& signals, const Supervision& supervision) {
   // The loss may come on any thread: it wakes the loop below with SIGUSR1.
-  std::stop_callback on_loss(lost_token, [] { kill(getpid(), SIGUSR1); });
+  std::stop_callback on_loss(supervision.lost, [] { kill(getpid(), SIGUSR1); });
   bool lost = false;
+  bool stopped = false;                      // the command's group, by a stop request
   auto kill_at = Steady::time_point::max();  // when SIGTERM turns into SIGKILL
+  const auto give_up_on_the_command = [&] {
+    kill(-child.group, SIGKILL);
+    close(child.lifeline);  // the shim kills the rest, wherever it went
+    child.lifeline = -1;
+  };
   for (;;) {
     const timespec pause{0, std::chrono::nanoseconds(kSupervisionTick).count()};
     const int signal = sigtimedwait(&signals, nullptr, &pause);
-    int status = 0;
-    if (waitpid(child, &status, WNOHANG) == child) {
-      if (lost) return lost_status;
-      return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    std::optional<int> shim_status;
+    for (int status = 0;;) {
+      const pid_t reaped = waitpid(-1, &status, WNOHANG);
+      if (reaped <= 0) break;
+      if (reaped == child.shim) shim_status = status;
     }
-    if (is_forwarded(signal)) kill(-child, signal);
-    if (!lost && lost_token.stop_requested()) {
+    if (shim_status) {
+      if (WIFSIGNALED(*shim_status)) {
+        std::cerr << "etcdlock: the command's watchdog was killed by signal " << WTERMSIG(*shim_status)
+                  << "; killing the command\n";
+        kill_group_and_wait(child.group);
+        if (!lost) lost = true;  // its own status is unknown
+      }
+      if (child.lifeline >= 0) close(child.lifeline);
+      return lost ? supervision.lost_status : WEXITSTATUS(*shim_status);
+    }
+    if (is_forwarded(signal)) kill(-child.group, signal);
+    if (is_stop_request(signal) && !lost) {
+      kill(-child.group, signal);  // as a terminal would: it may tidy up first
+      std::this_thread::sleep_for(kStopGrace);
+      kill(-child.group, SIGSTOP);  // and stops, whatever it does with the signal
+      stopped = true;
+      stop_self();
+    }
+    if (signal == SIGCONT && stopped && !lost) {
+      // Continued after a stop that may have outlasted the lease: the
+      // command runs again only while the hold does.
+      if (supervision.still_held()) {
+        kill(-child.group, SIGCONT);
+        stopped = false;
+      } else {
+        std::cerr << "etcdlock: " << supervision.what << " ran out while stopped; killing the command\n";
+        lost = true;
+        give_up_on_the_command();
+      }
+    }
+    if (!lost && supervision.lost.stop_requested()) {
       lost = true;
-      std::cerr << "etcdlock: " << what << " was lost; stopping the command\n";
-      kill(-child, SIGTERM);
-      kill_at = Steady::now() + kill_after;
+      if (stopped) {
+        // A stopped command cannot act on SIGTERM until continued, which it
+        // must not be any more.
+        std::cerr << "etcdlock: " << supervision.what << " was lost while stopped; killing the command\n";
+        give_up_on_the_command();
+      } else {
+        std::cerr << "etcdlock: " << supervision.what << " was lost; stopping the command\n";
+        kill(-child.group, SIGTERM);
+        kill_at = Steady::now() + supervision.kill_after;
+      }
     }
     if (Steady::now() >= kill_at) {
-      std::cerr << "etcdlock: the command did not stop within " << kill_after.count() << " ms; killing it\n";
-      kill(-child, SIGKILL);
+      std::cerr << "etcdlock: the command did not stop within " << supervision.kill_after.count()
+                << " ms; killing it and all it started\n";
+      give_up_on_the_command();
       kill_at = Steady::time_point::max();
     }
   }

@@ -1,0 +1,297 @@
+// `etcdlock run` and `elect` never let a command run beside the next holder's
+// (issue 26). Each command appends marks with the time in nanoseconds to a
+// shared file every 20 ms while it runs, so that whether two ran at once is
+// measured from the marks, not guessed: a command's span is its first to its
+// last mark, and two spans must not overlap.
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <sstream>
+#include <thread>
+
+#include "child_process.h"
+#include "lock_fixture.h"
+#include "tcp_proxy.h"
+
+namespace etcdlock::testing {
+namespace {
+
+using namespace std::chrono_literals;
+
+struct Span {
+  std::int64_t first = 0, last = 0;  // ns since the epoch
+  int marks = 0;
+};
+
+class CliSafety : public LockTest {
+ protected:
+  ~CliSafety() override {
+    // On code that lets a command outlive etcdlock, it would run on after the
+    // test: kill what the commands said they were.
+    std::ifstream marks(marks_);
+    for (std::string label, value; marks >> label >> value;) {
+      if (label == "P") kill(-std::stoi(value), SIGKILL);
+    }
+    std::filesystem::remove_all(directory_);
+  }
+
+  ChildProcess etcdlock(const std::string& endpoints, std::vector<std::string> args) {
+    std::vector<std::string> argv = {built_program("../tools/cli/etcdlock"), "--endpoints=" + endpoints,
+                                     "--prefix=" + prefix_};
+    argv.insert(argv.end(), args.begin(), args.end());
+    return ChildProcess(argv);
+  }
+  ChildProcess etcdlock(std::vector<std::string> args) { return etcdlock(etcd_.endpoints_csv(), std::move(args)); }
+
+  // Shell text that appends "<label> <ns>" to the marks.
+  std::string mark(const std::string& label) const {
+    return "echo \"" + label + " $(date +%s%N)\" >> '" + marks_ + "'";
+  }
+  // Records the shell's PID, its command's group (for the cleanup above).
+  std::string record_group() const { return "echo \"P $$\" >> '" + marks_ + "'"; }
+  // Marks `label` every 20 ms, for ever or `times` times.
+  std::string marking(const std::string& label, int times = 0) const {
+    if (times == 0) return "while :; do " + mark(label) + "; sleep 0.02; done";
+    return "i=0; while [ $i -lt " + std::to_string(times) + " ]; do " + mark(label) +
+           "; sleep 0.02; i=$((i+1)); done";
+  }
+  // A script file, run with sh.
+  std::string script(const std::string& name, const std::string& text) const {
+    const auto path = directory_ / name;
+    std::ofstream(path) << text << "\n";
+    return path.string();
+  }
+
+  std::map<std::string, Span> spans() const {
+    std::map<std::string, Span> result;
+    std::ifstream marks(marks_);
+    for (std::string label, value; marks >> label >> value;) {
+      if (label == "P") continue;
+      auto& span = result[label];
+      const std::int64_t at = std::stoll(value);
+      span.first = span.marks == 0 ? at : std::min(span.first, at);
+      span.last = std::max(span.last, at);
+      ++span.marks;
+    }
+    return result;
+  }
+  bool marked(const std::string& label, std::chrono::milliseconds timeout = 15s) const {
+    return eventually([&] { return spans().contains(label); }, timeout);
+  }
+  // How long spans `a` and `b` ran at once, in ms; zero or less when not.
+  double overlap_ms(const std::string& a, const std::string& b) const {
+    const auto all = spans();
+    const Span& x = all.at(a);
+    const Span& y = all.at(b);
+    return static_cast<double>(std::min(x.last, y.last) - std::max(x.first, y.first)) / 1e6;
+  }
+  // Expects `label`'s span to end before `next`'s begins.
+  void expect_before(const std::string& label, const std::string& next) const {
+    const auto all = spans();
+    ASSERT_TRUE(all.contains(label)) << label << " never ran";
+    ASSERT_TRUE(all.contains(next)) << next << " never ran";
+    const double overlap = overlap_ms(label, next);
+    std::cout << label << " and " << next << ": " << (overlap > 0 ? "overlapped " : "apart ") << std::abs(overlap)
+              << " ms\n";
+    EXPECT_LT(overlap, 0) << label << " ran beside " << next << " for " << overlap << " ms";
+  }
+
+  int port() const {
+    const auto endpoint = etcd_.endpoints()[0];
+    return std::stoi(endpoint.substr(endpoint.rfind(':') + 1));
+  }
+
+  // The first holder's etcdlock runs through `link`; the next one, already
+  // waiting, does not. The link is cut until the first command marks "T"
+  // (SIGTERM, on the loss), then heals at once: etcd is reachable again.
+  void lose_through_a_partition(TcpProxy& link, ChildProcess& first) {
+    link.pause();
+    const bool stopped = marked("T", 20s);
+    link.resume();
+    ASSERT_TRUE(stopped) << "the first command was never told of the loss";
+    EXPECT_EQ(first.wait(), 76);
+  }
+
+  std::filesystem::path directory_ = [] {
+    std::string pattern = (std::filesystem::temp_directory_path() / "etcdlock-cli-safety-XXXXXX").string();
+    return std::filesystem::path(mkdtemp(pattern.data()));
+  }();
+  std::string marks_ = (directory_ / "marks").string();
+};
+
+// Finding 1: the lost lease is not revoked at the loss; a command that takes
+// 300 ms to stop after SIGTERM stops before the next holder's starts.
+TEST_F(CliSafety, AfterALossTheNextHolderWaitsForTheCommandToStop) {
+  TcpProxy link(port());
+  const std::string slow_stop =
+      "trap '" + mark("T") + "; " + marking("A", 15) + "; exit 0' TERM; " + record_group() + "; " + marking("A");
+  auto first = etcdlock(link.endpoint(), {"run", "job", "--ttl", "3s", "--kill-after", "400ms", "--", "sh", "-c",
+                                          slow_stop});
+  ASSERT_TRUE(marked("A"));
+  auto next = etcdlock({"run", "job", "--", "sh", "-c", marking("B", 10)});
+  ASSERT_TRUE(eventually([&] { return entries("job") == 2; }));
+  lose_through_a_partition(link, first);
+  EXPECT_EQ(next.wait(), 0);
+  expect_before("A", "B");
+}
+
+// Finding 2: the same with a semaphore of two permits: never three commands.
+TEST_F(CliSafety, AfterALossOfAPermitNoThirdCommandRuns) {
+  TcpProxy link(port());
+  const std::string slow_stop =
+      "trap '" + mark("T") + "; " + marking("A", 15) + "; exit 0' TERM; " + record_group() + "; " + marking("A");
+  auto first = etcdlock(link.endpoint(), {"run", "-n", "2", "jobs", "--ttl", "3s", "--kill-after", "400ms", "--",
+                                          "sh", "-c", slow_stop});
+  ASSERT_TRUE(marked("A"));
+  const auto go = (directory_ / "go").string();
+  auto second = etcdlock({"run", "-n", "2", "jobs", "--", "sh", "-c",
+                          record_group() + "; while [ ! -e '" + go + "' ]; do " + mark("S") + "; sleep 0.02; done"});
+  ASSERT_TRUE(marked("S"));
+  auto next = etcdlock({"run", "-n", "2", "jobs", "--", "sh", "-c", marking("B", 10)});
+  ASSERT_TRUE(eventually([&] { return entries("jobs") == 3; }));
+  lose_through_a_partition(link, first);
+  EXPECT_EQ(next.wait(), 0);
+  std::ofstream{go};
+  EXPECT_EQ(second.wait(), 0);
+  expect_before("A", "B");  // S ran throughout: B beside A would make three
+}
+
+// Finding 3: after a loss, a worker of the command's group that ignores
+// SIGTERM is killed, and the next holder starts only after it is gone.
+TEST_F(CliSafety, AfterALossTheWholeGroupIsKilledBeforeTheNextHolder) {
+  TcpProxy link(port());
+  const auto worker = script("worker.sh", "trap '' TERM; " + marking("W"));
+  const std::string command =
+      "trap '" + mark("T") + "; exit 143' TERM; " + record_group() + "; sh '" + worker + "' & wait";
+  auto first = etcdlock(link.endpoint(), {"run", "job", "--ttl", "3s", "--kill-after", "300ms", "--", "sh", "-c",
+                                          command});
+  ASSERT_TRUE(marked("W"));
+  auto next = etcdlock({"run", "job", "--", "sh", "-c", marking("B", 10)});
+  ASSERT_TRUE(eventually([&] { return entries("job") == 2; }));
+  lose_through_a_partition(link, first);
+  const auto worker_after_exit = spans().at("W").last;
+  EXPECT_EQ(next.wait(), 0);
+  expect_before("W", "B");
+  std::this_thread::sleep_for(300ms);
+  EXPECT_EQ(spans().at("W").last, worker_after_exit) << "the worker outlived etcdlock run";
+}
+
+// Finding 4: the same for `elect`, which shares the supervision.
+TEST_F(CliSafety, ElectKillsTheWholeGroupAfterALossBeforeTheNextLeader) {
+  TcpProxy link(port());
+  const auto worker = script("worker.sh", "trap '' TERM; " + marking("W"));
+  const std::string command =
+      "trap '" + mark("T") + "; exit 143' TERM; " + record_group() + "; sh '" + worker + "' & wait";
+  auto first = etcdlock(link.endpoint(), {"elect", "e", "first", "--ttl", "3s", "--kill-after", "300ms", "--", "sh",
+                                          "-c", command});
+  ASSERT_TRUE(marked("W"));
+  auto next = etcdlock({"elect", "e", "next", "--", "sh", "-c", marking("B", 10)});
+  ASSERT_TRUE(eventually([&] { return entries("e") == 2; }));
+  lose_through_a_partition(link, first);
+  EXPECT_EQ(next.wait(), 0);
+  expect_before("W", "B");
+}
+
+// Finding 5: Ctrl-Z stops the command with etcdlock; continued after its
+// lease ran out, etcdlock kills the command instead of continuing it.
+TEST_F(CliSafety, CtrlZStopsTheCommandAndALeaseThatRanOutKillsIt) {
+  auto first = etcdlock({"run", "job", "--ttl", "2s", "--", "sh", "-c", record_group() + "; " + marking("A")});
+  ASSERT_TRUE(marked("A"));
+  auto next = etcdlock({"run", "job", "--", "sh", "-c", marking("B", 10)});
+  ASSERT_TRUE(eventually([&] { return entries("job") == 2; }));
+  first.signal(SIGTSTP);
+  ASSERT_TRUE(marked("B", 20s)) << "the next holder never ran";
+  EXPECT_EQ(next.wait(), 0);
+  first.signal(SIGCONT);
+  EXPECT_EQ(first.wait(), 76);
+  expect_before("A", "B");
+}
+
+// Finding 5, the other way: continued while the lease lives, the command
+// runs on and the lock is released normally.
+TEST_F(CliSafety, CtrlZThenFgWithinTheLeaseContinuesTheCommand) {
+  const auto go = (directory_ / "go").string();
+  auto run = etcdlock({"run", "job", "--ttl", "10s", "--", "sh", "-c",
+                       record_group() + "; while [ ! -e '" + go + "' ]; do " + mark("A") + "; sleep 0.02; done"});
+  ASSERT_TRUE(marked("A"));
+  run.signal(SIGTSTP);
+  std::this_thread::sleep_for(300ms);
+  const auto stopped_at = spans().at("A").last;
+  std::this_thread::sleep_for(500ms);
+  EXPECT_EQ(spans().at("A").last, stopped_at) << "the command ran while etcdlock was stopped";
+  run.signal(SIGCONT);
+  EXPECT_TRUE(eventually([&] { return spans().at("A").last > stopped_at; }, 5s)) << "not continued";
+  std::ofstream{go};
+  EXPECT_EQ(run.wait(), 0);
+  EXPECT_EQ(entries("job"), 0);
+}
+
+// Finding 6: etcdlock killed with SIGKILL takes its command along, and what
+// the command started in the background, before the lease can expire.
+TEST_F(CliSafety, KilledEtcdlockTakesItsCommandAlong) {
+  const auto worker = script("worker.sh", marking("W"));
+  auto first = etcdlock({"run", "job", "--ttl", "2s", "--", "sh", "-c",
+                         record_group() + "; sh '" + worker + "' & " + marking("A")});
+  ASSERT_TRUE(marked("A") && marked("W"));
+  auto next = etcdlock({"run", "job", "--", "sh", "-c", marking("B", 10)});
+  ASSERT_TRUE(eventually([&] { return entries("job") == 2; }));
+  first.signal(SIGKILL);
+  EXPECT_EQ(first.wait(), 128 + SIGKILL);
+  ASSERT_TRUE(marked("B", 20s)) << "the next holder never ran";
+  EXPECT_EQ(next.wait(), 0);
+  expect_before("A", "B");
+  expect_before("W", "B");
+}
+
+// A command that exits normally and leaves a process in the background: the
+// lock is released only once that process is gone too.
+TEST_F(CliSafety, ReleaseWaitsForWhatTheCommandLeftRunning) {
+  const auto worker = script("worker.sh", marking("W", 25));
+  auto first = etcdlock({"run", "job", "--", "sh", "-c", record_group() + "; sh '" + worker + "' & exit 5"});
+  ASSERT_TRUE(marked("W"));
+  auto next = etcdlock({"run", "job", "--", "sh", "-c", marking("B", 10)});
+  EXPECT_EQ(first.wait(), 5) << "the command's own status";
+  EXPECT_EQ(next.wait(), 0);
+  expect_before("W", "B");
+}
+
+// A release that etcd does not answer keeps the command's own status, for a
+// lock, a permit and a leadership.
+TEST_F(CliSafety, UnansweredReleaseKeepsTheCommandsStatus) {
+  const std::vector<std::vector<std::string>> holds = {{"run", "job"}, {"run", "-n", "2", "jobs"}, {"elect", "e", "p"}};
+  for (const auto& hold : holds) {
+    const auto go = (directory_ / "go").string();
+    std::filesystem::remove(go);
+    std::vector<std::string> args = {"--command-timeout", "500ms"};
+    args.insert(args.end(), hold.begin(), hold.end());
+    for (const std::string arg : {"--", "sh", "-c"}) args.push_back(arg);
+    args.push_back("echo started; while [ ! -e '" + go + "' ]; do sleep 0.02; done; exit 3");
+    auto run = etcdlock(args);
+    ASSERT_EQ(run.read_line(), "started") << hold[0];
+    etcd_.member(0).kill();
+    std::ofstream{go};
+    const int status = run.wait();
+    etcd_.member(0).start();
+    etcd_.wait_ready(0);
+    EXPECT_EQ(status, 3) << ::testing::PrintToString(hold);
+  }
+}
+
+// What the shim cannot start maps to the statuses a shell uses.
+TEST_F(CliSafety, ACommandThatCannotBeRunExits126AndAMissingOne127) {
+  const auto not_executable = script("plain.txt", "true");
+  chmod(not_executable.c_str(), 0644);
+  EXPECT_EQ(etcdlock({"run", "job", "--", not_executable}).wait(), 126);
+  EXPECT_EQ(etcdlock({"run", "job", "--", "/no/such/command"}).wait(), 127);
+  EXPECT_EQ(etcdlock({"elect", "e", "p", "--", "/no/such/command"}).wait(), 127);
+  EXPECT_EQ(entries("job"), 0);
+  EXPECT_EQ(entries("e"), 0);
+}
+
+}  // namespace
+}  // namespace etcdlock::testing

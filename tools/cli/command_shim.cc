@@ -1,0 +1,167 @@
+#include "command_shim.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include "exit_codes.h"
+
+namespace etcdlock::cli {
+namespace {
+
+// While killing, how often the shim looks again for processes to kill:
+// orphans reach it one generation at a time.
+constexpr int kKillRoundMs = 20;
+// How long after the command's exit its leftover processes are worth a note.
+constexpr std::chrono::milliseconds kLeftoverNote{1000};
+
+// The PIDs whose parent is `parent`, read from /proc (the orphans re-parented
+// to the shim, and the command itself).
+std::vector<pid_t> children_of(pid_t parent) {
+  std::vector<pid_t> children;
+  DIR* proc = opendir("/proc");
+  if (proc == nullptr) return children;
+  while (const dirent* entry = readdir(proc)) {
+    char* end = nullptr;
+    const long pid = std::strtol(entry->d_name, &end, 10);
+    if (pid <= 0 || *end != '\0') continue;
+    std::ifstream stat_file(std::string("/proc/") + entry->d_name + "/stat");
+    std::string stat;
+    std::getline(stat_file, stat);
+    // "pid (comm) state ppid ...": comm may hold spaces and parentheses.
+    const auto close = stat.rfind(')');
+    if (close == std::string::npos) continue;
+    char state = 0;
+    long ppid = 0;
+    if (std::sscanf(stat.c_str() + close + 1, " %c %ld", &state, &ppid) == 2 && ppid == parent) {
+      children.push_back(static_cast<pid_t>(pid));
+    }
+  }
+  closedir(proc);
+  return children;
+}
+
+// SIGKILL to the command's group and to every child of the shim, wherever
+// its group: what left the group is still the command's doing.
+void kill_everything(pid_t group) {
+  kill(-group, SIGKILL);
+  for (const pid_t child : children_of(getpid())) kill(child, SIGKILL);
+}
+
+int status_code(int status) { return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status); }
+
+// In the forked child: the command, with the signal mask etcdlock's own
+// command would have had (none blocked), in a group of its own.
+[[noreturn]] void exec_command(char** command) {
+  setpgid(0, 0);
+  sigset_t none;
+  sigemptyset(&none);
+  sigprocmask(SIG_SETMASK, &none, nullptr);
+  execvp(command[0], command);
+  const int error = errno;
+  std::fprintf(stderr, "etcdlock: cannot run %s: %s\n", command[0], std::strerror(error));
+  _exit(error == ENOENT ? kExitNotFound : kExitCannotExecute);
+}
+
+}  // namespace
+
+int run_command_shim(int argc, char** argv) {
+  if (argc < 5 || std::strcmp(argv[3], "--") != 0) {
+    std::fprintf(stderr, "etcdlock: %s is for etcdlock's own use\n", kCommandShimFlag);
+    return kExitUsage;
+  }
+  int lifeline = std::atoi(argv[2]);
+  fcntl(lifeline, F_SETFD, FD_CLOEXEC);  // the command must not hold it open
+  // Blocked, not ignored: the command unblocks them and gets what was sent
+  // to its group meanwhile. SIGCHLD is read from a signalfd.
+  sigset_t blocked;
+  sigfillset(&blocked);
+  sigprocmask(SIG_SETMASK, &blocked, nullptr);
+  sigset_t child_exits;
+  sigemptyset(&child_exits);
+  sigaddset(&child_exits, SIGCHLD);
+  const int exits = signalfd(-1, &child_exits, SFD_CLOEXEC | SFD_NONBLOCK);
+  if (exits < 0 || prctl(PR_SET_CHILD_SUBREAPER, 1) != 0) {
+    std::fprintf(stderr, "etcdlock: cannot watch the command: %s\n", std::strerror(errno));
+    return kExitCannotExecute;
+  }
+  const pid_t command = fork();
+  if (command < 0) {
+    std::fprintf(stderr, "etcdlock: cannot run %s: %s\n", argv[4], std::strerror(errno));
+    return kExitCannotExecute;
+  }
+  if (command == 0) exec_command(argv + 4);
+  setpgid(command, command);  // as the child does: whichever runs first, the group exists
+  // etcdlock signals the group by this id; the socket, not a pipe, so that
+  // a write after etcdlock died fails instead of raising SIGPIPE.
+  send(lifeline, &command, sizeof command, MSG_NOSIGNAL);
+
+  int command_status = 0;
+  bool command_exited = false;
+  bool killing = false;
+  bool noted = false;  // that the command exited and left processes running
+  std::chrono::steady_clock::time_point exited_at;
+  for (;;) {
+    // Reap what has exited; without children left, the tree is gone.
+    for (;;) {
+      int status = 0;
+      const pid_t reaped = waitpid(-1, &status, WNOHANG);
+      if (reaped < 0 && errno == ECHILD) return command_exited ? status_code(command_status) : kExitCannotExecute;
+      if (reaped <= 0) break;
+      if (reaped == command) {
+        command_status = status;
+        command_exited = true;
+        exited_at = std::chrono::steady_clock::now();
+      }
+    }
+    if (killing) kill_everything(command);
+    int timeout_ms = killing ? kKillRoundMs : -1;
+    if (command_exited && !noted && !killing) {
+      // Processes that are merely dying with the command are not worth a
+      // word; what still runs a while later is (it holds up the release).
+      const auto waited = std::chrono::steady_clock::now() - exited_at;
+      if (waited >= kLeftoverNote) {
+        noted = true;
+        std::fprintf(stderr, "etcdlock: the command exited (status %d); waiting for the processes it started\n",
+                     status_code(command_status));
+      } else {
+        timeout_ms = static_cast<int>(std::chrono::ceil<std::chrono::milliseconds>(kLeftoverNote - waited).count());
+      }
+    }
+    pollfd watched[2] = {{lifeline, POLLIN, 0}, {exits, POLLIN, 0}};
+    if (poll(watched, 2, timeout_ms) < 0 && errno != EINTR) return kExitCannotExecute;
+    if (lifeline >= 0 && watched[0].revents != 0) {
+      char byte;
+      if (recv(lifeline, &byte, 1, MSG_DONTWAIT) <= 0) {
+        // etcdlock is gone, or gives up on the command: nothing of it may
+        // run on unsupervised.
+        killing = true;
+        close(lifeline);
+        lifeline = -1;  // poll() skips it from now on
+        kill_everything(command);
+      }
+    }
+    if (watched[1].revents != 0) {
+      signalfd_siginfo info;
+      while (read(exits, &info, sizeof info) == sizeof info) {
+      }
+    }
+  }
+}
+
+}  // namespace etcdlock::cli
