@@ -61,7 +61,7 @@ bool ElectionImpl::campaign(std::string_view value, SteadyTime deadline, std::st
   try {
     QueueAcquisition acquisition(context_, queue_, "leadership", name_,
                                  {std::string(value), "", Admission::exclusive(), {}, false},
-                                 {options_.retry_interval, options_.max_retries}, counters_);
+                                 {options_.retry_interval, options_.max_retries, options_.max_retry_interval}, counters_);
     acquired = acquisition.run(deadline, cancel, QueueWait::Mode::wait);
   } catch (...) {
     turn_.give_back();

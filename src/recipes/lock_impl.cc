@@ -77,7 +77,7 @@ bool LockImpl::acquire(SteadyTime deadline, std::stop_token cancel, Mode mode) {
 bool LockImpl::acquire_in_etcd(SteadyTime deadline, const std::stop_token& cancel, Mode mode) {
   QueueAcquisition acquisition(context_, queue_, "lock", name_,
                                {context_->entry_value(), "", Admission::exclusive(), {}, true},
-                               {options_.retry_interval, options_.max_retries}, counters_);
+                               {options_.retry_interval, options_.max_retries, options_.max_retry_interval}, counters_);
   auto acquired = acquisition.run(deadline, cancel, mode);
   MutexLock lock(mu_);
   last_key_ = acquisition.key();
@@ -108,6 +108,14 @@ void LockImpl::release(std::error_code& ec) noexcept {
     last_hold_lost_ = hold->lost();
   }
   turn_.give_back();
+}
+
+void LockImpl::warn_not_held(std::string_view call) const noexcept {
+  try {
+    context_->log()(LogLevel::warning, std::string(call) + " by a thread that does not hold the lock; ignored",
+                    {{"name", name_}});
+  } catch (...) {  // a log line is not worth an exception out of unlock()
+  }
 }
 
 void LockImpl::release_in_etcd(Hold& hold, bool in_doubt, std::error_code& ec) noexcept {

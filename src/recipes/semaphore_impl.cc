@@ -54,7 +54,8 @@ std::shared_ptr<PermitHold> SemaphoreImpl::acquire(SteadyTime deadline, std::sto
                          Admission::counted(options_.limit),
                          [this](const std::vector<std::string>& values) { check_limits(values); }, true};
   QueueAcquisition acquisition(context_, queue_, "permit", name_, std::move(entry),
-                               {options_.retry.retry_interval, options_.retry.max_retries}, counters_);
+                               {options_.retry.retry_interval, options_.retry.max_retries,
+                                options_.retry.max_retry_interval}, counters_);
   auto acquired = acquisition.run(deadline, cancel, mode);
   if (!acquired) return nullptr;
   if (acquired->waited) {

@@ -66,7 +66,7 @@ bool SharedLockImpl::acquire(Side side, SteadyTime deadline, std::stop_token can
                                                /*with_inbox=*/false),
                          suffix, write ? Admission::exclusive() : Admission::shared(), {}, false};
   QueueAcquisition acquisition(context_, queue_, write ? "write lock" : "read lock", name_, std::move(entry),
-                               {options_.retry_interval, options_.max_retries}, counters_);
+                               {options_.retry_interval, options_.max_retries, options_.max_retry_interval}, counters_);
   auto acquired = acquisition.run(deadline, cancel, mode);
   if (!acquired) return false;
   MutexLock lock(mu_);
@@ -142,6 +142,14 @@ void SharedLockImpl::release(Side side, std::error_code& ec) noexcept {
     holds_.erase(found);
   }
   give_up(*hold, in_doubt, ec);
+}
+
+void SharedLockImpl::warn_not_held(std::string_view call) const noexcept {
+  try {
+    context_->log()(LogLevel::warning, std::string(call) + " by a thread that does not hold that side of the lock; ignored",
+                    {{"name", name_}});
+  } catch (...) {  // a log line is not worth an exception out of unlock()
+  }
 }
 
 bool SharedLockImpl::held_by_this_thread(Side side) const {
