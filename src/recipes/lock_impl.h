@@ -39,6 +39,9 @@ class LockImpl : public std::enable_shared_from_this<LockImpl> {
   // deadline passed. Throws Error (see Lock::lock()).
   bool acquire(SteadyTime deadline, std::stop_token cancel, Mode mode);
   void release(std::error_code& ec) noexcept;
+  // Logs a warning: `call` (unlock()) by a thread that holds nothing, which
+  // the throwing-free unlock() cannot report otherwise.
+  void warn_not_held(std::string_view call) const noexcept;
 
   bool held() const;
   bool held_by_this_thread() const;
