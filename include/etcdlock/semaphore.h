@@ -90,7 +90,9 @@ class Semaphore {
   // closed, unavailable, permission_denied, invalid_argument (etcd holds this
   // semaphore with another limit).
   [[nodiscard]] Permit acquire_permit(std::stop_token cancel = {});
-  // One round trip: a permit if one is free now, else nullopt.
+  // Never waits in the queue: a permit if one is free now, else nullopt. One
+  // round trip while etcd answers; bounded by ManagerOptions::command_timeout,
+  // as Lock::try_lock(), after which it throws Error(errc::unavailable).
   [[nodiscard]] std::optional<Permit> try_acquire_permit();
   template <class Rep, class Period>
   [[nodiscard]] std::optional<Permit> try_acquire_permit_for(const std::chrono::duration<Rep, Period>& timeout,
