@@ -51,6 +51,9 @@ class Permit {
   bool lost() const;
   // The create revision of the permit's key; 0 without a permit.
   std::int64_t fencing_token() const;
+  // The etcd key of the permit's entry, "<prefix>/<name>/<lease id in hex>"
+  // or with a suffix for a second permit of one lease; empty without a permit.
+  std::string key() const;
   // Writes to etcd only while this permit stands (one Txn that compares its
   // key's create revision): true when committed.
   bool guarded_put(std::string_view key, std::string_view value);

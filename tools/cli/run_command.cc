@@ -79,7 +79,9 @@ int hold_permit(LockManager& manager, const RunOptions& options, const sigset_t&
   });
   if (status != kExitOk) return status;
   holding = {permit->lost_token(),
-             {"ETCDLOCK_NAME=" + options.name, "ETCDLOCK_FENCING_TOKEN=" + std::to_string(permit->fencing_token()),
+             {"ETCDLOCK_NAME=" + options.name, "ETCDLOCK_KEY=" + permit->key(),
+              "ETCDLOCK_FENCING_TOKEN=" + std::to_string(permit->fencing_token()), "ETCD_LOCK_KEY=" + permit->key(),
+              "ETCD_LOCK_REV=" + std::to_string(permit->fencing_token()),
               "ETCDLOCK_PERMITS=" + std::to_string(options.permits)},
              [permit] { permit->release(); }};
   return kExitOk;
@@ -139,8 +141,9 @@ Subcommand add_run(CLI::App& app) {
       ->check(kDuration);
   command->footer(
       "The command gets ETCDLOCK_NAME, ETCDLOCK_KEY and ETCDLOCK_FENCING_TOKEN, and ETCD_LOCK_KEY and\n"
-      "ETCD_LOCK_REV as etcdctl lock sets them (ETCD_LOCK_REV is the fencing token). SIGINT, SIGTERM,\n"
-      "SIGHUP and SIGQUIT are forwarded to its process group; the lock is released when it exits.");
+      "ETCD_LOCK_REV as etcdctl lock sets them (ETCD_LOCK_REV is the fencing token); with -n N, the\n"
+      "permit's key and token, and ETCDLOCK_PERMITS=N. SIGINT, SIGTERM, SIGHUP and SIGQUIT are\n"
+      "forwarded to its process group; the lock is released when it exits.");
   return {command, [flags](ManagerOptions options) {
             options.ttl = std::chrono::ceil<std::chrono::seconds>(parse_duration(flags->ttl));
             RunOptions run = flags->run;
