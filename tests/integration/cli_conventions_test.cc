@@ -75,6 +75,19 @@ TEST_F(CliConventions, GoStyleDurations) {
   EXPECT_NE(joined(lines).find("\"1m30\""), std::string::npos) << joined(lines);
 }
 
+TEST_F(CliConventions, TheShortestTtlRunsAndAShorterOneIsNamed) {
+  for (const char* command : {"run job --ttl 1s -- true", "elect e p --ttl 1s -- true"}) {
+    const auto [status, lines] = shell("", command);
+    EXPECT_EQ(status, 0) << command << ":\n" << joined(lines);
+  }
+  for (const char* command : {"run job --ttl 500ms -- true", "elect e p --ttl 0 -- true"}) {
+    const auto [status, lines] = shell("", command);
+    EXPECT_EQ(status, 64) << command;
+    EXPECT_NE(joined(lines).find("--ttl"), std::string::npos) << joined(lines);
+    EXPECT_EQ(joined(lines).find("--kill-after"), std::string::npos) << "never passed: " << joined(lines);
+  }
+}
+
 TEST_F(CliConventions, RunWithPermitsSetsTheKeyVariables) {
   const auto [status, lines] =
       shell("", "run -n 2 pool -- sh -c 'echo \"$ETCDLOCK_KEY $ETCD_LOCK_KEY $ETCDLOCK_FENCING_TOKEN $ETCD_LOCK_REV "
