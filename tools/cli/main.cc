@@ -40,7 +40,9 @@ void name_duration_types(CLI::App& app) {
 
 int main(int argc, char** argv) {
   using namespace etcdlock::cli;
-  CLI::App app{"etcdlock: distributed locks and elections on etcd v3, compatible with etcdctl lock and elect"};
+  // Named, so that help and the man page say "etcdlock", not the path it was run by.
+  CLI::App app{"etcdlock: distributed locks and elections on etcd v3, compatible with etcdctl lock and elect",
+               "etcdlock"};
   app.set_version_flag("--version", std::string("etcdlock ") + etcdlock::kVersion);
   app.require_subcommand(1);
   app.fallthrough();  // connection flags may come before or after the subcommand
