@@ -26,14 +26,12 @@ class SessionEvents {
   void publish(SessionEvent event);
   // The listener's first call reports the state as of the last event
   // published (with `time_left` now, for a suspect session, and replaced
-  // false, since that is a change), before any
-  // later change: a subscriber learns where the session stands, then each
-  // change from there. Nothing published yet: no first call.
+  // false, since that is a change), before any later change: a subscriber
+  // learns where the session stands, then each change from there. Nothing
+  // published yet: no first call.
   Subscription subscribe(SessionListener listener, std::chrono::milliseconds time_left);
 
  private:
-  // Shared with the delivering task and the subscriptions, which may outlive
-  // this object.
   // An event to deliver: to every listener subscribed before it was
   // published, or, for a first call, to one listener alone.
   struct Pending {
@@ -45,6 +43,8 @@ class SessionEvents {
     SessionListener call;
     std::uint64_t since = 0;  // the first sequence number it gets
   };
+  // Shared with the delivering task and the subscriptions, which may outlive
+  // this object.
   struct State {
     Mutex mu;
     std::condition_variable_any idle;
