@@ -1,4 +1,4 @@
-// The seed's admin operations example: inspect, list and force-unlock locks.
+// Admin operations: inspect, list and force-unlock locks.
 #include <condition_variable>
 #include <iostream>
 #include <mutex>

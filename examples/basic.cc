@@ -1,4 +1,4 @@
-// The seed's basic example: hold a lock around a critical section.
+// Basic use: hold a lock around a critical section.
 #include <iostream>
 #include <mutex>
 

@@ -1,6 +1,6 @@
 // A replicated scheduler: every replica runs this, one of them leads and does
-// the scheduler's ticks, and the others stand by. Unlike the seed's users,
-// who call TryLock every second and never stop their tasks when they lose
+// the scheduler's ticks, and the others stand by. Unlike a replica that
+// calls TryLock every second and never stops its tasks when it loses
 // leadership, the leader stops within its lost token, before etcd can let
 // another replica lead, and its writes are fenced.
 //   ETCDLOCK_ENDPOINTS=127.0.0.1:2379 example_leader [TICKS]

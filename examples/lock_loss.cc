@@ -1,4 +1,4 @@
-// The seed's lock-loss monitoring example: stop the critical work as soon as
+// Watching for lock loss: stop the critical work as soon as
 // the hold is lost, before etcd can give the lock to another process.
 #include <iostream>
 #include <mutex>

@@ -1,4 +1,4 @@
-// The seed's reentrant example: the holding thread may lock again, and must
+// Reentrancy: the holding thread may lock again, and must
 // unlock as often. Only the first lock and the last unlock go to etcd.
 #include <iostream>
 #include <mutex>

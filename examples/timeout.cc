@@ -1,4 +1,4 @@
-// The seed's timeout example: wait at most 5 s for the lock.
+// A bounded wait: wait at most 5 s for the lock.
 #include <iostream>
 #include <mutex>
 

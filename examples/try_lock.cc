@@ -1,4 +1,4 @@
-// The seed's non-blocking example: one round trip, never a wait in the queue.
+// Trying without waiting: one round trip, never a wait in the queue.
 #include <iostream>
 #include <mutex>
 

@@ -2,14 +2,15 @@
 // std::error_code, and Error, the exception every throwing call uses.
 #pragma once
 
+#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <system_error>
 
 namespace etcdlock {
 
-// What went wrong. The first five are the seed library's codes; to_string()
-// gives their names as it spells them ("LOCK_TIMEOUT", ...).
+// What went wrong. The first five are the codes of the lock library etcdlock
+// follows (the Go-style API whose names to_string() gives: "LOCK_TIMEOUT", ...).
 enum class errc {
   lock_timeout = 1,   // the lock was not acquired before the deadline
   lock_not_held,      // unlock() by a thread that does not hold the lock
@@ -26,15 +27,23 @@ enum class errc {
 const std::error_category& error_category() noexcept;
 std::error_code make_error_code(errc code) noexcept;
 
-// The seed's name for a code: "LOCK_TIMEOUT", "LOCK_NOT_HELD", ..., "CANCELLED".
+// A code's name in capitals: "LOCK_TIMEOUT", "LOCK_NOT_HELD", ..., "CANCELLED".
 std::string_view to_string(errc code) noexcept;
 
 // The exception thrown by etcdlock. Branch on code(), which compares equal to
 // an errc value: `catch (const Error& e) { if (e.code() == errc::lock_timeout) ... }`.
+// what() is "<NAME>: <message>", e.g. "LOCK_TIMEOUT: lock \"x\" was not acquired
+// in 5000 ms": the code's name once, then the message as given (the code's
+// own description when the message is empty), without std::system_error's
+// habit of appending that description to a message that already says it.
 class Error : public std::system_error {
  public:
   Error(errc code, const std::string& message);
   errc value() const noexcept { return static_cast<errc>(code().value()); }
+  const char* what() const noexcept override { return what_.what(); }
+
+ private:
+  std::runtime_error what_;  // copies without throwing, as an exception must
 };
 
 }  // namespace etcdlock

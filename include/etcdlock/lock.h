@@ -49,8 +49,13 @@ class Lock {
   // a cancelled wait leaves no key in etcd.
   void lock(std::stop_token cancel);
 
-  // One round trip to etcd: true when this thread now holds the lock; false
-  // when another holder has it. Never waits in the queue. Throws as lock().
+  // Never waits in the queue: true when this thread now holds the lock; false
+  // when another holder has it. One round trip to etcd while etcd answers;
+  // the time it may take is bounded by ManagerOptions::command_timeout, within
+  // which transient failures are retried. With etcd slow, frozen or
+  // unreachable it throws Error(errc::unavailable) after about one command
+  // timeout (somewhat more when a new lease must be granted first). Throws as
+  // lock().
   [[nodiscard]] bool try_lock();
 
   // Waits in the queue until the deadline: true when acquired, false on
@@ -70,8 +75,8 @@ class Lock {
     return try_lock_until_steady(detail::deadline_after(timeout), std::move(cancel));
   }
 
-  // The seed's LockWithTimeout: as try_lock_for, but a timeout throws
-  // Error(errc::lock_timeout).
+  // As try_lock_for, but a timeout throws Error(errc::lock_timeout) (what
+  // Go-style lock APIs call LockWithTimeout).
   template <class Rep, class Period>
   void lock_for(const std::chrono::duration<Rep, Period>& timeout) {
     lock_until_steady(detail::deadline_after(timeout));
@@ -88,7 +93,8 @@ class Lock {
   // the background).
   void unlock(std::error_code& ec) noexcept;
 
-  // This process holds the lock now (the seed's IsLocked), by any thread.
+  // This process holds the lock now, by any thread (an IsLocked() in Go-style
+  // lock APIs).
   bool held() const;
   bool held_by_this_thread() const;
 
@@ -98,7 +104,7 @@ class Lock {
   // attempt when it has neither.
   std::string key() const;
 
-  // The seed's Done(). During a hold, a token for that hold: its stop is
+  // During a hold, a token for that hold (as Done() of a Go session): its stop is
   // requested when the hold ends involuntarily (the lease expired, was revoked
   // or could not be renewed before its local deadline; the key was deleted, as
   // by a force unlock; the manager closed). A normal unlock does not request

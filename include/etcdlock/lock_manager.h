@@ -122,10 +122,12 @@ class LockManager {
   // How long until the session's local deadline, when every hold on it ends
   // unless a renewal is answered first; zero once it has passed.
   std::chrono::milliseconds time_left() const;
-  // Calls `listener` on each change of the session, in order, one call at a
-  // time, on a notifier thread: healthy → suspect (renewals failing, with the
-  // time left) → healthy again, or → lost → healthy (a new lease, replaced),
-  // and closed. Until the Subscription goes. The listener must not throw.
+  // Calls `listener` first with the session's state now (its lease, and the
+  // time left when suspect; replaced is false), then on each change of the session, in order,
+  // one call at a time, on a notifier thread: healthy → suspect (renewals
+  // failing, with the time left) → healthy again, or → lost → healthy (a new
+  // lease, replaced), and closed. Until the Subscription goes. The listener
+  // must not throw.
   // Throws Error: invalid_argument (an empty listener), closed.
   [[nodiscard]] Subscription subscribe(SessionListener listener);
   // What this manager counted (see metrics.h).

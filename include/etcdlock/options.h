@@ -1,5 +1,6 @@
 // Options of a LockManager and of its locks: plain aggregates whose defaults are
-// those of the seed library (TTL 30 s, retry interval 100 ms, unlimited retries).
+// those of the Go-style lock API etcdlock follows (TTL 30 s, retry interval
+// 100 ms, unlimited retries).
 #pragma once
 
 #include <chrono>
@@ -65,12 +66,19 @@ struct ManagerOptions {
 // this margin, before another holder can be let in.
 std::chrono::milliseconds loss_margin(std::chrono::seconds ttl);
 
+// Retries of transient etcd failures (unavailable members, leader changes)
+// back off exponentially with jitter: the n-th pause is drawn from
+// [c / 2, c], where c is retry_interval doubled n - 1 times, at most
+// max_retry_interval (or retry_interval itself, when that is longer). So
+// clients that failed together do not retry together.
+// A retry that would start after the call's deadline is not made.
 struct LockOptions {
-  // The pause between retries of transient etcd failures (unavailable members,
-  // leader changes).
+  // The base pause between retries of transient etcd failures. Up to 1 h.
   std::chrono::milliseconds retry_interval{100};
   // How many transient failures one call retries; 0 retries until the caller's deadline.
   int max_retries{0};
+  // The longest pause between two retries (see above). Up to 1 h.
+  std::chrono::milliseconds max_retry_interval{2000};
   // true: the holding thread may lock again and must unlock as often, as with
   // std::recursive_timed_mutex. false: relocking throws errc::lock_already_held.
   bool reentrant{true};
@@ -79,19 +87,25 @@ struct LockOptions {
 };
 
 struct SemaphoreOptions {
-  // The pause between retries of transient etcd failures while acquiring.
+  // The base pause between retries of transient etcd failures while acquiring
+  // (backing off as LockOptions say).
   std::chrono::milliseconds retry_interval{100};
   // How many transient failures one acquisition retries; 0 retries until its deadline.
   int max_retries{0};
+  // The longest pause between two retries (see above). Up to 1 h.
+  std::chrono::milliseconds max_retry_interval{2000};
 
   friend bool operator==(const SemaphoreOptions&, const SemaphoreOptions&) = default;
 };
 
 struct ElectionOptions {
-  // The pause between retries of transient etcd failures while campaigning.
+  // The base pause between retries of transient etcd failures while
+  // campaigning (backing off as LockOptions say).
   std::chrono::milliseconds retry_interval{100};
   // How many transient failures one campaign retries; 0 retries until its deadline.
   int max_retries{0};
+  // The longest pause between two retries (see above). Up to 1 h.
+  std::chrono::milliseconds max_retry_interval{2000};
 
   friend bool operator==(const ElectionOptions&, const ElectionOptions&) = default;
 };

@@ -51,6 +51,9 @@ class Permit {
   bool lost() const;
   // The create revision of the permit's key; 0 without a permit.
   std::int64_t fencing_token() const;
+  // The etcd key of the permit's entry, "<prefix>/<name>/<lease id in hex>"
+  // or with a suffix for a second permit of one lease; empty without a permit.
+  std::string key() const;
   // Writes to etcd only while this permit stands (one Txn that compares its
   // key's create revision): true when committed.
   bool guarded_put(std::string_view key, std::string_view value);
@@ -90,7 +93,9 @@ class Semaphore {
   // closed, unavailable, permission_denied, invalid_argument (etcd holds this
   // semaphore with another limit).
   [[nodiscard]] Permit acquire_permit(std::stop_token cancel = {});
-  // One round trip: a permit if one is free now, else nullopt.
+  // Never waits in the queue: a permit if one is free now, else nullopt. One
+  // round trip while etcd answers; bounded by ManagerOptions::command_timeout,
+  // as Lock::try_lock(), after which it throws Error(errc::unavailable).
   [[nodiscard]] std::optional<Permit> try_acquire_permit();
   template <class Rep, class Period>
   [[nodiscard]] std::optional<Permit> try_acquire_permit_for(const std::chrono::duration<Rep, Period>& timeout,

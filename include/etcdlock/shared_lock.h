@@ -47,6 +47,8 @@ class SharedLock {
   // reentrancy, the write side), lock_expired (relock of a lost hold).
   void lock();
   void lock(std::stop_token cancel);
+  // Never waits in the queue; bounded by ManagerOptions::command_timeout, as
+  // Lock::try_lock().
   [[nodiscard]] bool try_lock();
   template <class Rep, class Period>
   [[nodiscard]] bool try_lock_for(const std::chrono::duration<Rep, Period>& timeout, std::stop_token cancel = {}) {

@@ -53,7 +53,20 @@ std::string_view to_string(errc code) noexcept {
   return "UNKNOWN";
 }
 
+namespace {
+
+// "<NAME>: <message>". A message that already starts with the name (the text
+// of another Error of the same code, passed on) is not prefixed again.
+std::string error_text(errc code, const std::string& message) {
+  const std::string name(to_string(code));
+  const std::string text = message.empty() ? error_category().message(static_cast<int>(code)) : message;
+  if (text.starts_with(name + ": ")) return text;
+  return name + ": " + text;
+}
+
+}  // namespace
+
 Error::Error(errc code, const std::string& message)
-    : std::system_error(make_error_code(code), std::string(to_string(code)) + ": " + message) {}
+    : std::system_error(make_error_code(code)), what_(error_text(code, message)) {}
 
 }  // namespace etcdlock

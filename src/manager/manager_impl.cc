@@ -111,7 +111,7 @@ std::chrono::milliseconds ManagerImpl::time_left() const {
 Subscription ManagerImpl::subscribe(SessionListener listener) {
   context_->check_open();
   if (!listener) throw Error(errc::invalid_argument, "subscribe() needs a listener; it was given an empty function");
-  return context_->session_events().subscribe(std::move(listener));
+  return context_->session_events().subscribe(std::move(listener), time_left());
 }
 
 Subscription ManagerImpl::watch(std::string_view name_prefix, LockListener listener) {

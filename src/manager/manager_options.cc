@@ -37,29 +37,38 @@ ManagerOptions validated(ManagerOptions options) {
 
 namespace {
 
-void validate_retries(std::chrono::milliseconds interval, int max_retries, const std::string& what) {
-  if (interval <= milliseconds::zero()) {
+void validate_retries(std::chrono::milliseconds interval, int max_retries, std::chrono::milliseconds max_interval,
+                      const std::string& what) {
+  if (interval <= milliseconds::zero() || interval > std::chrono::hours(1)) {
     throw Error(errc::invalid_argument,
-                "retry_interval of " + std::to_string(interval.count()) + " ms for " + what + " must be positive");
+                "retry_interval of " + std::to_string(interval.count()) + " ms for " + what +
+                                            " must be positive and at most 1 h");
   }
   if (max_retries < 0) {
     throw Error(errc::invalid_argument,
                 "max_retries of " + std::to_string(max_retries) + " for " + what + " must not be negative");
+  }
+  if (max_interval <= milliseconds::zero() || max_interval > std::chrono::hours(1)) {
+    throw Error(errc::invalid_argument, "max_retry_interval of " + std::to_string(max_interval.count()) + " ms for " +
+                                            what + " must be positive and at most 1 h");
   }
 }
 
 }  // namespace
 
 void validate(const LockOptions& options, std::string_view name) {
-  validate_retries(options.retry_interval, options.max_retries, "lock " + quote_value(name));
+  validate_retries(options.retry_interval, options.max_retries, options.max_retry_interval,
+                   "lock " + quote_value(name));
 }
 
 void validate(const SemaphoreOptions& options, std::string_view name) {
-  validate_retries(options.retry_interval, options.max_retries, "semaphore " + quote_value(name));
+  validate_retries(options.retry_interval, options.max_retries, options.max_retry_interval,
+                   "semaphore " + quote_value(name));
 }
 
 void validate(const ElectionOptions& options, std::string_view name) {
-  validate_retries(options.retry_interval, options.max_retries, "election " + quote_value(name));
+  validate_retries(options.retry_interval, options.max_retries, options.max_retry_interval,
+                   "election " + quote_value(name));
 }
 
 }  // namespace etcdlock::detail

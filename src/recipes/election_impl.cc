@@ -41,7 +41,7 @@ bool ElectionImpl::campaign(std::string_view value, SteadyTime deadline, std::st
   ExclusiveHold::Outcome outcome;
   try {
     outcome = exclusive_.acquire({std::string(value), "", Admission::exclusive(), {}, false},
-                                 {options_.retry_interval, options_.max_retries}, deadline, cancel,
+                                 {options_.retry_interval, options_.max_retries, options_.max_retry_interval}, deadline, cancel,
                                  QueueWait::Mode::wait);
   } catch (...) {
     exclusive_.give_back_turn();

@@ -38,8 +38,9 @@ void Lock::lock_until_steady(detail::SteadyTime deadline) {
 }
 
 void Lock::unlock() noexcept {
-  std::error_code ignored;
-  unlock(ignored);
+  std::error_code ec;
+  unlock(ec);
+  if (ec == errc::lock_not_held) impl_->warn_not_held("unlock()");
 }
 
 void Lock::unlock(std::error_code& ec) noexcept { impl_->release(ec); }

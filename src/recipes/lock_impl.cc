@@ -70,7 +70,7 @@ bool LockImpl::acquire(SteadyTime deadline, std::stop_token cancel, Mode mode) {
 
 bool LockImpl::acquire_in_etcd(SteadyTime deadline, const std::stop_token& cancel, Mode mode) {
   auto outcome = exclusive_.acquire({exclusive_.context().entry_value(), "", Admission::exclusive(), {}, true},
-                                    {options_.retry_interval, options_.max_retries}, deadline, cancel, mode);
+                                    {options_.retry_interval, options_.max_retries, options_.max_retry_interval}, deadline, cancel, mode);
   // A successor is likely after a wait: the release reads the queue first.
   if (outcome.waited) releaser_.expect_successor();
   MutexLock lock(mu_);
@@ -96,6 +96,14 @@ void LockImpl::release(std::error_code& ec) noexcept {
   }
   exclusive_.give_back_turn();
   hold->signal_loss_now();  // with the turn given back: a loss callback may lock again
+}
+
+void LockImpl::warn_not_held(std::string_view call) const noexcept {
+  try {
+    exclusive_.context().log()(LogLevel::warning, std::string(call) + " by a thread that does not hold the lock; ignored",
+                    {{"name", name()}});
+  } catch (...) {  // a log line is not worth an exception out of unlock()
+  }
 }
 
 void LockImpl::release_in_etcd(Hold& hold, bool in_doubt, std::error_code& ec) noexcept {

@@ -30,6 +30,9 @@ class LockImpl : public std::enable_shared_from_this<LockImpl> {
   // deadline passed. Throws Error (see Lock::lock()).
   bool acquire(SteadyTime deadline, std::stop_token cancel, Mode mode) ETCDLOCK_EXCLUDES(mu_);
   void release(std::error_code& ec) noexcept ETCDLOCK_EXCLUDES(mu_);
+  // Logs a warning: `call` (unlock()) by a thread that holds nothing, which
+  // the throwing-free unlock() cannot report otherwise.
+  void warn_not_held(std::string_view call) const noexcept;
 
   bool held() const { return exclusive_.held(); }
   bool held_by_this_thread() const { return exclusive_.held() && exclusive_.turn_owned_by_this_thread(); }

@@ -39,6 +39,7 @@ void Permit::release(std::error_code& ec) noexcept {
 std::stop_token Permit::lost_token() const { return hold_ ? hold_->hold().lost_token() : std::stop_token(); }
 bool Permit::lost() const { return hold_ && hold_->hold().lost(); }
 std::int64_t Permit::fencing_token() const { return held() ? hold_->hold().entry().revision : 0; }
+std::string Permit::key() const { return hold_ ? hold_->hold().entry().key : std::string(); }
 
 bool Permit::guarded_put(std::string_view key, std::string_view value) {
   if (!hold_) return false;

@@ -52,7 +52,8 @@ std::shared_ptr<PermitHold> SemaphoreImpl::acquire(SteadyTime deadline, std::sto
                          Admission::counted(options_.limit),
                          [this](const std::vector<std::string>& values) { check_limits(values); }, true};
   QueueAcquisition acquisition(named_.context, named_.queue, "permit", named_.name, std::move(entry),
-                               {options_.retry.retry_interval, options_.retry.max_retries}, named_.counters);
+                               {options_.retry.retry_interval, options_.retry.max_retries,
+                                options_.retry.max_retry_interval}, named_.counters);
   auto acquired = acquisition.run(deadline, cancel, mode);
   if (!acquired) return nullptr;
   if (acquired->waited) releaser_.expect_successor();

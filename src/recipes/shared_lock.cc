@@ -41,15 +41,17 @@ bool SharedLock::try_lock_until_steady(detail::SteadyTime deadline, std::stop_to
 }
 
 void SharedLock::unlock() noexcept {
-  std::error_code ignored;
-  unlock(ignored);
+  std::error_code ec;
+  unlock(ec);
+  if (ec == errc::lock_not_held) impl_->warn_not_held("unlock()");
 }
 
 void SharedLock::unlock(std::error_code& ec) noexcept { impl_->release(Side::write, ec); }
 
 void SharedLock::unlock_shared() noexcept {
-  std::error_code ignored;
-  unlock_shared(ignored);
+  std::error_code ec;
+  unlock_shared(ec);
+  if (ec == errc::lock_not_held) impl_->warn_not_held("unlock_shared()");
 }
 
 void SharedLock::unlock_shared(std::error_code& ec) noexcept { impl_->release(Side::read, ec); }

@@ -62,7 +62,7 @@ bool SharedLockImpl::acquire(Side side, SteadyTime deadline, std::stop_token can
                                                /*with_inbox=*/false),
                          suffix, write ? Admission::exclusive() : Admission::shared(), {}, false};
   QueueAcquisition acquisition(named_.context, named_.queue, write ? "write lock" : "read lock", named_.name, std::move(entry),
-                               {options_.retry_interval, options_.max_retries}, named_.counters);
+                               {options_.retry_interval, options_.max_retries, options_.max_retry_interval}, named_.counters);
   auto acquired = acquisition.run(deadline, cancel, mode);
   if (!acquired) return false;
   MutexLock lock(mu_);
@@ -139,6 +139,14 @@ void SharedLockImpl::release(Side side, std::error_code& ec) noexcept {
   }
   give_up(*hold, in_doubt, ec);
   hold->signal_loss_now();  // with nothing held here: a loss callback may lock again
+}
+
+void SharedLockImpl::warn_not_held(std::string_view call) const noexcept {
+  try {
+    named_.context->log()(LogLevel::warning, std::string(call) + " by a thread that does not hold that side of the lock; ignored",
+                    {{"name", named_.name}});
+  } catch (...) {  // a log line is not worth an exception out of unlock()
+  }
 }
 
 bool SharedLockImpl::held_by_this_thread(Side side) const {

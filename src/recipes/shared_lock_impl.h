@@ -41,6 +41,9 @@ class SharedLockImpl {
   // deadline passed. Throws Error (see SharedLock).
   bool acquire(Side side, SteadyTime deadline, std::stop_token cancel, QueueWait::Mode mode) ETCDLOCK_EXCLUDES(mu_);
   void release(Side side, std::error_code& ec) noexcept ETCDLOCK_EXCLUDES(mu_);
+  // Logs a warning: `call` by a thread that does not hold that side, which
+  // the throwing-free unlock() and unlock_shared() cannot report otherwise.
+  void warn_not_held(std::string_view call) const noexcept;
 
   bool held_by_this_thread(Side side) const;
   std::stop_token lost_token() const;

@@ -105,6 +105,7 @@ inline void refer_to_every_public_function() {
   keep(&Permit::lost_token);
   keep(&Permit::lost);
   keep(&Permit::fencing_token);
+  keep(&Permit::key);
   keep(&Permit::guarded_put);
   keep(&Permit::guarded_delete);
   keep(static_cast<Permit& (Permit::*)(Permit&&) noexcept>(&Permit::operator=));

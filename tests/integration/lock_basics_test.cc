@@ -161,6 +161,26 @@ TEST_F(LockBasics, UnlockFromAnotherThreadIsLockNotHeld) {
   lock->unlock();
 }
 
+TEST_F(LockBasics, UnlockWithoutAHoldIsLoggedByTheDefaultSink) {
+  auto defaults = options();
+  defaults.log_sink = nullptr;  // the default: warnings and errors to stderr
+  LockManager manager(defaults);
+  auto lock = manager.get_lock("x");
+  auto shared = manager.get_shared_lock("y");
+  ::testing::internal::CaptureStderr();
+  lock->unlock();
+  shared->unlock_shared();
+  const auto logged = ::testing::internal::GetCapturedStderr();
+  EXPECT_NE(logged.find("warning: unlock() by a thread that does not hold the lock; ignored name=x"), std::string::npos)
+      << logged;
+  EXPECT_NE(logged.find("unlock_shared() by a thread that does not hold that side"), std::string::npos) << logged;
+  std::error_code ec;
+  ::testing::internal::CaptureStderr();
+  lock->unlock(ec);  // reported to the caller, not logged
+  EXPECT_EQ(ec, errc::lock_not_held);
+  EXPECT_EQ(::testing::internal::GetCapturedStderr().find("unlock()"), std::string::npos);
+}
+
 TEST_F(LockBasics, CancelledWaitThrowsAndLeavesNoKey) {
   auto holder = manager();
   auto other = manager();

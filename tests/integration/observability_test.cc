@@ -60,36 +60,49 @@ TEST_F(Observability, SessionChangesAreReportedInOrder) {
   auto manager = std::make_unique<LockManager>(through);
   Events events;
   auto subscription = manager->subscribe(events.listener());
+  // The first call says where the session stands now.
+  ASSERT_TRUE(eventually([&] { return events.states().size() == 1; }, 10s));
+  EXPECT_EQ(events.all()[0].state, SessionState::healthy);
+  EXPECT_EQ(events.all()[0].lease_id, manager->lease_id());
+  EXPECT_FALSE(events.all()[0].replaced);
   auto held = manager->get_lock("held");  // so that an admin may revoke the lease
   held->lock();
 
   link.pause();  // renewals go unanswered
-  ASSERT_TRUE(eventually([&] { return events.states().size() == 1; }, 10s));
-  EXPECT_EQ(events.all()[0].state, SessionState::suspect);
-  EXPECT_GT(events.all()[0].time_left, 0ms);
-  EXPECT_LE(events.all()[0].time_left, 8s);
-  EXPECT_GT(manager->time_left(), 0ms);
-  link.resume();
   ASSERT_TRUE(eventually([&] { return events.states().size() == 2; }, 10s));
+  EXPECT_EQ(events.all()[1].state, SessionState::suspect);
+  EXPECT_GT(events.all()[1].time_left, 0ms);
+  EXPECT_LE(events.all()[1].time_left, 8s);
+  EXPECT_GT(manager->time_left(), 0ms);
+  {
+    // A subscriber that comes while the session is suspect learns so at once.
+    Events late;
+    auto late_subscription = manager->subscribe(late.listener());
+    ASSERT_TRUE(eventually([&] { return !late.states().empty(); }, 10s));
+    EXPECT_EQ(late.all()[0].state, SessionState::suspect);
+    EXPECT_GT(late.all()[0].time_left, 0ms);
+  }
+  link.resume();
+  ASSERT_TRUE(eventually([&] { return events.states().size() == 3; }, 10s));
 
   auto admin = this->manager();
   ASSERT_TRUE(admin->revoke_lease(manager->lease_id()));
-  ASSERT_TRUE(eventually([&] { return events.states().size() == 3; }, 10s));
+  ASSERT_TRUE(eventually([&] { return events.states().size() == 4; }, 10s));
   std::error_code ec;
   held->unlock(ec);
   auto lock = manager->get_lock("x");
   lock->lock();  // takes a new lease
   lock->unlock();
-  ASSERT_TRUE(eventually([&] { return events.states().size() == 4; }, 10s));
+  ASSERT_TRUE(eventually([&] { return events.states().size() == 5; }, 10s));
   manager->close();
   const auto seen = events.all();
-  ASSERT_EQ(seen.size(), 5u);
+  ASSERT_EQ(seen.size(), 6u);
   using S = SessionState;
-  EXPECT_EQ(events.states(), (std::vector<S>{S::suspect, S::healthy, S::lost, S::healthy, S::closed}));
-  EXPECT_FALSE(seen[1].replaced);
-  EXPECT_TRUE(seen[3].replaced) << "the new lease replaced the lost one";
-  EXPECT_NE(seen[3].lease_id, seen[2].lease_id);
-  EXPECT_FALSE(seen[2].reason.empty());
+  EXPECT_EQ(events.states(), (std::vector<S>{S::healthy, S::suspect, S::healthy, S::lost, S::healthy, S::closed}));
+  EXPECT_FALSE(seen[2].replaced);
+  EXPECT_TRUE(seen[4].replaced) << "the new lease replaced the lost one";
+  EXPECT_NE(seen[4].lease_id, seen[3].lease_id);
+  EXPECT_FALSE(seen[3].reason.empty());
 }
 
 TEST_F(Observability, AnEtcdRestartLosesNoSession) {

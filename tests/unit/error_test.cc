@@ -17,7 +17,18 @@ TEST(Error, CodesCompareWithErrc) {
   EXPECT_NE(std::string(error.what()).find("\"x\""), std::string::npos);
 }
 
-TEST(Error, SeedNames) {
+TEST(Error, TextSaysEachPartOnce) {
+  EXPECT_STREQ(Error(errc::closed, "the lock manager for prefix \"/p\" is closed").what(),
+               "CLOSED: the lock manager for prefix \"/p\" is closed");
+  EXPECT_STREQ(Error(errc::unavailable, "").what(), "UNAVAILABLE: etcd is unavailable");
+  // Passed on as the message of another Error of the same code.
+  const Error inner(errc::closed, "the lock manager is closed");
+  EXPECT_STREQ(Error(errc::closed, inner.what()).what(), "CLOSED: the lock manager is closed");
+  const Error copy = inner;
+  EXPECT_STREQ(copy.what(), inner.what());
+}
+
+TEST(Error, CodeNames) {
   EXPECT_EQ(to_string(errc::lock_timeout), "LOCK_TIMEOUT");
   EXPECT_EQ(to_string(errc::lock_not_held), "LOCK_NOT_HELD");
   EXPECT_EQ(to_string(errc::lock_already_held), "LOCK_ALREADY_HELD");

@@ -52,7 +52,10 @@ int show_lock(const ManagerOptions& options, const std::string& name, bool json)
   });
 }
 
-int force_unlock(const ManagerOptions& options, const std::string& name) {
+int force_unlock(ManagerOptions options, const std::string& name) {
+  // The result is this command's one line of output; the library's warning
+  // that says the same is for programs, not for the operator who asked.
+  options.log_sink = stderr_log_sink(LogLevel::error);
   return with_manager(options, [&](LockManager& manager) {
     const auto holder = manager.info(name);
     if (!holder || !manager.force_unlock(name)) {
@@ -99,13 +102,21 @@ std::vector<Subcommand> add_admin_commands(CLI::App& app) {
   info->add_flag("--json", flags->json, "print JSON for scripts");
   auto* unlock = app.add_subcommand("unlock", "remove the holder of a lock, whoever it is (admin)");
   unlock->add_option("name", flags->name, "the lock's name")->required();
-  unlock->add_flag("--force", flags->force, "required: confirms removing another owner's hold")->required();
+  unlock->add_flag("--force", flags->force, "confirms removing another owner's hold (unlock does nothing without it)");
   auto* revoke = app.add_subcommand("revoke", "revoke a lease, ending every hold of its owner (admin)");
   revoke->add_option("lease_id", flags->lease, "the lease id in hex, as etcdctl and `info` print it")->required();
   return {
       {list, [flags](const ManagerOptions& options) { return list_locks(options, flags->name_prefix, flags->json); }},
       {info, [flags](const ManagerOptions& options) { return show_lock(options, flags->name, flags->json); }},
-      {unlock, [flags](const ManagerOptions& options) { return force_unlock(options, flags->name); }},
+      {unlock,
+       [flags](const ManagerOptions& options) {
+         if (!flags->force) {
+           std::cerr << "etcdlock: unlock removes whoever holds \"" << flags->name
+                     << "\"; confirm with --force: etcdlock unlock --force " << flags->name << "\n";
+           return kExitUsage;
+         }
+         return force_unlock(options, flags->name);
+       }},
       {revoke, [flags](const ManagerOptions& options) { return revoke_lease(options, flags->lease); }},
   };
 }

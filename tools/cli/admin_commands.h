@@ -11,7 +11,7 @@ namespace etcdlock::cli {
 
 int list_locks(const ManagerOptions& options, const std::string& name_prefix, bool json);
 int show_lock(const ManagerOptions& options, const std::string& name, bool json);
-int force_unlock(const ManagerOptions& options, const std::string& name);
+int force_unlock(ManagerOptions options, const std::string& name);
 // `lease` as etcdctl prints lease ids: hex, with or without 0x.
 int revoke_lease(const ManagerOptions& options, const std::string& lease);
 

@@ -35,26 +35,48 @@ const CLI::Validator kDuration(
         return std::string(error.what());
       }
     },
-    "DURATION");
+    "",  // no ":DURATION" after the type: main() names the type DURATION
+    "duration");
 
+// Connection flags take etcdctl's variables where the flag matches one of
+// etcdctl's, so that a shell set up for etcdctl serves etcdlock as it is. A
+// flag on the command line wins over its variable.
 void add_connection_flags(CLI::App& app, ConnectionFlags& flags) {
   flags.endpoints = default_endpoints();
   app.add_option("--endpoints", flags.endpoints,
                  "comma-separated etcd endpoints (env ETCDLOCK_ENDPOINTS, then ETCDCTL_ENDPOINTS)")
+      ->type_name("HOST:PORT,...")
       ->capture_default_str();
-  app.add_option("--prefix", flags.prefix, "the namespace of the locks in etcd")->capture_default_str();
+  app.add_option("--prefix", flags.prefix, "the namespace of the locks in etcd")->type_name("PATH")->capture_default_str();
   app.add_option("--dial-timeout", flags.dial_timeout, "how long to wait for a connection")
+      ->envname("ETCDCTL_DIAL_TIMEOUT")
       ->check(kDuration)
+      ->type_name("DURATION")
       ->capture_default_str();
-  app.add_option("--command-timeout", flags.command_timeout, "the deadline of one request to etcd")
+  app.add_option("--command-timeout", flags.command_timeout,
+                 "the deadline of one request to etcd")
+      ->envname("ETCDCTL_COMMAND_TIMEOUT")
       ->check(kDuration)
+      ->type_name("DURATION")
       ->capture_default_str();
-  app.add_option("--cacert", flags.cacert, "verify etcd's certificate with this CA (PEM file); turns TLS on")
-      ->check(CLI::ExistingFile);
-  app.add_option("--cert", flags.cert, "client certificate (PEM file), for etcd's --client-cert-auth")
-      ->check(CLI::ExistingFile);
-  app.add_option("--key", flags.key, "the client certificate's key (PEM file)")->check(CLI::ExistingFile);
-  app.add_option("--user", flags.user, "etcd user, as name:password, or name with the password in ETCDLOCK_PASSWORD");
+  app.add_option("--cacert", flags.cacert, "verify etcd's certificate with this CA; turns TLS on")
+      ->envname("ETCDCTL_CACERT")
+      ->type_name("PEM-FILE")
+      ->check(CLI::Validator(CLI::ExistingFile).description(""));
+  app.add_option("--cert", flags.cert, "client certificate, for etcd's --client-cert-auth")
+      ->envname("ETCDCTL_CERT")
+      ->type_name("PEM-FILE")
+      ->check(CLI::Validator(CLI::ExistingFile).description(""));
+  app.add_option("--key", flags.key, "the client certificate's key")
+      ->envname("ETCDCTL_KEY")
+      ->type_name("PEM-FILE")
+      ->check(CLI::Validator(CLI::ExistingFile).description(""));
+  app.add_option("--user", flags.user, "etcd user, as name:password, or name with --password")
+      ->envname("ETCDCTL_USER")
+      ->type_name("NAME[:PASSWORD]");
+  app.add_option("--password", flags.password,
+                 "etcd password, when --user has none (env ETCDCTL_PASSWORD, then ETCDLOCK_PASSWORD)")
+      ->type_name("PASSWORD");
 }
 
 ManagerOptions manager_options(const ConnectionFlags& flags) {
@@ -73,10 +95,23 @@ ManagerOptions manager_options(const ConnectionFlags& flags) {
     const auto colon = flags.user.find(':');
     options.username = flags.user.substr(0, colon);
     if (colon != std::string::npos) {
+      if (!flags.password.empty()) {
+        throw std::invalid_argument("--user \"" + options.username +
+                                    ":...\" has a password, and --password gives another: give one of them");
+      }
       options.password = flags.user.substr(colon + 1);
-    } else if (const char* password = std::getenv("ETCDLOCK_PASSWORD")) {
-      options.password = password;
+    } else if (!flags.password.empty()) {
+      options.password = flags.password;
+    } else {
+      for (const char* variable : {"ETCDCTL_PASSWORD", "ETCDLOCK_PASSWORD"}) {
+        if (const char* password = std::getenv(variable); password != nullptr && *password != '\0') {
+          options.password = password;
+          break;
+        }
+      }
     }
+  } else if (!flags.password.empty()) {
+    throw std::invalid_argument("--password needs --user NAME");
   }
   return options;
 }

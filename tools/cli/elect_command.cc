@@ -5,6 +5,7 @@
 #include <csignal>
 #include <cstring>
 #include <iostream>
+#include <stdexcept>
 #include <mutex>
 #include <nlohmann/json.hpp>
 
@@ -12,6 +13,7 @@
 #include "error_exit.h"
 #include "etcdlock/etcdlock.h"
 #include "exit_codes.h"
+#include "loss_timing.h"
 #include "output.h"
 #include "run_command.h"
 #include "subcommand.h"
@@ -98,13 +100,15 @@ int run_elect(ManagerOptions options, const ElectFlags& flags) {
     std::cerr << "etcdlock: elect needs NAME PROPOSAL [-- CMD...], or --listen NAME\n";
     return kExitUsage;
   }
-  options.ttl = std::chrono::ceil<std::chrono::seconds>(parse_duration(flags.ttl));
-  const auto kill_after = flags.kill_after.empty() ? loss_margin(options.ttl) / 2 : parse_duration(flags.kill_after);
-  if (kill_after > longest_kill_after(options.ttl)) {
-    std::cerr << "etcdlock: --kill-after " << flags.kill_after << " is too long for --ttl " << flags.ttl
-              << "; use at most " << longest_kill_after(options.ttl).count() << "ms\n";
+  LossTiming timing;
+  try {
+    timing = parse_loss_timing(flags.ttl, flags.kill_after);
+  } catch (const std::invalid_argument& error) {
+    std::cerr << "etcdlock: " << error.what() << "\n";
     return kExitUsage;
   }
+  options.ttl = timing.ttl;
+  const auto kill_after = timing.kill_after;
   const sigset_t signals = block_handled_signals();
   try {
     return flags.listen ? listen(options, flags, signals) : lead(options, flags, kill_after, signals);

@@ -3,12 +3,14 @@
 #include <cstring>
 #include <functional>
 #include <iostream>
+#include <stdexcept>
 #include <optional>
 
 #include "duration.h"
 #include "error_exit.h"
 #include "etcdlock/etcdlock.h"
 #include "exit_codes.h"
+#include "loss_timing.h"
 #include "subcommand.h"
 #include "supervision.h"
 
@@ -79,7 +81,9 @@ int hold_permit(LockManager& manager, const RunOptions& options, const sigset_t&
   });
   if (status != kExitOk) return status;
   holding = {permit->lost_token(),
-             {"ETCDLOCK_NAME=" + options.name, "ETCDLOCK_FENCING_TOKEN=" + std::to_string(permit->fencing_token()),
+             {"ETCDLOCK_NAME=" + options.name, "ETCDLOCK_KEY=" + permit->key(),
+              "ETCDLOCK_FENCING_TOKEN=" + std::to_string(permit->fencing_token()), "ETCD_LOCK_KEY=" + permit->key(),
+              "ETCD_LOCK_REV=" + std::to_string(permit->fencing_token()),
               "ETCDLOCK_PERMITS=" + std::to_string(options.permits)},
              [permit](std::error_code& ec) { permit->release(ec); }};
   return kExitOk;
@@ -98,10 +102,6 @@ void report_release(const std::error_code& ec, const std::string& what, int stat
 }
 
 }  // namespace
-
-std::chrono::milliseconds longest_kill_after(std::chrono::seconds ttl) {
-  return std::max(std::chrono::milliseconds(0), loss_margin(ttl) - 2 * kSupervisionTick);
-}
 
 int run_under_lock(const ManagerOptions& manager_options, const RunOptions& options) {
   const sigset_t signals = block_handled_signals();
@@ -154,22 +154,21 @@ Subcommand add_run(CLI::App& app) {
       ->check(kDuration);
   command->footer(
       "The command gets ETCDLOCK_NAME, ETCDLOCK_KEY and ETCDLOCK_FENCING_TOKEN, and ETCD_LOCK_KEY and\n"
-      "ETCD_LOCK_REV as etcdctl lock sets them (ETCD_LOCK_REV is the fencing token). SIGINT, SIGTERM,\n"
-      "SIGHUP and SIGQUIT are forwarded to its process group, Ctrl-Z stops it with etcdlock, and it dies\n"
-      "with etcdlock. The lock is released once it and every process it started have exited.");
+      "ETCD_LOCK_REV as etcdctl lock sets them (ETCD_LOCK_REV is the fencing token); with -n N, the\n"
+      "permit's key and token, and ETCDLOCK_PERMITS=N. SIGINT, SIGTERM, SIGHUP and SIGQUIT are\n"
+      "forwarded to its process group, Ctrl-Z stops it with etcdlock, and it dies with etcdlock. The\n"
+      "lock is released once it and every process it started have exited.");
   return {command, [flags](ManagerOptions options) {
-            options.ttl = std::chrono::ceil<std::chrono::seconds>(parse_duration(flags->ttl));
             RunOptions run = flags->run;
-            if (!flags->timeout.empty()) run.timeout = parse_duration(flags->timeout);
-            const auto longest = longest_kill_after(options.ttl);
-            run.kill_after = flags->kill_after.empty() ? loss_margin(options.ttl) / 2 : parse_duration(flags->kill_after);
-            if (run.kill_after > longest) {
-              std::cerr << "etcdlock: --kill-after " << flags->kill_after << " is too long for --ttl " << flags->ttl
-                        << ": the lease of a lost lock can expire in etcd " << loss_margin(options.ttl).count()
-                        << " ms after the loss, and the command must be dead by then; use at most "
-                        << longest.count() << "ms, or a longer --ttl\n";
+            try {
+              const auto timing = parse_loss_timing(flags->ttl, flags->kill_after);
+              options.ttl = timing.ttl;
+              run.kill_after = timing.kill_after;
+            } catch (const std::invalid_argument& error) {
+              std::cerr << "etcdlock: " << error.what() << "\n";
               return kExitUsage;
             }
+            if (!flags->timeout.empty()) run.timeout = parse_duration(flags->timeout);
             return run_under_lock(options, run);
           }};
 }

@@ -20,10 +20,6 @@ struct RunOptions {
   std::vector<std::string> command;
 };
 
-// The longest --kill-after that a lease of `ttl` allows: a lost lock's lease
-// can expire in etcd loss_margin(ttl) after the loss is signalled, and the
-// command must be dead by then. Room is left for the supervising loop's tick.
-std::chrono::milliseconds longest_kill_after(std::chrono::seconds ttl);
 
 // Acquires the lock, runs the command with the lock's environment variables
 // under supervision (supervision.h: stopped if the lock is lost, signals

@@ -25,11 +25,11 @@ struct ConnectionFlags {
   std::string prefix = "/etcdlock";
   std::string dial_timeout = "5s";
   std::string command_timeout = "5s";
-  std::string cacert, cert, key, user;
+  std::string cacert, cert, key, user, password;
 };
 
 void add_connection_flags(CLI::App& app, ConnectionFlags& flags);
-// Throws std::invalid_argument for a bad duration.
+// Throws std::invalid_argument for a bad duration, or a password given twice.
 ManagerOptions manager_options(const ConnectionFlags& flags);
 
 // A CLI11 validator for durations, naming the bad value.
