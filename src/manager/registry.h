@@ -30,9 +30,13 @@ class Registry {
   std::shared_ptr<Handle> get(std::string_view kind, std::string_view name, const Options& options,
                               const std::function<std::shared_ptr<Impl>()>& make) {
     for (;;) {
+      // Declared before the lock, so destroyed after it is released: when the
+      // last handle goes on another thread meanwhile, the state's destructor
+      // (a release in etcd, the log sink) runs here, and not under mu_.
+      std::shared_ptr<Impl> impl;
       MutexLock lock(mu_);
       auto& entry = entries_[std::string(name)];
-      auto impl = std::static_pointer_cast<Impl>(entry.impl.lock());
+      impl = std::static_pointer_cast<Impl>(entry.impl.lock());
       if (impl && entry.kind != kind) {
         throw Error(errc::invalid_argument, "name " + quote_value(name) + " names " + with_article(entry.kind) +
                                                 " in this manager; it cannot also name " + with_article(kind));

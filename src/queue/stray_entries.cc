@@ -10,6 +10,9 @@ namespace etcdlock::detail {
 namespace {
 
 constexpr auto kRetryPause = std::chrono::milliseconds(200);
+// A delete or read that etcd refused (permission denied, say) is tried again
+// this much later: it may succeed once an operator restores the permission.
+constexpr auto kRefusedRetryPause = std::chrono::seconds(2);
 // How often the guards of leases this manager no longer renews are checked
 // against etcd: such a lease ends within one TTL.
 constexpr auto kSweepInterval = std::chrono::seconds(1);
@@ -103,12 +106,16 @@ void StrayEntries::check(const std::string& key) {
   client_.range_async(std::move(read), client_.command_deadline(),
                       [this, key](pb::RangeResponse&& found, const Error* error) {
                         if (error) {
-                          if (error->value() != errc::unavailable) {
-                            log_(LogLevel::error, "could not read a retired queue key",
+                          // Refused (permission denied, say) as well as
+                          // unanswered: the entry may block the queue for the
+                          // lease's whole life, so try again, slowly when refused.
+                          const bool refused = error->value() != errc::unavailable;
+                          if (refused) {
+                            log_(LogLevel::error, "could not read a retired queue key; trying again",
                                  {{"key", key}, {"error", error->what()}});
-                            return;
                           }
-                          worker_.post_at(SteadyClock::now() + kRetryPause, [this, key] { check(key); });
+                          worker_.post_at(SteadyClock::now() + (refused ? kRefusedRetryPause : kRetryPause),
+                                          [this, key] { check(key); });
                           return;
                         }
                         const std::int64_t lease_id = lease_of(key);
@@ -129,12 +136,12 @@ void StrayEntries::remove(const std::string& key, std::int64_t create_revision) 
                         }
                         return;
                       }
-                      if (error->value() != errc::unavailable) {
-                        log_(LogLevel::error, "could not delete a queue entry that nothing claims",
+                      const bool refused = error->value() != errc::unavailable;
+                      if (refused) {
+                        log_(LogLevel::error, "could not delete a queue entry that nothing claims; trying again",
                              {{"key", key}, {"error", error->what()}});
-                        return;
                       }
-                      worker_.post_at(SteadyClock::now() + kRetryPause,
+                      worker_.post_at(SteadyClock::now() + (refused ? kRefusedRetryPause : kRetryPause),
                                       [this, key, create_revision] { remove(key, create_revision); });
                     });
 }

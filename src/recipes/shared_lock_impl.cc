@@ -46,7 +46,16 @@ bool SharedLockImpl::acquire(Side side, SteadyTime deadline, std::stop_token can
                                                  "forever): unlock_shared() first");
       }
       if (side == Side::read && held.side == Side::write) {
-        downgrade(held);
+        const auto hold = held.hold;
+        try {
+          downgrade(held);
+        } catch (const Error&) {
+          // A downgrade that lost its hold says so before it throws; loss
+          // callbacks may run here, so with the mutex released.
+          lock.unlock();
+          hold->signal_loss_now();
+          throw;
+        }
         return true;
       }
       if (!options_.reentrant) {
