@@ -33,11 +33,24 @@ class CliSafety : public LockTest {
   ~CliSafety() override {
     // On code that lets a command outlive etcdlock, it would run on after the
     // test: kill what the commands said they were.
-    std::ifstream marks(marks_);
-    for (std::string label, value; marks >> label >> value;) {
-      if (label == "P") kill(-std::stoi(value), SIGKILL);
+    for (const auto& [label, value] : read_marks()) {
+      if (label == "P" && value > 0) kill(-static_cast<pid_t>(value), SIGKILL);
     }
     std::filesystem::remove_all(directory_);
+  }
+
+  // The marks, line by line. A mark whose `date` was killed with its group
+  // has no number ("A "): it is skipped, not taken for the next line's.
+  std::vector<std::pair<std::string, std::int64_t>> read_marks() const {
+    std::vector<std::pair<std::string, std::int64_t>> result;
+    std::ifstream marks(marks_);
+    for (std::string line; std::getline(marks, line);) {
+      std::istringstream fields(line);
+      std::string label;
+      std::int64_t value = 0;
+      if (fields >> label >> value) result.emplace_back(label, value);
+    }
+    return result;
   }
 
   ChildProcess etcdlock(const std::string& endpoints, std::vector<std::string> args) {
@@ -69,11 +82,9 @@ class CliSafety : public LockTest {
 
   std::map<std::string, Span> spans() const {
     std::map<std::string, Span> result;
-    std::ifstream marks(marks_);
-    for (std::string label, value; marks >> label >> value;) {
+    for (const auto& [label, at] : read_marks()) {
       if (label == "P") continue;
       auto& span = result[label];
-      const std::int64_t at = std::stoll(value);
       span.first = span.marks == 0 ? at : std::min(span.first, at);
       span.last = std::max(span.last, at);
       ++span.marks;
