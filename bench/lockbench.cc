@@ -16,6 +16,7 @@
 //   semaphore    N managers on one semaphore of --limit permits
 //   rwlock       N managers on one read-write lock, --writers-percent of
 //                the turns writing
+#include <unistd.h>
 #include <CLI/CLI.hpp>
 #include <atomic>
 #include <barrier>
@@ -26,7 +27,6 @@
 #include <set>
 #include <shared_mutex>
 #include <thread>
-#include <unistd.h>
 
 #include "etcd/client.h"
 #include "etcdlock/etcdlock.h"
@@ -50,7 +50,7 @@ struct Config {
   int warmup = 5;
   int keys = 10000;
   long hold_us = 0;
-  int limit = 2;           // semaphore: permits held at once
+  int limit = 2;             // semaphore: permits held at once
   int writers_percent = 20;  // rwlock: the share of writes
   bool metrics = true;       // ManagerOptions::metrics, to measure what counting costs
   std::string prefix;
@@ -78,9 +78,7 @@ ManagerOptions manager_options(const Config& config) {
   return options;
 }
 
-double seconds_since(Steady::time_point start) {
-  return std::chrono::duration<double>(Steady::now() - start).count();
-}
+double seconds_since(Steady::time_point start) { return std::chrono::duration<double>(Steady::now() - start).count(); }
 
 long rss_bytes() {
   std::ifstream statm("/proc/self/statm");
@@ -90,15 +88,9 @@ long rss_bytes() {
 }
 
 json base_result(const Config& config) {
-  return {{"implementation", "etcdlock"},
-          {"client_version", kVersion},
-          {"label", config.label},
-          {"mode", config.mode},
-          {"endpoints", config.endpoints},
-          {"clients", config.clients},
-          {"ops_per_client", config.ops},
-          {"ttl_s", config.ttl},
-          {"metrics", config.metrics}};
+  return {{"implementation", "etcdlock"}, {"client_version", kVersion},    {"label", config.label},
+          {"mode", config.mode},          {"endpoints", config.endpoints}, {"clients", config.clients},
+          {"ops_per_client", config.ops}, {"ttl_s", config.ttl},           {"metrics", config.metrics}};
 }
 
 void finish(json& result, long ops, double elapsed, const Errors& errors) {
@@ -473,7 +465,8 @@ json run_raw(const Config& config) {
   const std::string dir = config.prefix + "/lock/";
   const std::string key = detail::queue_key(dir, lease);
   // The very Txn a lock sends to enqueue.
-  const auto txn = detail::enqueue_txn({dir, detail::prefix_range_end(dir)}, key, R"({"owner":"bench"})", lease, {1, false});
+  const auto txn =
+      detail::enqueue_txn({dir, detail::prefix_range_end(dir)}, key, R"({"owner":"bench"})", lease, {1, false});
   pb::DeleteRangeRequest erase;
   erase.set_key(key);
   auto cycle = [&] {
@@ -524,7 +517,8 @@ int main(int argc, char** argv) {
   app.add_option("--ttl", config.ttl, "lease TTL in seconds")->check(CLI::Range(1, 86400));
   app.add_option("--warmup", config.warmup, "untimed cycles per client first")->check(CLI::Range(0, 100000));
   app.add_option("--keys", config.keys, "locks held at once (scale)")->check(CLI::Range(1, 1'000'000));
-  app.add_option("--hold-us", config.hold_us, "time in the critical section (contended)")->check(CLI::Range(0L, 10'000'000L));
+  app.add_option("--hold-us", config.hold_us, "time in the critical section (contended)")
+      ->check(CLI::Range(0L, 10'000'000L));
   app.add_option("--limit", config.limit, "permits of the semaphore")->check(CLI::Range(1, 1024));
   app.add_option("--writers-percent", config.writers_percent, "rwlock: the share of writing turns")
       ->check(CLI::Range(0, 100));

@@ -33,7 +33,8 @@ inline std::string http_get(const std::string& endpoint, const std::string& path
     const std::string request = "GET " + path + " HTTP/1.0\r\n\r\n";
     if (write(fd, request.data(), request.size()) == static_cast<ssize_t>(request.size())) {
       char buffer[65536];
-      for (ssize_t got; (got = read(fd, buffer, sizeof buffer)) > 0;) body.append(buffer, static_cast<std::size_t>(got));
+      for (ssize_t got; (got = read(fd, buffer, sizeof buffer)) > 0;)
+        body.append(buffer, static_cast<std::size_t>(got));
     }
   }
   if (fd >= 0) close(fd);

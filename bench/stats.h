@@ -25,12 +25,9 @@ inline nlohmann::json summarize(std::vector<Duration> samples) {
   };
   Duration total{};
   for (const auto sample : samples) total += sample;
-  return {{"n", samples.size()},
-          {"mean", to_ms(total / static_cast<long>(samples.size()))},
-          {"p50", rank(0.50)},
-          {"p90", rank(0.90)},
-          {"p99", rank(0.99)},
-          {"max", to_ms(samples.back())}};
+  return {{"n", samples.size()}, {"mean", to_ms(total / static_cast<long>(samples.size()))},
+          {"p50", rank(0.50)},   {"p90", rank(0.90)},
+          {"p99", rank(0.99)},   {"max", to_ms(samples.back())}};
 }
 
 }  // namespace etcdlock::bench

@@ -10,8 +10,8 @@ int main() try {
   auto lock = manager.get_lock("resource-1");
 
   std::lock_guard guard(*lock);  // lock() now, unlock() at scope exit, even on exceptions
-  std::cout << "running the protected code; holding " << lock->key() << " with fencing token "
-            << lock->fencing_token() << "\n";
+  std::cout << "running the protected code; holding " << lock->key() << " with fencing token " << lock->fencing_token()
+            << "\n";
   return 0;
 } catch (const etcdlock::Error& error) {
   std::cerr << error.what() << "\n";

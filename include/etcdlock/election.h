@@ -23,8 +23,8 @@ class LeaderObserver;
 
 // Who leads an election, as etcd has it.
 struct LeaderInfo {
-  std::string key;         // the leader's key: "<prefix>/<name>/<lease id in hex>"
-  std::string value;       // its proposal
+  std::string key;    // the leader's key: "<prefix>/<name>/<lease id in hex>"
+  std::string value;  // its proposal
   std::int64_t lease_id = 0;
   std::int64_t revision = 0;  // its key's create revision: the leader's fencing token
 

@@ -27,13 +27,13 @@ struct QueueEntryInfo {
 
 // A lock (or election, semaphore, read-write lock) with at least one entry.
 struct LockInfo {
-  std::string name;   // the lock's name under the manager's prefix
+  std::string name;  // the lock's name under the manager's prefix
   // The first entry of the queue: the holder, or the oldest holder when
   // several hold (a semaphore, readers).
   std::string key;
   std::string owner;
   std::int64_t lease_id = 0;
-  std::int64_t fencing_token = 0;  // the holder key's create revision
+  std::int64_t fencing_token = 0;                    // the holder key's create revision
   std::chrono::system_clock::time_point created_at;  // as QueueEntryInfo's
   // What is left of the holder's lease TTL; -1 s once etcd has expired it.
   std::chrono::seconds ttl_remaining{0};

@@ -39,9 +39,9 @@ struct LockMetrics {
   // A write that gave it up (an unlock, a resign, a release, a downgrade)
   // went unanswered, so whether it still stands in etcd is unknown.
   std::uint64_t losses_unconfirmed = 0;
-  std::int64_t waiting = 0;          // threads of this process waiting in etcd now
-  Histogram wait;  // from the call to the hold
-  Histogram hold;  // from the hold to its end
+  std::int64_t waiting = 0;  // threads of this process waiting in etcd now
+  Histogram wait;            // from the call to the hold
+  Histogram hold;            // from the hold to its end
 };
 
 struct ManagerMetrics {

@@ -103,8 +103,8 @@ class Semaphore {
     return try_acquire_permit_until_steady(detail::deadline_after(timeout), std::move(cancel));
   }
   template <class Clock, class Duration>
-  [[nodiscard]] std::optional<Permit> try_acquire_permit_until(
-      const std::chrono::time_point<Clock, Duration>& deadline, std::stop_token cancel = {}) {
+  [[nodiscard]] std::optional<Permit> try_acquire_permit_until(const std::chrono::time_point<Clock, Duration>& deadline,
+                                                               std::stop_token cancel = {}) {
     return try_acquire_permit_until_steady(detail::to_steady(deadline), std::move(cancel));
   }
 

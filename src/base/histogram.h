@@ -14,7 +14,8 @@ namespace etcdlock::detail {
 class AtomicHistogram {
  public:
   // Upper bounds in milliseconds, from a quarter of a millisecond to a minute.
-  static constexpr std::array<double, 16> kBoundsMs{0.25, 0.5, 1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096, 16384, 65536};
+  static constexpr std::array<double, 16> kBoundsMs{0.25, 0.5, 1,   2,   4,    8,    16,    32,
+                                                    64,   128, 256, 512, 1024, 4096, 16384, 65536};
 
   void observe(std::chrono::nanoseconds duration) noexcept {
     const double ms = std::chrono::duration<double, std::milli>(duration).count();

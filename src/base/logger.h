@@ -12,7 +12,8 @@ class Logger {
  public:
   explicit Logger(LogSink sink) : sink_(sink ? std::move(sink) : stderr_log_sink()) {}
 
-  void operator()(LogLevel level, std::string_view message, std::initializer_list<LogField> fields = {}) const noexcept {
+  void operator()(LogLevel level, std::string_view message,
+                  std::initializer_list<LogField> fields = {}) const noexcept {
     try {
       sink_(level, message, std::span<const LogField>(fields.begin(), fields.size()));
     } catch (...) {

@@ -32,7 +32,8 @@ bool Notifier::on_notifier_thread() const {
 void Notifier::drain() {
   const std::size_t own = on_notifier_thread() ? 1 : 0;
   MutexLock lock(state_->mu);
-  state_->idle.wait(lock, [&]() ETCDLOCK_REQUIRES(state_->mu) { return state_->queue.empty() && state_->running <= own; });
+  state_->idle.wait(lock,
+                    [&]() ETCDLOCK_REQUIRES(state_->mu) { return state_->queue.empty() && state_->running <= own; });
 }
 
 void Notifier::stop() {

@@ -52,7 +52,7 @@ class Notifier {
     std::deque<std::function<void()>> queue ETCDLOCK_GUARDED_BY(mu);
     std::vector<std::thread> threads ETCDLOCK_GUARDED_BY(mu);
     std::size_t waiting_threads ETCDLOCK_GUARDED_BY(mu) = 0;  // threads that have not taken a signal yet
-    std::size_t running ETCDLOCK_GUARDED_BY(mu) = 0;  // signals being run
+    std::size_t running ETCDLOCK_GUARDED_BY(mu) = 0;          // signals being run
     bool stopping ETCDLOCK_GUARDED_BY(mu) = false;
   };
   static void run(const std::shared_ptr<State>& state);

@@ -3,7 +3,9 @@
 
 namespace etcdlock::detail {
 
-Worker::Worker() { thread_ = std::thread([state = state_] { run(state); }); }
+Worker::Worker() {
+  thread_ = std::thread([state = state_] { run(state); });
+}
 
 Worker::~Worker() { stop(); }
 

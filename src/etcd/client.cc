@@ -6,10 +6,10 @@
 
 #include "base/text.h"
 
+#include "base/mutex.h"
 #include "etcd/endpoints.h"
 #include "etcd/grpc_support.h"
 #include "etcd/lost_replies.h"
-#include "base/mutex.h"
 
 namespace etcdlock::detail::etcd {
 namespace {
@@ -39,8 +39,7 @@ std::shared_ptr<grpc::ChannelCredentials> channel_credentials(const std::optiona
 }
 
 std::shared_ptr<grpc::Channel> make_channel(const std::string& member, const std::string& host_name,
-                                            const std::shared_ptr<grpc::ChannelCredentials>& credentials,
-                                            bool tls) {
+                                            const std::shared_ptr<grpc::ChannelCredentials>& credentials, bool tls) {
   grpc::ChannelArguments args;
   // Addresses are resolved here, so gRPC would check the certificate against
   // an address: have it check the host name the user gave instead.
@@ -219,7 +218,8 @@ void Client::throw_status(std::string_view call, const grpc::Status& status) con
 }
 
 void Client::throw_lost_reply(std::string_view call, std::string_view write_site) const {
-  Error error(errc::unavailable, "etcd " + std::string(call) + " failed: its reply was lost after it committed (test fault at " +
+  Error error(errc::unavailable, "etcd " + std::string(call) +
+                                     " failed: its reply was lost after it committed (test fault at " +
                                      std::string(write_site) + "); endpoints " + endpoints_);
   errors_[static_cast<std::size_t>(error.value()) % errors_.size()].fetch_add(1, std::memory_order_relaxed);
   throw error;
@@ -236,14 +236,16 @@ void Client::count_request(std::string_view call) const {
 
 std::map<std::string, std::uint64_t> Client::request_counts() const {
   std::map<std::string, std::uint64_t> counts;
-  for (std::size_t i = 0; i < kCalls.size(); ++i) counts[std::string(kCalls[i])] = requests_[i].load(std::memory_order_relaxed);
+  for (std::size_t i = 0; i < kCalls.size(); ++i)
+    counts[std::string(kCalls[i])] = requests_[i].load(std::memory_order_relaxed);
   return counts;
 }
 
 std::map<std::string, std::uint64_t> Client::error_counts() const {
   std::map<std::string, std::uint64_t> counts;
   for (int code = 1; code <= static_cast<int>(errc::cancelled); ++code) {
-    counts[std::string(to_string(static_cast<errc>(code)))] = errors_[static_cast<std::size_t>(code)].load(std::memory_order_relaxed);
+    counts[std::string(to_string(static_cast<errc>(code)))] =
+        errors_[static_cast<std::size_t>(code)].load(std::memory_order_relaxed);
   }
   return counts;
 }
@@ -276,23 +278,28 @@ Response Client::unary(std::string_view call, SteadyTime deadline, Invoke invoke
 }
 
 pb::RangeResponse Client::range(const pb::RangeRequest& request, SteadyTime deadline) const {
-  return unary<pb::RangeResponse>("Range", deadline,
-                                  [&](const Member& member, auto* context, auto* response) { return member.kv->Range(context, request, response); });
+  return unary<pb::RangeResponse>("Range", deadline, [&](const Member& member, auto* context, auto* response) {
+    return member.kv->Range(context, request, response);
+  });
 }
 
 pb::PutResponse Client::put(const pb::PutRequest& request, SteadyTime deadline) const {
-  return unary<pb::PutResponse>("Put", deadline,
-                                [&](const Member& member, auto* context, auto* response) { return member.kv->Put(context, request, response); });
+  return unary<pb::PutResponse>("Put", deadline, [&](const Member& member, auto* context, auto* response) {
+    return member.kv->Put(context, request, response);
+  });
 }
 
 pb::DeleteRangeResponse Client::delete_range(const pb::DeleteRangeRequest& request, SteadyTime deadline) const {
-  return unary<pb::DeleteRangeResponse>(
-      "DeleteRange", deadline, [&](const Member& member, auto* context, auto* response) { return member.kv->DeleteRange(context, request, response); });
+  return unary<pb::DeleteRangeResponse>("DeleteRange", deadline,
+                                        [&](const Member& member, auto* context, auto* response) {
+                                          return member.kv->DeleteRange(context, request, response);
+                                        });
 }
 
 pb::TxnResponse Client::txn(const pb::TxnRequest& request, SteadyTime deadline, std::string_view write_site) const {
-  auto response = unary<pb::TxnResponse>(
-      "Txn", deadline, [&](const Member& member, auto* context, auto* response) { return member.kv->Txn(context, request, response); });
+  auto response = unary<pb::TxnResponse>("Txn", deadline, [&](const Member& member, auto* context, auto* response) {
+    return member.kv->Txn(context, request, response);
+  });
   if (!write_site.empty() && LostReplies::take(write_site, request)) throw_lost_reply("Txn", write_site);
   return response;
 }
@@ -301,16 +308,20 @@ void Client::compact(std::int64_t revision, SteadyTime deadline) const {
   pb::CompactionRequest request;
   request.set_revision(revision);
   request.set_physical(true);
-  unary<pb::CompactionResponse>("Compact", deadline,
-                                [&](const Member& member, auto* context, auto* response) { return member.kv->Compact(context, request, response); });
+  unary<pb::CompactionResponse>("Compact", deadline, [&](const Member& member, auto* context, auto* response) {
+    return member.kv->Compact(context, request, response);
+  });
 }
 
 pb::LeaseGrantResponse Client::lease_grant(std::int64_t ttl_seconds, SteadyTime deadline) const {
   pb::LeaseGrantRequest request;
   request.set_ttl(ttl_seconds);
-  auto response = unary<pb::LeaseGrantResponse>(
-      "LeaseGrant", deadline, [&](const Member& member, auto* context, auto* response) { return member.lease->LeaseGrant(context, request, response); });
-  if (LostReplies::take(write_site::lease_grant, response.id())) throw_lost_reply("LeaseGrant", write_site::lease_grant);
+  auto response =
+      unary<pb::LeaseGrantResponse>("LeaseGrant", deadline, [&](const Member& member, auto* context, auto* response) {
+        return member.lease->LeaseGrant(context, request, response);
+      });
+  if (LostReplies::take(write_site::lease_grant, response.id()))
+    throw_lost_reply("LeaseGrant", write_site::lease_grant);
   if (!response.error().empty()) {
     throw Error(errc::unavailable, "etcd LeaseGrant failed: " + response.error() + "; endpoints " + endpoints_);
   }
@@ -324,7 +335,8 @@ bool Client::lease_revoke(std::int64_t lease_id, SteadyTime deadline) const {
     unary<pb::LeaseRevokeResponse>("LeaseRevoke", deadline, [&](const Member& member, auto* context, auto* response) {
       return member.lease->LeaseRevoke(context, request, response);
     });
-    if (LostReplies::take(write_site::lease_revoke, lease_id)) throw_lost_reply("LeaseRevoke", write_site::lease_revoke);
+    if (LostReplies::take(write_site::lease_revoke, lease_id))
+      throw_lost_reply("LeaseRevoke", write_site::lease_revoke);
     return true;
   } catch (const LeaseNotFound&) {
     return false;
@@ -335,9 +347,10 @@ pb::LeaseTimeToLiveResponse Client::lease_time_to_live(std::int64_t lease_id, St
   pb::LeaseTimeToLiveRequest request;
   request.set_id(lease_id);
   request.set_keys(keys);
-  return unary<pb::LeaseTimeToLiveResponse>("LeaseTimeToLive", deadline, [&](const Member& member, auto* context, auto* response) {
-    return member.lease->LeaseTimeToLive(context, request, response);
-  });
+  return unary<pb::LeaseTimeToLiveResponse>("LeaseTimeToLive", deadline,
+                                            [&](const Member& member, auto* context, auto* response) {
+                                              return member.lease->LeaseTimeToLive(context, request, response);
+                                            });
 }
 
 void Client::open_stream(grpc::ClientContext& context, std::size_t member) const {

@@ -24,12 +24,12 @@
 #include <string_view>
 #include <vector>
 
+#include "base/logger.h"
+#include "base/mutex.h"
 #include "etcd/rpc.grpc.pb.h"
 #include "etcdlock/deadline.h"
 #include "etcdlock/error.h"
 #include "etcdlock/options.h"
-#include "base/logger.h"
-#include "base/mutex.h"
 
 namespace etcdlock::detail::etcd {
 
@@ -176,9 +176,9 @@ class Client {
   mutable std::map<grpc::ClientContext*, std::size_t> open_streams_ ETCDLOCK_GUARDED_BY(members_mu_);
 
   // Counted without a lock: one slot per call of kCalls, per errc value.
-  static constexpr std::array<std::string_view, 10> kCalls{
-      "Range", "Put", "DeleteRange", "Txn", "Compact", "LeaseGrant", "LeaseRevoke", "LeaseTimeToLive", "Watch",
-      "LeaseKeepAlive"};
+  static constexpr std::array<std::string_view, 10> kCalls{"Range",   "Put",           "DeleteRange", "Txn",
+                                                           "Compact", "LeaseGrant",    "LeaseRevoke", "LeaseTimeToLive",
+                                                           "Watch",   "LeaseKeepAlive"};
   mutable std::array<std::atomic<std::uint64_t>, kCalls.size()> requests_{};
   mutable std::array<std::atomic<std::uint64_t>, 16> errors_{};
 

@@ -8,8 +8,8 @@
 #include <memory>
 #include <string_view>
 
-#include "etcdlock/error.h"
 #include "base/text.h"
+#include "etcdlock/error.h"
 
 namespace etcdlock::detail::etcd {
 namespace {
@@ -105,8 +105,8 @@ Target parse_endpoints(const std::vector<std::string>& endpoints, bool tls) {
     const HostPort host_port = split_endpoint(endpoint, tls);
     in6_addr v6{};
     in_addr v4{};
-    const bool is_address = inet_pton(AF_INET, host_port.host.c_str(), &v4) == 1 ||
-                            inet_pton(AF_INET6, host_port.host.c_str(), &v6) == 1;
+    const bool is_address =
+        inet_pton(AF_INET, host_port.host.c_str(), &v4) == 1 || inet_pton(AF_INET6, host_port.host.c_str(), &v6) == 1;
     if (target.description.find(',') == std::string::npos && !is_address) target.host_name = host_port.host;
     for (const auto& address : resolve(host_port, endpoint, family)) {
       if (target_family != 0 && family != target_family) {

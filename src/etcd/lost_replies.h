@@ -26,13 +26,13 @@ namespace pb = ::etcdserverpb;
 // The call sites, as the client's callers name them. A new write gets a name
 // here and a row in the lost-reply matrix.
 namespace write_site {
-inline constexpr std::string_view enqueue = "enqueue";              // a queue entry's create (lock, try, permit, campaign)
-inline constexpr std::string_view release = "release";              // an entry's delete at unlock or permit release
-inline constexpr std::string_view note = "note";                    // a hand-over note written after a release
-inline constexpr std::string_view downgrade = "downgrade";          // a write entry turned into a read entry
-inline constexpr std::string_view resign = "resign";                // a leader's key deleted
-inline constexpr std::string_view proclaim = "proclaim";            // a leader's value replaced
-inline constexpr std::string_view removal = "removal";              // a leftover entry removed (also retried in the background)
+inline constexpr std::string_view enqueue = "enqueue";      // a queue entry's create (lock, try, permit, campaign)
+inline constexpr std::string_view release = "release";      // an entry's delete at unlock or permit release
+inline constexpr std::string_view note = "note";            // a hand-over note written after a release
+inline constexpr std::string_view downgrade = "downgrade";  // a write entry turned into a read entry
+inline constexpr std::string_view resign = "resign";        // a leader's key deleted
+inline constexpr std::string_view proclaim = "proclaim";    // a leader's value replaced
+inline constexpr std::string_view removal = "removal";      // a leftover entry removed (also retried in the background)
 inline constexpr std::string_view guarded_write = "guarded_write";  // guarded_put / guarded_delete
 inline constexpr std::string_view force_unlock = "force_unlock";    // an admin's delete of a holder's key
 inline constexpr std::string_view lease_revoke = "lease_revoke";    // a lease revoked (close, admin)

@@ -152,14 +152,20 @@ void WatchHub::serve(WatchStream& stream) {
       delivery = route(response);
     }
     switch (delivery.kind) {
-      case Delivery::Kind::nothing: continue;
-      case Delivery::Kind::gap: delivery.listener->on_gap(); continue;
-      case Delivery::Kind::failed: delivery.listener->on_failed(response.cancel_reason()); continue;
+      case Delivery::Kind::nothing:
+        continue;
+      case Delivery::Kind::gap:
+        delivery.listener->on_gap();
+        continue;
+      case Delivery::Kind::failed:
+        delivery.listener->on_failed(response.cancel_reason());
+        continue;
       case Delivery::Kind::created:
         delivery.listener->on_created(delivery.start_revision);
         if (response.events_size() == 0) continue;
         break;
-      case Delivery::Kind::events: break;
+      case Delivery::Kind::events:
+        break;
     }
     std::vector<WatchEvent> events;
     events.reserve(static_cast<std::size_t>(response.events_size()));

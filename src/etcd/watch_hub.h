@@ -25,9 +25,9 @@
 #include <string>
 #include <thread>
 
-#include "etcd/client.h"
 #include "base/logger.h"
 #include "base/mutex.h"
+#include "etcd/client.h"
 
 namespace etcdlock::detail::etcd {
 
@@ -87,7 +87,7 @@ class WatchHub {
     std::string range_end;
     std::int64_t next_revision = 0;  // where a re-created watch starts; 0 until created
     Events events = Events::all;
-    std::int64_t wire_id = 0;        // the id of its current create request; 0 when none
+    std::int64_t wire_id = 0;  // the id of its current create request; 0 when none
     bool created = false;
     std::shared_ptr<WatchListener> listener;
   };
@@ -105,7 +105,7 @@ class WatchHub {
 
   mutable Mutex mu_;
   std::condition_variable_any wake_;
-  std::map<std::int64_t, Watcher> watchers_ ETCDLOCK_GUARDED_BY(mu_);  // by handle
+  std::map<std::int64_t, Watcher> watchers_ ETCDLOCK_GUARDED_BY(mu_);      // by handle
   std::map<std::int64_t, std::int64_t> by_wire_ ETCDLOCK_GUARDED_BY(mu_);  // wire id -> handle
   // Creates sent on the open stream and not yet answered, oldest first. etcd
   // answers creates in order, and answers a refused one with watch id -1.
@@ -114,7 +114,7 @@ class WatchHub {
   std::int64_t next_wire_id_ ETCDLOCK_GUARDED_BY(mu_) = 1;
   std::uint64_t streams_opened_ ETCDLOCK_GUARDED_BY(mu_) = 0;
   grpc::ClientContext* context_ ETCDLOCK_GUARDED_BY(mu_) = nullptr;  // the open stream's
-  WatchStream* stream_ ETCDLOCK_GUARDED_BY(mu_) = nullptr;  // writes hold mu_
+  WatchStream* stream_ ETCDLOCK_GUARDED_BY(mu_) = nullptr;           // writes hold mu_
   bool closed_ ETCDLOCK_GUARDED_BY(mu_) = false;
   std::thread thread_;
 };

@@ -64,7 +64,8 @@ std::string encode_holder_value(const HolderValue& value) {
       {"version", value.version},
   };
   if (!value.inbox.empty()) document["inbox"] = value.inbox;
-  if (value.side != HolderValue::Side::none) document["mode"] = value.side == HolderValue::Side::read ? "read" : "write";
+  if (value.side != HolderValue::Side::none)
+    document["mode"] = value.side == HolderValue::Side::read ? "read" : "write";
   if (value.limit > 0) document["limit"] = value.limit;
   return document.dump();
 }

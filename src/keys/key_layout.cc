@@ -8,8 +8,7 @@ namespace {
 constexpr std::string_view kInboxMark{"\0inbox/", 7};
 
 bool is_lowercase_hex(std::string_view text) {
-  return !text.empty() && text.size() <= 16 &&
-         text.find_first_not_of("0123456789abcdef") == std::string_view::npos;
+  return !text.empty() && text.size() <= 16 && text.find_first_not_of("0123456789abcdef") == std::string_view::npos;
 }
 
 }  // namespace

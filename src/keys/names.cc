@@ -2,8 +2,8 @@
 
 #include <string>
 
-#include "etcdlock/error.h"
 #include "base/text.h"
+#include "etcdlock/error.h"
 
 namespace etcdlock::detail {
 namespace {

@@ -20,8 +20,7 @@ void add_get(google::protobuf::RepeatedPtrField<pb::RequestOp>& ops, const std::
 }
 
 // Compares the create revision of [key, range_end) with `revision`.
-void add_created_at(pb::TxnRequest& txn, const std::string& key, const std::string& range_end,
-                    std::int64_t revision) {
+void add_created_at(pb::TxnRequest& txn, const std::string& key, const std::string& range_end, std::int64_t revision) {
   auto* compare = txn.add_compare();
   compare->set_key(key);
   compare->set_range_end(range_end);
@@ -42,8 +41,8 @@ pb::RangeRequest queue_range(const QueueDir& queue) {
   return range;
 }
 
-pb::TxnRequest enqueue_txn(const QueueDir& queue, const std::string& key, const std::string& value,
-                           std::int64_t lease, const AheadRead& ahead) {
+pb::TxnRequest enqueue_txn(const QueueDir& queue, const std::string& key, const std::string& value, std::int64_t lease,
+                           const AheadRead& ahead) {
   pb::TxnRequest txn;
   add_created_at(txn, key, "", 0);  // absent
   add_put(*txn.mutable_success(), key, value, lease);

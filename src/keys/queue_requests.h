@@ -44,8 +44,8 @@ struct AheadRead {
 // etcd's recipe in one Txn: create `key` on `lease` unless it exists (a retry
 // of a request that was applied). Success: [put, the newest keys of the
 // queue, newest first: ours, then `ahead`]; failure: [range of key].
-pb::TxnRequest enqueue_txn(const QueueDir& queue, const std::string& key, const std::string& value,
-                           std::int64_t lease, const AheadRead& ahead);
+pb::TxnRequest enqueue_txn(const QueueDir& queue, const std::string& key, const std::string& value, std::int64_t lease,
+                           const AheadRead& ahead);
 
 // Create `key` only if the queue is empty. Success: [put]; failure: [range
 // of key, the queue's first key].

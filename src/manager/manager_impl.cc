@@ -1,13 +1,13 @@
 #include "manager/manager_impl.h"
 
+#include "base/text.h"
+#include "keys/names.h"
+#include "manager/manager_options.h"
 #include "observe/activity_watch.h"
 #include "recipes/election_impl.h"
 #include "recipes/lock_impl.h"
-#include "manager/manager_options.h"
 #include "recipes/semaphore_impl.h"
 #include "recipes/shared_lock_impl.h"
-#include "keys/names.h"
-#include "base/text.h"
 
 namespace etcdlock::detail {
 
@@ -20,8 +20,9 @@ ManagerImpl::ManagerImpl(ManagerOptions options)
   } catch (const Error& error) {
     std::string hint;
     if (options_.tls && error.value() == errc::unavailable) {
-      hint = "; with TLS, check that the CA signed etcd's certificate, that the certificate names the host, and "
-             "whether etcd asks for a client certificate";
+      hint =
+          "; with TLS, check that the CA signed etcd's certificate, that the certificate names the host, and "
+          "whether etcd asks for a client certificate";
     }
     context_->shut_down();
     if (error.value() != errc::unavailable) throw;
@@ -36,18 +37,16 @@ std::shared_ptr<Lock> ManagerImpl::get_lock(std::string_view name, const LockOpt
   validate_name(name);
   validate(options, name);
   context_->check_open();
-  return registry_.get<Lock, LockImpl>("lock", name, options, [&] {
-    return std::make_shared<LockImpl>(context_, std::string(name), options);
-  });
+  return registry_.get<Lock, LockImpl>(
+      "lock", name, options, [&] { return std::make_shared<LockImpl>(context_, std::string(name), options); });
 }
 
 std::shared_ptr<Election> ManagerImpl::get_election(std::string_view name, const ElectionOptions& options) {
   validate_name(name);
   validate(options, name);
   context_->check_open();
-  return registry_.get<Election, ElectionImpl>("election", name, options, [&] {
-    return std::make_shared<ElectionImpl>(context_, std::string(name), options);
-  });
+  return registry_.get<Election, ElectionImpl>(
+      "election", name, options, [&] { return std::make_shared<ElectionImpl>(context_, std::string(name), options); });
 }
 
 std::shared_ptr<Semaphore> ManagerImpl::get_semaphore(std::string_view name, std::int64_t limit,
@@ -60,9 +59,8 @@ std::shared_ptr<Semaphore> ManagerImpl::get_semaphore(std::string_view name, std
   }
   context_->check_open();
   const SemaphoreImpl::Options key{limit, options};
-  return registry_.get<Semaphore, SemaphoreImpl>("semaphore", name, key, [&] {
-    return std::make_shared<SemaphoreImpl>(context_, std::string(name), key);
-  });
+  return registry_.get<Semaphore, SemaphoreImpl>(
+      "semaphore", name, key, [&] { return std::make_shared<SemaphoreImpl>(context_, std::string(name), key); });
 }
 
 std::shared_ptr<SharedLock> ManagerImpl::get_shared_lock(std::string_view name, const LockOptions& options) {

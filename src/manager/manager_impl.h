@@ -8,19 +8,19 @@
 #include <string_view>
 #include <vector>
 
-#include "observe/admin.h"
 #include "etcdlock/election.h"
 #include "etcdlock/lock.h"
-#include "etcdlock/semaphore.h"
-#include "etcdlock/shared_lock.h"
 #include "etcdlock/lock_event.h"
 #include "etcdlock/lock_info.h"
 #include "etcdlock/metrics.h"
-#include "etcdlock/subscription.h"
 #include "etcdlock/options.h"
+#include "etcdlock/semaphore.h"
 #include "etcdlock/session_state.h"
-#include "queue/primitive_context.h"
+#include "etcdlock/shared_lock.h"
+#include "etcdlock/subscription.h"
 #include "manager/registry.h"
+#include "observe/admin.h"
+#include "queue/primitive_context.h"
 
 namespace etcdlock::detail {
 

@@ -2,10 +2,10 @@
 
 #include <string>
 
+#include "base/text.h"
 #include "etcdlock/error.h"
 #include "keys/holder_value.h"
 #include "keys/names.h"
-#include "base/text.h"
 
 namespace etcdlock::detail {
 namespace {
@@ -19,8 +19,8 @@ constexpr std::chrono::seconds kMaxTtl{24 * 60 * 60};
 
 ManagerOptions validated(ManagerOptions options) {
   if (options.ttl < kMinTtl || options.ttl > kMaxTtl) {
-    throw Error(errc::invalid_argument, "ttl of " + std::to_string(options.ttl.count()) +
-                                            " s is out of range; it must be from 1 s to 24 h");
+    throw Error(errc::invalid_argument,
+                "ttl of " + std::to_string(options.ttl.count()) + " s is out of range; it must be from 1 s to 24 h");
   }
   if (options.dial_timeout <= milliseconds::zero()) {
     throw Error(errc::invalid_argument,
@@ -40,8 +40,7 @@ namespace {
 void validate_retries(std::chrono::milliseconds interval, int max_retries, std::chrono::milliseconds max_interval,
                       const std::string& what) {
   if (interval <= milliseconds::zero() || interval > std::chrono::hours(1)) {
-    throw Error(errc::invalid_argument,
-                "retry_interval of " + std::to_string(interval.count()) + " ms for " + what +
+    throw Error(errc::invalid_argument, "retry_interval of " + std::to_string(interval.count()) + " ms for " + what +
                                             " must be positive and at most 1 h");
   }
   if (max_retries < 0) {

@@ -13,9 +13,9 @@
 #include <thread>
 #include <unordered_map>
 
-#include "etcdlock/error.h"
 #include "base/mutex.h"
 #include "base/text.h"
+#include "etcdlock/error.h"
 
 namespace etcdlock::detail {
 

@@ -2,11 +2,11 @@
 
 #include <set>
 
-#include "queue/admission.h"
-#include "observe/catch_up.h"
 #include "keys/holder_value.h"
 #include "keys/key_layout.h"
 #include "keys/names.h"
+#include "observe/catch_up.h"
+#include "queue/admission.h"
 
 namespace etcdlock::detail {
 namespace {
@@ -87,7 +87,8 @@ void ActivityWatch::start() {
   read();
   MutexLock lock(mu_);
   if (stopped_) return;
-  watch_ = context_->watches().add(from_, end_, catch_up_.read_revision() + 1, std::make_shared<Relay>(weak_from_this()));
+  watch_ =
+      context_->watches().add(from_, end_, catch_up_.read_revision() + 1, std::make_shared<Relay>(weak_from_this()));
 }
 
 std::optional<std::string_view> ActivityWatch::name_of(std::string_view key) const {
@@ -244,8 +245,7 @@ std::optional<std::string> ActivityWatch::drop(const std::string& key, std::int6
   if (queue == queues_.end()) return std::nullopt;
   const auto entry = queue->second.find(created);
   if (entry == queue->second.end()) return std::nullopt;
-  run |= report(entry->second.holds ? LockEvent::Kind::released : LockEvent::Kind::left, name, entry->second,
-                revision);
+  run |= report(entry->second.holds ? LockEvent::Kind::released : LockEvent::Kind::left, name, entry->second, revision);
   queue->second.erase(entry);
   return name;
 }
@@ -277,11 +277,10 @@ bool ActivityWatch::admit(const std::string& name, std::int64_t revision, bool r
   return run;
 }
 
-bool ActivityWatch::report(LockEvent::Kind kind, const std::string& name, const Entry& entry,
-                           std::int64_t revision) {
+bool ActivityWatch::report(LockEvent::Kind kind, const std::string& name, const Entry& entry, std::int64_t revision) {
   if (stopped_) return false;
-  LockEvent event{kind, name, describe_entry(entry.key, entry.value, entry.lease, entry.revision, entry.holds), revision,
-                  false};
+  LockEvent event{kind, name, describe_entry(entry.key, entry.value, entry.lease, entry.revision, entry.holds),
+                  revision, false};
   const bool gone = kind == LockEvent::Kind::released || kind == LockEvent::Kind::left;
   return lookups_.queue([delivery = delivery_, event = std::move(event), gone]() mutable {
     if (gone) event.lease_ended = delivery->lease_ended(event.entry.lease_id);

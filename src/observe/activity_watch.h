@@ -18,12 +18,12 @@
 #include <string>
 #include <vector>
 
-#include "observe/catch_up.h"
-#include "etcd/watch_hub.h"
-#include "etcdlock/lock_event.h"
-#include "queue/primitive_context.h"
 #include "base/mutex.h"
 #include "base/strand.h"
+#include "etcd/watch_hub.h"
+#include "etcdlock/lock_event.h"
+#include "observe/catch_up.h"
+#include "queue/primitive_context.h"
 
 namespace etcdlock::detail {
 
@@ -91,7 +91,8 @@ class ActivityWatch : public std::enable_shared_from_this<ActivityWatch> {
 
   Mutex mu_;
   std::map<std::string, Queue> queues_ ETCDLOCK_GUARDED_BY(mu_);  // by name
-  std::map<std::string, std::pair<std::string, std::int64_t>> entries_ ETCDLOCK_GUARDED_BY(mu_);  // key -> name, revision
+  std::map<std::string, std::pair<std::string, std::int64_t>> entries_
+      ETCDLOCK_GUARDED_BY(mu_);  // key -> name, revision
   CatchUp catch_up_ ETCDLOCK_GUARDED_BY(mu_);
   bool read_once_ ETCDLOCK_GUARDED_BY(mu_) = false;
   bool stopped_ ETCDLOCK_GUARDED_BY(mu_) = false;

@@ -3,13 +3,13 @@
 #include <algorithm>
 #include <map>
 
+#include "base/text.h"
 #include "etcd/lost_replies.h"
-#include "queue/admission.h"
 #include "keys/holder_value.h"
 #include "keys/key_layout.h"
 #include "keys/names.h"
-#include "base/text.h"
 #include "keys/queue_requests.h"
+#include "queue/admission.h"
 
 namespace etcdlock::detail {
 namespace {

@@ -11,9 +11,9 @@
 #include <string_view>
 #include <vector>
 
+#include "base/logger.h"
 #include "etcd/client.h"
 #include "etcdlock/lock_info.h"
-#include "base/logger.h"
 
 namespace etcdlock::detail {
 

@@ -14,8 +14,8 @@
 #include <vector>
 
 #include "base/clock.h"
-#include "etcd/watch_hub.h"
 #include "base/worker.h"
+#include "etcd/watch_hub.h"
 
 namespace etcdlock::detail {
 

@@ -1,7 +1,7 @@
 #include "observe/leader_observer.h"
 
-#include "observe/catch_up.h"
 #include "keys/key_layout.h"
+#include "observe/catch_up.h"
 
 namespace etcdlock::detail {
 

@@ -16,13 +16,13 @@
 #include <string>
 #include <vector>
 
-#include "observe/catch_up.h"
+#include "base/mutex.h"
+#include "base/strand.h"
 #include "etcd/watch_hub.h"
 #include "etcdlock/election.h"
-#include "queue/primitive_context.h"
-#include "base/mutex.h"
 #include "keys/queue_requests.h"
-#include "base/strand.h"
+#include "observe/catch_up.h"
+#include "queue/primitive_context.h"
 
 namespace etcdlock::detail {
 

@@ -77,11 +77,12 @@ std::vector<MetricFamily> lock_families(const std::vector<LockMetrics>& locks) {
 
 std::vector<MetricFamily> families(const ManagerMetrics& metrics) {
   auto state = family("etcdlock_session_state", "1 for the session's current state", MetricType::Gauge);
-  for (const auto candidate : {SessionState::healthy, SessionState::suspect, SessionState::lost, SessionState::closed}) {
+  for (const auto candidate :
+       {SessionState::healthy, SessionState::suspect, SessionState::lost, SessionState::closed}) {
     state.metric.push_back(gauge(candidate == metrics.state ? 1 : 0, {{"state", std::string(to_string(candidate))}}));
   }
-  auto time_left = family("etcdlock_session_time_left_seconds", "Time until the session's local deadline",
-                          MetricType::Gauge);
+  auto time_left =
+      family("etcdlock_session_time_left_seconds", "Time until the session's local deadline", MetricType::Gauge);
   time_left.metric.push_back(gauge(std::chrono::duration<double>(metrics.time_left).count(), {}));
   auto rtt = family("etcdlock_keepalive_rtt_seconds", "Time from a lease renewal to its answer", MetricType::Histogram);
   rtt.metric.push_back(histogram(metrics.keepalive_rtt, {}));
@@ -92,9 +93,11 @@ std::vector<MetricFamily> families(const ManagerMetrics& metrics) {
   auto restarts = family("etcdlock_watch_stream_restarts_total", "Watch streams reopened", MetricType::Counter);
   restarts.metric.push_back(counter(static_cast<double>(metrics.watch_stream_restarts), {}));
   auto requests = family("etcdlock_requests_total", "Requests to etcd, by call", MetricType::Counter);
-  for (const auto& [call, count] : metrics.requests) requests.metric.push_back(counter(static_cast<double>(count), {{"call", call}}));
+  for (const auto& [call, count] : metrics.requests)
+    requests.metric.push_back(counter(static_cast<double>(count), {{"call", call}}));
   auto errors = family("etcdlock_errors_total", "Failed requests, by error code", MetricType::Counter);
-  for (const auto& [code, count] : metrics.errors) errors.metric.push_back(counter(static_cast<double>(count), {{"code", code}}));
+  for (const auto& [code, count] : metrics.errors)
+    errors.metric.push_back(counter(static_cast<double>(count), {{"code", code}}));
   std::vector<MetricFamily> all{state, time_left, rtt, renewals, replaced, restarts, requests, errors};
   for (auto& lock : lock_families(metrics.locks)) all.push_back(std::move(lock));
   return all;

@@ -15,9 +15,12 @@ bool is_reader(const mvccpb::KeyValue& kv) {
 
 std::int64_t Admission::first_read_limit() const {
   switch (rule_) {
-    case Rule::exclusive: return 1;
-    case Rule::counted: return limit_;
-    case Rule::shared: return kQueuePage;
+    case Rule::exclusive:
+      return 1;
+    case Rule::counted:
+      return limit_;
+    case Rule::shared:
+      return kQueuePage;
   }
   return kQueuePage;
 }

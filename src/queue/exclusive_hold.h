@@ -48,9 +48,9 @@ class ExclusiveHold {
   bool turn_owned_by_this_thread() const { return turn_.owned_by_this_thread(); }
 
   struct Outcome {
-    bool held = false;     // the hold is this object's now
-    bool waited = false;   // an entry was ahead of ours at some point
-    std::string key;       // the attempt's key, once it had a session
+    bool held = false;    // the hold is this object's now
+    bool waited = false;  // an entry was ahead of ours at some point
+    std::string key;      // the attempt's key, once it had a session
   };
   // By the turn's owner: queues `entry` and waits until it is first (see
   // QueueAcquisition::run). Throws Error.

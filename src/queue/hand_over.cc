@@ -60,7 +60,8 @@ Release release_and_hand_over(const etcd::Client& client, const QueueDir& queue,
     const bool holds = std::any_of(entries.begin(), entries.begin() + std::min(entries.size(), slot_count),
                                    [&](const mvccpb::KeyValue* kv) { return kv->key() == own.key; });
     release.successor_seen = entries.size() > slot_count;
-    if (const auto successor = holds && release.successor_seen ? addressee(queue, *entries[slot_count]) : std::nullopt) {
+    if (const auto successor =
+            holds && release.successor_seen ? addressee(queue, *entries[slot_count]) : std::nullopt) {
       const auto txn = hand_over_txn(own, successor->entry, successor->inbox, successor->lease,
                                      encode_note({successor->entry, limit}));
       release.entry_was_there = client.txn(txn, client.command_deadline(), etcd::write_site::release).succeeded();

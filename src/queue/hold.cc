@@ -1,7 +1,7 @@
 #include "queue/hold.h"
 
-#include "queue/entry_removal.h"
 #include "base/mutex.h"
+#include "queue/entry_removal.h"
 
 namespace etcdlock::detail {
 namespace {
@@ -128,9 +128,10 @@ void Hold::give_up(const std::function<bool()>& remove_entry, bool in_doubt, std
       }
     } catch (const Error& error) {
       if (error.value() == errc::unavailable) {
-        context_->log()(LogLevel::warning, "no answer from etcd to giving up a " + kind_ +
-                                               ": counted as lost, its entry is removed in the background",
-                        {{"name", name_}, {"key", entry_.key}, {"error", error.what()}});
+        context_->log()(
+            LogLevel::warning,
+            "no answer from etcd to giving up a " + kind_ + ": counted as lost, its entry is removed in the background",
+            {{"name", name_}, {"key", entry_.key}, {"error", error.what()}});
         lose(LossCause::unconfirmed, /*even_if_finished=*/true);
         ec = make_error_code(errc::unavailable);
       } else {

@@ -27,11 +27,11 @@
 #include <string>
 #include <system_error>
 
+#include "base/mutex.h"
+#include "keys/queue_requests.h"
 #include "queue/primitive_context.h"
 #include "queue/primitive_metrics.h"
-#include "keys/queue_requests.h"
 #include "session/session.h"
-#include "base/mutex.h"
 
 namespace etcdlock::detail {
 

@@ -5,10 +5,10 @@
 #include <cstdio>
 #include <random>
 
+#include "base/mutex.h"
+#include "base/text.h"
 #include "etcdlock/version.h"
 #include "keys/key_layout.h"
-#include "base/text.h"
-#include "base/mutex.h"
 
 namespace etcdlock::detail {
 namespace {

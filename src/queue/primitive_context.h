@@ -12,28 +12,28 @@
 // through stop tokens (the session's, the manager's), never by being called.
 #pragma once
 
-#include <chrono>
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <memory>
 #include <stop_token>
 #include <string>
 
+#include "base/logger.h"
+#include "base/mutex.h"
+#include "base/notifier.h"
+#include "base/worker.h"
 #include "etcd/client.h"
 #include "etcd/watch_hub.h"
 #include "etcdlock/options.h"
-#include "session/inbox.h"
 #include "keys/holder_value.h"
 #include "queue/primitive_metrics.h"
+#include "queue/stray_entries.h"
+#include "session/inbox.h"
 #include "session/session_counters.h"
-#include "base/logger.h"
-#include "base/notifier.h"
 #include "session/session_events.h"
 #include "session/session_source.h"
-#include "queue/stray_entries.h"
-#include "base/worker.h"
-#include "base/mutex.h"
 
 namespace etcdlock::detail {
 

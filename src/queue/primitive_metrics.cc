@@ -4,10 +4,18 @@ namespace etcdlock::detail {
 
 void PrimitiveCounters::lost(LossCause cause) noexcept {
   switch (cause) {
-    case LossCause::lease: ++losses_lease; break;
-    case LossCause::deleted: ++losses_deleted; break;
-    case LossCause::closed: ++losses_closed; break;
-    case LossCause::unconfirmed: ++losses_unconfirmed; break;
+    case LossCause::lease:
+      ++losses_lease;
+      break;
+    case LossCause::deleted:
+      ++losses_deleted;
+      break;
+    case LossCause::closed:
+      ++losses_closed;
+      break;
+    case LossCause::unconfirmed:
+      ++losses_unconfirmed;
+      break;
   }
 }
 

@@ -11,9 +11,9 @@
 #include <string_view>
 #include <vector>
 
-#include "etcdlock/metrics.h"
 #include "base/histogram.h"
 #include "base/mutex.h"
+#include "etcdlock/metrics.h"
 
 namespace etcdlock::detail {
 

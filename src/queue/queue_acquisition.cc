@@ -1,8 +1,8 @@
 #include "queue/queue_acquisition.h"
 
-#include "queue/entry_removal.h"
 #include "base/retry_budget.h"
 #include "base/text.h"
+#include "queue/entry_removal.h"
 
 namespace etcdlock::detail {
 
@@ -17,14 +17,16 @@ QueueAcquisition::QueueAcquisition(std::shared_ptr<PrimitiveContext> context, Qu
       counters_(std::move(counters)),
       wait_(std::move(context), std::move(queue), std::move(entry)) {}
 
-Error QueueAcquisition::cancelled_error() const { return Error(errc::cancelled, "the wait for " + description_ + " was cancelled"); }
+Error QueueAcquisition::cancelled_error() const {
+  return Error(errc::cancelled, "the wait for " + description_ + " was cancelled");
+}
 
 void QueueAcquisition::give_up() {
   if (const auto entry = wait_.leftover(); entry && session_) remove_entry(*context_, *entry, session_->lease_id());
 }
 
 std::optional<QueueAcquisition::Acquired> QueueAcquisition::run(SteadyTime deadline, const std::stop_token& cancel,
-                                                                 QueueWait::Mode mode) {
+                                                                QueueWait::Mode mode) {
   if (!counters_) return attempt(deadline, cancel, mode);
   const auto started = SteadyClock::now();
   ++counters_->waiting;
@@ -48,7 +50,7 @@ std::optional<QueueAcquisition::Acquired> QueueAcquisition::run(SteadyTime deadl
 }
 
 std::optional<QueueAcquisition::Acquired> QueueAcquisition::attempt(SteadyTime deadline, const std::stop_token& cancel,
-                                                                     QueueWait::Mode mode) {
+                                                                    QueueWait::Mode mode) {
   RetryBudget retries(retry_);
   Mutex pause_mu;
   std::condition_variable_any pause;

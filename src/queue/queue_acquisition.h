@@ -12,12 +12,12 @@
 #include <stop_token>
 #include <string>
 
+#include "base/retry_budget.h"
+#include "keys/queue_requests.h"
 #include "queue/hold.h"
 #include "queue/primitive_context.h"
 #include "queue/primitive_metrics.h"
-#include "keys/queue_requests.h"
 #include "queue/queue_wait.h"
-#include "base/retry_budget.h"
 
 namespace etcdlock::detail {
 

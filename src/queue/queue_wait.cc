@@ -4,10 +4,10 @@
 #include <utility>
 #include <vector>
 
-#include "etcd/lost_replies.h"
-#include "queue/wait_signals.h"
-#include "keys/key_layout.h"
 #include "base/text.h"
+#include "etcd/lost_replies.h"
+#include "keys/key_layout.h"
+#include "queue/wait_signals.h"
 
 namespace etcdlock::detail {
 namespace {
@@ -191,7 +191,7 @@ std::optional<QueueWait::Read> QueueWait::scan(Admission::Scan& ahead_scan, std:
 }
 
 QueueWait::Result QueueWait::wait_until_first(const Session& session, Read read, SteadyTime deadline,
-                                           std::stop_token cancel) {
+                                              std::stop_token cancel) {
   watch(read);
   const bool notes_expected = entry_.takes_notes && !context_->inbox().address().empty();
   const auto wake = [signals = signals_] { signals->wake(); };
@@ -204,8 +204,8 @@ QueueWait::Result QueueWait::wait_until_first(const Session& session, Read read,
     {
       MutexLock lock(signals_->mu);
       const auto ready = [&]() ETCDLOCK_REQUIRES(signals_->mu) {
-        return signals_->handed_over_at || signals_->check_queue || !signals_->refused.empty() ||
-               !session.alive() || context_->closed();
+        return signals_->handed_over_at || signals_->check_queue || !signals_->refused.empty() || !session.alive() ||
+               context_->closed();
       };
       if (deadline == SteadyTime::max()) {
         signals_->changed.wait(lock, cancel, ready);
@@ -216,8 +216,8 @@ QueueWait::Result QueueWait::wait_until_first(const Session& session, Read read,
         // An entry we watch is gone. If it handed over, its note comes in the
         // same revision, right behind on the same stream: worth a moment's
         // wait, since it spares a read.
-        signals_->changed.wait_for(lock, kNoteGrace,
-                                   [&]() ETCDLOCK_REQUIRES(signals_->mu) { return signals_->handed_over_at.has_value(); });
+        signals_->changed.wait_for(
+            lock, kNoteGrace, [&]() ETCDLOCK_REQUIRES(signals_->mu) { return signals_->handed_over_at.has_value(); });
       }
       handed_over_at = signals_->handed_over_at;
       refused = signals_->refused;
@@ -232,8 +232,8 @@ QueueWait::Result QueueWait::wait_until_first(const Session& session, Read read,
       return lose_entry();
     }
     if (!refused.empty()) {
-      throw Error(errc::permission_denied, "etcd refused to watch the queue of " + quote_value(queue_.dir) +
-                                               " ahead of our entry: " + refused);
+      throw Error(errc::permission_denied,
+                  "etcd refused to watch the queue of " + quote_value(queue_.dir) + " ahead of our entry: " + refused);
     }
     if (!check_queue) return Result::not_acquired;  // cancelled, or the deadline passed
     const auto fresh = read_ahead(deadline);

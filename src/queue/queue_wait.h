@@ -33,10 +33,10 @@
 #include <string>
 #include <vector>
 
+#include "keys/queue_requests.h"
 #include "queue/admission.h"
 #include "queue/entry_removal.h"
 #include "queue/primitive_context.h"
-#include "keys/queue_requests.h"
 #include "session/session.h"
 
 namespace etcdlock::detail {
@@ -61,7 +61,7 @@ class QueueWait {
   };
   // What our entry is.
   struct Entry {
-    std::string value;      // the holder value, or an election's proposal
+    std::string value;       // the holder value, or an election's proposal
     std::string key_suffix;  // after the lease id: "" for one entry per lease, "-<n>" for several
     Admission admission = Admission::exclusive();
     // Called with the values of the entries ahead that the first read
@@ -130,11 +130,11 @@ class QueueWait {
   const QueueDir queue_;
   const Entry entry_;
   const std::shared_ptr<WaitSignals> signals_;
-  std::string key_;                    // our entry's key on the current lease
-  std::int64_t lease_id_ = 0;          // that lease
-  std::optional<QueueEntry> own_;      // our entry, once a Txn told us it exists
-  bool create_sent_ = false;           // a create of key_ went out: it may exist
-  bool in_doubt_ = false;              // a create of key_ went unanswered
+  std::string key_;                // our entry's key on the current lease
+  std::int64_t lease_id_ = 0;      // that lease
+  std::optional<QueueEntry> own_;  // our entry, once a Txn told us it exists
+  bool create_sent_ = false;       // a create of key_ went out: it may exist
+  bool in_doubt_ = false;          // a create of key_ went unanswered
   bool waited_ = false;
   std::vector<QueueEntry> watched_;    // the blockers we watch
   std::vector<std::int64_t> watches_;  // their watches

@@ -29,9 +29,8 @@ class StrayEntries::GuardWatch final : public etcd::WatchListener {
   void on_events(std::span<const etcd::WatchEvent> events) override {
     for (const auto& event : events) {
       if (event.deleted || event.lease != lease_id_) continue;  // only entries on our lease are ours to remove
-      strays_.worker_.post([&strays = strays_, key = key_, revision = event.create_revision] {
-        strays.remove(key, revision);
-      });
+      strays_.worker_.post(
+          [&strays = strays_, key = key_, revision = event.create_revision] { strays.remove(key, revision); });
     }
   }
   void on_gap() override { post_check(); }
@@ -65,8 +64,8 @@ void StrayEntries::retire(const std::string& key, std::int64_t lease_id) {
     post_sweep = !std::exchange(sweep_posted_, true);
   }
   // Added outside mu_: the hub may call the listener at once.
-  const auto watch = watches_.add(key, "", 0, std::make_shared<GuardWatch>(*this, key, lease_id),
-                                  etcd::WatchHub::Events::puts_only);
+  const auto watch =
+      watches_.add(key, "", 0, std::make_shared<GuardWatch>(*this, key, lease_id), etcd::WatchHub::Events::puts_only);
   bool stale = false;
   {
     MutexLock lock(mu_);
@@ -165,7 +164,8 @@ void StrayEntries::sweep() {
   for (const auto lease_id : leases) {
     client_.lease_time_to_live_async(lease_id, client_.command_deadline(),
                                      [this, lease_id](pb::LeaseTimeToLiveResponse&& lease, const Error* error) {
-                                       if (!error && lease.ttl() < 0) worker_.post([this, lease_id] { forget(lease_id); });
+                                       if (!error && lease.ttl() < 0)
+                                         worker_.post([this, lease_id] { forget(lease_id); });
                                      });
   }
   bool again = false;

@@ -24,12 +24,12 @@
 #include <memory>
 #include <string>
 
-#include "etcd/client.h"
-#include "etcd/watch_hub.h"
 #include "base/logger.h"
 #include "base/mutex.h"
-#include "session/session_source.h"
 #include "base/worker.h"
+#include "etcd/client.h"
+#include "etcd/watch_hub.h"
+#include "session/session_source.h"
 
 namespace etcdlock::detail {
 

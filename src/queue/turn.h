@@ -15,8 +15,8 @@
 #include <string>
 #include <thread>
 
-#include "queue/primitive_context.h"
 #include "base/mutex.h"
+#include "queue/primitive_context.h"
 
 namespace etcdlock::detail {
 

@@ -22,9 +22,10 @@ namespace etcdlock::detail {
 struct WaitSignals final : HandOverReceiver {
   Mutex mu;
   std::condition_variable_any changed;
-  const std::int64_t limit;  // the queue's, to accept a note
+  const std::int64_t limit;                               // the queue's, to accept a note
   std::int64_t own_revision ETCDLOCK_GUARDED_BY(mu) = 0;  // 0 until known
-  std::vector<std::pair<std::int64_t, std::int64_t>> early ETCDLOCK_GUARDED_BY(mu);  // notes before own_revision was known
+  std::vector<std::pair<std::int64_t, std::int64_t>> early
+      ETCDLOCK_GUARDED_BY(mu);  // notes before own_revision was known
   std::optional<std::int64_t> handed_over_at ETCDLOCK_GUARDED_BY(mu);
   bool check_queue ETCDLOCK_GUARDED_BY(mu) = false;
   std::string refused ETCDLOCK_GUARDED_BY(mu);  // why etcd refused a watch

@@ -1,7 +1,7 @@
 #include "etcdlock/election.h"
 
-#include "recipes/election_impl.h"
 #include "observe/leader_observer.h"
+#include "recipes/election_impl.h"
 
 namespace etcdlock {
 

@@ -1,11 +1,11 @@
 #include "recipes/election_impl.h"
 
+#include "base/text.h"
 #include "etcd/lost_replies.h"
-#include "queue/guarded_write.h"
 #include "keys/key_layout.h"
 #include "observe/leader_observer.h"
+#include "queue/guarded_write.h"
 #include "queue/queue_acquisition.h"
-#include "base/text.h"
 
 namespace etcdlock::detail {
 
@@ -41,8 +41,8 @@ bool ElectionImpl::campaign(std::string_view value, SteadyTime deadline, std::st
   ExclusiveHold::Outcome outcome;
   try {
     outcome = exclusive_.acquire({std::string(value), "", Admission::exclusive(), {}, false},
-                                 {options_.retry_interval, options_.max_retries, options_.max_retry_interval}, deadline, cancel,
-                                 QueueWait::Mode::wait);
+                                 {options_.retry_interval, options_.max_retries, options_.max_retry_interval}, deadline,
+                                 cancel, QueueWait::Mode::wait);
   } catch (...) {
     exclusive_.give_back_turn();
     throw;
@@ -121,7 +121,8 @@ std::optional<LeaderInfo> ElectionImpl::leader() const {
 
 std::shared_ptr<LeaderObserver> ElectionImpl::observe(std::function<void(const std::optional<LeaderInfo>&)> on_change) {
   context().check_open();
-  auto observer = std::make_shared<LeaderObserver>(exclusive_.named().context, exclusive_.named().queue, std::move(on_change));
+  auto observer =
+      std::make_shared<LeaderObserver>(exclusive_.named().context, exclusive_.named().queue, std::move(on_change));
   observer->start();
   return observer;
 }

@@ -2,9 +2,9 @@
 
 #include <chrono>
 
+#include "base/text.h"
 #include "etcdlock/error.h"
 #include "recipes/lock_impl.h"
-#include "base/text.h"
 
 namespace etcdlock {
 
@@ -21,9 +21,7 @@ void Lock::lock(std::stop_token cancel) {
   (void)impl_->acquire(detail::SteadyTime::max(), std::move(cancel), Mode::wait);
 }
 
-bool Lock::try_lock() {
-  return impl_->acquire(detail::deadline_after(impl_->command_timeout()), {}, Mode::try_once);
-}
+bool Lock::try_lock() { return impl_->acquire(detail::deadline_after(impl_->command_timeout()), {}, Mode::try_once); }
 
 bool Lock::try_lock_until_steady(detail::SteadyTime deadline, std::stop_token cancel) {
   // As std::timed_mutex: a deadline that has passed makes it a try_lock().

@@ -70,7 +70,8 @@ bool LockImpl::acquire(SteadyTime deadline, std::stop_token cancel, Mode mode) {
 
 bool LockImpl::acquire_in_etcd(SteadyTime deadline, const std::stop_token& cancel, Mode mode) {
   auto outcome = exclusive_.acquire({exclusive_.context().entry_value(), "", Admission::exclusive(), {}, true},
-                                    {options_.retry_interval, options_.max_retries, options_.max_retry_interval}, deadline, cancel, mode);
+                                    {options_.retry_interval, options_.max_retries, options_.max_retry_interval},
+                                    deadline, cancel, mode);
   // A successor is likely after a wait: the release reads the queue first.
   if (outcome.waited) releaser_.expect_successor();
   MutexLock lock(mu_);
@@ -100,8 +101,8 @@ void LockImpl::release(std::error_code& ec) noexcept {
 
 void LockImpl::warn_not_held(std::string_view call) const noexcept {
   try {
-    exclusive_.context().log()(LogLevel::warning, std::string(call) + " by a thread that does not hold the lock; ignored",
-                    {{"name", name()}});
+    exclusive_.context().log()(
+        LogLevel::warning, std::string(call) + " by a thread that does not hold the lock; ignored", {{"name", name()}});
   } catch (...) {  // a log line is not worth an exception out of unlock()
   }
 }

@@ -1,9 +1,9 @@
 #include "etcdlock/semaphore.h"
 
+#include "base/text.h"
 #include "etcdlock/error.h"
 #include "queue/guarded_write.h"
 #include "recipes/semaphore_impl.h"
-#include "base/text.h"
 
 namespace etcdlock {
 

@@ -1,11 +1,11 @@
 #include "recipes/semaphore_impl.h"
 
-#include "queue/entry_removal.h"
-#include "queue/hand_over.h"
+#include "base/text.h"
 #include "keys/holder_value.h"
 #include "keys/key_layout.h"
+#include "queue/entry_removal.h"
+#include "queue/hand_over.h"
 #include "queue/queue_acquisition.h"
-#include "base/text.h"
 
 namespace etcdlock::detail {
 
@@ -39,25 +39,26 @@ void SemaphoreImpl::check_limits(const std::vector<std::string>& values) const {
   for (const auto& text : values) {
     const auto value = decode_holder_value(text);
     if (value && value->limit > 0 && value->limit != options_.limit) {
-      throw Error(errc::invalid_argument, "semaphore " + quote_value(named_.name) + " is held in etcd with a limit of " +
-                                              std::to_string(value->limit) + "; this process asked for a limit of " +
-                                              std::to_string(options_.limit));
+      throw Error(errc::invalid_argument, "semaphore " + quote_value(named_.name) +
+                                              " is held in etcd with a limit of " + std::to_string(value->limit) +
+                                              "; this process asked for a limit of " + std::to_string(options_.limit));
     }
   }
 }
 
 std::shared_ptr<PermitHold> SemaphoreImpl::acquire(SteadyTime deadline, std::stop_token cancel, QueueWait::Mode mode) {
   named_.context->check_open();
-  QueueWait::Entry entry{named_.context->entry_value(HolderValue::Side::none, options_.limit), named_.context->unique_key_suffix(),
-                         Admission::counted(options_.limit),
+  QueueWait::Entry entry{named_.context->entry_value(HolderValue::Side::none, options_.limit),
+                         named_.context->unique_key_suffix(), Admission::counted(options_.limit),
                          [this](const std::vector<std::string>& values) { check_limits(values); }, true};
-  QueueAcquisition acquisition(named_.context, named_.queue, "permit", named_.name, std::move(entry),
-                               {options_.retry.retry_interval, options_.retry.max_retries,
-                                options_.retry.max_retry_interval}, named_.counters);
+  QueueAcquisition acquisition(
+      named_.context, named_.queue, "permit", named_.name, std::move(entry),
+      {options_.retry.retry_interval, options_.retry.max_retries, options_.retry.max_retry_interval}, named_.counters);
   auto acquired = acquisition.run(deadline, cancel, mode);
   if (!acquired) return nullptr;
   if (acquired->waited) releaser_.expect_successor();
-  named_.context->log()(LogLevel::debug, "permit acquired", {{"name", named_.name}, {"key", acquired->hold->entry().key}});
+  named_.context->log()(LogLevel::debug, "permit acquired",
+                        {{"name", named_.name}, {"key", acquired->hold->entry().key}});
   return std::make_shared<PermitHold>(shared_from_this(), std::move(acquired->hold), acquired->in_doubt);
 }
 

@@ -16,14 +16,14 @@
 #include <stop_token>
 #include <string>
 
+#include "base/mutex.h"
 #include "etcdlock/options.h"
+#include "keys/queue_requests.h"
 #include "queue/hand_over.h"
 #include "queue/hold.h"
 #include "queue/named_queue.h"
 #include "queue/primitive_context.h"
 #include "queue/primitive_metrics.h"
-#include "base/mutex.h"
-#include "keys/queue_requests.h"
 #include "queue/queue_wait.h"
 
 namespace etcdlock::detail {

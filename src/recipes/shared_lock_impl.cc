@@ -1,11 +1,11 @@
 #include "recipes/shared_lock_impl.h"
 
+#include "base/text.h"
 #include "etcd/lost_replies.h"
-#include "queue/entry_removal.h"
 #include "keys/holder_value.h"
 #include "keys/key_layout.h"
+#include "queue/entry_removal.h"
 #include "queue/queue_acquisition.h"
-#include "base/text.h"
 
 namespace etcdlock::detail {
 
@@ -22,7 +22,7 @@ SharedLockImpl::~SharedLockImpl() {
   for (auto& [thread, held] : left) {
     if (!held.hold->lost() && !named_.context->closed()) {
       named_.context->log()(LogLevel::warning, "shared lock destroyed while held; releasing it",
-                      {{"name", named_.name}, {"key", held.hold->entry().key}});
+                            {{"name", named_.name}, {"key", held.hold->entry().key}});
     }
     std::error_code ignored;
     give_up(*held.hold, held.in_doubt, ignored);
@@ -59,7 +59,8 @@ bool SharedLockImpl::acquire(Side side, SteadyTime deadline, std::stop_token can
         return true;
       }
       if (!options_.reentrant) {
-        throw Error(errc::lock_already_held, "shared lock " + quote_value(named_.name) + " is already held by this thread");
+        throw Error(errc::lock_already_held,
+                    "shared lock " + quote_value(named_.name) + " is already held by this thread");
       }
       ++held.depth;
       return true;
@@ -68,10 +69,14 @@ bool SharedLockImpl::acquire(Side side, SteadyTime deadline, std::stop_token can
   const auto suffix = named_.context->unique_key_suffix();
   const bool write = side == Side::write;
   QueueWait::Entry entry{named_.context->entry_value(side, 0,
-                                               /*with_inbox=*/false),
-                         suffix, write ? Admission::exclusive() : Admission::shared(), {}, false};
-  QueueAcquisition acquisition(named_.context, named_.queue, write ? "write lock" : "read lock", named_.name, std::move(entry),
-                               {options_.retry_interval, options_.max_retries, options_.max_retry_interval}, named_.counters);
+                                                     /*with_inbox=*/false),
+                         suffix,
+                         write ? Admission::exclusive() : Admission::shared(),
+                         {},
+                         false};
+  QueueAcquisition acquisition(
+      named_.context, named_.queue, write ? "write lock" : "read lock", named_.name, std::move(entry),
+      {options_.retry_interval, options_.max_retries, options_.max_retry_interval}, named_.counters);
   auto acquired = acquisition.run(deadline, cancel, mode);
   if (!acquired) return false;
   MutexLock lock(mu_);
@@ -98,7 +103,9 @@ void SharedLockImpl::downgrade(ThreadHold& held) {
     put->set_key(hold->entry().key);
     put->set_value(named_.context->entry_value(HolderValue::Side::read, 0, /*with_inbox=*/false));
     put->set_lease(hold->lease_id());
-    done = named_.context->client().txn(txn, named_.context->client().command_deadline(), etcd::write_site::downgrade).succeeded();
+    done = named_.context->client()
+               .txn(txn, named_.context->client().command_deadline(), etcd::write_site::downgrade)
+               .succeeded();
   } catch (const etcd::LeaseNotFound&) {
     done = false;  // the lease is gone, and the entry with it
   } catch (const Error& error) {
@@ -125,7 +132,9 @@ void SharedLockImpl::give_up(Hold& hold, bool in_doubt, std::error_code& ec) noe
       [&] {
         auto txn = while_created_at(hold.entry().key, hold.entry().revision);
         txn.add_success()->mutable_request_delete_range()->set_key(hold.entry().key);
-        return named_.context->client().txn(txn, named_.context->client().command_deadline(), etcd::write_site::release).succeeded();
+        return named_.context->client()
+            .txn(txn, named_.context->client().command_deadline(), etcd::write_site::release)
+            .succeeded();
       },
       in_doubt, ec);
 }
@@ -152,8 +161,9 @@ void SharedLockImpl::release(Side side, std::error_code& ec) noexcept {
 
 void SharedLockImpl::warn_not_held(std::string_view call) const noexcept {
   try {
-    named_.context->log()(LogLevel::warning, std::string(call) + " by a thread that does not hold that side of the lock; ignored",
-                    {{"name", named_.name}});
+    named_.context->log()(LogLevel::warning,
+                          std::string(call) + " by a thread that does not hold that side of the lock; ignored",
+                          {{"name", named_.name}});
   } catch (...) {  // a log line is not worth an exception out of unlock()
   }
 }

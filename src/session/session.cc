@@ -185,7 +185,8 @@ bool Session::read_stream(etcd::KeepAliveStream& stream) {
     if (state_ == SessionState::suspect) {
       state_ = SessionState::healthy;
       log_(LogLevel::info, "lease renewals recovered", {{"lease", lease_hex()}});
-      if (on_event_) on_event_({SessionState::healthy, lease_id_, to_ms(local_deadline_ - BootClock::now()), false, ""});
+      if (on_event_)
+        on_event_({SessionState::healthy, lease_id_, to_ms(local_deadline_ - BootClock::now()), false, ""});
     }
   }
   MutexLock lock(mu_);

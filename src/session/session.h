@@ -31,11 +31,11 @@
 #include <thread>
 
 #include "base/clock.h"
+#include "base/logger.h"
+#include "base/mutex.h"
 #include "etcd/client.h"
 #include "etcdlock/session_state.h"
 #include "session/session_counters.h"
-#include "base/logger.h"
-#include "base/mutex.h"
 
 namespace etcdlock::detail {
 

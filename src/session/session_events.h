@@ -11,10 +11,10 @@
 #include <optional>
 #include <thread>
 
-#include "etcdlock/session_state.h"
-#include "etcdlock/subscription.h"
 #include "base/mutex.h"
 #include "base/notifier.h"
+#include "etcdlock/session_state.h"
+#include "etcdlock/subscription.h"
 
 namespace etcdlock::detail {
 

@@ -18,8 +18,9 @@ std::shared_ptr<Session> SessionSource::current(SteadyTime deadline) {
     if (ended_) throw Error(errc::closed, closed_message_);
     if (session_ && session_->alive()) return session_;
     if (!granting_) break;
-    const bool in_time = deadline == SteadyTime::max() ? (granted_.wait(lock), true)
-                                                       : granted_.wait_until(lock, deadline) == std::cv_status::no_timeout;
+    const bool in_time = deadline == SteadyTime::max()
+                             ? (granted_.wait(lock), true)
+                             : granted_.wait_until(lock, deadline) == std::cv_status::no_timeout;
     if (!in_time && granting_) {
       throw Error(errc::unavailable, "timed out waiting for a new lease; endpoints " + client_.endpoints());
     }
@@ -48,7 +49,8 @@ std::shared_ptr<Session> SessionSource::current(SteadyTime deadline) {
   std::shared_ptr<Session> previous = std::exchange(session_, fresh);
   if (previous) ++replacements_;
   lock.unlock();
-  if (previous) log_(LogLevel::warning, "lease replaced", {{"old_lease", previous->lease_hex()}, {"lease", fresh->lease_hex()}});
+  if (previous)
+    log_(LogLevel::warning, "lease replaced", {{"old_lease", previous->lease_hex()}, {"lease", fresh->lease_hex()}});
   events_.publish({SessionState::healthy, fresh->lease_id(), fresh->time_left(), previous != nullptr, ""});
   return fresh;
 }

@@ -9,11 +9,11 @@
 #include <memory>
 #include <string>
 
-#include "etcd/client.h"
 #include "base/logger.h"
+#include "base/mutex.h"
+#include "etcd/client.h"
 #include "session/session.h"
 #include "session/session_events.h"
-#include "base/mutex.h"
 
 namespace etcdlock::detail {
 

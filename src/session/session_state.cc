@@ -4,10 +4,14 @@ namespace etcdlock {
 
 std::string_view to_string(SessionState state) noexcept {
   switch (state) {
-    case SessionState::healthy: return "healthy";
-    case SessionState::suspect: return "suspect";
-    case SessionState::lost: return "lost";
-    case SessionState::closed: return "closed";
+    case SessionState::healthy:
+      return "healthy";
+    case SessionState::suspect:
+      return "suspect";
+    case SessionState::lost:
+      return "lost";
+    case SessionState::closed:
+      return "closed";
   }
   return "unknown";
 }

@@ -235,7 +235,8 @@ class PermitTurn final : public Turn {
     const std::string marker = markers_ + std::to_string(token);
     if (!permit_->guarded_put(marker, std::to_string(getpid()))) return;  // the permit is gone
     for (int look = 0; look < 2; ++look) {
-      const auto read = snapshot(reader, {{directory_, directory_end(directory_)}, {markers_, directory_end(markers_)}});
+      const auto read =
+          snapshot(reader, {{directory_, directory_end(directory_)}, {markers_, directory_end(markers_)}});
       std::set<std::int64_t> standing;
       for (const auto& kv : read.responses(0).response_range().kvs()) standing.insert(kv.create_revision());
       std::int64_t held = 0;
@@ -327,8 +328,8 @@ int main(int argc, char** argv) {
                                                             counter_of(name), directory_of(name)));
     }
     for (const auto& name : semaphore_names) {
-      turns.emplace_back(name, std::make_unique<PermitTurn>(manager->get_semaphore(name, limit),
-                                                            counter_of(name) + "/", directory_of(name)));
+      turns.emplace_back(name, std::make_unique<PermitTurn>(manager->get_semaphore(name, limit), counter_of(name) + "/",
+                                                            directory_of(name)));
     }
     for (std::size_t next = random() % turns.size(); Steady::now() < until; ++next) {
       auto& [name, turn] = turns[next % turns.size()];

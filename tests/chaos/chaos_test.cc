@@ -106,10 +106,10 @@ class Chaos : public LockTest {
     }
     std::string endpoints;
     for (const auto& link : proxies_[slot]) endpoints += (endpoints.empty() ? "" : ",") + link->endpoint();
-    return std::make_unique<ChildProcess>(std::vector<std::string>{
-        built_program("chaos_client"), endpoints, prefix_, "alpha,beta,gamma", kElection, kSharedLock, kSemaphore,
-        std::to_string(kPermits), std::to_string(kTtlSeconds), std::to_string(seconds_left),
-        std::to_string(kLostReplyPercent), output(id)});
+    return std::make_unique<ChildProcess>(
+        std::vector<std::string>{built_program("chaos_client"), endpoints, prefix_, "alpha,beta,gamma", kElection,
+                                 kSharedLock, kSemaphore, std::to_string(kPermits), std::to_string(kTtlSeconds),
+                                 std::to_string(seconds_left), std::to_string(kLostReplyPercent), output(id)});
   }
 
   // Per client slot, a proxy to each member.
@@ -135,9 +135,9 @@ TEST_F(Chaos, NoLostUpdateNoStaleWriteNothingLeftBehind) {
   const auto start = std::chrono::steady_clock::now();
   auto seconds_left = [&] {
     return std::max<int>(
-        1, duration - static_cast<int>(std::chrono::duration_cast<std::chrono::seconds>(
-                                           std::chrono::steady_clock::now() - start)
-                                           .count()));
+        1, duration -
+               static_cast<int>(
+                   std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now() - start).count()));
   };
   std::vector<std::unique_ptr<ChildProcess>> clients;
   for (int id = 0; id < kClients; ++id) clients.push_back(start_client(id, id, duration));
@@ -274,8 +274,8 @@ TEST_F(Chaos, NoLostUpdateNoStaleWriteNothingLeftBehind) {
     std::sort(list.begin(), list.end(), [](const Commit& a, const Commit& b) { return a.value < b.value; });
     for (std::size_t i = 1; i < list.size(); ++i) {
       EXPECT_LT(list[i - 1].value, list[i].value) << name << ": two commits wrote " << list[i].value;
-      EXPECT_LT(list[i - 1].token, list[i].token) << name << ": fencing tokens out of commit order at value "
-                                                  << list[i].value;
+      EXPECT_LT(list[i - 1].token, list[i].token)
+          << name << ": fencing tokens out of commit order at value " << list[i].value;
     }
   }
   // Killed clients' leases expire within their TTL.
@@ -286,8 +286,8 @@ TEST_F(Chaos, NoLostUpdateNoStaleWriteNothingLeftBehind) {
   for (const auto& [kind, count] : faults) fault_count += count;
   std::cout << "chaos: " << duration << " s, acquisitions=" << acquisitions << ", increments=" << increments
             << ", faults=" << fault_count << ", losses=" << losses << ", violations=" << violations
-            << ", reader checks=" << reads << ", permit checks=" << permits << " (at most " << most_permits
-            << " of " << kPermits << " seen at once), replies dropped after commit=" << dropped << "\n";
+            << ", reader checks=" << reads << ", permit checks=" << permits << " (at most " << most_permits << " of "
+            << kPermits << " seen at once), replies dropped after commit=" << dropped << "\n";
   for (const auto& [kind, count] : faults) std::cout << "  " << count << " x " << kind << "\n";
   for (const auto& name : kNames) {
     std::cout << "  " << commits[name].size() << " increments of " << name << (name == kElection ? " (election)" : "")

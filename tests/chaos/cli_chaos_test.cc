@@ -23,9 +23,9 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
-#include <sstream>
 #include <mutex>
 #include <random>
+#include <sstream>
 #include <thread>
 
 #include "child_process.h"
@@ -47,7 +47,7 @@ struct Span {
 
 // One driver: runs its etcdlock command again and again, one at a time.
 struct Driver {
-  bool proxied = false;             // reaches etcd through the proxies
+  bool proxied = false;  // reaches etcd through the proxies
   std::mutex mu;
   ChildProcess* running = nullptr;  // guarded by mu
   std::string label;                // of the command now running; guarded by mu
@@ -79,11 +79,15 @@ class CliChaos : public LockTest {
   void drive(Driver& driver, const std::string& kind, int id, bool proxied, std::chrono::steady_clock::time_point end) {
     for (int round = 0; std::chrono::steady_clock::now() < end; ++round) {
       const std::string label = kind + "-" + std::to_string(id) + "-" + std::to_string(round);
-      std::vector<std::string> argv = {built_program("../tools/cli/etcdlock"), "--endpoints=" + endpoints(proxied),
-                                       "--prefix=" + prefix_, "--dial-timeout=1s", "--command-timeout=1s", "run"};
+      std::vector<std::string> argv = {built_program("../tools/cli/etcdlock"),
+                                       "--endpoints=" + endpoints(proxied),
+                                       "--prefix=" + prefix_,
+                                       "--dial-timeout=1s",
+                                       "--command-timeout=1s",
+                                       "run"};
       if (kind == "S") argv.insert(argv.end(), {"-n", "2"});
-      argv.insert(argv.end(), {kind == "S" ? "pool" : "mutex", "--ttl", std::to_string(kTtlSeconds) + "s", "--",
-                               "sh", command_, label, std::to_string(kMarksPerCommand), marks_});
+      argv.insert(argv.end(), {kind == "S" ? "pool" : "mutex", "--ttl", std::to_string(kTtlSeconds) + "s", "--", "sh",
+                               command_, label, std::to_string(kMarksPerCommand), marks_});
       ChildProcess run(argv);
       {
         std::lock_guard lock(driver.mu);

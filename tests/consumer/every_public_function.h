@@ -85,7 +85,7 @@ inline void refer_to_every_public_function() {
   keep(&Election::observe);
   keep(&Election::name);
   keep(&Observation::stop);
-  keep(static_cast<Observation& (Observation::*)(Observation&&) noexcept>(&Observation::operator=));
+  keep(static_cast<Observation& (Observation::*)(Observation &&) noexcept>(&Observation::operator=));
 
   keep(&Semaphore::acquire_permit);
   keep(&Semaphore::try_acquire_permit);
@@ -108,7 +108,7 @@ inline void refer_to_every_public_function() {
   keep(&Permit::key);
   keep(&Permit::guarded_put);
   keep(&Permit::guarded_delete);
-  keep(static_cast<Permit& (Permit::*)(Permit&&) noexcept>(&Permit::operator=));
+  keep(static_cast<Permit& (Permit::*)(Permit &&) noexcept>(&Permit::operator=));
 
   keep(static_cast<void (SharedLock::*)()>(&SharedLock::lock));
   keep(static_cast<void (SharedLock::*)(std::stop_token)>(&SharedLock::lock));

@@ -16,8 +16,8 @@ class BenchSmoke : public ::testing::TestWithParam<std::vector<std::string>> {
 };
 
 TEST_P(BenchSmoke, RunsAndReportsOneJsonLine) {
-  std::vector<std::string> argv = {built_program("../bench/lockbench"), "--endpoints=" + etcd_.endpoints_csv(),
-                                   "--ops", "5", "--warmup", "1"};
+  std::vector<std::string> argv = {
+      built_program("../bench/lockbench"), "--endpoints=" + etcd_.endpoints_csv(), "--ops", "5", "--warmup", "1"};
   for (const auto& arg : GetParam()) argv.push_back(arg);
   ChildProcess bench(argv);
   const auto line = bench.read_line(std::chrono::seconds(60));

@@ -19,8 +19,9 @@ class CliConventions : public LockTest {
   // after `environment` (assignments such as "ETCDCTL_USER=x"); returns the
   // exit status and every line of stdout and stderr together.
   std::pair<int, std::vector<std::string>> shell(const std::string& environment, const std::string& args) {
-    const std::string command = environment + " '" + built_program("../tools/cli/etcdlock") + "' --endpoints=" +
-                                etcd_.endpoints_csv() + " --prefix=" + prefix_ + " " + args + " 2>&1";
+    const std::string command = environment + " '" + built_program("../tools/cli/etcdlock") +
+                                "' --endpoints=" + etcd_.endpoints_csv() + " --prefix=" + prefix_ + " " + args +
+                                " 2>&1";
     ChildProcess process({"sh", "-c", command});
     std::vector<std::string> lines;
     while (auto line = process.read_line(30s)) lines.push_back(*line);
@@ -90,8 +91,9 @@ TEST_F(CliConventions, TheShortestTtlRunsAndAShorterOneIsNamed) {
 
 TEST_F(CliConventions, RunWithPermitsSetsTheKeyVariables) {
   const auto [status, lines] =
-      shell("", "run -n 2 pool -- sh -c 'echo \"$ETCDLOCK_KEY $ETCD_LOCK_KEY $ETCDLOCK_FENCING_TOKEN $ETCD_LOCK_REV "
-                "$ETCDLOCK_PERMITS\"'");
+      shell("",
+            "run -n 2 pool -- sh -c 'echo \"$ETCDLOCK_KEY $ETCD_LOCK_KEY $ETCDLOCK_FENCING_TOKEN $ETCD_LOCK_REV "
+            "$ETCDLOCK_PERMITS\"'");
   EXPECT_EQ(status, 0);
   ASSERT_EQ(lines.size(), 1u) << joined(lines);
   std::istringstream fields(lines[0]);

@@ -70,8 +70,7 @@ class CliSafety : public LockTest {
   // Marks `label` every 20 ms, for ever or `times` times.
   std::string marking(const std::string& label, int times = 0) const {
     if (times == 0) return "while :; do " + mark(label) + "; sleep 0.02; done";
-    return "i=0; while [ $i -lt " + std::to_string(times) + " ]; do " + mark(label) +
-           "; sleep 0.02; i=$((i+1)); done";
+    return "i=0; while [ $i -lt " + std::to_string(times) + " ]; do " + mark(label) + "; sleep 0.02; i=$((i+1)); done";
   }
   // A script file, run with sh.
   std::string script(const std::string& name, const std::string& text) const {
@@ -141,8 +140,8 @@ TEST_F(CliSafety, AfterALossTheNextHolderWaitsForTheCommandToStop) {
   TcpProxy link(port());
   const std::string slow_stop =
       "trap '" + mark("T") + "; " + marking("A", 15) + "; exit 0' TERM; " + record_group() + "; " + marking("A");
-  auto first = etcdlock(link.endpoint(), {"run", "job", "--ttl", "3s", "--kill-after", "400ms", "--", "sh", "-c",
-                                          slow_stop});
+  auto first =
+      etcdlock(link.endpoint(), {"run", "job", "--ttl", "3s", "--kill-after", "400ms", "--", "sh", "-c", slow_stop});
   ASSERT_TRUE(marked("A"));
   auto next = etcdlock({"run", "job", "--", "sh", "-c", marking("B", 10)});
   ASSERT_TRUE(eventually([&] { return entries("job") == 2; }));
@@ -156,8 +155,8 @@ TEST_F(CliSafety, AfterALossOfAPermitNoThirdCommandRuns) {
   TcpProxy link(port());
   const std::string slow_stop =
       "trap '" + mark("T") + "; " + marking("A", 15) + "; exit 0' TERM; " + record_group() + "; " + marking("A");
-  auto first = etcdlock(link.endpoint(), {"run", "-n", "2", "jobs", "--ttl", "3s", "--kill-after", "400ms", "--",
-                                          "sh", "-c", slow_stop});
+  auto first = etcdlock(
+      link.endpoint(), {"run", "-n", "2", "jobs", "--ttl", "3s", "--kill-after", "400ms", "--", "sh", "-c", slow_stop});
   ASSERT_TRUE(marked("A"));
   const auto go = (directory_ / "go").string();
   auto second = etcdlock({"run", "-n", "2", "jobs", "--", "sh", "-c",
@@ -179,8 +178,8 @@ TEST_F(CliSafety, AfterALossTheWholeGroupIsKilledBeforeTheNextHolder) {
   const auto worker = script("worker.sh", "trap '' TERM; " + marking("W"));
   const std::string command =
       "trap '" + mark("T") + "; exit 143' TERM; " + record_group() + "; sh '" + worker + "' & wait";
-  auto first = etcdlock(link.endpoint(), {"run", "job", "--ttl", "3s", "--kill-after", "300ms", "--", "sh", "-c",
-                                          command});
+  auto first =
+      etcdlock(link.endpoint(), {"run", "job", "--ttl", "3s", "--kill-after", "300ms", "--", "sh", "-c", command});
   ASSERT_TRUE(marked("W"));
   auto next = etcdlock({"run", "job", "--", "sh", "-c", marking("B", 10)});
   ASSERT_TRUE(eventually([&] { return entries("job") == 2; }));
@@ -198,8 +197,8 @@ TEST_F(CliSafety, ElectKillsTheWholeGroupAfterALossBeforeTheNextLeader) {
   const auto worker = script("worker.sh", "trap '' TERM; " + marking("W"));
   const std::string command =
       "trap '" + mark("T") + "; exit 143' TERM; " + record_group() + "; sh '" + worker + "' & wait";
-  auto first = etcdlock(link.endpoint(), {"elect", "e", "first", "--ttl", "3s", "--kill-after", "300ms", "--", "sh",
-                                          "-c", command});
+  auto first = etcdlock(link.endpoint(),
+                        {"elect", "e", "first", "--ttl", "3s", "--kill-after", "300ms", "--", "sh", "-c", command});
   ASSERT_TRUE(marked("W"));
   auto next = etcdlock({"elect", "e", "next", "--", "sh", "-c", marking("B", 10)});
   ASSERT_TRUE(eventually([&] { return entries("e") == 2; }));
@@ -246,8 +245,8 @@ TEST_F(CliSafety, CtrlZThenFgWithinTheLeaseContinuesTheCommand) {
 // the command started in the background, before the lease can expire.
 TEST_F(CliSafety, KilledEtcdlockTakesItsCommandAlong) {
   const auto worker = script("worker.sh", marking("W"));
-  auto first = etcdlock({"run", "job", "--ttl", "2s", "--", "sh", "-c",
-                         record_group() + "; sh '" + worker + "' & " + marking("A")});
+  auto first = etcdlock(
+      {"run", "job", "--ttl", "2s", "--", "sh", "-c", record_group() + "; sh '" + worker + "' & " + marking("A")});
   ASSERT_TRUE(marked("A") && marked("W"));
   auto next = etcdlock({"run", "job", "--", "sh", "-c", marking("B", 10)});
   ASSERT_TRUE(eventually([&] { return entries("job") == 2; }));

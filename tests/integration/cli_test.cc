@@ -85,8 +85,8 @@ TEST_F(Cli, CommandThatIgnoresSigtermIsKilledAfterKillAfter) {
 // margin, before etcd could let another holder in; a longer --kill-after is
 // refused.
 TEST_F(Cli, DefaultKillAfterFitsInTheLossMargin) {
-  auto run = etcdlock({"run", "job", "--ttl", "5s", "--", "sh", "-c",
-                       "trap '' TERM; echo started; while :; do sleep 0.05; done"});
+  auto run = etcdlock(
+      {"run", "job", "--ttl", "5s", "--", "sh", "-c", "trap '' TERM; echo started; while :; do sleep 0.05; done"});
   ASSERT_EQ(run.read_line(), "started");
   auto admin = manager();
   const auto lost_at = std::chrono::steady_clock::now();
@@ -270,8 +270,8 @@ TEST_F(Cli, BadInputGetsAClearErrorAndAStatus) {
   EXPECT_EQ(finish({"run", "job", "--", "/no/such/command"}).first, 127);
   EXPECT_EQ(finish({"--help"}).first, 0);
   const auto started = std::chrono::steady_clock::now();
-  ChildProcess unreachable({built_program("../tools/cli/etcdlock"), "--endpoints=127.0.0.1:" + std::to_string(free_port()),
-                            "--dial-timeout=300ms", "list"});
+  ChildProcess unreachable({built_program("../tools/cli/etcdlock"),
+                            "--endpoints=127.0.0.1:" + std::to_string(free_port()), "--dial-timeout=300ms", "list"});
   EXPECT_EQ(unreachable.wait(), 69);
   EXPECT_LT(std::chrono::steady_clock::now() - started, 5s);
 }
@@ -279,8 +279,8 @@ TEST_F(Cli, BadInputGetsAClearErrorAndAStatus) {
 TEST_F(Cli, EtcdlockRunAndEtcdctlLockExcludeEachOther) {
   auto ours = etcdlock({"run", "x", "--", "sh", "-c", "echo ours; sleep 1; echo ours-done"});
   ASSERT_EQ(ours.read_line(), "ours");
-  ChildProcess theirs({"etcdctl", "--endpoints=" + etcd_.endpoints_csv(), "lock", prefix_ + "/x", "--", "sh", "-c",
-                       "echo theirs"});
+  ChildProcess theirs(
+      {"etcdctl", "--endpoints=" + etcd_.endpoints_csv(), "lock", prefix_ + "/x", "--", "sh", "-c", "echo theirs"});
   EXPECT_EQ(theirs.read_line(500ms), std::nullopt) << "etcdctl got the lock while etcdlock run held it";
   EXPECT_EQ(ours.read_line(), "ours-done");
   EXPECT_EQ(ours.wait(), 0);

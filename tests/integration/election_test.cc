@@ -39,9 +39,8 @@ class ElectionTest : public LockTest {
   };
 
   std::unique_ptr<ChildProcess> candidate(const std::string& value, int ttl_seconds = 2) {
-    return std::make_unique<ChildProcess>(std::vector<std::string>{built_program("election_candidate"),
-                                                                   etcd_.endpoints_csv(), prefix_, "e",
-                                                                   std::to_string(ttl_seconds), value});
+    return std::make_unique<ChildProcess>(std::vector<std::string>{
+        built_program("election_candidate"), etcd_.endpoints_csv(), prefix_, "e", std::to_string(ttl_seconds), value});
   }
 };
 
@@ -190,7 +189,8 @@ TEST_F(ElectionTest, CancelAndTimeoutLeaveNoKey) {
   EXPECT_FALSE(other->campaign_for("b", 300ms));
   EXPECT_EQ(entries("e"), 1);
   std::stop_source cancel;
-  std::jthread campaign([&] { expect_error(errc::cancelled, "cancelled", [&] { other->campaign("b", cancel.get_token()); }); });
+  std::jthread campaign(
+      [&] { expect_error(errc::cancelled, "cancelled", [&] { other->campaign("b", cancel.get_token()); }); });
   ASSERT_TRUE(eventually([&] { return entries("e") == 2; }));
   cancel.request_stop();
   campaign.join();
@@ -292,9 +292,11 @@ TEST_F(ElectionTest, EtcdctlElectAndEtcdlockShareTheElection) {
 TEST_F(ElectionTest, ANameIsALockOrAnElectionNotBoth) {
   auto manager = this->manager();
   auto lock = manager->get_lock("x");
-  expect_error(errc::invalid_argument, "names a lock in this manager; it cannot also name an election", [&] { manager->get_election("x"); });
+  expect_error(errc::invalid_argument, "names a lock in this manager; it cannot also name an election",
+               [&] { manager->get_election("x"); });
   auto election = manager->get_election("y");
-  expect_error(errc::invalid_argument, "names an election in this manager; it cannot also name a lock", [&] { manager->get_lock("y"); });
+  expect_error(errc::invalid_argument, "names an election in this manager; it cannot also name a lock",
+               [&] { manager->get_lock("y"); });
   expect_error(errc::invalid_argument, "retry_interval of 0 ms for election",
                [&] { manager->get_election("z", ElectionOptions{.retry_interval = 0ms}); });
 }

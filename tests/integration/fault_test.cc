@@ -355,7 +355,8 @@ TEST_F(Fault, UnlockingAHoldLostAtItsDeadlineRemovesItsKey) {
   std::error_code ec;
   holding->unlock(ec);
   EXPECT_EQ(ec, errc::lock_expired);
-  EXPECT_TRUE(eventually([&] { return entries("x") == 0; }, 500ms)) << "the lost hold's key stayed until the lease expired";
+  EXPECT_TRUE(eventually([&] { return entries("x") == 0; }, 500ms))
+      << "the lost hold's key stayed until the lease expired";
 }
 
 }  // namespace

@@ -200,11 +200,15 @@ TEST_F(LockActivity, WatchReportsEachEntryThatQueuesHoldsAndGoes) {
   waiter.join();
   b->close();  // b's lease goes, and with it b's hold
 
-  const std::vector<std::string> expected{
-      "acquired jobs by a", "queued jobs by b", "queued jobs by c",
-      "left jobs by c",     "released jobs by a", "acquired jobs by b",
-      "released jobs by b (lease ended)"};
-  ASSERT_TRUE(eventually([&] { return recorder.size() >= expected.size(); })) << ::testing::PrintToString(recorder.lines());
+  const std::vector<std::string> expected{"acquired jobs by a",
+                                          "queued jobs by b",
+                                          "queued jobs by c",
+                                          "left jobs by c",
+                                          "released jobs by a",
+                                          "acquired jobs by b",
+                                          "released jobs by b (lease ended)"};
+  ASSERT_TRUE(eventually([&] { return recorder.size() >= expected.size(); }))
+      << ::testing::PrintToString(recorder.lines());
   std::this_thread::sleep_for(200ms);  // nothing more comes
   EXPECT_EQ(recorder.lines(), expected);
   const auto events = recorder.events();

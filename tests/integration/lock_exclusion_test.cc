@@ -152,8 +152,8 @@ TEST_F(LockExclusion, WeExcludeEtcdctlLock) {
   auto manager = this->manager();
   auto lock = manager->get_lock("x");
   lock->lock();
-  ChildProcess etcdctl({"etcdctl", "--endpoints=" + etcd_.endpoints_csv(), "lock", prefix_ + "/x", "--", "sh", "-c",
-                        "echo held"});
+  ChildProcess etcdctl(
+      {"etcdctl", "--endpoints=" + etcd_.endpoints_csv(), "lock", prefix_ + "/x", "--", "sh", "-c", "echo held"});
   EXPECT_EQ(etcdctl.read_line(700ms), std::nullopt) << "etcdctl got the lock while we held it";
   lock->unlock();
   EXPECT_EQ(etcdctl.read_line(), "held");

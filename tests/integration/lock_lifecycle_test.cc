@@ -46,7 +46,8 @@ TEST_F(LockLifecycle, BadOptionsThrowNamingTheValue) {
   auto manager = this->manager();
   expect_error(errc::invalid_argument, "retry_interval of 0 ms",
                [&] { manager->get_lock("x", LockOptions{.retry_interval = 0ms}); });
-  expect_error(errc::invalid_argument, "max_retries of -1", [&] { manager->get_lock("x", LockOptions{.max_retries = -1}); });
+  expect_error(errc::invalid_argument, "max_retries of -1",
+               [&] { manager->get_lock("x", LockOptions{.max_retries = -1}); });
   expect_error(errc::invalid_argument, "max_retry_interval of 0 ms for lock \"x\"",
                [&] { manager->get_lock("x", LockOptions{.max_retry_interval = 0ms}); });
 }

@@ -70,8 +70,8 @@
 //   lock_try_lock_for        enqueue (A)        B holds → A.try_lock_for(300 ms) times out → B unlocks
 //   lock_unlock              release (A)        A holds, B waits → A.unlock() → B holds
 //   lock_unlock_note         note (B)           A holds, B waits → A.unlock(): delete, then a note to B → B holds
-//   lock_unlock_hand_over    release (A)        A held after waiting, C waits → A.unlock(): delete and note in one Txn → C holds
-//   lock_guarded_put         guarded_write      A holds, B waits → A.guarded_put() → A unlocks; B holds
+//   lock_unlock_hand_over    release (A)        A held after waiting, C waits → A.unlock(): delete and note in one Txn
+//   → C holds lock_guarded_put         guarded_write      A holds, B waits → A.guarded_put() → A unlocks; B holds
 //   shared_lock              enqueue (A)        B reads → A.lock() queues → B unlocks; A writes
 //   shared_lock_shared       enqueue (A)        B writes → A.lock_shared() queues → B unlocks; A reads
 //   shared_downgrade         downgrade (A)      A writes, B waits to read → A.lock_shared() (downgrade) → B reads
@@ -80,8 +80,8 @@
 //   shared_guarded_delete    guarded_write      A writes, B waits to read → A.guarded_delete() → A unlocks; B reads
 //   semaphore_acquire        enqueue (A)        B, C hold (limit 2) → A.acquire_permit() queues → B releases; A holds
 //   semaphore_release        release (A)        A, B hold, C waits → A's Permit::release() → C holds
-//   semaphore_release_note   note (C)           A, B hold, C waits → A's Permit::release(): delete, then a note to C → C holds
-//   election_campaign        enqueue (A)        B leads → A.campaign() queues → B resigns; A leads
+//   semaphore_release_note   note (C)           A, B hold, C waits → A's Permit::release(): delete, then a note to C →
+//   C holds election_campaign        enqueue (A)        B leads → A.campaign() queues → B resigns; A leads
 //   election_proclaim        proclaim (A)       A leads, B campaigns → A.proclaim() → A resigns; B leads
 //   election_resign          resign (A)         A leads, B campaigns → A.resign() → B leads
 //   admin_force_unlock       force_unlock (A)   A holds, B waits → D.force_unlock() (late loss) → B holds
@@ -90,11 +90,10 @@
 //   background_removal       removal (A)        B holds → A.try_lock_for(200 ms) times out: its entry's removal
 //                                               loses its reply (the key is retired; its guard finds the entry
 //                                               gone and writes nothing more) → B unlocks
-//   session_lease_grant      lease_grant (any)  B holds, A's lease revoked → A.lock() takes a new lease → B unlocks; A holds
-//   lock_unlock_stalled      release, held      as lock_unlock
-//   shared_downgrade_stalled downgrade, held    as shared_downgrade
-//   semaphore_release_stalled release, held     as semaphore_release
-//   election_resign_stalled  resign, held       as election_resign
+//   session_lease_grant      lease_grant (any)  B holds, A's lease revoked → A.lock() takes a new lease → B unlocks; A
+//   holds lock_unlock_stalled      release, held      as lock_unlock shared_downgrade_stalled downgrade, held    as
+//   shared_downgrade semaphore_release_stalled release, held     as semaphore_release election_resign_stalled  resign,
+//   held       as election_resign
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -114,11 +113,11 @@
 #include <utility>
 #include <vector>
 
-#include "queue/admission.h"
 #include "etcd/lost_replies.h"
 #include "keys/holder_value.h"
 #include "keys/key_layout.h"
 #include "lock_fixture.h"
+#include "queue/admission.h"
 #include "tcp_proxy.h"
 
 namespace etcdlock::testing {
@@ -324,11 +323,11 @@ struct Participant {
   std::shared_ptr<SharedLock> shared;
   std::shared_ptr<Semaphore> semaphore;
   std::shared_ptr<Election> election;
-  std::stop_source cancel;         // ends a wait under way
+  std::stop_source cancel;          // ends a wait under way
   std::atomic<bool> closed{false};  // its manager was closed
-  std::uint64_t pending = 0;       // the call that queue() or start() began (main thread)
+  std::uint64_t pending = 0;        // the call that queue() or start() began (main thread)
   std::string pending_call;
-  std::set<std::int64_t> leases;   // every lease it was seen with (checker thread)
+  std::set<std::int64_t> leases;  // every lease it was seen with (checker thread)
   // On the actor's thread only:
   std::optional<Permit> permit;
   bool owes = false;
@@ -338,7 +337,8 @@ struct Participant {
     Actor::Look seen{.owes = owes};
     if (lock) {
       const auto token = lock->fencing_token();
-      if (token != 0 && (lock->held() || lock->held_by_this_thread())) seen.claims.push_back({token, true, lock->lost_token()});
+      if (token != 0 && (lock->held() || lock->held_by_this_thread()))
+        seen.claims.push_back({token, true, lock->lost_token()});
     }
     if (shared) {
       const auto token = shared->fencing_token();
@@ -465,7 +465,8 @@ class LostReply : public LockTest, public ::testing::WithParamInterface<Row> {
     });
   }
   Outcome proclaim(Participant& p) {
-    return run(p, "proclaim()", false, [&p] { return std::string(p.election->proclaim(p.name + " again") ? "true" : "false"); });
+    return run(p, "proclaim()", false,
+               [&p] { return std::string(p.election->proclaim(p.name + " again") ? "true" : "false"); });
   }
   Outcome guarded_put(Participant& p) {
     return run(p, "guarded_put()", false, [this, &p] {
@@ -497,7 +498,9 @@ class LostReply : public LockTest, public ::testing::WithParamInterface<Row> {
     });
   }
   // Revokes `p`'s lease behind its back, with the raw client.
-  void revoke_behind_the_back(Participant& p) { EXPECT_TRUE(raw_.lease_revoke(p.manager->lease_id(), in(kCommandTimeout))); }
+  void revoke_behind_the_back(Participant& p) {
+    EXPECT_TRUE(raw_.lease_revoke(p.manager->lease_id(), in(kCommandTimeout)));
+  }
   std::string data_key() const { return prefix_ + "/data"; }
 
   // The row.
@@ -532,18 +535,24 @@ class LostReply : public LockTest, public ::testing::WithParamInterface<Row> {
   std::string acquire_call() const {
     switch (kind_) {
       case Kind::lock:
-      case Kind::shared_lock: return "lock()";
-      case Kind::semaphore: return "acquire_permit()";
-      case Kind::election: return "campaign()";
+      case Kind::shared_lock:
+        return "lock()";
+      case Kind::semaphore:
+        return "acquire_permit()";
+      case Kind::election:
+        return "campaign()";
     }
     return "";
   }
   std::string release_call() const {
     switch (kind_) {
       case Kind::lock:
-      case Kind::shared_lock: return "unlock()";
-      case Kind::semaphore: return "Permit::release()";
-      case Kind::election: return "resign()";
+      case Kind::shared_lock:
+        return "unlock()";
+      case Kind::semaphore:
+        return "Permit::release()";
+      case Kind::election:
+        return "resign()";
     }
     return "";
   }
@@ -606,10 +615,10 @@ class LostReply : public LockTest, public ::testing::WithParamInterface<Row> {
     int samples = 0;
   };
   std::mutex violations_mu_;
-  std::map<std::string, Violation> violations_;  // by what it is about
+  std::map<std::string, Violation> violations_;                         // by what it is about
   std::map<std::pair<int, std::int64_t>, Clock::time_point> unbacked_;  // (2): since when
   std::map<int, Clock::time_point> leftover_;                           // (3): since when
-  std::atomic<bool> pending_{false};  // a claim or an entry waits for its bound
+  std::atomic<bool> pending_{false};                                    // a claim or an entry waits for its bound
   std::atomic<std::uint64_t> samples_{0};
   std::jthread checker_;
 };
@@ -631,10 +640,18 @@ void LostReply::add(std::string name, const Row& row, bool admin) {
   p->manager = std::make_unique<LockManager>(options);
   if (!admin) {
     switch (row.kind) {
-      case Kind::lock: p->lock = p->manager->get_lock(kName, {.retry_interval = kRetry}); break;
-      case Kind::shared_lock: p->shared = p->manager->get_shared_lock(kName, {.retry_interval = kRetry}); break;
-      case Kind::semaphore: p->semaphore = p->manager->get_semaphore(kName, kPermits, {.retry_interval = kRetry}); break;
-      case Kind::election: p->election = p->manager->get_election(kName, {.retry_interval = kRetry}); break;
+      case Kind::lock:
+        p->lock = p->manager->get_lock(kName, {.retry_interval = kRetry});
+        break;
+      case Kind::shared_lock:
+        p->shared = p->manager->get_shared_lock(kName, {.retry_interval = kRetry});
+        break;
+      case Kind::semaphore:
+        p->semaphore = p->manager->get_semaphore(kName, kPermits, {.retry_interval = kRetry});
+        break;
+      case Kind::election:
+        p->election = p->manager->get_election(kName, {.retry_interval = kRetry});
+        break;
     }
   }
   Participant* raw = p.get();
@@ -684,8 +701,12 @@ Actor::Body LostReply::release_body(Participant& p) {
   return [this, &p] {
     std::error_code ec;
     switch (kind_) {
-      case Kind::lock: p.lock->unlock(ec); break;
-      case Kind::shared_lock: p.shared->unlock(ec); break;
+      case Kind::lock:
+        p.lock->unlock(ec);
+        break;
+      case Kind::shared_lock:
+        p.shared->unlock(ec);
+        break;
       case Kind::semaphore:
         if (p.permit) p.permit->release(ec);
         p.permit.reset();
@@ -705,7 +726,8 @@ Actor::Body LostReply::release_everything_body(Participant& p) {
   return [this, &p] {
     std::string done;
     const auto note = [&](const char* call, const std::error_code& ec) {
-      if (ec != errc::lock_not_held) done += std::string(" ") + call + (ec ? ": " + std::string(to_string(static_cast<errc>(ec.value()))) : "");
+      if (ec != errc::lock_not_held)
+        done += std::string(" ") + call + (ec ? ": " + std::string(to_string(static_cast<errc>(ec.value()))) : "");
       return ec == errc::lock_not_held;
     };
     for (int i = 0; i < 3; ++i) {
@@ -771,12 +793,18 @@ Actor::Body LostReply::last_round_body(Participant& p) {
 std::string LostReply::armed_key(const Row& row) {
   const auto dir = detail::queue_dir(prefix_, kName);
   switch (row.target) {
-    case Target::a_key: return detail::queue_key(dir, A().manager->lease_id());
-    case Target::b_key: return detail::queue_key(dir, B().manager->lease_id());
-    case Target::c_key: return detail::queue_key(dir, C().manager->lease_id());
-    case Target::a_lease: return lease_hex(A().manager->lease_id());
-    case Target::data_key: return data_key();
-    case Target::any: return "";
+    case Target::a_key:
+      return detail::queue_key(dir, A().manager->lease_id());
+    case Target::b_key:
+      return detail::queue_key(dir, B().manager->lease_id());
+    case Target::c_key:
+      return detail::queue_key(dir, C().manager->lease_id());
+    case Target::a_lease:
+      return lease_hex(A().manager->lease_id());
+    case Target::data_key:
+      return data_key();
+    case Target::any:
+      return "";
   }
   return "";
 }
@@ -894,7 +922,8 @@ void LostReply::judge(const std::vector<Account>& accounts, const std::vector<Et
   for (const auto& entry : queue) {
     if (!entry.holds) continue;
     holders.push_back({owner_of(entry.lease), entry.revision, entry.writer,
-                       std::string("its entry holds in etcd") + (kind_ == Kind::shared_lock ? (entry.writer ? " as a writer" : " as a reader") : "")});
+                       std::string("its entry holds in etcd") +
+                           (kind_ == Kind::shared_lock ? (entry.writer ? " as a writer" : " as a reader") : "")});
   }
 
   std::map<std::pair<int, std::int64_t>, Clock::time_point> unbacked;
@@ -907,8 +936,8 @@ void LostReply::judge(const std::vector<Account>& accounts, const std::vector<Et
       const auto entry = std::find_if(queue.begin(), queue.end(), [&](const EtcdEntry& e) {
         return owner_of(e.lease) == who && e.revision == claim.token;
       });
-      const bool backed = entry != queue.end() && entry->holds &&
-                          (kind_ != Kind::shared_lock || !claim.exclusive || entry->writer);
+      const bool backed =
+          entry != queue.end() && entry->holds && (kind_ != Kind::shared_lock || !claim.exclusive || entry->writer);
       const std::string mode = kind_ == Kind::shared_lock ? (claim.exclusive ? "write " : "read ") : "";
       if (!backed) {
         const auto key = std::make_pair(who, claim.token);
@@ -916,12 +945,12 @@ void LostReply::judge(const std::vector<Account>& accounts, const std::vector<Et
         unbacked[key] = since;
         if (now - since > kLossBound) {
           const std::string etcd_has = entry == queue.end() ? "no entry of its own at that revision"
-                                       : !entry->holds     ? "its entry, not holding"
-                                                           : "its entry, as a reader's";
+                                       : !entry->holds      ? "its entry, not holding"
+                                                            : "its entry, as a reader's";
           record("(2) " + name_of(who) + "#" + std::to_string(claim.token),
                  "(2) " + name_of(who) + " claims a " + mode + "hold (fencing token " + std::to_string(claim.token) +
-                     ") that etcd does not back (etcd has " + etcd_has + ") and its lost token was not requested within " +
-                     std::to_string(kLossBound.count()) + " ms");
+                     ") that etcd does not back (etcd has " + etcd_has +
+                     ") and its lost token was not requested within " + std::to_string(kLossBound.count()) + " ms");
         }
         if (late_loss_) continue;
       }
@@ -940,11 +969,16 @@ void LostReply::judge(const std::vector<Account>& accounts, const std::vector<Et
   bool too_many = false;
   switch (kind_) {
     case Kind::lock:
-    case Kind::election: too_many = holders.size() > 1; break;
-    case Kind::shared_lock:
-      too_many = holders.size() > 1 && std::any_of(holders.begin(), holders.end(), [](const Holder& h) { return h.writer; });
+    case Kind::election:
+      too_many = holders.size() > 1;
       break;
-    case Kind::semaphore: too_many = static_cast<std::int64_t>(holders.size()) > kPermits; break;
+    case Kind::shared_lock:
+      too_many =
+          holders.size() > 1 && std::any_of(holders.begin(), holders.end(), [](const Holder& h) { return h.writer; });
+      break;
+    case Kind::semaphore:
+      too_many = static_cast<std::int64_t>(holders.size()) > kPermits;
+      break;
   }
   if (too_many) {
     std::sort(holders.begin(), holders.end(), [](const Holder& a, const Holder& b) { return a.token < b.token; });
@@ -962,13 +996,15 @@ void LostReply::judge(const std::vector<Account>& accounts, const std::vector<Et
     const auto& account = accounts[i];
     const int who = static_cast<int>(i);
     if (account.in_call || account.owes || !account.claims.empty()) continue;
-    const auto entry = std::find_if(queue.begin(), queue.end(), [&](const EtcdEntry& e) { return owner_of(e.lease) == who; });
+    const auto entry =
+        std::find_if(queue.begin(), queue.end(), [&](const EtcdEntry& e) { return owner_of(e.lease) == who; });
     if (entry == queue.end()) continue;
     const auto since = leftover_.contains(who) ? leftover_[who] : now;
     leftover[who] = since;
     if (now - since > kLeftoverBound) {
-      record("(3) " + name_of(who), "(3) " + name_of(who) + " has no call under way, claims nothing and owes no release, yet its entry " +
-                                        entry->key + " stayed in etcd for more than " + std::to_string(kLeftoverBound.count()) + " ms");
+      record("(3) " + name_of(who),
+             "(3) " + name_of(who) + " has no call under way, claims nothing and owes no release, yet its entry " +
+                 entry->key + " stayed in etcd for more than " + std::to_string(kLeftoverBound.count()) + " ms");
     }
   }
   leftover_ = std::move(leftover);
@@ -995,7 +1031,7 @@ void LostReply::record(const std::string& key, const std::string& text) {
 void LostReply::report() {
   std::lock_guard lock(violations_mu_);
   for (const auto& [key, violation] : violations_) {
-    const char* phase = violation.phase == Phase::setup ? "during the setup"
+    const char* phase = violation.phase == Phase::setup   ? "during the setup"
                         : violation.phase == Phase::fault ? "after the fault"
                                                           : "after replies resumed";
     ADD_FAILURE() << violation.text << " [first seen " << violation.first.count() << " ms after the armed call, "
@@ -1024,17 +1060,19 @@ void LostReply::run_row(const Row& row) {
     A().link->hold_replies();
     row.act(*this);
     std::this_thread::sleep_for(kSettle);  // still held: nothing that could correct A's state comes back
-    EXPECT_FALSE(same_entries(before, read_queue())) << "A's " << row.site << " write did not reach etcd: the row did not test its fault";
+    EXPECT_FALSE(same_entries(before, read_queue()))
+        << "A's " << row.site << " write did not reach etcd: the row did not test its fault";
     A().link->resume_replies();
   } else {
     const int dropped = LostReplies::dropped(row.site);
     const auto key = armed_key(row);
-    say("armed " + std::string(row.site) + " for \"" + key + "\"" + (row.count > 1 ? " x" + std::to_string(row.count) : ""));
+    say("armed " + std::string(row.site) + " for \"" + key + "\"" +
+        (row.count > 1 ? " x" + std::to_string(row.count) : ""));
     LostReplies::arm(row.site, key, row.count);
     row.act(*this);
     EXPECT_TRUE(eventually([&] { return LostReplies::dropped(row.site) >= dropped + row.count; }, kCallBound))
-        << "the armed write at " << row.site << " was never sent (" << LostReplies::dropped(row.site) - dropped << " of "
-        << row.count << "): the row did not test its fault";
+        << "the armed write at " << row.site << " was never sent (" << LostReplies::dropped(row.site) - dropped
+        << " of " << row.count << "): the row did not test its fault";
     std::this_thread::sleep_for(kSettle);  // the checker samples meanwhile
   }
 
@@ -1048,7 +1086,8 @@ void LostReply::run_row(const Row& row) {
   quiet(kLeftoverBound + 500ms);
   for (auto& p : participants_) p->cancel.request_stop();
   for (auto& p : participants_) {
-    EXPECT_TRUE(p->actor->wait_idle(kCallBound)) << p->name << "'s " << p->actor->account().call << " did not end once cancelled";
+    EXPECT_TRUE(p->actor->wait_idle(kCallBound))
+        << p->name << "'s " << p->actor->account().call << " did not end once cancelled";
   }
   for (auto& p : participants_) {
     if (!p->closed && takes_part(*p)) {
@@ -1060,9 +1099,11 @@ void LostReply::run_row(const Row& row) {
   for (auto& p : participants_) {
     if (p->closed || !takes_part(*p)) continue;
     const auto outcome = run(*p, "acquires and releases (last round)", false, last_round_body(*p));
-    EXPECT_EQ(describe(outcome), "returned acquired") << p->name << " could not take " << kName << " again once replies resumed";
+    EXPECT_EQ(describe(outcome), "returned acquired")
+        << p->name << " could not take " << kName << " again once replies resumed";
   }
-  EXPECT_TRUE(quiet(kLeftoverBound + 500ms)) << "a claim or an entry was still waiting for its bound when the row ended";
+  EXPECT_TRUE(quiet(kLeftoverBound + 500ms))
+      << "a claim or an entry was still waiting for its bound when the row ended";
   stop_checker();
   report();
 }

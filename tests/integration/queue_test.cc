@@ -175,9 +175,9 @@ TEST_F(Queue, MixedQueueOfEtcdlockAndEtcdctlWaitersIsServedInOrder) {
   held->lock();
   Turns turns;
   auto etcdctl = [&](int who) {
-    auto child = std::make_unique<ChildProcess>(std::vector<std::string>{
-        "etcdctl", "--endpoints=" + etcd_.endpoints_csv(), "lock", prefix_ + "/x", "--", "sh", "-c",
-        "echo held " + std::to_string(who) + "; sleep 0.2"});
+    auto child = std::make_unique<ChildProcess>(
+        std::vector<std::string>{"etcdctl", "--endpoints=" + etcd_.endpoints_csv(), "lock", prefix_ + "/x", "--", "sh",
+                                 "-c", "echo held " + std::to_string(who) + "; sleep 0.2"});
     return child;
   };
   const auto before = entries("x");

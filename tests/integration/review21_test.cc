@@ -44,10 +44,9 @@ class Review21 : public LockTest {
 };
 
 // R21-1 (fixed: the registry makes no new state for a name until the last
-// one's destructor has ended, queue/named_queue.h's lifetime). A lock's state is destroyed while it holds (the last handle goes:
-// ~LockImpl releases), and its delete's reply does not come in time. The
-// registry already counts that state as gone, so a new state for the same
-// name is made at once, and its first attempt uses the same key (one entry
+// one's destructor has ended, queue/named_queue.h's lifetime). A lock's state is destroyed while it holds (the last
+// handle goes: ~LockImpl releases), and its delete's reply does not come in time. The registry already counts that
+// state as gone, so a new state for the same name is made at once, and its first attempt uses the same key (one entry
 // per lease) since the key is not retired yet. When the old delete times out,
 // the key is retired (Hold::give_up): its guard (StrayEntries) removes every
 // entry of ours under it on our lease, including the live hold of the new
@@ -124,10 +123,9 @@ TEST_F(Review21, NewStateOfANameLosesItsHoldToTheOldStatesRetiredKey) {
 
 // R21-2 (fixed: Hold::give_up leaves the loss signal to the caller, who gives
 // it once the turn is back; the callback may still run on the unlocking
-// thread, as lock_manager.h says, but with nothing held). An unlock whose reply is lost requests the hold's lost token on the
-// unlocking thread (Hold::give_up -> signal_loss_now), inside unlock(), while
-// that thread still owns the lock's turn (LockImpl::release gives it back only
-// afterwards). lock_manager.h promises that loss callbacks run on notifier
+// thread, as lock_manager.h says, but with nothing held). An unlock whose reply is lost requests the hold's lost token
+// on the unlocking thread (Hold::give_up -> signal_loss_now), inside unlock(), while that thread still owns the lock's
+// turn (LockImpl::release gives it back only afterwards). lock_manager.h promises that loss callbacks run on notifier
 // threads, that they may call any etcdlock function, and that one that blocks
 // delays only the signals queued behind it. Which thread runs the callback is
 // a race between the notifier (lose() posts the request) and the unlocking
@@ -145,11 +143,11 @@ class Review21Callbacks : public Review21 {
     for (int i = 0; i < 8; ++i) {
       auto lock = m.get_lock("busy" + std::to_string(i));
       lock->lock();
-      blockers_.push_back(std::make_unique<std::stop_callback<std::function<void()>>>(
-          lock->lost_token(), std::function<void()>([this] {
-            ++blocked_;
-            while (!go_) std::this_thread::sleep_for(5ms);
-          })));
+      blockers_.push_back(
+          std::make_unique<std::stop_callback<std::function<void()>>>(lock->lost_token(), std::function<void()>([this] {
+                                                                        ++blocked_;
+                                                                        while (!go_) std::this_thread::sleep_for(5ms);
+                                                                      })));
       busy_.push_back(std::move(lock));
     }
     auto admin = manager(20s);

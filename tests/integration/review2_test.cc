@@ -144,11 +144,11 @@ class Review2 : public LockTest {
     for (int i = 0; i < 8; ++i) {
       auto lock = m.get_lock("busy" + std::to_string(i));
       lock->lock();
-      blockers_.push_back(std::make_unique<std::stop_callback<std::function<void()>>>(
-          lock->lost_token(), std::function<void()>([this] {
-            ++blocked_;
-            while (!go_) std::this_thread::sleep_for(5ms);
-          })));
+      blockers_.push_back(
+          std::make_unique<std::stop_callback<std::function<void()>>>(lock->lost_token(), std::function<void()>([this] {
+                                                                        ++blocked_;
+                                                                        while (!go_) std::this_thread::sleep_for(5ms);
+                                                                      })));
       busy_.push_back(std::move(lock));
     }
     auto admin = manager(20s);
@@ -172,13 +172,11 @@ class Review2 : public LockTest {
 };
 
 // R2-2 (fixed: SharedLockImpl::acquire requests the token, with the mutex
-// released, before the downgrade's error leaves it): a downgrade that etcd does not answer throws errc::unavailable with
-// the hold lost but its lost token not requested. shared_lock.h says of that
-// case "the thread then holds neither side (its lost token is requested ...)",
-// and a write holder's readers may be in already (the put may have
-// committed), so the signal is owed before lock_shared() returns, as unlock()
-// owes it. SharedLockImpl::downgrade (shared_lock_impl.cc:99-106) only calls
-// hold->lose(unconfirmed), which posts the request to the notifier
+// released, before the downgrade's error leaves it): a downgrade that etcd does not answer throws errc::unavailable
+// with the hold lost but its lost token not requested. shared_lock.h says of that case "the thread then holds neither
+// side (its lost token is requested ...)", and a write holder's readers may be in already (the put may have committed),
+// so the signal is owed before lock_shared() returns, as unlock() owes it. SharedLockImpl::downgrade
+// (shared_lock_impl.cc:99-106) only calls hold->lose(unconfirmed), which posts the request to the notifier
 // (hold.cc:115); nothing calls signal_loss_now() on that path, unlike
 // SharedLockImpl::release (shared_lock_impl.cc:143). With the notifier busy
 // the token stays unrequested for as long as it is busy.
@@ -194,7 +192,8 @@ TEST_F(Review2, UnansweredDowngradeThrowsBeforeTheLostTokenIsRequested) {
   const bool requested = token.stop_requested();
   const bool requested_now = shared->lost_token().stop_requested();
   release_notifier();
-  EXPECT_TRUE(requested) << "lock_shared() threw unavailable (readers may be in) with the write hold's token unrequested";
+  EXPECT_TRUE(requested)
+      << "lock_shared() threw unavailable (readers may be in) with the write hold's token unrequested";
   EXPECT_TRUE(requested_now);
   std::error_code ec;
   shared->unlock(ec);

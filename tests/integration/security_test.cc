@@ -8,8 +8,8 @@
 #include "certificates.h"
 #include "child_process.h"
 #include "etcd_cluster.h"
-#include "expect_error.h"
 #include "etcdlock/etcdlock.h"
+#include "expect_error.h"
 #include "wire_helpers.h"
 
 namespace etcdlock::testing {
@@ -53,8 +53,8 @@ class Tls : public ::testing::Test {
   TempDir dir_;
   Certificates certs_ = make_certificates(dir_.path());
   EtcdTls server_ = {certs_.server_cert, certs_.server_key, certs_.ca, false, "", ""};
-  EtcdTls asks_for_client_certs_ = {certs_.server_cert, certs_.server_key, certs_.ca,
-                                    true,  certs_.client_cert, certs_.client_key};
+  EtcdTls asks_for_client_certs_ = {certs_.server_cert, certs_.server_key, certs_.ca, true,
+                                    certs_.client_cert, certs_.client_key};
 };
 
 TEST_F(Tls, VerifiedServerCertificate) {
@@ -183,8 +183,8 @@ TEST_F(Auth, CommandLineFlags) {
                     "run", "job", "--", "echo", "ran"});
   EXPECT_EQ(run.read_line(), "ran");
   EXPECT_EQ(run.wait(), 0);
-  ChildProcess denied({cli, "--endpoints=" + etcd_.endpoints_csv(), "--prefix=" + test_prefix(), "--user=alice:nope",
-                       "list"});
+  ChildProcess denied(
+      {cli, "--endpoints=" + etcd_.endpoints_csv(), "--prefix=" + test_prefix(), "--user=alice:nope", "list"});
   EXPECT_EQ(denied.wait(), 77);
 }
 

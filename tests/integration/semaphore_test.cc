@@ -119,7 +119,8 @@ TEST_F(SemaphoreTest, CancelAndTimeoutLeaveNoKey) {
   EXPECT_FALSE(other->try_acquire());
   EXPECT_EQ(entries("s"), 1);
   std::stop_source cancel;
-  std::jthread waiting([&] { expect_error(errc::cancelled, "cancelled", [&] { (void)other->acquire_permit(cancel.get_token()); }); });
+  std::jthread waiting(
+      [&] { expect_error(errc::cancelled, "cancelled", [&] { (void)other->acquire_permit(cancel.get_token()); }); });
   ASSERT_TRUE(eventually([&] { return entries("s") == 2; }));
   cancel.request_stop();
   waiting.join();

@@ -153,7 +153,8 @@ TEST_F(SharedLockTest, CancelAndTimeoutLeaveNoKey) {
   EXPECT_FALSE(other->try_lock_shared());
   EXPECT_EQ(entries("rw"), 1);
   std::stop_source cancel;
-  auto waiting = queued([&] { expect_error(errc::cancelled, "cancelled", [&] { other->lock_shared(cancel.get_token()); }); });
+  auto waiting =
+      queued([&] { expect_error(errc::cancelled, "cancelled", [&] { other->lock_shared(cancel.get_token()); }); });
   cancel.request_stop();
   waiting.join();
   EXPECT_EQ(entries("rw"), 1);

@@ -210,7 +210,8 @@ TEST_F(UnconfirmedWrite, LateNoteDoesNotAdmitAWaiterWhoseEntryIsGone) {
   ASSERT_TRUE(eventually([&] {
     const auto holder = admin->info("x");
     return holder && holder->key == w->key();
-  })) << (admin->info("x") ? admin->info("x")->key : "no holder") << " " << w->key();
+  })) << (admin->info("x") ? admin->info("x")->key : "no holder")
+      << " " << w->key();
   ASSERT_TRUE(admin->force_unlock("x"));  // W's entry
   ASSERT_TRUE(eventually([&] { return x_holds.load(); }));
   w_link.resume();
@@ -294,8 +295,8 @@ TEST_F(UnconfirmedWrite, NestedPrefixLeavesNothingInTheOuterLocksQueue) {
   a->unlock();
   EXPECT_TRUE(eventually([&] { return count_prefix(raw_, nested.prefix + "/") == 0; }, 5s))
       << "keys left under the nested prefix while both managers live";
-  ChildProcess etcdctl({"timeout", "10", "etcdctl", "--endpoints=" + etcd_.endpoints_csv(), "lock", nested.prefix,
-                        "--", "echo", "held"});
+  ChildProcess etcdctl({"timeout", "10", "etcdctl", "--endpoints=" + etcd_.endpoints_csv(), "lock", nested.prefix, "--",
+                        "echo", "held"});
   EXPECT_EQ(etcdctl.read_line(12s), "held") << "etcdctl lock waits behind a key of the nested manager";
   EXPECT_EQ(etcdctl.wait(), 0);
 }

@@ -10,8 +10,8 @@
 #include "etcd/watch_hub.h"
 #include "etcd_cluster.h"
 #include "recording_listener.h"
-#include "tcp_proxy.h"
 #include "session/session.h"
+#include "tcp_proxy.h"
 #include "wire_helpers.h"
 
 namespace etcdlock::testing {

@@ -31,7 +31,9 @@ std::string make_temp_dir() {
   return pattern;
 }
 
-std::string url(int port, bool tls = false) { return (tls ? "https://127.0.0.1:" : "http://127.0.0.1:") + std::to_string(port); }
+std::string url(int port, bool tls = false) {
+  return (tls ? "https://127.0.0.1:" : "http://127.0.0.1:") + std::to_string(port);
+}
 
 // SIGSTOP takes effect when each thread of the process next enters the
 // kernel; a test that freezes a member must not race a request against it.
@@ -116,19 +118,32 @@ void EtcdMember::start() {
   // async-signal-safe calls are allowed in a threaded process.
   std::vector<std::string> args = {
       "etcd",
-      "--name", name_,
-      "--data-dir", data_dir_,
-      "--listen-client-urls", url(client_port_, tls_.has_value()),
-      "--advertise-client-urls", url(client_port_, tls_.has_value()),
-      "--listen-peer-urls", url(peer_port_),
-      "--initial-advertise-peer-urls", url(peer_port_),
-      "--initial-cluster", initial_cluster_,
-      "--initial-cluster-token", cluster_token_,
-      "--initial-cluster-state", "new",
-      "--heartbeat-interval", "10",
-      "--election-timeout", "100",
-      "--logger", "zap",
-      "--log-level", "error",
+      "--name",
+      name_,
+      "--data-dir",
+      data_dir_,
+      "--listen-client-urls",
+      url(client_port_, tls_.has_value()),
+      "--advertise-client-urls",
+      url(client_port_, tls_.has_value()),
+      "--listen-peer-urls",
+      url(peer_port_),
+      "--initial-advertise-peer-urls",
+      url(peer_port_),
+      "--initial-cluster",
+      initial_cluster_,
+      "--initial-cluster-token",
+      cluster_token_,
+      "--initial-cluster-state",
+      "new",
+      "--heartbeat-interval",
+      "10",
+      "--election-timeout",
+      "100",
+      "--logger",
+      "zap",
+      "--log-level",
+      "error",
   };
   if (tls_) {
     for (const std::string& arg : {std::string("--cert-file"), tls_->cert, std::string("--key-file"), tls_->key}) {
@@ -195,7 +210,8 @@ void EtcdMember::restart() {
   start();
 }
 
-EtcdCluster::EtcdCluster(std::size_t members, std::optional<EtcdTls> tls) : root_(make_temp_dir()), tls_(std::move(tls)) {
+EtcdCluster::EtcdCluster(std::size_t members, std::optional<EtcdTls> tls)
+    : root_(make_temp_dir()), tls_(std::move(tls)) {
   static std::atomic<int> clusters{0};
   const std::string token = "etcdlock-" + std::to_string(getpid()) + "-" + std::to_string(clusters++);
   std::vector<std::pair<int, int>> ports;
@@ -252,8 +268,8 @@ void EtcdCluster::wait_ready(std::size_t index, std::chrono::milliseconds timeou
       return;
     } catch (const std::exception& error) {
       if (std::chrono::steady_clock::now() > deadline) {
-        throw std::runtime_error("etcd member " + members_.at(index)->name() + " did not become ready: " +
-                                 error.what());
+        throw std::runtime_error("etcd member " + members_.at(index)->name() +
+                                 " did not become ready: " + error.what());
       }
       std::this_thread::sleep_for(std::chrono::milliseconds(20));
     }

@@ -47,8 +47,8 @@ class TcpProxy {
   std::atomic<bool> stopping_{false};
   std::atomic<bool> cut_{false};
   std::mutex mu_;
-  std::vector<int> sockets_;         // guarded by mu_
-  std::vector<std::thread> pumps_;   // guarded by mu_
+  std::vector<int> sockets_;        // guarded by mu_
+  std::vector<std::thread> pumps_;  // guarded by mu_
   std::thread acceptor_;
 };
 

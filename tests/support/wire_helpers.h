@@ -10,9 +10,7 @@
 
 namespace etcdlock::testing {
 
-inline detail::SteadyTime in(std::chrono::milliseconds timeout) {
-  return std::chrono::steady_clock::now() + timeout;
-}
+inline detail::SteadyTime in(std::chrono::milliseconds timeout) { return std::chrono::steady_clock::now() + timeout; }
 
 inline std::int64_t put(const detail::etcd::Client& client, const std::string& key, const std::string& value,
                         std::int64_t lease = 0) {

@@ -56,7 +56,7 @@ TEST(CliLossTiming, EveryAcceptedTtlHasADefaultKillAfter) {
     EXPECT_LE(timing.kill_after, longest_kill_after(timing.ttl)) << ttl;
   }
   EXPECT_EQ(parse_loss_timing("30s", "").kill_after, 2500ms);  // half the loss margin, as the README says
-  EXPECT_EQ(parse_loss_timing("1500ms", "").ttl, 2s);         // whole seconds, rounded up
+  EXPECT_EQ(parse_loss_timing("1500ms", "").ttl, 2s);          // whole seconds, rounded up
 }
 
 TEST(CliLossTiming, TheTtlIsCheckedFirstAndNamedAlone) {

@@ -28,9 +28,7 @@ TEST(HolderValue, ForeignValuesAreNotOurs) {
   EXPECT_FALSE(decode_holder_value(std::string(1 << 20, '{')));
 }
 
-TEST(HolderValue, DefaultOwnerIsHostAndPid) {
-  EXPECT_NE(default_owner().find(':'), std::string::npos);
-}
+TEST(HolderValue, DefaultOwnerIsHostAndPid) { EXPECT_NE(default_owner().find(':'), std::string::npos); }
 
 }  // namespace
 }  // namespace etcdlock::detail

@@ -1,6 +1,6 @@
 #include "keys/key_layout.h"
-#include "keys/names.h"
 #include "base/text.h"
+#include "keys/names.h"
 
 #include <gtest/gtest.h>
 

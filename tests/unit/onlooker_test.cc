@@ -5,11 +5,11 @@
 #include <string>
 #include <vector>
 
-#include "queue/admission.h"
 #include "etcdlock/error.h"
 #include "keys/holder_value.h"
 #include "keys/key_layout.h"
 #include "keys/names.h"
+#include "queue/admission.h"
 
 namespace etcdlock::detail {
 namespace {

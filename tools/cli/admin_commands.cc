@@ -62,8 +62,7 @@ int force_unlock(ManagerOptions options, const std::string& name) {
       std::cerr << "etcdlock: lock \"" << name << "\" has no holder to remove\n";
       return kExitNothingToDo;
     }
-    std::cout << "force-unlocked \"" << name << "\": removed " << holder->key << " (owner " << holder->owner
-              << ")\n";
+    std::cout << "force-unlocked \"" << name << "\": removed " << holder->key << " (owner " << holder->owner << ")\n";
     return kExitOk;
   });
 }

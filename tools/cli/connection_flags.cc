@@ -47,14 +47,15 @@ void add_connection_flags(CLI::App& app, ConnectionFlags& flags) {
                  "comma-separated etcd endpoints (env ETCDLOCK_ENDPOINTS, then ETCDCTL_ENDPOINTS)")
       ->type_name("HOST:PORT,...")
       ->capture_default_str();
-  app.add_option("--prefix", flags.prefix, "the namespace of the locks in etcd")->type_name("PATH")->capture_default_str();
+  app.add_option("--prefix", flags.prefix, "the namespace of the locks in etcd")
+      ->type_name("PATH")
+      ->capture_default_str();
   app.add_option("--dial-timeout", flags.dial_timeout, "how long to wait for a connection")
       ->envname("ETCDCTL_DIAL_TIMEOUT")
       ->check(kDuration)
       ->type_name("DURATION")
       ->capture_default_str();
-  app.add_option("--command-timeout", flags.command_timeout,
-                 "the deadline of one request to etcd")
+  app.add_option("--command-timeout", flags.command_timeout, "the deadline of one request to etcd")
       ->envname("ETCDCTL_COMMAND_TIMEOUT")
       ->check(kDuration)
       ->type_name("DURATION")

@@ -5,9 +5,9 @@
 #include <csignal>
 #include <cstring>
 #include <iostream>
-#include <stdexcept>
 #include <mutex>
 #include <nlohmann/json.hpp>
+#include <stdexcept>
 
 #include "duration.h"
 #include "error_exit.h"
@@ -133,8 +133,8 @@ int show_leader(const ManagerOptions& options, const std::string& name, bool jso
 
 std::vector<Subcommand> add_election_commands(CLI::App& app) {
   auto flags = std::make_shared<ElectFlags>();
-  auto* elect = app.add_subcommand(
-      "elect", "campaign as NAME's leader with PROPOSAL; with a command, run it only while leader");
+  auto* elect =
+      app.add_subcommand("elect", "campaign as NAME's leader with PROPOSAL; with a command, run it only while leader");
   elect->add_option("name", flags->name, "the election's name")->required();
   elect->add_option("proposal", flags->proposal, "this candidate's proposal (not with --listen)");
   elect->add_option("command", flags->command, "a command to run while leader, after --");
@@ -143,8 +143,9 @@ std::vector<Subcommand> add_election_commands(CLI::App& app) {
   elect->add_option("--ttl", flags->ttl, "the lease TTL: how long a crashed leader stays leader")
       ->check(kDuration)
       ->capture_default_str();
-  elect->add_option("--kill-after", flags->kill_after,
-                    "after a lost leadership, SIGKILL the command this long after SIGTERM (as run)")
+  elect
+      ->add_option("--kill-after", flags->kill_after,
+                   "after a lost leadership, SIGKILL the command this long after SIGTERM (as run)")
       ->check(kDuration);
   elect->footer(
       "Prints the leader's key and proposal once elected, as etcdctl elect does, and holds the\n"

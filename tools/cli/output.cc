@@ -1,8 +1,8 @@
 #include "output.h"
 
 #include <algorithm>
-#include <cstdint>
 #include <array>
+#include <cstdint>
 #include <cstdio>
 #include <ctime>
 #include <nlohmann/json.hpp>
@@ -146,9 +146,8 @@ void print_status(std::ostream& out, const std::vector<LockInfo>& rows, std::chr
     for (const auto& entry : row.queue) {
       const auto queued = utc(entry.created_at);
       cells.push_back({printable(row.name), entry.holds ? "holder" : "waiter " + std::to_string(++waiting),
-                       printable(entry.owner),
-                       lease_hex(entry.lease_id), std::to_string(entry.fencing_token), queued.empty() ? "-" : queued,
-                       age(entry.created_at, now)});
+                       printable(entry.owner), lease_hex(entry.lease_id), std::to_string(entry.fencing_token),
+                       queued.empty() ? "-" : queued, age(entry.created_at, now)});
     }
   }
   print_columns(out, cells);
@@ -176,8 +175,9 @@ void print_event(std::ostream& out, const LockEvent& event, bool json, std::chro
     return;
   }
   out << utc_millis(at) << "  " << to_string(event.kind) << (event.lease_ended ? " (lease ended)" : "") << "  "
-      << printable(event.name) << "  owner=" << printable(event.entry.owner) << " lease=" << lease_hex(event.entry.lease_id)
-      << " token=" << event.entry.fencing_token << " revision=" << event.revision << "\n";
+      << printable(event.name) << "  owner=" << printable(event.entry.owner)
+      << " lease=" << lease_hex(event.entry.lease_id) << " token=" << event.entry.fencing_token
+      << " revision=" << event.revision << "\n";
 }
 
 }  // namespace etcdlock::cli

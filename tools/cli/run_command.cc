@@ -3,8 +3,8 @@
 #include <cstring>
 #include <functional>
 #include <iostream>
-#include <stdexcept>
 #include <optional>
+#include <stdexcept>
 
 #include "duration.h"
 #include "error_exit.h"
@@ -143,14 +143,17 @@ Subcommand add_run(CLI::App& app) {
   command->add_option("--ttl", flags->ttl, "the lease TTL: how long the lock outlives a crash of etcdlock")
       ->check(kDuration)
       ->capture_default_str();
-  command->add_option("--timeout", flags->timeout, "give up (exit 75) if not acquired within this time")->check(kDuration);
+  command->add_option("--timeout", flags->timeout, "give up (exit 75) if not acquired within this time")
+      ->check(kDuration);
   command->add_flag("--try", flags->run.try_once, "give up at once (exit 73) if another owner holds the lock");
-  command->add_option("-n,--permits", flags->run.permits,
-                      "hold one of N permits of a semaphore instead: at most N commands at once, across hosts")
+  command
+      ->add_option("-n,--permits", flags->run.permits,
+                   "hold one of N permits of a semaphore instead: at most N commands at once, across hosts")
       ->check(CLI::Range(1, 1'000'000));
-  command->add_option("--kill-after", flags->kill_after,
-                      "after a lost lock, SIGKILL the command this long after SIGTERM (default: half the lease's "
-                      "loss margin, a tenth of the TTL; at most the margin, so that it dies before its lease can)")
+  command
+      ->add_option("--kill-after", flags->kill_after,
+                   "after a lost lock, SIGKILL the command this long after SIGTERM (default: half the lease's "
+                   "loss margin, a tenth of the TTL; at most the margin, so that it dies before its lease can)")
       ->check(kDuration);
   command->footer(
       "The command gets ETCDLOCK_NAME, ETCDLOCK_KEY and ETCDLOCK_FENCING_TOKEN, and ETCD_LOCK_KEY and\n"

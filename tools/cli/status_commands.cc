@@ -67,7 +67,8 @@ int watch_locks(const ManagerOptions& options, const StatusFlags& flags) {
 
 std::vector<Subcommand> add_status_commands(CLI::App& app) {
   auto flags = std::make_shared<StatusFlags>();
-  auto* status = app.add_subcommand("status", "show every holder and waiter of the locks whose names start with PREFIX");
+  auto* status =
+      app.add_subcommand("status", "show every holder and waiter of the locks whose names start with PREFIX");
   status->add_option("name_prefix", flags->name_prefix, "a prefix of lock names");
   status->add_flag("--json", flags->json, "print JSON for scripts (as list --json)");
   status->footer(

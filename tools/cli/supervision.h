@@ -59,11 +59,11 @@ int spawn(const std::vector<std::string>& command, const std::vector<std::string
 
 // What the command runs under, as supervise() watches it.
 struct Supervision {
-  std::stop_token lost;                           // requested when the hold ends involuntarily
-  std::function<bool()> still_held;               // asked when etcdlock is continued after a stop
-  std::string what;                               // "lock \"x\"", for messages
-  std::chrono::milliseconds kill_after{2'500};    // SIGTERM to SIGKILL after a loss
-  int lost_status = 0;                            // the exit status after a loss
+  std::stop_token lost;                         // requested when the hold ends involuntarily
+  std::function<bool()> still_held;             // asked when etcdlock is continued after a stop
+  std::string what;                             // "lock \"x\"", for messages
+  std::chrono::milliseconds kill_after{2'500};  // SIGTERM to SIGKILL after a loss
+  int lost_status = 0;                          // the exit status after a loss
 };
 
 // Waits until the command and every process it started are gone, forwarding
