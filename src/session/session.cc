@@ -236,7 +236,12 @@ void Session::end(SteadyTime deadline) noexcept {
   }
   if (on_event_) on_event_({SessionState::closed, lease_id_, std::chrono::milliseconds(0), false, ""});
   try {
-    if (!was_lost) client_.lease_revoke(lease_id_, deadline);
+    // A lost lease too: the loss left it to expire so that holders had their
+    // margin to stop, and close() ends every hold. Without the revoke, a lost
+    // hold's entry would block the next holder until the lease expires.
+    client_.lease_revoke(lease_id_, deadline);
+  } catch (const etcd::LeaseNotFound&) {
+    // Expired already, and its keys with it.
   } catch (const std::exception& e) {
     log_(LogLevel::warning, "lease revoke failed; its keys go when its TTL passes",
          {{"lease", lease_hex()}, {"error", e.what()}});

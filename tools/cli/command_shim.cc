@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "exit_codes.h"
+#include "process_tree.h"
 
 namespace etcdlock::cli {
 namespace {
@@ -30,45 +31,18 @@ constexpr int kKillRoundMs = 20;
 // How long after the command's exit its leftover processes are worth a note.
 constexpr std::chrono::milliseconds kLeftoverNote{1000};
 
-// The PIDs whose parent is `parent`, read from /proc (the orphans re-parented
-// to the shim, and the command itself).
-std::vector<pid_t> children_of(pid_t parent) {
-  std::vector<pid_t> children;
-  DIR* proc = opendir("/proc");
-  if (proc == nullptr) return children;
-  while (const dirent* entry = readdir(proc)) {
-    char* end = nullptr;
-    const long pid = std::strtol(entry->d_name, &end, 10);
-    if (pid <= 0 || *end != '\0') continue;
-    std::ifstream stat_file(std::string("/proc/") + entry->d_name + "/stat");
-    std::string stat;
-    std::getline(stat_file, stat);
-    // "pid (comm) state ppid ...": comm may hold spaces and parentheses.
-    const auto close = stat.rfind(')');
-    if (close == std::string::npos) continue;
-    char state = 0;
-    long ppid = 0;
-    if (std::sscanf(stat.c_str() + close + 1, " %c %ld", &state, &ppid) == 2 && ppid == parent) {
-      children.push_back(static_cast<pid_t>(pid));
-    }
-  }
-  closedir(proc);
-  return children;
-}
-
-// SIGKILL to the command's group and to every child of the shim, wherever
-// its group: what left the group is still the command's doing.
-void kill_everything(pid_t group) {
-  kill(-group, SIGKILL);
-  for (const pid_t child : children_of(getpid())) kill(child, SIGKILL);
-}
-
 int status_code(int status) { return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status); }
 
 // In the forked child: the command, with the signal mask etcdlock's own
 // command would have had (none blocked), in a group of its own.
 [[noreturn]] void exec_command(char** command) {
   setpgid(0, 0);
+  // Should the shim be killed together with etcdlock, before either can act,
+  // the command at least dies with it (its own children are the group's and
+  // etcdlock's concern; a setuid exec clears this, hence not the only guard).
+  const pid_t shim = getppid();
+  prctl(PR_SET_PDEATHSIG, SIGKILL);
+  if (getppid() != shim) _exit(kExitCannotExecute);
   sigset_t none;
   sigemptyset(&none);
   sigprocmask(SIG_SETMASK, &none, nullptr);

@@ -18,6 +18,7 @@
 #include "command_shim.h"
 #include "etcdlock/error.h"
 #include "exit_codes.h"
+#include "process_tree.h"
 
 extern char** environ;
 
@@ -88,15 +89,18 @@ int spawn_shim(std::vector<std::string> argv, const std::vector<std::string>& va
   return error;
 }
 
-// The shim is gone without having killed the group (someone killed the shim
-// itself): kill the group here, and wait until it is empty. etcdlock is a
-// child subreaper, so the group's orphans are its children now, reaped here.
-void kill_group_and_wait(pid_t group) {
+// The shim is gone without having killed the tree (someone killed the shim
+// itself): kill what is left here, and wait until it is gone. etcdlock is a
+// child subreaper, so the tree's orphans, in the command's group or not, are
+// its children now: done when it has no child left (a zombie in the group,
+// whose parent left the group, would keep a probe of the group alive).
+void kill_tree_and_wait(pid_t group) {
   for (;;) {
-    kill(-group, SIGKILL);
-    while (waitpid(-1, nullptr, WNOHANG) > 0) {
+    kill_everything(group);
+    pid_t reaped = 0;
+    while ((reaped = waitpid(-1, nullptr, WNOHANG)) > 0) {
     }
-    if (kill(-group, 0) != 0 && errno == ESRCH) return;
+    if (reaped < 0 && errno == ECHILD) return;
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
 }
@@ -214,7 +218,7 @@ int supervise(Child child, const sigset_t& signals, const Supervision& supervisi
       if (WIFSIGNALED(*shim_status)) {
         std::cerr << "etcdlock: the command's watchdog was killed by signal " << WTERMSIG(*shim_status)
                   << "; killing the command\n";
-        kill_group_and_wait(child.group);
+        kill_tree_and_wait(child.group);
         if (!lost) lost = true;  // its own status is unknown
       }
       if (child.lifeline >= 0) close(child.lifeline);

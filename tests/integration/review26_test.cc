@@ -1,0 +1,478 @@
+// Review of issue 26 (cli-safety): reproductions of what the shim and the
+// supervision still let through. Each test states the promise it checks and
+// fails on main at 27ed88e. Commands append "<label> <ns>" marks to a file
+// every 20 ms while they run, as in cli_safety_test.cc; two spans that
+// overlap are two holders' commands running at once.
+// Status after the fixes that followed this review: fixed, and passing here:
+// a killed shim leaves nothing of the tree running (etcdlock kills and reaps
+// every child, ending on ECHILD, not on a probe of the group: a zombie no
+// longer hangs it); the command dies with the shim (PR_SET_PDEATHSIG) when
+// both are killed at once; close() after a loss revokes the lost lease; the
+// default --kill-after fits --ttl 1s. Open (skipped until fixed): Ctrl-Z and
+// a process that left the group; a command that reads the terminal.
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <termios.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <sstream>
+#include <thread>
+
+#include "child_process.h"
+#include "lock_fixture.h"
+#include "tcp_proxy.h"
+
+namespace etcdlock::testing {
+namespace {
+
+using namespace std::chrono_literals;
+
+struct Span {
+  std::int64_t first = 0, last = 0;  // ns since the epoch
+  int marks = 0;
+};
+
+std::string read_text(const std::string& path) {
+  std::ifstream file(path);
+  std::stringstream text;
+  text << file.rdbuf();
+  return text.str();
+}
+
+// The parent PID of `pid`, or 0.
+pid_t parent_of(pid_t pid) {
+  const std::string stat = read_text("/proc/" + std::to_string(pid) + "/stat");
+  const auto close = stat.rfind(')');
+  if (close == std::string::npos) return 0;
+  char state = 0;
+  long ppid = 0;
+  if (std::sscanf(stat.c_str() + close + 1, " %c %ld", &state, &ppid) != 2) return 0;
+  return static_cast<pid_t>(ppid);
+}
+
+char state_of(pid_t pid) {
+  const std::string stat = read_text("/proc/" + std::to_string(pid) + "/stat");
+  const auto close = stat.rfind(')');
+  if (close == std::string::npos) return '?';
+  return stat[close + 2];
+}
+
+// The command shim that etcdlock `parent` started, or 0.
+pid_t shim_of(pid_t parent) {
+  for (const auto& entry : std::filesystem::directory_iterator("/proc")) {
+    const std::string name = entry.path().filename();
+    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
+    const pid_t pid = std::stoi(name);
+    if (parent_of(pid) != parent) continue;
+    if (read_text("/proc/" + name + "/cmdline").find("--internal-command-shim") != std::string::npos) return pid;
+  }
+  return 0;
+}
+
+class Review26 : public LockTest {
+ protected:
+  ~Review26() override {
+    std::ifstream marks(marks_);
+    for (std::string label, value; marks >> label >> value;) {
+      if (label == "P") {
+        kill(-std::stoi(value), SIGKILL);
+        kill(std::stoi(value), SIGKILL);
+      }
+    }
+    std::filesystem::remove_all(directory_);
+  }
+
+  std::vector<std::string> etcdlock_argv(const std::string& endpoints, const std::vector<std::string>& args) const {
+    std::vector<std::string> argv = {built_program("../tools/cli/etcdlock"), "--endpoints=" + endpoints,
+                                     "--prefix=" + prefix_};
+    argv.insert(argv.end(), args.begin(), args.end());
+    return argv;
+  }
+  ChildProcess etcdlock(std::vector<std::string> args) {
+    return ChildProcess(etcdlock_argv(etcd_.endpoints_csv(), args));
+  }
+
+  std::string mark(const std::string& label) const {
+    return "echo \"" + label + " $(date +%s%N)\" >> '" + marks_ + "'";
+  }
+  std::string record_group() const { return "echo \"P $$\" >> '" + marks_ + "'"; }
+  std::string marking(const std::string& label, int times = 0) const {
+    if (times == 0) return "while :; do " + mark(label) + "; sleep 0.02; done";
+    return "i=0; while [ $i -lt " + std::to_string(times) + " ]; do " + mark(label) + "; sleep 0.02; i=$((i+1)); done";
+  }
+  std::string script(const std::string& name, const std::string& text) const {
+    const auto path = directory_ / name;
+    std::ofstream(path) << text << "\n";
+    return path.string();
+  }
+  // A worker that leaves the command's process group and session (as any
+  // daemon does), records its PID for the cleanup and marks `label`.
+  std::string escaping_worker(const std::string& label) const {
+    return "setsid sh '" + script("escapee.sh", record_group() + "; " + marking(label)) + "' &";
+  }
+
+  std::map<std::string, Span> spans() const {
+    std::map<std::string, Span> result;
+    std::ifstream marks(marks_);
+    for (std::string label, value; marks >> label >> value;) {
+      if (label == "P" || label == "R") continue;
+      auto& span = result[label];
+      const std::int64_t at = std::stoll(value);
+      span.first = span.marks == 0 ? at : std::min(span.first, at);
+      span.last = std::max(span.last, at);
+      ++span.marks;
+    }
+    return result;
+  }
+  bool marked(const std::string& label, std::chrono::milliseconds timeout = 15s) const {
+    return eventually([&] { return spans().contains(label); }, timeout);
+  }
+  double overlap_ms(const std::string& a, const std::string& b) const {
+    const auto all = spans();
+    const Span& x = all.at(a);
+    const Span& y = all.at(b);
+    return static_cast<double>(std::min(x.last, y.last) - std::max(x.first, y.first)) / 1e6;
+  }
+  void expect_before(const std::string& label, const std::string& next) const {
+    const auto all = spans();
+    ASSERT_TRUE(all.contains(label)) << label << " never ran";
+    ASSERT_TRUE(all.contains(next)) << next << " never ran";
+    const double overlap = overlap_ms(label, next);
+    std::cout << label << " and " << next << ": " << (overlap > 0 ? "overlapped " : "apart ") << std::abs(overlap)
+              << " ms\n";
+    EXPECT_LT(overlap, 0) << label << " ran beside " << next << " for " << overlap << " ms";
+  }
+
+  std::filesystem::path directory_ = [] {
+    std::string pattern = (std::filesystem::temp_directory_path() / "etcdlock-review26-XXXXXX").string();
+    return std::filesystem::path(mkdtemp(pattern.data()));
+  }();
+  std::string marks_ = (directory_ / "marks").string();
+};
+
+// Promise: "Ctrl-Z stops the command too", so that a stop that outlasts the
+// lease never lets the next holder's command run beside this one.
+// supervision.cc:225-227 stops only the command's process group
+// (kill(-child.group, SIGTSTP/SIGSTOP)); a process of the command's tree that
+// left the group (setsid, a shell's `set -m` job, any daemon) runs on while
+// etcdlock is stopped, and the next holder starts once the lease expires.
+TEST_F(Review26, CtrlZLeavesAProcessThatLeftTheGroupRunningBesideTheNextHolder) {
+  // An open fault (issue 26 review, not fixed yet): reported as skipped, not
+  // passed. ETCDLOCK_RUN_KNOWN_FAULTS=1 runs it, and it fails.
+  if (!std::getenv("ETCDLOCK_RUN_KNOWN_FAULTS"))
+    GTEST_SKIP() << "known fault, open: Ctrl-Z stops the command's group, not a process that left it (setsid)";
+  auto first = etcdlock({"run", "job", "--ttl", "2s", "--", "sh", "-c",
+                         record_group() + "; " + escaping_worker("W") + " " + marking("A")});
+  ASSERT_TRUE(marked("A") && marked("W"));
+  auto next = etcdlock({"run", "job", "--", "sh", "-c", marking("B", 10)});
+  ASSERT_TRUE(eventually([&] { return entries("job") == 2; }));
+  first.signal(SIGTSTP);
+  ASSERT_TRUE(marked("B", 20s)) << "the next holder never ran";
+  EXPECT_EQ(next.wait(), 0);
+  first.signal(SIGCONT);
+  EXPECT_EQ(first.wait(), 76);
+  expect_before("A", "B");  // holds: A's group was stopped
+  expect_before("W", "B");  // fails: W ran through the stop
+}
+
+// Promise: if the shim itself is killed, "etcdlock then kills the group and
+// waits for it" (command_shim.h:25-27), and run never releases while
+// anything of the tree lives. kill_group_and_wait (supervision.cc:94-102, called at :217)
+// kills the group only and returns once the group is empty: a process that
+// left the group (re-parented to etcdlock, the subreaper) is neither killed
+// nor waited for; etcdlock releases and exits, and the next holder's command
+// runs beside it, for ever.
+TEST_F(Review26, AKilledShimLeavesAProcessThatLeftTheGroupRunningAfterTheRelease) {
+  auto first = etcdlock({"run", "job", "--ttl", "2s", "--", "sh", "-c",
+                         record_group() + "; " + escaping_worker("W") + " " + marking("A")});
+  ASSERT_TRUE(marked("A") && marked("W"));
+  auto next = etcdlock({"run", "job", "--", "sh", "-c", marking("B", 10)});
+  ASSERT_TRUE(eventually([&] { return entries("job") == 2; }));
+  const pid_t shim = shim_of(first.pid());
+  ASSERT_GT(shim, 0) << "no shim under etcdlock";
+  ASSERT_EQ(kill(shim, SIGKILL), 0);
+  EXPECT_EQ(first.wait(), 76);
+  ASSERT_TRUE(marked("B", 20s)) << "the next holder never ran";
+  EXPECT_EQ(next.wait(), 0);
+  expect_before("A", "B");
+  expect_before("W", "B");  // fails: W outlived etcdlock and ran beside B
+}
+
+// The shim and etcdlock killed together (`kill -9` of both, `pkill -9 -f
+// etcdlock`, which matches the shim's command line too): nothing is left to
+// kill the command, which runs on for ever; the lease expires after the TTL
+// and the next holder's command runs beside it. The shim could bind its
+// direct child with PR_SET_PDEATHSIG (it has one thread, so the caveat of
+// command_shim.h:17-20 does not apply to it); README and command_shim.h do
+// not name this case among the ones not covered.
+TEST_F(Review26, ShimAndEtcdlockKilledTogetherLeaveTheCommandRunning) {
+  auto first = etcdlock({"run", "job", "--ttl", "2s", "--", "sh", "-c", record_group() + "; " + marking("A")});
+  ASSERT_TRUE(marked("A"));
+  auto next = etcdlock({"run", "job", "--", "sh", "-c", marking("B", 10)});
+  ASSERT_TRUE(eventually([&] { return entries("job") == 2; }));
+  const pid_t shim = shim_of(first.pid());
+  ASSERT_GT(shim, 0) << "no shim under etcdlock";
+  // Together: stopped first, so that neither acts on the other's death.
+  kill(shim, SIGSTOP);
+  first.signal(SIGSTOP);
+  first.signal(SIGKILL);
+  kill(shim, SIGKILL);
+  EXPECT_EQ(first.wait(), 128 + SIGKILL);
+  ASSERT_TRUE(marked("B", 20s)) << "the next holder never ran";
+  EXPECT_EQ(next.wait(), 0);
+  expect_before("A", "B");  // fails: A ran on, unsupervised
+}
+
+// Hang: the command runs in a process group of its own (supervision.cc:81,
+// command_shim.cc:71 and :109), never the terminal's foreground group. Run from a
+// terminal, a command that reads it (a prompt, `psql`, `read`) gets SIGTTIN
+// and stops; neither the shim (waitpid without WUNTRACED) nor etcdlock notices,
+// so `etcdlock run` hangs for ever, holding the lock.
+TEST_F(Review26, ACommandThatReadsTheTerminalIsStoppedForEver) {
+  // An open fault (issue 26 review, not fixed yet): reported as skipped, not
+  // passed. ETCDLOCK_RUN_KNOWN_FAULTS=1 runs it, and it fails.
+  if (!std::getenv("ETCDLOCK_RUN_KNOWN_FAULTS"))
+    GTEST_SKIP() << "known fault, open: the command runs in a background group and is never given the terminal";
+  const int master = posix_openpt(O_RDWR | O_NOCTTY);
+  ASSERT_GE(master, 0);
+  ASSERT_EQ(grantpt(master), 0);
+  ASSERT_EQ(unlockpt(master), 0);
+  const std::string terminal = ptsname(master);
+  auto argv = etcdlock_argv(
+      etcd_.endpoints_csv(),
+      {"run", "job", "--", "sh", "-c", record_group() + "; read line; echo \"R $line\" >> '" + marks_ + "'"});
+  std::vector<char*> args;
+  for (auto& arg : argv) args.push_back(arg.data());
+  args.push_back(nullptr);
+  const pid_t run = fork();
+  ASSERT_GE(run, 0);
+  if (run == 0) {
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    setsid();  // a login shell's session: the terminal is ours, our group in its foreground
+    const int slave = open(terminal.c_str(), O_RDWR);
+    if (slave < 0) _exit(120);
+    dup2(slave, 0);
+    dup2(slave, 1);
+    dup2(slave, 2);
+    execv(args[0], args.data());
+    _exit(127);
+  }
+  // Drains what the terminal echoes, so that no write to it blocks.
+  std::atomic<bool> draining{true};
+  std::thread drain([&] {
+    char buffer[256];
+    while (draining && read(master, buffer, sizeof buffer) > 0) {
+    }
+  });
+  const bool started = eventually([&] { return read_text(marks_).find("P ") != std::string::npos; }, 15s);
+  std::this_thread::sleep_for(300ms);
+  ASSERT_EQ(write(master, "hello\n", 6), 6);
+  const bool answered = eventually([&] { return read_text(marks_).find("R hello") != std::string::npos; }, 5s);
+  pid_t command = 0;
+  {
+    std::ifstream marks(marks_);
+    for (std::string label, value; marks >> label >> value;) {
+      if (label == "P") command = std::stoi(value);
+    }
+  }
+  const char state = command > 0 ? state_of(command) : '?';
+  kill(run, SIGKILL);
+  waitpid(run, nullptr, 0);
+  draining = false;
+  close(master);
+  drain.join();
+  ASSERT_TRUE(started) << "the command never started";
+  EXPECT_TRUE(answered) << "the command never read its input; its state: " << state
+                        << " (T: stopped by SIGTTIN, in a background group of the terminal)";
+}
+
+// Leak check: the command gets no descriptor of etcdlock's or the shim's
+// (the lifeline, gRPC's sockets): only 0, 1, 2 and what the test process
+// itself leaves inheritable.
+TEST_F(Review26, TheCommandInheritsNoDescriptorOfEtcdlock) {
+  auto run = etcdlock({"run", "job", "--", "sh", "-c", record_group() + "; exec sleep 30"});
+  ASSERT_TRUE(eventually([&] { return read_text(marks_).find("P ") != std::string::npos; }));
+  std::istringstream marks(read_text(marks_));
+  std::string label;
+  pid_t command = 0;
+  marks >> label >> command;
+  // The command has exec'ed sleep once its descriptors show no shell's.
+  std::this_thread::sleep_for(300ms);
+  const auto targets = [](const std::string& directory, bool inheritable_only) {
+    std::map<int, std::string> found;
+    for (const auto& entry : std::filesystem::directory_iterator(directory)) {
+      std::error_code ec;
+      const auto target = std::filesystem::read_symlink(entry.path(), ec);
+      const int fd = std::stoi(entry.path().filename().string());
+      if (ec) continue;
+      if (inheritable_only) {
+        const int flags = fcntl(fd, F_GETFD);
+        if (flags < 0 || (flags & FD_CLOEXEC) != 0) continue;
+      }
+      found[fd] = target.string();
+    }
+    return found;
+  };
+  auto ours = targets("/proc/self/fd", true);
+  std::string foreign;
+  for (const auto& [fd, target] : targets("/proc/" + std::to_string(command) + "/fd", false)) {
+    if (fd <= 2 || (ours.contains(fd) && ours[fd] == target)) continue;
+    foreign += std::to_string(fd) + " -> " + target + "\n";
+  }
+  run.signal(SIGTERM);
+  EXPECT_EQ(run.wait(), 128 + SIGTERM);
+  EXPECT_EQ(foreign, "") << "descriptors the command got from etcdlock or its shim";
+}
+
+// Holds (measured): after a loss the whole tree is dead before etcd lets the
+// next holder in, with the longest --kill-after allowed (run_command.cc:102,
+// the margin less two ticks) and a command that ignores SIGTERM, even for a
+// daemon tree that left the group: the shim kills it one generation at a
+// time (command_shim.cc:61-64), but SIGCHLD wakes each round at once. A TTL
+// of 3 s: margin 600 ms, --kill-after 400 ms. (At depth 200 the last process
+// died about 460 ms after the command, 70 ms before the next holder's start:
+// the slack is etcd's lessor granularity, not the 200 ms of run's.)
+class Review26Margin : public Review26 {
+ protected:
+  void run_with_a_daemon_tree(int depth) {
+    const auto endpoint = etcd_.endpoints()[0];
+    TcpProxy link(std::stoi(endpoint.substr(endpoint.rfind(':') + 1)));
+    // chain.sh N: a process whose child is chain.sh N-1; the last one marks W.
+    const auto chain = script("chain.sh", "if [ $1 -gt 0 ]; then sh '" + (directory_ / "chain.sh").string() +
+                                              "' $(($1-1)); : ; else " + record_group() + "; " + marking("W") + "; fi");
+    const std::string command = "trap '" + mark("T") + "' TERM; " + record_group() + "; setsid sh '" + chain + "' " +
+                                std::to_string(depth) + " & " + marking("A");
+    auto first = ChildProcess(etcdlock_argv(
+        link.endpoint(), {"run", "job", "--ttl", "3s", "--kill-after", "400ms", "--", "sh", "-c", command}));
+    ASSERT_TRUE(marked("A") && marked("W", 30s));
+    auto next = etcdlock({"run", "job", "--", "sh", "-c", marking("B", 10)});
+    ASSERT_TRUE(eventually([&] { return entries("job") == 2; }));
+    link.pause();
+    const bool told = marked("T", 20s);
+    link.resume();
+    ASSERT_TRUE(told) << "the first command was never told of the loss";
+    EXPECT_EQ(first.wait(), 76);
+    EXPECT_EQ(next.wait(), 0);
+    expect_before("A", "B");
+    expect_before("W", "B");
+  }
+};
+
+TEST_F(Review26Margin, AShallowDaemonDiesWithinTheMargin) { run_with_a_daemon_tree(0); }
+TEST_F(Review26Margin, ADaemonTree60DeepDiesWithinTheMargin) { run_with_a_daemon_tree(60); }
+
+// Hang: the shim killed, kill_group_and_wait (supervision.cc:94-102, called at :217) loops
+// until kill(-group, 0) fails. A process of the group whose parent left the
+// group (here a shell that forked `sleep` and then became, by setsid, a
+// process that never waits) stays a zombie of that parent, which is neither
+// killed nor waited for: the group
+// never empties, and etcdlock spins for ever, holding the lock.
+TEST_F(Review26, AKilledShimWithAZombieInTheGroupHangsEtcdlock) {
+  const std::string command =
+      record_group() + "; sh -c '" + record_group() + "; sleep 1000 & exec setsid sleep 1000' & " + marking("A");
+  auto first = etcdlock({"run", "job", "--ttl", "2s", "--", "sh", "-c", command});
+  ASSERT_TRUE(marked("A"));
+  std::this_thread::sleep_for(300ms);  // the subshell has called setsid
+  const pid_t shim = shim_of(first.pid());
+  ASSERT_GT(shim, 0);
+  ASSERT_EQ(kill(shim, SIGKILL), 0);
+  const bool exited = eventually([&] { return state_of(first.pid()) == 'Z'; }, 10s);
+  EXPECT_TRUE(exited) << "etcdlock did not exit within 10 s of its shim's death (state " << state_of(first.pid())
+                      << "); keys left: " << entries("job");
+  // The hold lives on, renewed: the lock is held for ever.
+  EXPECT_EQ(entries("job"), 0) << "the lock is still held";
+}
+
+// Usage: with --ttl 1s and no --kill-after, the default (half the margin,
+// 125 ms; run_command.cc:165, elect_command.cc:102) exceeds the longest
+// allowed (the margin less two ticks, 50 ms; run_command.cc:102-104) and run and elect refuse to start with
+// "--kill-after  is too long" (an empty value: the user gave none).
+TEST_F(Review26, TheDefaultKillAfterIsAcceptedForEveryTtl) {
+  EXPECT_EQ(etcdlock({"run", "--ttl", "1s", "job", "--", "true"}).wait(), 0);
+  EXPECT_EQ(etcdlock({"elect", "--ttl", "1s", "e", "p", "--", "true"}).wait(), 0);
+}
+
+// The library side of "a lost lease is not revoked". A holder whose renewals
+// reach etcd but whose answers do not (the link holds etcd's replies) loses
+// its hold at the local deadline while etcd has just renewed the lease: it
+// lives there about a whole TTL more. The link heals at the loss.
+class Review26Library : public LockTest {
+ protected:
+  using Steady = std::chrono::steady_clock;
+
+  // Runs the scenario; `give_up` is what the holder does once it learns of
+  // the loss. Returns how long the next holder waited after give_up returned.
+  std::chrono::milliseconds wait_after_giving_up(
+      const std::function<void(LockManager&, std::shared_ptr<Lock>&)>& give_up) {
+    auto waiter_manager = manager(10s);
+    auto waiting = waiter_manager->get_lock("x");
+    const auto endpoint = etcd_.endpoints()[0];
+    TcpProxy link(std::stoi(endpoint.substr(endpoint.rfind(':') + 1)));
+    auto holder_options = options();
+    holder_options.endpoints = {link.endpoint()};
+    holder_options.ttl = 5s;
+    LockManager holder_manager(holder_options);
+    auto holding = holder_manager.get_lock("x");
+    holding->lock();
+    std::atomic<bool> lost{false};
+    std::stop_callback on_loss(holding->lost_token(), [&] { lost = true; });
+    std::atomic<bool> acquired{false};
+    Steady::time_point acquired_at;
+    std::thread waiter([&] {
+      if (waiting->try_lock_for(30s)) {
+        acquired_at = Steady::now();
+        acquired = true;
+        waiting->unlock();
+      }
+    });
+    EXPECT_TRUE(eventually([&] { return entries("x") == 2; }));
+    link.hold_replies();
+    const bool lost_in_time = eventually([&] { return lost.load(); }, 15s);
+    link.resume_replies();
+    give_up(holder_manager, holding);
+    const auto given_up_at = Steady::now();
+    waiter.join();
+    EXPECT_TRUE(lost_in_time);
+    EXPECT_TRUE(acquired);
+    return std::chrono::duration_cast<std::chrono::milliseconds>(acquired_at - given_up_at);
+  }
+};
+
+// Holds: unlock() after the loss removes the entry, and the next holder is
+// let in at once rather than when the lease expires.
+TEST_F(Review26Library, UnlockAfterALossLetsTheNextHolderInAtOnce) {
+  const auto waited = wait_after_giving_up([](LockManager&, std::shared_ptr<Lock>& lock) {
+    std::error_code ec;
+    lock->unlock(ec);
+    EXPECT_EQ(ec, errc::lock_expired);
+  });
+  std::cout << "the next holder waited " << waited.count() << " ms after unlock\n";
+  EXPECT_LT(waited, 1000ms);
+}
+
+// Fails: close() after the loss (as an application shutting down on a lost
+// lock does) neither revokes the lost lease (session.cc:238, Session::end
+// skips the revoke of a lost session) nor removes the entry
+// (entry_removal.cc:8 and hold.cc:121: a closed manager leaves it to "the
+// lease revoke", which never comes). lock_manager.h:134 promises that close()
+// revokes the lease; the next holder waits until etcd expires it, here about
+// a whole TTL (5 s) after the holder gave everything up.
+TEST_F(Review26Library, CloseAfterALossLeavesTheEntryUntilTheLeaseExpires) {
+  const auto waited = wait_after_giving_up([](LockManager& manager, std::shared_ptr<Lock>& lock) {
+    manager.close();
+    lock.reset();
+  });
+  std::cout << "the next holder waited " << waited.count() << " ms after close()\n";
+  EXPECT_LT(waited, 1000ms) << "the entry of a closed manager blocked the next holder until its lease expired";
+}
+
+}  // namespace
+}  // namespace etcdlock::testing
