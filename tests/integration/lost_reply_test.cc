@@ -63,6 +63,7 @@
 //      command timeout plus 3 seconds (a background removal retries every
 //      200 ms).
 //
+// clang-format off
 // The matrix: row, armed site (whose key), and what the row does (setup →
 // armed call → after replies resumed).
 //   lock_lock                enqueue (A)        B holds → A.lock() queues behind B → B unlocks; A holds
@@ -70,8 +71,8 @@
 //   lock_try_lock_for        enqueue (A)        B holds → A.try_lock_for(300 ms) times out → B unlocks
 //   lock_unlock              release (A)        A holds, B waits → A.unlock() → B holds
 //   lock_unlock_note         note (B)           A holds, B waits → A.unlock(): delete, then a note to B → B holds
-//   lock_unlock_hand_over    release (A)        A held after waiting, C waits → A.unlock(): delete and note in one Txn
-//   → C holds lock_guarded_put         guarded_write      A holds, B waits → A.guarded_put() → A unlocks; B holds
+//   lock_unlock_hand_over    release (A)        A held after waiting, C waits → A.unlock(): delete and note in one Txn → C holds
+//   lock_guarded_put         guarded_write      A holds, B waits → A.guarded_put() → A unlocks; B holds
 //   shared_lock              enqueue (A)        B reads → A.lock() queues → B unlocks; A writes
 //   shared_lock_shared       enqueue (A)        B writes → A.lock_shared() queues → B unlocks; A reads
 //   shared_downgrade         downgrade (A)      A writes, B waits to read → A.lock_shared() (downgrade) → B reads
@@ -80,8 +81,8 @@
 //   shared_guarded_delete    guarded_write      A writes, B waits to read → A.guarded_delete() → A unlocks; B reads
 //   semaphore_acquire        enqueue (A)        B, C hold (limit 2) → A.acquire_permit() queues → B releases; A holds
 //   semaphore_release        release (A)        A, B hold, C waits → A's Permit::release() → C holds
-//   semaphore_release_note   note (C)           A, B hold, C waits → A's Permit::release(): delete, then a note to C →
-//   C holds election_campaign        enqueue (A)        B leads → A.campaign() queues → B resigns; A leads
+//   semaphore_release_note   note (C)           A, B hold, C waits → A's Permit::release(): delete, then a note to C → C holds
+//   election_campaign        enqueue (A)        B leads → A.campaign() queues → B resigns; A leads
 //   election_proclaim        proclaim (A)       A leads, B campaigns → A.proclaim() → A resigns; B leads
 //   election_resign          resign (A)         A leads, B campaigns → A.resign() → B leads
 //   admin_force_unlock       force_unlock (A)   A holds, B waits → D.force_unlock() (late loss) → B holds
@@ -90,10 +91,12 @@
 //   background_removal       removal (A)        B holds → A.try_lock_for(200 ms) times out: its entry's removal
 //                                               loses its reply (the key is retired; its guard finds the entry
 //                                               gone and writes nothing more) → B unlocks
-//   session_lease_grant      lease_grant (any)  B holds, A's lease revoked → A.lock() takes a new lease → B unlocks; A
-//   holds lock_unlock_stalled      release, held      as lock_unlock shared_downgrade_stalled downgrade, held    as
-//   shared_downgrade semaphore_release_stalled release, held     as semaphore_release election_resign_stalled  resign,
-//   held       as election_resign
+//   session_lease_grant      lease_grant (any)  B holds, A's lease revoked → A.lock() takes a new lease → B unlocks; A holds
+//   lock_unlock_stalled      release, held      as lock_unlock
+//   shared_downgrade_stalled downgrade, held    as shared_downgrade
+//   semaphore_release_stalled release, held     as semaphore_release
+//   election_resign_stalled  resign, held       as election_resign
+// clang-format on
 #include <gtest/gtest.h>
 
 #include <algorithm>
