@@ -134,7 +134,8 @@ class LockManager {
   ManagerMetrics metrics() const;
 
   // Ends every hold (each lost token fires, before close() returns), revokes
-  // the lease, wakes every waiter with errc::closed and joins the manager's
+  // the lease (a lost one too, so that no entry of a lost hold waits for its
+  // expiry), wakes every waiter with errc::closed and joins the manager's
   // threads. Idempotent: a second call returns once the first is done. Safe
   // from a loss callback (which then does not wait for a close() already
   // under way on another thread). Every call on the manager or its locks

@@ -14,7 +14,8 @@
 // A session lost at its local deadline does not revoke its lease, even when
 // etcd can be reached again: the lease's remaining life in etcd (at least the
 // loss margin) is the time its holds' owners were promised for stopping what
-// they do. Each hold removes its own entry once given up.
+// they do. Each hold removes its own entry once given up, and end() (the
+// manager's close(), which ends every hold first) revokes it all the same.
 //
 // The session knows nothing of locks. It tells the world it is lost through
 // lost_token(), as etcd's Go Session does through Done().
