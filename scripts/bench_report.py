@@ -156,6 +156,30 @@ def main():
     rows.append(("reentrant relock+unlock (per s)", reentrant, None, None,
                  f"≥ 1,000,000/s: {verdict(reentrant is not None and reentrant >= 1e6)}"))
 
+    # What one operation costs, on both sides (scripts/bench_measure.py): the
+    # same figures, taken from outside, for both programs.
+    cost_modes = [("raw floor (ours: Txn + DeleteRange; Go: Put + Delete)", ("raw", "putdel"), 1),
+                  ("uncontended", ("uncontended", "uncontended"), 1)]
+    cost_modes += [(f"contended, {n}", ("contended", "contended"), n) for n in (8, 64)]
+    cost_modes += [("manykeys, 32 threads", ("manykeys", "manykeys"), 32)]
+    cost_rows = []
+    for what, (our_mode, go_mode), clients in cost_modes:
+        def cost(who, mode, key):
+            return get(who, mode, clients, key)
+        def requests(who, mode):
+            merged = defaultdict(list)
+            for run in runs.get((who, mode, clients), []):
+                for method, count in (run.get("server_requests_per_op") or {}).items():
+                    merged[method].append(count)
+            return ", ".join(f"{method} {statistics.median(counts):.2f}" for method, counts in sorted(merged.items())
+                             if statistics.median(counts) >= 0.01) or "n/a"
+        cost_rows.append((what,
+                          [cost("ours", our_mode, "client_cpu_ms_per_op"), cost("ours", our_mode, "server_cpu_ms_per_op"),
+                           cost("go", go_mode, "client_cpu_ms_per_op"), cost("go", go_mode, "server_cpu_ms_per_op"),
+                           cost("ours", our_mode, "client_switches_per_op"),
+                           cost("go", go_mode, "client_switches_per_op")],
+                          requests("ours", our_mode), requests("go", go_mode)))
+
     scale_runs = runs.get(("ours", "scale", 1), [])
     scale = scale_runs[0] if scale_runs else None
 
@@ -177,6 +201,19 @@ def main():
                    f"{fmt(go, 3 if isinstance(go, float) and go < 100 else 1)} | "
                    f"{fmt(ratio, 2) + '×' if ratio else ''} | {target} |")
     out.append("\n![acquisitions per second against contenders](contended.png)\n")
+    out.append("## What one operation costs, client and etcd\n")
+    out.append("CPU (user + system) and context switches per operation (an acquisition, or a raw "
+               "cycle), measured from outside both programs alike (`scripts/bench_measure.py`): the "
+               "program's rusage and etcd's `/proc` counters over the run, divided by the operations it "
+               "reports; requests are the gRPC messages etcd received per operation, by method.\n")
+    out.append("| work | etcdlock client CPU (ms) | etcdlock's etcd CPU (ms) | Go client CPU (ms) | "
+               "Go's etcd CPU (ms) | etcdlock client switches | Go client switches | etcdlock requests | "
+               "Go requests |")
+    out.append("|---|---:|---:|---:|---:|---:|---:|---|---|")
+    for what, figures, ours_requests, go_requests in cost_rows:
+        cells = " | ".join(fmt(value, 3) for value in figures)
+        out.append(f"| {what} | {cells} | {ours_requests} | {go_requests} |")
+    out.append("")
     if scale:
         tenths = scale.get("acquire_ms_by_tenth", [])
         growth = tenths[-1] / tenths[0] if len(tenths) >= 2 and tenths[0] else None
