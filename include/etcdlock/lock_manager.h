@@ -107,7 +107,10 @@ class LockManager {
   // it; the next waiter gets the lock and the holder's lost token fires. The
   // delete compares the key's create revision, so a concurrent hand-over never
   // makes it remove the next holder. The holder's other locks are untouched.
-  // True when a holder was removed. Logged as a warning.
+  // True when a holder was removed. Logged as a warning. When the first entry
+  // of the queue is one of a longer name ("a/b" under "a", whose keys count
+  // in the queue of "a" as in etcd's recipe), throws Error(errc::invalid_argument)
+  // naming it: that entry holds the other name.
   bool force_unlock(std::string_view name);
   // Admin: revokes a lease, ending every hold and wait of the manager whose
   // session it is (for a crashed or stuck owner). True when the lease existed.

@@ -22,7 +22,7 @@ std::string queue_dir(std::string_view prefix, std::string_view name) {
 
 std::string queue_key(std::string_view dir, std::int64_t lease_id) { return std::string(dir) + hex_id(lease_id); }
 
-bool is_queue_entry(std::string_view dir, std::string_view key) {
+bool is_own_entry(std::string_view dir, std::string_view key) {
   if (!key.starts_with(dir) || key.size() == dir.size()) return false;
   return key.find('/', dir.size()) == std::string_view::npos;
 }

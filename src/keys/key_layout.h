@@ -4,6 +4,12 @@
 // queue of its holder and waiters, ordered by create revision. This is the
 // layout of etcd's own lock recipe, so all users of it exclude one another.
 //
+// Names nest: the keys of "N/b" lie under "P/N/" too. etcd's recipe (Go's
+// Mutex and Election, `etcdctl lock` and `elect`) counts every key under a
+// directory as an entry of its queue, and so does etcdlock, so that the tools
+// never disagree about who holds a name: "N" waits for the older entries of
+// "N/b", while "N/b" does not wait for "N" (its directory holds no key of N).
+//
 // Each manager also has an inbox, "P/\0inbox/<manager id in hex>", where a
 // releasing holder leaves a note for its successor (see hand_over.h). The NUL
 // byte, which no lock name may contain, keeps it out of every lock's queue
@@ -26,9 +32,11 @@ std::string queue_dir(std::string_view prefix, std::string_view name);
 // lowercase hex, as etcd's Go recipe writes it.
 std::string queue_key(std::string_view dir, std::int64_t lease_id);
 
-// True when `key` is an entry of the queue in `dir`, not one of a lock whose
-// name extends this one ("a" against "a/b").
-bool is_queue_entry(std::string_view dir, std::string_view key);
+// True when `key` is an entry of the name whose queue is `dir` itself, not one
+// of a name that extends it ("a" against "a/b"). Every key under `dir` counts
+// in the queue's order (see above); this tells which entries are the name's
+// own: those a hand-over note may address, and whose values a semaphore checks.
+bool is_own_entry(std::string_view dir, std::string_view key);
 
 // The name of the lock whose queue entry `key` is, when it is one under
 // `prefix`; nullopt for other keys (an inbox, a foreign key).

@@ -167,6 +167,14 @@ bool ActivityWatch::report_difference(std::map<std::string, Queue> now, std::int
       changed.insert(name);
     }
   }
+  // A change in "a/b" may admit an entry of "a" (see admit()).
+  std::set<std::string> enclosing;
+  for (const auto& name : changed) {
+    for (auto slash = name.find('/'); slash != std::string::npos; slash = name.find('/', slash + 1)) {
+      enclosing.insert(name.substr(0, slash));
+    }
+  }
+  changed.merge(enclosing);
   for (const auto& name : changed) {
     const auto queue = queues_.find(name);
     if (queue == queues_.end()) continue;
@@ -224,13 +232,15 @@ bool ActivityWatch::put(const std::string& name, Entry entry, std::int64_t revis
     // it may admit others.
     const auto place = queue.find(known->second.second);
     if (place != queue.end()) place->second.value = std::move(entry.value);
-    return admit(name, revision);
+    const bool run = admit(name, revision);
+    return admit_enclosing(name, revision) || run;
   }
   const auto created = entry.revision;
   const std::string key = entry.key;
   entries_[key] = {name, created};
   queue.emplace(created, std::move(entry));
   bool run = admit(name, revision);
+  run |= admit_enclosing(name, revision);
   const auto& added = queue.at(created);
   if (!added.holds) run |= report(LockEvent::Kind::queued, name, added, revision);
   return run;
@@ -256,23 +266,49 @@ bool ActivityWatch::remove(const std::string& key, std::int64_t revision) {
   if (!name) return run;
   if (const auto queue = queues_.find(*name); queue->second.empty()) {
     queues_.erase(queue);
-    return run;
+  } else {
+    run |= admit(*name, revision);
   }
-  return admit(*name, revision) || run;
+  return admit_enclosing(*name, revision) || run;
 }
 
 bool ActivityWatch::admit(const std::string& name, std::int64_t revision, bool report_changes) {
-  auto& queue = queues_.at(name);
+  // The queue holds the entries of longer names too ("a/b" under "a"), as in
+  // etcd's recipe (see keys/key_layout.h): the older ones hold ours back.
+  struct Place {
+    const std::string* value;
+    Entry* own;  // nullptr for a longer name's entry
+  };
+  // By create revision, then key: one Txn may create keys of several names.
+  std::map<std::pair<std::int64_t, std::string_view>, Place> order;
+  for (auto& [created, entry] : queues_.at(name))
+    order.emplace(std::pair{created, entry.key}, Place{&entry.value, &entry});
+  const std::string dir = name + "/";
+  for (auto longer = queues_.lower_bound(dir); longer != queues_.end() && longer->first.starts_with(dir); ++longer) {
+    for (const auto& [created, entry] : longer->second) {
+      order.emplace(std::pair{created, entry.key}, Place{&entry.value, nullptr});
+    }
+  }
   std::vector<const std::string*> values;
-  values.reserve(queue.size());
-  for (const auto& [created, entry] : queue) values.push_back(&entry.value);
+  values.reserve(order.size());
+  for (const auto& [at, place] : order) values.push_back(place.value);
   const auto holds = holding_entries(values);
   bool run = false;
   std::size_t i = 0;
-  for (auto& [created, entry] : queue) {
-    const bool began = holds[i++] && !entry.holds;
-    entry.holds = entry.holds || began;  // a holder holds until it goes
-    if (began && report_changes) run |= report(LockEvent::Kind::acquired, name, entry, revision);
+  for (const auto& [at, place] : order) {
+    const bool began = holds[i++] && place.own && !place.own->holds;
+    if (!began) continue;
+    place.own->holds = true;  // a holder holds until it goes
+    if (report_changes) run |= report(LockEvent::Kind::acquired, name, *place.own, revision);
+  }
+  return run;
+}
+
+bool ActivityWatch::admit_enclosing(const std::string& name, std::int64_t revision) {
+  bool run = false;
+  for (auto slash = name.find('/'); slash != std::string::npos; slash = name.find('/', slash + 1)) {
+    const auto enclosing = name.substr(0, slash);
+    if (queues_.contains(enclosing)) run |= admit(enclosing, revision);
   }
   return run;
 }

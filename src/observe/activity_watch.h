@@ -74,6 +74,9 @@ class ActivityWatch : public std::enable_shared_from_this<ActivityWatch> {
   // Works out again which entries of `name` hold, and reports those that
   // began to (unless `report_changes` is false: the first read reports nothing).
   bool admit(const std::string& name, std::int64_t revision, bool report_changes = true) ETCDLOCK_REQUIRES(mu_);
+  // admit() for each name that `name` extends ("a" for "a/b"): a change of
+  // a longer name's entries may admit theirs.
+  bool admit_enclosing(const std::string& name, std::int64_t revision) ETCDLOCK_REQUIRES(mu_);
   bool report(LockEvent::Kind kind, const std::string& name, const Entry& entry, std::int64_t revision)
       ETCDLOCK_REQUIRES(mu_);
 

@@ -54,10 +54,10 @@ std::optional<LockInfo> Admin::info(std::string_view name) const {
   validate_name(name);
   const auto dir = queue_dir(prefix_, name);
   const auto queue = client_.range(by_creation({dir, prefix_range_end(dir)}), deadline());
+  // Every key under the directory is an entry of the queue, also one of a
+  // longer name ("a/b" under "a"), as in etcd's recipe (see keys/key_layout.h).
   std::vector<const mvccpb::KeyValue*> entries;
-  for (const auto& kv : queue.kvs()) {
-    if (is_queue_entry(dir, kv.key())) entries.push_back(&kv);
-  }
+  for (const auto& kv : queue.kvs()) entries.push_back(&kv);
   if (entries.empty()) return std::nullopt;
   Leases ttls;
   return describe(std::string(name), entries, ttls);
@@ -67,12 +67,23 @@ std::vector<LockInfo> Admin::list(std::string_view name_prefix) const {
   validate_name_prefix(name_prefix);
   const std::string from = prefix_ + "/" + std::string(name_prefix);
   const auto everything = client_.range(by_creation({from, prefix_range_end(from)}), deadline());
-  // Entries come oldest first; std::map sorts the names.
+  // Entries come oldest first; std::map sorts the names. A name is listed
+  // when it has entries of its own ...
   std::map<std::string_view, std::vector<const mvccpb::KeyValue*>> queues;
   for (const auto& kv : everything.kvs()) {
     // "jobs/" also reads the keys of the lock "jobs" itself ("<prefix>/jobs/<id>").
     const auto name = lock_name_of(prefix_, kv.key());
-    if (name && name->starts_with(name_prefix)) queues[*name].push_back(&kv);
+    if (name && name->starts_with(name_prefix)) queues.try_emplace(*name);
+  }
+  // ... and its queue holds every key under its directory, also those of
+  // longer names ("a/b" under "a"), as in etcd's recipe (see keys/key_layout.h).
+  const std::size_t names_start = prefix_.size() + 1;
+  for (const auto& kv : everything.kvs()) {
+    const std::string_view key = kv.key();
+    for (auto slash = key.find('/', names_start); slash != std::string_view::npos; slash = key.find('/', slash + 1)) {
+      const auto queue = queues.find(key.substr(names_start, slash - names_start));
+      if (queue != queues.end()) queue->second.push_back(&kv);
+    }
   }
   std::vector<LockInfo> rows;
   rows.reserve(queues.size());
@@ -84,6 +95,15 @@ std::vector<LockInfo> Admin::list(std::string_view name_prefix) const {
 bool Admin::force_unlock(std::string_view name) const {
   const auto holder = info(name);
   if (!holder) return false;
+  // The first entry may be a longer name's ("a/b" under "a"): that holder
+  // holds the other name, which this call must not end.
+  if (!is_own_entry(queue_dir(prefix_, name), holder->key)) {
+    const auto longer = lock_name_of(prefix_, holder->key);
+    throw Error(errc::invalid_argument, "the first entry of the queue of " + quote_value(name) + " is one of " +
+                                            (longer ? "the longer name " + quote_value(*longer)
+                                                    : "a longer name, " + quote_value(holder->key)) +
+                                            "; force-unlock that name instead");
+  }
   // Only the same holder: a hand-over meanwhile must not cost the next one its lock.
   auto txn = while_created_at(holder->key, holder->fencing_token);
   txn.add_success()->mutable_request_delete_range()->set_key(holder->key);

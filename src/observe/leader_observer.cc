@@ -46,10 +46,10 @@ void LeaderObserver::read() {
   range.set_keys_only(false);
   const auto response = context_->client().range(range, context_->client().command_deadline());
   std::map<std::string, LeaderInfo> entries;
+  // Every key under the directory is an entry, also one of a longer name
+  // ("e/0" under "e"), as Go's Election sees it (see keys/key_layout.h).
   for (const auto& kv : response.kvs()) {
-    if (is_queue_entry(queue_.dir, kv.key())) {
-      entries[kv.key()] = LeaderInfo{kv.key(), kv.value(), kv.lease(), kv.create_revision()};
-    }
+    entries[kv.key()] = LeaderInfo{kv.key(), kv.value(), kv.lease(), kv.create_revision()};
   }
   bool deliver = false;
   bool again = false;
@@ -93,7 +93,6 @@ void LeaderObserver::apply(const etcd::WatchEvent& event) {
   // Events up to the last read are in it. (Several events may share one
   // revision: a Txn's, or a range delete's; each is applied.)
   if (catch_up_.in_last_read(event)) return;
-  if (!is_queue_entry(queue_.dir, event.key)) return;
   if (event.deleted) {
     entries_.erase(event.key);
   } else {

@@ -25,9 +25,11 @@ std::int64_t Admission::first_read_limit() const {
   return kQueuePage;
 }
 
-void Admission::Scan::take(const QueueDir& queue, const pb::RangeResponse& page, std::int64_t below) {
+void Admission::Scan::take(const pb::RangeResponse& page, std::int64_t below) {
   for (const auto& kv : page.kvs()) {
-    if (kv.create_revision() >= below || !is_queue_entry(queue.dir, kv.key())) continue;
+    // Keys of names that extend this one ("a/b" under "a") count as entries,
+    // as in etcd's recipe (see keys/key_layout.h).
+    if (kv.create_revision() >= below) continue;
     switch (admission_.rule()) {
       case Rule::exclusive:
         blockers_.push_back({kv.key(), kv.create_revision()});

@@ -45,9 +45,10 @@ class Admission {
   class Scan {
    public:
     explicit Scan(const Admission& admission) : admission_(admission) {}
-    // Takes a page of keys created before `below`; after it, either decided()
+    // Takes a page of keys created before `below` (every key of the queue's
+    // range, also one of a longer name); after it, either decided()
     // or the next page is to be read below next_below().
-    void take(const QueueDir& queue, const pb::RangeResponse& page, std::int64_t below);
+    void take(const pb::RangeResponse& page, std::int64_t below);
     bool decided() const { return decided_; }
     std::int64_t next_below() const { return next_below_; }
     // Once decided: admitted, or held back by blockers() (the entries to watch).

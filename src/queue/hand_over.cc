@@ -10,8 +10,10 @@
 namespace etcdlock::detail {
 namespace {
 
-// An entry that can receive a note: a queue entry whose value names an inbox
-// under a prefix that contains the queue.
+// An entry that can receive a note: an entry of the queue's own name (a
+// waiter of a longer name, "a/b" under "a", is admitted by its own queue's
+// rules, which no note of ours speaks for) whose value names an inbox under a
+// prefix that contains the queue.
 struct Addressee {
   QueueEntry entry;
   std::string inbox;
@@ -19,19 +21,19 @@ struct Addressee {
 };
 
 std::optional<Addressee> addressee(const QueueDir& queue, const mvccpb::KeyValue& kv) {
-  if (!is_queue_entry(queue.dir, kv.key())) return std::nullopt;
+  if (!is_own_entry(queue.dir, kv.key())) return std::nullopt;
   const auto value = decode_holder_value(kv.value());
   if (!value || !is_inbox_key_for(queue.dir, value->inbox)) return std::nullopt;
   return Addressee{{kv.key(), kv.create_revision()}, value->inbox, kv.lease()};
 }
 
-// The queue's entries in a read of it, oldest first, without the keys of
-// longer names ("a/b" under "a").
-std::vector<const mvccpb::KeyValue*> entries_of(const QueueDir& queue, const pb::RangeResponse& read) {
+// The queue's entries in a read of it, oldest first. The keys of longer names
+// ("a/b" under "a") count in the order, as in etcd's recipe (see
+// keys/key_layout.h).
+std::vector<const mvccpb::KeyValue*> entries_of(const pb::RangeResponse& read) {
   std::vector<const mvccpb::KeyValue*> entries;
-  for (const auto& kv : read.kvs()) {
-    if (is_queue_entry(queue.dir, kv.key())) entries.push_back(&kv);
-  }
+  entries.reserve(static_cast<std::size_t>(read.kvs_size()));
+  for (const auto& kv : read.kvs()) entries.push_back(&kv);
   return entries;
 }
 
@@ -43,7 +45,7 @@ Release release_and_hand_over(const etcd::Client& client, const QueueDir& queue,
   if (read_head_first) {
     // The successor is the entry just past the limit, once `own` holds one.
     auto head = head_read(queue);
-    head.set_limit(limit + 1);  // keys of longer names among them only cost the note
+    head.set_limit(limit + 1);
     // Served by the member at hand, without the leader's confirmation that a
     // linearizable read waits for (often a whole write, under contention).
     // It may be a little stale; safety rests on the Txn's compares, and a
@@ -55,7 +57,7 @@ Release release_and_hand_over(const etcd::Client& client, const QueueDir& queue,
     } catch (const Error&) {
       // Nothing was written: release without the read.
     }
-    const auto entries = entries_of(queue, read);  // points into `read`
+    const auto entries = entries_of(read);  // points into `read`
     const auto slot_count = static_cast<std::size_t>(limit);
     const bool holds = std::any_of(entries.begin(), entries.begin() + std::min(entries.size(), slot_count),
                                    [&](const mvccpb::KeyValue* kv) { return kv->key() == own.key; });
@@ -75,7 +77,7 @@ Release release_and_hand_over(const etcd::Client& client, const QueueDir& queue,
   release.entry_was_there = response.succeeded();
   if (!release.entry_was_there) return release;
   const auto& after = response.responses(1).response_range();
-  const auto entries = entries_of(queue, after);
+  const auto entries = entries_of(after);
   if (static_cast<std::int64_t>(entries.size()) < limit) {
     release.successor_seen = after.more();
     return release;

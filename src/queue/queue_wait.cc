@@ -123,19 +123,15 @@ std::optional<QueueWait::Read> QueueWait::try_first(const Session& session, Stea
     }
     const auto& own = response.responses(0).response_range();
     const auto& head = response.responses(1).response_range();
-    const bool someone_first = head.kvs_size() > 0 && is_queue_entry(queue_.dir, head.kvs(0).key());
     if (own.kvs_size() > 0) {
       if (!adopt(session, own.kvs(0), created_by_us)) continue;
-      if (someone_first && head.kvs(0).key() == key_) return Read{{}, revision};
+      if (head.kvs_size() > 0 && head.kvs(0).key() == key_) return Read{{}, revision};
       return read_ahead(deadline);
     }
-    if (someone_first) {
-      if (!in_doubt_) create_sent_ = false;  // this failure branch created nothing
-      return std::nullopt;
-    }
-    // The queue's first key is one of a longer name ("a/b" under "a"): queue,
-    // then see who is ahead.
-    return enqueue(session, deadline);
+    // Some key is first: any key under the directory, also one of a longer
+    // name ("a/b" under "a"), is ahead of us (see keys/key_layout.h).
+    if (!in_doubt_) create_sent_ = false;  // this failure branch created nothing
+    return std::nullopt;
   }
 }
 
@@ -158,13 +154,13 @@ std::optional<QueueWait::Read> QueueWait::enqueue(const Session& session, Steady
     if (entry_.check_ahead) {
       std::vector<std::string> values;
       for (const auto& kv : newest.kvs()) {
-        if (kv.key() != key_ && is_queue_entry(queue_.dir, kv.key())) values.push_back(kv.value());
+        if (kv.key() != key_ && is_own_entry(queue_.dir, kv.key())) values.push_back(kv.value());
       }
       entry_.check_ahead(values);
     }
     // Newest first: ours, then those ahead.
     Admission::Scan ahead_scan(admission);
-    ahead_scan.take(queue_, newest, revision);
+    ahead_scan.take(newest, revision);
     if (ahead_scan.decided()) return Read{ahead_scan.blockers(), revision};
     return scan(ahead_scan, ahead_scan.next_below(), deadline);
   }
@@ -183,7 +179,7 @@ std::optional<QueueWait::Read> QueueWait::scan(Admission::Scan& ahead_scan, std:
     const auto response = context_->client().txn(ahead_read(queue_, *own_, below, page), deadline);
     const auto& own = response.responses(0).response_range();
     if (own.kvs_size() == 0 || own.kvs(0).create_revision() != own_->revision) return std::nullopt;
-    ahead_scan.take(queue_, response.responses(1).response_range(), below);
+    ahead_scan.take(response.responses(1).response_range(), below);
     if (ahead_scan.decided()) return Read{ahead_scan.blockers(), response.header().revision()};
     below = ahead_scan.next_below();
     page.limit = kQueuePage;

@@ -302,23 +302,32 @@ TEST_F(ElectionTest, ANameIsALockOrAnElectionNotBoth) {
 }
 
 // The keys of longer names share the election's directory ("e/0" under
-// "e"): a full page of them, older than the leader's key, must not hide it.
-TEST_F(ElectionTest, LeaderIsFoundPastAPageOfLongerNames) {
+// "e"), and the oldest key leads, as Go's Election and `etcdctl elect` see it.
+TEST_F(ElectionTest, AnOlderKeyOfALongerNameLeadsAsInGo) {
   auto holder = manager();
-  std::vector<std::shared_ptr<Lock>> longer;
-  for (int i = 0; i < 64; ++i) {
-    longer.push_back(holder->get_lock("e/" + std::to_string(i)));
-    longer.back()->lock();
-  }
-  auto election = holder->get_election("e");
-  election->campaign("winner");
+  auto longer = holder->get_lock("e/0");
+  longer->lock();
+  auto candidate = manager();
+  auto election = candidate->get_election("e");
+  std::atomic<bool> won{false};
+  std::jthread campaign([&] {
+    election->campaign("winner");
+    won = true;
+  });
+  std::this_thread::sleep_for(500ms);
+  EXPECT_FALSE(won) << "campaigned past an older key under the election's directory";
   const auto leader = manager()->get_election("e")->leader();
-  ASSERT_TRUE(leader.has_value()) << "no leader reported while one leads";
-  EXPECT_EQ(leader->value, "winner");
-  EXPECT_EQ(leader->revision, election->fencing_token());
+  ASSERT_TRUE(leader.has_value());
+  EXPECT_EQ(leader->key, longer->key()) << "the oldest key under the directory leads";
+  longer->unlock();
+  campaign.join();
+  ASSERT_TRUE(won);
+  const auto now = manager()->get_election("e")->leader();
+  ASSERT_TRUE(now.has_value());
+  EXPECT_EQ(now->value, "winner");
+  EXPECT_EQ(now->revision, election->fencing_token());
   election->resign();
   EXPECT_FALSE(manager()->get_election("e")->leader().has_value());
-  for (auto& lock : longer) lock->unlock();
 }
 
 }  // namespace

@@ -117,22 +117,7 @@ TEST_F(LockExclusion, FencingTokensIncreaseAcrossHolders) {
   }
 }
 
-TEST_F(LockExclusion, NameAndLongerNameDoNotInterfere) {
-  auto a = manager();
-  auto b = manager();
-  auto c = manager();
-  auto parent = a->get_lock("a");
-  parent->lock();
-  auto child = b->get_lock("a/b");
-  ASSERT_TRUE(child->try_lock()) << "\"a\" blocked \"a/b\"";
-  auto contender = c->get_lock("a");
-  EXPECT_FALSE(contender->try_lock());
-  parent->unlock();
-  EXPECT_TRUE(contender->try_lock()) << "\"a/b\" blocked \"a\"";
-  EXPECT_TRUE(contender->held());
-  contender->unlock();
-  child->unlock();
-}
+// Names that nest ("a" and "a/b"): tests/integration/nested_names_test.cc.
 
 TEST_F(LockExclusion, EtcdctlLockExcludesUs) {
   // etcdctl holds <prefix>/x while its command runs.

@@ -824,7 +824,7 @@ std::vector<EtcdEntry> LostReply::read_queue() {
   std::vector<EtcdEntry> queue;
   std::vector<const std::string*> values;
   for (const auto& kv : response.kvs()) {
-    if (!detail::is_queue_entry(dir, kv.key())) continue;
+    if (!detail::is_own_entry(dir, kv.key())) continue;
     const auto value = detail::decode_holder_value(kv.value());
     queue.push_back({kv.key(), kv.lease(), kv.create_revision(), false,
                      !(value && value->side == detail::HolderValue::Side::read)});

@@ -65,16 +65,16 @@ TEST(KeySpace, QueueKeysFollowEtcdsLayout) {
 
 TEST(KeySpace, LongerNamesAreNotQueueEntries) {
   const auto dir = queue_dir("/p", "a");
-  EXPECT_TRUE(is_queue_entry(dir, "/p/a/694d"));
-  EXPECT_FALSE(is_queue_entry(dir, "/p/a/b/694d"));
-  EXPECT_FALSE(is_queue_entry(dir, "/p/a/"));
-  EXPECT_FALSE(is_queue_entry(dir, "/p/ab/694d"));
+  EXPECT_TRUE(is_own_entry(dir, "/p/a/694d"));
+  EXPECT_FALSE(is_own_entry(dir, "/p/a/b/694d"));
+  EXPECT_FALSE(is_own_entry(dir, "/p/a/"));
+  EXPECT_FALSE(is_own_entry(dir, "/p/ab/694d"));
 }
 
 TEST(KeySpace, InboxesAreOutsideEveryQueue) {
   const auto inbox = inbox_key("/p", 0xabc);
   EXPECT_EQ(inbox, std::string("/p/\0inbox/abc", 13));
-  EXPECT_FALSE(is_queue_entry(queue_dir("/p", "inbox"), inbox));
+  EXPECT_FALSE(is_own_entry(queue_dir("/p", "inbox"), inbox));
   EXPECT_TRUE(is_inbox_key_for("/p/jobs/", inbox));
   EXPECT_TRUE(is_inbox_key_for("/p/a/b/", inbox));
   EXPECT_FALSE(is_inbox_key_for("/q/jobs/", inbox)) << "a note only within the lock's own prefix";
