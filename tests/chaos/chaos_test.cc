@@ -96,16 +96,8 @@ class Chaos : public LockTest {
 
   // A client in slot `slot` reaches etcd through that slot's proxies.
   std::unique_ptr<ChildProcess> start_client(std::size_t slot, int id, int seconds_left) {
-    while (proxies_.size() <= slot) {
-      std::vector<std::unique_ptr<TcpProxy>> links;
-      for (std::size_t member = 0; member < etcd_.size(); ++member) {
-        const auto endpoint = etcd_.member(member).endpoint();
-        links.push_back(std::make_unique<TcpProxy>(std::stoi(endpoint.substr(endpoint.rfind(':') + 1))));
-      }
-      proxies_.push_back(std::move(links));
-    }
-    std::string endpoints;
-    for (const auto& link : proxies_[slot]) endpoints += (endpoints.empty() ? "" : ",") + link->endpoint();
+    while (proxies_.size() <= slot) proxies_.push_back(std::make_unique<ProxySet>(etcd_.endpoints()));
+    const std::string endpoints = proxies_[slot]->endpoints_csv();
     return std::make_unique<ChildProcess>(
         std::vector<std::string>{built_program("chaos_client"), endpoints, prefix_, "alpha,beta,gamma", kElection,
                                  kSharedLock, kSemaphore, std::to_string(kPermits), std::to_string(kTtlSeconds),
@@ -113,7 +105,7 @@ class Chaos : public LockTest {
   }
 
   // Per client slot, a proxy to each member.
-  std::vector<std::vector<std::unique_ptr<TcpProxy>>> proxies_;
+  std::vector<std::unique_ptr<ProxySet>> proxies_;
 
   std::string output(int id) const { return (directory_ / ("client-" + std::to_string(id) + ".log")).string(); }
 
@@ -207,10 +199,10 @@ TEST_F(Chaos, NoLostUpdateNoStaleWriteNothingLeftBehind) {
         break;
       }
       case 6: {  // a client's replies are held past its command timeout, then released
-        auto& links = proxies_[random() % clients.size()];
-        for (auto& link : links) link->hold_replies();
+        auto& links = *proxies_[random() % clients.size()];
+        links.hold_replies();
         std::this_thread::sleep_for(1500ms);
-        for (auto& link : links) link->resume_replies();
+        links.resume_replies();
         ++faults["replies held for 1.5 s, then released"];
         break;
       }

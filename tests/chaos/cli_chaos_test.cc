@@ -56,12 +56,7 @@ struct Driver {
 
 class CliChaos : public LockTest {
  protected:
-  CliChaos() : LockTest(3) {
-    for (std::size_t i = 0; i < etcd_.size(); ++i) {
-      const auto endpoint = etcd_.endpoints()[i];
-      proxies_.push_back(std::make_unique<TcpProxy>(std::stoi(endpoint.substr(endpoint.rfind(':') + 1))));
-    }
-  }
+  CliChaos() : LockTest(3) {}
   ~CliChaos() override { std::filesystem::remove_all(directory_); }
 
   int seconds() const {
@@ -69,12 +64,7 @@ class CliChaos : public LockTest {
     return wanted ? std::max(5, std::atoi(wanted)) : 40;
   }
 
-  std::string endpoints(bool proxied) const {
-    if (!proxied) return etcd_.endpoints_csv();
-    std::string csv;
-    for (const auto& proxy : proxies_) csv += (csv.empty() ? "" : ",") + proxy->endpoint();
-    return csv;
-  }
+  std::string endpoints(bool proxied) const { return proxied ? proxies_.endpoints_csv() : etcd_.endpoints_csv(); }
 
   void drive(Driver& driver, const std::string& kind, int id, bool proxied, std::chrono::steady_clock::time_point end) {
     for (int round = 0; std::chrono::steady_clock::now() < end; ++round) {
@@ -154,7 +144,7 @@ class CliChaos : public LockTest {
     return nullptr;
   }
 
-  std::vector<std::unique_ptr<TcpProxy>> proxies_;
+  ProxySet proxies_{etcd_.endpoints()};
   std::filesystem::path directory_ = [] {
     std::string pattern = (std::filesystem::temp_directory_path() / "etcdlock-cli-chaos-XXXXXX").string();
     return std::filesystem::path(mkdtemp(pattern.data()));
@@ -213,9 +203,9 @@ TEST_F(CliChaos, CommandsNeverRunBesideTheNextHolders) {
       }
       case 2: {  // the proxied drivers are cut off past their deadline, then etcd is back at once
         a_holder(drivers, random, /*proxied=*/true);  // when one of them holds, if one does soon
-        for (auto& proxy : proxies_) proxy->pause();
+        proxies_.pause();
         std::this_thread::sleep_for(std::chrono::milliseconds(kTtlSeconds * 1000 - 200));
-        for (auto& proxy : proxies_) proxy->resume();
+        proxies_.resume();
         ++faults["partition healed just after the deadline"];
         break;
       }

@@ -16,6 +16,7 @@
 
 #include "child_process.h"
 #include "lock_fixture.h"
+#include "marked_commands.h"
 #include "tcp_proxy.h"
 
 namespace etcdlock::testing {
@@ -23,93 +24,12 @@ namespace {
 
 using namespace std::chrono_literals;
 
-struct Span {
-  std::int64_t first = 0, last = 0;  // ns since the epoch
-  int marks = 0;
-};
-
-class CliSafety : public LockTest {
+class CliSafety : public LockTest, protected MarkedCommands {
  protected:
-  ~CliSafety() override {
-    // On code that lets a command outlive etcdlock, it would run on after the
-    // test: kill what the commands said they were.
-    for (const auto& [label, value] : read_marks()) {
-      if (label == "P" && value > 0) kill(-static_cast<pid_t>(value), SIGKILL);
-    }
-    std::filesystem::remove_all(directory_);
-  }
-
-  // The marks, line by line. A mark whose `date` was killed with its group
-  // has no number ("A "): it is skipped, not taken for the next line's.
-  std::vector<std::pair<std::string, std::int64_t>> read_marks() const {
-    std::vector<std::pair<std::string, std::int64_t>> result;
-    std::ifstream marks(marks_);
-    for (std::string line; std::getline(marks, line);) {
-      std::istringstream fields(line);
-      std::string label;
-      std::int64_t value = 0;
-      if (fields >> label >> value) result.emplace_back(label, value);
-    }
-    return result;
-  }
-
   ChildProcess etcdlock(const std::string& endpoints, std::vector<std::string> args) {
-    std::vector<std::string> argv = {built_program("../tools/cli/etcdlock"), "--endpoints=" + endpoints,
-                                     "--prefix=" + prefix_};
-    argv.insert(argv.end(), args.begin(), args.end());
-    return ChildProcess(argv);
+    return ChildProcess(etcdlock_argv(endpoints, prefix_, args));
   }
   ChildProcess etcdlock(std::vector<std::string> args) { return etcdlock(etcd_.endpoints_csv(), std::move(args)); }
-
-  // Shell text that appends "<label> <ns>" to the marks.
-  std::string mark(const std::string& label) const {
-    return "echo \"" + label + " $(date +%s%N)\" >> '" + marks_ + "'";
-  }
-  // Records the shell's PID, its command's group (for the cleanup above).
-  std::string record_group() const { return "echo \"P $$\" >> '" + marks_ + "'"; }
-  // Marks `label` every 20 ms, for ever or `times` times.
-  std::string marking(const std::string& label, int times = 0) const {
-    if (times == 0) return "while :; do " + mark(label) + "; sleep 0.02; done";
-    return "i=0; while [ $i -lt " + std::to_string(times) + " ]; do " + mark(label) + "; sleep 0.02; i=$((i+1)); done";
-  }
-  // A script file, run with sh.
-  std::string script(const std::string& name, const std::string& text) const {
-    const auto path = directory_ / name;
-    std::ofstream(path) << text << "\n";
-    return path.string();
-  }
-
-  std::map<std::string, Span> spans() const {
-    std::map<std::string, Span> result;
-    for (const auto& [label, at] : read_marks()) {
-      if (label == "P") continue;
-      auto& span = result[label];
-      span.first = span.marks == 0 ? at : std::min(span.first, at);
-      span.last = std::max(span.last, at);
-      ++span.marks;
-    }
-    return result;
-  }
-  bool marked(const std::string& label, std::chrono::milliseconds timeout = 15s) const {
-    return eventually([&] { return spans().contains(label); }, timeout);
-  }
-  // How long spans `a` and `b` ran at once, in ms; zero or less when not.
-  double overlap_ms(const std::string& a, const std::string& b) const {
-    const auto all = spans();
-    const Span& x = all.at(a);
-    const Span& y = all.at(b);
-    return static_cast<double>(std::min(x.last, y.last) - std::max(x.first, y.first)) / 1e6;
-  }
-  // Expects `label`'s span to end before `next`'s begins.
-  void expect_before(const std::string& label, const std::string& next) const {
-    const auto all = spans();
-    ASSERT_TRUE(all.contains(label)) << label << " never ran";
-    ASSERT_TRUE(all.contains(next)) << next << " never ran";
-    const double overlap = overlap_ms(label, next);
-    std::cout << label << " and " << next << ": " << (overlap > 0 ? "overlapped " : "apart ") << std::abs(overlap)
-              << " ms\n";
-    EXPECT_LT(overlap, 0) << label << " ran beside " << next << " for " << overlap << " ms";
-  }
 
   int port() const {
     const auto endpoint = etcd_.endpoints()[0];
@@ -126,12 +46,6 @@ class CliSafety : public LockTest {
     ASSERT_TRUE(stopped) << "the first command was never told of the loss";
     EXPECT_EQ(first.wait(), 76);
   }
-
-  std::filesystem::path directory_ = [] {
-    std::string pattern = (std::filesystem::temp_directory_path() / "etcdlock-cli-safety-XXXXXX").string();
-    return std::filesystem::path(mkdtemp(pattern.data()));
-  }();
-  std::string marks_ = (directory_ / "marks").string();
 };
 
 // Finding 1: the lost lease is not revoked at the loss; a command that takes

@@ -12,6 +12,7 @@
 #include <thread>
 #include <vector>
 
+#include "busy_notifier.h"
 #include "etcd/lost_replies.h"
 #include "expect_error.h"
 #include "lock_fixture.h"
@@ -135,45 +136,12 @@ TEST_F(Review21, NewStateOfANameLosesItsHoldToTheOldStatesRetiredKey) {
 // lock again is then stuck behind the very unlock() that ran it: lock() waits
 // for ever, try_lock_for() for its whole timeout, and fails on a free lock.
 // The same holds for resign() and campaign() (ElectionImpl::resign).
-class Review21Callbacks : public Review21 {
- protected:
-  // Takes all of the notifier's threads (kMaxThreads = 8) with loss callbacks
-  // that block until release_notifier().
-  void occupy_notifier(LockManager& m) {
-    for (int i = 0; i < 8; ++i) {
-      auto lock = m.get_lock("busy" + std::to_string(i));
-      lock->lock();
-      blockers_.push_back(
-          std::make_unique<std::stop_callback<std::function<void()>>>(lock->lost_token(), std::function<void()>([this] {
-                                                                        ++blocked_;
-                                                                        while (!go_) std::this_thread::sleep_for(5ms);
-                                                                      })));
-      busy_.push_back(std::move(lock));
-    }
-    auto admin = manager(20s);
-    for (int i = 0; i < 8; ++i) ASSERT_TRUE(admin->force_unlock("busy" + std::to_string(i)));
-    ASSERT_TRUE(eventually([&] { return blocked_.load() == 8; })) << blocked_.load();
-  }
-  void release_notifier() {
-    go_ = true;
-    blockers_.clear();
-    for (auto& lock : busy_) {
-      std::error_code ignored;
-      lock->unlock(ignored);
-    }
-    busy_.clear();
-  }
-  ~Review21Callbacks() override { go_ = true; }
-
-  std::atomic<int> blocked_{0};
-  std::atomic<bool> go_{false};
-  std::vector<std::unique_ptr<std::stop_callback<std::function<void()>>>> blockers_;
-  std::vector<std::shared_ptr<Lock>> busy_;
-};
+class Review21Callbacks : public Review21 {};
 
 TEST_F(Review21Callbacks, LossCallbackOfAnUnconfirmedUnlockRunsInsideUnlock) {
   auto m = manager(20s);
-  occupy_notifier(*m);
+  BusyNotifier busy;
+  ASSERT_NO_FATAL_FAILURE(busy.occupy(*m, *manager(20s)));
   auto lock = m->get_lock("x");
   lock->lock();
   const auto caller = std::this_thread::get_id();
@@ -192,7 +160,7 @@ TEST_F(Review21Callbacks, LossCallbackOfAnUnconfirmedUnlockRunsInsideUnlock) {
   lock->unlock(ec);
   const auto took = Clock::now() - started;
   EXPECT_EQ(ec, errc::unavailable);
-  release_notifier();
+  busy.release();
   ASSERT_TRUE(eventually([&] { return relocked.load() != -1; }));
   EXPECT_TRUE(on_caller.load()) << "setup: with the notifier busy, the callback runs in unlock()";
   EXPECT_LT(took, 1s) << "unlock() waited for its own loss callback";
@@ -201,7 +169,8 @@ TEST_F(Review21Callbacks, LossCallbackOfAnUnconfirmedUnlockRunsInsideUnlock) {
 
 TEST_F(Review21Callbacks, LossCallbackOfAnUnconfirmedResignRunsInsideResign) {
   auto m = manager(20s);
-  occupy_notifier(*m);
+  BusyNotifier busy;
+  ASSERT_NO_FATAL_FAILURE(busy.occupy(*m, *manager(20s)));
   auto election = m->get_election("e");
   election->campaign("a");
   const auto caller = std::this_thread::get_id();
@@ -217,7 +186,7 @@ TEST_F(Review21Callbacks, LossCallbackOfAnUnconfirmedResignRunsInsideResign) {
   const auto started = Clock::now();
   election->resign();
   const auto took = Clock::now() - started;
-  release_notifier();
+  busy.release();
   ASSERT_TRUE(eventually([&] { return elected.load() != -1; }));
   EXPECT_TRUE(on_caller.load()) << "setup: with the notifier busy, the callback runs in resign()";
   EXPECT_LT(took, 1s) << "resign() waited for its own loss callback";

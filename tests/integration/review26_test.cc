@@ -28,17 +28,13 @@
 
 #include "child_process.h"
 #include "lock_fixture.h"
+#include "marked_commands.h"
 #include "tcp_proxy.h"
 
 namespace etcdlock::testing {
 namespace {
 
 using namespace std::chrono_literals;
-
-struct Span {
-  std::int64_t first = 0, last = 0;  // ns since the epoch
-  int marks = 0;
-};
 
 std::string read_text(const std::string& path) {
   std::ifstream file(path);
@@ -77,85 +73,17 @@ pid_t shim_of(pid_t parent) {
   return 0;
 }
 
-class Review26 : public LockTest {
+class Review26 : public LockTest, protected MarkedCommands {
  protected:
-  ~Review26() override {
-    std::ifstream marks(marks_);
-    for (std::string label, value; marks >> label >> value;) {
-      if (label == "P") {
-        kill(-std::stoi(value), SIGKILL);
-        kill(std::stoi(value), SIGKILL);
-      }
-    }
-    std::filesystem::remove_all(directory_);
-  }
-
-  std::vector<std::string> etcdlock_argv(const std::string& endpoints, const std::vector<std::string>& args) const {
-    std::vector<std::string> argv = {built_program("../tools/cli/etcdlock"), "--endpoints=" + endpoints,
-                                     "--prefix=" + prefix_};
-    argv.insert(argv.end(), args.begin(), args.end());
-    return argv;
-  }
   ChildProcess etcdlock(std::vector<std::string> args) {
-    return ChildProcess(etcdlock_argv(etcd_.endpoints_csv(), args));
+    return ChildProcess(etcdlock_argv(etcd_.endpoints_csv(), prefix_, args));
   }
 
-  std::string mark(const std::string& label) const {
-    return "echo \"" + label + " $(date +%s%N)\" >> '" + marks_ + "'";
-  }
-  std::string record_group() const { return "echo \"P $$\" >> '" + marks_ + "'"; }
-  std::string marking(const std::string& label, int times = 0) const {
-    if (times == 0) return "while :; do " + mark(label) + "; sleep 0.02; done";
-    return "i=0; while [ $i -lt " + std::to_string(times) + " ]; do " + mark(label) + "; sleep 0.02; i=$((i+1)); done";
-  }
-  std::string script(const std::string& name, const std::string& text) const {
-    const auto path = directory_ / name;
-    std::ofstream(path) << text << "\n";
-    return path.string();
-  }
   // A worker that leaves the command's process group and session (as any
   // daemon does), records its PID for the cleanup and marks `label`.
   std::string escaping_worker(const std::string& label) const {
     return "setsid sh '" + script("escapee.sh", record_group() + "; " + marking(label)) + "' &";
   }
-
-  std::map<std::string, Span> spans() const {
-    std::map<std::string, Span> result;
-    std::ifstream marks(marks_);
-    for (std::string label, value; marks >> label >> value;) {
-      if (label == "P" || label == "R") continue;
-      auto& span = result[label];
-      const std::int64_t at = std::stoll(value);
-      span.first = span.marks == 0 ? at : std::min(span.first, at);
-      span.last = std::max(span.last, at);
-      ++span.marks;
-    }
-    return result;
-  }
-  bool marked(const std::string& label, std::chrono::milliseconds timeout = 15s) const {
-    return eventually([&] { return spans().contains(label); }, timeout);
-  }
-  double overlap_ms(const std::string& a, const std::string& b) const {
-    const auto all = spans();
-    const Span& x = all.at(a);
-    const Span& y = all.at(b);
-    return static_cast<double>(std::min(x.last, y.last) - std::max(x.first, y.first)) / 1e6;
-  }
-  void expect_before(const std::string& label, const std::string& next) const {
-    const auto all = spans();
-    ASSERT_TRUE(all.contains(label)) << label << " never ran";
-    ASSERT_TRUE(all.contains(next)) << next << " never ran";
-    const double overlap = overlap_ms(label, next);
-    std::cout << label << " and " << next << ": " << (overlap > 0 ? "overlapped " : "apart ") << std::abs(overlap)
-              << " ms\n";
-    EXPECT_LT(overlap, 0) << label << " ran beside " << next << " for " << overlap << " ms";
-  }
-
-  std::filesystem::path directory_ = [] {
-    std::string pattern = (std::filesystem::temp_directory_path() / "etcdlock-review26-XXXXXX").string();
-    return std::filesystem::path(mkdtemp(pattern.data()));
-  }();
-  std::string marks_ = (directory_ / "marks").string();
 };
 
 // Promise: "Ctrl-Z stops the command too", so that a stop that outlasts the
@@ -247,7 +175,7 @@ TEST_F(Review26, ACommandThatReadsTheTerminalIsStoppedForEver) {
   ASSERT_EQ(unlockpt(master), 0);
   const std::string terminal = ptsname(master);
   auto argv = etcdlock_argv(
-      etcd_.endpoints_csv(),
+      etcd_.endpoints_csv(), prefix_,
       {"run", "job", "--", "sh", "-c", record_group() + "; read line; echo \"R $line\" >> '" + marks_ + "'"});
   std::vector<char*> args;
   for (auto& arg : argv) args.push_back(arg.data());
@@ -351,7 +279,7 @@ class Review26Margin : public Review26 {
     const std::string command = "trap '" + mark("T") + "' TERM; " + record_group() + "; setsid sh '" + chain + "' " +
                                 std::to_string(depth) + " & " + marking("A");
     auto first = ChildProcess(etcdlock_argv(
-        link.endpoint(), {"run", "job", "--ttl", "3s", "--kill-after", "400ms", "--", "sh", "-c", command}));
+        link.endpoint(), prefix_, {"run", "job", "--ttl", "3s", "--kill-after", "400ms", "--", "sh", "-c", command}));
     ASSERT_TRUE(marked("A") && marked("W", 30s));
     auto next = etcdlock({"run", "job", "--", "sh", "-c", marking("B", 10)});
     ASSERT_TRUE(eventually([&] { return entries("job") == 2; }));

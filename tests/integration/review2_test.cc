@@ -16,6 +16,7 @@
 #include <thread>
 #include <vector>
 
+#include "busy_notifier.h"
 #include "etcd/lost_replies.h"
 #include "etcd_cluster.h"
 #include "expect_error.h"
@@ -128,47 +129,12 @@ TEST_F(Review2Auth, RefusedUnlockLeavesAnEntryThatBlocksTheLockWhileTheLeaseLive
 }
 
 // ---------------------------------------------------------------------------
-// Tests that need the notifier busy (as review21_test.cc does): with all of its
+// Tests that need the notifier busy (tests/support/busy_notifier.h): with all of its
 // threads in blocking loss callbacks, a token is requested on time only by
 // the call that owes it.
 class Review2 : public LockTest {
  protected:
-  ~Review2() override {
-    go_ = true;
-    LostReplies::disarm();
-  }
-
-  // Takes all of the notifier's threads (eight) with loss callbacks that block
-  // until release_notifier().
-  void occupy_notifier(LockManager& m) {
-    for (int i = 0; i < 8; ++i) {
-      auto lock = m.get_lock("busy" + std::to_string(i));
-      lock->lock();
-      blockers_.push_back(
-          std::make_unique<std::stop_callback<std::function<void()>>>(lock->lost_token(), std::function<void()>([this] {
-                                                                        ++blocked_;
-                                                                        while (!go_) std::this_thread::sleep_for(5ms);
-                                                                      })));
-      busy_.push_back(std::move(lock));
-    }
-    auto admin = manager(20s);
-    for (int i = 0; i < 8; ++i) ASSERT_TRUE(admin->force_unlock("busy" + std::to_string(i)));
-    ASSERT_TRUE(eventually([&] { return blocked_.load() == 8; })) << blocked_.load();
-  }
-  void release_notifier() {
-    go_ = true;
-    blockers_.clear();
-    for (auto& lock : busy_) {
-      std::error_code ignored;
-      lock->unlock(ignored);
-    }
-    busy_.clear();
-  }
-
-  std::atomic<int> blocked_{0};
-  std::atomic<bool> go_{false};
-  std::vector<std::unique_ptr<std::stop_callback<std::function<void()>>>> blockers_;
-  std::vector<std::shared_ptr<Lock>> busy_;
+  ~Review2() override { LostReplies::disarm(); }
 };
 
 // R2-2 (fixed: SharedLockImpl::acquire requests the token, with the mutex
@@ -182,7 +148,8 @@ class Review2 : public LockTest {
 // the token stays unrequested for as long as it is busy.
 TEST_F(Review2, UnansweredDowngradeThrowsBeforeTheLostTokenIsRequested) {
   auto m = manager(20s);
-  occupy_notifier(*m);
+  BusyNotifier busy;
+  ASSERT_NO_FATAL_FAILURE(busy.occupy(*m, *manager(20s)));
   auto shared = m->get_shared_lock("s");
   shared->lock();
   const auto token = shared->lost_token();
@@ -191,7 +158,7 @@ TEST_F(Review2, UnansweredDowngradeThrowsBeforeTheLostTokenIsRequested) {
   expect_error(errc::unavailable, "", [&] { shared->lock_shared(); });
   const bool requested = token.stop_requested();
   const bool requested_now = shared->lost_token().stop_requested();
-  release_notifier();
+  busy.release();
   EXPECT_TRUE(requested)
       << "lock_shared() threw unavailable (readers may be in) with the write hold's token unrequested";
   EXPECT_TRUE(requested_now);

@@ -114,4 +114,29 @@ void TcpProxy::pump(int from, int to, bool replies) {
   }
 }
 
+int port_of(std::string_view endpoint) { return std::stoi(std::string(endpoint.substr(endpoint.rfind(':') + 1))); }
+
+ProxySet::ProxySet(const std::vector<std::string>& member_endpoints) {
+  for (const auto& endpoint : member_endpoints) proxies_.push_back(std::make_unique<TcpProxy>(port_of(endpoint)));
+}
+
+std::string ProxySet::endpoints_csv() const {
+  std::string csv;
+  for (const auto& proxy : proxies_) csv += (csv.empty() ? "" : ",") + proxy->endpoint();
+  return csv;
+}
+
+void ProxySet::pause() {
+  for (auto& proxy : proxies_) proxy->pause();
+}
+void ProxySet::resume() {
+  for (auto& proxy : proxies_) proxy->resume();
+}
+void ProxySet::hold_replies() {
+  for (auto& proxy : proxies_) proxy->hold_replies();
+}
+void ProxySet::resume_replies() {
+  for (auto& proxy : proxies_) proxy->resume_replies();
+}
+
 }  // namespace etcdlock::testing

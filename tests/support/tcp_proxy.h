@@ -4,12 +4,17 @@
 #pragma once
 
 #include <atomic>
+#include <memory>
 #include <mutex>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
 namespace etcdlock::testing {
+
+// The port of a "host:port" endpoint.
+int port_of(std::string_view endpoint);
 
 class TcpProxy {
  public:
@@ -50,6 +55,23 @@ class TcpProxy {
   std::vector<int> sockets_;        // guarded by mu_
   std::vector<std::thread> pumps_;  // guarded by mu_
   std::thread acceptor_;
+};
+
+// A proxy to each of a cluster's members: a client given endpoints_csv()
+// reaches every member through its own proxy, so a fault of the set cuts
+// that client off from the whole cluster, and no one else.
+class ProxySet {
+ public:
+  explicit ProxySet(const std::vector<std::string>& member_endpoints);
+
+  std::string endpoints_csv() const;
+  void pause();
+  void resume();
+  void hold_replies();
+  void resume_replies();
+
+ private:
+  std::vector<std::unique_ptr<TcpProxy>> proxies_;
 };
 
 }  // namespace etcdlock::testing
