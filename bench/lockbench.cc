@@ -34,6 +34,7 @@
 #include "keys/queue_requests.h"
 #include "server_metrics.h"
 #include "stats.h"
+#include "thread_switches.h"
 
 namespace etcdlock::bench {
 namespace {
@@ -93,8 +94,12 @@ json base_result(const Config& config) {
           {"ops_per_client", config.ops}, {"ttl_s", config.ttl},           {"metrics", config.metrics}};
 }
 
+// The threads as the run began: finish() reports what each woke since.
+std::map<pid_t, ThreadSwitches> threads_at_start;
+
 void finish(json& result, long ops, double elapsed, const Errors& errors) {
   result["ops"] = ops;
+  result["client_switches_by_thread_per_op"] = switches_by_thread_per_op(threads_at_start, ops);
   result["errors"] = errors.count.load();
   if (!errors.first.empty()) result["first_error"] = errors.first;
   result["elapsed_s"] = round3(elapsed);
@@ -535,6 +540,7 @@ int main(int argc, char** argv) {
   }
   if (config.mode == "handoff" && config.clients < 2) config.clients = 2;
   try {
+    threads_at_start = thread_switches();
     nlohmann::json result;
     if (config.mode == "uncontended") result = run_uncontended(config);
     if (config.mode == "contended" || config.mode == "handoff") result = run_contended(config);

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "base/thread_name.h"
+
 namespace etcdlock::detail {
 
 Notifier::~Notifier() { stop(); }
@@ -14,7 +16,10 @@ void Notifier::post(std::function<void()> signal) {
       // A thread for every queued signal, as far as the limit allows: one
       // that waits may not have woken yet to take the signal before.
       if (state_->queue.size() > state_->waiting_threads && state_->threads.size() < kMaxThreads) {
-        state_->threads.emplace_back([state = state_] { run(state); });
+        state_->threads.emplace_back([state = state_] {
+          name_this_thread("notify");
+          run(state);
+        });
       }
       state_->wake.notify_one();
       return;

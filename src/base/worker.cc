@@ -1,10 +1,15 @@
 #include "base/worker.h"
+
 #include "base/mutex.h"
+#include "base/thread_name.h"
 
 namespace etcdlock::detail {
 
 Worker::Worker() {
-  thread_ = std::thread([state = state_] { run(state); });
+  thread_ = std::thread([state = state_] {
+    name_this_thread("worker");
+    run(state);
+  });
 }
 
 Worker::~Worker() { stop(); }

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <vector>
 
+#include "base/thread_name.h"
+
 namespace etcdlock::detail::etcd {
 namespace {
 
@@ -25,7 +27,10 @@ struct WatchHub::Delivery {
 };
 
 WatchHub::WatchHub(const Client& client, const Logger& log) : client_(client), log_(log) {
-  thread_ = std::thread([this] { run(); });
+  thread_ = std::thread([this] {
+    name_this_thread("watch");
+    run();
+  });
 }
 
 WatchHub::~WatchHub() { close(); }

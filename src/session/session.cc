@@ -4,6 +4,7 @@
 
 #include "base/mutex.h"
 #include "base/text.h"
+#include "base/thread_name.h"
 
 namespace etcdlock {
 
@@ -41,8 +42,14 @@ Session::Session(const etcd::Client& client, const Logger& log, std::chrono::sec
   local_deadline_ = sent + granted_ttl_ - loss_margin(granted_ttl_);
   next_send_ = sent + renew_interval();
   log_(LogLevel::info, "lease granted", {{"lease", lease_hex()}, {"ttl_s", std::to_string(granted_ttl_.count())}});
-  reader_ = std::thread([this] { read_responses(); });
-  keeper_ = std::thread([this] { keep_alive(); });
+  reader_ = std::thread([this] {
+    name_this_thread("lease");
+    read_responses();
+  });
+  keeper_ = std::thread([this] {
+    name_this_thread("renew");
+    keep_alive();
+  });
 }
 
 Session::~Session() { stop_threads(); }
