@@ -9,6 +9,7 @@
 #include "keys/key_layout.h"
 #include "keys/names.h"
 #include "keys/queue_requests.h"
+#include "observe/deadlocks.h"
 #include "queue/admission.h"
 
 namespace etcdlock::detail {
@@ -79,6 +80,20 @@ std::vector<LockInfo> Admin::list(std::string_view name_prefix) const {
   Leases ttls;
   for (const auto& [name, entries] : queues) rows.push_back(describe(std::string(name), entries, ttls));
   return rows;
+}
+
+std::vector<Deadlock> Admin::deadlocks(std::string_view name_prefix) const {
+  validate_name_prefix(name_prefix);
+  const std::string from = prefix_ + "/" + std::string(name_prefix);
+  const auto everything = client_.range(by_creation({from, prefix_range_end(from)}), deadline());
+  std::vector<PrefixEntry> entries;
+  for (const auto& kv : everything.kvs()) {
+    const auto name = lock_name_of(prefix_, kv.key());
+    if (name && name->starts_with(name_prefix)) {
+      entries.push_back({kv.key(), kv.value(), kv.lease(), kv.create_revision()});
+    }
+  }
+  return find_deadlocks(prefix_, entries);
 }
 
 bool Admin::force_unlock(std::string_view name) const {

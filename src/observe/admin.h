@@ -13,6 +13,7 @@
 
 #include "base/logger.h"
 #include "etcd/client.h"
+#include "etcdlock/deadlock.h"
 #include "etcdlock/lock_info.h"
 
 namespace etcdlock::detail {
@@ -25,6 +26,8 @@ class Admin {
 
   std::optional<LockInfo> info(std::string_view name) const;
   std::vector<LockInfo> list(std::string_view name_prefix) const;
+  // The cycles among the queues of the names under `name_prefix` (deadlocks.h).
+  std::vector<Deadlock> deadlocks(std::string_view name_prefix) const;
   bool force_unlock(std::string_view name) const;
   bool revoke_lease(std::int64_t lease_id) const;
 
