@@ -48,7 +48,8 @@ class Read {
   Read& add(std::int64_t lease, const std::string& name, std::string value, std::int64_t revision) {
     // A lease's second entry in one queue takes a suffix, as semaphores and readers do.
     std::string key = "/p/" + name + "/" + hex_id(lease);
-    const auto same = std::count_if(keys_.begin(), keys_.end(), [&](const std::string& k) { return k.starts_with(key); });
+    const auto same =
+        std::count_if(keys_.begin(), keys_.end(), [&](const std::string& k) { return k.starts_with(key); });
     if (same > 0) key += "-" + std::to_string(same);
     keys_.push_back(std::move(key));
     values_.push_back(std::move(value));
@@ -107,7 +108,7 @@ TEST(Deadlocks, ThreeManagersInACircleAndOneStuckBehindThem) {
   Read read;
   read.enqueue(0xc, "z").enqueue(0xb, "y").enqueue(0xa, "x");
   read.enqueue(0xa, "y").enqueue(0xb, "z").enqueue(0xc, "x");
-  read.enqueue(0xd, "x");  // waits behind the cycle, but is not part of it
+  read.enqueue(0xd, "x");                    // waits behind the cycle, but is not part of it
   read.enqueue(0xe, "w").enqueue(0xf, "w");  // an ordinary queue beside it
   EXPECT_EQ(describe(read.deadlocks()), Cycles{"a:x*>y b:y*>z c:z*>x"});
 }
