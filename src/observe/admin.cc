@@ -28,6 +28,14 @@ pb::RangeRequest by_creation(const QueueDir& keys) {
 
 SteadyTime Admin::deadline() const { return client_.command_deadline(); }
 
+pb::RangeResponse Admin::read_under(std::string_view name_prefix) const {
+  validate_name_prefix(name_prefix);
+  // "jobs/" also reads the keys of the lock "jobs" itself ("<prefix>/jobs/<id>"):
+  // callers keep the names that start with the prefix.
+  const std::string from = prefix_ + "/" + std::string(name_prefix);
+  return client_.range(by_creation({from, prefix_range_end(from)}), deadline());
+}
+
 LockInfo Admin::describe(std::string name, std::span<const mvccpb::KeyValue* const> entries, Leases& ttls) const {
   std::vector<const std::string*> values;
   for (const auto* kv : entries) values.push_back(&kv->value());
@@ -65,13 +73,10 @@ std::optional<LockInfo> Admin::info(std::string_view name) const {
 }
 
 std::vector<LockInfo> Admin::list(std::string_view name_prefix) const {
-  validate_name_prefix(name_prefix);
-  const std::string from = prefix_ + "/" + std::string(name_prefix);
-  const auto everything = client_.range(by_creation({from, prefix_range_end(from)}), deadline());
+  const auto everything = read_under(name_prefix);
   // Entries come oldest first; std::map sorts the names.
   std::map<std::string_view, std::vector<const mvccpb::KeyValue*>> queues;
   for (const auto& kv : everything.kvs()) {
-    // "jobs/" also reads the keys of the lock "jobs" itself ("<prefix>/jobs/<id>").
     const auto name = lock_name_of(prefix_, kv.key());
     if (name && name->starts_with(name_prefix)) queues[*name].push_back(&kv);
   }
@@ -83,9 +88,7 @@ std::vector<LockInfo> Admin::list(std::string_view name_prefix) const {
 }
 
 std::vector<Deadlock> Admin::deadlocks(std::string_view name_prefix) const {
-  validate_name_prefix(name_prefix);
-  const std::string from = prefix_ + "/" + std::string(name_prefix);
-  const auto everything = client_.range(by_creation({from, prefix_range_end(from)}), deadline());
+  const auto everything = read_under(name_prefix);
   std::vector<PrefixEntry> entries;
   for (const auto& kv : everything.kvs()) {
     const auto name = lock_name_of(prefix_, kv.key());

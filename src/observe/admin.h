@@ -35,6 +35,8 @@ class Admin {
   using Leases = std::map<std::int64_t, std::int64_t>;  // lease -> TTL left
 
   SteadyTime deadline() const;
+  // Every key under the names that start with `name_prefix`, oldest first, with values.
+  ::etcdserverpb::RangeResponse read_under(std::string_view name_prefix) const;
   // The row of the lock `name` from its queue's entries, oldest first.
   // `ttls` caches the TTL of each lease, so that many holds of one manager
   // cost one lookup.

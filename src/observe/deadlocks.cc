@@ -220,7 +220,8 @@ std::vector<Deadlock> find_deadlocks(std::string_view prefix, std::span<const Pr
     }
     placed.insert(group.begin(), group.end());
     if (group.size() < 2) continue;
-    deadlocks.push_back(describe(graph, shortest_cycle(graph, group, lease)));
+    const auto cycle = shortest_cycle(graph, group, lease);
+    if (!cycle.empty()) deadlocks.push_back(describe(graph, cycle));  // never empty in a group of two or more
   }
   return deadlocks;
 }
