@@ -5,12 +5,12 @@
 // for Y while B holds Y and waits for X. Every entry of a manager carries its
 // lease, so one read of the prefix shows who waits for whom: an entry that
 // waits is held back by the entries ahead of it that its admission rule
-// counts (every entry ahead for a lock, an election or a writer; the entries
-// ahead past the limit for a semaphore; the writers ahead for a reader), and
-// its lease waits for theirs. A deadlock is a cycle of that wait-for graph
-// between leases that nothing outside it can break: a lease that waits only
-// for leases that will let go (they wait for nothing, or only for leases that
-// will) is not part of one. A semaphore waiter held back by a cycle member
+// counts (every entry ahead for a lock, an election or a writer; for a
+// semaphore, the entries ahead while they fill its limit; the writers ahead
+// for a reader), and its lease waits for theirs. A deadlock is a cycle of
+// that wait-for graph between leases that nothing outside it can break: a
+// lease that waits only for leases that will let go (they wait for nothing,
+// or only for leases that will) is not part of one. A semaphore waiter held back by a cycle member
 // and by a holder outside it is not stuck: that holder's release admits it.
 //
 // What a cycle means. The graph's nodes are leases, and all threads of a
