@@ -90,7 +90,8 @@ class LockManager {
   std::optional<LockInfo> info(std::string_view name);
   // One row per lock with a holder or waiter whose name starts with
   // `name_prefix` ("jobs/", or "" for all), sorted by name; one read of the
-  // queues, and one per lease of their first entries. Throws Error:
+  // queues, and one per lease of their first entries. Which of the waiters
+  // are deadlocked with one another: deadlocks(). Throws Error:
   // invalid_key (a bad prefix), unavailable, closed.
   std::vector<LockInfo> list(std::string_view name_prefix = "");
   // The deadlocks among the locks whose names start with `name_prefix`, from
