@@ -1,4 +1,4 @@
-// Admin operations: inspect, list and force-unlock locks.
+// Admin operations: inspect, list, look for deadlocks and force-unlock locks.
 #include <condition_variable>
 #include <iostream>
 #include <mutex>
@@ -28,6 +28,14 @@ int main() try {
   const auto locks = manager.list();
   std::cout << locks.size() << " lock(s) held under the prefix:\n";
   for (const auto& info : locks) print(info);
+  // Cycles of managers that wait for one another (none here: one holder).
+  for (const auto& cycle : manager.deadlocks()) {
+    std::cout << "deadlock:";
+    for (const auto& member : cycle.members) {
+      std::cout << " " << member.owner << " holds " << member.holds << ", waits for " << member.waits_for << ";";
+    }
+    std::cout << "\n";
+  }
 
   if (manager.force_unlock("resource-1")) std::cout << "force-unlocked resource-1\n";
   // The holder hears of it through its lost token, which any std wait accepts.

@@ -1,6 +1,7 @@
 // etcdlock: distributed locks on etcd v3. Include this header for all of the API.
 #pragma once
 
+#include "etcdlock/deadlock.h"
 #include "etcdlock/election.h"
 #include "etcdlock/error.h"
 #include "etcdlock/lock.h"

@@ -8,6 +8,7 @@
 #include <string_view>
 #include <vector>
 
+#include "etcdlock/deadlock.h"
 #include "etcdlock/election.h"
 #include "etcdlock/lock.h"
 #include "etcdlock/lock_event.h"
@@ -89,9 +90,18 @@ class LockManager {
   std::optional<LockInfo> info(std::string_view name);
   // One row per lock with a holder or waiter whose name starts with
   // `name_prefix` ("jobs/", or "" for all), sorted by name; one read of the
-  // queues, and one per lease of their first entries. Throws Error:
+  // queues, and one per lease of their first entries. Which of the waiters
+  // are deadlocked with one another: deadlocks(). Throws Error:
   // invalid_key (a bad prefix), unavailable, closed.
   std::vector<LockInfo> list(std::string_view name_prefix = "");
+  // The deadlocks among the locks whose names start with `name_prefix`, from
+  // one read of their queues: cycles of leases, each waiting for the next,
+  // that nothing outside the cycle can break (see deadlock.h for how they
+  // are found and what they mean: a cycle is between managers, whose threads
+  // share a lease). Empty when there are none. A cycle through a name outside
+  // `name_prefix` is not seen. Updates this manager's deadlock metrics.
+  // Throws Error: invalid_key (a bad prefix), unavailable, closed.
+  std::vector<Deadlock> deadlocks(std::string_view name_prefix = "");
   // Calls `listener` on each change in the queues of the locks whose names
   // start with `name_prefix`, from now on, in etcd's order, one call at a
   // time, on a notifier thread: entries that queue, acquire, release or

@@ -54,6 +54,14 @@ struct ManagerMetrics {
   std::map<std::string, std::uint64_t> requests;  // by etcd call: "Range", "Txn", "LeaseGrant", ...
   std::map<std::string, std::uint64_t> errors;    // by code: "UNAVAILABLE", "PERMISSION_DENIED", ...
   std::vector<LockMetrics> locks;                 // by kind, then name
+  // Deadlocks, as the last LockManager::deadlocks() of this manager found
+  // them (0 before any call): the cycles under the prefix it read, and the
+  // waits of this manager's lease that close one (each a member of a cycle
+  // with this manager's lease). They are gauges of what was seen at that
+  // read, not kept current: a process that wants them fresh for a scrape
+  // calls deadlocks() on a timer. A manager stuck in a cycle sees itself.
+  std::int64_t deadlock_cycles = 0;
+  std::int64_t deadlocked_waits = 0;
 };
 
 }  // namespace etcdlock

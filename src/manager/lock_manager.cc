@@ -29,6 +29,8 @@ std::optional<LockInfo> LockManager::info(std::string_view name) { return impl_-
 
 std::vector<LockInfo> LockManager::list(std::string_view name_prefix) { return impl_->list(name_prefix); }
 
+std::vector<Deadlock> LockManager::deadlocks(std::string_view name_prefix) { return impl_->deadlocks(name_prefix); }
+
 bool LockManager::force_unlock(std::string_view name) { return impl_->force_unlock(name); }
 
 bool LockManager::revoke_lease(std::int64_t lease_id) { return impl_->revoke_lease(lease_id); }

@@ -1,5 +1,7 @@
 #include "manager/manager_impl.h"
 
+#include <algorithm>
+
 #include "base/text.h"
 #include "keys/names.h"
 #include "manager/manager_options.h"
@@ -82,6 +84,20 @@ std::vector<LockInfo> ManagerImpl::list(std::string_view name_prefix) {
   return admin_.list(name_prefix);
 }
 
+std::vector<Deadlock> ManagerImpl::deadlocks(std::string_view name_prefix) {
+  context_->check_open();
+  auto found = admin_.deadlocks(name_prefix);
+  const auto own = lease_id();
+  std::int64_t waits = 0;
+  for (const auto& deadlock : found) {
+    waits += std::count_if(deadlock.members.begin(), deadlock.members.end(),
+                           [own](const DeadlockMember& member) { return member.lease_id == own; });
+  }
+  deadlock_cycles_.store(static_cast<std::int64_t>(found.size()));
+  deadlocked_waits_.store(waits);
+  return found;
+}
+
 bool ManagerImpl::force_unlock(std::string_view name) {
   context_->check_open();
   return admin_.force_unlock(name);
@@ -132,6 +148,8 @@ ManagerMetrics ManagerImpl::metrics() const {
   metrics.requests = context_->client().request_counts();
   metrics.errors = context_->client().error_counts();
   metrics.locks = context_->primitive_counters().snapshot();
+  metrics.deadlock_cycles = deadlock_cycles_.load();
+  metrics.deadlocked_waits = deadlocked_waits_.load();
   return metrics;
 }
 

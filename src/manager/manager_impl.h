@@ -2,12 +2,14 @@
 // the registry of locks by name, and the admin operations.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <optional>
 #include <string_view>
 #include <vector>
 
+#include "etcdlock/deadlock.h"
 #include "etcdlock/election.h"
 #include "etcdlock/lock.h"
 #include "etcdlock/lock_event.h"
@@ -37,6 +39,7 @@ class ManagerImpl {
   std::shared_ptr<SharedLock> get_shared_lock(std::string_view name, const LockOptions& options);
   std::optional<LockInfo> info(std::string_view name);
   std::vector<LockInfo> list(std::string_view name_prefix);
+  std::vector<Deadlock> deadlocks(std::string_view name_prefix);
   bool force_unlock(std::string_view name);
   bool revoke_lease(std::int64_t lease_id);
   std::int64_t lease_id() const;
@@ -52,6 +55,10 @@ class ManagerImpl {
   const std::shared_ptr<PrimitiveContext> context_;
   Registry registry_;
   Admin admin_;
+  // What the last deadlocks() found (metrics.h): cycles, and waits of this
+  // manager's lease in them.
+  std::atomic<std::int64_t> deadlock_cycles_{0};
+  std::atomic<std::int64_t> deadlocked_waits_{0};
 };
 
 }  // namespace etcdlock::detail

@@ -9,6 +9,7 @@
 #include "keys/key_layout.h"
 #include "keys/names.h"
 #include "keys/queue_requests.h"
+#include "observe/deadlocks.h"
 #include "queue/admission.h"
 
 namespace etcdlock::detail {
@@ -26,6 +27,14 @@ pb::RangeRequest by_creation(const QueueDir& keys) {
 }  // namespace
 
 SteadyTime Admin::deadline() const { return client_.command_deadline(); }
+
+pb::RangeResponse Admin::read_under(std::string_view name_prefix) const {
+  validate_name_prefix(name_prefix);
+  // "jobs/" also reads the keys of the lock "jobs" itself ("<prefix>/jobs/<id>"):
+  // callers keep the names that start with the prefix.
+  const std::string from = prefix_ + "/" + std::string(name_prefix);
+  return client_.range(by_creation({from, prefix_range_end(from)}), deadline());
+}
 
 LockInfo Admin::describe(std::string name, std::span<const mvccpb::KeyValue* const> entries, Leases& ttls) const {
   std::vector<const std::string*> values;
@@ -64,9 +73,7 @@ std::optional<LockInfo> Admin::info(std::string_view name) const {
 }
 
 std::vector<LockInfo> Admin::list(std::string_view name_prefix) const {
-  validate_name_prefix(name_prefix);
-  const std::string from = prefix_ + "/" + std::string(name_prefix);
-  const auto everything = client_.range(by_creation({from, prefix_range_end(from)}), deadline());
+  const auto everything = read_under(name_prefix);
   // Entries come oldest first; std::map sorts the names. A name is listed
   // when it has entries of its own ...
   std::map<std::string_view, std::vector<const mvccpb::KeyValue*>> queues;
@@ -90,6 +97,18 @@ std::vector<LockInfo> Admin::list(std::string_view name_prefix) const {
   Leases ttls;
   for (const auto& [name, entries] : queues) rows.push_back(describe(std::string(name), entries, ttls));
   return rows;
+}
+
+std::vector<Deadlock> Admin::deadlocks(std::string_view name_prefix) const {
+  const auto everything = read_under(name_prefix);
+  std::vector<PrefixEntry> entries;
+  for (const auto& kv : everything.kvs()) {
+    const auto name = lock_name_of(prefix_, kv.key());
+    if (name && name->starts_with(name_prefix)) {
+      entries.push_back({kv.key(), kv.value(), kv.lease(), kv.create_revision()});
+    }
+  }
+  return find_deadlocks(prefix_, entries);
 }
 
 bool Admin::force_unlock(std::string_view name) const {

@@ -13,6 +13,7 @@
 
 #include "base/logger.h"
 #include "etcd/client.h"
+#include "etcdlock/deadlock.h"
 #include "etcdlock/lock_info.h"
 
 namespace etcdlock::detail {
@@ -25,6 +26,8 @@ class Admin {
 
   std::optional<LockInfo> info(std::string_view name) const;
   std::vector<LockInfo> list(std::string_view name_prefix) const;
+  // The cycles among the queues of the names under `name_prefix` (deadlocks.h).
+  std::vector<Deadlock> deadlocks(std::string_view name_prefix) const;
   bool force_unlock(std::string_view name) const;
   bool revoke_lease(std::int64_t lease_id) const;
 
@@ -32,6 +35,8 @@ class Admin {
   using Leases = std::map<std::int64_t, std::int64_t>;  // lease -> TTL left
 
   SteadyTime deadline() const;
+  // Every key under the names that start with `name_prefix`, oldest first, with values.
+  ::etcdserverpb::RangeResponse read_under(std::string_view name_prefix) const;
   // The row of the lock `name` from its queue's entries, oldest first.
   // `ttls` caches the TTL of each lease, so that many holds of one manager
   // cost one lookup.

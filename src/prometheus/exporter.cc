@@ -98,7 +98,14 @@ std::vector<MetricFamily> families(const ManagerMetrics& metrics) {
   auto errors = family("etcdlock_errors_total", "Failed requests, by error code", MetricType::Counter);
   for (const auto& [code, count] : metrics.errors)
     errors.metric.push_back(counter(static_cast<double>(count), {{"code", code}}));
-  std::vector<MetricFamily> all{state, time_left, rtt, renewals, replaced, restarts, requests, errors};
+  auto cycles = family("etcdlock_deadlock_cycles",
+                       "Deadlock cycles under the prefix at this manager's last deadlocks() call", MetricType::Gauge);
+  cycles.metric.push_back(gauge(static_cast<double>(metrics.deadlock_cycles), {}));
+  auto deadlocked = family("etcdlock_deadlocked_waits",
+                           "Waits of this manager in a deadlock cycle at its last deadlocks() call", MetricType::Gauge);
+  deadlocked.metric.push_back(gauge(static_cast<double>(metrics.deadlocked_waits), {}));
+  std::vector<MetricFamily> all{state,    time_left, rtt,    renewals, replaced,
+                                restarts, requests,  errors, cycles,   deadlocked};
   for (auto& lock : lock_families(metrics.locks)) all.push_back(std::move(lock));
   return all;
 }

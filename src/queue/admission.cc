@@ -60,22 +60,26 @@ void Admission::Scan::take(const pb::RangeResponse& page, std::int64_t below) {
   decided_ = true;
 }
 
+EntryRule entry_rule(std::string_view value) {
+  const auto decoded = decode_holder_value(value);
+  if (!decoded) return {};
+  return {decoded->limit > 0 ? decoded->limit : 0, decoded->side == HolderValue::Side::read};
+}
+
+bool admitted_behind(EntryRule rule, std::int64_t ahead, std::int64_t exclusive_ahead) {
+  if (rule.limit > 0) return ahead < rule.limit;
+  if (rule.reader) return exclusive_ahead == 0;
+  return ahead == 0;
+}
+
 std::vector<bool> holding_entries(std::span<const std::string* const> values) {
   std::vector<bool> holds;
   holds.reserve(values.size());
-  bool exclusive_ahead = false;
+  std::int64_t exclusive_ahead = 0;
   for (const std::string* text : values) {
-    const auto value = decode_holder_value(*text);
-    const auto ahead = static_cast<std::int64_t>(holds.size());
-    const bool reader = value && value->side == HolderValue::Side::read;
-    if (value && value->limit > 0) {
-      holds.push_back(ahead < value->limit);
-    } else if (reader) {
-      holds.push_back(!exclusive_ahead);
-    } else {
-      holds.push_back(ahead == 0);
-    }
-    if (!reader) exclusive_ahead = true;
+    const auto rule = entry_rule(*text);
+    holds.push_back(admitted_behind(rule, static_cast<std::int64_t>(holds.size()), exclusive_ahead));
+    if (!rule.reader) ++exclusive_ahead;
   }
   return holds;
 }

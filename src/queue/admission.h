@@ -14,6 +14,7 @@
 #include <cstdint>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "keys/queue_requests.h"
@@ -74,5 +75,16 @@ class Admission {
 // given by their values oldest first, hold. Each entry's rule comes from its
 // value: a semaphore's limit, a reader's mode, or else exclusive.
 std::vector<bool> holding_entries(std::span<const std::string* const> values);
+
+// The rule of one entry as an onlooker reads it from its value, and whether
+// it holds behind `ahead` entries, `exclusive_ahead` of which do not read:
+// the step holding_entries() takes for each entry, for onlookers that leave
+// some entries out (the deadlock view, deadlocks.h).
+struct EntryRule {
+  std::int64_t limit = 0;  // a semaphore's; 0 for others
+  bool reader = false;
+};
+EntryRule entry_rule(std::string_view value);
+bool admitted_behind(EntryRule rule, std::int64_t ahead, std::int64_t exclusive_ahead);
 
 }  // namespace etcdlock::detail

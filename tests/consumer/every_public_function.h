@@ -35,6 +35,7 @@ inline void refer_to_every_public_function() {
   keep(&LockManager::get_lock);
   keep(&LockManager::info);
   keep(&LockManager::list);
+  keep(&LockManager::deadlocks);
   keep(&LockManager::force_unlock);
   keep(&LockManager::revoke_lease);
   keep(&LockManager::lease_id);

@@ -235,9 +235,10 @@ TEST_F(Observability, TheExporterServesPrometheusText) {
     ++samples;
   }
   EXPECT_GT(samples, 20);
-  for (const char* name : {"etcdlock_acquisitions_total", "etcdlock_wait_seconds", "etcdlock_hold_seconds",
-                           "etcdlock_losses_total", "etcdlock_session_state", "etcdlock_keepalive_rtt_seconds",
-                           "etcdlock_requests_total", "etcdlock_errors_total", "etcdlock_renewals_failed_total"}) {
+  for (const char* name :
+       {"etcdlock_acquisitions_total", "etcdlock_wait_seconds", "etcdlock_hold_seconds", "etcdlock_losses_total",
+        "etcdlock_session_state", "etcdlock_keepalive_rtt_seconds", "etcdlock_requests_total", "etcdlock_errors_total",
+        "etcdlock_renewals_failed_total", "etcdlock_deadlock_cycles", "etcdlock_deadlocked_waits"}) {
     EXPECT_TRUE(sampled.contains(name)) << name;
   }
   EXPECT_NE(body.find(R"(etcdlock_acquisitions_total{kind="lock",name="x"} 1)"), std::string::npos) << body;

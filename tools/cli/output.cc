@@ -62,6 +62,18 @@ nlohmann::json to_json(const LockInfo& row) {
           {"queue", std::move(queue)}};
 }
 
+nlohmann::json to_json(const Deadlock& deadlock) {
+  auto members = nlohmann::json::array();
+  for (const auto& member : deadlock.members) {
+    members.push_back({{"lease_id", lease_hex(member.lease_id)},
+                       {"owner", member.owner},
+                       {"holds", member.holds},
+                       {"holding", member.holding},
+                       {"waits_for", member.waits_for}});
+  }
+  return {{"members", std::move(members)}};
+}
+
 // Prints `cells` in columns two spaces apart, the first line a header.
 template <std::size_t kColumns>
 void print_columns(std::ostream& out, const std::vector<std::array<std::string, kColumns>>& cells) {
@@ -157,6 +169,27 @@ void print_json(std::ostream& out, const std::vector<LockInfo>& rows) {
   auto array = nlohmann::json::array();
   for (const auto& row : rows) array.push_back(to_json(row));
   out << json_text(array) << "\n";
+}
+
+void print_deadlocks(std::ostream& out, const std::vector<Deadlock>& deadlocks) {
+  for (const auto& deadlock : deadlocks) {
+    std::string line = "deadlock:";
+    for (const auto& member : deadlock.members) {
+      if (line.size() > 9) line += ";";
+      line += " " + printable(member.owner) + " (lease " + lease_hex(member.lease_id) + ") " +
+              (member.holding ? "holds " : "waits ahead in ") + printable(member.holds) + " and waits for " +
+              printable(member.waits_for);
+    }
+    out << line << "\n";
+  }
+}
+
+void print_status_json(std::ostream& out, const std::vector<LockInfo>& rows, const std::vector<Deadlock>& deadlocks) {
+  auto locks = nlohmann::json::array();
+  for (const auto& row : rows) locks.push_back(to_json(row));
+  auto cycles = nlohmann::json::array();
+  for (const auto& deadlock : deadlocks) cycles.push_back(to_json(deadlock));
+  out << json_text({{"locks", std::move(locks)}, {"deadlocks", std::move(cycles)}}) << "\n";
 }
 
 void print_json(std::ostream& out, const std::optional<LockInfo>& row) {

@@ -10,6 +10,7 @@
 #include <string_view>
 #include <vector>
 
+#include "etcdlock/deadlock.h"
 #include "etcdlock/lock_event.h"
 #include "etcdlock/lock_info.h"
 
@@ -27,6 +28,11 @@ void print_table(std::ostream& out, const std::vector<LockInfo>& rows);
 // with when each joined the queue and how long ago (`now`).
 void print_status(std::ostream& out, const std::vector<LockInfo>& rows, std::chrono::system_clock::time_point now);
 void print_json(std::ostream& out, const std::vector<LockInfo>& rows);
+// One "deadlock:" line per cycle: each member's owner and lease, the name it
+// holds (or waits ahead in) and the name it waits for, in the cycle's order.
+void print_deadlocks(std::ostream& out, const std::vector<Deadlock>& deadlocks);
+// `status --json`: {"locks": [the rows, as list --json], "deadlocks": [...]}.
+void print_status_json(std::ostream& out, const std::vector<LockInfo>& rows, const std::vector<Deadlock>& deadlocks);
 void print_json(std::ostream& out, const std::optional<LockInfo>& row);
 // One line for an event that was reported `at`: text, or a JSON object.
 void print_event(std::ostream& out, const LockEvent& event, bool json, std::chrono::system_clock::time_point at);

@@ -22,12 +22,16 @@ int show_status(const ManagerOptions& options, const StatusFlags& flags) {
   try {
     LockManager manager(options);
     const auto rows = manager.list(flags.name_prefix);
+    // A second read: a deadlock lasts until a member gives up, so one seen
+    // there was there with the rows, unless it was just breaking.
+    const auto deadlocks = rows.empty() ? std::vector<Deadlock>{} : manager.deadlocks(flags.name_prefix);
     if (flags.json) {
-      print_json(std::cout, rows);
+      print_status_json(std::cout, rows, deadlocks);
     } else if (rows.empty()) {
       std::cout << "no locks held or waited for under " << options.prefix << "/" << flags.name_prefix << "\n";
     } else {
       print_status(std::cout, rows, std::chrono::system_clock::now());
+      print_deadlocks(std::cout, deadlocks);
     }
     return kExitOk;
   } catch (const Error& error) {
@@ -70,13 +74,17 @@ std::vector<Subcommand> add_status_commands(CLI::App& app) {
   auto* status =
       app.add_subcommand("status", "show every holder and waiter of the locks whose names start with PREFIX");
   status->add_option("name_prefix", flags->name_prefix, "a prefix of lock names");
-  status->add_flag("--json", flags->json, "print JSON for scripts (as list --json)");
+  status->add_flag("--json", flags->json, "print JSON for scripts: the rows (as list --json) and the deadlocks");
   status->footer(
       "One line per queue entry: each lock's holders (several for a semaphore or readers), then\n"
       "its waiters in the order they are admitted. QUEUED is when the entry joined the queue, by\n"
       "its owner's clock, and FOR how long ago: a waiter has waited that long; a holder has held\n"
       "at most that long (it may have waited first). Entries of etcdctl and Go show owner\n"
-      "\"unknown\" and no time.");
+      "\"unknown\" and no time. Then one \"deadlock:\" line per cycle of owners (leases) that wait\n"
+      "for one another and that nothing else can break: each member, the name it holds and the\n"
+      "name it waits for. A manager's threads share its lease, so a cycle is one between managers:\n"
+      "a deadlock while each keeps its holds as it waits. --json prints {\"locks\": [as list\n"
+      "--json], \"deadlocks\": [{\"members\": [{lease_id, owner, holds, holding, waits_for}]}]}.");
   auto* watch = app.add_subcommand("watch", "print each change of the locks whose names start with PREFIX");
   watch->add_option("name_prefix", flags->name_prefix, "a prefix of lock names");
   watch->add_flag("--json", flags->json, "print JSON lines");
