@@ -55,9 +55,12 @@ std::optional<LockInfo> Admin::info(std::string_view name) const {
   const auto dir = queue_dir(prefix_, name);
   const auto queue = client_.range(by_creation({dir, prefix_range_end(dir)}), deadline());
   // Every key under the directory is an entry of the queue, also one of a
-  // longer name ("a/b" under "a"), as in etcd's recipe (see keys/key_layout.h).
+  // longer name ("a/b" under "a"), as in etcd's recipe, but an inbox key (see
+  // keys/key_layout.h).
   std::vector<const mvccpb::KeyValue*> entries;
-  for (const auto& kv : queue.kvs()) entries.push_back(&kv);
+  for (const auto& kv : queue.kvs()) {
+    if (!is_inbox_key(kv.key())) entries.push_back(&kv);
+  }
   if (entries.empty()) return std::nullopt;
   Leases ttls;
   return describe(std::string(name), entries, ttls);
@@ -76,10 +79,12 @@ std::vector<LockInfo> Admin::list(std::string_view name_prefix) const {
     if (name && name->starts_with(name_prefix)) queues.try_emplace(*name);
   }
   // ... and its queue holds every key under its directory, also those of
-  // longer names ("a/b" under "a"), as in etcd's recipe (see keys/key_layout.h).
+  // longer names ("a/b" under "a"), as in etcd's recipe, but inbox keys (see
+  // keys/key_layout.h).
   const std::size_t names_start = prefix_.size() + 1;
   for (const auto& kv : everything.kvs()) {
     const std::string_view key = kv.key();
+    if (is_inbox_key(key)) continue;
     for (auto slash = key.find('/', names_start); slash != std::string_view::npos; slash = key.find('/', slash + 1)) {
       const auto queue = queues.find(key.substr(names_start, slash - names_start));
       if (queue != queues.end()) queue->second.push_back(&kv);
