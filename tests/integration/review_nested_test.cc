@@ -145,5 +145,71 @@ TEST_F(ReviewNested, AnInboxKeyOfANestedPrefixIsNoHolderOfTheOuterName) {
   if (jobs->held()) jobs->unlock();
 }
 
+// info() and list() show the queue of "nest" with the entries of "nest/b" in
+// it, and mark each entry "holds" (admitted) or not, counting the others as
+// waiters. An entry of "nest/b" is admitted by the rules of its own queue,
+// not by those of "nest": the holder of "nest/b" behind the holder of "nest"
+// waits for nothing, yet both show it as a waiter of "nest", and so list()
+// shows it holding in one row and waiting in the other.
+TEST_F(ReviewNested, InfoShowsTheHolderOfALongerNameAsHoldingItsName) {
+  auto a = manager();
+  auto b = manager();
+  auto outer = a->get_lock("nest");
+  outer->lock();
+  auto longer = b->get_lock("nest/b");
+  ASSERT_TRUE(longer->try_lock());
+
+  const auto info = a->info("nest");
+  ASSERT_TRUE(info.has_value());
+  ASSERT_EQ(info->queue.size(), 2u);
+  EXPECT_TRUE(info->queue[0].holds);
+  EXPECT_EQ(info->queue[1].key, longer->key());
+  EXPECT_TRUE(info->queue[1].holds) << "info(\"nest\") says the holder of \"nest/b\" is not admitted";
+  EXPECT_EQ(info->waiters, 0u) << "info(\"nest\") counts the holder of \"nest/b\" as a waiter";
+
+  const auto rows = a->list();
+  ASSERT_EQ(rows.size(), 2u);
+  EXPECT_EQ(rows[0].name, "nest");
+  EXPECT_EQ(rows[0].waiters, 0u) << "list() counts the holder of \"nest/b\" as a waiter of \"nest\"";
+  EXPECT_EQ(rows[1].name, "nest/b");
+  EXPECT_EQ(rows[1].waiters, 0u);
+  ASSERT_EQ(rows[1].queue.size(), 1u);
+  EXPECT_TRUE(rows[1].queue[0].holds);
+
+  longer->unlock();
+  outer->unlock();
+}
+
+// The same with a semaphore "pool/x" (limit 3) under a semaphore "pool"
+// (limit 2): every permit of "pool/x" holds, though two entries of "pool" are
+// older; info("pool") says the third permit of "pool/x" waits.
+TEST_F(ReviewNested, InfoShowsThePermitsOfALongerSemaphoreByItsOwnLimit) {
+  auto a = manager();
+  auto pool = a->get_semaphore("pool", 2);
+  auto inner = a->get_semaphore("pool/x", 3);
+  std::vector<Permit> permits;
+  for (int i = 0; i < 2; ++i) {
+    auto permit = pool->try_acquire_permit();
+    ASSERT_TRUE(permit.has_value());
+    permits.push_back(std::move(*permit));
+  }
+  for (int i = 0; i < 3; ++i) {
+    auto permit = inner->try_acquire_permit();
+    ASSERT_TRUE(permit.has_value()) << "permit " << i << " of \"pool/x\"";
+    permits.push_back(std::move(*permit));
+  }
+
+  const auto info = a->info("pool");
+  ASSERT_TRUE(info.has_value());
+  ASSERT_EQ(info->queue.size(), 5u);
+  for (std::size_t i = 0; i < info->queue.size(); ++i) {
+    EXPECT_TRUE(info->queue[i].holds) << "entry " << i << " of the queue of \"pool\" is shown waiting";
+  }
+  EXPECT_EQ(info->waiters, 0u);
+  const auto x = a->info("pool/x");
+  ASSERT_TRUE(x.has_value());
+  EXPECT_EQ(x->waiters, 0u);
+}
+
 }  // namespace
 }  // namespace etcdlock::testing
