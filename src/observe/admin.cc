@@ -30,7 +30,32 @@ SteadyTime Admin::deadline() const { return client_.command_deadline(); }
 LockInfo Admin::describe(std::string name, std::span<const mvccpb::KeyValue* const> entries, Leases& ttls) const {
   std::vector<const std::string*> values;
   for (const auto* kv : entries) values.push_back(&kv->value());
-  const auto holds = holding_entries(values);
+  auto holds = holding_entries(values);
+  // An entry of a longer name ("a/b" under "a") is admitted by the rules of
+  // its own queue, not by those of this one: the entries under its own
+  // directory, all of which are among `entries`.
+  const auto dir = queue_dir(prefix_, name);
+  std::map<std::string_view, std::vector<bool>> longer_holds;  // by name, for the entries under its directory
+  for (std::size_t i = 0; i < entries.size(); ++i) {
+    const std::string_view key = entries[i]->key();
+    if (is_own_entry(dir, key)) continue;
+    const auto longer = lock_name_of(prefix_, key);
+    if (!longer) continue;
+    const auto longer_dir = queue_dir(prefix_, *longer);
+    auto [found, fresh] = longer_holds.try_emplace(*longer);
+    if (fresh) {
+      std::vector<const std::string*> its_values;
+      for (const auto* kv : entries) {
+        if (kv->key().starts_with(longer_dir)) its_values.push_back(&kv->value());
+      }
+      found->second = holding_entries(its_values);
+    }
+    std::size_t place = 0;  // the entry's place in its own queue
+    for (std::size_t j = 0; j < i; ++j) {
+      if (entries[j]->key().starts_with(longer_dir)) ++place;
+    }
+    holds[i] = found->second[place];
+  }
   LockInfo row;
   row.name = std::move(name);
   for (std::size_t i = 0; i < entries.size(); ++i) {
