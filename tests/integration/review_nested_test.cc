@@ -145,6 +145,33 @@ TEST_F(ReviewNested, AnInboxKeyOfANestedPrefixIsNoHolderOfTheOuterName) {
   if (jobs->held()) jobs->unlock();
 }
 
+// Passes since the fix; kept for the path it added: try_lock() finds the
+// inbox key first and queues, as for a free name; behind a holder it must
+// then fail and leave no key behind.
+TEST_F(ReviewNested, ATryLockBehindAnInboxKeyAndAHolderLeavesNoKey) {
+  const std::string inner_prefix = prefix_ + "/jobs";
+  auto inner = manager_on(inner_prefix);
+  auto other = manager_on(inner_prefix);
+  ASSERT_NO_FATAL_FAILURE(note_to(*inner, *other));
+  auto a = manager();
+  auto b = manager();
+  auto held = a->get_lock("jobs");
+  ASSERT_TRUE(held->try_lock()) << "only the inbox key stands under the directory of \"jobs\"";
+  auto tried = b->get_lock("jobs");
+  EXPECT_FALSE(tried->try_lock()) << "two holders of \"jobs\"";
+  ASSERT_TRUE(is_inbox(keys_under(prefix_ + "/jobs/").at(0))) << "the inbox key went too soon: the path was not taken";
+  const auto entry_keys = [&] {
+    std::vector<std::string> found;
+    for (const auto& key : keys_under(prefix_ + "/jobs/")) {
+      if (!is_inbox(key)) found.push_back(key);
+    }
+    return found;
+  };
+  EXPECT_TRUE(eventually([&] { return entry_keys().size() == 1; })) << "a failed try_lock left its key";
+  held->unlock();
+  EXPECT_TRUE(eventually([&] { return entry_keys().empty(); }));
+}
+
 // info() and list() show the queue of "nest" with the entries of "nest/b" in
 // it, and mark each entry "holds" (admitted) or not, counting the others as
 // waiters. An entry of "nest/b" is admitted by the rules of its own queue,
