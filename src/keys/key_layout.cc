@@ -27,6 +27,11 @@ bool is_own_entry(std::string_view dir, std::string_view key) {
   return key.find('/', dir.size()) == std::string_view::npos;
 }
 
+bool is_inbox_key(std::string_view key) {
+  // "<prefix>/\0inbox/<id>"; no prefix or name holds a NUL byte.
+  return key.find(std::string_view("/\0inbox/", 8)) != std::string_view::npos;
+}
+
 std::optional<std::string_view> lock_name_of(std::string_view prefix, std::string_view key) {
   // "<prefix>/<name>/<lease id>": the name lies between the prefix and the last '/'.
   if (!key.starts_with(prefix) || key.size() <= prefix.size() || key[prefix.size()] != '/') return std::nullopt;

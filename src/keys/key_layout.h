@@ -13,9 +13,11 @@
 // Each manager also has an inbox, "P/\0inbox/<manager id in hex>", where a
 // releasing holder leaves a note for its successor (see hand_over.h). The NUL
 // byte, which no lock name may contain, keeps it out of every lock's queue
-// under P. Where prefixes nest, Go's Mutex and etcdctl count it as an entry
-// of the outer lock's queue, so it exists only around hand-overs (the inbox
-// deletes it when idle), as the manager's own entries do.
+// under P. Where prefixes nest (a manager on "P/jobs" beside the lock "jobs"
+// on P) it lies under an outer name's directory. Go's Mutex and etcdctl
+// count it as an entry there (the inbox deletes it when idle); etcdlock does
+// not: nobody holds a name through it, and it stays as long as its manager
+// has a waiter, which could hold the outer name back for good.
 #pragma once
 
 #include <cstdint>
@@ -37,6 +39,10 @@ std::string queue_key(std::string_view dir, std::int64_t lease_id);
 // in the queue's order (see above); this tells which entries are the name's
 // own: those a hand-over note may address, and whose values a semaphore checks.
 bool is_own_entry(std::string_view dir, std::string_view key);
+
+// True when `key` is a manager's inbox (see above), under whichever
+// directory it lies: no entry of any queue.
+bool is_inbox_key(std::string_view key);
 
 // The name of the lock whose queue entry `key` is, when it is one under
 // `prefix`; nullopt for other keys (an inbox, a foreign key).

@@ -39,7 +39,32 @@ pb::RangeResponse Admin::read_under(std::string_view name_prefix) const {
 LockInfo Admin::describe(std::string name, std::span<const mvccpb::KeyValue* const> entries, Leases& ttls) const {
   std::vector<const std::string*> values;
   for (const auto* kv : entries) values.push_back(&kv->value());
-  const auto holds = holding_entries(values);
+  auto holds = holding_entries(values);
+  // An entry of a longer name ("a/b" under "a") is admitted by the rules of
+  // its own queue, not by those of this one: the entries under its own
+  // directory, all of which are among `entries`.
+  const auto dir = queue_dir(prefix_, name);
+  std::map<std::string_view, std::vector<bool>> longer_holds;  // by name, for the entries under its directory
+  for (std::size_t i = 0; i < entries.size(); ++i) {
+    const std::string_view key = entries[i]->key();
+    if (is_own_entry(dir, key)) continue;
+    const auto longer = lock_name_of(prefix_, key);
+    if (!longer) continue;
+    const auto longer_dir = queue_dir(prefix_, *longer);
+    auto [found, fresh] = longer_holds.try_emplace(*longer);
+    if (fresh) {
+      std::vector<const std::string*> its_values;
+      for (const auto* kv : entries) {
+        if (kv->key().starts_with(longer_dir)) its_values.push_back(&kv->value());
+      }
+      found->second = holding_entries(its_values);
+    }
+    std::size_t place = 0;  // the entry's place in its own queue
+    for (std::size_t j = 0; j < i; ++j) {
+      if (entries[j]->key().starts_with(longer_dir)) ++place;
+    }
+    holds[i] = found->second[place];
+  }
   LockInfo row;
   row.name = std::move(name);
   for (std::size_t i = 0; i < entries.size(); ++i) {
@@ -64,9 +89,12 @@ std::optional<LockInfo> Admin::info(std::string_view name) const {
   const auto dir = queue_dir(prefix_, name);
   const auto queue = client_.range(by_creation({dir, prefix_range_end(dir)}), deadline());
   // Every key under the directory is an entry of the queue, also one of a
-  // longer name ("a/b" under "a"), as in etcd's recipe (see keys/key_layout.h).
+  // longer name ("a/b" under "a"), as in etcd's recipe, but an inbox key (see
+  // keys/key_layout.h).
   std::vector<const mvccpb::KeyValue*> entries;
-  for (const auto& kv : queue.kvs()) entries.push_back(&kv);
+  for (const auto& kv : queue.kvs()) {
+    if (!is_inbox_key(kv.key())) entries.push_back(&kv);
+  }
   if (entries.empty()) return std::nullopt;
   Leases ttls;
   return describe(std::string(name), entries, ttls);
@@ -83,10 +111,12 @@ std::vector<LockInfo> Admin::list(std::string_view name_prefix) const {
     if (name && name->starts_with(name_prefix)) queues.try_emplace(*name);
   }
   // ... and its queue holds every key under its directory, also those of
-  // longer names ("a/b" under "a"), as in etcd's recipe (see keys/key_layout.h).
+  // longer names ("a/b" under "a"), as in etcd's recipe, but inbox keys (see
+  // keys/key_layout.h).
   const std::size_t names_start = prefix_.size() + 1;
   for (const auto& kv : everything.kvs()) {
     const std::string_view key = kv.key();
+    if (is_inbox_key(key)) continue;
     for (auto slash = key.find('/', names_start); slash != std::string_view::npos; slash = key.find('/', slash + 1)) {
       const auto queue = queues.find(key.substr(names_start, slash - names_start));
       if (queue != queues.end()) queue->second.push_back(&kv);

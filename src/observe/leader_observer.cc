@@ -47,8 +47,10 @@ void LeaderObserver::read() {
   const auto response = context_->client().range(range, context_->client().command_deadline());
   std::map<std::string, LeaderInfo> entries;
   // Every key under the directory is an entry, also one of a longer name
-  // ("e/0" under "e"), as Go's Election sees it (see keys/key_layout.h).
+  // ("e/0" under "e"), as Go's Election sees it; an inbox key is none (see
+  // keys/key_layout.h).
   for (const auto& kv : response.kvs()) {
+    if (is_inbox_key(kv.key())) continue;
     entries[kv.key()] = LeaderInfo{kv.key(), kv.value(), kv.lease(), kv.create_revision()};
   }
   bool deliver = false;
@@ -92,7 +94,7 @@ void LeaderObserver::read_later() {
 void LeaderObserver::apply(const etcd::WatchEvent& event) {
   // Events up to the last read are in it. (Several events may share one
   // revision: a Txn's, or a range delete's; each is applied.)
-  if (catch_up_.in_last_read(event)) return;
+  if (catch_up_.in_last_read(event) || is_inbox_key(event.key)) return;
   if (event.deleted) {
     entries_.erase(event.key);
   } else {

@@ -28,8 +28,9 @@ std::int64_t Admission::first_read_limit() const {
 void Admission::Scan::take(const pb::RangeResponse& page, std::int64_t below) {
   for (const auto& kv : page.kvs()) {
     // Keys of names that extend this one ("a/b" under "a") count as entries,
-    // as in etcd's recipe (see keys/key_layout.h).
-    if (kv.create_revision() >= below) continue;
+    // as in etcd's recipe; the inbox of a manager on a nested prefix does not
+    // (see keys/key_layout.h).
+    if (kv.create_revision() >= below || is_inbox_key(kv.key())) continue;
     switch (admission_.rule()) {
       case Rule::exclusive:
         blockers_.push_back({kv.key(), kv.create_revision()});

@@ -28,12 +28,16 @@ std::optional<Addressee> addressee(const QueueDir& queue, const mvccpb::KeyValue
 }
 
 // The queue's entries in a read of it, oldest first. The keys of longer names
-// ("a/b" under "a") count in the order, as in etcd's recipe (see
-// keys/key_layout.h).
+// ("a/b" under "a") count in the order, as in etcd's recipe; inbox keys do
+// not, as for Admission (see keys/key_layout.h). A read that skipped one has
+// fewer entries than it asked for: then no note is written, which only costs
+// the successor a moment.
 std::vector<const mvccpb::KeyValue*> entries_of(const pb::RangeResponse& read) {
   std::vector<const mvccpb::KeyValue*> entries;
   entries.reserve(static_cast<std::size_t>(read.kvs_size()));
-  for (const auto& kv : read.kvs()) entries.push_back(&kv);
+  for (const auto& kv : read.kvs()) {
+    if (!is_inbox_key(kv.key())) entries.push_back(&kv);
+  }
   return entries;
 }
 

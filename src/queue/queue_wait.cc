@@ -128,6 +128,9 @@ std::optional<QueueWait::Read> QueueWait::try_first(const Session& session, Stea
       if (head.kvs_size() > 0 && head.kvs(0).key() == key_) return Read{{}, revision};
       return read_ahead(deadline);
     }
+    // The first key is the inbox of a manager on a nested prefix, which holds
+    // nobody back (see keys/key_layout.h): queue, then see who is ahead.
+    if (head.kvs_size() > 0 && is_inbox_key(head.kvs(0).key())) return enqueue(session, deadline);
     // Some key is first: any key under the directory, also one of a longer
     // name ("a/b" under "a"), is ahead of us (see keys/key_layout.h).
     if (!in_doubt_) create_sent_ = false;  // this failure branch created nothing

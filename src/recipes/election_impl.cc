@@ -100,15 +100,22 @@ std::error_code ElectionImpl::end_leadership(Hold& hold, bool in_doubt) noexcept
 std::optional<LeaderInfo> ElectionImpl::leader() const {
   context().check_open();
   // The oldest key under the directory leads, also one of a longer name
-  // ("e/0" under "e"), as Go's Election and `etcdctl elect` see it (see
-  // keys/key_layout.h).
+  // ("e/0" under "e"), as Go's Election and `etcdctl elect` see it; but not
+  // the inbox of a manager on a nested prefix (see keys/key_layout.h). Such
+  // keys may come first: read on, page after page in the first page's
+  // revision, until another key or the end.
   auto range = queue_range(exclusive_.named().queue);
   range.set_keys_only(false);
-  range.set_limit(1);
-  const auto response = context().client().range(range, context().client().command_deadline());
-  if (response.kvs_size() == 0) return std::nullopt;
-  const auto& kv = response.kvs(0);
-  return LeaderInfo{kv.key(), kv.value(), kv.lease(), kv.create_revision()};
+  range.set_limit(kQueuePage);
+  for (;;) {
+    const auto response = context().client().range(range, context().client().command_deadline());
+    for (const auto& kv : response.kvs()) {
+      if (!is_inbox_key(kv.key())) return LeaderInfo{kv.key(), kv.value(), kv.lease(), kv.create_revision()};
+    }
+    if (!response.more() || response.kvs_size() == 0) return std::nullopt;
+    range.set_revision(response.header().revision());
+    range.set_min_create_revision(response.kvs(response.kvs_size() - 1).create_revision() + 1);
+  }
 }
 
 std::shared_ptr<LeaderObserver> ElectionImpl::observe(std::function<void(const std::optional<LeaderInfo>&)> on_change) {

@@ -83,6 +83,16 @@ TEST(KeySpace, InboxesAreOutsideEveryQueue) {
   EXPECT_FALSE(is_inbox_key_for("/p/jobs/", std::string("/p/\0inbox/", 10)));
 }
 
+TEST(KeySpace, AnInboxOfANestedPrefixIsNoEntryOfTheOuterName) {
+  // The manager on "/p/jobs" has its inbox under the directory of "jobs" on "/p".
+  const auto inbox = inbox_key("/p/jobs", 0xabc);
+  EXPECT_TRUE(inbox.starts_with(queue_dir("/p", "jobs")));
+  EXPECT_TRUE(is_inbox_key(inbox));
+  EXPECT_TRUE(is_inbox_key(inbox_key("/p", 0xabc)));
+  EXPECT_FALSE(is_inbox_key("/p/jobs/694d"));
+  EXPECT_FALSE(is_inbox_key("/p/jobs/inbox/694d"));
+}
+
 TEST(KeySpace, PrefixRangeEnd) {
   EXPECT_EQ(prefix_range_end("/p/a/"), "/p/a0");
   EXPECT_EQ(prefix_range_end(std::string("a\xff", 2)), "b");
