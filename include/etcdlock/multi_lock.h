@@ -60,8 +60,9 @@ class MultiLock {
   // As Lock::lock(): blocks until this thread holds every name.
   void lock();
   void lock(std::stop_token cancel);
-  // As Lock::try_lock(): never waits in a queue; one Txn to enqueue and a
-  // read per name, and when a name is taken, one more to leave no entry.
+  // As Lock::try_lock(): never waits in a queue. One Txn when every name is
+  // free; when one is taken, a read of its queue and a delete per name, so
+  // that no entry is left.
   [[nodiscard]] bool try_lock();
   template <class Rep, class Period>
   [[nodiscard]] bool try_lock_for(const std::chrono::duration<Rep, Period>& timeout) {

@@ -96,12 +96,20 @@ pb::TxnRequest release_txn(const QueueDir& queue, const QueueEntry& own) {
   return txn;
 }
 
-pb::TxnRequest multi_enqueue_txn(const std::vector<std::string>& keys, const std::string& value, std::int64_t lease) {
+pb::TxnRequest multi_enqueue_txn(const std::vector<QueueDir>& queues, const std::vector<std::string>& keys,
+                                 const std::string& value, std::int64_t lease) {
   pb::TxnRequest txn;
   for (const auto& key : keys) {
     add_created_at(txn, key, "", 0);  // absent
     add_put(*txn.mutable_success(), key, value, lease);
     add_get(*txn.mutable_failure(), key);
+  }
+  // Operations of a Txn see the ones before them: a queue whose first key is
+  // ours was ours at this revision.
+  for (const auto& queue : queues) {
+    auto first = queue_range(queue);
+    first.set_limit(1);
+    *txn.add_success()->mutable_request_range() = first;
   }
   return txn;
 }

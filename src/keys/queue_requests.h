@@ -55,9 +55,10 @@ pb::TxnRequest enqueue_if_empty_txn(const QueueDir& queue, const std::string& ke
 
 // A multi-lock's enqueue: creates every key of `keys` on `lease` in one Txn,
 // so that all of them get one create revision, unless any of them exists (a
-// retry of a request that was applied, or a stray). Success: [puts];
-// failure: [range of each key, in order].
-pb::TxnRequest multi_enqueue_txn(const std::vector<std::string>& keys, const std::string& value, std::int64_t lease);
+// retry of a request that was applied, or a stray). Success: [puts, then the
+// first key of each queue, in order]; failure: [range of each key, in order].
+pb::TxnRequest multi_enqueue_txn(const std::vector<QueueDir>& queues, const std::vector<std::string>& keys,
+                                 const std::string& value, std::int64_t lease);
 
 // A multi-lock's release: deletes every entry of `own` while all of them are
 // still the same entries, and reads each queue's new first entry with its

@@ -53,13 +53,14 @@ TryOutcome MultiAcquisition::try_once(const std::shared_ptr<Session>& session, S
     while (!enqueue(*session, deadline)) {
     }
   }
-  bool waited = false;
   for (std::size_t i = 0; i < queues_.size(); ++i) {
     if (admitted_[i]) continue;
+    // Admitted later than at the enqueue's revision: an entry admitted
+    // earlier may have been deleted (a force unlock) meanwhile.
+    confirm_pending_ = queues_.size() > 1;
     switch (waits_[i]->run(session, deadline, cancel, mode)) {
       case QueueWait::Result::acquired:
         admitted_[i] = true;
-        waited = waited || waits_[i]->acquired().waited;
         continue;
       case QueueWait::Result::entry_lost:
         return lose_entries("queue entry of " + quote_value(queues_[i].name) + " lost while waiting");
@@ -67,11 +68,9 @@ TryOutcome MultiAcquisition::try_once(const std::shared_ptr<Session>& session, S
         return TryOutcome::not_acquired;
     }
   }
-  // An entry admitted early may have been deleted (a force unlock) while a
-  // later queue was waited for: when any admission waited, read them all
-  // again in one revision.
-  if (waited && queues_.size() > 1 && !confirm_all(deadline)) {
-    return lose_entries("an entry was deleted while a later queue was waited for");
+  if (confirm_pending_) {
+    if (!confirm_all(deadline)) return lose_entries("an entry was deleted while a later queue was waited for");
+    confirm_pending_ = false;
   }
   return TryOutcome::acquired;
 }
@@ -92,6 +91,7 @@ void MultiAcquisition::begin(const Session& session) {
     keys_.push_back(std::move(key));
   }
   admitted_.assign(queues_.size(), false);
+  confirm_pending_ = false;
   revision_ = 0;
   create_sent_ = false;
   in_doubt_ = false;
@@ -102,7 +102,9 @@ bool MultiAcquisition::enqueue(const Session& session, SteadyTime deadline) {
   create_sent_ = true;
   pb::TxnResponse response;
   try {
-    response = context_->client().txn(multi_enqueue_txn(keys_, context_->entry_value(), lease_id_), deadline,
+    std::vector<QueueDir> dirs;
+    for (const auto& queue : queues_) dirs.push_back(queue.dir);
+    response = context_->client().txn(multi_enqueue_txn(dirs, keys_, context_->entry_value(), lease_id_), deadline,
                                       etcd::write_site::multi_enqueue);
   } catch (const Error& error) {
     // No reply: etcd may apply it now, or much later; the keys are retired
@@ -130,6 +132,13 @@ bool MultiAcquisition::enqueue(const Session& session, SteadyTime deadline) {
   if (ours) {
     revision_ = revision;
     for (const auto& wait : waits_) wait->adopt_created(revision_, in_doubt_);
+    if (response.succeeded()) {
+      // First in a queue at the create's revision: admitted there, without a read.
+      for (std::size_t i = 0; i < keys_.size(); ++i) {
+        const auto& first = response.responses(static_cast<int>(keys_.size() + i)).response_range();
+        admitted_[i] = first.kvs_size() > 0 && first.kvs(0).key() == keys_[i];
+      }
+    }
     return true;
   }
   context_->log()(LogLevel::warning, "a queue key this attempt did not create was found under its name; taking others",

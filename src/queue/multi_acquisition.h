@@ -82,6 +82,7 @@ class MultiAcquisition {
   std::vector<std::unique_ptr<QueueWait>> waits_;  // one per queue
   std::vector<std::string> keys_;                  // our entries' keys on lease_id_
   std::vector<bool> admitted_;                     // per queue: first at some point
+  bool confirm_pending_ = false;                   // admitted at different times: read them all once more
   std::int64_t lease_id_ = 0;                      // 0: no keys chosen
   std::int64_t revision_ = 0;                      // the entries' create revision, once known
   bool create_sent_ = false;                       // a create of keys_ went out: they may exist

@@ -35,6 +35,8 @@ MultiLockImpl::~MultiLockImpl() {
   }
   std::error_code ignored;
   hold->give_up(ignored);
+  // The turns belong to the names' Locks, which may live on.
+  give_back_turns();
 }
 
 std::string MultiLockImpl::description() const {
