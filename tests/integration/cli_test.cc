@@ -228,6 +228,21 @@ TEST_F(Cli, StatusShowsEveryHolderAndWaiterInOrder) {
   waiter.join();
 }
 
+TEST_F(Cli, StatusNamesTheOtherLocksOfAMultiLocksEntries) {
+  auto holder = manager();
+  auto both = holder->get_multi_lock({"jobs/b", "jobs/a"});
+  both->lock();
+  auto status = etcdlock({"status", "jobs/"});
+  std::vector<std::string> lines;
+  while (auto line = status.read_line(5s)) lines.push_back(*line);
+  EXPECT_EQ(status.wait(), 0);
+  ASSERT_EQ(lines.size(), 3u) << ::testing::PrintToString(lines);
+  EXPECT_NE(lines[0].find("WITH"), std::string::npos) << lines[0];
+  EXPECT_TRUE(lines[1].starts_with("jobs/a") && lines[1].ends_with("jobs/b")) << lines[1];
+  EXPECT_TRUE(lines[2].starts_with("jobs/b") && lines[2].ends_with("jobs/a")) << lines[2];
+  both->unlock();
+}
+
 // Keys of other clients need not be UTF-8 nor free of newlines: JSON stays
 // valid and a table line stays one line.
 TEST_F(Cli, ForeignKeysCannotBreakTheOutput) {

@@ -52,15 +52,19 @@ int take(const RunOptions& options, const sigset_t& signals, Acquire acquire) {
   return status;
 }
 
+// A Lock or a MultiLock, as RunOptions say.
+template <class Lockable>
+bool acquire(Lockable& lock, const RunOptions& options, std::stop_token cancel) {
+  if (options.try_once) return lock.try_lock();
+  if (options.timeout) return lock.try_lock_for(*options.timeout, cancel);
+  lock.lock(cancel);
+  return true;
+}
+
 // The lock, with its variables named as etcdctl lock names them too.
 int hold_lock(LockManager& manager, const RunOptions& options, const sigset_t& signals, Holding& holding) {
   auto lock = manager.get_lock(options.name);
-  const int status = take(options, signals, [&](std::stop_token cancel) {
-    if (options.try_once) return lock->try_lock();
-    if (options.timeout) return lock->try_lock_for(*options.timeout, cancel);
-    lock->lock(cancel);
-    return true;
-  });
+  const int status = take(options, signals, [&](std::stop_token cancel) { return acquire(*lock, options, cancel); });
   if (status != kExitOk) return status;
   const auto token = std::to_string(lock->fencing_token());
   holding = {lock->lost_token(),
@@ -77,12 +81,7 @@ int hold_lock(LockManager& manager, const RunOptions& options, const sigset_t& s
 int hold_multi_lock(LockManager& manager, const RunOptions& options, const sigset_t& signals, Holding& holding) {
   const std::vector<std::string_view> names(options.names.begin(), options.names.end());
   auto lock = manager.get_multi_lock(names);
-  const int status = take(options, signals, [&](std::stop_token cancel) {
-    if (options.try_once) return lock->try_lock();
-    if (options.timeout) return lock->try_lock_for(*options.timeout, cancel);
-    lock->lock(cancel);
-    return true;
-  });
+  const int status = take(options, signals, [&](std::stop_token cancel) { return acquire(*lock, options, cancel); });
   if (status != kExitOk) return status;
   const auto token = std::to_string(lock->fencing_token());
   const auto keys = lock->keys();

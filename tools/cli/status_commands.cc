@@ -76,7 +76,9 @@ std::vector<Subcommand> add_status_commands(CLI::App& app) {
       "its waiters in the order they are admitted. QUEUED is when the entry joined the queue, by\n"
       "its owner's clock, and FOR how long ago: a waiter has waited that long; a holder has held\n"
       "at most that long (it may have waited first). Entries of etcdctl and Go show owner\n"
-      "\"unknown\" and no time.");
+      "\"unknown\" and no time. When a multi-lock (etcdlock run A B -- CMD) holds or waits, a WITH\n"
+      "column names the other locks of each entry that has the same lease and fencing token: one\n"
+      "enqueue put them all there, and they are held together.");
   auto* watch = app.add_subcommand("watch", "print each change of the locks whose names start with PREFIX");
   watch->add_option("name_prefix", flags->name_prefix, "a prefix of lock names");
   watch->add_flag("--json", flags->json, "print JSON lines");
