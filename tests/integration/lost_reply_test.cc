@@ -101,6 +101,7 @@
 //                                               gone and writes nothing more) → B unlocks
 //   session_lease_grant      lease_grant (any)  B holds, A's lease revoked → A.lock() takes a new lease → B unlocks; A holds
 //   lock_unlock_stalled      release, held      as lock_unlock
+//   multi_unlock_stalled     multi_release, held as multi_unlock
 //   shared_downgrade_stalled downgrade, held    as shared_downgrade
 //   semaphore_release_stalled release, held     as semaphore_release
 //   election_resign_stalled  resign, held       as election_resign
@@ -1508,6 +1509,17 @@ const std::vector<Row>& rows() {
       // after the call wait too, as when a connection stalls.
       {.name = "lock_unlock_stalled",
        .site = site::release,
+       .stalled = true,
+       .setup =
+           [](M& m) {
+             m.hold(m.A());
+             m.queue(m.B());
+           },
+       .act = [](M& m) { m.release(m.A()); },
+       .resume = [](M& m) { m.finish(m.B()); }},
+      {.name = "multi_unlock_stalled",
+       .kind = Kind::multi_lock,
+       .site = site::multi_release,
        .stalled = true,
        .setup =
            [](M& m) {
