@@ -16,13 +16,19 @@
 //   semaphore    N managers on one semaphore of --limit permits
 //   rwlock       N managers on one read-write lock, --writers-percent of
 //                the turns writing
+//   multilock    N managers (8 by default) each holding two of three names at
+//                once, the pairs overlapping in both orders: with a MultiLock
+//                (one enqueue), then with two Locks taken in a fixed order;
+//                checks overlap per name, reports Txns per acquisition
 #include <unistd.h>
 #include <CLI/CLI.hpp>
+#include <array>
 #include <atomic>
 #include <barrier>
 #include <chrono>
 #include <fstream>
 #include <iostream>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <set>
 #include <shared_mutex>
@@ -409,6 +415,94 @@ json run_rwlock(const Config& config) {
   return result;
 }
 
+// The etcd calls the managers made, summed, by call ("Txn", "Range").
+std::map<std::string, std::uint64_t> requests_of(const std::vector<std::unique_ptr<LockManager>>& managers) {
+  std::map<std::string, std::uint64_t> total;
+  for (const auto& manager : managers) {
+    for (const auto& [call, count] : manager->metrics().requests) total[call] += count;
+  }
+  return total;
+}
+
+// Two names of three per turn, for N managers: manager i takes the pair
+// (i mod 3, i+1 mod 3), named in ascending order by even managers and in
+// descending order by odd ones. `multi`: one MultiLock per pair; else two
+// Locks taken in the order of the sorted names (what avoids a deadlock
+// without a multi-lock). Every turn checks that no name has two holders.
+json run_multilock_variant(const Config& config, bool multi) {
+  static const std::array<std::string_view, 3> kNames{"a", "b", "c"};
+  std::vector<std::unique_ptr<LockManager>> managers;
+  std::vector<std::shared_ptr<MultiLock>> multis;
+  std::vector<std::array<std::shared_ptr<Lock>, 2>> pairs;
+  for (int i = 0; i < config.clients; ++i) {
+    managers.push_back(std::make_unique<LockManager>(manager_options(config)));
+    auto first = kNames[static_cast<std::size_t>(i % 3)];
+    auto second = kNames[static_cast<std::size_t>((i + 1) % 3)];
+    if (i % 2 == 1) std::swap(first, second);
+    if (multi) {
+      multis.push_back(managers.back()->get_multi_lock({first, second}));
+      multis.back()->lock();  // untimed: connects and warms up
+      multis.back()->unlock();
+    } else {
+      if (second < first) std::swap(first, second);  // the fixed order
+      pairs.push_back({managers.back()->get_lock(first), managers.back()->get_lock(second)});
+      for (auto& lock : pairs.back()) {
+        lock->lock();
+        lock->unlock();
+      }
+    }
+  }
+  std::array<Occupancy, 3> holders;
+  std::atomic<long> overlaps{0};
+  const auto enter = [&](const std::vector<std::string>& names) {
+    for (const auto& name : names) {
+      auto& holder = holders[static_cast<std::size_t>(name[0] - 'a')];
+      holder.enter();
+      if (holder.now.load() != 1) ++overlaps;
+    }
+    hold_for(config);
+    for (const auto& name : names) holders[static_cast<std::size_t>(name[0] - 'a')].leave();
+  };
+  const auto before = requests_of(managers);
+  auto result = run_turns(config, [&](int id, int) {
+    const auto index = static_cast<std::size_t>(id);
+    if (multi) {
+      std::lock_guard guard(*multis[index]);
+      enter(multis[index]->names());
+    } else {
+      std::lock_guard first(*pairs[index][0]);
+      std::lock_guard second(*pairs[index][1]);
+      enter({pairs[index][0]->name(), pairs[index][1]->name()});
+    }
+  });
+  const auto after = requests_of(managers);
+  const double acquisitions = std::max<double>(1, result["ops"].get<double>());
+  const auto per_acquisition = [&](const std::string& call) {
+    const auto was = before.contains(call) ? before.at(call) : 0;
+    const auto now = after.contains(call) ? after.at(call) : 0;
+    return std::round(static_cast<double>(now - was) / acquisitions * 100) / 100;
+  };
+  result["txn_per_acquisition"] = per_acquisition("Txn");
+  result["range_per_acquisition"] = per_acquisition("Range");
+  result["overlaps"] = overlaps.load();
+  return result;
+}
+
+json run_multilock(const Config& config) {
+  auto prefixed = [&](const std::string& variant) {
+    Config each = config;
+    each.prefix = config.prefix + "/" + variant;
+    return each;
+  };
+  json multi = run_multilock_variant(prefixed("multi"), true);
+  json ordered = run_multilock_variant(prefixed("ordered"), false);
+  json result = base_result(config);
+  result["multi_lock"] = multi;
+  result["two_locks_in_order"] = ordered;
+  result["correct"] = multi["overlaps"] == 0 && ordered["overlaps"] == 0 && multi["errors"] == 0;
+  return result;
+}
+
 // One manager holding K locks.
 json run_scale(const Config& config) {
   const auto before = server_counts(config.endpoints.front());
@@ -512,10 +606,11 @@ int main(int argc, char** argv) {
   std::string endpoints = "127.0.0.1:2379";
   CLI::App app{"etcdlock's lock benchmark; one JSON line per run"};
   app.add_option("--endpoints", endpoints, "comma-separated etcd endpoints");
-  app.add_option("--mode", config.mode,
-                 "uncontended | contended | handoff | manykeys | reentrant | scale | raw | semaphore | rwlock")
-      ->check(CLI::IsMember(
-          {"uncontended", "contended", "handoff", "manykeys", "reentrant", "scale", "raw", "semaphore", "rwlock"}));
+  app.add_option(
+         "--mode", config.mode,
+         "uncontended | contended | handoff | manykeys | reentrant | scale | raw | semaphore | rwlock | multilock")
+      ->check(CLI::IsMember({"uncontended", "contended", "handoff", "manykeys", "reentrant", "scale", "raw",
+                             "semaphore", "rwlock", "multilock"}));
   app.add_option("--clients", config.clients, "managers (contended, handoff) or threads (manykeys)")
       ->check(CLI::Range(1, 1024));
   app.add_option("--ops", config.ops, "cycles per client")->check(CLI::Range(1, 100'000'000));
@@ -539,6 +634,7 @@ int main(int argc, char** argv) {
                     std::to_string(std::chrono::system_clock::now().time_since_epoch().count());
   }
   if (config.mode == "handoff" && config.clients < 2) config.clients = 2;
+  if (config.mode == "multilock" && app.count("--clients") == 0) config.clients = 8;
   try {
     threads_at_start = thread_switches();
     nlohmann::json result;
@@ -550,6 +646,7 @@ int main(int argc, char** argv) {
     if (config.mode == "raw") result = run_raw(config);
     if (config.mode == "semaphore") result = run_semaphore(config);
     if (config.mode == "rwlock") result = run_rwlock(config);
+    if (config.mode == "multilock") result = run_multilock(config);
     std::cout << result.dump() << std::endl;
     if (result.contains("correct") && !result["correct"].get<bool>()) return 3;
     return 0;

@@ -10,6 +10,7 @@
 #include "etcdlock/lock_manager.h"
 #include "etcdlock/log.h"
 #include "etcdlock/metrics.h"
+#include "etcdlock/multi_lock.h"
 #include "etcdlock/options.h"
 #include "etcdlock/semaphore.h"
 #include "etcdlock/session_state.h"

@@ -3,8 +3,10 @@
 #pragma once
 
 #include <cstdint>
+#include <initializer_list>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string_view>
 #include <vector>
 
@@ -14,6 +16,7 @@
 #include "etcdlock/lock_event.h"
 #include "etcdlock/lock_info.h"
 #include "etcdlock/metrics.h"
+#include "etcdlock/multi_lock.h"
 #include "etcdlock/options.h"
 #include "etcdlock/semaphore.h"
 #include "etcdlock/session_state.h"
@@ -60,6 +63,18 @@ class LockManager {
   // invalid_key (naming the name), invalid_argument (the name is in use with
   // other options), closed.
   std::shared_ptr<Lock> get_lock(std::string_view name, LockOptions options = {});
+
+  // The multi-lock on every name of `names` (see multi_lock.h): the same
+  // object for the same set, in whatever order the names come, as long as
+  // anyone holds a reference to it. Each name is validated as get_lock()'s,
+  // and is a lock of this manager from then on (with the same options).
+  // Makes no request to etcd. Throws Error: invalid_key (naming the name),
+  // invalid_argument (no names, a name given twice, a name in use as another
+  // kind or with other options), closed.
+  std::shared_ptr<MultiLock> get_multi_lock(std::span<const std::string_view> names, LockOptions options = {});
+  std::shared_ptr<MultiLock> get_multi_lock(std::initializer_list<std::string_view> names, LockOptions options = {}) {
+    return get_multi_lock(std::span<const std::string_view>(names.begin(), names.size()), options);
+  }
 
   // The election `name`: the same object for the same name as long as anyone
   // holds a reference to it. Its candidates share the name's queue with

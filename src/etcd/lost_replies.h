@@ -37,6 +37,8 @@ inline constexpr std::string_view guarded_write = "guarded_write";  // guarded_p
 inline constexpr std::string_view force_unlock = "force_unlock";    // an admin's delete of a holder's key
 inline constexpr std::string_view lease_revoke = "lease_revoke";    // a lease revoked (close, admin)
 inline constexpr std::string_view lease_grant = "lease_grant";      // a session's lease granted
+inline constexpr std::string_view multi_enqueue = "multi_enqueue";  // a multi-lock's entries created in one Txn
+inline constexpr std::string_view multi_release = "multi_release";  // a multi-lock's entries deleted in one Txn
 }  // namespace write_site
 
 // Process-wide. Thread-safe.

@@ -96,6 +96,45 @@ pb::TxnRequest release_txn(const QueueDir& queue, const QueueEntry& own) {
   return txn;
 }
 
+pb::TxnRequest multi_enqueue_txn(const std::vector<QueueDir>& queues, const std::vector<std::string>& keys,
+                                 const std::string& value, std::int64_t lease) {
+  pb::TxnRequest txn;
+  for (const auto& key : keys) {
+    add_created_at(txn, key, "", 0);  // absent
+    add_put(*txn.mutable_success(), key, value, lease);
+    add_get(*txn.mutable_failure(), key);
+  }
+  // Operations of a Txn see the ones before them: a queue whose first key is
+  // ours was ours at this revision.
+  for (const auto& queue : queues) {
+    auto first = queue_range(queue);
+    first.set_limit(1);
+    *txn.add_success()->mutable_request_range() = first;
+  }
+  return txn;
+}
+
+pb::TxnRequest while_all_created_at(const std::vector<QueueEntry>& own) {
+  pb::TxnRequest txn;
+  for (const auto& entry : own) add_created_at(txn, entry.key, "", entry.revision);
+  return txn;
+}
+
+pb::TxnRequest multi_release_txn(const std::vector<QueueDir>& queues, const std::vector<QueueEntry>& own) {
+  auto txn = while_all_created_at(own);
+  for (const auto& entry : own) {
+    add_delete(*txn.mutable_success(), entry.key);
+    add_get(*txn.mutable_failure(), entry.key);
+  }
+  for (const auto& queue : queues) {
+    auto first = queue_range(queue);
+    first.set_keys_only(false);
+    first.set_limit(1);
+    *txn.add_success()->mutable_request_range() = first;
+  }
+  return txn;
+}
+
 pb::RangeRequest head_read(const QueueDir& queue) {
   auto head = queue_range(queue);
   head.set_keys_only(false);

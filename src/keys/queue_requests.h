@@ -8,6 +8,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "etcd/rpc.pb.h"
 
@@ -51,6 +52,23 @@ pb::TxnRequest enqueue_txn(const QueueDir& queue, const std::string& key, const 
 // of key, the queue's first key].
 pb::TxnRequest enqueue_if_empty_txn(const QueueDir& queue, const std::string& key, const std::string& value,
                                     std::int64_t lease);
+
+// A multi-lock's enqueue: creates every key of `keys` on `lease` in one Txn,
+// so that all of them get one create revision, unless any of them exists (a
+// retry of a request that was applied, or a stray). Success: [puts, then the
+// first key of each queue, in order]; failure: [range of each key, in order].
+pb::TxnRequest multi_enqueue_txn(const std::vector<QueueDir>& queues, const std::vector<std::string>& keys,
+                                 const std::string& value, std::int64_t lease);
+
+// A multi-lock's release: deletes every entry of `own` while all of them are
+// still the same entries, and reads each queue's new first entry with its
+// value. Success: [delete each, then the first entry of each queue, in
+// order]; failure: [range of each key, in order].
+pb::TxnRequest multi_release_txn(const std::vector<QueueDir>& queues, const std::vector<QueueEntry>& own);
+
+// A Txn whose success branch runs only while every entry of `own` exists
+// with its create revision: a multi-lock's hold that is still the same one.
+pb::TxnRequest while_all_created_at(const std::vector<QueueEntry>& own);
 
 // A read, in one revision, of `own` (still there?) and of the keys created
 // before `below`, newest first, as `ahead` says (own's predecessors, when

@@ -12,6 +12,10 @@ std::shared_ptr<Lock> LockManager::get_lock(std::string_view name, LockOptions o
   return impl_->get_lock(name, options);
 }
 
+std::shared_ptr<MultiLock> LockManager::get_multi_lock(std::span<const std::string_view> names, LockOptions options) {
+  return impl_->get_multi_lock(names, options);
+}
+
 std::shared_ptr<Election> LockManager::get_election(std::string_view name, ElectionOptions options) {
   return impl_->get_election(name, options);
 }

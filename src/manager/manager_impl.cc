@@ -8,6 +8,7 @@
 #include "observe/activity_watch.h"
 #include "recipes/election_impl.h"
 #include "recipes/lock_impl.h"
+#include "recipes/multi_lock_impl.h"
 #include "recipes/semaphore_impl.h"
 #include "recipes/shared_lock_impl.h"
 
@@ -41,6 +42,37 @@ std::shared_ptr<Lock> ManagerImpl::get_lock(std::string_view name, const LockOpt
   context_->check_open();
   return registry_.get<Lock, LockImpl>(
       "lock", name, options, [&] { return std::make_shared<LockImpl>(context_, std::string(name), options); });
+}
+
+std::shared_ptr<MultiLock> ManagerImpl::get_multi_lock(std::span<const std::string_view> names,
+                                                       const LockOptions& options) {
+  if (names.empty()) throw Error(errc::invalid_argument, "a multi-lock needs at least one name");
+  std::vector<std::string_view> sorted(names.begin(), names.end());
+  for (const auto name : sorted) {
+    validate_name(name);
+    validate(options, name);
+  }
+  // A set: {X, Y} and {Y, X} are one multi-lock, whose turns are taken in
+  // this order.
+  std::ranges::sort(sorted);
+  if (const auto twice = std::ranges::adjacent_find(sorted); twice != sorted.end()) {
+    throw Error(errc::invalid_argument, "name " + quote_value(*twice) + " is given twice for one multi-lock");
+  }
+  context_->check_open();
+  std::vector<std::shared_ptr<LockImpl>> locks;
+  for (const auto name : sorted) {
+    locks.push_back(
+        registry_
+            .get_with_state<Lock, LockImpl>(
+                "lock", name, options, [&] { return std::make_shared<LockImpl>(context_, std::string(name), options); })
+            .second);
+  }
+  // Names hold no NUL byte: this key is no lock's.
+  std::string set_key("\0multi", 6);
+  for (const auto name : sorted) (set_key += '\0') += name;
+  return registry_.get<MultiLock, MultiLockImpl>("multi-lock", set_key, options, [&] {
+    return std::make_shared<MultiLockImpl>(context_, std::move(locks), options);
+  });
 }
 
 std::shared_ptr<Election> ManagerImpl::get_election(std::string_view name, const ElectionOptions& options) {

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string_view>
 #include <vector>
 
@@ -15,6 +16,7 @@
 #include "etcdlock/lock_event.h"
 #include "etcdlock/lock_info.h"
 #include "etcdlock/metrics.h"
+#include "etcdlock/multi_lock.h"
 #include "etcdlock/options.h"
 #include "etcdlock/semaphore.h"
 #include "etcdlock/session_state.h"
@@ -34,6 +36,7 @@ class ManagerImpl {
   ~ManagerImpl();
 
   std::shared_ptr<Lock> get_lock(std::string_view name, const LockOptions& options);
+  std::shared_ptr<MultiLock> get_multi_lock(std::span<const std::string_view> names, const LockOptions& options);
   std::shared_ptr<Election> get_election(std::string_view name, const ElectionOptions& options);
   std::shared_ptr<Semaphore> get_semaphore(std::string_view name, std::int64_t limit, const SemaphoreOptions& options);
   std::shared_ptr<SharedLock> get_shared_lock(std::string_view name, const LockOptions& options);

@@ -12,6 +12,7 @@
 #include <string_view>
 #include <thread>
 #include <unordered_map>
+#include <utility>
 
 #include "base/mutex.h"
 #include "base/text.h"
@@ -29,6 +30,15 @@ class Registry {
   template <class Handle, class Impl, class Options>
   std::shared_ptr<Handle> get(std::string_view kind, std::string_view name, const Options& options,
                               const std::function<std::shared_ptr<Impl>()>& make) {
+    return get_with_state<Handle, Impl>(kind, name, options, make).first;
+  }
+
+  // As get(), with the state behind the handle (a MultiLock keeps the states
+  // of its names' locks, whose turns it takes).
+  template <class Handle, class Impl, class Options>
+  std::pair<std::shared_ptr<Handle>, std::shared_ptr<Impl>> get_with_state(
+      std::string_view kind, std::string_view name, const Options& options,
+      const std::function<std::shared_ptr<Impl>()>& make) {
     for (;;) {
       // Declared before the lock, so destroyed after it is released: when the
       // last handle goes on another thread meanwhile, the state's destructor
@@ -51,7 +61,7 @@ class Registry {
                                                 " is already in use with other options" +
                                                 (handles ? "" : " (what it holds has not been released yet)"));
       }
-      if (auto existing = std::static_pointer_cast<Handle>(entry.handle.lock())) return existing;
+      if (auto existing = std::static_pointer_cast<Handle>(entry.handle.lock())) return {existing, impl};
       if (!impl && !entry.lifetime.expired()) {
         // The last state's destructor is still releasing what was never
         // unlocked, on this process's lease key: a new state would create
@@ -66,7 +76,7 @@ class Registry {
       auto created = std::make_shared<Handle>(impl);
       entry = {std::string(kind), created, impl, impl->lifetime()};
       forget_unused();
-      return created;
+      return {created, impl};
     }
   }
 

@@ -100,6 +100,50 @@ Release release_and_hand_over(const etcd::Client& client, const QueueDir& queue,
   return release;
 }
 
+MultiRelease release_all_and_hand_over(const etcd::Client& client, const std::vector<QueueDir>& queues,
+                                       const std::vector<QueueEntry>& own) {
+  const auto response =
+      client.txn(multi_release_txn(queues, own), client.command_deadline(), etcd::write_site::multi_release);
+  MultiRelease release{response.succeeded(), {}};
+  if (!release.all_were_there) {
+    for (std::size_t i = 0; i < own.size(); ++i) {
+      const auto& found = response.responses(static_cast<int>(i)).response_range();
+      release.still_there.push_back(found.kvs_size() > 0 && found.kvs(0).create_revision() == own[i].revision);
+    }
+    return release;
+  }
+  // Each queue's first entry now holds: notes to those that take them, one
+  // per inbox and Txn.
+  std::vector<pb::TxnRequest> batches;
+  std::vector<std::vector<std::string>> inboxes;  // per batch
+  for (std::size_t i = 0; i < queues.size(); ++i) {
+    const auto& after = response.responses(static_cast<int>(own.size() + i)).response_range();
+    const auto entries = entries_of(after);
+    const auto successor = entries.empty() ? std::nullopt : addressee(queues[i], *entries.front());
+    if (!successor) continue;
+    std::size_t batch = 0;
+    while (batch < batches.size() && std::ranges::find(inboxes[batch], successor->inbox) != inboxes[batch].end()) {
+      ++batch;
+    }
+    if (batch == batches.size()) {
+      batches.emplace_back();
+      inboxes.emplace_back();
+    }
+    inboxes[batch].push_back(successor->inbox);
+    *batches[batch].add_success()->mutable_request_txn() =
+        note_txn(successor->entry, successor->inbox, successor->lease, encode_note({successor->entry, 1}));
+  }
+  for (const auto& batch : batches) {
+    try {
+      client.txn(batch, client.command_deadline(), etcd::write_site::note);
+    } catch (const Error&) {
+      // The release is done; the successor learns of its turn from its own
+      // watch instead.
+    }
+  }
+  return release;
+}
+
 void HandOverReleaser::expect_successor() {
   MutexLock lock(mu_);
   expect_successor_ = true;

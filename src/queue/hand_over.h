@@ -17,6 +17,7 @@
 #include <cstdint>
 #include <memory>
 #include <system_error>
+#include <vector>
 
 #include "base/mutex.h"
 #include "etcd/client.h"
@@ -42,6 +43,21 @@ struct Release {
 // happened is unknown. A read or a note that fails costs only the note.
 Release release_and_hand_over(const etcd::Client& client, const QueueDir& queue, const QueueEntry& own,
                               std::int64_t limit, bool read_head_first);
+
+// What releasing a multi-lock's entries found.
+struct MultiRelease {
+  bool all_were_there = false;    // false: an entry was deleted first (the hold was lost)
+  std::vector<bool> still_there;  // when not all were: which entries still stand, per queue
+};
+
+// Releases `own`, one entry per queue of `queues`, each first in its queue,
+// in one Txn while every one is still the same entry, then tells each
+// queue's new first entry of its turn with a note (a second write; inboxes
+// that take several notes take them in as many Txns, since etcd refuses a
+// key twice in one). Throws Error only for the delete, as
+// release_and_hand_over.
+MultiRelease release_all_and_hand_over(const etcd::Client& client, const std::vector<QueueDir>& queues,
+                                       const std::vector<QueueEntry>& own);
 
 // The releases of one queue's holds by one primitive: Hold::give_up with
 // release_and_hand_over as its removal, reading the queue first only while

@@ -44,7 +44,6 @@ class QueueAcquisition {
 
  private:
   void give_up();
-  Error cancelled_error() const;
   std::optional<Acquired> attempt(SteadyTime deadline, const std::stop_token& cancel, QueueWait::Mode mode);
 
   const std::shared_ptr<PrimitiveContext> context_;

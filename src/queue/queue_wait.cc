@@ -50,6 +50,26 @@ void QueueWait::begin(const Session& session) {
   if (entry_.takes_notes) context_->inbox().expect(key_, *signals_);
 }
 
+void QueueWait::expect_at(const Session& session, std::string key) {
+  stop_watching();
+  if (!key_.empty()) context_->inbox().forget(key_);
+  lease_id_ = session.lease_id();
+  key_ = std::move(key);
+  own_.reset();
+  create_sent_ = false;
+  in_doubt_ = false;
+  waited_ = false;
+  signals_->reset();
+  if (entry_.takes_notes) context_->inbox().expect(key_, *signals_);
+}
+
+void QueueWait::adopt_created(std::int64_t revision, bool in_doubt) {
+  own_ = QueueEntry{key_, revision};
+  create_sent_ = true;
+  in_doubt_ = in_doubt;
+  signals_->set_own(revision);
+}
+
 std::optional<Leftover> QueueWait::leftover() const {
   if (own_) return Leftover{*own_, in_doubt_};
   if (create_sent_ || in_doubt_) return Leftover{QueueEntry{key_, 0}, true};

@@ -85,6 +85,15 @@ class QueueWait {
   Result run(const std::shared_ptr<Session>& session, SteadyTime deadline, std::stop_token cancel, Mode mode);
   const Acquired& acquired() const { return acquired_; }
 
+  // For an entry that the caller creates itself (a multi-lock's one Txn puts
+  // an entry into several queues): expect_at() takes `key` on `session`'s
+  // lease as the entry's key, before the create goes out (a hand-over note
+  // may come as soon as the entry exists); adopt_created() says the create
+  // happened, at `revision`; run() then waits. Whatever entry an earlier
+  // attempt left is the caller's to remove.
+  void expect_at(const Session& session, std::string key);
+  void adopt_created(std::int64_t revision, bool in_doubt);
+
   // The entry this wait may have left in etcd when it did not acquire, to be
   // removed; nullopt when there is none.
   std::optional<Leftover> leftover() const;

@@ -38,6 +38,9 @@ bool LockImpl::acquire(SteadyTime deadline, std::stop_token cancel, Mode mode) {
         ++depth_;
         return true;
       }
+      // The turn without the hold: a MultiLock of this thread holds the name.
+      throw Error(errc::lock_already_held,
+                  "lock " + quote_value(name()) + " is already held by this thread through a multi-lock");
     }
   }
   if (!exclusive_.take_turn(deadline, cancel, mode == Mode::wait)) {

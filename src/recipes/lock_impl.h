@@ -46,6 +46,10 @@ class LockImpl : public std::enable_shared_from_this<LockImpl> {
   std::int64_t fencing_token() const { return exclusive_.fencing_token(); }
   bool guarded_put(std::string_view key, std::string_view value) { return exclusive_.guarded_put(key, value); }
   bool guarded_delete(std::string_view key) { return exclusive_.guarded_delete(key); }
+  // The name's turn and queue, which a MultiLock on a set with this name
+  // takes too: this process's Lock and MultiLocks on the name exclude one
+  // another through the turn.
+  ExclusiveHold& exclusive() { return exclusive_; }
 
  private:
   // The etcd part of acquire(): a place in the queue, the wait, the hold.

@@ -51,6 +51,53 @@ TEST_F(Cli, RunGivesTheCommandTheLocksEnvironmentAndItsStatus) {
   EXPECT_EQ(entries("job"), 0) << "released after the command";
 }
 
+TEST_F(Cli, RunWithSeveralNamesHoldsThemAllAndSaysSo) {
+  const auto [status, line] =
+      finish({"run", "y", "x", "--", "sh", "-c",
+              "echo \"$ETCDLOCK_NAMES $ETCDLOCK_NAME $ETCDLOCK_NAME_1 $ETCDLOCK_NAME_2 $ETCDLOCK_KEY_1 $ETCDLOCK_KEY_2 "
+              "$ETCDLOCK_FENCING_TOKEN $ETCD_LOCK_KEY\"; exit 4"});
+  EXPECT_EQ(status, 4);
+  std::istringstream fields(line);
+  std::string count, name, name1, name2, key1, key2, token, etcd_key;
+  fields >> count >> name >> name1 >> name2 >> key1 >> key2 >> token >> etcd_key;
+  EXPECT_EQ(count, "2") << line;
+  EXPECT_EQ(name, "x");
+  EXPECT_EQ(name1, "x");
+  EXPECT_EQ(name2, "y");
+  EXPECT_TRUE(key1.starts_with(prefix_ + "/x/")) << line;
+  EXPECT_TRUE(key2.starts_with(prefix_ + "/y/")) << line;
+  EXPECT_EQ(etcd_key, key1);
+  EXPECT_GT(std::stol(token), 0);
+  EXPECT_EQ(entries("x"), 0) << "released after the command";
+  EXPECT_EQ(entries("y"), 0) << "released after the command";
+  // One name after "--" is a command, as before.
+  EXPECT_EQ(finish({"run", "x", "--", "sh", "-c", "echo $ETCDLOCK_NAME $ETCDLOCK_NAMES."}).second, "x .");
+  EXPECT_EQ(finish({"run", "x", "y", "--"}).first, 64) << "no command";
+  EXPECT_EQ(finish({"run", "-n", "2", "x", "y", "--", "true"}).first, 64) << "permits take one name";
+}
+
+TEST_F(Cli, RunWithSeveralNamesWaitsForEachAndStopsWhenOneIsLost) {
+  auto holder = manager();
+  auto y = holder->get_lock("y");
+  y->lock();
+  EXPECT_EQ(finish({"run", "x", "y", "--try", "--", "true"}).first, 73);
+  EXPECT_EQ(finish({"run", "x", "y", "--timeout", "300ms", "--", "true"}).first, 75);
+  EXPECT_EQ(entries("x"), 0) << "a waiter key was left";
+  EXPECT_EQ(entries("y"), 1) << "a waiter key was left";
+  y->unlock();
+  auto run = etcdlock({"run", "x", "y", "--", "sh", "-c", "echo started; sleep 30"});
+  ASSERT_EQ(run.read_line(), "started");
+  // Opposite order, while the first holds both: waits.
+  auto second = etcdlock({"run", "y", "x", "--", "sh", "-c", "echo second"});
+  EXPECT_EQ(second.read_line(500ms), std::nullopt) << "both commands held y and x at once";
+  auto admin = manager();
+  ASSERT_TRUE(admin->force_unlock("y"));
+  EXPECT_EQ(run.wait(), 76);
+  EXPECT_EQ(second.read_line(), "second");
+  EXPECT_EQ(second.wait(), 0);
+  EXPECT_TRUE(eventually([&] { return entries("x") == 0 && entries("y") == 0; }));
+}
+
 TEST_F(Cli, TryAndTimeoutGiveUpWithTheirOwnStatus) {
   auto holder = manager();
   auto lock = holder->get_lock("job");
@@ -181,6 +228,21 @@ TEST_F(Cli, StatusShowsEveryHolderAndWaiterInOrder) {
   EXPECT_EQ(finish({"status", "/bad"}).first, 64);
   lock->unlock();
   waiter.join();
+}
+
+TEST_F(Cli, StatusNamesTheOtherLocksOfAMultiLocksEntries) {
+  auto holder = manager();
+  auto both = holder->get_multi_lock({"jobs/b", "jobs/a"});
+  both->lock();
+  auto status = etcdlock({"status", "jobs/"});
+  std::vector<std::string> lines;
+  while (auto line = status.read_line(5s)) lines.push_back(*line);
+  EXPECT_EQ(status.wait(), 0);
+  ASSERT_EQ(lines.size(), 3u) << ::testing::PrintToString(lines);
+  EXPECT_NE(lines[0].find("WITH"), std::string::npos) << lines[0];
+  EXPECT_TRUE(lines[1].starts_with("jobs/a") && lines[1].ends_with("jobs/b")) << lines[1];
+  EXPECT_TRUE(lines[2].starts_with("jobs/b") && lines[2].ends_with("jobs/a")) << lines[2];
+  both->unlock();
 }
 
 // Keys of other clients need not be UTF-8 nor free of newlines: JSON stays

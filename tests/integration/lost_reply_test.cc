@@ -73,6 +73,14 @@
 //   lock_unlock_note         note (B)           A holds, B waits → A.unlock(): delete, then a note to B → B holds
 //   lock_unlock_hand_over    release (A)        A held after waiting, C waits → A.unlock(): delete and note in one Txn → C holds
 //   lock_guarded_put         guarded_write      A holds, B waits → A.guarded_put() → A unlocks; B holds
+//   multi_lock               multi_enqueue (A)  as lock_lock, every participant with a MultiLock on {x, y}
+//   multi_try_lock           multi_enqueue (A)  as lock_try_lock, with MultiLocks
+//   multi_try_lock_for       multi_enqueue (A)  as lock_try_lock_for, with MultiLocks
+//   multi_unlock             multi_release (A)  as lock_unlock, with MultiLocks
+//   multi_unlock_note        note (B)           as lock_unlock_note, with MultiLocks
+//   multi_guarded_put        guarded_write      as lock_guarded_put, with MultiLocks (the Txn compares both keys)
+//   multi_force_unlock       force_unlock (A)   A holds, B waits → D.force_unlock(x) (late loss) → B holds
+//                                               (the rows judge x's queue, and find y's empty at the end)
 //   shared_lock              enqueue (A)        B reads → A.lock() queues → B unlocks; A writes
 //   shared_lock_shared       enqueue (A)        B writes → A.lock_shared() queues → B unlocks; A reads
 //   shared_downgrade         downgrade (A)      A writes, B waits to read → A.lock_shared() (downgrade) → B reads
@@ -93,6 +101,7 @@
 //                                               gone and writes nothing more) → B unlocks
 //   session_lease_grant      lease_grant (any)  B holds, A's lease revoked → A.lock() takes a new lease → B unlocks; A holds
 //   lock_unlock_stalled      release, held      as lock_unlock
+//   multi_unlock_stalled     multi_release, held as multi_unlock
 //   shared_downgrade_stalled downgrade, held    as shared_downgrade
 //   semaphore_release_stalled release, held     as semaphore_release
 //   election_resign_stalled  resign, held       as election_resign
@@ -155,8 +164,11 @@ constexpr std::chrono::milliseconds kLookPause = 2ms;
 constexpr std::chrono::milliseconds kRetry = 20ms;
 constexpr std::int64_t kPermits = 2;
 const std::string kName = "x";
+// A multi-lock row's second name: the matrix judges the queue of kName, and
+// checks that this one's is empty once the row has ended.
+const std::string kOtherName = "y";
 
-enum class Kind { lock, shared_lock, semaphore, election };
+enum class Kind { lock, shared_lock, semaphore, election, multi_lock };
 
 // A hold as its client claims it.
 struct Claim {
@@ -326,9 +338,10 @@ struct Participant {
   std::shared_ptr<SharedLock> shared;
   std::shared_ptr<Semaphore> semaphore;
   std::shared_ptr<Election> election;
-  std::stop_source cancel;          // ends a wait under way
-  std::atomic<bool> closed{false};  // its manager was closed
-  std::uint64_t pending = 0;        // the call that queue() or start() began (main thread)
+  std::shared_ptr<MultiLock> multi;  // on {kName, kOtherName}
+  std::stop_source cancel;           // ends a wait under way
+  std::atomic<bool> closed{false};   // its manager was closed
+  std::uint64_t pending = 0;         // the call that queue() or start() began (main thread)
   std::string pending_call;
   std::set<std::int64_t> leases;  // every lease it was seen with (checker thread)
   // On the actor's thread only:
@@ -353,6 +366,11 @@ struct Participant {
     if (permit && permit->held()) {
       const auto token = permit->fencing_token();
       if (token != 0) seen.claims.push_back({token, false, permit->lost_token()});
+    }
+    if (multi) {
+      const auto token = multi->fencing_token(kName);
+      if (token != 0 && (multi->held() || multi->held_by_this_thread()))
+        seen.claims.push_back({token, true, multi->lost_token()});
     }
     if (election) {
       const auto token = election->fencing_token();
@@ -457,13 +475,13 @@ class LostReply : public LockTest, public ::testing::WithParamInterface<Row> {
   }
   Outcome try_lock(Participant& p) {
     return run(p, "try_lock()", false, [&p] {
-      p.owes = p.lock->try_lock();
+      p.owes = p.multi ? p.multi->try_lock() : p.lock->try_lock();
       return std::string(p.owes ? "true" : "false");
     });
   }
   Outcome try_lock_for(Participant& p, std::chrono::milliseconds timeout) {
     return run(p, "try_lock_for(" + std::to_string(timeout.count()) + " ms)", false, [&p, timeout] {
-      p.owes = p.lock->try_lock_for(timeout);
+      p.owes = p.multi ? p.multi->try_lock_for(timeout) : p.lock->try_lock_for(timeout);
       return std::string(p.owes ? "true" : "false");
     });
   }
@@ -473,7 +491,9 @@ class LostReply : public LockTest, public ::testing::WithParamInterface<Row> {
   }
   Outcome guarded_put(Participant& p) {
     return run(p, "guarded_put()", false, [this, &p] {
-      const bool done = p.lock ? p.lock->guarded_put(data_key(), p.name) : p.shared->guarded_put(data_key(), p.name);
+      const bool done = p.multi  ? p.multi->guarded_put(data_key(), p.name)
+                        : p.lock ? p.lock->guarded_put(data_key(), p.name)
+                                 : p.shared->guarded_put(data_key(), p.name);
       return std::string(done ? "true" : "false");
     });
   }
@@ -539,6 +559,7 @@ class LostReply : public LockTest, public ::testing::WithParamInterface<Row> {
     switch (kind_) {
       case Kind::lock:
       case Kind::shared_lock:
+      case Kind::multi_lock:
         return "lock()";
       case Kind::semaphore:
         return "acquire_permit()";
@@ -551,6 +572,7 @@ class LostReply : public LockTest, public ::testing::WithParamInterface<Row> {
     switch (kind_) {
       case Kind::lock:
       case Kind::shared_lock:
+      case Kind::multi_lock:
         return "unlock()";
       case Kind::semaphore:
         return "Permit::release()";
@@ -559,7 +581,7 @@ class LostReply : public LockTest, public ::testing::WithParamInterface<Row> {
     }
     return "";
   }
-  static bool takes_part(const Participant& p) { return p.lock || p.shared || p.semaphore || p.election; }
+  static bool takes_part(const Participant& p) { return p.lock || p.shared || p.semaphore || p.election || p.multi; }
   Actor::Body acquire_body(Participant& p);
   Actor::Body read_body(Participant& p);
   Actor::Body release_body(Participant& p);
@@ -568,13 +590,13 @@ class LostReply : public LockTest, public ::testing::WithParamInterface<Row> {
 
   // The participant's entries in the queue, by its current lease.
   std::int64_t entries_of(Participant& p);
-  bool queue_empty();
+  bool queue_empty(const std::string& name = kName);
   static bool same_entries(const std::vector<EtcdEntry>& a, const std::vector<EtcdEntry>& b) {
     return std::equal(a.begin(), a.end(), b.begin(), b.end(), [](const EtcdEntry& x, const EtcdEntry& y) {
       return x.key == y.key && x.revision == y.revision && x.writer == y.writer;
     });
   }
-  std::vector<EtcdEntry> read_queue();
+  std::vector<EtcdEntry> read_queue(const std::string& name = kName);
 
   void start_checker();
   void stop_checker();
@@ -655,6 +677,9 @@ void LostReply::add(std::string name, const Row& row, bool admin) {
       case Kind::election:
         p->election = p->manager->get_election(kName, {.retry_interval = kRetry});
         break;
+      case Kind::multi_lock:
+        p->multi = p->manager->get_multi_lock({kOtherName, kName}, {.retry_interval = kRetry});
+        break;
     }
   }
   Participant* raw = p.get();
@@ -688,6 +713,12 @@ Actor::Body LostReply::acquire_body(Participant& p) {
         p.owes = true;
         return std::string();
       };
+    case Kind::multi_lock:
+      return [&p] {
+        p.multi->lock(p.cancel.get_token());
+        p.owes = true;
+        return std::string();
+      };
   }
   return {};
 }
@@ -717,6 +748,9 @@ Actor::Body LostReply::release_body(Participant& p) {
       case Kind::election:
         p.election->resign();  // throws: then a release is still due, as the API says
         break;
+      case Kind::multi_lock:
+        p.multi->unlock(ec);
+        break;
     }
     p.owes = false;
     return ec ? std::string(to_string(static_cast<errc>(ec.value()))) : std::string();
@@ -737,6 +771,9 @@ Actor::Body LostReply::release_everything_body(Participant& p) {
       std::error_code ec;
       if (kind_ == Kind::lock) {
         p.lock->unlock(ec);
+        if (note("unlock", ec)) break;
+      } else if (kind_ == Kind::multi_lock) {
+        p.multi->unlock(ec);
         if (note("unlock", ec)) break;
       } else if (kind_ == Kind::shared_lock) {
         std::error_code read_ec;
@@ -787,6 +824,10 @@ Actor::Body LostReply::last_round_body(Participant& p) {
         acquired = p.election->campaign_for(p.name, kLastRoundWait);
         if (acquired) p.election->resign();
         break;
+      case Kind::multi_lock:
+        acquired = p.multi->try_lock_for(kLastRoundWait);
+        if (acquired) p.multi->unlock(ec);
+        break;
     }
     if (!acquired) return std::string("not acquired");
     return ec ? "acquired; release: " + std::string(to_string(static_cast<errc>(ec.value()))) : std::string("acquired");
@@ -812,8 +853,8 @@ std::string LostReply::armed_key(const Row& row) {
   return "";
 }
 
-std::vector<EtcdEntry> LostReply::read_queue() {
-  const auto dir = detail::queue_dir(prefix_, kName);
+std::vector<EtcdEntry> LostReply::read_queue(const std::string& name) {
+  const auto dir = detail::queue_dir(prefix_, name);
   etcdserverpb::RangeRequest range;
   range.set_key(dir);
   range.set_range_end(detail::prefix_range_end(dir));
@@ -841,9 +882,9 @@ std::int64_t LostReply::entries_of(Participant& p) {
   return std::count_if(queue.begin(), queue.end(), [&](const EtcdEntry& entry) { return entry.lease == lease; });
 }
 
-bool LostReply::queue_empty() {
+bool LostReply::queue_empty(const std::string& name) {
   try {
-    return read_queue().empty();
+    return read_queue(name).empty();
   } catch (const Error&) {
     return false;  // the raw client's read failed: not known yet
   }
@@ -973,6 +1014,7 @@ void LostReply::judge(const std::vector<Account>& accounts, const std::vector<Et
   switch (kind_) {
     case Kind::lock:
     case Kind::election:
+    case Kind::multi_lock:
       too_many = holders.size() > 1;
       break;
     case Kind::shared_lock:
@@ -1099,6 +1141,10 @@ void LostReply::run_row(const Row& row) {
   }
   EXPECT_TRUE(eventually([&] { return queue_empty(); }, kLeftoverBound))
       << "entries stayed in the queue once every participant had ended its waits and holds";
+  if (kind_ == Kind::multi_lock) {
+    EXPECT_TRUE(eventually([&] { return queue_empty(kOtherName); }, kLeftoverBound))
+        << "entries stayed in the queue of " << kOtherName << " once every participant had ended";
+  }
   for (auto& p : participants_) {
     if (p->closed || !takes_part(*p)) continue;
     const auto outcome = run(*p, "acquires and releases (last round)", false, last_round_body(*p));
@@ -1187,6 +1233,81 @@ const std::vector<Row>& rows() {
              m.release(m.A());
              m.finish(m.B());
            }},
+      // MultiLock on {x, y}: the matrix judges x's queue
+      {.name = "multi_lock",
+       .kind = Kind::multi_lock,
+       .site = site::multi_enqueue,
+       .setup = [](M& m) { m.hold(m.B()); },
+       .act = [](M& m) { m.start(m.A()); },
+       .resume =
+           [](M& m) {
+             m.release(m.B());
+             m.finish(m.A());
+           }},
+      {.name = "multi_try_lock",
+       .kind = Kind::multi_lock,
+       .site = site::multi_enqueue,
+       .act = [](M& m) { m.try_lock(m.A()); },
+       .resume =
+           [](M& m) {
+             m.queue(m.B());
+             m.release(m.A());
+             m.finish(m.B());
+           }},
+      {.name = "multi_try_lock_for",
+       .kind = Kind::multi_lock,
+       .site = site::multi_enqueue,
+       .setup = [](M& m) { m.hold(m.B()); },
+       .act = [](M& m) { m.try_lock_for(m.A(), 300ms); },
+       .resume = [](M& m) { m.release(m.B()); }},
+      {.name = "multi_unlock",
+       .kind = Kind::multi_lock,
+       .site = site::multi_release,
+       .setup =
+           [](M& m) {
+             m.hold(m.A());
+             m.queue(m.B());
+           },
+       .act = [](M& m) { m.release(m.A()); },
+       .resume = [](M& m) { m.finish(m.B()); }},
+      {.name = "multi_unlock_note",
+       .kind = Kind::multi_lock,
+       .site = site::note,
+       .target = Target::b_key,
+       .setup =
+           [](M& m) {
+             m.hold(m.A());
+             m.queue(m.B());
+           },
+       .act = [](M& m) { m.release(m.A()); },
+       .resume = [](M& m) { m.finish(m.B()); }},
+      {.name = "multi_guarded_put",
+       .kind = Kind::multi_lock,
+       .site = site::guarded_write,
+       .target = Target::data_key,
+       .setup =
+           [](M& m) {
+             m.hold(m.A());
+             m.queue(m.B());
+           },
+       .act = [](M& m) { m.guarded_put(m.A()); },
+       .resume =
+           [](M& m) {
+             m.release(m.A());
+             m.finish(m.B());
+           }},
+      {.name = "multi_force_unlock",
+       .kind = Kind::multi_lock,
+       .admin = true,
+       .site = site::force_unlock,
+       .late_loss = true,
+       .setup =
+           [](M& m) {
+             m.hold(m.A());
+             m.queue(m.B());
+           },
+       .act = [](M& m) { m.force_unlock(m.D()); },
+       .resume = [](M& m) { m.finish(m.B()); }},
       // SharedLock
       {.name = "shared_lock",
        .kind = Kind::shared_lock,
@@ -1388,6 +1509,17 @@ const std::vector<Row>& rows() {
       // after the call wait too, as when a connection stalls.
       {.name = "lock_unlock_stalled",
        .site = site::release,
+       .stalled = true,
+       .setup =
+           [](M& m) {
+             m.hold(m.A());
+             m.queue(m.B());
+           },
+       .act = [](M& m) { m.release(m.A()); },
+       .resume = [](M& m) { m.finish(m.B()); }},
+      {.name = "multi_unlock_stalled",
+       .kind = Kind::multi_lock,
+       .site = site::multi_release,
        .stalled = true,
        .setup =
            [](M& m) {

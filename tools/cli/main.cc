@@ -8,6 +8,7 @@
 #include "command_shim.h"
 #include "etcdlock/version.h"
 #include "exit_codes.h"
+#include "run_command.h"
 #include "subcommand.h"
 
 namespace {
@@ -61,6 +62,7 @@ int main(int argc, char** argv) {
   app.footer(kExitStatusHelp);
   name_duration_types(app);
 
+  note_arguments(argc, argv);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& help) {

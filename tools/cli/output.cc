@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <ctime>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <string>
 
@@ -151,18 +152,35 @@ void print_table(std::ostream& out, const std::vector<LockInfo>& rows) {
 }
 
 void print_status(std::ostream& out, const std::vector<LockInfo>& rows, std::chrono::system_clock::time_point now) {
-  std::vector<std::array<std::string, 7>> cells;
-  cells.push_back({"NAME", "ROLE", "OWNER", "LEASE", "FENCING TOKEN", "QUEUED", "FOR"});
+  // A multi-lock's entries, one per name, share their lease and create
+  // revision: a column names the other names of such an entry, when any.
+  std::map<std::pair<std::int64_t, std::int64_t>, std::vector<std::string>> names_of_hold;
+  for (const auto& row : rows) {
+    for (const auto& entry : row.queue) names_of_hold[{entry.lease_id, entry.fencing_token}].push_back(row.name);
+  }
+  const bool multi = std::ranges::any_of(names_of_hold, [](const auto& item) { return item.second.size() > 1; });
+  std::vector<std::array<std::string, 8>> cells;
+  cells.push_back({"NAME", "ROLE", "OWNER", "LEASE", "FENCING TOKEN", "QUEUED", "FOR", "WITH"});
   for (const auto& row : rows) {
     std::size_t waiting = 0;
     for (const auto& entry : row.queue) {
       const auto queued = utc(entry.created_at);
+      std::string with;
+      for (const auto& name : names_of_hold[{entry.lease_id, entry.fencing_token}]) {
+        if (name != row.name) with += (with.empty() ? "" : ",") + printable(name);
+      }
       cells.push_back({printable(row.name), entry.holds ? "holder" : "waiter " + std::to_string(++waiting),
                        printable(entry.owner), lease_hex(entry.lease_id), std::to_string(entry.fencing_token),
-                       queued.empty() ? "-" : queued, age(entry.created_at, now)});
+                       queued.empty() ? "-" : queued, age(entry.created_at, now), with.empty() ? "-" : with});
     }
   }
-  print_columns(out, cells);
+  if (multi) {
+    print_columns(out, cells);
+    return;
+  }
+  std::vector<std::array<std::string, 7>> without;  // as before multi-locks: no WITH column
+  for (const auto& line : cells) without.push_back({line[0], line[1], line[2], line[3], line[4], line[5], line[6]});
+  print_columns(out, without);
 }
 
 void print_json(std::ostream& out, const std::vector<LockInfo>& rows) {

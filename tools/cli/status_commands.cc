@@ -80,11 +80,14 @@ std::vector<Subcommand> add_status_commands(CLI::App& app) {
       "its waiters in the order they are admitted. QUEUED is when the entry joined the queue, by\n"
       "its owner's clock, and FOR how long ago: a waiter has waited that long; a holder has held\n"
       "at most that long (it may have waited first). Entries of etcdctl and Go show owner\n"
-      "\"unknown\" and no time. Then one \"deadlock:\" line per cycle of owners (leases) that wait\n"
-      "for one another and that nothing else can break: each member, the name it holds and the\n"
-      "name it waits for. A manager's threads share its lease, so a cycle is one between managers:\n"
-      "a deadlock while each keeps its holds as it waits. --json prints {\"locks\": [as list\n"
-      "--json], \"deadlocks\": [{\"members\": [{lease_id, owner, holds, holding, waits_for}]}]}.");
+      "\"unknown\" and no time. When a multi-lock (etcdlock run A B -- CMD) holds or waits, a WITH\n"
+      "column names the other locks of each entry that has the same lease and fencing token: one\n"
+      "enqueue put them all there, and they are held together. Then one \"deadlock:\" line per cycle\n"
+      "of owners (leases) that wait for one another and that nothing else can break: each member,\n"
+      "the name it holds and the name it waits for. A manager's threads share its lease, so a cycle\n"
+      "is one between managers: a deadlock while each keeps its holds as it waits. --json prints\n"
+      "{\"locks\": [as list --json], \"deadlocks\": [{\"members\": [{lease_id, owner, holds, holding,\n"
+      "waits_for}]}]}.");
   auto* watch = app.add_subcommand("watch", "print each change of the locks whose names start with PREFIX");
   watch->add_option("name_prefix", flags->name_prefix, "a prefix of lock names");
   watch->add_flag("--json", flags->json, "print JSON lines");

@@ -1,0 +1,189 @@
+#include "queue/multi_acquisition.h"
+
+#include "base/text.h"
+#include "etcd/lost_replies.h"
+#include "keys/key_layout.h"
+#include "queue/entry_removal.h"
+
+namespace etcdlock::detail {
+
+MultiAcquisition::MultiAcquisition(std::shared_ptr<PrimitiveContext> context, std::vector<Queue> queues,
+                                   std::string description, RetryPolicy retry)
+    : context_(std::move(context)),
+      queues_(std::move(queues)),
+      description_(std::move(description)),
+      retry_(retry),
+      admitted_(queues_.size(), false) {
+  for (const auto& queue : queues_) {
+    QueueWait::Entry entry{context_->entry_value(), "", Admission::exclusive(), {}, true};
+    waits_.push_back(std::make_unique<QueueWait>(context_, queue.dir, std::move(entry)));
+  }
+}
+
+std::optional<MultiAcquisition::Acquired> MultiAcquisition::run(SteadyTime deadline, const std::stop_token& cancel,
+                                                                QueueWait::Mode mode) {
+  std::optional<Acquired> acquired;
+  const auto try_once = [&](const std::shared_ptr<Session>& session) {
+    const auto outcome = this->try_once(session, deadline, cancel, mode);
+    if (outcome != TryOutcome::acquired) return outcome;
+    Acquired holds{{}, in_doubt_};
+    for (std::size_t i = 0; i < queues_.size(); ++i) {
+      holds.holds.push_back(std::make_shared<Hold>(context_, session, QueueEntry{keys_[i], revision_}, "lock",
+                                                   queues_[i].name, queues_[i].counters));
+      holds.holds.back()->start();
+    }
+    for (const auto& hold : holds.holds) {
+      if (!hold->lost()) continue;
+      // Its lease ended just now: queue again, on a new one.
+      for (const auto& each : holds.holds) each->finish();
+      return lose_entries("the lease ended as the hold began");
+    }
+    acquired = std::move(holds);
+    return TryOutcome::acquired;
+  };
+  acquire_with_retries(*context_, retry_, description_, queues_.front().name, deadline, cancel, mode, try_once,
+                       [this] { give_up(); });
+  return acquired;
+}
+
+TryOutcome MultiAcquisition::try_once(const std::shared_ptr<Session>& session, SteadyTime deadline,
+                                      const std::stop_token& cancel, QueueWait::Mode mode) {
+  if (lease_id_ != session->lease_id()) begin(*session);
+  if (revision_ == 0) {
+    while (!enqueue(*session, deadline)) {
+    }
+  }
+  for (std::size_t i = 0; i < queues_.size(); ++i) {
+    if (admitted_[i]) continue;
+    // Admitted later than at the enqueue's revision: an entry admitted
+    // earlier may have been deleted (a force unlock) meanwhile.
+    confirm_pending_ = queues_.size() > 1;
+    switch (waits_[i]->run(session, deadline, cancel, mode)) {
+      case QueueWait::Result::acquired:
+        admitted_[i] = true;
+        continue;
+      case QueueWait::Result::entry_lost:
+        return lose_entries("queue entry of " + quote_value(queues_[i].name) + " lost while waiting");
+      case QueueWait::Result::not_acquired:
+        return TryOutcome::not_acquired;
+    }
+  }
+  if (confirm_pending_) {
+    if (!confirm_all(deadline)) return lose_entries("an entry was deleted while a later queue was waited for");
+    confirm_pending_ = false;
+  }
+  return TryOutcome::acquired;
+}
+
+void MultiAcquisition::begin(const Session& session) {
+  // The entries of an earlier lease: that lease was lost here, but may live
+  // on in etcd a while, and a create in doubt may still land.
+  if (lease_id_ != 0 && (revision_ != 0 || create_sent_ || in_doubt_)) {
+    for (const auto& key : keys_) context_->strays().retire(key, lease_id_);
+  }
+  lease_id_ = session.lease_id();
+  keys_.clear();
+  for (std::size_t i = 0; i < queues_.size(); ++i) {
+    auto key = queue_key(queues_[i].dir.dir, lease_id_);
+    // A retired key may still get an entry that a late create makes.
+    if (context_->strays().retired(key)) key += context_->unique_key_suffix();
+    waits_[i]->expect_at(session, key);
+    keys_.push_back(std::move(key));
+  }
+  admitted_.assign(queues_.size(), false);
+  confirm_pending_ = false;
+  revision_ = 0;
+  create_sent_ = false;
+  in_doubt_ = false;
+}
+
+bool MultiAcquisition::enqueue(const Session& session, SteadyTime deadline) {
+  const bool created_by_us = create_sent_ || in_doubt_;
+  create_sent_ = true;
+  pb::TxnResponse response;
+  try {
+    std::vector<QueueDir> dirs;
+    for (const auto& queue : queues_) dirs.push_back(queue.dir);
+    response = context_->client().txn(multi_enqueue_txn(dirs, keys_, context_->entry_value(), lease_id_), deadline,
+                                      etcd::write_site::multi_enqueue);
+  } catch (const Error& error) {
+    // No reply: etcd may apply it now, or much later; the keys are retired
+    // when the attempt ends without them.
+    if (error.value() == errc::unavailable) in_doubt_ = true;
+    throw;
+  }
+  std::int64_t revision = response.header().revision();
+  bool ours = response.succeeded();
+  if (!ours) {
+    // A retry of ours that was applied shows every key, on our lease, with
+    // one create revision; anything else is not this attempt's to take.
+    revision = 0;
+    ours = created_by_us;
+    for (std::size_t i = 0; i < keys_.size() && ours; ++i) {
+      const auto& found = response.responses(static_cast<int>(i)).response_range();
+      if (found.kvs_size() == 0 || found.kvs(0).lease() != lease_id_)
+        ours = false;
+      else if (revision == 0)
+        revision = found.kvs(0).create_revision();
+      else if (found.kvs(0).create_revision() != revision)
+        ours = false;
+    }
+  }
+  if (ours) {
+    revision_ = revision;
+    for (const auto& wait : waits_) wait->adopt_created(revision_, in_doubt_);
+    if (response.succeeded()) {
+      // First in a queue at the create's revision: admitted there, without a read.
+      for (std::size_t i = 0; i < keys_.size(); ++i) {
+        const auto& first = response.responses(static_cast<int>(keys_.size() + i)).response_range();
+        admitted_[i] = first.kvs_size() > 0 && first.kvs(0).key() == keys_[i];
+      }
+    }
+    return true;
+  }
+  context_->log()(LogLevel::warning, "a queue key this attempt did not create was found under its name; taking others",
+                  {{"name", queues_.front().name}, {"key", keys_.front()}});
+  for (std::size_t i = 0; i < keys_.size(); ++i) {
+    const auto& found = response.responses(static_cast<int>(i)).response_range();
+    const bool on_our_lease = found.kvs_size() > 0 && found.kvs(0).lease() == lease_id_;
+    if (on_our_lease || in_doubt_) context_->strays().retire(keys_[i], lease_id_);
+    keys_[i] = queue_key(queues_[i].dir.dir, lease_id_) + context_->unique_key_suffix();
+    waits_[i]->expect_at(session, keys_[i]);
+  }
+  create_sent_ = false;
+  in_doubt_ = false;
+  return false;
+}
+
+bool MultiAcquisition::confirm_all(SteadyTime deadline) const {
+  return context_->client()
+      .txn(while_all_created_at(entries()), context_->client().request_deadline(deadline))
+      .succeeded();
+}
+
+std::vector<QueueEntry> MultiAcquisition::entries() const {
+  std::vector<QueueEntry> own;
+  for (const auto& key : keys_) own.push_back({key, revision_});
+  return own;
+}
+
+TryOutcome MultiAcquisition::lose_entries(const std::string& why) {
+  context_->log()(LogLevel::info, why + "; queueing again", {{"name", queues_.front().name}, {"key", keys_.front()}});
+  give_up();
+  return TryOutcome::again;
+}
+
+void MultiAcquisition::give_up() noexcept {
+  if (lease_id_ != 0 && (revision_ != 0 || create_sent_ || in_doubt_)) {
+    // A create in doubt stays so: it could still land on these keys.
+    const bool unknown = revision_ == 0;
+    for (const auto& key : keys_) remove_entry(*context_, Leftover{{key, revision_}, in_doubt_ || unknown}, lease_id_);
+  }
+  // The next try chooses its keys again (retired ones are not reused).
+  lease_id_ = 0;
+  revision_ = 0;
+  create_sent_ = false;
+  in_doubt_ = false;
+}
+
+}  // namespace etcdlock::detail

@@ -1,0 +1,76 @@
+// MultiLockImpl: the state behind one MultiLock: the names' LockImpls (whose
+// turns it takes, in the order of the sorted names), the hold (a MultiHold)
+// and how deep its owner holds it.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <stop_token>
+#include <string>
+#include <system_error>
+#include <vector>
+
+#include "base/mutex.h"
+#include "etcdlock/options.h"
+#include "queue/multi_hold.h"
+#include "queue/queue_wait.h"
+#include "recipes/lock_impl.h"
+
+namespace etcdlock::detail {
+
+// Thread-safe.
+class MultiLockImpl {
+ public:
+  using Mode = QueueWait::Mode;
+
+  // `locks`: one per name, sorted by name, no two alike.
+  MultiLockImpl(std::shared_ptr<PrimitiveContext> context, std::vector<std::shared_ptr<LockImpl>> locks,
+                LockOptions options);
+  // Releases a hold that was never unlocked.
+  ~MultiLockImpl();
+
+  // As LockImpl::acquire.
+  bool acquire(SteadyTime deadline, std::stop_token cancel, Mode mode) ETCDLOCK_EXCLUDES(mu_);
+  void release(std::error_code& ec) noexcept ETCDLOCK_EXCLUDES(mu_);
+  void warn_not_held(std::string_view call) const noexcept;
+
+  bool held() const ETCDLOCK_EXCLUDES(mu_);
+  bool held_by_this_thread() const ETCDLOCK_EXCLUDES(mu_);
+  const std::vector<std::string>& names() const { return names_; }
+  std::string description() const;
+  std::weak_ptr<const void> lifetime() const { return lifetime_; }
+  const LockOptions& options() const { return options_; }
+  std::chrono::milliseconds command_timeout() const { return context_->client().command_timeout(); }
+  std::vector<std::string> keys() const ETCDLOCK_EXCLUDES(mu_);
+  std::stop_token lost_token() const ETCDLOCK_EXCLUDES(mu_);
+  bool lost() const ETCDLOCK_EXCLUDES(mu_);
+  std::int64_t fencing_token(std::string_view name) const ETCDLOCK_EXCLUDES(mu_);
+  std::int64_t fencing_token() const ETCDLOCK_EXCLUDES(mu_);
+  bool guarded_put(std::string_view key, std::string_view value) ETCDLOCK_EXCLUDES(mu_);
+  bool guarded_delete(std::string_view key) ETCDLOCK_EXCLUDES(mu_);
+
+ private:
+  std::shared_ptr<MultiHold> hold() const ETCDLOCK_EXCLUDES(mu_);
+  bool owns_every_turn() const;
+  // Takes the names' turns in order; false (holding none) when one is busy
+  // and `mode` does not wait, or at the deadline.
+  bool take_turns(SteadyTime deadline, const std::stop_token& cancel, Mode mode);
+  void give_back_turns() noexcept;
+  bool acquire_in_etcd(SteadyTime deadline, const std::stop_token& cancel, Mode mode) ETCDLOCK_EXCLUDES(mu_);
+  std::optional<pb::TxnRequest> guarded_txn() const ETCDLOCK_EXCLUDES(mu_);
+
+  const std::shared_ptr<PrimitiveContext> context_;
+  const std::vector<std::shared_ptr<LockImpl>> locks_;
+  const std::vector<std::string> names_;
+  const LockOptions options_;
+  const std::shared_ptr<const void> lifetime_ = std::make_shared<char>();
+
+  // Lock order and etcd: see base/mutex.h.
+  mutable Mutex mu_;
+  std::shared_ptr<MultiHold> hold_ ETCDLOCK_GUARDED_BY(mu_);  // the turns' owner's hold
+  int depth_ ETCDLOCK_GUARDED_BY(mu_) = 0;                    // the owner's hold count
+  bool last_hold_lost_ ETCDLOCK_GUARDED_BY(mu_) = false;
+  std::vector<std::string> last_keys_ ETCDLOCK_GUARDED_BY(mu_);
+};
+
+}  // namespace etcdlock::detail
