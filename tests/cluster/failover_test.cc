@@ -6,6 +6,7 @@
 #include <thread>
 
 #include "lock_fixture.h"
+#include "server_metrics.h"
 #include "tcp_proxy.h"
 
 namespace etcdlock::testing {
@@ -61,14 +62,21 @@ TEST_F(Failover, OneHungMemberDoesNotCostTheHold) {
   auto lock = manager->get_lock("x");
   lock->lock();
   const auto lost = lock->lost_token();
-  etcd_.member(0).freeze();  // the member every connection starts on
+  // The member the session renews on: the client takes the first member that
+  // accepts a connection, which under load need not be the first listed.
+  std::size_t renewing = etcd_.size();
+  for (std::size_t i = 0; i < etcd_.size(); ++i) {
+    if (bench::server_counts(etcd_.member(i).endpoint()).keepalive_streams > 0) renewing = i;
+  }
+  ASSERT_LT(renewing, etcd_.size()) << "no member has the session's keepalive stream open";
+  etcd_.member(renewing).freeze();
   bool saw_suspect = false;
   const auto until = Steady::now() + 20s;
   while (Steady::now() < until && !lost.stop_requested()) {
     saw_suspect = saw_suspect || manager->state() == SessionState::suspect;
     std::this_thread::sleep_for(20ms);
   }
-  etcd_.member(0).thaw();
+  etcd_.member(renewing).thaw();
   EXPECT_FALSE(lost.stop_requested()) << "the hold was lost though two members were healthy";
   EXPECT_TRUE(saw_suspect) << "renewals were overdue without the session saying suspect";
   EXPECT_TRUE(lock->held());
