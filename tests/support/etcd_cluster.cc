@@ -15,6 +15,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <iostream>
 #include <stdexcept>
 #include <thread>
 
@@ -213,27 +214,41 @@ void EtcdMember::restart() {
 EtcdCluster::EtcdCluster(std::size_t members, std::optional<EtcdTls> tls)
     : root_(make_temp_dir()), tls_(std::move(tls)) {
   static std::atomic<int> clusters{0};
-  const std::string token = "etcdlock-" + std::to_string(getpid()) + "-" + std::to_string(clusters++);
-  std::vector<std::pair<int, int>> ports;
-  std::string initial_cluster;
-  for (std::size_t i = 0; i < members; ++i) {
-    ports.emplace_back(free_port(), free_port());
-    if (!initial_cluster.empty()) initial_cluster += ",";
-    initial_cluster += "m" + std::to_string(i) + "=" + url(ports.back().second);
-  }
-  for (std::size_t i = 0; i < members; ++i) {
-    const std::string name = "m" + std::to_string(i);
-    members_.push_back(std::make_unique<EtcdMember>(name, ports[i].first, ports[i].second, root_ + "/" + name,
-                                                    initial_cluster, token, tls_));
-  }
-  try {
-    for (auto& member : members_) member->start();
-    for (std::size_t i = 0; i < members; ++i) wait_ready(i);
-  } catch (...) {
-    members_.clear();
-    std::error_code ignored;
-    fs::remove_all(root_, ignored);
-    throw;
+  // A port that free_port() found free may be taken before etcd binds it
+  // (by another test's etcd, or as the local port of any connection), and
+  // then a member never becomes ready: start again on other ports, in fresh
+  // data directories, a few times before giving up.
+  constexpr int kAttempts = 3;
+  for (int attempt = 1;; ++attempt) {
+    const std::string token = "etcdlock-" + std::to_string(getpid()) + "-" + std::to_string(clusters++);
+    const std::string dir = root_ + "/" + std::to_string(attempt);
+    fs::create_directories(dir);  // etcd makes its data directory, not the log's
+    std::vector<std::pair<int, int>> ports;
+    std::string initial_cluster;
+    for (std::size_t i = 0; i < members; ++i) {
+      ports.emplace_back(free_port(), free_port());
+      if (!initial_cluster.empty()) initial_cluster += ",";
+      initial_cluster += "m" + std::to_string(i) + "=" + url(ports.back().second);
+    }
+    for (std::size_t i = 0; i < members; ++i) {
+      const std::string name = "m" + std::to_string(i);
+      members_.push_back(std::make_unique<EtcdMember>(name, ports[i].first, ports[i].second, dir + "/" + name,
+                                                      initial_cluster, token, tls_));
+    }
+    try {
+      for (auto& member : members_) member->start();
+      for (std::size_t i = 0; i < members; ++i) wait_ready(i);
+      return;
+    } catch (const std::exception& error) {
+      members_.clear();  // stops every member started
+      std::error_code ignored;
+      fs::remove_all(dir, ignored);
+      if (attempt == kAttempts) {
+        fs::remove_all(root_, ignored);
+        throw;
+      }
+      std::cerr << "etcd did not start (" << error.what() << "); starting again on other ports\n";
+    }
   }
 }
 
