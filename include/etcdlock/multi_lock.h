@@ -28,11 +28,10 @@ class MultiLockImpl;
 // it: whatever order anyone names the locks in, no cycle of waits can form.
 // It holds once its entry is first in every queue; FIFO per name.
 //
-// Open faults, found by review and not fixed yet (tests/integration/
-// review_multi_test.cc): when one name of a hold is lost, unlock() waits for a
-// loss callback still running (RM-1); a loss callback that drops the last
-// shared_ptr to this object is a use after free (RM-2); a late cleanup of the
-// lost hold can delete the entry of the next hold of the same set (RM-3).
+// Losing one name: the lost token is requested first (its callbacks run on a
+// notifier thread, and may unlock, lock again or drop this object), then the
+// other names' entries are removed, unless the owner unlocks first. unlock()
+// never waits for a loss callback.
 //
 // Each name keeps its own key, "<prefix>/<name>/<lease id in hex>", so a
 // MultiLock on {X, Y} excludes and is excluded by a Lock on X or Y, Go's

@@ -22,20 +22,26 @@ int severity(const std::error_code& ec) {
 
 MultiHold::MultiHold(std::shared_ptr<PrimitiveContext> context, std::vector<QueueDir> queues,
                      std::vector<std::shared_ptr<Hold>> holds, bool in_doubt)
-    : context_(std::move(context)), queues_(std::move(queues)), holds_(std::move(holds)), in_doubt_(in_doubt) {
-  for (std::size_t i = 0; i < holds_.size(); ++i) {
+    : queues_(std::move(queues)),
+      in_doubt_(in_doubt),
+      shared_(std::make_shared<Shared>(std::move(context), std::move(holds))) {
+  for (std::size_t i = 0; i < shared_->holds.size(); ++i) {
+    // Runs where the hold's token is requested (a notifier thread, or an
+    // unlock's); the application's callbacks run in the task, not in here.
     on_lost_.push_back(
-        std::make_unique<LossCallback>(holds_[i]->lost_token(), std::function<void()>([this, i] { on_hold_lost(i); })));
+        std::make_unique<LossCallback>(shared_->holds[i]->lost_token(), std::function<void()>([shared = shared_, i] {
+                                         shared->context->notifier().post([shared, i] { after_hold_lost(shared, i); });
+                                       })));
   }
 }
 
 MultiHold::~MultiHold() {
   on_lost_.clear();
-  for (const auto& hold : holds_) hold->finish();
+  for (const auto& hold : shared_->holds) hold->finish();
 }
 
 bool MultiHold::lost() const {
-  for (const auto& hold : holds_) {
+  for (const auto& hold : shared_->holds) {
     if (hold->lost()) return true;
   }
   return false;
@@ -43,24 +49,42 @@ bool MultiHold::lost() const {
 
 std::vector<QueueEntry> MultiHold::entries() const {
   std::vector<QueueEntry> own;
-  for (const auto& hold : holds_) own.push_back(hold->entry());
+  for (const auto& hold : shared_->holds) own.push_back(hold->entry());
   return own;
 }
 
-void MultiHold::on_hold_lost(std::size_t lost) {
-  // On the thread that requested the hold's token (the notifier's, or an
-  // unlock's): tell the application first, then let the other queues go.
-  lost_source_.request_stop();
-  for (std::size_t i = 0; i < holds_.size(); ++i) {
-    if (i == lost || holds_[i]->lost()) continue;
-    context_->log()(LogLevel::warning, "multi-lock lost one name; releasing the others",
-                    {{"lost", holds_[lost]->entry().key}, {"key", holds_[i]->entry().key}});
-    context_->strays().retire(holds_[i]->entry().key, holds_[i]->lease_id());
+void MultiHold::after_hold_lost(const std::shared_ptr<Shared>& shared, std::size_t lost) {
+  // Tell the application first: its callbacks run here.
+  shared->lost_source.request_stop();
+  // Then let the other queues go, unless the owner gives the hold up (its
+  // release deletes the entries, and a retire after it could remove the
+  // entries of the next hold of the same keys).
+  std::vector<std::size_t> retired;
+  {
+    MutexLock lock(shared->mu);
+    if (shared->given_up || std::exchange(shared->others_retired, true)) return;
+    for (std::size_t i = 0; i < shared->holds.size(); ++i) {
+      const auto& hold = *shared->holds[i];
+      if (i == lost || hold.lost()) continue;
+      shared->context->strays().retire(hold.entry().key, hold.lease_id());  // never blocks
+      retired.push_back(i);
+    }
+  }
+  for (const auto i : retired) {
+    shared->context->log()(LogLevel::warning, "multi-lock lost one name; releasing the others",
+                           {{"lost", shared->holds[lost]->entry().key}, {"key", shared->holds[i]->entry().key}});
   }
 }
 
 void MultiHold::give_up(std::error_code& ec) noexcept {
   ec.clear();
+  {
+    // From here no loss retires an entry: this release removes them.
+    MutexLock lock(shared_->mu);
+    shared_->given_up = true;
+  }
+  const auto& holds = shared_->holds;
+  const auto& context = shared_->context;
   // One Txn for every hold: the first give_up that asks sends it, and the
   // others share its answer (or its failure).
   std::optional<MultiRelease> release;
@@ -68,7 +92,7 @@ void MultiHold::give_up(std::error_code& ec) noexcept {
   const auto remove_all = [&] {
     if (!release && !failure) {
       try {
-        release = release_all_and_hand_over(context_->client(), queues_, entries());
+        release = release_all_and_hand_over(context->client(), queues_, entries());
       } catch (...) {
         failure = std::current_exception();
       }
@@ -78,23 +102,25 @@ void MultiHold::give_up(std::error_code& ec) noexcept {
   };
   // Every hold stops following its key before the one Txn deletes them all:
   // a hold still watching would take that delete for a loss.
-  for (const auto& hold : holds_) hold->finish();
-  for (const auto& hold : holds_) {
+  for (const auto& hold : holds) hold->finish();
+  for (const auto& hold : holds) {
     std::error_code one;
     hold->give_up(remove_all, in_doubt_, one);
     if (severity(one) > severity(ec)) ec = one;
   }
   if (release && !release->all_were_there) {
     // Some entry was gone, so nothing was deleted: the ones that stand go now.
-    for (std::size_t i = 0; i < holds_.size(); ++i) {
-      if (release->still_there[i])
-        remove_entry(*context_, Leftover{holds_[i]->entry(), in_doubt_}, holds_[i]->lease_id());
+    for (std::size_t i = 0; i < holds.size(); ++i) {
+      if (release->still_there[i]) remove_entry(*context, Leftover{holds[i]->entry(), in_doubt_}, holds[i]->lease_id());
     }
   }
 }
 
 void MultiHold::signal_loss_now() {
-  for (const auto& hold : holds_) hold->signal_loss_now();
+  // Not through the holds' tokens: their callbacks only post, and the
+  // caller is to return with this token requested.
+  if (lost()) shared_->lost_source.request_stop();
+  for (const auto& hold : shared_->holds) hold->signal_loss_now();
 }
 
 }  // namespace etcdlock::detail
