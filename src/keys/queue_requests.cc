@@ -29,6 +29,22 @@ void add_created_at(pb::TxnRequest& txn, const std::string& key, const std::stri
   compare->set_create_revision(revision);
 }
 
+// The queue's newest entries, as a Txn that created ours reads them: ours,
+// then `ahead.limit` before it.
+pb::RangeRequest newest_read(const QueueDir& queue, const AheadRead& ahead) {
+  auto newest = queue_range(queue);
+  newest.set_sort_order(pb::RangeRequest::DESCEND);
+  newest.set_limit(1 + ahead.limit);
+  newest.set_keys_only(!ahead.values);
+  return newest;
+}
+
+pb::TxnRequest inbox_notes_txn(const InboxNotes& notes) {
+  auto txn = while_all_created_at(notes.successors);
+  add_put(*txn.mutable_success(), notes.inbox, notes.notes, notes.lease);
+  return txn;
+}
+
 }  // namespace
 
 pb::RangeRequest queue_range(const QueueDir& queue) {
@@ -46,11 +62,7 @@ pb::TxnRequest enqueue_txn(const QueueDir& queue, const std::string& key, const 
   pb::TxnRequest txn;
   add_created_at(txn, key, "", 0);  // absent
   add_put(*txn.mutable_success(), key, value, lease);
-  auto newest = queue_range(queue);
-  newest.set_sort_order(pb::RangeRequest::DESCEND);
-  newest.set_limit(1 + ahead.limit);  // ours, then those ahead
-  newest.set_keys_only(!ahead.values);
-  *txn.add_success()->mutable_request_range() = newest;
+  *txn.add_success()->mutable_request_range() = newest_read(queue, ahead);
   add_get(*txn.mutable_failure(), key);
   return txn;
 }
@@ -97,20 +109,16 @@ pb::TxnRequest release_txn(const QueueDir& queue, const QueueEntry& own) {
 }
 
 pb::TxnRequest multi_enqueue_txn(const std::vector<QueueDir>& queues, const std::vector<std::string>& keys,
-                                 const std::string& value, std::int64_t lease) {
+                                 const std::string& value, std::int64_t lease, const AheadRead& ahead) {
   pb::TxnRequest txn;
   for (const auto& key : keys) {
     add_created_at(txn, key, "", 0);  // absent
     add_put(*txn.mutable_success(), key, value, lease);
     add_get(*txn.mutable_failure(), key);
   }
-  // Operations of a Txn see the ones before them: a queue whose first key is
-  // ours was ours at this revision.
-  for (const auto& queue : queues) {
-    auto first = queue_range(queue);
-    first.set_limit(1);
-    *txn.add_success()->mutable_request_range() = first;
-  }
+  // Operations of a Txn see the ones before them: each queue's read shows
+  // our entry and what was ahead of it at this revision.
+  for (const auto& queue : queues) *txn.add_success()->mutable_request_range() = newest_read(queue, ahead);
   return txn;
 }
 
@@ -120,7 +128,8 @@ pb::TxnRequest while_all_created_at(const std::vector<QueueEntry>& own) {
   return txn;
 }
 
-pb::TxnRequest multi_release_txn(const std::vector<QueueDir>& queues, const std::vector<QueueEntry>& own) {
+pb::TxnRequest multi_release_txn(const std::vector<QueueDir>& queues, const std::vector<QueueEntry>& own,
+                                 std::span<const InboxNotes> notes) {
   auto txn = while_all_created_at(own);
   for (const auto& entry : own) {
     add_delete(*txn.mutable_success(), entry.key);
@@ -132,6 +141,13 @@ pb::TxnRequest multi_release_txn(const std::vector<QueueDir>& queues, const std:
     first.set_limit(1);
     *txn.add_success()->mutable_request_range() = first;
   }
+  for (const auto& each : notes) *txn.add_success()->mutable_request_txn() = inbox_notes_txn(each);
+  return txn;
+}
+
+pb::TxnRequest notes_txn(std::span<const InboxNotes> notes) {
+  pb::TxnRequest txn;
+  for (const auto& each : notes) *txn.add_success()->mutable_request_txn() = inbox_notes_txn(each);
   return txn;
 }
 

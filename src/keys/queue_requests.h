@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstdint>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -56,15 +57,30 @@ pb::TxnRequest enqueue_if_empty_txn(const QueueDir& queue, const std::string& ke
 // A multi-lock's enqueue: creates every key of `keys` on `lease` in one Txn,
 // so that all of them get one create revision, unless any of them exists (a
 // retry of a request that was applied, or a stray). Success: [puts, then the
-// first key of each queue, in order]; failure: [range of each key, in order].
+// newest entries of each queue, in order, as enqueue_txn reads them: ours,
+// then `ahead` before it]; failure: [range of each key, in order].
 pb::TxnRequest multi_enqueue_txn(const std::vector<QueueDir>& queues, const std::vector<std::string>& keys,
-                                 const std::string& value, std::int64_t lease);
+                                 const std::string& value, std::int64_t lease, const AheadRead& ahead);
+
+// Hand-over notes for one inbox, put only while every entry they are for is
+// still the same entry.
+struct InboxNotes {
+  std::string inbox;
+  std::int64_t lease = 0;  // the successors' lease, which the note key takes
+  std::vector<QueueEntry> successors;
+  std::string notes;  // their notes, in one value
+};
 
 // A multi-lock's release: deletes every entry of `own` while all of them are
-// still the same entries, and reads each queue's new first entry with its
-// value. Success: [delete each, then the first entry of each queue, in
-// order]; failure: [range of each key, in order].
-pb::TxnRequest multi_release_txn(const std::vector<QueueDir>& queues, const std::vector<QueueEntry>& own);
+// still the same entries, puts `notes` (each while its successors stand), and
+// reads each queue's new first entry with its value. Success: [delete each,
+// then the first entry of each queue, in order, then one Txn per element of
+// `notes`]; failure: [range of each key, in order]. No two `notes` may name
+// one inbox.
+pb::TxnRequest multi_release_txn(const std::vector<QueueDir>& queues, const std::vector<QueueEntry>& own,
+                                 std::span<const InboxNotes> notes = {});
+// Puts `notes`, each while its successors stand: one Txn per element, nested.
+pb::TxnRequest notes_txn(std::span<const InboxNotes> notes);
 
 // A Txn whose success branch runs only while every entry of `own` exists
 // with its create revision: a multi-lock's hold that is still the same one.

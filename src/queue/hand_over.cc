@@ -1,6 +1,7 @@
 #include "queue/hand_over.h"
 
 #include <algorithm>
+#include <latch>
 
 #include "etcd/lost_replies.h"
 #include "keys/holder_value.h"
@@ -100,11 +101,91 @@ Release release_and_hand_over(const etcd::Client& client, const QueueDir& queue,
   return release;
 }
 
+namespace {
+
+// The notes of a multi-release, grouped by inbox: etcd refuses a key twice in
+// one Txn, and a manager whose waiters are next in several queues gets one
+// note for all of them.
+class NoteGroups {
+ public:
+  void add(std::size_t queue, const Addressee& successor) {
+    auto found =
+        std::ranges::find_if(groups_, [&](const Group& group) { return group.notes.inbox == successor.inbox; });
+    if (found == groups_.end()) {
+      groups_.push_back({{successor.inbox, successor.lease, {}, {}}, {}, {}});
+      found = groups_.end() - 1;
+    } else if (found->notes.lease != successor.lease) {
+      return;  // another lease of that manager: it learns from its watch
+    }
+    found->notes.successors.push_back(successor.entry);
+    found->for_queues.push_back(queue);
+    found->parts.push_back({successor.entry, 1});
+  }
+  bool empty() const { return groups_.empty(); }
+  std::vector<InboxNotes> requests() {
+    std::vector<InboxNotes> all;
+    for (auto& group : groups_) {
+      group.notes.notes = encode_notes(group.parts);
+      all.push_back(group.notes);
+    }
+    return all;
+  }
+  // The queues whose note group `index` carried.
+  const std::vector<std::size_t>& queues_of(std::size_t index) const { return groups_[index].for_queues; }
+
+ private:
+  struct Group {
+    InboxNotes notes;
+    std::vector<std::size_t> for_queues;
+    std::vector<Note> parts;
+  };
+  std::vector<Group> groups_;
+};
+
+// The entry that follows `own` at the head of each queue, where it can take a
+// note: read before the release, from the member at hand (as
+// release_and_hand_over does), all queues at once.
+std::vector<std::optional<Addressee>> successors_before_release(const etcd::Client& client,
+                                                                const std::vector<QueueDir>& queues,
+                                                                const std::vector<QueueEntry>& own) {
+  std::vector<std::optional<pb::RangeResponse>> reads(queues.size());  // one element per thread that answers
+  std::latch done(static_cast<std::ptrdiff_t>(queues.size()));
+  for (std::size_t i = 0; i < queues.size(); ++i) {
+    auto head = head_read(queues[i]);
+    head.set_serializable(true);
+    // The client answers every call by its deadline, so the wait below ends.
+    client.range_async(std::move(head), client.command_deadline(),
+                       [&, i](pb::RangeResponse&& read, const Error* error) {
+                         if (!error) reads[i] = std::move(read);
+                         done.count_down();
+                       });
+  }
+  done.wait();
+  std::vector<std::optional<Addressee>> successors(queues.size());
+  for (std::size_t i = 0; i < queues.size(); ++i) {
+    if (!reads[i]) continue;  // nothing was written: the note waits for the release's own read
+    const auto entries = entries_of(*reads[i]);
+    if (entries.size() >= 2 && entries.front()->key() == own[i].key) successors[i] = addressee(queues[i], *entries[1]);
+  }
+  return successors;
+}
+
+}  // namespace
+
 MultiRelease release_all_and_hand_over(const etcd::Client& client, const std::vector<QueueDir>& queues,
-                                       const std::vector<QueueEntry>& own) {
+                                       const std::vector<QueueEntry>& own, bool read_heads_first) {
+  // Successors known before the release get their notes in its Txn.
+  NoteGroups in_release;
+  if (read_heads_first) {
+    const auto successors = successors_before_release(client, queues, own);
+    for (std::size_t i = 0; i < queues.size(); ++i) {
+      if (successors[i]) in_release.add(i, *successors[i]);
+    }
+  }
+  const auto notes = in_release.requests();
   const auto response =
-      client.txn(multi_release_txn(queues, own), client.command_deadline(), etcd::write_site::multi_release);
-  MultiRelease release{response.succeeded(), {}};
+      client.txn(multi_release_txn(queues, own, notes), client.command_deadline(), etcd::write_site::multi_release);
+  MultiRelease release{response.succeeded(), {}, false};
   if (!release.all_were_there) {
     for (std::size_t i = 0; i < own.size(); ++i) {
       const auto& found = response.responses(static_cast<int>(i)).response_range();
@@ -112,33 +193,28 @@ MultiRelease release_all_and_hand_over(const etcd::Client& client, const std::ve
     }
     return release;
   }
-  // Each queue's first entry now holds: notes to those that take them, one
-  // per inbox and Txn.
-  std::vector<pb::TxnRequest> batches;
-  std::vector<std::vector<std::string>> inboxes;  // per batch
+  std::vector<bool> noted(queues.size(), false);
+  for (std::size_t k = 0; k < notes.size(); ++k) {
+    const auto& put = response.responses(static_cast<int>(own.size() + queues.size() + k)).response_txn();
+    if (!put.succeeded()) continue;  // a successor went meanwhile
+    for (const auto queue : in_release.queues_of(k)) noted[queue] = true;
+  }
+  // Each queue's first entry now holds: those that got no note yet get one
+  // in a second write (queued after the read, or the read failed).
+  NoteGroups after_release;
   for (std::size_t i = 0; i < queues.size(); ++i) {
     const auto& after = response.responses(static_cast<int>(own.size() + i)).response_range();
     const auto entries = entries_of(after);
-    const auto successor = entries.empty() ? std::nullopt : addressee(queues[i], *entries.front());
-    if (!successor) continue;
-    std::size_t batch = 0;
-    while (batch < batches.size() && std::ranges::find(inboxes[batch], successor->inbox) != inboxes[batch].end()) {
-      ++batch;
-    }
-    if (batch == batches.size()) {
-      batches.emplace_back();
-      inboxes.emplace_back();
-    }
-    inboxes[batch].push_back(successor->inbox);
-    *batches[batch].add_success()->mutable_request_txn() =
-        note_txn(successor->entry, successor->inbox, successor->lease, encode_note({successor->entry, 1}));
+    if (!entries.empty()) release.successor_seen = true;
+    if (noted[i] || entries.empty()) continue;
+    if (const auto successor = addressee(queues[i], *entries.front())) after_release.add(i, *successor);
   }
-  for (const auto& batch : batches) {
+  if (!after_release.empty()) {
     try {
-      client.txn(batch, client.command_deadline(), etcd::write_site::note);
+      client.txn(notes_txn(after_release.requests()), client.command_deadline(), etcd::write_site::note);
     } catch (const Error&) {
-      // The release is done; the successor learns of its turn from its own
-      // watch instead.
+      // The release is done; the successors learn of their turn from their
+      // own watches instead.
     }
   }
   return release;

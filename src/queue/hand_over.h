@@ -48,16 +48,18 @@ Release release_and_hand_over(const etcd::Client& client, const QueueDir& queue,
 struct MultiRelease {
   bool all_were_there = false;    // false: an entry was deleted first (the hold was lost)
   std::vector<bool> still_there;  // when not all were: which entries still stand, per queue
+  bool successor_seen = false;    // some queue had an entry waiting
 };
 
 // Releases `own`, one entry per queue of `queues`, each first in its queue,
-// in one Txn while every one is still the same entry, then tells each
-// queue's new first entry of its turn with a note (a second write; inboxes
-// that take several notes take them in as many Txns, since etcd refuses a
-// key twice in one). Throws Error only for the delete, as
-// release_and_hand_over.
+// in one Txn while every one is still the same entry, and tells each queue's
+// next entry of its turn with a note, one per inbox. With
+// `read_heads_first`, each queue's head is read first (serializable, as
+// release_and_hand_over does) and the notes go in the release's Txn: one
+// write in all. A successor not seen so gets its note in a second write.
+// Throws Error only for the delete, as release_and_hand_over.
 MultiRelease release_all_and_hand_over(const etcd::Client& client, const std::vector<QueueDir>& queues,
-                                       const std::vector<QueueEntry>& own);
+                                       const std::vector<QueueEntry>& own, bool read_heads_first);
 
 // The releases of one queue's holds by one primitive: Hold::give_up with
 // release_and_hand_over as its removal, reading the queue first only while

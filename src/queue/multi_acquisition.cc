@@ -3,6 +3,7 @@
 #include "base/text.h"
 #include "etcd/lost_replies.h"
 #include "keys/key_layout.h"
+#include "queue/admission.h"
 #include "queue/entry_removal.h"
 
 namespace etcdlock::detail {
@@ -15,7 +16,9 @@ MultiAcquisition::MultiAcquisition(std::shared_ptr<PrimitiveContext> context, st
       retry_(retry),
       admitted_(queues_.size(), false) {
   for (const auto& queue : queues_) {
-    QueueWait::Entry entry{context_->entry_value(), "", Admission::exclusive(), {}, true};
+    // With several queues, try_once confirms every entry in one read once
+    // the last queue admits it (confirm_all), so notes need no read of their own.
+    QueueWait::Entry entry{context_->entry_value(), "", Admission::exclusive(), {}, true, queues_.size() > 1};
     waits_.push_back(std::make_unique<QueueWait>(context_, queue.dir, std::move(entry)));
   }
 }
@@ -26,7 +29,7 @@ std::optional<MultiAcquisition::Acquired> MultiAcquisition::run(SteadyTime deadl
   const auto try_once = [&](const std::shared_ptr<Session>& session) {
     const auto outcome = this->try_once(session, deadline, cancel, mode);
     if (outcome != TryOutcome::acquired) return outcome;
-    Acquired holds{{}, in_doubt_};
+    Acquired holds{{}, in_doubt_, waited_};
     for (std::size_t i = 0; i < queues_.size(); ++i) {
       holds.holds.push_back(std::make_shared<Hold>(context_, session, QueueEntry{keys_[i], revision_}, "lock",
                                                    queues_[i].name, queues_[i].counters));
@@ -58,6 +61,7 @@ TryOutcome MultiAcquisition::try_once(const std::shared_ptr<Session>& session, S
     // Admitted later than at the enqueue's revision: an entry admitted
     // earlier may have been deleted (a force unlock) meanwhile.
     confirm_pending_ = queues_.size() > 1;
+    waited_ = true;
     switch (waits_[i]->run(session, deadline, cancel, mode)) {
       case QueueWait::Result::acquired:
         admitted_[i] = true;
@@ -69,7 +73,7 @@ TryOutcome MultiAcquisition::try_once(const std::shared_ptr<Session>& session, S
     }
   }
   if (confirm_pending_) {
-    if (!confirm_all(deadline)) return lose_entries("an entry was deleted while a later queue was waited for");
+    if (!confirm_all(deadline)) return lose_entries("an entry was gone once every queue had admitted it");
     confirm_pending_ = false;
   }
   return TryOutcome::acquired;
@@ -104,8 +108,10 @@ bool MultiAcquisition::enqueue(const Session& session, SteadyTime deadline) {
   try {
     std::vector<QueueDir> dirs;
     for (const auto& queue : queues_) dirs.push_back(queue.dir);
-    response = context_->client().txn(multi_enqueue_txn(dirs, keys_, context_->entry_value(), lease_id_), deadline,
-                                      etcd::write_site::multi_enqueue);
+    const auto exclusive = Admission::exclusive();
+    const AheadRead ahead{exclusive.first_read_limit(), exclusive.reads_values()};
+    response = context_->client().txn(multi_enqueue_txn(dirs, keys_, context_->entry_value(), lease_id_, ahead),
+                                      deadline, etcd::write_site::multi_enqueue);
   } catch (const Error& error) {
     // No reply: etcd may apply it now, or much later; the keys are retired
     // when the attempt ends without them.
@@ -131,13 +137,12 @@ bool MultiAcquisition::enqueue(const Session& session, SteadyTime deadline) {
   }
   if (ours) {
     revision_ = revision;
-    for (const auto& wait : waits_) wait->adopt_created(revision_, in_doubt_);
-    if (response.succeeded()) {
-      // First in a queue at the create's revision: admitted there, without a read.
-      for (std::size_t i = 0; i < keys_.size(); ++i) {
-        const auto& first = response.responses(static_cast<int>(keys_.size() + i)).response_range();
-        admitted_[i] = first.kvs_size() > 0 && first.kvs(0).key() == keys_[i];
-      }
+    for (std::size_t i = 0; i < keys_.size(); ++i) {
+      // The create's read of each queue: admitted there at once, or what to
+      // wait for, without another read. A retry's failure branch read none.
+      const auto* newest =
+          response.succeeded() ? &response.responses(static_cast<int>(keys_.size() + i)).response_range() : nullptr;
+      admitted_[i] = waits_[i]->adopt_created(revision_, in_doubt_, newest);
     }
     return true;
   }

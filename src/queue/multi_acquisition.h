@@ -44,6 +44,7 @@ class MultiAcquisition {
   struct Acquired {
     std::vector<std::shared_ptr<Hold>> holds;  // one per queue, in order, started, one create revision
     bool in_doubt = false;                     // the create went unanswered: retire the keys when the hold ends
+    bool waited = false;                       // some queue had an entry ahead of ours
   };
 
   // `description` ("multi-lock {\"a\", \"b\"}") names the set in messages.
@@ -83,6 +84,7 @@ class MultiAcquisition {
   std::vector<std::string> keys_;                  // our entries' keys on lease_id_
   std::vector<bool> admitted_;                     // per queue: first at some point
   bool confirm_pending_ = false;                   // admitted at different times: read them all once more
+  bool waited_ = false;                            // some queue was waited for
   std::int64_t lease_id_ = 0;                      // 0: no keys chosen
   std::int64_t revision_ = 0;                      // the entries' create revision, once known
   bool create_sent_ = false;                       // a create of keys_ went out: they may exist

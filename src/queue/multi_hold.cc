@@ -76,7 +76,7 @@ void MultiHold::after_hold_lost(const std::shared_ptr<Shared>& shared, std::size
   }
 }
 
-void MultiHold::give_up(std::error_code& ec) noexcept {
+bool MultiHold::give_up(bool expect_successors, std::error_code& ec) noexcept {
   ec.clear();
   {
     // From here no loss retires an entry: this release removes them.
@@ -92,7 +92,7 @@ void MultiHold::give_up(std::error_code& ec) noexcept {
   const auto remove_all = [&] {
     if (!release && !failure) {
       try {
-        release = release_all_and_hand_over(context->client(), queues_, entries());
+        release = release_all_and_hand_over(context->client(), queues_, entries(), expect_successors);
       } catch (...) {
         failure = std::current_exception();
       }
@@ -114,6 +114,7 @@ void MultiHold::give_up(std::error_code& ec) noexcept {
       if (release->still_there[i]) remove_entry(*context, Leftover{holds[i]->entry(), in_doubt_}, holds[i]->lease_id());
     }
   }
+  return release && release->successor_seen;
 }
 
 void MultiHold::signal_loss_now() {

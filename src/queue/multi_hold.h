@@ -51,9 +51,12 @@ class MultiHold {
   const std::vector<std::shared_ptr<Hold>>& holds() const { return shared_->holds; }
 
   // The owner gives the hold up: every entry deleted in one Txn, guarded by
-  // all their create revisions; `ec` as Hold::give_up says, the worst of
-  // them (unavailable before others before lock_expired). Never throws.
-  void give_up(std::error_code& ec) noexcept;
+  // all their create revisions, which also carries the successors' notes
+  // when `expect_successors` (release_all_and_hand_over reads the heads
+  // first); `ec` as Hold::give_up says, the worst of them (unavailable
+  // before others before lock_expired). Returns whether an entry waited
+  // behind any of ours. Never throws.
+  bool give_up(bool expect_successors, std::error_code& ec) noexcept;
   // As Hold::signal_loss_now: requests the token now, on the caller's
   // thread, if any hold is lost. The caller holds nothing (no mutex, no turn).
   void signal_loss_now();

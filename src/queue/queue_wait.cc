@@ -43,6 +43,7 @@ void QueueWait::begin(const Session& session) {
   // makes, which is then removed: ours must be another.
   if (context_->strays().retired(key_)) key_ += context_->unique_key_suffix();
   own_.reset();
+  created_read_.reset();
   create_sent_ = false;
   in_doubt_ = false;
   signals_->reset();
@@ -56,6 +57,7 @@ void QueueWait::expect_at(const Session& session, std::string key) {
   lease_id_ = session.lease_id();
   key_ = std::move(key);
   own_.reset();
+  created_read_.reset();
   create_sent_ = false;
   in_doubt_ = false;
   waited_ = false;
@@ -63,11 +65,19 @@ void QueueWait::expect_at(const Session& session, std::string key) {
   if (entry_.takes_notes) context_->inbox().expect(key_, *signals_);
 }
 
-void QueueWait::adopt_created(std::int64_t revision, bool in_doubt) {
+bool QueueWait::adopt_created(std::int64_t revision, bool in_doubt, const pb::RangeResponse* newest) {
   own_ = QueueEntry{key_, revision};
   create_sent_ = true;
   in_doubt_ = in_doubt;
   signals_->set_own(revision);
+  created_read_.reset();
+  if (!newest) return false;
+  Admission::Scan ahead_scan(entry_.admission);
+  ahead_scan.take(*newest, revision);
+  if (!ahead_scan.decided()) return false;  // a longer page: run() reads on
+  if (ahead_scan.blockers().empty()) return true;
+  created_read_ = Read{ahead_scan.blockers(), revision};
+  return false;
 }
 
 std::optional<Leftover> QueueWait::leftover() const {
@@ -80,7 +90,9 @@ QueueWait::Result QueueWait::run(const std::shared_ptr<Session>& session, Steady
                                  Mode mode) {
   if (!key_.starts_with(queue_key(queue_.dir, session->lease_id()) + entry_.key_suffix)) begin(*session);
   std::optional<Read> read;
-  if (own_) {
+  if (own_ && created_read_) {
+    read = std::exchange(created_read_, std::nullopt);  // the caller's create read it
+  } else if (own_) {
     read = read_ahead(deadline);  // a retry: where is our entry now?
   } else if (mode == Mode::try_once && entry_.admission.rule() == Admission::Rule::exclusive) {
     read = try_first(*session, deadline);
@@ -173,20 +185,24 @@ std::optional<QueueWait::Read> QueueWait::enqueue(const Session& session, Steady
     const std::int64_t revision = response.header().revision();
     own_ = QueueEntry{key_, revision};
     signals_->set_own(revision);
-    const auto& newest = response.responses(1).response_range();
-    if (entry_.check_ahead) {
-      std::vector<std::string> values;
-      for (const auto& kv : newest.kvs()) {
-        if (kv.key() != key_ && is_own_entry(queue_.dir, kv.key())) values.push_back(kv.value());
-      }
-      entry_.check_ahead(values);
-    }
-    // Newest first: ours, then those ahead.
-    Admission::Scan ahead_scan(admission);
-    ahead_scan.take(newest, revision);
-    if (ahead_scan.decided()) return Read{ahead_scan.blockers(), revision};
-    return scan(ahead_scan, ahead_scan.next_below(), deadline);
+    return read_from_create(response.responses(1).response_range(), revision, deadline);
   }
+}
+
+std::optional<QueueWait::Read> QueueWait::read_from_create(const pb::RangeResponse& newest, std::int64_t revision,
+                                                           SteadyTime deadline) {
+  if (entry_.check_ahead) {
+    std::vector<std::string> values;
+    for (const auto& kv : newest.kvs()) {
+      if (kv.key() != key_ && is_own_entry(queue_.dir, kv.key())) values.push_back(kv.value());
+    }
+    entry_.check_ahead(values);
+  }
+  // Newest first: ours, then those ahead.
+  Admission::Scan ahead_scan(entry_.admission);
+  ahead_scan.take(newest, revision);
+  if (ahead_scan.decided()) return Read{ahead_scan.blockers(), revision};
+  return scan(ahead_scan, ahead_scan.next_below(), deadline);
 }
 
 std::optional<QueueWait::Read> QueueWait::read_ahead(SteadyTime deadline) {
@@ -242,7 +258,7 @@ QueueWait::Result QueueWait::wait_until_first(const Session& session, Read read,
       refused = signals_->refused;
       check_queue = std::exchange(signals_->check_queue, false);
     }
-    if (handed_over_at) return confirm_own(deadline) ? acquire() : lose_entry();
+    if (handed_over_at) return entry_.caller_confirms_notes || confirm_own(deadline) ? acquire() : lose_entry();
     if (context_->closed()) throw context_->closed_error();
     if (!session.alive()) {
       // Lost here, the lease may live on in etcd a while, and our entry in

@@ -70,6 +70,10 @@ class QueueWait {
     std::function<void(const std::vector<std::string>& values)> check_ahead;
     // The entry's value names the manager's inbox: it takes hand-over notes.
     bool takes_notes = true;
+    // A note admits the entry without the read that confirms it is still
+    // there: the caller confirms it (a multi-lock reads all its entries at
+    // once when the last queue admits it).
+    bool caller_confirms_notes = false;
   };
 
   QueueWait(std::shared_ptr<PrimitiveContext> context, QueueDir queue, Entry entry);
@@ -89,10 +93,14 @@ class QueueWait {
   // an entry into several queues): expect_at() takes `key` on `session`'s
   // lease as the entry's key, before the create goes out (a hand-over note
   // may come as soon as the entry exists); adopt_created() says the create
-  // happened, at `revision`; run() then waits. Whatever entry an earlier
-  // attempt left is the caller's to remove.
+  // happened, at `revision`; run() then waits. `newest`, when the create's
+  // Txn read it (multi_enqueue_txn), is the queue's newest entries at
+  // `revision`: run() waits for those ahead without reading the queue again
+  // (a watch from that revision misses none of their deletes, however late
+  // run() comes). Returns true when `newest` shows the entry admitted at
+  // once. Whatever entry an earlier attempt left is the caller's to remove.
   void expect_at(const Session& session, std::string key);
-  void adopt_created(std::int64_t revision, bool in_doubt);
+  bool adopt_created(std::int64_t revision, bool in_doubt, const pb::RangeResponse* newest = nullptr);
 
   // The entry this wait may have left in etcd when it did not acquire, to be
   // removed; nullopt when there is none.
@@ -129,6 +137,10 @@ class QueueWait {
   // first page that a create read; nullopt when our entry is gone.
   std::optional<Read> scan(Admission::Scan& scan, std::int64_t revision, SteadyTime deadline);
   std::optional<Read> read_ahead(SteadyTime deadline);
+  // What holds our entry back, from `newest`, the read of the Txn that
+  // created it at `revision` (ours, then those ahead), and, if that page does
+  // not decide it, from further reads.
+  std::optional<Read> read_from_create(const pb::RangeResponse& newest, std::int64_t revision, SteadyTime deadline);
   Result wait_until_first(const Session& session, Read read, SteadyTime deadline, std::stop_token cancel);
   void watch(const Read& read);
   void stop_watching();
@@ -139,11 +151,12 @@ class QueueWait {
   const QueueDir queue_;
   const Entry entry_;
   const std::shared_ptr<WaitSignals> signals_;
-  std::string key_;                // our entry's key on the current lease
-  std::int64_t lease_id_ = 0;      // that lease
-  std::optional<QueueEntry> own_;  // our entry, once a Txn told us it exists
-  bool create_sent_ = false;       // a create of key_ went out: it may exist
-  bool in_doubt_ = false;          // a create of key_ went unanswered
+  std::string key_;                   // our entry's key on the current lease
+  std::int64_t lease_id_ = 0;         // that lease
+  std::optional<QueueEntry> own_;     // our entry, once a Txn told us it exists
+  std::optional<Read> created_read_;  // what the caller's create read ahead of own_ (adopt_created)
+  bool create_sent_ = false;          // a create of key_ went out: it may exist
+  bool in_doubt_ = false;             // a create of key_ went unanswered
   bool waited_ = false;
   std::vector<QueueEntry> watched_;    // the blockers we watch
   std::vector<std::int64_t> watches_;  // their watches

@@ -34,7 +34,7 @@ MultiLockImpl::~MultiLockImpl() {
     context_->log()(LogLevel::warning, "multi-lock destroyed while held; releasing it", {{"name", description()}});
   }
   std::error_code ignored;
-  hold->give_up(ignored);
+  hold->give_up(/*expect_successors=*/false, ignored);
   // The turns belong to the names' Locks, which may live on.
   give_back_turns();
 }
@@ -127,12 +127,14 @@ bool MultiLockImpl::acquire_in_etcd(SteadyTime deadline, const std::stop_token& 
   last_keys_ = acquisition.keys();
   if (!acquired) return false;
   hold_ = std::make_shared<MultiHold>(context_, std::move(dirs), std::move(acquired->holds), acquired->in_doubt);
+  if (acquired->waited) expect_successors_ = true;
   return true;
 }
 
 void MultiLockImpl::release(std::error_code& ec) noexcept {
   ec.clear();
   std::shared_ptr<MultiHold> hold;
+  bool expect_successors = false;
   {
     MutexLock lock(mu_);
     if (!hold_ || !owns_every_turn()) {
@@ -141,12 +143,14 @@ void MultiLockImpl::release(std::error_code& ec) noexcept {
     }
     if (--depth_ > 0) return;
     hold = std::exchange(hold_, nullptr);
+    expect_successors = expect_successors_;
   }
-  hold->give_up(ec);
+  const bool successor_seen = hold->give_up(expect_successors, ec);
   if (!ec) context_->log()(LogLevel::debug, "multi-lock released", {{"name", description()}});
   {
     MutexLock lock(mu_);
     last_hold_lost_ = hold->lost();
+    expect_successors_ = successor_seen;
   }
   give_back_turns();
   hold->signal_loss_now();  // with the turns given back: a loss callback may lock again

@@ -71,6 +71,10 @@ class MultiLockImpl {
   int depth_ ETCDLOCK_GUARDED_BY(mu_) = 0;                    // the owner's hold count
   bool last_hold_lost_ ETCDLOCK_GUARDED_BY(mu_) = false;
   std::vector<std::string> last_keys_ ETCDLOCK_GUARDED_BY(mu_);
+  // Successors are likely (the last acquisition waited, or the last release
+  // found one): the release reads the queues' heads first, so that the notes
+  // go in its Txn.
+  bool expect_successors_ ETCDLOCK_GUARDED_BY(mu_) = false;
 };
 
 }  // namespace etcdlock::detail

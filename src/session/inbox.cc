@@ -24,6 +24,25 @@ std::optional<Note> decode_note(std::string_view text) {
   return note;
 }
 
+std::string encode_notes(std::span<const Note> notes) {
+  std::string text;
+  for (const auto& note : notes) {
+    if (!text.empty()) text += '\0';
+    text += encode_note(note);
+  }
+  return text;
+}
+
+std::vector<Note> decode_notes(std::string_view text) {
+  std::vector<Note> notes;
+  for (;;) {
+    const auto end = text.find('\0');
+    if (auto note = decode_note(text.substr(0, end))) notes.push_back(std::move(*note));
+    if (end == std::string_view::npos) return notes;
+    text.remove_prefix(end + 1);
+  }
+}
+
 // Forwards the inbox watch's callbacks while the inbox lives.
 class HandOverInbox::Listener final : public etcd::WatchListener {
  public:
@@ -125,10 +144,10 @@ void HandOverInbox::on_notes(std::span<const etcd::WatchEvent> events) {
   if (!events.empty()) note_present_ = true;
   schedule_clear();
   for (const auto& event : events) {
-    const auto note = decode_note(event.value);
-    if (!note) continue;
-    if (const auto found = expected_.find(note->entry.key); found != expected_.end()) {
-      found->second->on_note(note->entry.revision, note->limit, event.mod_revision);
+    for (const auto& note : decode_notes(event.value)) {
+      if (const auto found = expected_.find(note.entry.key); found != expected_.end()) {
+        found->second->on_note(note.entry.revision, note.limit, event.mod_revision);
+      }
     }
   }
 }

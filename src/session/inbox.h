@@ -19,6 +19,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "base/logger.h"
 #include "base/mutex.h"
@@ -36,6 +37,12 @@ struct Note {
 };
 std::string encode_note(const Note& note);
 std::optional<Note> decode_note(std::string_view text);
+// Several notes in one value, for one inbox (a release that hands several
+// queues to one manager writes its inbox once: etcd refuses a key twice in
+// one Txn). They are joined by NUL, which no entry key contains.
+std::string encode_notes(std::span<const Note> notes);
+// The notes of a value; the parts that are no note are skipped.
+std::vector<Note> decode_notes(std::string_view text);
 
 // A wait that a note may end. Called on the watch hub's thread, under the
 // inbox's mutex: implementations only record what they are told.

@@ -2,6 +2,9 @@
 
 #include <gtest/gtest.h>
 
+#include <string>
+#include <vector>
+
 namespace etcdlock::detail {
 namespace {
 
@@ -23,6 +26,28 @@ TEST(HandOverNote, ForeignTextIsNoNote) {
   for (const char* text : {"", "abc", "12", "12x /k", "-3 1 /k", "0 1 /k", " /k", "12 /k", "12 0 /k", "12 x /k"}) {
     EXPECT_FALSE(decode_note(text)) << text;
   }
+}
+
+TEST(HandOverNote, SeveralNotesInOneValue) {
+  const std::vector<Note> notes{{{"/p/a/1", 7}, 1}, {{"/p/b c/1", 7}, 1}, {{"/p/s/2", 9}, 4}};
+  const auto decoded = decode_notes(encode_notes(notes));
+  ASSERT_EQ(decoded.size(), 3u);
+  for (std::size_t i = 0; i < notes.size(); ++i) {
+    EXPECT_EQ(decoded[i].entry.key, notes[i].entry.key);
+    EXPECT_EQ(decoded[i].entry.revision, notes[i].entry.revision);
+    EXPECT_EQ(decoded[i].limit, notes[i].limit);
+  }
+  // One note is a value of one note, as written before notes were joined.
+  EXPECT_EQ(encode_notes(std::span(notes).first(1)), encode_note(notes[0]));
+  EXPECT_EQ(decode_notes(encode_note(notes[1])).size(), 1u);
+}
+
+TEST(HandOverNote, ForeignPartsAreSkipped) {
+  using namespace std::string_literals;
+  const auto decoded = decode_notes("abc\0"s + "12 1 /p/a/1" + "\0\0"s + "x");
+  ASSERT_EQ(decoded.size(), 1u);
+  EXPECT_EQ(decoded[0].entry.key, "/p/a/1");
+  EXPECT_TRUE(decode_notes("").empty());
 }
 
 }  // namespace
