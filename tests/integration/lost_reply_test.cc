@@ -78,6 +78,8 @@
 //   multi_try_lock_for       multi_enqueue (A)  as lock_try_lock_for, with MultiLocks
 //   multi_unlock             multi_release (A)  as lock_unlock, with MultiLocks
 //   multi_unlock_note        note (B)           as lock_unlock_note, with MultiLocks
+//   multi_unlock_hand_over   multi_release (A)  as lock_unlock_hand_over, with MultiLocks: the release Txn carries
+//                                               C's note for both queues (one per inbox)
 //   multi_guarded_put        guarded_write      as lock_guarded_put, with MultiLocks (the Txn compares both keys)
 //   multi_force_unlock       force_unlock (A)   A holds, B waits → D.force_unlock(x) (late loss) → B holds
 //                                               (the rows judge x's queue, and find y's empty at the end)
@@ -1281,6 +1283,21 @@ const std::vector<Row>& rows() {
            },
        .act = [](M& m) { m.release(m.A()); },
        .resume = [](M& m) { m.finish(m.B()); }},
+      {.name = "multi_unlock_hand_over",
+       .kind = Kind::multi_lock,
+       .participants = 3,
+       .site = site::multi_release,
+       .setup =
+           [](M& m) {
+             // A waits first: its next release reads the heads and hands over in one Txn.
+             m.hold(m.B());
+             m.queue(m.A());
+             m.release(m.B());
+             m.finish(m.A());
+             m.queue(m.C());
+           },
+       .act = [](M& m) { m.release(m.A()); },
+       .resume = [](M& m) { m.finish(m.C()); }},
       {.name = "multi_guarded_put",
        .kind = Kind::multi_lock,
        .site = site::guarded_write,
