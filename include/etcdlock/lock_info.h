@@ -23,6 +23,11 @@ struct QueueEntryInfo {
   // Admitted: the holder of a lock, an election's leader, one of a
   // semaphore's permit holders or of a read-write lock's readers.
   bool holds = false;
+  // An entry of a MultiLock: every name of its set, this one included, in
+  // sorted order; empty for any other entry. (etcdlock 0.1's multi-locks
+  // did not say: `etcdlock status` still shows them by their shared lease
+  // and fencing token.)
+  std::vector<std::string> multi_lock_names;
 };
 
 // A lock (or election, semaphore, read-write lock) with at least one entry.

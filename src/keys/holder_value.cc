@@ -52,6 +52,7 @@ HolderValue decode_fields(const nlohmann::json& document) {
                : side == "write" ? HolderValue::Side::write
                                  : HolderValue::Side::none;
   value.limit = document.value("limit", std::int64_t{0});
+  value.names = document.value("names", std::vector<std::string>{});
   return value;
 }
 
@@ -67,6 +68,7 @@ std::string encode_holder_value(const HolderValue& value) {
   if (value.side != HolderValue::Side::none)
     document["mode"] = value.side == HolderValue::Side::read ? "read" : "write";
   if (value.limit > 0) document["limit"] = value.limit;
+  if (!value.names.empty()) document["names"] = value.names;
   return document.dump();
 }
 
@@ -97,6 +99,7 @@ QueueEntryInfo describe_entry(const std::string& key, std::string_view value, st
   if (const auto holder = decode_holder_value(value)) {
     entry.owner = holder->owner;
     entry.created_at = holder->created_at;
+    entry.multi_lock_names = holder->names;
   }
   return entry;
 }

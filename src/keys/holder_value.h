@@ -6,6 +6,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "etcdlock/lock_info.h"
 
@@ -26,6 +27,9 @@ struct HolderValue {
   Side side = Side::none;
   // A semaphore's entries say its limit, so that users who disagree notice.
   std::int64_t limit = 0;
+  // A multi-lock's entries name every name of its set, so that an operator
+  // reading one name's queue learns what else the entry holds or waits for.
+  std::vector<std::string> names;
 };
 
 // A small JSON document.

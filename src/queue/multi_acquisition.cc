@@ -110,8 +110,11 @@ bool MultiAcquisition::enqueue(const Session& session, SteadyTime deadline) {
     for (const auto& queue : queues_) dirs.push_back(queue.dir);
     const auto exclusive = Admission::exclusive();
     const AheadRead ahead{exclusive.first_read_limit(), exclusive.reads_values()};
-    response = context_->client().txn(multi_enqueue_txn(dirs, keys_, context_->entry_value(), lease_id_, ahead),
-                                      deadline, etcd::write_site::multi_enqueue);
+    std::vector<std::string> names;
+    for (const auto& queue : queues_) names.push_back(queue.name);
+    response = context_->client().txn(
+        multi_enqueue_txn(dirs, keys_, context_->multi_entry_value(std::move(names)), lease_id_, ahead), deadline,
+        etcd::write_site::multi_enqueue);
   } catch (const Error& error) {
     // No reply: etcd may apply it now, or much later; the keys are retired
     // when the attempt ends without them.

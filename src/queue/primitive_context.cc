@@ -62,6 +62,13 @@ std::string PrimitiveContext::entry_value(HolderValue::Side side, std::int64_t l
                               kVersion, with_inbox ? inbox_.address() : std::string(), side, limit});
 }
 
+std::string PrimitiveContext::multi_entry_value(std::vector<std::string> names) const {
+  HolderValue value{owner_,   hostname_,       static_cast<long>(getpid()), std::chrono::system_clock::now(),
+                    kVersion, inbox_.address()};
+  value.names = std::move(names);
+  return encode_holder_value(value);
+}
+
 std::string PrimitiveContext::unique_key_suffix() {
   char suffix[24];
   std::snprintf(suffix, sizeof suffix, "-%llx",

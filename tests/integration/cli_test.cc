@@ -242,6 +242,19 @@ TEST_F(Cli, StatusNamesTheOtherLocksOfAMultiLocksEntries) {
   EXPECT_NE(lines[0].find("WITH"), std::string::npos) << lines[0];
   EXPECT_TRUE(lines[1].starts_with("jobs/a") && lines[1].ends_with("jobs/b")) << lines[1];
   EXPECT_TRUE(lines[2].starts_with("jobs/b") && lines[2].ends_with("jobs/a")) << lines[2];
+  // The entries name their set themselves: a listing of one name shows the
+  // other, and so does `info` in JSON.
+  auto one = etcdlock({"status", "jobs/a"});
+  lines.clear();
+  while (auto line = one.read_line(5s)) lines.push_back(*line);
+  EXPECT_EQ(one.wait(), 0);
+  ASSERT_EQ(lines.size(), 2u) << ::testing::PrintToString(lines);
+  EXPECT_TRUE(lines[1].starts_with("jobs/a") && lines[1].ends_with("jobs/b")) << lines[1];
+  const auto [info_status, info_line] = finish({"info", "jobs/b", "--json"});
+  EXPECT_EQ(info_status, 0);
+  EXPECT_EQ(nlohmann::json::parse(info_line)["queue"][0]["multi_lock_names"],
+            nlohmann::json::array({"jobs/a", "jobs/b"}))
+      << info_line;
   both->unlock();
 }
 

@@ -335,5 +335,26 @@ TEST_F(MultiLockTest, WaitersOfEachNameAreHandedTheLockInTurn) {
   for (const auto* name : {"x", "y", "z"}) EXPECT_EQ(entries(name), 0) << name;
 }
 
+// info() and list() name a multi-lock's set on each of its entries, so an
+// operator who looks at one name learns what else that holder holds.
+TEST_F(MultiLockTest, InfoNamesTheSetOfAMultiLocksEntries) {
+  auto m = manager();
+  auto other = manager();
+  auto xy = m->get_multi_lock({"y", "x"});
+  xy->lock();
+  auto waiter = other->get_lock("x");
+  std::jthread waits([&] { std::lock_guard guard(*waiter); });
+  ASSERT_TRUE(eventually([&] { return entries("x") == 2; }));
+  const auto x = m->info("x");
+  ASSERT_TRUE(x);
+  ASSERT_EQ(x->queue.size(), 2u);
+  EXPECT_EQ(x->queue[0].multi_lock_names, (std::vector<std::string>{"x", "y"}));
+  EXPECT_TRUE(x->queue[1].multi_lock_names.empty()) << "a Lock's entry names no set";
+  for (const auto& row : m->list()) {
+    EXPECT_EQ(row.queue.front().multi_lock_names, (std::vector<std::string>{"x", "y"})) << row.name;
+  }
+  xy->unlock();
+}
+
 }  // namespace
 }  // namespace etcdlock::testing

@@ -41,12 +41,14 @@ nlohmann::json utc_or_null(std::chrono::system_clock::time_point time) {
 }
 
 nlohmann::json to_json(const QueueEntryInfo& entry) {
-  return {{"key", entry.key},
-          {"owner", entry.owner},
-          {"lease_id", lease_hex(entry.lease_id)},
-          {"fencing_token", entry.fencing_token},
-          {"created_at", utc_or_null(entry.created_at)},
-          {"holds", entry.holds}};
+  nlohmann::json json = {{"key", entry.key},
+                         {"owner", entry.owner},
+                         {"lease_id", lease_hex(entry.lease_id)},
+                         {"fencing_token", entry.fencing_token},
+                         {"created_at", utc_or_null(entry.created_at)},
+                         {"holds", entry.holds}};
+  if (!entry.multi_lock_names.empty()) json["multi_lock_names"] = entry.multi_lock_names;
+  return json;
 }
 
 nlohmann::json to_json(const LockInfo& row) {
@@ -154,9 +156,17 @@ void print_table(std::ostream& out, const std::vector<LockInfo>& rows) {
 void print_status(std::ostream& out, const std::vector<LockInfo>& rows, std::chrono::system_clock::time_point now) {
   // A multi-lock's entries, one per name, share their lease and create
   // revision: a column names the other names of such an entry, when any.
+  // Entries say their set (QueueEntryInfo::multi_lock_names), which may
+  // name names this listing does not show; older ones are known by the two.
   std::map<std::pair<std::int64_t, std::int64_t>, std::vector<std::string>> names_of_hold;
   for (const auto& row : rows) {
-    for (const auto& entry : row.queue) names_of_hold[{entry.lease_id, entry.fencing_token}].push_back(row.name);
+    for (const auto& entry : row.queue) {
+      auto& names = names_of_hold[{entry.lease_id, entry.fencing_token}];
+      for (const auto& name :
+           entry.multi_lock_names.empty() ? std::vector<std::string>{row.name} : entry.multi_lock_names) {
+        if (std::ranges::find(names, name) == names.end()) names.push_back(name);
+      }
+    }
   }
   const bool multi = std::ranges::any_of(names_of_hold, [](const auto& item) { return item.second.size() > 1; });
   std::vector<std::array<std::string, 8>> cells;
