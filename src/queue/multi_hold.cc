@@ -38,6 +38,12 @@ MultiHold::MultiHold(std::shared_ptr<PrimitiveContext> context, std::vector<Queu
 MultiHold::~MultiHold() {
   on_lost_.clear();
   for (const auto& hold : shared_->holds) hold->finish();
+  // A loss signal a hold posted may not have reached its callback above
+  // before it went (a release that found the loss, from a destructor that
+  // cannot signal it itself): the holds' states are final now, so send it on.
+  if (lost()) {
+    shared_->context->notifier().post([source = shared_->lost_source]() mutable { source.request_stop(); });
+  }
 }
 
 bool MultiHold::lost() const {
@@ -54,11 +60,15 @@ std::vector<QueueEntry> MultiHold::entries() const {
 }
 
 void MultiHold::after_hold_lost(const std::shared_ptr<Shared>& shared, std::size_t lost) {
-  // Tell the application first: its callbacks run here.
-  shared->lost_source.request_stop();
+  // Tell the application first: its callbacks run here. Only the task that
+  // made the request goes on: another name's task (two names lost at once)
+  // returns from request_stop() while the callbacks may still be running, and
+  // must not let anyone into the other names before they end.
+  if (!shared->lost_source.request_stop()) return;
   // Then let the other queues go, unless the owner gives the hold up (its
   // release deletes the entries, and a retire after it could remove the
-  // entries of the next hold of the same keys).
+  // entries of the next hold of the same keys; a request made by the owner,
+  // signal_loss_now, comes after its release).
   std::vector<std::size_t> retired;
   {
     MutexLock lock(shared->mu);
