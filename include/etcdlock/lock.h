@@ -10,7 +10,7 @@
 #include <string_view>
 #include <system_error>
 
-#include "etcdlock/deadline.h"
+#include "etcdlock/timed_lock_functions.h"
 
 namespace etcdlock {
 
@@ -32,7 +32,7 @@ class LockImpl;
 //
 // Thread-safe. Obtained from LockManager::get_lock(); may outlive the manager,
 // after whose close() every acquiring call throws errc::closed.
-class Lock {
+class Lock : public detail::TimedLockFunctions<Lock> {
  public:
   // Locks are made by LockManager::get_lock().
   explicit Lock(std::shared_ptr<detail::LockImpl> impl);
@@ -58,29 +58,9 @@ class Lock {
   // lock().
   [[nodiscard]] bool try_lock();
 
-  // Waits in the queue until the deadline: true when acquired, false on
-  // timeout, which leaves no key in etcd. Throws as lock().
-  template <class Rep, class Period>
-  [[nodiscard]] bool try_lock_for(const std::chrono::duration<Rep, Period>& timeout) {
-    return try_lock_until_steady(detail::deadline_after(timeout));
-  }
-  template <class Clock, class Duration>
-  [[nodiscard]] bool try_lock_until(const std::chrono::time_point<Clock, Duration>& deadline) {
-    return try_lock_until_steady(detail::to_steady(deadline));
-  }
-  // As try_lock_for, and throws Error(errc::cancelled) once `cancel` is
-  // requested; a cancelled wait leaves no key in etcd.
-  template <class Rep, class Period>
-  [[nodiscard]] bool try_lock_for(const std::chrono::duration<Rep, Period>& timeout, std::stop_token cancel) {
-    return try_lock_until_steady(detail::deadline_after(timeout), std::move(cancel));
-  }
-
-  // As try_lock_for, but a timeout throws Error(errc::lock_timeout) (what
-  // Go-style lock APIs call LockWithTimeout).
-  template <class Rep, class Period>
-  void lock_for(const std::chrono::duration<Rep, Period>& timeout) {
-    lock_until_steady(detail::deadline_after(timeout));
-  }
+  // try_lock_for(timeout[, cancel]), try_lock_until(deadline) and
+  // lock_for(timeout) wait in the queue until the deadline, in any clock:
+  // see timed_lock_functions.h.
 
   // Ends one level of this thread's hold; the last level deletes the key in
   // etcd. Never throws: safe in destructors. Misuse and failures are logged.
@@ -125,7 +105,8 @@ class Lock {
   bool guarded_delete(std::string_view key);
 
  private:
-  bool try_lock_until_steady(detail::SteadyTime deadline, std::stop_token cancel = {});
+  friend class detail::TimedLockFunctions<Lock>;
+  bool try_lock_until_steady(detail::SteadyTime deadline, std::stop_token cancel);
   void lock_until_steady(detail::SteadyTime deadline);
 
   std::shared_ptr<detail::LockImpl> impl_;

@@ -10,7 +10,7 @@
 #include <system_error>
 #include <vector>
 
-#include "etcdlock/deadline.h"
+#include "etcdlock/timed_lock_functions.h"
 
 namespace etcdlock {
 
@@ -54,7 +54,7 @@ class MultiLockImpl;
 //
 // Thread-safe. Obtained from LockManager::get_multi_lock(); may outlive the
 // manager, after whose close() every acquiring call throws errc::closed.
-class MultiLock {
+class MultiLock : public detail::TimedLockFunctions<MultiLock> {
  public:
   // Multi-locks are made by LockManager::get_multi_lock().
   explicit MultiLock(std::shared_ptr<detail::MultiLockImpl> impl);
@@ -69,22 +69,7 @@ class MultiLock {
   // free; when one is taken, a read of its queue and a delete per name, so
   // that no entry is left.
   [[nodiscard]] bool try_lock();
-  template <class Rep, class Period>
-  [[nodiscard]] bool try_lock_for(const std::chrono::duration<Rep, Period>& timeout) {
-    return try_lock_until_steady(detail::deadline_after(timeout));
-  }
-  template <class Clock, class Duration>
-  [[nodiscard]] bool try_lock_until(const std::chrono::time_point<Clock, Duration>& deadline) {
-    return try_lock_until_steady(detail::to_steady(deadline));
-  }
-  template <class Rep, class Period>
-  [[nodiscard]] bool try_lock_for(const std::chrono::duration<Rep, Period>& timeout, std::stop_token cancel) {
-    return try_lock_until_steady(detail::deadline_after(timeout), std::move(cancel));
-  }
-  template <class Rep, class Period>
-  void lock_for(const std::chrono::duration<Rep, Period>& timeout) {
-    lock_until_steady(detail::deadline_after(timeout));
-  }
+  // try_lock_for, try_lock_until and lock_for: as Lock's (timed_lock_functions.h).
 
   // As Lock::unlock(): the last level deletes every entry in one Txn.
   void unlock() noexcept;
@@ -116,7 +101,8 @@ class MultiLock {
   bool guarded_delete(std::string_view key);
 
  private:
-  bool try_lock_until_steady(detail::SteadyTime deadline, std::stop_token cancel = {});
+  friend class detail::TimedLockFunctions<MultiLock>;
+  bool try_lock_until_steady(detail::SteadyTime deadline, std::stop_token cancel);
   void lock_until_steady(detail::SteadyTime deadline);
 
   std::shared_ptr<detail::MultiLockImpl> impl_;

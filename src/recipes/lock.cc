@@ -30,7 +30,7 @@ bool Lock::try_lock_until_steady(detail::SteadyTime deadline, std::stop_token ca
 }
 
 void Lock::lock_until_steady(detail::SteadyTime deadline) {
-  if (!try_lock_until_steady(deadline)) {
+  if (!try_lock_until_steady(deadline, {})) {
     throw Error(errc::lock_timeout, "lock " + detail::quote_value(impl_->name()) + " was not acquired in time");
   }
 }

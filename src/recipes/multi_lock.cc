@@ -31,7 +31,7 @@ bool MultiLock::try_lock_until_steady(detail::SteadyTime deadline, std::stop_tok
 }
 
 void MultiLock::lock_until_steady(detail::SteadyTime deadline) {
-  if (!try_lock_until_steady(deadline)) {
+  if (!try_lock_until_steady(deadline, {})) {
     throw Error(errc::lock_timeout, impl_->description() + " was not acquired in time");
   }
 }
