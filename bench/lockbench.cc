@@ -464,6 +464,7 @@ json run_multilock_variant(const Config& config, bool multi) {
     for (const auto& name : names) holders[static_cast<std::size_t>(name[0] - 'a')].leave();
   };
   const auto before = requests_of(managers);
+  const auto server_before = server_counts(config.endpoints.front());
   auto result = run_turns(config, [&](int id, int) {
     const auto index = static_cast<std::size_t>(id);
     if (multi) {
@@ -476,6 +477,7 @@ json run_multilock_variant(const Config& config, bool multi) {
     }
   });
   const auto after = requests_of(managers);
+  const auto server_after = server_counts(config.endpoints.front());
   const double acquisitions = std::max<double>(1, result["ops"].get<double>());
   const auto per_acquisition = [&](const std::string& call) {
     const auto was = before.contains(call) ? before.at(call) : 0;
@@ -484,6 +486,9 @@ json run_multilock_variant(const Config& config, bool multi) {
   };
   result["txn_per_acquisition"] = per_acquisition("Txn");
   result["range_per_acquisition"] = per_acquisition("Range");
+  // Writes, as etcd counts them (the benchmark's etcd is one member).
+  result["writes_per_acquisition"] =
+      std::round((server_after.proposals_committed - server_before.proposals_committed) / acquisitions * 100) / 100;
   result["overlaps"] = overlaps.load();
   return result;
 }

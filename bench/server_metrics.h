@@ -19,6 +19,10 @@ struct ServerCounts {
   double watch_streams = 0;      // open now
   double watchers = 0;
   double events_sent = 0;  // watch events sent to clients, ever
+  // Raft proposals the member has seen committed, ever: every write (a Put,
+  // a delete, a Txn that writes, a lease grant or revoke) is one; reads, a
+  // Txn that only compares and reads, and keepalives are none.
+  double proposals_committed = 0;
 };
 
 inline std::string http_get(const std::string& endpoint, const std::string& path) {
@@ -59,6 +63,8 @@ inline ServerCounts server_counts(const std::string& endpoint) {
       counts.watchers = sum_of(line);
     } else if (line.starts_with("etcd_debugging_mvcc_events_total ")) {
       counts.events_sent = sum_of(line);
+    } else if (line.starts_with("etcd_server_proposals_committed_total ")) {
+      counts.proposals_committed = sum_of(line);
     }
   }
   return counts;
