@@ -1,13 +1,14 @@
 // chaos_client: one contender of the chaos test. Until its time is up, it takes
 // one of the names in turn (a lock, the leadership of an election, the write
-// or read side of a shared lock, or a permit of a semaphore) and, holding it,
-// does its work: a writer increments a counter in etcd with a read and a
-// guarded_put; a reader checks that the counter does not change while its
+// or read side of a shared lock, a permit of a semaphore, or two names at once
+// through a multi-lock) and, holding it, does its work: a writer increments a
+// counter in etcd with a read and a guarded_put (a multi-lock's holder, the
+// counter of each of its names in turn); a reader checks that the counter does not change while its
 // entry stands; a permit holder checks that no more permits than the limit
 // stand at once. Some turns arm a lost reply (a write that commits while its
 // reply never comes) at a random write of the library. It logs to OUTPUT, one
 // line each:
-//   acq NAME TOKEN         an acquisition
+//   acq NAME TOKEN         an acquisition (a multi-lock's: one line per name)
 //   try NAME TOKEN VALUE   a guarded increment about to be sent
 //   inc NAME TOKEN VALUE   ... that etcd committed
 //   rej NAME TOKEN VALUE   ... that etcd refused: the hold was gone
@@ -16,14 +17,17 @@
 //   read NAME TOKEN        a reader's check, done
 //   permit NAME TOKEN N    a permit holder's check, done: N permits stood
 //   lost NAME TOKEN        a hold that ended involuntarily, with its token fired
+//                          (a multi-lock's: one line per name)
 //   armed SITE             a lost reply armed for this turn
 //   dropped N              replies dropped by the armed sites, in all
+//   dropped_at SITE N      ... of which at SITE (each site with any)
 //   violation WHAT         something that must never happen
 //   threads BEFORE AFTER   threads of the process before the first manager and after the last
 //   done
-//   chaos_client ENDPOINTS PREFIX LOCKS ELECTIONS SHARED_LOCKS SEMAPHORES LIMIT
-//                TTL_S SECONDS LOST_REPLY_PERCENT OUTPUT
-// NAMES are comma-separated lists (possibly empty). An election candidate's
+//   chaos_client ENDPOINTS PREFIX LOCKS ELECTIONS SHARED_LOCKS SEMAPHORES
+//                MULTI_LOCK_NAMES LIMIT TTL_S SECONDS LOST_REPLY_PERCENT OUTPUT
+// NAMES are comma-separated lists (possibly empty). MULTI_LOCK_NAMES are the
+// names that multi-lock turns take two at a time (none, or at least two). An election candidate's
 // proposal is "pid:<pid>", so that the test can find the leader's process.
 #include <dirent.h>
 #include <unistd.h>
@@ -98,6 +102,9 @@ class Turn {
   virtual ~Turn() = default;
   // False when not acquired in time.
   virtual bool acquire() = 0;
+  // The names this hold (or the last attempt) takes, in the order the work
+  // goes through them.
+  virtual std::vector<std::string> names() const = 0;
   virtual std::int64_t fencing_token() const = 0;
   virtual std::stop_token lost_token() const = 0;
   // True when this hold increments the name's counter (an exclusive hold);
@@ -115,6 +122,7 @@ class LockTurn final : public Turn {
  public:
   explicit LockTurn(std::shared_ptr<etcdlock::Lock> lock) : lock_(std::move(lock)) {}
   bool acquire() override { return lock_->try_lock_for(2s); }
+  std::vector<std::string> names() const override { return {lock_->name()}; }
   std::int64_t fencing_token() const override { return lock_->fencing_token(); }
   std::stop_token lost_token() const override { return lock_->lost_token(); }
   bool guarded_put(const std::string& key, const std::string& value) override { return lock_->guarded_put(key, value); }
@@ -133,6 +141,7 @@ class LeadershipTurn final : public Turn {
   LeadershipTurn(std::shared_ptr<etcdlock::Election> election, Steady::time_point give_up)
       : election_(std::move(election)), give_up_(give_up) {}
   bool acquire() override { return election_->campaign_for("pid:" + std::to_string(getpid()), 2s); }
+  std::vector<std::string> names() const override { return {election_->name()}; }
   std::int64_t fencing_token() const override { return election_->fencing_token(); }
   std::stop_token lost_token() const override { return election_->lost_token(); }
   bool guarded_put(const std::string& key, const std::string& value) override {
@@ -171,6 +180,7 @@ class SharedTurn final : public Turn {
     shared_ = random_() % 2 == 0;
     return shared_ ? lock_->try_lock_shared_for(2s) : lock_->try_lock_for(2s);
   }
+  std::vector<std::string> names() const override { return {lock_->name()}; }
   std::int64_t fencing_token() const override { return lock_->fencing_token(); }
   std::stop_token lost_token() const override { return lock_->lost_token(); }
   bool increments() const override { return !shared_; }
@@ -224,6 +234,7 @@ class PermitTurn final : public Turn {
     permit_ = semaphore_->try_acquire_permit_for(2s);
     return permit_.has_value();
   }
+  std::vector<std::string> names() const override { return {semaphore_->name()}; }
   std::int64_t fencing_token() const override { return permit_->fencing_token(); }
   std::stop_token lost_token() const override { return permit_->lost_token(); }
   bool increments() const override { return false; }
@@ -269,20 +280,60 @@ class PermitTurn final : public Turn {
   std::mt19937 random_{std::random_device{}()};
 };
 
+// Two names at once through a MultiLock: each turn picks an ordered pair of
+// the names at random, so that clients ask for overlapping sets in both
+// orders ({m0, m1} beside {m1, m0} and {m1, m2}), and the work increments the
+// counter of each name in that order, every write guarded by all the pair's
+// keys. A name's counter then sees writers of every pair that contains it.
+class MultiTurn final : public Turn {
+ public:
+  MultiTurn(etcdlock::LockManager& manager, const std::vector<std::string>& names) {
+    for (const auto& first : names) {
+      for (const auto& second : names) {
+        if (first == second) continue;
+        pairs_.push_back({first, second});
+        locks_.push_back(manager.get_multi_lock({first, second}, {.retry_interval = 50ms}));
+      }
+    }
+  }
+  bool acquire() override {
+    current_ = random_() % pairs_.size();
+    return locks_[current_]->try_lock_for(2s);
+  }
+  std::vector<std::string> names() const override { return pairs_[current_]; }
+  std::int64_t fencing_token() const override { return locks_[current_]->fencing_token(); }
+  std::stop_token lost_token() const override { return locks_[current_]->lost_token(); }
+  bool guarded_put(const std::string& key, const std::string& value) override {
+    return locks_[current_]->guarded_put(key, value);
+  }
+  bool release() override {
+    std::error_code ec;
+    locks_[current_]->unlock(ec);
+    return ec == etcdlock::errc::lock_expired;
+  }
+
+ private:
+  std::vector<std::vector<std::string>> pairs_;
+  std::vector<std::shared_ptr<etcdlock::MultiLock>> locks_;  // as pairs_
+  std::size_t current_ = 0;
+  std::mt19937 random_{std::random_device{}()};
+};
+
 // The library's writes whose replies a turn may lose.
 constexpr std::string_view kLossSites[] = {
-    etcdlock::detail::etcd::write_site::enqueue,   etcdlock::detail::etcd::write_site::release,
-    etcdlock::detail::etcd::write_site::note,      etcdlock::detail::etcd::write_site::resign,
-    etcdlock::detail::etcd::write_site::removal,   etcdlock::detail::etcd::write_site::guarded_write,
-    etcdlock::detail::etcd::write_site::downgrade,
+    etcdlock::detail::etcd::write_site::enqueue,       etcdlock::detail::etcd::write_site::release,
+    etcdlock::detail::etcd::write_site::note,          etcdlock::detail::etcd::write_site::resign,
+    etcdlock::detail::etcd::write_site::removal,       etcdlock::detail::etcd::write_site::guarded_write,
+    etcdlock::detail::etcd::write_site::downgrade,     etcdlock::detail::etcd::write_site::multi_enqueue,
+    etcdlock::detail::etcd::write_site::multi_release,
 };
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc != 12) {
-    std::cerr << "usage: chaos_client ENDPOINTS PREFIX LOCKS ELECTIONS SHARED_LOCKS SEMAPHORES LIMIT TTL_S SECONDS "
-                 "LOST_REPLY_PERCENT OUTPUT\n";
+  if (argc != 13) {
+    std::cerr << "usage: chaos_client ENDPOINTS PREFIX LOCKS ELECTIONS SHARED_LOCKS SEMAPHORES MULTI_LOCK_NAMES LIMIT "
+                 "TTL_S SECONDS LOST_REPLY_PERCENT OUTPUT\n";
     return 2;
   }
   etcdlock::ManagerOptions options;
@@ -292,14 +343,15 @@ int main(int argc, char** argv) {
   const auto election_names = split(argv[4]);
   const auto shared_names = split(argv[5]);
   const auto semaphore_names = split(argv[6]);
-  const std::int64_t limit = std::stoll(argv[7]);
-  options.ttl = std::chrono::seconds(std::stoi(argv[8]));
+  const auto multi_lock_names = split(argv[7]);
+  const std::int64_t limit = std::stoll(argv[8]);
+  options.ttl = std::chrono::seconds(std::stoi(argv[9]));
   options.command_timeout = 1s;
   options.dial_timeout = 10s;
   options.log_sink = etcdlock::stderr_log_sink(etcdlock::LogLevel::error);
-  const auto until = Steady::now() + std::chrono::seconds(std::stoi(argv[9]));
-  const int lost_reply_percent = std::stoi(argv[10]);
-  std::ofstream out(argv[11], std::ios::app);
+  const auto until = Steady::now() + std::chrono::seconds(std::stoi(argv[10]));
+  const int lost_reply_percent = std::stoi(argv[11]);
+  std::ofstream out(argv[12], std::ios::app);
   const std::function<void(const std::string&)> log = [&](const std::string& line) { out << line << std::endl; };
   auto counter_of = [&](const std::string& name) { return options.prefix + "-data/" + name; };
   auto directory_of = [&](const std::string& name) { return options.prefix + "/" + name + "/"; };
@@ -316,24 +368,24 @@ int main(int argc, char** argv) {
       }
     }
     std::mt19937 random(std::random_device{}());
-    std::vector<std::pair<std::string, std::unique_ptr<Turn>>> turns;
+    std::vector<std::unique_ptr<Turn>> turns;
     for (const auto& name : lock_names) {
-      turns.emplace_back(name, std::make_unique<LockTurn>(manager->get_lock(name, {.retry_interval = 50ms})));
+      turns.push_back(std::make_unique<LockTurn>(manager->get_lock(name, {.retry_interval = 50ms})));
     }
     for (const auto& name : election_names) {
-      turns.emplace_back(name, std::make_unique<LeadershipTurn>(manager->get_election(name), until + 30s));
+      turns.push_back(std::make_unique<LeadershipTurn>(manager->get_election(name), until + 30s));
     }
     for (const auto& name : shared_names) {
-      turns.emplace_back(name, std::make_unique<SharedTurn>(manager->get_shared_lock(name, {.retry_interval = 50ms}),
-                                                            counter_of(name), directory_of(name)));
+      turns.push_back(std::make_unique<SharedTurn>(manager->get_shared_lock(name, {.retry_interval = 50ms}),
+                                                   counter_of(name), directory_of(name)));
     }
     for (const auto& name : semaphore_names) {
-      turns.emplace_back(name, std::make_unique<PermitTurn>(manager->get_semaphore(name, limit), counter_of(name) + "/",
-                                                            directory_of(name)));
+      turns.push_back(std::make_unique<PermitTurn>(manager->get_semaphore(name, limit), counter_of(name) + "/",
+                                                   directory_of(name)));
     }
+    if (multi_lock_names.size() >= 2) turns.push_back(std::make_unique<MultiTurn>(*manager, multi_lock_names));
     for (std::size_t next = random() % turns.size(); Steady::now() < until; ++next) {
-      auto& [name, turn] = turns[next % turns.size()];
-      const std::string counter = counter_of(name);
+      auto& turn = turns[next % turns.size()];
       etcdlock::detail::etcd::LostReplies::disarm();  // what the last turn left unused
       if (static_cast<int>(random() % 100) < lost_reply_percent) {
         const auto site = kLossSites[random() % std::size(kLossSites)];
@@ -347,21 +399,26 @@ int main(int argc, char** argv) {
       }
       const std::int64_t token = turn->fencing_token();
       const std::stop_token lost = turn->lost_token();
-      log("acq " + name + " " + std::to_string(token));
+      const auto names = turn->names();
+      for (const auto& name : names) log("acq " + name + " " + std::to_string(token));
       try {
         if (turn->increments()) {
-          etcdserverpb::RangeRequest read;
-          read.set_key(counter);
-          const auto current = reader.range(read, Steady::now() + 1s);
-          const long value = current.kvs_size() ? std::stol(current.kvs(0).value()) : 0;
-          std::this_thread::sleep_for(std::chrono::milliseconds(random() % 20));
-          const std::string next_value = std::to_string(value + 1);
-          const std::string line = name + " " + std::to_string(token) + " " + next_value;
-          log("try " + line);
-          try {
-            log((turn->guarded_put(counter, next_value) ? "inc " : "rej ") + line);
-          } catch (const etcdlock::Error&) {
-            // Unknown: the try stands alone.
+          // A multi-lock's hold does each name's work, one after the other.
+          for (const auto& name : names) {
+            const std::string counter = counter_of(name);
+            etcdserverpb::RangeRequest read;
+            read.set_key(counter);
+            const auto current = reader.range(read, Steady::now() + 1s);
+            const long value = current.kvs_size() ? std::stol(current.kvs(0).value()) : 0;
+            std::this_thread::sleep_for(std::chrono::milliseconds(random() % 20));
+            const std::string next_value = std::to_string(value + 1);
+            const std::string line = name + " " + std::to_string(token) + " " + next_value;
+            log("try " + line);
+            try {
+              log((turn->guarded_put(counter, next_value) ? "inc " : "rej ") + line);
+            } catch (const etcdlock::Error&) {
+              // Unknown: the try stands alone.
+            }
           }
         } else {
           turn->check(reader, log);
@@ -370,10 +427,12 @@ int main(int argc, char** argv) {
         // etcd could not be read: the work stops here.
       }
       if (turn->release()) {
-        if (lost.stop_requested()) {
-          log("lost " + name + " " + std::to_string(token));
-        } else {
-          log("violation hold-ended-without-token " + name + " " + std::to_string(token));
+        for (const auto& name : names) {
+          if (lost.stop_requested()) {
+            log("lost " + name + " " + std::to_string(token));
+          } else {
+            log("violation hold-ended-without-token " + name + " " + std::to_string(token));
+          }
         }
       }
     }
@@ -381,7 +440,11 @@ int main(int argc, char** argv) {
     manager->close();
   }
   int dropped = 0;
-  for (const auto site : kLossSites) dropped += etcdlock::detail::etcd::LostReplies::dropped(site);
+  for (const auto site : kLossSites) {
+    const int here = etcdlock::detail::etcd::LostReplies::dropped(site);
+    if (here > 0) log("dropped_at " + std::string(site) + " " + std::to_string(here));
+    dropped += here;
+  }
   log("dropped " + std::to_string(dropped));
   // Give the manager's threads a moment to be gone.
   int threads_after = thread_count();

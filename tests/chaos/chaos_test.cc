@@ -1,5 +1,6 @@
-// The chaos test: contenders for three locks, an election, a shared lock and
-// a semaphore on a 3-member cluster, through leader kills, frozen members,
+// The chaos test: contenders for three locks, an election, a shared lock, a
+// semaphore and multi-locks (two of three more names at once, in either
+// order) on a 3-member cluster, through leader kills, frozen members,
 // frozen and killed clients, compactions followed by a member restart, force
 // unlocks, and lost replies: each client reaches etcd through proxies of its
 // own whose replies are held for a while and then released, and some of its
@@ -13,6 +14,7 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -31,9 +33,11 @@ using namespace std::chrono_literals;
 
 constexpr int kClients = 6;
 constexpr int kTtlSeconds = 2;
-// Three locks, an election and the write side of a shared lock: the same
-// counters, checks and faults for each.
-const std::vector<std::string> kNames = {"alpha", "beta", "gamma", "leader", "rw"};
+// Three locks, an election, the write side of a shared lock and the names of
+// the multi-locks: the same counters, checks and faults for each.
+const std::vector<std::string> kNames = {"alpha", "beta", "gamma", "leader", "rw", "m0", "m1", "m2"};
+// Multi-lock turns hold two of these at once, a pair in either order.
+const std::vector<std::string> kMultiLockNames = {"m0", "m1", "m2"};
 const std::string kElection = "leader";
 const std::string kSharedLock = "rw";
 const std::string kSemaphore = "pool";
@@ -75,16 +79,22 @@ class Chaos : public LockTest {
     return nullptr;
   }
 
-  // Stops a client that holds a lock at the moment it is stopped; true when
-  // one was caught holding.
-  ChildProcess* freeze_a_holder(std::vector<std::unique_ptr<ChildProcess>>& clients) {
+  // Stops a client that holds a lock at the moment it is stopped, and says
+  // which name it was caught holding; nullptr when none was.
+  ChildProcess* freeze_a_holder(std::vector<std::unique_ptr<ChildProcess>>& clients, std::string& held) {
     for (int attempt = 0; attempt < 50; ++attempt) {
-      for (const auto& name : kNames) {
+      // From a different name each time, so that every name's holders get frozen.
+      const std::size_t first = next_name_++;
+      for (std::size_t i = 0; i < kNames.size(); ++i) {
+        const std::string& name = kNames[(first + i) % kNames.size()];
         if (name == kSharedLock) continue;  // its holders may be many readers
         ChildProcess* client = holder_of(name, clients);
         if (client == nullptr) continue;
         client->signal(SIGSTOP);
-        if (holder_of(name, clients) == client) return client;  // still the holder, now frozen
+        if (holder_of(name, clients) == client) {  // still the holder, now frozen
+          held = name;
+          return client;
+        }
         client->signal(SIGCONT);
       }
       std::this_thread::sleep_for(10ms);
@@ -93,15 +103,22 @@ class Chaos : public LockTest {
   }
 
   std::unique_ptr<LockManager> admin_ = manager();
+  std::size_t next_name_ = 0;
+
+  static std::string joined(const std::vector<std::string>& names) {
+    std::string list;
+    for (const auto& name : names) list += (list.empty() ? "" : ",") + name;
+    return list;
+  }
 
   // A client in slot `slot` reaches etcd through that slot's proxies.
   std::unique_ptr<ChildProcess> start_client(std::size_t slot, int id, int seconds_left) {
     while (proxies_.size() <= slot) proxies_.push_back(std::make_unique<ProxySet>(etcd_.endpoints()));
     const std::string endpoints = proxies_[slot]->endpoints_csv();
-    return std::make_unique<ChildProcess>(
-        std::vector<std::string>{built_program("chaos_client"), endpoints, prefix_, "alpha,beta,gamma", kElection,
-                                 kSharedLock, kSemaphore, std::to_string(kPermits), std::to_string(kTtlSeconds),
-                                 std::to_string(seconds_left), std::to_string(kLostReplyPercent), output(id)});
+    return std::make_unique<ChildProcess>(std::vector<std::string>{
+        built_program("chaos_client"), endpoints, prefix_, "alpha,beta,gamma", kElection, kSharedLock, kSemaphore,
+        joined(kMultiLockNames), std::to_string(kPermits), std::to_string(kTtlSeconds), std::to_string(seconds_left),
+        std::to_string(kLostReplyPercent), output(id)});
   }
 
   // Per client slot, a proxy to each member.
@@ -136,6 +153,7 @@ TEST_F(Chaos, NoLostUpdateNoStaleWriteNothingLeftBehind) {
 
   std::mt19937 random(20261124);
   std::map<std::string, int> faults;
+  std::map<std::string, int> faulted;  // per name, how often its holder was frozen, killed or force-unlocked
   int next_client_id = kClients;
   std::vector<std::unique_ptr<ChildProcess>> finished;
   for (int step = 0; std::chrono::steady_clock::now() - start < std::chrono::seconds(duration - 8); ++step) {
@@ -159,15 +177,19 @@ TEST_F(Chaos, NoLostUpdateNoStaleWriteNothingLeftBehind) {
         break;
       }
       case 2: {  // a client holding a lock pauses for longer than its TTL
-        if (ChildProcess* victim = freeze_a_holder(clients)) {
+        std::string name;
+        if (ChildProcess* victim = freeze_a_holder(clients, name)) {
           std::this_thread::sleep_for(std::chrono::seconds(kTtlSeconds + 1));
           victim->signal(SIGCONT);
           ++faults["holder frozen past its TTL"];
+          ++faulted[name];
         }
         break;
       }
       case 3: {  // a client dies holding a lock; another takes its place
-        if (ChildProcess* victim = freeze_a_holder(clients)) {
+        std::string name;
+        if (ChildProcess* victim = freeze_a_holder(clients, name)) {
+          ++faulted[name];
           victim->signal(SIGKILL);
           victim->wait();
           for (std::size_t slot = 0; slot < clients.size(); ++slot) {
@@ -193,7 +215,11 @@ TEST_F(Chaos, NoLostUpdateNoStaleWriteNothingLeftBehind) {
       }
       case 5: {  // an admin removes a holder
         try {
-          if (admin_->force_unlock(kNames[random() % kNames.size()])) ++faults["holder force-unlocked"];
+          const std::string& name = kNames[random() % kNames.size()];
+          if (admin_->force_unlock(name)) {
+            ++faults["holder force-unlocked"];
+            ++faulted[name];
+          }
         } catch (const Error&) {
         }
         break;
@@ -213,6 +239,8 @@ TEST_F(Chaos, NoLostUpdateNoStaleWriteNothingLeftBehind) {
   // Read what every client logged.
   std::map<std::string, std::vector<Commit>> commits;
   std::map<std::string, int> unknown;
+  std::map<std::string, long> dropped_at;  // per write site
+  std::map<std::string, int> acquired;     // per name; a multi-lock's acquisition counts for each of its names
   long acquisitions = 0, losses = 0, violations = 0, reads = 0, permits = 0, dropped = 0;
   int most_permits = 0;
   for (int id = 0; id < next_client_id; ++id) {
@@ -237,6 +265,11 @@ TEST_F(Chaos, NoLostUpdateNoStaleWriteNothingLeftBehind) {
         fields >> token >> standing;
         ++permits;
         most_permits = std::max(most_permits, standing);
+      } else if (kind == "dropped_at") {
+        std::string site;
+        long count = 0;
+        fields >> site >> count;
+        dropped_at[site] += count;
       } else if (kind == "dropped") {
         long count = 0;
         fields >> count;
@@ -249,6 +282,8 @@ TEST_F(Chaos, NoLostUpdateNoStaleWriteNothingLeftBehind) {
         fields >> before >> after;
         EXPECT_LE(after, before) << "client " << id << " leaked threads";
       } else if (kind == "acq") {
+        fields >> name;
+        ++acquired[name];
         ++acquisitions;
       }
     }
@@ -276,14 +311,18 @@ TEST_F(Chaos, NoLostUpdateNoStaleWriteNothingLeftBehind) {
 
   int fault_count = 0;
   for (const auto& [kind, count] : faults) fault_count += count;
+  // A multi-lock's acquisition counts once per name.
   std::cout << "chaos: " << duration << " s, acquisitions=" << acquisitions << ", increments=" << increments
             << ", faults=" << fault_count << ", losses=" << losses << ", violations=" << violations
             << ", reader checks=" << reads << ", permit checks=" << permits << " (at most " << most_permits << " of "
             << kPermits << " seen at once), replies dropped after commit=" << dropped << "\n";
   for (const auto& [kind, count] : faults) std::cout << "  " << count << " x " << kind << "\n";
+  for (const auto& [site, count] : dropped_at) std::cout << "  " << count << " replies dropped at " << site << "\n";
   for (const auto& name : kNames) {
-    std::cout << "  " << commits[name].size() << " increments of " << name << (name == kElection ? " (election)" : "")
-              << "\n";
+    const bool multi = std::ranges::find(kMultiLockNames, name) != kMultiLockNames.end();
+    const std::string kind = name == kElection ? " (election)" : multi ? " (multi-lock)" : "";
+    std::cout << "  " << commits[name].size() << " increments of " << name << kind << " in " << acquired[name]
+              << " acquisitions; its holder frozen, killed or force-unlocked " << faulted[name] << " times\n";
     EXPECT_GT(commits[name].size(), 0u) << name;
   }
   EXPECT_GT(fault_count, 0);
