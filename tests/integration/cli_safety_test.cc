@@ -217,5 +217,90 @@ TEST_F(CliSafety, ACommandThatCannotBeRunExits126AndAMissingOne127) {
   EXPECT_EQ(entries("e"), 0);
 }
 
+// Issue 25: `etcdlock run A B` holds both names as one. Runs on {A, B} in
+// both orders, beside runs on A alone and B alone, all started at once: on
+// each name no two commands ever run at once, each name's commands run in the
+// order of their fencing tokens, every run ends (no deadlock, whatever the
+// order of the names), and nothing is left in etcd. Each command also says
+// what its environment names: a multi-name run's names come sorted, with one
+// key each under its name's directory.
+TEST_F(CliSafety, MultiNameRunsInBothOrdersNeverOverlapOnAName) {
+  struct Run {
+    std::vector<std::string> names;  // as given on the command line
+    std::unique_ptr<ChildProcess> process;
+    std::string environment;  // the command's first line
+  };
+  const std::vector<std::vector<std::string>> shapes = {{"A", "B"}, {"B", "A"}, {"A"}, {"B"}};
+  std::vector<Run> runs;
+  for (int round = 0; round < 3; ++round) {
+    for (const auto& shape : shapes) {
+      const std::string id = std::to_string(runs.size());
+      // Marks "<name><id>" for each name held, interleaved, for about 100 ms.
+      std::string marks;
+      for (const auto& name : shape) marks += mark(name + id) + "; ";
+      std::vector<std::string> args = {"run"};
+      args.insert(args.end(), shape.begin(), shape.end());
+      args.insert(args.end(),
+                  {"--", "sh", "-c",
+                   record_group() +
+                       "; echo \"$ETCDLOCK_NAMES|$ETCDLOCK_NAME_1|$ETCDLOCK_NAME_2|$ETCDLOCK_KEY_1|$ETCDLOCK_KEY_2|"
+                       "$ETCDLOCK_NAME|$ETCDLOCK_FENCING_TOKEN\"; i=0; while [ $i -lt 5 ]; do " +
+                       marks + "sleep 0.02; i=$((i+1)); done; echo done"});
+      runs.push_back({shape, std::make_unique<ChildProcess>(etcdlock_argv(etcd_.endpoints_csv(), prefix_, args)), ""});
+    }
+  }
+  // Every run ends: with 12 runs of about 100 ms each, a minute means a deadlock.
+  std::map<std::string, std::int64_t> token_of;  // by id
+  for (std::size_t id = 0; id < runs.size(); ++id) {
+    auto& run = runs[id];
+    const auto environment = run.process->read_line(60s);
+    ASSERT_TRUE(environment.has_value()) << "run " << id << " never started: a deadlock?";
+    EXPECT_EQ(run.process->read_line(60s), "done") << "run " << id;
+    EXPECT_EQ(run.process->wait(), 0) << "run " << id;
+    std::vector<std::string> fields;
+    std::stringstream stream(*environment);
+    for (std::string field; std::getline(stream, field, '|');) fields.push_back(field);
+    fields.resize(7);
+    if (run.names.size() == 2) {
+      EXPECT_EQ(fields[0], "2") << *environment;
+      EXPECT_EQ(fields[1], "A") << *environment;
+      EXPECT_EQ(fields[2], "B") << *environment;
+      EXPECT_TRUE(fields[3].starts_with(prefix_ + "/A/")) << *environment;
+      EXPECT_TRUE(fields[4].starts_with(prefix_ + "/B/")) << *environment;
+      EXPECT_EQ(fields[5], "A") << "the first of the sorted names: " << *environment;
+    } else {
+      EXPECT_EQ(fields[0], "") << "ETCDLOCK_NAMES is for several names: " << *environment;
+      EXPECT_EQ(fields[5], run.names[0]) << *environment;
+    }
+    token_of[std::to_string(id)] = std::stoll(fields[6].empty() ? "0" : fields[6]);
+  }
+  const auto all = spans();
+  for (const std::string name : {"A", "B"}) {
+    // This name's spans, by their first mark.
+    std::vector<std::pair<std::string, MarkedCommands::Span>> ordered;
+    for (const auto& [label, span] : all) {
+      if (label.starts_with(name)) ordered.emplace_back(label, span);
+    }
+    std::ranges::sort(ordered, [](const auto& a, const auto& b) { return a.second.first < b.second.first; });
+    EXPECT_EQ(ordered.size(), 9u) << name << ": each of the 9 runs that hold it marks it";
+    double closest_ms = 1e9;
+    for (std::size_t i = 0; i < ordered.size(); ++i) {
+      EXPECT_EQ(ordered[i].second.marks, 5) << ordered[i].first;
+      for (std::size_t j = i + 1; j < ordered.size(); ++j) {
+        const double overlap = overlap_ms(ordered[i].first, ordered[j].first);
+        EXPECT_LT(overlap, 0) << ordered[i].first << " ran beside " << ordered[j].first << " for " << overlap << " ms";
+        closest_ms = std::min(closest_ms, -overlap);
+      }
+      if (i > 0) {
+        // FIFO per name: the holders of a name follow one another in the order of their tokens.
+        EXPECT_LT(token_of[ordered[i - 1].first.substr(1)], token_of[ordered[i].first.substr(1)])
+            << name << ": " << ordered[i - 1].first << " ran before " << ordered[i].first;
+      }
+    }
+    std::cout << name << ": " << ordered.size() << " commands, the closest two " << closest_ms << " ms apart\n";
+  }
+  EXPECT_TRUE(eventually([&] { return all_keys() == 0; })) << all_keys() << " keys left under the prefix";
+}
+
 }  // namespace
 }  // namespace etcdlock::testing
