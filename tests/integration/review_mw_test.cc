@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "lock_fixture.h"
+#include "tcp_proxy.h"
 
 namespace etcdlock::testing {
 namespace {
@@ -137,6 +138,119 @@ TEST_F(ReviewMW, Check_MW1Boundary_42NamesReleaseWithTheirNotes) {
   EXPECT_FALSE(ec) << ec.message();
   std::printf("b admitted %lld ms after a's unlock began\n",
               static_cast<long long>(std::chrono::duration_cast<std::chrono::milliseconds>(waited).count()));
+}
+
+// ---------------------------------------------------------------------------
+// Check: a stale created_read_ after a compaction. The enqueue Txn's read
+// (queue_wait.cc:68-82, adopt_created) names the blocker in the second
+// queue; run() reaches that queue only once the first admits, and then
+// watches the blocker from the enqueue revision (queue_wait.cc:329-330). Here
+// the blockers are etcdctl/Go-style entries (no inbox, so no note can come),
+// the second one is deleted while the set waits in the first queue, and the
+// history is compacted past the enqueue revision: the watch must report the
+// gap (etcd/watch_hub.cc:219-228) and the read that follows admit the set.
+// Held (3 of 3 runs): the gap is logged ("watch resumed past a compaction"
+// on y's blocker) and the set is admitted 80-100 ms after x's blocker goes.
+TEST_F(ReviewMW, Check_AStaleEnqueueReadAfterACompactionNeitherHangsNorAdmitsEarly) {
+  auto verbose = options();
+  verbose.log_sink = stderr_log_sink(LogLevel::info);  // shows "watch resumed past a compaction"
+  auto m = std::make_unique<LockManager>(verbose);
+  const std::string gx = prefix_ + "/x/go-entry";
+  const std::string gy = prefix_ + "/y/go-entry";
+  put(raw_, gx, "");
+  put(raw_, gy, "");
+  auto xy = m->get_multi_lock({"x", "y"});
+  std::atomic<bool> holds{false};
+  std::atomic<bool> release{false};
+  Clock::time_point admitted_at;
+  std::jthread waiter([&] {
+    xy->lock();
+    admitted_at = Clock::now();
+    holds = true;
+    while (!release.load()) std::this_thread::sleep_for(5ms);
+    xy->unlock();
+  });
+  ASSERT_TRUE(eventually([&] { return entries("x") == 2 && entries("y") == 2; }));
+  std::this_thread::sleep_for(100ms);
+  erase(raw_, gy);
+  std::int64_t revision = 0;
+  for (int i = 0; i < 5; ++i) revision = put(raw_, prefix_ + "-other/filler", std::to_string(i));
+  raw_.compact(revision, in(5s));
+  std::this_thread::sleep_for(300ms);
+  EXPECT_FALSE(holds.load()) << "admitted while an etcdctl-style entry was still ahead in x";
+  const auto freed_at = Clock::now();
+  erase(raw_, gx);
+  ASSERT_TRUE(eventually([&] { return holds.load(); }, 10s)) << "the set never got y after the compaction";
+  EXPECT_LT(admitted_at - freed_at, 2s);
+  std::printf("admitted %lld ms after the first blocker went\n",
+              static_cast<long long>(
+                  std::chrono::duration_cast<std::chrono::milliseconds>(admitted_at - freed_at).count()));
+  EXPECT_FALSE(xy->lost());
+  release = true;
+  waiter.join();
+  EXPECT_TRUE(eventually([&] { return all_keys() == 0; }));
+  erase(raw_, prefix_ + "-other/filler");
+}
+
+// Check: the release that reads the queues' heads in parallel (hand_over.cc:
+// 145-172, a std::latch over range_async) and then sends the Txn with the
+// notes ends within its command timeouts when etcd's replies are held back:
+// no wait on the latch outlives the calls' deadlines. The hold counts as
+// lost (unconfirmed), the unlock reports unavailable, and the successor gets
+// the names (the Txn reached etcd) with nothing left behind.
+// Held (3 of 3 runs): unlock returned in 2.0-2.1 s with command_timeout 1 s.
+TEST_F(ReviewMW, Check_AReleaseThatReadsHeadsEndsWhenRepliesAreHeld) {
+  const auto endpoint = etcd_.endpoints().at(0);
+  TcpProxy link(port_of(endpoint));
+  auto slow = options();
+  slow.endpoints = {link.endpoint()};
+  slow.command_timeout = 1s;
+  slow.dial_timeout = 20s;
+  slow.ttl = 20s;
+  slow.log_sink = stderr_log_sink(LogLevel::error);
+  auto a = std::make_unique<LockManager>(slow);
+  auto b = manager();
+  auto ma = a->get_multi_lock({"x", "y"});
+  auto mb = b->get_multi_lock({"x", "y"});
+  mb->lock();
+  std::atomic<bool> a_holds{false};
+  std::atomic<bool> a_release{false};
+  std::error_code a_unlock;
+  Clock::duration unlock_took{};
+  std::jthread ta([&] {
+    ma->lock();
+    a_holds = true;
+    while (!a_release.load()) std::this_thread::sleep_for(5ms);
+    const auto start = Clock::now();
+    ma->unlock(a_unlock);
+    unlock_took = Clock::now() - start;
+  });
+  ASSERT_TRUE(eventually([&] { return entries("x") == 2 && entries("y") == 2; }));
+  mb->unlock();
+  ASSERT_TRUE(eventually([&] { return a_holds.load(); }));
+  std::atomic<bool> b_holds{false};
+  std::atomic<bool> b_release{false};
+  std::jthread tb([&] {
+    mb->lock();
+    b_holds = true;
+    while (!b_release.load()) std::this_thread::sleep_for(5ms);
+    mb->unlock();
+  });
+  ASSERT_TRUE(eventually([&] { return entries("x") == 2 && entries("y") == 2; }));
+  link.hold_replies();
+  a_release = true;
+  ta.join();
+  link.resume_replies();
+  EXPECT_LT(unlock_took, 5s);
+  std::printf("unlock took %lld ms\n",
+              static_cast<long long>(std::chrono::duration_cast<std::chrono::milliseconds>(unlock_took).count()));
+  EXPECT_EQ(a_unlock, make_error_code(errc::unavailable)) << a_unlock.message();
+  EXPECT_TRUE(ma->lost());
+  ASSERT_TRUE(eventually([&] { return b_holds.load(); }, 20s));
+  EXPECT_FALSE(mb->lost());
+  b_release = true;
+  tb.join();
+  EXPECT_TRUE(eventually([&] { return all_keys() == 0; }, 20s));
 }
 
 }  // namespace
