@@ -141,6 +141,41 @@ TEST_F(ReviewMW, Check_MW1Boundary_42NamesReleaseWithTheirNotes) {
 }
 
 // ---------------------------------------------------------------------------
+// MW-2: a multi-lock of 40 names of 1000 bytes (names may have 1024, keys/
+// names.h:9) cannot be locked: etcd refuses the enqueue Txn as too large.
+//
+// Since 848dd82 every entry's value names the whole set (keys/
+// holder_value.cc:68, "names"; queue/primitive_context.cc:65-70), and the
+// enqueue Txn puts that value once per name (keys/queue_requests.cc:132-138):
+// the Txn grows with the square of the set, N * N * name length, and passes
+// etcd's --max-request-bytes (1.5 MiB by default) at 40 names of 1000
+// bytes (~1.8 MB), where without the names field it is ~0.2 MB. lock()
+// throws; nothing in the API says how many names, or how long, a set may
+// have. (The Txn-op limits give up to 64 names; this one is reached far
+// earlier by long names.)
+//
+// Reproduced: fails every run ("etcdserver: request is too large"); no key
+// is left.
+TEST_F(ReviewMW, MW2_ASetOfLongNamesIsRefusedAsTooLargeSinceEntriesNameTheSet) {
+  std::vector<std::string> all;
+  for (int i = 0; i < 40; ++i) {
+    char head[8];
+    std::snprintf(head, sizeof head, "n%02d", i);
+    all.push_back(std::string(head) + std::string(997, 'x'));
+  }
+  const auto set = views(all);
+  auto m = manager();
+  auto multi = m->get_multi_lock(std::span<const std::string_view>(set));
+  try {
+    multi->lock();
+    multi->unlock();
+  } catch (const std::exception& error) {
+    ADD_FAILURE() << "lock() of 40 names of 1000 bytes threw: " << error.what();
+  }
+  EXPECT_TRUE(eventually([&] { return all_keys() == 0; }));
+}
+
+// ---------------------------------------------------------------------------
 // Check: a stale created_read_ after a compaction. The enqueue Txn's read
 // (queue_wait.cc:68-82, adopt_created) names the blocker in the second
 // queue; run() reaches that queue only once the first admits, and then
