@@ -24,9 +24,10 @@ struct QueueEntryInfo {
   // semaphore's permit holders or of a read-write lock's readers.
   bool holds = false;
   // An entry of a MultiLock: every name of its set, this one included, in
-  // sorted order; empty for any other entry. (etcdlock 0.1's multi-locks
-  // did not say: `etcdlock status` still shows them by their shared lease
-  // and fencing token.)
+  // sorted order; empty for any other entry, and for a set whose names take
+  // more than 1 KiB together (every entry would carry them all).
+  // `etcdlock status` also knows a set's entries by their shared lease and
+  // fencing token.
   std::vector<std::string> multi_lock_names;
 };
 

@@ -69,8 +69,9 @@ class LockManager {
   // anyone holds a reference to it. Each name is validated as get_lock()'s,
   // and is a lock of this manager from then on (with the same options).
   // Makes no request to etcd. Throws Error: invalid_key (naming the name),
-  // invalid_argument (no names, a name given twice, a name in use as another
-  // kind or with other options), closed.
+  // invalid_argument (no names, more than 64 (one Txn within etcd's default
+  // --max-txn-ops puts them all), a name given twice, a name in use as
+  // another kind or with other options), closed.
   std::shared_ptr<MultiLock> get_multi_lock(std::span<const std::string_view> names, LockOptions options = {});
   std::shared_ptr<MultiLock> get_multi_lock(std::initializer_list<std::string_view> names, LockOptions options = {}) {
     return get_multi_lock(std::span<const std::string_view>(names.begin(), names.size()), options);

@@ -36,6 +36,13 @@ struct QueueDir {
 // The queue's keys, oldest first; keys only.
 pb::RangeRequest queue_range(const QueueDir& queue);
 
+// etcd's default --max-txn-ops: no Txn may have more compares, or more
+// operations in either branch, and a nested Txn gets what its parent leaves
+// of it (the most of the parent's three). A multi-lock's enqueue has two
+// success operations per name, so a set has at most half as many names.
+inline constexpr std::size_t kMaxTxnOps = 128;
+inline constexpr std::size_t kMaxMultiLockNames = kMaxTxnOps / 2;
+
 // How to read the entries ahead of ours: at most `limit` of them, newest
 // first, with or without their values.
 struct AheadRead {

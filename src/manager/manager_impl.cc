@@ -47,6 +47,11 @@ std::shared_ptr<Lock> ManagerImpl::get_lock(std::string_view name, const LockOpt
 std::shared_ptr<MultiLock> ManagerImpl::get_multi_lock(std::span<const std::string_view> names,
                                                        const LockOptions& options) {
   if (names.empty()) throw Error(errc::invalid_argument, "a multi-lock needs at least one name");
+  if (names.size() > kMaxMultiLockNames) {
+    throw Error(errc::invalid_argument, "a multi-lock takes at most " + std::to_string(kMaxMultiLockNames) +
+                                            " names (one etcd Txn puts them all); " + std::to_string(names.size()) +
+                                            " were given");
+  }
   std::vector<std::string_view> sorted(names.begin(), names.end());
   for (const auto name : sorted) {
     validate_name(name);

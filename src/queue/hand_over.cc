@@ -122,6 +122,18 @@ class NoteGroups {
     found->parts.push_back({successor.entry, 1});
   }
   bool empty() const { return groups_.empty(); }
+  // Drops the groups whose nested Txn would not fit in a parent Txn of
+  // `parent_ops` operations besides the groups (see kMaxTxnOps); their
+  // queues get no note from this Txn.
+  void keep_fitting(std::size_t parent_ops) {
+    for (;;) {
+      const std::size_t room = kMaxTxnOps - std::min(kMaxTxnOps, parent_ops + groups_.size());
+      const auto too_big =
+          std::ranges::find_if(groups_, [&](const Group& group) { return group.notes.successors.size() > room; });
+      if (too_big == groups_.end()) return;
+      groups_.erase(too_big);
+    }
+  }
   std::vector<InboxNotes> requests() {
     std::vector<InboxNotes> all;
     for (auto& group : groups_) {
@@ -182,6 +194,7 @@ MultiRelease release_all_and_hand_over(const etcd::Client& client, const std::ve
       if (successors[i]) in_release.add(i, *successors[i]);
     }
   }
+  in_release.keep_fitting(2 * queues.size());  // a delete and a read per queue
   const auto notes = in_release.requests();
   const auto response =
       client.txn(multi_release_txn(queues, own, notes), client.command_deadline(), etcd::write_site::multi_release);

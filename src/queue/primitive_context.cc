@@ -65,7 +65,11 @@ std::string PrimitiveContext::entry_value(HolderValue::Side side, std::int64_t l
 std::string PrimitiveContext::multi_entry_value(std::vector<std::string> names) const {
   HolderValue value{owner_,   hostname_,       static_cast<long>(getpid()), std::chrono::system_clock::now(),
                     kVersion, inbox_.address()};
-  value.names = std::move(names);
+  // Every entry of the set carries the names, and one Txn puts them all: the
+  // request grows with the square of the set, so long sets name nothing.
+  std::size_t bytes = 0;
+  for (const auto& name : names) bytes += name.size();
+  if (bytes <= kMaxSetNamesInValue) value.names = std::move(names);
   return encode_holder_value(value);
 }
 

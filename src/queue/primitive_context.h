@@ -75,7 +75,9 @@ class PrimitiveContext {
   // hand-over note (unless `with_inbox` is false), and what the entry is.
   std::string entry_value(HolderValue::Side side = HolderValue::Side::none, std::int64_t limit = 0,
                           bool with_inbox = true) const;
-  // The value of a multi-lock's entries, which name its set.
+  // The value of a multi-lock's entries, which name its set when its names
+  // take kMaxSetNamesInValue bytes or fewer together.
+  static constexpr std::size_t kMaxSetNamesInValue = 1024;
   std::string multi_entry_value(std::vector<std::string> names) const;
 
   // "-<n>" with an n this manager never gave before: the key suffix of an

@@ -122,6 +122,12 @@ TEST_F(MultiLockTest, OneSetWhateverTheOrderAndNamesAreChecked) {
   expect_error(errc::invalid_argument, "\"x\"", [&] { (void)m->get_multi_lock({"x", "y", "x"}); });
   expect_error(errc::invalid_key, "\"/bad\"", [&] { (void)m->get_multi_lock({"x", "/bad"}); });
   expect_error(errc::invalid_argument, "at least one", [&] { (void)m->get_multi_lock({}); });
+  // One Txn puts every entry, within etcd's default limit of 128 operations.
+  std::vector<std::string> many;
+  for (int i = 0; i < 65; ++i) many.push_back("n" + std::to_string(i));
+  const std::vector<std::string_view> views(many.begin(), many.end());
+  expect_error(errc::invalid_argument, "at most 64 names", [&] { (void)m->get_multi_lock(views); });
+  EXPECT_NO_THROW((void)m->get_multi_lock(std::span(views).first(64)));
   const auto election = m->get_election("e");
   expect_error(errc::invalid_argument, "\"e\"", [&] { (void)m->get_multi_lock({"x", "e"}); });
 }
