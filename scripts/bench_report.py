@@ -41,6 +41,39 @@ def median(runs, key, stat=None):
     return statistics.median(values) if values else None
 
 
+def multilock_section(runs):
+    """The multi-lock against two locks taken in order (lockbench --mode multilock)."""
+    rounds = runs.get(("ours", "multilock", 8), [])
+    if not rounds:
+        return []
+
+    def of(variant, key):
+        return median([run[variant] for run in rounds], key)
+
+    multi, ordered = of("multi_lock", "ops_per_s"), of("two_locks_in_order", "ops_per_s")
+    multi_writes, ordered_writes = of("multi_lock", "writes_per_acquisition"), of("two_locks_in_order",
+                                                                                  "writes_per_acquisition")
+    correct = all(run.get("correct") for run in rounds)
+    out = ["## Two names at once: MultiLock against two Locks taken in order\n",
+           "8 managers, each taking two of three names per turn, named in ascending order by half of them and "
+           f"descending by the others; medians of {len(rounds)} rounds. Writes are etcd's committed proposals "
+           "per acquisition; one Lock's acquisition costs 2.\n",
+           "| measure | MultiLock | two Locks in order | target |",
+           "|---|---:|---:|---|",
+           f"| acquisitions/s | {fmt(multi)} | {fmt(ordered)} | at least as fast: "
+           f"{verdict(multi is not None and ordered is not None and multi >= ordered)} "
+           f"({fmt(multi / ordered if multi and ordered else None, 2)}×) |",
+           f"| writes per acquisition | {fmt(multi_writes, 2)} | {fmt(ordered_writes, 2)} | as one Lock (2): "
+           f"{verdict(multi_writes is not None and multi_writes <= 2.05)} |",
+           f"| Txn requests per acquisition | {fmt(of('multi_lock', 'txn_per_acquisition'), 2)} | "
+           f"{fmt(of('two_locks_in_order', 'txn_per_acquisition'), 2)} | |",
+           f"| Range requests per acquisition | {fmt(of('multi_lock', 'range_per_acquisition'), 2)} | "
+           f"{fmt(of('two_locks_in_order', 'range_per_acquisition'), 2)} | |",
+           f"| overlaps, errors, deadlocks | {'none' if correct else '**some**'} | | none |",
+           ""]
+    return out
+
+
 def machine():
     cpu = "unknown CPU"
     try:
@@ -231,6 +264,7 @@ def main():
         out.append(f"| client memory per held lock (RSS growth ÷ K) | {per_lock:,} bytes | ≤ 2,048 bytes: "
                    f"{verdict(per_lock is not None and per_lock <= 2048)} |")
         out.append("")
+    out.extend(multilock_section(runs))
     notes = os.path.join(os.path.dirname(args.markdown), "benchmarks-notes.md")
     if os.path.exists(notes):
         with open(notes) as text:
