@@ -199,12 +199,7 @@ TEST_F(ReviewMH, Check_MH2Control_ALossFoundWhenAHeldLockIsDestroyedIsSignalled)
 TEST_F(ReviewMH, MH2b_ALossFromTheDestructorsUnansweredReleaseIsSignalled) {
   const auto endpoint = etcd_.endpoints().at(0);
   TcpProxy link(port_of(endpoint));
-  auto slow = options();
-  slow.endpoints = {link.endpoint()};
-  slow.command_timeout = 1s;
-  slow.dial_timeout = 20s;
-  slow.ttl = 20s;
-  slow.log_sink = stderr_log_sink(LogLevel::error);
+  const auto slow = options_through(link.endpoint());
   auto m = std::make_unique<LockManager>(slow);
   constexpr int kRounds = 20;
   int missed = 0;

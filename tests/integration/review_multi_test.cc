@@ -72,24 +72,33 @@ class AppState {
 // manager waits too. Here the callback gives up on the mutex after 20 s, so
 // the test ends; unlock() takes those 20 s.
 // ---------------------------------------------------------------------------
+// What unlock() of `held` (a Lock or a MultiLock that holds "y") did while
+// a loss callback waited for the unlocking thread: its code and how long it
+// took. The loss is a force unlock of "y" by `admin`.
+template <class Held>
+std::pair<std::error_code, Clock::duration> unlock_while_a_loss_callback_waits(Held& held, LockManager& admin) {
+  AppState app;  // busy while this thread unlocks
+  std::atomic<bool> entered{false};
+  std::stop_callback on_lost(held.lost_token(), [&] {
+    entered = true;
+    app.wait_until_idle(20s);
+  });
+  EXPECT_TRUE(admin.force_unlock("y"));
+  EXPECT_TRUE(eventually([&] { return entered.load(); })) << "the loss was not signalled";
+  const auto started = Clock::now();
+  std::error_code ec;
+  held.unlock(ec);
+  const auto took = Clock::now() - started;
+  app.done();
+  return {ec, took};
+}
+
 TEST_F(ReviewMulti, RM1_UnlockReturnsWhileALossCallbackWaitsForTheUnlockingThread) {
   auto m = manager();
   auto admin = manager();
   auto xy = m->get_multi_lock({"x", "y"});
   xy->lock();
-  AppState app;  // busy while this thread unlocks
-  std::atomic<bool> entered{false};
-  std::stop_callback on_lost(xy->lost_token(), [&] {
-    entered = true;
-    app.wait_until_idle(20s);
-  });
-  ASSERT_TRUE(admin->force_unlock("y"));
-  ASSERT_TRUE(eventually([&] { return entered.load(); })) << "the loss was not signalled";
-  const auto started = Clock::now();
-  std::error_code ec;
-  xy->unlock(ec);
-  const auto took = Clock::now() - started;
-  app.done();
+  const auto [ec, took] = unlock_while_a_loss_callback_waits(*xy, *admin);
   EXPECT_EQ(ec, errc::lock_expired);
   EXPECT_LT(took, 5s) << "unlock() waited " << std::chrono::duration_cast<std::chrono::milliseconds>(took).count()
                       << " ms for the loss callback that waited for the unlocking thread";
@@ -101,19 +110,7 @@ TEST_F(ReviewMulti, RM1_Control_LockUnlockReturnsWhileALossCallbackWaits) {
   auto admin = manager();
   auto y = m->get_lock("y");
   y->lock();
-  AppState app;  // busy while this thread unlocks
-  std::atomic<bool> entered{false};
-  std::stop_callback on_lost(y->lost_token(), [&] {
-    entered = true;
-    app.wait_until_idle(20s);
-  });
-  ASSERT_TRUE(admin->force_unlock("y"));
-  ASSERT_TRUE(eventually([&] { return entered.load(); })) << "the loss was not signalled";
-  const auto started = Clock::now();
-  std::error_code ec;
-  y->unlock(ec);
-  const auto took = Clock::now() - started;
-  app.done();
+  const auto [ec, took] = unlock_while_a_loss_callback_waits(*y, *admin);
   EXPECT_EQ(ec, errc::lock_expired);
   EXPECT_LT(took, 5s);
 }

@@ -238,12 +238,7 @@ TEST_F(ReviewMW, Check_AStaleEnqueueReadAfterACompactionNeitherHangsNorAdmitsEar
 TEST_F(ReviewMW, Check_AReleaseThatReadsHeadsEndsWhenRepliesAreHeld) {
   const auto endpoint = etcd_.endpoints().at(0);
   TcpProxy link(port_of(endpoint));
-  auto slow = options();
-  slow.endpoints = {link.endpoint()};
-  slow.command_timeout = 1s;
-  slow.dial_timeout = 20s;
-  slow.ttl = 20s;
-  slow.log_sink = stderr_log_sink(LogLevel::error);
+  const auto slow = options_through(link.endpoint());
   auto a = std::make_unique<LockManager>(slow);
   auto b = manager();
   auto ma = a->get_multi_lock({"x", "y"});

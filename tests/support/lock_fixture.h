@@ -28,6 +28,19 @@ class LockTest : public ::testing::Test {
     return options;
   }
 
+  // Options for a manager that reaches etcd through `endpoint`, a proxy that
+  // may hold replies back: a call gives up after a second, and the lease (20
+  // s) outlives the hold-ups. Only errors are logged.
+  ManagerOptions options_through(std::string endpoint) const {
+    auto through = options();
+    through.endpoints = {std::move(endpoint)};
+    through.command_timeout = std::chrono::seconds(1);
+    through.dial_timeout = std::chrono::seconds(20);
+    through.ttl = std::chrono::seconds(20);
+    through.log_sink = stderr_log_sink(LogLevel::error);
+    return through;
+  }
+
   std::unique_ptr<LockManager> manager(std::chrono::seconds ttl = std::chrono::seconds(5)) {
     auto with_ttl = options();
     with_ttl.ttl = ttl;
