@@ -1,5 +1,8 @@
 #include "queue/turn.h"
 
+#include <algorithm>
+#include <vector>
+
 namespace etcdlock::detail {
 
 Turn::Turn(std::shared_ptr<PrimitiveContext> context, std::string what)
@@ -11,35 +14,93 @@ bool Turn::take(SteadyTime deadline, const std::stop_token& cancel, bool wait) {
     changed_.notify_all();
   });
   MutexLock lock(mu_);
-  const auto free = [&]() ETCDLOCK_REQUIRES(mu_) { return owner_ == std::thread::id() || context_->closed(); };
-  if (!free()) {
-    // Another thread of this process holds or is acquiring.
-    if (!wait) return false;
-    if (deadline == SteadyTime::max()) {
-      changed_.wait(lock, cancel, free);
-    } else {
-      changed_.wait_until(lock, cancel, deadline, free);
-    }
+  context_->check_open();
+  if (!busy_ && waiters_.empty()) {
+    busy_ = true;
+    owner_ = std::this_thread::get_id();
+    return true;
+  }
+  // Another holder of this process holds or is acquiring, or others wait first.
+  if (!wait) return false;
+  const auto waiter = std::make_shared<Waiter>();
+  waiter->id = next_id_++;
+  waiter->thread = std::this_thread::get_id();
+  waiters_.push_back(waiter);
+  const auto done = [&]() ETCDLOCK_REQUIRES(mu_) { return waiter->granted || context_->closed(); };
+  if (deadline == SteadyTime::max()) {
+    changed_.wait(lock, cancel, done);
+  } else {
+    changed_.wait_until(lock, cancel, deadline, done);
+  }
+  if (!waiter->granted) {
+    std::erase(waiters_, waiter);
     context_->check_open();
     if (cancel.stop_requested()) throw Error(errc::cancelled, "the wait for " + what_ + " was cancelled");
-    if (!free()) return false;
+    return false;
   }
-  context_->check_open();
-  owner_ = std::this_thread::get_id();
+  if (context_->closed() || cancel.stop_requested()) {
+    // Granted as the wait ended: pass it on, as if it had never come.
+    lock.unlock();
+    give_back();
+    context_->check_open();
+    throw Error(errc::cancelled, "the wait for " + what_ + " was cancelled");
+  }
   return true;
 }
 
+Turn::Ticket Turn::take_async(Grant grant) {
+  MutexLock lock(mu_);
+  if (!busy_ && waiters_.empty()) {
+    busy_ = true;
+    owner_ = {};
+    return {true, 0};
+  }
+  const auto waiter = std::make_shared<Waiter>();
+  waiter->id = next_id_++;
+  waiter->grant = std::move(grant);
+  waiters_.push_back(waiter);
+  return {false, waiter->id};
+}
+
+bool Turn::withdraw(std::uint64_t id) {
+  MutexLock lock(mu_);
+  return std::erase_if(waiters_, [&](const auto& waiter) { return waiter->id == id; }) > 0;
+}
+
+void Turn::pass_on(std::vector<Grant>& granted) {
+  while (!busy_ && !waiters_.empty()) {
+    const auto next = waiters_.front();
+    waiters_.pop_front();
+    busy_ = true;
+    if (next->grant) {
+      owner_ = {};
+      // The grant only posts work; called once mu_ is released, and if the
+      // waiter is gone by then, the turn passes on from there.
+      granted.push_back(next->grant);
+    } else {
+      owner_ = next->thread;
+      next->granted = true;
+    }
+  }
+}
+
 void Turn::give_back() {
+  std::vector<Grant> granted;
   {
     MutexLock lock(mu_);
+    busy_ = false;
     owner_ = {};
+    pass_on(granted);
   }
   changed_.notify_all();
+  for (const auto& grant : granted) {
+    if (!grant()) give_back();  // the waiter is gone: the turn it was given passes on
+  }
 }
 
 bool Turn::owned_by_this_thread() const {
   MutexLock lock(mu_);
-  return owner_ == std::this_thread::get_id();
+  return busy_ && owner_ == std::this_thread::get_id();
 }
 
 }  // namespace etcdlock::detail
