@@ -12,9 +12,19 @@
 namespace etcdlock::detail {
 namespace {
 
-// How long a waiter whose predecessor is gone waits for a hand-over note
-// before it reads the queue instead.
-constexpr std::chrono::milliseconds kNoteGrace{2};
+// The wait is over: something to act on.
+bool ready(const WaitSignals& signals, const Session& session, const PrimitiveContext& context)
+    ETCDLOCK_REQUIRES(signals.mu) {
+  return signals.handed_over_at || signals.check_queue || !signals.refused.empty() || !session.alive() ||
+         context.closed();
+}
+
+// A blocker is gone, and if it handed over, its note comes in the same
+// revision, right behind on the same stream: worth a moment's wait
+// (QueueWait::kNoteGrace), since it spares a read.
+bool worth_a_grace(const WaitSignals& signals, bool notes_expected) ETCDLOCK_REQUIRES(signals.mu) {
+  return signals.check_queue && !signals.handed_over_at && notes_expected;
+}
 
 }  // namespace
 
@@ -88,6 +98,12 @@ std::optional<Leftover> QueueWait::leftover() const {
 
 QueueWait::Result QueueWait::run(const std::shared_ptr<Session>& session, SteadyTime deadline, std::stop_token cancel,
                                  Mode mode) {
+  if (const auto decided = start(session, deadline, mode)) return *decided;
+  return wait_until_first(*session, deadline, std::move(cancel));
+}
+
+std::optional<QueueWait::Result> QueueWait::start(const std::shared_ptr<Session>& session, SteadyTime deadline,
+                                                  Mode mode) {
   if (!key_.starts_with(queue_key(queue_.dir, session->lease_id()) + entry_.key_suffix)) begin(*session);
   std::optional<Read> read;
   if (own_ && created_read_) {
@@ -104,7 +120,8 @@ QueueWait::Result QueueWait::run(const std::shared_ptr<Session>& session, Steady
   if (read->blockers.empty()) return acquire();
   waited_ = true;
   if (mode == Mode::try_once) return Result::not_acquired;
-  return wait_until_first(*session, *read, deadline, std::move(cancel));
+  watch(*read);
+  return std::nullopt;
 }
 
 pb::TxnResponse QueueWait::send_create(const pb::TxnRequest& txn, SteadyTime deadline) {
@@ -225,57 +242,76 @@ std::optional<QueueWait::Read> QueueWait::scan(Admission::Scan& ahead_scan, std:
   }
 }
 
-QueueWait::Result QueueWait::wait_until_first(const Session& session, Read read, SteadyTime deadline,
-                                              std::stop_token cancel) {
-  watch(read);
-  const bool notes_expected = entry_.takes_notes && !context_->inbox().address().empty();
+QueueWait::Result QueueWait::wait_until_first(const Session& session, SteadyTime deadline, std::stop_token cancel) {
   const auto wake = [signals = signals_] { signals->wake(); };
   std::stop_callback on_session_lost(session.lost_token(), wake);
   std::stop_callback on_closed(context_->closed_token(), wake);
   for (;;) {
-    std::optional<std::int64_t> handed_over_at;
-    std::string refused;
-    bool check_queue = false;
     {
       MutexLock lock(signals_->mu);
-      const auto ready = [&]() ETCDLOCK_REQUIRES(signals_->mu) {
-        return signals_->handed_over_at || signals_->check_queue || !signals_->refused.empty() || !session.alive() ||
-               context_->closed();
-      };
+      const auto is_ready = [&]() ETCDLOCK_REQUIRES(signals_->mu) { return ready(*signals_, session, *context_); };
       if (deadline == SteadyTime::max()) {
-        signals_->changed.wait(lock, cancel, ready);
+        signals_->changed.wait(lock, cancel, is_ready);
       } else {
-        signals_->changed.wait_until(lock, cancel, deadline, ready);
+        signals_->changed.wait_until(lock, cancel, deadline, is_ready);
       }
-      if (signals_->check_queue && !signals_->handed_over_at && notes_expected) {
-        // An entry we watch is gone. If it handed over, its note comes in the
-        // same revision, right behind on the same stream: worth a moment's
-        // wait, since it spares a read.
+      if (worth_a_grace(*signals_, notes_expected())) {
         signals_->changed.wait_for(
             lock, kNoteGrace, [&]() ETCDLOCK_REQUIRES(signals_->mu) { return signals_->handed_over_at.has_value(); });
       }
-      handed_over_at = signals_->handed_over_at;
-      refused = signals_->refused;
-      check_queue = std::exchange(signals_->check_queue, false);
     }
-    if (handed_over_at) return entry_.caller_confirms_notes || confirm_own(deadline) ? acquire() : lose_entry();
-    if (context_->closed()) throw context_->closed_error();
-    if (!session.alive()) {
-      // Lost here, the lease may live on in etcd a while, and our entry in
-      // the queue with it: nothing claims it any more.
-      if (own_ || create_sent_) context_->strays().retire(key_, lease_id_);
-      return lose_entry();
-    }
-    if (!refused.empty()) {
-      throw Error(errc::permission_denied,
-                  "etcd refused to watch the queue of " + quote_value(queue_.dir) + " ahead of our entry: " + refused);
-    }
-    if (!check_queue) return Result::not_acquired;  // cancelled, or the deadline passed
-    const auto fresh = read_ahead(deadline);
-    if (!fresh) return lose_entry();
-    if (fresh->blockers.empty()) return acquire();
-    watch(*fresh);
+    if (const auto decided = react(session, deadline)) return *decided;
   }
+}
+
+bool QueueWait::notes_expected() const { return entry_.takes_notes && !context_->inbox().address().empty(); }
+
+QueueWait::Poll QueueWait::poll(const Session& session, SteadyTime deadline, bool give_up_now, bool grace_over) {
+  {
+    MutexLock lock(signals_->mu);
+    if (!ready(*signals_, session, *context_)) {
+      if (!give_up_now) return {Poll::State::waiting};
+    } else if (!grace_over && worth_a_grace(*signals_, notes_expected())) {
+      return {Poll::State::grace};
+    }
+  }
+  if (const auto decided = react(session, deadline)) return {Poll::State::decided, *decided};
+  return {Poll::State::waiting};
+}
+
+void QueueWait::set_waker(std::function<void()> waker) {
+  MutexLock lock(signals_->mu);
+  signals_->waker = std::move(waker);
+}
+
+std::optional<QueueWait::Result> QueueWait::react(const Session& session, SteadyTime deadline) {
+  std::optional<std::int64_t> handed_over_at;
+  std::string refused;
+  bool check_queue = false;
+  {
+    MutexLock lock(signals_->mu);
+    handed_over_at = signals_->handed_over_at;
+    refused = signals_->refused;
+    check_queue = std::exchange(signals_->check_queue, false);
+  }
+  if (handed_over_at) return entry_.caller_confirms_notes || confirm_own(deadline) ? acquire() : lose_entry();
+  if (context_->closed()) throw context_->closed_error();
+  if (!session.alive()) {
+    // Lost here, the lease may live on in etcd a while, and our entry in
+    // the queue with it: nothing claims it any more.
+    if (own_ || create_sent_) context_->strays().retire(key_, lease_id_);
+    return lose_entry();
+  }
+  if (!refused.empty()) {
+    throw Error(errc::permission_denied,
+                "etcd refused to watch the queue of " + quote_value(queue_.dir) + " ahead of our entry: " + refused);
+  }
+  if (!check_queue) return Result::not_acquired;  // cancelled, or the deadline passed
+  const auto fresh = read_ahead(deadline);
+  if (!fresh) return lose_entry();
+  if (fresh->blockers.empty()) return acquire();
+  watch(*fresh);
+  return std::nullopt;
 }
 
 bool QueueWait::confirm_own(SteadyTime deadline) {

@@ -87,6 +87,30 @@ class QueueWait {
   // unavailable): an entry it created is found again and keeps its place.
   // Throws Error: unavailable, closed, permission_denied; etcd::LeaseNotFound.
   Result run(const std::shared_ptr<Session>& session, SteadyTime deadline, std::stop_token cancel, Mode mode);
+
+  // run() in steps, for a caller that must not block while it waits (an
+  // asynchronous acquisition). start() is run() up to the wait: a result, or
+  // nullopt when the entry waits. Then, whenever the waker set here is
+  // called (a note, a change ahead, the session's loss, the manager's
+  // close) and at the deadline or on cancellation, poll() goes on without
+  // blocking. A start() after poll() threw is a retry, as a second run().
+  std::optional<Result> start(const std::shared_ptr<Session>& session, SteadyTime deadline, Mode mode);
+  struct Poll {
+    enum class State {
+      waiting,  // nothing to act on yet: wait for the waker
+      grace,    // a blocker is gone: poll again in a moment (with grace_over), or at the waker
+      decided,  // see result
+    };
+    State state = State::waiting;
+    Result result = Result::not_acquired;
+  };
+  // `give_up_now`: cancelled, or the deadline passed. Throws as run().
+  Poll poll(const Session& session, SteadyTime deadline, bool give_up_now, bool grace_over);
+  // Called (on whichever thread signals, never under a lock of the caller's)
+  // when poll() may have something to act on. Empty: none.
+  void set_waker(std::function<void()> waker);
+  // How long poll() asks to wait when its state is grace.
+  static constexpr std::chrono::milliseconds kNoteGrace{2};
   const Acquired& acquired() const { return acquired_; }
 
   // For an entry that the caller creates itself (a multi-lock's one Txn puts
@@ -141,7 +165,12 @@ class QueueWait {
   // created it at `revision` (ours, then those ahead), and, if that page does
   // not decide it, from further reads.
   std::optional<Read> read_from_create(const pb::RangeResponse& newest, std::int64_t revision, SteadyTime deadline);
-  Result wait_until_first(const Session& session, Read read, SteadyTime deadline, std::stop_token cancel);
+  Result wait_until_first(const Session& session, SteadyTime deadline, std::stop_token cancel);
+  // Our entry takes hand-over notes, and the manager has an inbox for them.
+  bool notes_expected() const;
+  // Acts on what the signals say, once ready (or on giving up): a result, or
+  // nullopt to wait on (a new set of blockers is watched).
+  std::optional<Result> react(const Session& session, SteadyTime deadline);
   void watch(const Read& read);
   void stop_watching();
   Result acquire();

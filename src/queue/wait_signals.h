@@ -4,6 +4,7 @@
 
 #include <condition_variable>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <span>
@@ -19,6 +20,7 @@ namespace etcdlock::detail {
 
 // What the waiting thread waits for, set from the watch hub's thread (notes,
 // the predecessor's deletion), the session's thread and the closing thread.
+// An asynchronous waiter has no thread that waits: its waker is called instead.
 struct WaitSignals final : HandOverReceiver {
   Mutex mu;
   std::condition_variable_any changed;
@@ -28,12 +30,14 @@ struct WaitSignals final : HandOverReceiver {
       ETCDLOCK_GUARDED_BY(mu);  // notes before own_revision was known
   std::optional<std::int64_t> handed_over_at ETCDLOCK_GUARDED_BY(mu);
   bool check_queue ETCDLOCK_GUARDED_BY(mu) = false;
-  std::string refused ETCDLOCK_GUARDED_BY(mu);  // why etcd refused a watch
+  std::string refused ETCDLOCK_GUARDED_BY(mu);          // why etcd refused a watch
+  std::function<void()> waker ETCDLOCK_GUARDED_BY(mu);  // an asynchronous waiter's (QueueWait::set_waker)
 
   explicit WaitSignals(std::int64_t queue_limit) : limit(queue_limit) {}
 
   void on_note(std::int64_t entry_revision, std::int64_t note_limit, std::int64_t revision) override {
     if (note_limit != limit) return;  // for a queue of another kind under the same name: not ours to trust
+    std::function<void()> wake_waiter;
     {
       MutexLock lock(mu);
       if (own_revision == 0) {
@@ -41,28 +45,37 @@ struct WaitSignals final : HandOverReceiver {
       } else if (entry_revision == own_revision) {
         handed_over_at = revision;
       }
+      wake_waiter = waker;
     }
-    changed.notify_all();
+    notify(wake_waiter);
   }
   void on_notes_missed() override { ask_check(); }
 
   void ask_check() {
+    std::function<void()> wake_waiter;
     {
       MutexLock lock(mu);
       check_queue = true;
+      wake_waiter = waker;
     }
-    changed.notify_all();
+    notify(wake_waiter);
   }
   void refuse(const std::string& reason) {
+    std::function<void()> wake_waiter;
     {
       MutexLock lock(mu);
       refused = reason.empty() ? "permission denied" : reason;
+      wake_waiter = waker;
     }
-    changed.notify_all();
+    notify(wake_waiter);
   }
   void wake() {
-    { MutexLock lock(mu); }
-    changed.notify_all();
+    std::function<void()> wake_waiter;
+    {
+      MutexLock lock(mu);
+      wake_waiter = waker;
+    }
+    notify(wake_waiter);
   }
   void set_own(std::int64_t revision) {
     MutexLock lock(mu);
@@ -71,6 +84,10 @@ struct WaitSignals final : HandOverReceiver {
       if (entry_revision == revision) handed_over_at = at;
     }
     early.clear();
+  }
+  void notify(const std::function<void()>& wake_waiter) {
+    changed.notify_all();
+    if (wake_waiter) wake_waiter();
   }
   void reset() {
     MutexLock lock(mu);
