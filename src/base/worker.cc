@@ -1,13 +1,15 @@
 #include "base/worker.h"
 
+#include <string>
+
 #include "base/mutex.h"
 #include "base/thread_name.h"
 
 namespace etcdlock::detail {
 
-Worker::Worker() {
-  thread_ = std::thread([state = state_] {
-    name_this_thread("worker");
+Worker::Worker(std::string_view role) {
+  thread_ = std::thread([state = state_, role = std::string(role)] {
+    name_this_thread(role);
     run(state);
   });
 }

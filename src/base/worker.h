@@ -9,6 +9,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <string_view>
 #include <thread>
 #include <utility>
 
@@ -22,7 +23,8 @@ class Worker {
  public:
   using Task = std::function<void()>;
 
-  Worker();
+  // `role` names its thread ("etcdlock-<role>").
+  explicit Worker(std::string_view role = "worker");
   // stop().
   ~Worker();
   Worker(const Worker&) = delete;

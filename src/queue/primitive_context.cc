@@ -80,6 +80,12 @@ std::string PrimitiveContext::unique_key_suffix() {
   return suffix;
 }
 
+Worker& PrimitiveContext::steps() {
+  MutexLock lock(steps_mu_);
+  if (!steps_) steps_ = std::make_unique<Worker>("steps");
+  return *steps_;
+}
+
 void PrimitiveContext::shut_down() noexcept {
   if (!closed_.request_stop()) {
     if (notifier_.on_notifier_thread()) return;
@@ -91,6 +97,12 @@ void PrimitiveContext::shut_down() noexcept {
   // places in queues, and entries whose delete is still pending.
   sessions_.end(client_.command_deadline());
   strays_.close();
+  Worker* steps = nullptr;
+  {
+    MutexLock lock(steps_mu_);
+    steps = steps_.get();
+  }
+  if (steps) steps->stop();  // not under steps_mu_: a step under way may ask for steps()
   worker_.stop();
   watches_.close();
   // Replies still to come call back into what goes with this context.

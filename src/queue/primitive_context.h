@@ -58,6 +58,9 @@ class PrimitiveContext {
   SessionSource& sessions() { return sessions_; }
   HandOverInbox& inbox() { return inbox_; }
   Worker& worker() { return worker_; }
+  // The thread that runs the steps of asynchronous acquisitions
+  // (async_acquisition.h), started at the first.
+  Worker& steps();
   Notifier& notifier() { return notifier_; }
   StrayEntries& strays() { return strays_; }
   PrimitiveCounterRegistry& primitive_counters() { return lock_counters_; }
@@ -104,6 +107,8 @@ class PrimitiveContext {
   SessionEvents session_events_;
   SessionSource sessions_;
   Worker worker_;
+  Mutex steps_mu_;
+  std::unique_ptr<Worker> steps_ ETCDLOCK_GUARDED_BY(steps_mu_);
   StrayEntries strays_;
   HandOverInbox inbox_;
   std::stop_source closed_;

@@ -1,0 +1,116 @@
+// AsyncAcquisition: a queue acquisition that no thread waits for. It does
+// what QueueAcquisition does (take the turn, take a place in the queue, wait,
+// retry transient failures, queue again on a new lease, leave no entry behind
+// when it gives up) in steps: each step runs on the manager's step thread
+// (PrimitiveContext::steps()), makes at most a few requests to etcd, and
+// ends; what it waits for (the turn, a note, a change ahead, a timer) posts
+// the next step. So any number of pending acquisitions costs no thread.
+//
+// The rules are QueueWait's own (start() and poll() are run() in steps), so
+// the synchronous and the asynchronous acquisition make the same writes with
+// the same compares, and the lost-reply matrix covers both.
+//
+// Exactly one outcome is delivered, on a notifier thread: after the entry it
+// leaves (if any) went to the removal, or at once when the manager closes
+// (closing revokes the lease, and with it every entry).
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <stop_token>
+#include <string>
+#include <system_error>
+
+#include "base/mutex.h"
+#include "base/retry_budget.h"
+#include "queue/hold.h"
+#include "queue/primitive_context.h"
+#include "queue/queue_wait.h"
+#include "queue/turn.h"
+
+namespace etcdlock::detail {
+
+// Thread-safe.
+class AsyncAcquisition : public std::enable_shared_from_this<AsyncAcquisition> {
+ public:
+  struct Outcome {
+    std::error_code error;       // none when acquired
+    std::shared_ptr<Hold> hold;  // started; null unless acquired
+    bool waited = false;         // an entry was ahead of ours at some point
+    bool in_doubt = false;       // a create went unanswered: retire the key when the hold ends
+    std::string key;             // the attempt's key, once it had a session
+  };
+  // Called once, on a notifier thread, with the turn still taken when
+  // acquired (the hold's owner gives it back), given back otherwise.
+  using Done = std::function<void(Outcome)>;
+
+  struct Request {
+    std::shared_ptr<PrimitiveContext> context;
+    QueueDir queue;
+    std::string kind;  // "lock", "leadership": in messages
+    std::string name;
+    QueueWait::Entry entry;
+    RetryPolicy retry;
+    std::shared_ptr<PrimitiveCounters> counters;  // may be null
+    Turn* turn = nullptr;                         // the name's turn, kept alive by `owner`
+    std::shared_ptr<const void> owner;            // what owns the turn
+    SteadyTime deadline = SteadyTime::max();
+    std::stop_token cancel;
+  };
+  // Starts an acquisition; `done` gets its outcome.
+  static void start(Request request, Done done);
+
+  // Gives the turn back unless the outcome handed it to a hold.
+  ~AsyncAcquisition();
+
+  // Public for make_shared; use start().
+  AsyncAcquisition(Request request, Done done);
+
+ private:
+  void begin();
+  // A grant of the turn: false when the acquisition is over (the turn passes on).
+  bool on_turn();
+  // The manager closed: deliver `closed` now (the steps may never run again).
+  void on_closed();
+  // Posts a step; `at` later, or now.
+  void post_step(SteadyTime at = SteadyTime::min());
+  void step();
+  // One step with the turn taken: the part that talks to etcd.
+  void step_in_queue(bool give_up_now);
+  void on_result(QueueWait::Result result, bool give_up_now);
+  // Removes what the attempt may have left in etcd.
+  void give_up() noexcept;
+  // Ends the acquisition with `outcome`, unless it ended already (closed):
+  // then a hold it got is given back at once.
+  void finish(Outcome outcome);
+  std::error_code not_acquired_error() const;
+
+  const Request request_;
+  const std::string description_;  // kind and quoted name
+  Done done_;
+  QueueWait wait_;
+  RetryBudget retries_;
+  const SteadyTime started_ = SteadyClock::now();
+
+  // Step state: touched only by steps, which run one at a time.
+  std::shared_ptr<Session> session_;
+  bool waiting_ = false;     // start() said the entry waits: poll() goes on
+  bool grace_over_ = false;  // the grace poll() asked for has passed
+  std::optional<std::stop_callback<std::function<void()>>> on_session_lost_;
+
+  Mutex mu_;
+  bool ended_ ETCDLOCK_GUARDED_BY(mu_) = false;
+  bool has_turn_ ETCDLOCK_GUARDED_BY(mu_) = false;
+  bool turn_kept_ ETCDLOCK_GUARDED_BY(mu_) = false;  // handed to the hold
+  std::uint64_t turn_ticket_ ETCDLOCK_GUARDED_BY(mu_) = 0;
+  std::uint64_t deadline_task_ ETCDLOCK_GUARDED_BY(mu_) = 0;
+  std::shared_ptr<AsyncAcquisition> self_ ETCDLOCK_GUARDED_BY(mu_);  // until it ends
+
+  // Last: destroyed first, so that no callback runs into a half-destroyed object.
+  std::optional<std::stop_callback<std::function<void()>>> on_cancel_;
+  std::optional<std::stop_callback<std::function<void()>>> on_closed_;
+};
+
+}  // namespace etcdlock::detail
