@@ -4,12 +4,14 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <stop_token>
 #include <string>
 #include <string_view>
 #include <system_error>
 
+#include "etcdlock/lock_hold.h"
 #include "etcdlock/timed_lock_functions.h"
 
 namespace etcdlock {
@@ -61,6 +63,26 @@ class Lock : public detail::TimedLockFunctions<Lock> {
   // try_lock_for(timeout[, cancel]), try_lock_until(deadline) and
   // lock_for(timeout) wait in the queue until the deadline, in any clock:
   // see timed_lock_functions.h.
+
+  // Asynchronous acquisition: no thread waits, however many acquisitions are
+  // pending. `handler` is called once, on an etcdlock notifier thread, with
+  // the hold as an object (LockHold) or with an error: errc::lock_timeout
+  // (the deadline passed), errc::cancelled (`cancel` was requested; the wait
+  // leaves no key in etcd), errc::closed, errc::unavailable (after the
+  // retries LockOptions allow), errc::permission_denied. A hold won as the
+  // cancel came is delivered, as with lock(). The handler may call any
+  // etcdlock function, but should hand long work elsewhere: loss signals
+  // share its threads. For Asio's completion tokens (use_awaitable,
+  // use_future, deferred), see etcdlock/asio.h.
+  using AcquireHandler = std::function<void(std::error_code, LockHold)>;
+  void async_lock(AcquireHandler handler, std::stop_token cancel = {});
+  void async_lock_until(std::chrono::steady_clock::time_point deadline, AcquireHandler handler,
+                        std::stop_token cancel = {});
+  template <class Rep, class Period>
+  void async_lock_for(const std::chrono::duration<Rep, Period>& timeout, AcquireHandler handler,
+                      std::stop_token cancel = {}) {
+    async_lock_until(detail::deadline_after(timeout), std::move(handler), std::move(cancel));
+  }
 
   // Ends one level of this thread's hold; the last level deletes the key in
   // etcd. Never throws: safe in destructors. Misuse and failures are logged.

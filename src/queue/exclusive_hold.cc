@@ -26,6 +26,18 @@ ExclusiveHold::Outcome ExclusiveHold::acquire(QueueWait::Entry entry, RetryPolic
   return outcome;
 }
 
+void ExclusiveHold::adopt(std::shared_ptr<Hold> hold, bool in_doubt) {
+  MutexLock lock(mu_);
+  hold_ = std::move(hold);
+  in_doubt_ = in_doubt;
+}
+
+ExclusiveHold::Taken ExclusiveHold::take_if(const std::shared_ptr<Hold>& hold) {
+  MutexLock lock(mu_);
+  if (!hold || hold_ != hold) return {};
+  return {std::exchange(hold_, nullptr), std::exchange(in_doubt_, false)};
+}
+
 ExclusiveHold::Taken ExclusiveHold::take() {
   MutexLock lock(mu_);
   return {std::exchange(hold_, nullptr), std::exchange(in_doubt_, false)};
@@ -63,6 +75,23 @@ bool ExclusiveHold::guarded_put(std::string_view key, std::string_view value) {
 
 bool ExclusiveHold::guarded_delete(std::string_view key) {
   return detail::guarded_delete(named_.context->client(), guarded_txn(), key);
+}
+
+namespace {
+
+std::optional<pb::TxnRequest> while_standing(const Hold& hold) {
+  if (hold.lost()) return std::nullopt;
+  return while_created_at(hold.entry().key, hold.entry().revision);
+}
+
+}  // namespace
+
+bool ExclusiveHold::guarded_put(const Hold& hold, std::string_view key, std::string_view value) {
+  return detail::guarded_put(named_.context->client(), while_standing(hold), key, value);
+}
+
+bool ExclusiveHold::guarded_delete(const Hold& hold, std::string_view key) {
+  return detail::guarded_delete(named_.context->client(), while_standing(hold), key);
 }
 
 }  // namespace etcdlock::detail

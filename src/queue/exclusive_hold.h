@@ -46,6 +46,8 @@ class ExclusiveHold {
   }
   void give_back_turn() { turn_.give_back(); }
   bool turn_owned_by_this_thread() const { return turn_.owned_by_this_thread(); }
+  // For an asynchronous acquisition, which takes the turn as a waiter of its own.
+  Turn& turn() { return turn_; }
 
   struct Outcome {
     bool held = false;    // the hold is this object's now
@@ -57,12 +59,18 @@ class ExclusiveHold {
   Outcome acquire(QueueWait::Entry entry, RetryPolicy retry, SteadyTime deadline, const std::stop_token& cancel,
                   QueueWait::Mode mode) ETCDLOCK_EXCLUDES(mu_);
 
+  // By the turn's owner: `hold`, acquired without acquire() (an asynchronous
+  // acquisition), is this object's now.
+  void adopt(std::shared_ptr<Hold> hold, bool in_doubt) ETCDLOCK_EXCLUDES(mu_);
+
   struct Taken {
     std::shared_ptr<Hold> hold;  // null when none
     bool in_doubt = false;       // its key is retired when it is given up
   };
   // By the turn's owner: the hold leaves this object, to be given up.
   Taken take() ETCDLOCK_EXCLUDES(mu_);
+  // As take(), only when the hold is `hold`; else nothing.
+  Taken take_if(const std::shared_ptr<Hold>& hold) ETCDLOCK_EXCLUDES(mu_);
 
   std::shared_ptr<Hold> hold() const ETCDLOCK_EXCLUDES(mu_);
   // Held and not lost.
@@ -73,6 +81,9 @@ class ExclusiveHold {
   // Writes that commit only while the entry stands (guarded_write.h).
   bool guarded_put(std::string_view key, std::string_view value) ETCDLOCK_EXCLUDES(mu_);
   bool guarded_delete(std::string_view key) ETCDLOCK_EXCLUDES(mu_);
+  // The same, while `hold` stands (a hold object's own writes).
+  bool guarded_put(const Hold& hold, std::string_view key, std::string_view value);
+  bool guarded_delete(const Hold& hold, std::string_view key);
 
  private:
   std::optional<pb::TxnRequest> guarded_txn() const ETCDLOCK_EXCLUDES(mu_);

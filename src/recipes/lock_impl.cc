@@ -102,6 +102,77 @@ void LockImpl::release(std::error_code& ec) noexcept {
   hold->signal_loss_now();  // with the turn given back: a loss callback may lock again
 }
 
+void LockImpl::async_acquire(SteadyTime deadline, std::stop_token cancel, AsyncDone done) {
+  auto& context = exclusive_.named().context;
+  if (context->closed()) {
+    context->notifier().post([done = std::move(done)] { done(make_error_code(errc::closed), nullptr); });
+    return;
+  }
+  const auto& named = exclusive_.named();
+  AsyncAcquisition::Request request{
+      context,
+      named.queue,
+      "lock",
+      named.name,
+      {context->entry_value(), "", Admission::exclusive(), {}, true},
+      {options_.retry_interval, options_.max_retries, options_.max_retry_interval},
+      named.counters,
+      &exclusive_.turn(),
+      shared_from_this(),
+      deadline,
+      std::move(cancel),
+  };
+  AsyncAcquisition::start(std::move(request),
+                          [self = shared_from_this(), done = std::move(done)](AsyncAcquisition::Outcome outcome) {
+                            self->async_acquired(std::move(outcome), done);
+                          });
+}
+
+void LockImpl::async_acquired(AsyncAcquisition::Outcome outcome, const AsyncDone& done) {
+  if (!outcome.hold) {
+    MutexLock lock(mu_);
+    if (!outcome.key.empty()) last_key_ = outcome.key;
+  } else {
+    // The turn is ours (the acquisition kept it): the hold is this lock's
+    // until the LockHold gives it up.
+    if (outcome.waited) releaser_.expect_successor();
+    exclusive_.adopt(outcome.hold, outcome.in_doubt);
+    MutexLock lock(mu_);
+    last_key_ = outcome.key;
+    last_hold_lost_ = false;
+    exclusive_.context().log()(LogLevel::debug, "lock acquired",
+                               {{"name", name()},
+                                {"key", outcome.hold->entry().key},
+                                {"fencing_token", std::to_string(outcome.hold->entry().revision)},
+                                {"by", "asynchronous acquisition"}});
+  }
+  if (outcome.error) return done(outcome.error, nullptr);
+  auto state = std::make_shared<AsyncLockHold>();
+  state->lock = shared_from_this();
+  state->hold = std::move(outcome.hold);
+  done({}, std::move(state));
+}
+
+void LockImpl::release(AsyncLockHold& state, std::error_code& ec) noexcept {
+  ec.clear();
+  if (state.released.exchange(true)) {
+    ec = make_error_code(errc::lock_not_held);
+    return;
+  }
+  auto [hold, in_doubt] = exclusive_.take_if(state.hold);
+  if (!hold) {  // cannot happen: the turn kept it this hold's
+    ec = make_error_code(errc::lock_not_held);
+    return;
+  }
+  release_in_etcd(*hold, in_doubt, ec);
+  {
+    MutexLock lock(mu_);
+    last_hold_lost_ = hold->lost();
+  }
+  exclusive_.give_back_turn();
+  hold->signal_loss_now();  // with the turn given back: a loss callback may lock again
+}
+
 void LockImpl::warn_not_held(std::string_view call) const noexcept {
   try {
     exclusive_.context().log()(
@@ -113,6 +184,14 @@ void LockImpl::warn_not_held(std::string_view call) const noexcept {
 void LockImpl::release_in_etcd(Hold& hold, bool in_doubt, std::error_code& ec) noexcept {
   releaser_.release(hold, in_doubt, ec);
   if (!ec) exclusive_.context().log()(LogLevel::debug, "lock released", {{"name", name()}, {"key", hold.entry().key}});
+}
+
+void LockImpl::warn_handler_threw(std::string_view what) const noexcept {
+  try {
+    exclusive_.context().log()(LogLevel::warning, "the handler of an asynchronous lock threw; ignored",
+                               {{"name", name()}, {"error", std::string(what)}});
+  } catch (...) {  // nothing to report it to
+  }
 }
 
 std::string LockImpl::key() const {

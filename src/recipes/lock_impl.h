@@ -3,7 +3,9 @@
 // owner holds it.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <stop_token>
 #include <string>
@@ -11,11 +13,21 @@
 
 #include "base/mutex.h"
 #include "etcdlock/options.h"
+#include "queue/async_acquisition.h"
 #include "queue/exclusive_hold.h"
 #include "queue/hand_over.h"
 #include "queue/queue_wait.h"
 
 namespace etcdlock::detail {
+
+class LockImpl;
+
+// What a LockHold owns: a hold of the lock, its turn taken.
+struct AsyncLockHold {
+  std::shared_ptr<LockImpl> lock;
+  std::shared_ptr<Hold> hold;
+  std::atomic<bool> released{false};
+};
 
 // Thread-safe.
 class LockImpl : public std::enable_shared_from_this<LockImpl> {
@@ -30,9 +42,19 @@ class LockImpl : public std::enable_shared_from_this<LockImpl> {
   // deadline passed. Throws Error (see Lock::lock()).
   bool acquire(SteadyTime deadline, std::stop_token cancel, Mode mode) ETCDLOCK_EXCLUDES(mu_);
   void release(std::error_code& ec) noexcept ETCDLOCK_EXCLUDES(mu_);
+
+  // Asynchronous acquisition (async_acquisition.h): `done` is called once, on
+  // a notifier thread, with the hold or an error.
+  using AsyncDone = std::function<void(std::error_code, std::shared_ptr<AsyncLockHold>)>;
+  void async_acquire(SteadyTime deadline, std::stop_token cancel, AsyncDone done);
+  // Ends a hold that async_acquire() gave: as release(), from any thread.
+  void release(AsyncLockHold& hold, std::error_code& ec) noexcept ETCDLOCK_EXCLUDES(mu_);
   // Logs a warning: `call` (unlock()) by a thread that holds nothing, which
   // the throwing-free unlock() cannot report otherwise.
   void warn_not_held(std::string_view call) const noexcept;
+  // Logs a warning: an asynchronous acquisition's handler threw `what`
+  // (whatever it held was released as the exception left it).
+  void warn_handler_threw(std::string_view what) const noexcept;
 
   bool held() const { return exclusive_.held(); }
   bool held_by_this_thread() const { return exclusive_.held() && exclusive_.turn_owned_by_this_thread(); }
@@ -52,6 +74,8 @@ class LockImpl : public std::enable_shared_from_this<LockImpl> {
   ExclusiveHold& exclusive() { return exclusive_; }
 
  private:
+  // An asynchronous acquisition's outcome: the hold becomes this lock's.
+  void async_acquired(AsyncAcquisition::Outcome outcome, const AsyncDone& done) ETCDLOCK_EXCLUDES(mu_);
   // The etcd part of acquire(): a place in the queue, the wait, the hold.
   bool acquire_in_etcd(SteadyTime deadline, const std::stop_token& cancel, Mode mode) ETCDLOCK_EXCLUDES(mu_);
   // The last unlock's work in etcd: give the hold up, and when a successor

@@ -1,0 +1,53 @@
+#include "etcdlock/lock_hold.h"
+
+#include "etcdlock/error.h"
+#include "recipes/lock_impl.h"
+
+namespace etcdlock {
+
+LockHold::LockHold(std::shared_ptr<detail::AsyncLockHold> state) : state_(std::move(state)) {}
+
+LockHold& LockHold::operator=(LockHold&& other) noexcept {
+  if (this != &other) {
+    release();
+    state_ = std::move(other.state_);
+  }
+  return *this;
+}
+
+LockHold::~LockHold() { release(); }
+
+bool LockHold::held() const { return state_ && !state_->hold->lost(); }
+
+void LockHold::release() noexcept {
+  std::error_code ignored;
+  release(ignored);
+}
+
+void LockHold::release(std::error_code& ec) noexcept {
+  ec.clear();
+  if (!state_) {
+    ec = make_error_code(errc::lock_not_held);
+    return;
+  }
+  const auto state = std::move(state_);
+  state->lock->release(*state, ec);
+}
+
+std::stop_token LockHold::lost_token() const { return state_ ? state_->hold->lost_token() : std::stop_token(); }
+bool LockHold::lost() const { return state_ && state_->hold->lost(); }
+std::int64_t LockHold::fencing_token() const { return held() ? state_->hold->entry().revision : 0; }
+std::string LockHold::name() const { return state_ ? state_->lock->name() : std::string(); }
+std::string LockHold::key() const { return state_ ? state_->hold->entry().key : std::string(); }
+
+bool LockHold::guarded_put(std::string_view key, std::string_view value) {
+  if (!state_) throw Error(errc::lock_not_held, "guarded_put() without a hold");
+  return state_->lock->exclusive().guarded_put(*state_->hold, key, value);
+}
+
+bool LockHold::guarded_delete(std::string_view key) {
+  if (!state_) throw Error(errc::lock_not_held, "guarded_delete() without a hold");
+  return state_->lock->exclusive().guarded_delete(*state_->hold, key);
+}
+
+}  // namespace etcdlock

@@ -1,0 +1,327 @@
+// Lock's asynchronous acquisition (Lock::async_lock, LockHold): holds as
+// objects released from any thread, waits that no thread makes, cancellation
+// and deadlines that leave no key, FIFO with this process's blocking holders,
+// and what closing does to pending waits.
+#include <dirent.h>
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <future>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "lock_fixture.h"
+
+namespace etcdlock::testing {
+namespace {
+
+using namespace std::chrono_literals;
+
+// What an asynchronous acquisition delivered, waited for by the test.
+class Delivery {
+ public:
+  Lock::AcquireHandler handler() {
+    return [this](std::error_code ec, LockHold hold) {
+      std::lock_guard lock(mu_);
+      error_ = ec;
+      hold_ = std::move(hold);
+      on_thread_ = std::this_thread::get_id();
+      done_ = true;
+      changed_.notify_all();
+    };
+  }
+  // The outcome within `timeout`, or a failed test.
+  bool wait(std::chrono::milliseconds timeout = 10s) {
+    std::unique_lock lock(mu_);
+    return changed_.wait_for(lock, timeout, [&] { return done_; });
+  }
+  bool done() {
+    std::lock_guard lock(mu_);
+    return done_;
+  }
+  std::error_code error() {
+    std::lock_guard lock(mu_);
+    return error_;
+  }
+  LockHold take() {
+    std::lock_guard lock(mu_);
+    return std::move(hold_);
+  }
+  std::thread::id thread() {
+    std::lock_guard lock(mu_);
+    return on_thread_;
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable changed_;
+  bool done_ = false;
+  std::error_code error_;
+  LockHold hold_;
+  std::thread::id on_thread_;
+};
+
+std::size_t thread_count() {
+  std::size_t count = 0;
+  if (DIR* dir = opendir("/proc/self/task")) {
+    while (const dirent* entry = readdir(dir)) {
+      if (entry->d_name[0] != '.') ++count;
+    }
+    closedir(dir);
+  }
+  return count;
+}
+
+// Waits until `condition` or 10 s.
+template <typename Condition>
+bool eventually(Condition condition) {
+  for (int i = 0; i < 1000; ++i) {
+    if (condition()) return true;
+    std::this_thread::sleep_for(10ms);
+  }
+  return condition();
+}
+
+class AsyncLock : public LockTest {};
+
+TEST_F(AsyncLock, HoldIsAnObjectThatAnotherThreadReleases) {
+  auto manager = this->manager();
+  auto lock = manager->get_lock("jobs");
+  Delivery delivery;
+  lock->async_lock(delivery.handler());
+  ASSERT_TRUE(delivery.wait());
+  ASSERT_FALSE(delivery.error()) << delivery.error().message();
+  EXPECT_NE(delivery.thread(), std::this_thread::get_id());
+  auto hold = delivery.take();
+  ASSERT_TRUE(hold);
+  EXPECT_TRUE(hold.held());
+  EXPECT_EQ(hold.name(), "jobs");
+  const auto stored = get(raw_, hold.key());
+  ASSERT_EQ(stored.kvs_size(), 1);
+  EXPECT_EQ(hold.fencing_token(), stored.kvs(0).create_revision());
+  EXPECT_TRUE(lock->held());
+  EXPECT_FALSE(lock->held_by_this_thread());
+  // Lock::unlock() is a thread's: this thread holds nothing.
+  std::error_code ec;
+  lock->unlock(ec);
+  EXPECT_EQ(ec, errc::lock_not_held);
+  EXPECT_TRUE(hold.guarded_put(prefix_ + "-data/x", "1"));
+  std::thread([&] { hold.release(ec); }).join();
+  EXPECT_FALSE(ec) << ec.message();
+  EXPECT_FALSE(hold);
+  EXPECT_FALSE(lock->held());
+  EXPECT_EQ(entries("jobs"), 0);
+  hold.release(ec);
+  EXPECT_EQ(ec, errc::lock_not_held);
+  EXPECT_THROW((void)hold.guarded_put(prefix_ + "-data/x", "2"), Error);
+}
+
+TEST_F(AsyncLock, WaitsBehindAnotherManagerAndGetsTheLockWhenItIsReleased) {
+  auto first = manager();
+  auto second = manager();
+  auto held = first->get_lock("jobs");
+  held->lock();
+  const auto first_token = held->fencing_token();
+  Delivery delivery;
+  second->get_lock("jobs")->async_lock(delivery.handler());
+  ASSERT_TRUE(eventually([&] { return entries("jobs") == 2; }));
+  EXPECT_FALSE(delivery.wait(300ms));
+  held->unlock();
+  ASSERT_TRUE(delivery.wait());
+  ASSERT_FALSE(delivery.error()) << delivery.error().message();
+  auto hold = delivery.take();
+  EXPECT_GT(hold.fencing_token(), first_token);
+  EXPECT_FALSE(held->try_lock());
+  hold.release();
+  EXPECT_EQ(entries("jobs"), 0);
+}
+
+TEST_F(AsyncLock, CancelledWaitGetsCancelledAndLeavesNoKey) {
+  auto first = manager();
+  auto second = manager();
+  auto held = first->get_lock("jobs");
+  held->lock();
+  std::stop_source cancel;
+  Delivery delivery;
+  second->get_lock("jobs")->async_lock(delivery.handler(), cancel.get_token());
+  ASSERT_TRUE(eventually([&] { return entries("jobs") == 2; }));
+  cancel.request_stop();
+  ASSERT_TRUE(delivery.wait());
+  EXPECT_EQ(delivery.error(), errc::cancelled);
+  EXPECT_FALSE(delivery.take());
+  // The entry went before the handler was called.
+  EXPECT_EQ(entries("jobs"), 1);
+  held->unlock();
+  EXPECT_EQ(entries("jobs"), 0);
+}
+
+TEST_F(AsyncLock, DeadlineGivesLockTimeoutAndLeavesNoKey) {
+  auto first = manager();
+  auto second = manager();
+  auto held = first->get_lock("jobs");
+  held->lock();
+  Delivery delivery;
+  const auto started = std::chrono::steady_clock::now();
+  second->get_lock("jobs")->async_lock_for(400ms, delivery.handler());
+  ASSERT_TRUE(delivery.wait());
+  EXPECT_GE(std::chrono::steady_clock::now() - started, 400ms);
+  EXPECT_EQ(delivery.error(), errc::lock_timeout);
+  EXPECT_EQ(entries("jobs"), 1);
+  held->unlock();
+}
+
+TEST_F(AsyncLock, ThreadsAndAsynchronousWaitersOfOneProcessAreServedInOrder) {
+  auto manager = this->manager();
+  auto lock = manager->get_lock("jobs");
+  lock->lock();
+  std::mutex mu;
+  std::vector<int> order;
+  std::vector<std::int64_t> tokens;
+  std::vector<std::unique_ptr<Delivery>> deliveries;
+  for (int i = 0; i < 3; ++i) {
+    deliveries.push_back(std::make_unique<Delivery>());
+    lock->async_lock([&, i, handler = deliveries.back()->handler()](std::error_code ec, LockHold hold) {
+      {
+        std::lock_guard guard(mu);
+        order.push_back(i);
+        tokens.push_back(hold.fencing_token());
+      }
+      handler(ec, {});  // the hold goes when this returns
+    });
+  }
+  // A thread that asks after them waits behind them.
+  std::promise<void> thread_done;
+  std::thread late([&] {
+    lock->lock();
+    {
+      std::lock_guard guard(mu);
+      order.push_back(3);
+    }
+    lock->unlock();
+    thread_done.set_value();
+  });
+  std::this_thread::sleep_for(200ms);
+  {
+    std::lock_guard guard(mu);
+    EXPECT_TRUE(order.empty());
+  }
+  lock->unlock();
+  for (auto& delivery : deliveries) {
+    ASSERT_TRUE(delivery->wait());
+    EXPECT_FALSE(delivery->error()) << delivery->error().message();
+  }
+  ASSERT_EQ(thread_done.get_future().wait_for(10s), std::future_status::ready);
+  late.join();
+  std::lock_guard guard(mu);
+  EXPECT_EQ(order, (std::vector<int>{0, 1, 2, 3}));
+  ASSERT_EQ(tokens.size(), 3u);
+  EXPECT_LT(tokens[0], tokens[1]);
+  EXPECT_LT(tokens[1], tokens[2]);
+  EXPECT_EQ(entries("jobs"), 0);
+}
+
+TEST_F(AsyncLock, ALostHoldRequestsItsTokenAndItsReleaseSaysExpired) {
+  auto holder = manager();
+  auto admin = manager();
+  Delivery delivery;
+  holder->get_lock("jobs")->async_lock(delivery.handler());
+  ASSERT_TRUE(delivery.wait());
+  auto hold = delivery.take();
+  ASSERT_TRUE(hold);
+  std::atomic<bool> signalled{false};
+  std::stop_callback on_loss(hold.lost_token(), [&] { signalled = true; });
+  ASSERT_TRUE(admin->force_unlock("jobs"));
+  ASSERT_TRUE(eventually([&] { return signalled.load(); }));
+  EXPECT_TRUE(hold.lost());
+  EXPECT_FALSE(hold.held());
+  EXPECT_EQ(hold.fencing_token(), 0);
+  EXPECT_FALSE(hold.guarded_put(prefix_ + "-data/x", "stale"));
+  std::error_code ec;
+  hold.release(ec);
+  EXPECT_EQ(ec, errc::lock_expired);
+  // The lock is free for the next holder of this process.
+  Delivery next;
+  holder->get_lock("jobs")->async_lock(next.handler());
+  ASSERT_TRUE(next.wait());
+  EXPECT_FALSE(next.error()) << next.error().message();
+}
+
+TEST_F(AsyncLock, CloseEndsEveryPendingWaitWithClosed) {
+  auto first = manager();
+  auto second = manager();
+  auto held = first->get_lock("jobs");
+  held->lock();
+  std::vector<std::unique_ptr<Delivery>> deliveries;
+  auto lock = second->get_lock("jobs");
+  for (int i = 0; i < 3; ++i) {
+    deliveries.push_back(std::make_unique<Delivery>());
+    lock->async_lock(deliveries.back()->handler());
+  }
+  ASSERT_TRUE(eventually([&] { return entries("jobs") == 2; }));
+  second->close();
+  for (auto& delivery : deliveries) {
+    ASSERT_TRUE(delivery->wait());
+    EXPECT_EQ(delivery->error(), errc::closed);
+  }
+  EXPECT_EQ(entries("jobs"), 1);  // closing revoked the lease of the waiting entry
+  Delivery after;
+  lock->async_lock(after.handler());
+  ASSERT_TRUE(after.wait());
+  EXPECT_EQ(after.error(), errc::closed);
+}
+
+TEST_F(AsyncLock, AHandlerMayDestroyTheManager) {
+  auto manager = std::shared_ptr<LockManager>(this->manager());
+  auto lock = manager->get_lock("jobs");
+  std::promise<std::error_code> released;
+  lock->async_lock([manager = std::move(manager), &released](std::error_code ec, LockHold hold) mutable {
+    EXPECT_FALSE(ec) << ec.message();
+    hold.release(ec);
+    manager.reset();  // the last reference: closes the manager from its own notifier thread
+    released.set_value(ec);
+  });
+  lock.reset();
+  auto result = released.get_future();
+  ASSERT_EQ(result.wait_for(20s), std::future_status::ready);
+  EXPECT_FALSE(result.get());
+  EXPECT_EQ(entries("jobs"), 0);
+}
+
+TEST_F(AsyncLock, PendingWaitsCostNoThreads) {
+  auto holder = manager();
+  auto waiter = manager();
+  constexpr int kNames = 100;
+  constexpr int kOnOneName = 1000;
+  std::vector<std::shared_ptr<Lock>> held;
+  for (int i = 0; i < kNames; ++i) {
+    held.push_back(holder->get_lock("n" + std::to_string(i)));
+    held.back()->lock();
+  }
+  // One waiter first, so that the manager's threads are all started.
+  Delivery warm;
+  waiter->get_lock("warm")->async_lock(warm.handler());
+  ASSERT_TRUE(warm.wait());
+  warm.take().release();
+  const auto threads_before = thread_count();
+  std::atomic<int> delivered{0};
+  std::atomic<int> failed{0};
+  const auto count = [&](std::error_code ec, LockHold) {
+    if (ec) ++failed;
+    ++delivered;  // the hold goes at once: the next in line gets it
+  };
+  for (int i = 0; i < kNames; ++i) waiter->get_lock("n" + std::to_string(i))->async_lock(count);
+  auto one_name = waiter->get_lock("n0");
+  for (int i = 0; i < kOnOneName; ++i) one_name->async_lock(count);
+  ASSERT_TRUE(eventually([&] { return all_keys() == 2 * kNames; }));
+  EXPECT_EQ(delivered.load(), 0);
+  EXPECT_LE(thread_count(), threads_before + 1) << "threads grew with pending waits";
+  for (auto& lock : held) lock->unlock();
+  ASSERT_TRUE(eventually([&] { return delivered.load() == kNames + kOnOneName; }));
+  EXPECT_EQ(failed.load(), 0);
+  ASSERT_TRUE(eventually([&] { return all_keys() == 0; }));
+}
+
+}  // namespace
+}  // namespace etcdlock::testing
