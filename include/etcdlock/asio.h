@@ -1,0 +1,115 @@
+// etcdlock/asio.h: Lock's asynchronous acquisition with Asio's completion
+// tokens (standalone Asio 1.22, Debian's libasio-dev; header-only, include
+// it where Asio is used).
+//
+//   asio::awaitable<void> job(std::shared_ptr<etcdlock::Lock> lock) {
+//     etcdlock::LockHold hold = co_await etcdlock::asio::async_lock(*lock, asio::use_awaitable);
+//     ...                                     // hold.release(), or let it go out of scope
+//   }
+//
+// Any completion token works, as with Asio's own operations: a callback
+// void(std::error_code, etcdlock::LockHold), asio::use_future,
+// asio::use_awaitable, asio::experimental::deferred. The handler runs on its
+// associated executor (a callback without one: on Asio's system executor),
+// never on etcdlock's threads, and the operation keeps that executor's work
+// until then. A cancellation slot (asio::bind_cancellation_slot,
+// asio::experimental::awaitable_operators' ||, a coroutine's cancellation)
+// cancels the wait as a std::stop_token does: the handler gets
+// errc::cancelled and the wait leaves no key in etcd.
+#pragma once
+
+#include <asio/associated_cancellation_slot.hpp>
+#include <asio/associated_executor.hpp>
+#include <asio/async_result.hpp>
+#include <asio/cancellation_type.hpp>
+#include <asio/executor_work_guard.hpp>
+#include <asio/post.hpp>
+#include <chrono>
+#include <memory>
+#include <optional>
+#include <stop_token>
+#include <system_error>
+#include <type_traits>
+#include <utility>
+
+#include "etcdlock/lock.h"
+
+namespace etcdlock::asio {
+
+namespace detail {
+
+// One pending acquisition: the handler, its executor's work, and the stop
+// source its cancellation slot requests.
+template <typename Handler>
+class Operation : public std::enable_shared_from_this<Operation<Handler>> {
+ public:
+  explicit Operation(Handler handler)
+      : handler_(std::move(handler)),
+        work_(::asio::make_work_guard(::asio::get_associated_executor(handler_))),
+        stop_(std::make_shared<std::stop_source>()) {}
+
+  // Starts `start(cancel, handler)`, an etcdlock asynchronous call.
+  template <typename Start>
+  void begin(Start&& start) {
+    auto slot = ::asio::get_associated_cancellation_slot(handler_);
+    if (slot.is_connected()) {
+      slot.assign([stop = stop_](::asio::cancellation_type type) {
+        if (type != ::asio::cancellation_type::none) stop->request_stop();
+      });
+    }
+    std::forward<Start>(start)(stop_->get_token(),
+                               [self = this->shared_from_this()](std::error_code ec, LockHold hold) {
+                                 self->complete(ec, std::move(hold));
+                               });
+  }
+
+ private:
+  // On an etcdlock thread: the handler goes to its executor.
+  void complete(std::error_code ec, LockHold hold) {
+    auto executor = work_.get_executor();
+    ::asio::post(executor, [self = this->shared_from_this(), ec, hold = std::move(hold)]() mutable {
+      ::asio::get_associated_cancellation_slot(self->handler_).clear();
+      auto handler = std::move(self->handler_);
+      self->work_.reset();
+      std::move(handler)(ec, std::move(hold));
+    });
+  }
+
+  Handler handler_;
+  ::asio::executor_work_guard<::asio::associated_executor_t<Handler>> work_;
+  std::shared_ptr<std::stop_source> stop_;
+};
+
+struct InitiateLock {
+  template <typename Handler>
+  void operator()(Handler&& handler, Lock* lock, std::chrono::steady_clock::time_point deadline) const {
+    auto operation = std::make_shared<Operation<std::decay_t<Handler>>>(std::forward<Handler>(handler));
+    operation->begin([&](std::stop_token cancel, Lock::AcquireHandler done) {
+      lock->async_lock_until(deadline, std::move(done), std::move(cancel));
+    });
+  }
+};
+
+}  // namespace detail
+
+// Lock::async_lock_until with a completion token; the lock must outlive the
+// initiation (the operation keeps what it needs once started).
+template <typename CompletionToken>
+auto async_lock_until(Lock& lock, std::chrono::steady_clock::time_point deadline, CompletionToken&& token) {
+  return ::asio::async_initiate<CompletionToken, void(std::error_code, LockHold)>(
+      detail::InitiateLock{}, token, &lock, deadline);
+}
+
+// Lock::async_lock with a completion token: waits without a deadline.
+template <typename CompletionToken>
+auto async_lock(Lock& lock, CompletionToken&& token) {
+  return async_lock_until(lock, std::chrono::steady_clock::time_point::max(), std::forward<CompletionToken>(token));
+}
+
+// Lock::async_lock_for with a completion token: errc::lock_timeout after `timeout`.
+template <typename Rep, typename Period, typename CompletionToken>
+auto async_lock_for(Lock& lock, const std::chrono::duration<Rep, Period>& timeout, CompletionToken&& token) {
+  return async_lock_until(lock, ::etcdlock::detail::deadline_after(timeout), std::forward<CompletionToken>(token));
+}
+
+}  // namespace etcdlock::asio
