@@ -73,6 +73,13 @@
 //   lock_unlock_note         note (B)           A holds, B waits → A.unlock(): delete, then a note to B → B holds
 //   lock_unlock_hand_over    release (A)        A held after waiting, C waits → A.unlock(): delete and note in one Txn → C holds
 //   lock_guarded_put         guarded_write      A holds, B waits → A.guarded_put() → A unlocks; B holds
+//   async_lock               enqueue (A)        as lock_lock, every participant with Lock::async_lock and a LockHold
+//   async_lock_for           enqueue (A)        as lock_try_lock_for, with async_lock_for(300 ms) (lock_timeout)
+//   async_release            release (A)        as lock_unlock, with LockHold::release()
+//   async_release_note       note (B)           as lock_unlock_note, with LockHold::release()
+//   async_release_hand_over  release (A)        as lock_unlock_hand_over, with LockHold::release()
+//   async_guarded_put        guarded_write      as lock_guarded_put, with LockHold::guarded_put()
+//   async_release_stalled    release, held      as lock_unlock, with LockHold::release()
 //   multi_lock               multi_enqueue (A)  as lock_lock, every participant with a MultiLock on {x, y}
 //   multi_try_lock           multi_enqueue (A)  as lock_try_lock, with MultiLocks
 //   multi_try_lock_for       multi_enqueue (A)  as lock_try_lock_for, with MultiLocks
@@ -116,6 +123,7 @@
 #include <condition_variable>
 #include <deque>
 #include <functional>
+#include <future>
 #include <iostream>
 #include <map>
 #include <mutex>
@@ -170,7 +178,20 @@ const std::string kName = "x";
 // checks that this one's is empty once the row has ended.
 const std::string kOtherName = "y";
 
-enum class Kind { lock, shared_lock, semaphore, election, multi_lock };
+enum class Kind { lock, shared_lock, semaphore, election, multi_lock, async_lock };
+
+// Lock::async_lock(_for), waited for: what the handler got.
+std::pair<std::error_code, LockHold> acquire_async(Lock& lock, std::optional<std::chrono::milliseconds> timeout,
+                                                   std::stop_token cancel) {
+  std::promise<std::pair<std::error_code, LockHold>> delivered;
+  auto handler = [&delivered](std::error_code ec, LockHold hold) { delivered.set_value({ec, std::move(hold)}); };
+  if (timeout) {
+    lock.async_lock_for(*timeout, handler, std::move(cancel));
+  } else {
+    lock.async_lock(handler, std::move(cancel));
+  }
+  return delivered.get_future().get();
+}
 
 // A hold as its client claims it.
 struct Claim {
@@ -348,6 +369,7 @@ struct Participant {
   std::set<std::int64_t> leases;  // every lease it was seen with (checker thread)
   // On the actor's thread only:
   std::optional<Permit> permit;
+  std::optional<LockHold> hold;  // Kind::async_lock's
   bool owes = false;
   std::unique_ptr<Actor> actor;  // last: its thread looks at the members above
 
@@ -482,8 +504,18 @@ class LostReply : public LockTest, public ::testing::WithParamInterface<Row> {
     });
   }
   Outcome try_lock_for(Participant& p, std::chrono::milliseconds timeout) {
-    return run(p, "try_lock_for(" + std::to_string(timeout.count()) + " ms)", false, [&p, timeout] {
-      p.owes = p.multi ? p.multi->try_lock_for(timeout) : p.lock->try_lock_for(timeout);
+    return run(p, "try_lock_for(" + std::to_string(timeout.count()) + " ms)", false, [this, &p, timeout] {
+      if (p.multi) {
+        p.owes = p.multi->try_lock_for(timeout);
+      } else if (kind_ == Kind::async_lock) {
+        auto [ec, hold] = acquire_async(*p.lock, timeout, p.cancel.get_token());
+        if (ec && ec != errc::lock_timeout)
+          throw Error(static_cast<errc>(ec.value()), "async_lock_for: " + ec.message());
+        p.owes = static_cast<bool>(hold);
+        if (hold) p.hold = std::move(hold);
+      } else {
+        p.owes = p.lock->try_lock_for(timeout);
+      }
       return std::string(p.owes ? "true" : "false");
     });
   }
@@ -494,6 +526,7 @@ class LostReply : public LockTest, public ::testing::WithParamInterface<Row> {
   Outcome guarded_put(Participant& p) {
     return run(p, "guarded_put()", false, [this, &p] {
       const bool done = p.multi  ? p.multi->guarded_put(data_key(), p.name)
+                        : p.hold ? p.hold->guarded_put(data_key(), p.name)
                         : p.lock ? p.lock->guarded_put(data_key(), p.name)
                                  : p.shared->guarded_put(data_key(), p.name);
       return std::string(done ? "true" : "false");
@@ -567,6 +600,8 @@ class LostReply : public LockTest, public ::testing::WithParamInterface<Row> {
         return "acquire_permit()";
       case Kind::election:
         return "campaign()";
+      case Kind::async_lock:
+        return "async_lock()";
     }
     return "";
   }
@@ -580,6 +615,8 @@ class LostReply : public LockTest, public ::testing::WithParamInterface<Row> {
         return "Permit::release()";
       case Kind::election:
         return "resign()";
+      case Kind::async_lock:
+        return "LockHold::release()";
     }
     return "";
   }
@@ -668,6 +705,7 @@ void LostReply::add(std::string name, const Row& row, bool admin) {
   if (!admin) {
     switch (row.kind) {
       case Kind::lock:
+      case Kind::async_lock:
         p->lock = p->manager->get_lock(kName, {.retry_interval = kRetry});
         break;
       case Kind::shared_lock:
@@ -721,6 +759,14 @@ Actor::Body LostReply::acquire_body(Participant& p) {
         p.owes = true;
         return std::string();
       };
+    case Kind::async_lock:
+      return [&p] {
+        auto [ec, hold] = acquire_async(*p.lock, std::nullopt, p.cancel.get_token());
+        if (ec) throw Error(static_cast<errc>(ec.value()), "async_lock: " + ec.message());
+        p.hold = std::move(hold);
+        p.owes = true;
+        return std::string();
+      };
   }
   return {};
 }
@@ -752,6 +798,10 @@ Actor::Body LostReply::release_body(Participant& p) {
         break;
       case Kind::multi_lock:
         p.multi->unlock(ec);
+        break;
+      case Kind::async_lock:
+        if (p.hold) p.hold->release(ec);
+        p.hold.reset();
         break;
     }
     p.owes = false;
@@ -786,6 +836,11 @@ Actor::Body LostReply::release_everything_body(Participant& p) {
         if (p.permit) p.permit->release(ec);
         p.permit.reset();
         note("release", ec);
+        break;
+      } else if (kind_ == Kind::async_lock) {
+        if (p.hold) p.hold->release(ec);
+        p.hold.reset();
+        note("LockHold::release", ec);
         break;
       } else {
         try {
@@ -830,6 +885,12 @@ Actor::Body LostReply::last_round_body(Participant& p) {
         acquired = p.multi->try_lock_for(kLastRoundWait);
         if (acquired) p.multi->unlock(ec);
         break;
+      case Kind::async_lock: {
+        auto [error, hold] = acquire_async(*p.lock, kLastRoundWait, {});
+        acquired = static_cast<bool>(hold);
+        if (acquired) hold.release(ec);
+        break;
+      }
     }
     if (!acquired) return std::string("not acquired");
     return ec ? "acquired; release: " + std::string(to_string(static_cast<errc>(ec.value()))) : std::string("acquired");
@@ -1235,6 +1296,84 @@ const std::vector<Row>& rows() {
              m.release(m.A());
              m.finish(m.B());
            }},
+      // Lock's asynchronous acquisition: the LockHold's own release
+      {.name = "async_lock",
+       .kind = Kind::async_lock,
+       .site = site::enqueue,
+       .setup = [](M& m) { m.hold(m.B()); },
+       .act = [](M& m) { m.start(m.A()); },
+       .resume =
+           [](M& m) {
+             m.release(m.B());
+             m.finish(m.A());
+           }},
+      {.name = "async_lock_for",
+       .kind = Kind::async_lock,
+       .site = site::enqueue,
+       .setup = [](M& m) { m.hold(m.B()); },
+       .act = [](M& m) { m.try_lock_for(m.A(), 300ms); },
+       .resume = [](M& m) { m.release(m.B()); }},
+      {.name = "async_release",
+       .kind = Kind::async_lock,
+       .site = site::release,
+       .setup =
+           [](M& m) {
+             m.hold(m.A());
+             m.queue(m.B());
+           },
+       .act = [](M& m) { m.release(m.A()); },
+       .resume = [](M& m) { m.finish(m.B()); }},
+      {.name = "async_release_note",
+       .kind = Kind::async_lock,
+       .site = site::note,
+       .target = Target::b_key,
+       .setup =
+           [](M& m) {
+             m.hold(m.A());
+             m.queue(m.B());
+           },
+       .act = [](M& m) { m.release(m.A()); },
+       .resume = [](M& m) { m.finish(m.B()); }},
+      {.name = "async_release_hand_over",
+       .kind = Kind::async_lock,
+       .participants = 3,
+       .site = site::release,
+       .setup =
+           [](M& m) {
+             m.hold(m.B());
+             m.queue(m.A());
+             m.release(m.B());
+             m.finish(m.A());
+             m.queue(m.C());
+           },
+       .act = [](M& m) { m.release(m.A()); },
+       .resume = [](M& m) { m.finish(m.C()); }},
+      {.name = "async_guarded_put",
+       .kind = Kind::async_lock,
+       .site = site::guarded_write,
+       .target = Target::data_key,
+       .setup =
+           [](M& m) {
+             m.hold(m.A());
+             m.queue(m.B());
+           },
+       .act = [](M& m) { m.guarded_put(m.A()); },
+       .resume =
+           [](M& m) {
+             m.release(m.A());
+             m.finish(m.B());
+           }},
+      {.name = "async_release_stalled",
+       .kind = Kind::async_lock,
+       .site = site::release,
+       .stalled = true,
+       .setup =
+           [](M& m) {
+             m.hold(m.A());
+             m.queue(m.B());
+           },
+       .act = [](M& m) { m.release(m.A()); },
+       .resume = [](M& m) { m.finish(m.B()); }},
       // MultiLock on {x, y}: the matrix judges x's queue
       {.name = "multi_lock",
        .kind = Kind::multi_lock,
