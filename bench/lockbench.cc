@@ -20,14 +20,24 @@
 //                once, the pairs overlapping in both orders: with a MultiLock
 //                (one enqueue), then with two Locks taken in a fixed order;
 //                checks overlap per name, reports Txns per acquisition
+//   asynccontended  as contended, each manager acquiring with Lock::async_lock
+//                in a chain of handlers (no thread of the benchmark waits)
+//   asyncwait    --keys pending asynchronous acquisitions on one manager, on
+//                --keys names and then on one name, behind holders that a
+//                raw lease keeps: threads and memory per pending waiter, the
+//                time to queue them and to serve them all once the holders go
+#include <dirent.h>
 #include <unistd.h>
 #include <CLI/CLI.hpp>
 #include <array>
 #include <atomic>
 #include <barrier>
 #include <chrono>
+#include <condition_variable>
 #include <fstream>
+#include <future>
 #include <iostream>
+#include <latch>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <set>
@@ -602,6 +612,171 @@ json run_raw(const Config& config) {
   return result;
 }
 
+// As contended, with asynchronous acquisitions: each manager runs a chain
+// of handlers, each of which checks the critical section, releases and asks
+// again; the benchmark's threads only wait for the chains to end.
+json run_async_contended(const Config& config) {
+  std::vector<std::unique_ptr<LockManager>> managers;
+  std::vector<std::shared_ptr<Lock>> locks;
+  for (int i = 0; i < config.clients; ++i) {
+    managers.push_back(std::make_unique<LockManager>(manager_options(config)));
+    locks.push_back(managers.back()->get_lock("lock"));
+    locks.back()->lock();
+    locks.back()->unlock();
+  }
+  Contention shared;
+  Errors errors;
+  std::latch done(config.clients);
+  std::vector<Duration> waits;
+  std::mutex waits_mu;
+  // One chain per manager: `left` turns to go.
+  std::function<void(int, int)> turn = [&](int id, int left) {
+    if (left == 0) {
+      done.count_down();
+      return;
+    }
+    const auto asked = Steady::now();
+    locks[id]->async_lock([&, id, left, asked](std::error_code ec, LockHold hold) {
+      if (ec) {
+        errors.add(ec.message());
+      } else {
+        {
+          std::lock_guard lock(waits_mu);
+          waits.push_back(Steady::now() - asked);
+        }
+        ++shared.acquisitions;
+        int expected = 0;
+        if (!shared.holder.compare_exchange_strong(expected, 1)) ++shared.overlaps;
+        const long seen = shared.counter.load();
+        std::this_thread::yield();
+        shared.counter.store(seen + 1);
+        shared.holder.store(0);
+        hold.release();
+      }
+      turn(id, left - 1);
+    });
+  };
+  const auto before = server_counts(config.endpoints.front());
+  const auto start = Steady::now();
+  for (int id = 0; id < config.clients; ++id) turn(id, config.ops);
+  done.wait();
+  const double elapsed = seconds_since(start);
+  const auto after = server_counts(config.endpoints.front());
+  json result = base_result(config);
+  const long acquisitions = shared.acquisitions.load();
+  finish(result, acquisitions, elapsed, errors);
+  result["lock_ms"] = summarize(waits);
+  result["sessions"] = config.clients;
+  result["server_events_per_acquisition"] =
+      acquisitions > 0 ? round3((after.events_sent - before.events_sent) / static_cast<double>(acquisitions)) : 0.0;
+  result["overlaps"] = shared.overlaps.load();
+  result["counter"] = shared.counter.load();
+  result["lost_updates"] = acquisitions - shared.counter.load();
+  result["correct"] = shared.overlaps.load() == 0 && acquisitions == shared.counter.load();
+  return result;
+}
+
+std::size_t thread_count() {
+  std::size_t count = 0;
+  if (DIR* dir = opendir("/proc/self/task")) {
+    while (const dirent* entry = readdir(dir)) {
+      if (entry->d_name[0] != '.') ++count;
+    }
+    closedir(dir);
+  }
+  return count;
+}
+
+// --keys asynchronous acquisitions that wait at once on one manager.
+json run_async_wait(const Config& config) {
+  namespace pb = ::etcdserverpb;
+  const auto deadline = [] { return Steady::now() + std::chrono::seconds(30); };
+  detail::etcd::Client raw(config.endpoints, std::chrono::seconds(30));
+  const auto count_keys = [&] {
+    pb::RangeRequest count;
+    count.set_key(config.prefix + "/");
+    count.set_range_end(detail::prefix_range_end(config.prefix + "/"));
+    count.set_count_only(true);
+    return raw.range(count, deadline()).count();
+  };
+  // Holders as etcdctl's would be: a key per name on a lease of their own,
+  // put 100 to a Txn; revoking the lease lets every waiter in at once.
+  const auto hold_names = [&](const std::vector<std::string>& names) {
+    const auto lease = raw.lease_grant(60, deadline()).id();
+    for (std::size_t first = 0; first < names.size(); first += 100) {
+      pb::TxnRequest puts;
+      for (std::size_t i = first; i < std::min(names.size(), first + 100); ++i) {
+        auto* put = puts.add_success()->mutable_request_put();
+        put->set_key(detail::queue_key(detail::queue_dir(config.prefix, names[i]), lease));
+        put->set_lease(lease);
+      }
+      raw.txn(puts, deadline());
+    }
+    return lease;
+  };
+  LockManager manager(manager_options(config));
+  {  // every thread of the manager started, the asynchronous ones included
+    auto warm = manager.get_lock("warm");
+    std::promise<void> warmed;
+    warm->async_lock([&](std::error_code, LockHold hold) {
+      hold.release();
+      warmed.set_value();
+    });
+    warmed.get_future().wait();
+  }
+  json result = base_result(config);
+  result["pending"] = config.keys;
+  Errors errors;
+  const auto phase = [&](const std::string& label, const std::vector<std::string>& names, long keys_when_queued) {
+    const auto lease = hold_names(std::vector<std::string>(names.begin(), names.end()));
+    std::vector<std::shared_ptr<Lock>> locks;
+    for (const auto& name : names) locks.push_back(manager.get_lock(name));
+    const auto threads_before = thread_count();
+    const long rss_before = rss_bytes();
+    std::atomic<long> served{0};
+    std::mutex mu;
+    std::condition_variable all_served;
+    const auto asked = Steady::now();
+    for (int i = 0; i < config.keys; ++i) {
+      locks[static_cast<std::size_t>(i) % locks.size()]->async_lock([&](std::error_code ec, LockHold hold) {
+        if (ec) errors.add(ec.message());
+        hold.release();
+        if (++served == config.keys) {
+          std::lock_guard lock(mu);
+          all_served.notify_all();
+        }
+      });
+    }
+    while (count_keys() < keys_when_queued) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    const double queued_s = seconds_since(asked);
+    const auto threads_pending = thread_count();
+    const long rss_pending = rss_bytes();
+    const auto released = Steady::now();
+    raw.lease_revoke(lease, deadline());
+    {
+      std::unique_lock lock(mu);
+      all_served.wait(lock, [&] { return served.load() == config.keys; });
+    }
+    const double served_s = seconds_since(released);
+    result[label] = {{"threads_before", threads_before},
+                     {"threads_while_pending", threads_pending},
+                     {"rss_bytes_per_pending_waiter", (rss_pending - rss_before) / config.keys},
+                     {"queue_s", round3(queued_s)},
+                     {"serve_all_s", round3(served_s)},
+                     {"served_per_s", std::round(config.keys / served_s)}};
+  };
+  std::vector<std::string> many;
+  for (int i = 0; i < config.keys; ++i) many.push_back("n" + std::to_string(i));
+  // Each name: its holder and our waiter.
+  phase("names", many, 2L * config.keys);
+  // One name: its holder and the first waiter in etcd, the others in the turn.
+  phase("one_name", {"one"}, 2);
+  finish(result, config.keys * 2L, 1, errors);
+  result.erase("ops_per_s");
+  result.erase("elapsed_s");
+  return result;
+}
+
 }  // namespace
 }  // namespace etcdlock::bench
 
@@ -613,15 +788,17 @@ int main(int argc, char** argv) {
   app.add_option("--endpoints", endpoints, "comma-separated etcd endpoints");
   app.add_option(
          "--mode", config.mode,
-         "uncontended | contended | handoff | manykeys | reentrant | scale | raw | semaphore | rwlock | multilock")
+         "uncontended | contended | handoff | manykeys | reentrant | scale | raw | semaphore | rwlock | multilock | "
+         "asynccontended | asyncwait")
       ->check(CLI::IsMember({"uncontended", "contended", "handoff", "manykeys", "reentrant", "scale", "raw",
-                             "semaphore", "rwlock", "multilock"}));
+                             "semaphore", "rwlock", "multilock", "asynccontended", "asyncwait"}));
   app.add_option("--clients", config.clients, "managers (contended, handoff) or threads (manykeys)")
       ->check(CLI::Range(1, 1024));
   app.add_option("--ops", config.ops, "cycles per client")->check(CLI::Range(1, 100'000'000));
   app.add_option("--ttl", config.ttl, "lease TTL in seconds")->check(CLI::Range(1, 86400));
   app.add_option("--warmup", config.warmup, "untimed cycles per client first")->check(CLI::Range(0, 100000));
-  app.add_option("--keys", config.keys, "locks held at once (scale)")->check(CLI::Range(1, 1'000'000));
+  app.add_option("--keys", config.keys, "locks held at once (scale), waiters pending at once (asyncwait)")
+      ->check(CLI::Range(1, 1'000'000));
   app.add_option("--hold-us", config.hold_us, "time in the critical section (contended)")
       ->check(CLI::Range(0L, 10'000'000L));
   app.add_option("--limit", config.limit, "permits of the semaphore")->check(CLI::Range(1, 1024));
@@ -652,6 +829,8 @@ int main(int argc, char** argv) {
     if (config.mode == "semaphore") result = run_semaphore(config);
     if (config.mode == "rwlock") result = run_rwlock(config);
     if (config.mode == "multilock") result = run_multilock(config);
+    if (config.mode == "asynccontended") result = run_async_contended(config);
+    if (config.mode == "asyncwait") result = run_async_wait(config);
     std::cout << result.dump() << std::endl;
     if (result.contains("correct") && !result["correct"].get<bool>()) return 3;
     return 0;
