@@ -246,6 +246,7 @@ QueueWait::Result QueueWait::wait_until_first(const Session& session, SteadyTime
   const auto wake = [signals = signals_] { signals->wake(); };
   std::stop_callback on_session_lost(session.lost_token(), wake);
   std::stop_callback on_closed(context_->closed_token(), wake);
+  const bool notes = notes_expected();  // before signals_->mu: the inbox's mutex comes first
   for (;;) {
     {
       MutexLock lock(signals_->mu);
@@ -255,7 +256,7 @@ QueueWait::Result QueueWait::wait_until_first(const Session& session, SteadyTime
       } else {
         signals_->changed.wait_until(lock, cancel, deadline, is_ready);
       }
-      if (worth_a_grace(*signals_, notes_expected())) {
+      if (worth_a_grace(*signals_, notes)) {
         signals_->changed.wait_for(
             lock, kNoteGrace, [&]() ETCDLOCK_REQUIRES(signals_->mu) { return signals_->handed_over_at.has_value(); });
       }
@@ -267,11 +268,12 @@ QueueWait::Result QueueWait::wait_until_first(const Session& session, SteadyTime
 bool QueueWait::notes_expected() const { return entry_.takes_notes && !context_->inbox().address().empty(); }
 
 QueueWait::Poll QueueWait::poll(const Session& session, SteadyTime deadline, bool give_up_now, bool grace_over) {
+  const bool notes = notes_expected();  // before signals_->mu: the inbox's mutex comes first
   {
     MutexLock lock(signals_->mu);
     if (!ready(*signals_, session, *context_)) {
       if (!give_up_now) return {Poll::State::waiting};
-    } else if (!grace_over && worth_a_grace(*signals_, notes_expected())) {
+    } else if (!grace_over && worth_a_grace(*signals_, notes)) {
       return {Poll::State::grace};
     }
   }
