@@ -51,7 +51,9 @@ INSTANTIATE_TEST_SUITE_P(
                       std::vector<std::string>{"--mode", "reentrant"},
                       std::vector<std::string>{"--mode", "semaphore", "--clients", "4", "--limit", "2"},
                       std::vector<std::string>{"--mode", "rwlock", "--clients", "4"},
-                      std::vector<std::string>{"--mode", "scale", "--keys", "50"}));
+                      std::vector<std::string>{"--mode", "scale", "--keys", "50"},
+                      std::vector<std::string>{"--mode", "asynccontended", "--clients", "4"},
+                      std::vector<std::string>{"--mode", "asyncwait", "--keys", "50"}));
 
 }  // namespace
 }  // namespace etcdlock::testing
