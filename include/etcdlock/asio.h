@@ -1,5 +1,5 @@
-// etcdlock/asio.h: Lock's asynchronous acquisition with Asio's completion
-// tokens (standalone Asio 1.22, Debian's libasio-dev; header-only, include
+// etcdlock/asio.h: the asynchronous acquisitions of Lock and Semaphore with
+// Asio's completion tokens (standalone Asio 1.22, Debian's libasio-dev; header-only, include
 // it where Asio is used).
 //
 //   asio::awaitable<void> job(std::shared_ptr<etcdlock::Lock> lock) {
@@ -8,7 +8,8 @@
 //   }
 //
 // Any completion token works, as with Asio's own operations: a callback
-// void(std::error_code, etcdlock::LockHold), asio::use_future,
+// void(std::error_code, etcdlock::LockHold) (etcdlock::Permit for a
+// permit), asio::use_future,
 // asio::use_awaitable, asio::experimental::deferred. The handler runs on its
 // associated executor (a callback without one: on Asio's system executor),
 // never on etcdlock's threads, and the operation keeps that executor's work
@@ -33,15 +34,16 @@
 #include <utility>
 
 #include "etcdlock/lock.h"
+#include "etcdlock/semaphore.h"
 
 namespace etcdlock::asio {
 
 namespace detail {
 
-// One pending acquisition: the handler, its executor's work, and the stop
-// source its cancellation slot requests.
-template <typename Handler>
-class Operation : public std::enable_shared_from_this<Operation<Handler>> {
+// One pending acquisition of a `Result` (LockHold, Permit): the handler, its
+// executor's work, and the stop source its cancellation slot requests.
+template <typename Handler, typename Result>
+class Operation : public std::enable_shared_from_this<Operation<Handler, Result>> {
  public:
   explicit Operation(Handler handler)
       : handler_(std::move(handler)),
@@ -58,20 +60,20 @@ class Operation : public std::enable_shared_from_this<Operation<Handler>> {
       });
     }
     std::forward<Start>(start)(stop_->get_token(),
-                               [self = this->shared_from_this()](std::error_code ec, LockHold hold) {
-                                 self->complete(ec, std::move(hold));
+                               [self = this->shared_from_this()](std::error_code ec, Result result) {
+                                 self->complete(ec, std::move(result));
                                });
   }
 
  private:
   // On an etcdlock thread: the handler goes to its executor.
-  void complete(std::error_code ec, LockHold hold) {
+  void complete(std::error_code ec, Result result) {
     auto executor = work_.get_executor();
-    ::asio::post(executor, [self = this->shared_from_this(), ec, hold = std::move(hold)]() mutable {
+    ::asio::post(executor, [self = this->shared_from_this(), ec, result = std::move(result)]() mutable {
       ::asio::get_associated_cancellation_slot(self->handler_).clear();
       auto handler = std::move(self->handler_);
       self->work_.reset();
-      std::move(handler)(ec, std::move(hold));
+      std::move(handler)(ec, std::move(result));
     });
   }
 
@@ -83,9 +85,19 @@ class Operation : public std::enable_shared_from_this<Operation<Handler>> {
 struct InitiateLock {
   template <typename Handler>
   void operator()(Handler&& handler, Lock* lock, std::chrono::steady_clock::time_point deadline) const {
-    auto operation = std::make_shared<Operation<std::decay_t<Handler>>>(std::forward<Handler>(handler));
+    auto operation = std::make_shared<Operation<std::decay_t<Handler>, LockHold>>(std::forward<Handler>(handler));
     operation->begin([&](std::stop_token cancel, Lock::AcquireHandler done) {
       lock->async_lock_until(deadline, std::move(done), std::move(cancel));
+    });
+  }
+};
+
+struct InitiatePermit {
+  template <typename Handler>
+  void operator()(Handler&& handler, Semaphore* semaphore, std::chrono::steady_clock::time_point deadline) const {
+    auto operation = std::make_shared<Operation<std::decay_t<Handler>, Permit>>(std::forward<Handler>(handler));
+    operation->begin([&](std::stop_token cancel, Semaphore::PermitHandler done) {
+      semaphore->async_acquire_permit_until(deadline, std::move(done), std::move(cancel));
     });
   }
 };
@@ -96,8 +108,8 @@ struct InitiateLock {
 // initiation (the operation keeps what it needs once started).
 template <typename CompletionToken>
 auto async_lock_until(Lock& lock, std::chrono::steady_clock::time_point deadline, CompletionToken&& token) {
-  return ::asio::async_initiate<CompletionToken, void(std::error_code, LockHold)>(
-      detail::InitiateLock{}, token, &lock, deadline);
+  return ::asio::async_initiate<CompletionToken, void(std::error_code, LockHold)>(detail::InitiateLock{}, token, &lock,
+                                                                                  deadline);
 }
 
 // Lock::async_lock with a completion token: waits without a deadline.
@@ -110,6 +122,29 @@ auto async_lock(Lock& lock, CompletionToken&& token) {
 template <typename Rep, typename Period, typename CompletionToken>
 auto async_lock_for(Lock& lock, const std::chrono::duration<Rep, Period>& timeout, CompletionToken&& token) {
   return async_lock_until(lock, ::etcdlock::detail::deadline_after(timeout), std::forward<CompletionToken>(token));
+}
+
+// Semaphore::async_acquire_permit_until with a completion token.
+template <typename CompletionToken>
+auto async_acquire_permit_until(Semaphore& semaphore, std::chrono::steady_clock::time_point deadline,
+                                CompletionToken&& token) {
+  return ::asio::async_initiate<CompletionToken, void(std::error_code, Permit)>(detail::InitiatePermit{}, token,
+                                                                                &semaphore, deadline);
+}
+
+// Semaphore::async_acquire_permit with a completion token.
+template <typename CompletionToken>
+auto async_acquire_permit(Semaphore& semaphore, CompletionToken&& token) {
+  return async_acquire_permit_until(semaphore, std::chrono::steady_clock::time_point::max(),
+                                    std::forward<CompletionToken>(token));
+}
+
+// Semaphore::async_acquire_permit_for with a completion token.
+template <typename Rep, typename Period, typename CompletionToken>
+auto async_acquire_permit_for(Semaphore& semaphore, const std::chrono::duration<Rep, Period>& timeout,
+                              CompletionToken&& token) {
+  return async_acquire_permit_until(semaphore, ::etcdlock::detail::deadline_after(timeout),
+                                    std::forward<CompletionToken>(token));
 }
 
 }  // namespace etcdlock::asio

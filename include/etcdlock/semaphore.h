@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <stop_token>
@@ -106,6 +107,21 @@ class Semaphore {
   [[nodiscard]] std::optional<Permit> try_acquire_permit_until(const std::chrono::time_point<Clock, Duration>& deadline,
                                                                std::stop_token cancel = {}) {
     return try_acquire_permit_until_steady(detail::to_steady(deadline), std::move(cancel));
+  }
+
+  // Asynchronous acquisition, as Lock::async_lock: no thread waits, and
+  // `handler` is called once, on an etcdlock notifier thread, with the
+  // permit or an error (lock_timeout at the deadline, cancelled, closed,
+  // unavailable, permission_denied, invalid_argument). A cancelled or timed
+  // out wait leaves no key. For Asio's completion tokens, see etcdlock/asio.h.
+  using PermitHandler = std::function<void(std::error_code, Permit)>;
+  void async_acquire_permit(PermitHandler handler, std::stop_token cancel = {});
+  void async_acquire_permit_until(std::chrono::steady_clock::time_point deadline, PermitHandler handler,
+                                  std::stop_token cancel = {});
+  template <class Rep, class Period>
+  void async_acquire_permit_for(const std::chrono::duration<Rep, Period>& timeout, PermitHandler handler,
+                                std::stop_token cancel = {}) {
+    async_acquire_permit_until(detail::deadline_after(timeout), std::move(handler), std::move(cancel));
   }
 
   // std::counting_semaphore's shape: the semaphore keeps the permit.

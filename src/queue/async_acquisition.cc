@@ -14,6 +14,10 @@ void AsyncAcquisition::start(Request request, Done done) {
 
 AsyncAcquisition::AsyncAcquisition(Request request, Done done)
     : request_(std::move(request)),
+      mode_(request_.deadline <= SteadyClock::now() ? QueueWait::Mode::try_once : QueueWait::Mode::wait),
+      requests_deadline_(mode_ == QueueWait::Mode::try_once
+                             ? SteadyClock::now() + request_.context->client().command_timeout()
+                             : request_.deadline),
       description_(request_.kind + " " + quote_value(request_.name)),
       done_(std::move(done)),
       wait_(request_.context, request_.queue, request_.entry),
@@ -23,7 +27,7 @@ AsyncAcquisition::~AsyncAcquisition() {
   bool give_back = false;
   {
     MutexLock lock(mu_);
-    give_back = has_turn_ && !turn_kept_;
+    give_back = has_turn_ && !turn_kept_ && request_.turn;
   }
   if (give_back) request_.turn->give_back();
 }
@@ -42,10 +46,13 @@ void AsyncAcquisition::begin() {
   on_cancel_.emplace(request_.cancel, [weak] {
     if (const auto self = weak.lock()) self->post_step();
   });
-  const auto ticket = request_.turn->take_async([weak] {
+  // Holders that share an entry's key take the turn first; a permit has a
+  // key of its own, and no turn.
+  const auto ticket = request_.turn ? request_.turn->take_async([weak] {
     const auto self = weak.lock();
     return self && self->on_turn();
-  });
+  })
+                                    : Turn::Ticket{true, 0};
   {
     MutexLock lock(mu_);
     if (ticket.granted) has_turn_ = true;
@@ -107,9 +114,11 @@ void AsyncAcquisition::step() {
     has_turn = has_turn_;
     ticket = turn_ticket_;
   }
-  const bool give_up_now = request_.cancel.stop_requested() || SteadyClock::now() >= request_.deadline;
+  // One try (mode_ try_once) ends by its result, or by a cancel.
+  const bool expired = mode_ == QueueWait::Mode::wait && SteadyClock::now() >= request_.deadline;
+  const bool give_up_now = request_.cancel.stop_requested() || expired;
   if (has_turn) return step_in_queue(give_up_now);
-  if (!give_up_now) return;  // the turn's grant posts the next step
+  if (!give_up_now && mode_ == QueueWait::Mode::wait) return;  // the turn's grant posts the next step
   // Still waiting for another holder of this process: nothing in etcd yet.
   if (!request_.turn->withdraw(ticket)) return;  // granted meanwhile: its step follows
   finish(Outcome{not_acquired_error(), nullptr, false, false, {}});
@@ -128,7 +137,7 @@ void AsyncAcquisition::step_in_queue(bool give_up_now) {
         give_up();
         return finish(Outcome{not_acquired_error(), nullptr, false, false, wait_.key()});
       }
-      const auto session = request_.context->sessions().current(request_.deadline);
+      const auto session = request_.context->sessions().current(requests_deadline_);
       if (session != session_) {
         session_ = session;
         const std::weak_ptr<AsyncAcquisition> weak = weak_from_this();
@@ -142,7 +151,7 @@ void AsyncAcquisition::step_in_queue(bool give_up_now) {
           if (const auto self = weak.lock()) self->step();
         });
       });
-      const auto decided = wait_.start(session_, request_.deadline, QueueWait::Mode::wait);
+      const auto decided = wait_.start(session_, requests_deadline_, mode_);
       if (!decided) {
         waiting_ = true;
         grace_over_ = false;
@@ -151,7 +160,7 @@ void AsyncAcquisition::step_in_queue(bool give_up_now) {
       }
       return on_result(*decided, give_up_now);
     }
-    const auto polled = wait_.poll(*session_, request_.deadline, give_up_now, grace_over_);
+    const auto polled = wait_.poll(*session_, requests_deadline_, give_up_now, grace_over_);
     grace_over_ = false;
     switch (polled.state) {
       case QueueWait::Poll::State::waiting:
@@ -176,13 +185,12 @@ void AsyncAcquisition::step_in_queue(bool give_up_now) {
       give_up();
       return finish(Outcome{error.code(), nullptr, false, false, wait_.key()});
     }
-    const auto resume = retries_.next(request_.deadline);
+    const auto resume = retries_.next(requests_deadline_);
     if (!resume) {
       give_up();
-      request_.context->log()(LogLevel::warning, description_ + " not acquired: etcd is unavailable",
-                              {{"name", request_.name},
-                               {"attempts", std::to_string(retries_.failures())},
-                               {"error", error.what()}});
+      request_.context->log()(
+          LogLevel::warning, description_ + " not acquired: etcd is unavailable",
+          {{"name", request_.name}, {"attempts", std::to_string(retries_.failures())}, {"error", error.what()}});
       return finish(Outcome{error.code(), nullptr, false, false, wait_.key()});
     }
     request_.context->log()(
@@ -210,7 +218,7 @@ void AsyncAcquisition::on_result(QueueWait::Result result, bool give_up_now) {
                               {{"name", request_.name}, {"key", wait_.key()}});
       return post_step();
     case QueueWait::Result::not_acquired:
-      if (!give_up_now) return post_step();  // nothing to give up for: go on
+      if (!give_up_now && mode_ == QueueWait::Mode::wait) return post_step();  // nothing to give up for: go on
       give_up();
       return finish(Outcome{not_acquired_error(), nullptr, false, false, wait_.key()});
   }

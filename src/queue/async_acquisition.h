@@ -54,7 +54,7 @@ class AsyncAcquisition : public std::enable_shared_from_this<AsyncAcquisition> {
     QueueWait::Entry entry;
     RetryPolicy retry;
     std::shared_ptr<PrimitiveCounters> counters;  // may be null
-    Turn* turn = nullptr;                         // the name's turn, kept alive by `owner`
+    Turn* turn = nullptr;                         // the name's turn, kept alive by `owner`; none for a permit
     std::shared_ptr<const void> owner;            // what owns the turn
     SteadyTime deadline = SteadyTime::max();
     std::stop_token cancel;
@@ -88,6 +88,10 @@ class AsyncAcquisition : public std::enable_shared_from_this<AsyncAcquisition> {
   std::error_code not_acquired_error() const;
 
   const Request request_;
+  // As the blocking calls: a deadline passed already makes it one try,
+  // whose requests have the command timeout.
+  const QueueWait::Mode mode_;
+  const SteadyTime requests_deadline_;
   const std::string description_;  // kind and quoted name
   Done done_;
   QueueWait wait_;

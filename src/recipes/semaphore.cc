@@ -56,6 +56,31 @@ Semaphore::Semaphore(std::shared_ptr<detail::SemaphoreImpl> impl) : impl_(std::m
 // The permits it kept go back with the last reference to it.
 Semaphore::~Semaphore() { impl_->release_kept(impl_->kept()); }
 
+void Semaphore::async_acquire_permit(PermitHandler handler, std::stop_token cancel) {
+  async_acquire_permit_until(std::chrono::steady_clock::time_point::max(), std::move(handler), std::move(cancel));
+}
+
+void Semaphore::async_acquire_permit_until(std::chrono::steady_clock::time_point deadline, PermitHandler handler,
+                                           std::stop_token cancel) {
+  if (!handler) {
+    throw Error(errc::invalid_argument,
+                "async_acquire_permit on semaphore " + detail::quote_value(impl_->name()) + ": the handler is empty");
+  }
+  impl_->async_acquire(
+      deadline, std::move(cancel),
+      [handler = std::move(handler), impl = impl_](std::error_code ec, std::shared_ptr<detail::PermitHold> hold) {
+        try {
+          handler(ec, Permit(std::move(hold)));
+        } catch (const std::exception& error) {
+          impl->context().log()(LogLevel::warning, "the handler of an asynchronous permit threw; ignored",
+                                {{"name", impl->name()}, {"error", error.what()}});
+        } catch (...) {
+          impl->context().log()(LogLevel::warning, "the handler of an asynchronous permit threw; ignored",
+                                {{"name", impl->name()}});
+        }
+      });
+}
+
 Permit Semaphore::acquire_permit(std::stop_token cancel) {
   return Permit(impl_->acquire(detail::SteadyTime::max(), std::move(cancel), detail::QueueWait::Mode::wait));
 }

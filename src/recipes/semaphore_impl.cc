@@ -62,6 +62,38 @@ std::shared_ptr<PermitHold> SemaphoreImpl::acquire(SteadyTime deadline, std::sto
   return std::make_shared<PermitHold>(shared_from_this(), std::move(acquired->hold), acquired->in_doubt);
 }
 
+void SemaphoreImpl::async_acquire(SteadyTime deadline, std::stop_token cancel, AsyncDone done) {
+  const auto& context = named_.context;
+  if (context->closed()) {
+    context->notifier().post([done = std::move(done)] { done(make_error_code(errc::closed), nullptr); });
+    return;
+  }
+  QueueWait::Entry entry{context->entry_value(HolderValue::Side::none, options_.limit), context->unique_key_suffix(),
+                         Admission::counted(options_.limit),
+                         [this](const std::vector<std::string>& values) { check_limits(values); }, true};
+  AsyncAcquisition::Request request{
+      context,
+      named_.queue,
+      "permit",
+      named_.name,
+      std::move(entry),
+      {options_.retry.retry_interval, options_.retry.max_retries, options_.retry.max_retry_interval},
+      named_.counters,
+      nullptr,  // permits take no turn
+      shared_from_this(),
+      deadline,
+      std::move(cancel),
+  };
+  AsyncAcquisition::start(
+      std::move(request), [self = shared_from_this(), done = std::move(done)](AsyncAcquisition::Outcome outcome) {
+        if (!outcome.hold) return done(outcome.error, nullptr);
+        if (outcome.waited) self->releaser_.expect_successor();
+        self->named_.context->log()(LogLevel::debug, "permit acquired",
+                                    {{"name", self->named_.name}, {"key", outcome.hold->entry().key}});
+        done({}, std::make_shared<PermitHold>(self, std::move(outcome.hold), outcome.in_doubt));
+      });
+}
+
 void SemaphoreImpl::release(Hold& hold, bool in_doubt, std::error_code& ec) noexcept {
   releaser_.release(hold, in_doubt, ec);
   hold.signal_loss_now();  // permits take no turn: nothing is held here

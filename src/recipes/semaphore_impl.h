@@ -11,6 +11,7 @@
 #include <atomic>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <stop_token>
@@ -19,6 +20,7 @@
 #include "base/mutex.h"
 #include "etcdlock/options.h"
 #include "keys/queue_requests.h"
+#include "queue/async_acquisition.h"
 #include "queue/hand_over.h"
 #include "queue/hold.h"
 #include "queue/named_queue.h"
@@ -67,6 +69,10 @@ class SemaphoreImpl : public std::enable_shared_from_this<SemaphoreImpl> {
   // A permit, or nullptr when `mode` gave up or the deadline passed. Throws Error.
   std::shared_ptr<PermitHold> acquire(SteadyTime deadline, std::stop_token cancel, QueueWait::Mode mode)
       ETCDLOCK_EXCLUDES(mu_);
+  // Asynchronous acquisition (async_acquisition.h): `done` is called once, on
+  // a notifier thread, with the permit or an error.
+  using AsyncDone = std::function<void(std::error_code, std::shared_ptr<PermitHold>)>;
+  void async_acquire(SteadyTime deadline, std::stop_token cancel, AsyncDone done);
   // Gives a permit's entry back to etcd, handing its slot over.
   void release(Hold& hold, bool in_doubt, std::error_code& ec) noexcept ETCDLOCK_EXCLUDES(mu_);
 

@@ -49,10 +49,10 @@ TEST_F(AsioLock, CallbackRunsOnItsExecutor) {
   run_io();
   std::promise<bool> on_io;
   etcdlock::asio::async_lock(*lock, ::asio::bind_executor(io_, [&](std::error_code ec, LockHold hold) {
-                               EXPECT_FALSE(ec) << ec.message();
-                               EXPECT_TRUE(hold.held());
-                               on_io.set_value(io_.get_executor().running_in_this_thread());
-                             }));
+    EXPECT_FALSE(ec) << ec.message();
+    EXPECT_TRUE(hold.held());
+    on_io.set_value(io_.get_executor().running_in_this_thread());
+  }));
   auto result = on_io.get_future();
   ASSERT_EQ(result.wait_for(10s), std::future_status::ready);
   EXPECT_TRUE(result.get());
@@ -157,6 +157,29 @@ TEST_F(AsioLock, ATimerThatWinsAnOrCancelsTheLock) {
   for (int i = 0; i < 500 && entries("jobs") > 1; ++i) std::this_thread::sleep_for(10ms);
   EXPECT_EQ(entries("jobs"), 1);
   held->unlock();
+}
+
+TEST_F(AsioLock, PermitsWithCoAwait) {
+  auto manager = this->manager();
+  auto pool = manager->get_semaphore("pool", 2);
+  int at_once = 0;
+  int most = 0;
+  const auto worker = [&]() -> ::asio::awaitable<void> {
+    auto permit = co_await etcdlock::asio::async_acquire_permit(*pool, ::asio::use_awaitable);
+    EXPECT_TRUE(permit.held());
+    most = std::max(most, ++at_once);
+    ::asio::steady_timer pause(io_, 50ms);
+    co_await pause.async_wait(::asio::use_awaitable);
+    --at_once;
+  };
+  for (int i = 0; i < 5; ++i) ::asio::co_spawn(io_, worker(), ::asio::detached);
+  work_.reset();
+  io_.run();
+  EXPECT_EQ(most, 2);
+  EXPECT_EQ(entries("pool"), 0);
+  // A deadline that has passed makes it one try, as try_acquire_permit_for(0).
+  auto immediate = etcdlock::asio::async_acquire_permit_for(*pool, 0ms, ::asio::use_future).get();
+  EXPECT_TRUE(immediate.held());
 }
 
 }  // namespace

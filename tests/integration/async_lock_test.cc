@@ -172,6 +172,29 @@ TEST_F(AsyncLock, DeadlineGivesLockTimeoutAndLeavesNoKey) {
   held->unlock();
 }
 
+TEST_F(AsyncLock, ADeadlineThatHasPassedMakesItOneTry) {
+  auto first = manager();
+  auto second = manager();
+  Delivery free;
+  first->get_lock("jobs")->async_lock_for(0ms, free.handler());
+  ASSERT_TRUE(free.wait());
+  ASSERT_FALSE(free.error()) << free.error().message();
+  auto hold = free.take();
+  EXPECT_TRUE(hold.held());
+  Delivery busy;
+  second->get_lock("jobs")->async_lock_until(std::chrono::steady_clock::now() - 1s, busy.handler());
+  ASSERT_TRUE(busy.wait());
+  EXPECT_EQ(busy.error(), errc::lock_timeout);
+  EXPECT_EQ(entries("jobs"), 1);
+  // Behind a holder of this process: no wait for the turn either.
+  Delivery local;
+  first->get_lock("jobs")->async_lock_for(0ms, local.handler());
+  ASSERT_TRUE(local.wait());
+  EXPECT_EQ(local.error(), errc::lock_timeout);
+  hold.release();
+  EXPECT_EQ(entries("jobs"), 0);
+}
+
 TEST_F(AsyncLock, ThreadsAndAsynchronousWaitersOfOneProcessAreServedInOrder) {
   auto manager = this->manager();
   auto lock = manager->get_lock("jobs");
@@ -321,6 +344,69 @@ TEST_F(AsyncLock, PendingWaitsCostNoThreads) {
   ASSERT_TRUE(eventually([&] { return delivered.load() == kNames + kOnOneName; }));
   EXPECT_EQ(failed.load(), 0);
   ASSERT_TRUE(eventually([&] { return all_keys() == 0; }));
+}
+
+// Semaphore::async_acquire_permit: the same core, without a turn (each permit
+// has a key of its own).
+class AsyncPermit : public LockTest {};
+
+TEST_F(AsyncPermit, AWaitBeyondTheLimitGetsThePermitWhenOneIsReleased) {
+  auto first = manager();
+  auto second = manager();
+  auto pool = first->get_semaphore("pool", 2);
+  std::vector<Permit> held;
+  for (int i = 0; i < 2; ++i) {
+    std::promise<std::pair<std::error_code, Permit>> got;
+    pool->async_acquire_permit([&](std::error_code ec, Permit permit) { got.set_value({ec, std::move(permit)}); });
+    auto [ec, permit] = got.get_future().get();
+    ASSERT_FALSE(ec) << ec.message();
+    ASSERT_TRUE(permit.held());
+    held.push_back(std::move(permit));
+  }
+  EXPECT_NE(held[0].key(), held[1].key());
+  std::promise<std::pair<std::error_code, Permit>> third;
+  second->get_semaphore("pool", 2)->async_acquire_permit([&](std::error_code ec, Permit permit) {
+    third.set_value({ec, std::move(permit)});
+  });
+  ASSERT_TRUE(eventually([&] { return entries("pool") == 3; }));
+  auto waiting = third.get_future();
+  EXPECT_EQ(waiting.wait_for(300ms), std::future_status::timeout);
+  std::thread([&] { held[0].release(); }).join();
+  ASSERT_EQ(waiting.wait_for(10s), std::future_status::ready);
+  auto [ec, permit] = waiting.get();
+  ASSERT_FALSE(ec) << ec.message();
+  EXPECT_TRUE(permit.held());
+  EXPECT_GT(permit.fencing_token(), held[1].fencing_token());
+  permit.release();
+  held[1].release();
+  EXPECT_EQ(entries("pool"), 0);
+}
+
+TEST_F(AsyncPermit, CancelledAndTimedOutWaitsLeaveNoKey) {
+  auto first = manager();
+  auto second = manager();
+  auto permit = first->get_semaphore("pool", 1)->acquire_permit();
+  auto pool = second->get_semaphore("pool", 1);
+  std::promise<std::error_code> timed_out;
+  pool->async_acquire_permit_for(300ms, [&](std::error_code ec, Permit got) {
+    EXPECT_FALSE(got);
+    timed_out.set_value(ec);
+  });
+  EXPECT_EQ(timed_out.get_future().get(), errc::lock_timeout);
+  EXPECT_EQ(entries("pool"), 1);
+  std::stop_source cancel;
+  std::promise<std::error_code> cancelled;
+  pool->async_acquire_permit(
+      [&](std::error_code ec, Permit got) {
+        EXPECT_FALSE(got);
+        cancelled.set_value(ec);
+      },
+      cancel.get_token());
+  ASSERT_TRUE(eventually([&] { return entries("pool") == 2; }));
+  cancel.request_stop();
+  EXPECT_EQ(cancelled.get_future().get(), errc::cancelled);
+  EXPECT_EQ(entries("pool"), 1);
+  permit.release();
 }
 
 }  // namespace
