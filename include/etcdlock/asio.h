@@ -1,5 +1,5 @@
-// etcdlock/asio.h: the asynchronous acquisitions of Lock and Semaphore with
-// Asio's completion tokens (standalone Asio 1.22, Debian's libasio-dev; header-only, include
+// etcdlock/asio.h: the asynchronous acquisitions of Lock, Semaphore and
+// Election with Asio's completion tokens (standalone Asio 1.22, Debian's libasio-dev; header-only, include
 // it where Asio is used).
 //
 //   asio::awaitable<void> job(std::shared_ptr<etcdlock::Lock> lock) {
@@ -9,7 +9,7 @@
 //
 // Any completion token works, as with Asio's own operations: a callback
 // void(std::error_code, etcdlock::LockHold) (etcdlock::Permit for a
-// permit), asio::use_future,
+// permit, etcdlock::Leadership for a campaign), asio::use_future,
 // asio::use_awaitable, asio::experimental::deferred. The handler runs on its
 // associated executor (a callback without one: on Asio's system executor),
 // never on etcdlock's threads, and the operation keeps that executor's work
@@ -29,10 +29,12 @@
 #include <memory>
 #include <optional>
 #include <stop_token>
+#include <string>
 #include <system_error>
 #include <type_traits>
 #include <utility>
 
+#include "etcdlock/election.h"
 #include "etcdlock/lock.h"
 #include "etcdlock/semaphore.h"
 
@@ -102,6 +104,17 @@ struct InitiatePermit {
   }
 };
 
+struct InitiateCampaign {
+  template <typename Handler>
+  void operator()(Handler&& handler, Election* election, std::string value,
+                  std::chrono::steady_clock::time_point deadline) const {
+    auto operation = std::make_shared<Operation<std::decay_t<Handler>, Leadership>>(std::forward<Handler>(handler));
+    operation->begin([&](std::stop_token cancel, Election::CampaignHandler done) {
+      election->async_campaign_until(std::move(value), deadline, std::move(done), std::move(cancel));
+    });
+  }
+};
+
 }  // namespace detail
 
 // Lock::async_lock_until with a completion token; the lock must outlive the
@@ -145,6 +158,29 @@ auto async_acquire_permit_for(Semaphore& semaphore, const std::chrono::duration<
                               CompletionToken&& token) {
   return async_acquire_permit_until(semaphore, ::etcdlock::detail::deadline_after(timeout),
                                     std::forward<CompletionToken>(token));
+}
+
+// Election::async_campaign_until with a completion token.
+template <typename CompletionToken>
+auto async_campaign_until(Election& election, std::string value, std::chrono::steady_clock::time_point deadline,
+                          CompletionToken&& token) {
+  return ::asio::async_initiate<CompletionToken, void(std::error_code, Leadership)>(
+      detail::InitiateCampaign{}, token, &election, std::move(value), deadline);
+}
+
+// Election::async_campaign with a completion token.
+template <typename CompletionToken>
+auto async_campaign(Election& election, std::string value, CompletionToken&& token) {
+  return async_campaign_until(election, std::move(value), std::chrono::steady_clock::time_point::max(),
+                              std::forward<CompletionToken>(token));
+}
+
+// Election::async_campaign_for with a completion token.
+template <typename Rep, typename Period, typename CompletionToken>
+auto async_campaign_for(Election& election, std::string value, const std::chrono::duration<Rep, Period>& timeout,
+                        CompletionToken&& token) {
+  return async_campaign_until(election, std::move(value), ::etcdlock::detail::deadline_after(timeout),
+                              std::forward<CompletionToken>(token));
 }
 
 }  // namespace etcdlock::asio

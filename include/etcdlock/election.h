@@ -13,6 +13,7 @@
 #include <string_view>
 
 #include "etcdlock/deadline.h"
+#include "etcdlock/leadership.h"
 
 namespace etcdlock {
 
@@ -84,6 +85,21 @@ class Election {
   [[nodiscard]] bool campaign_until(std::string_view value, const std::chrono::time_point<Clock, Duration>& deadline,
                                     std::stop_token cancel = {}) {
     return campaign_until_steady(value, detail::to_steady(deadline), std::move(cancel));
+  }
+
+  // Asynchronous campaign, as Lock::async_lock: no thread waits, and
+  // `handler` is called once, on an etcdlock notifier thread, with the
+  // leadership as an object or with an error (lock_timeout at the deadline,
+  // cancelled, closed, unavailable, permission_denied); a campaign that
+  // fails leaves no key. For Asio's completion tokens, see etcdlock/asio.h.
+  using CampaignHandler = std::function<void(std::error_code, Leadership)>;
+  void async_campaign(std::string value, CampaignHandler handler, std::stop_token cancel = {});
+  void async_campaign_until(std::string value, std::chrono::steady_clock::time_point deadline, CampaignHandler handler,
+                            std::stop_token cancel = {});
+  template <class Rep, class Period>
+  void async_campaign_for(std::string value, const std::chrono::duration<Rep, Period>& timeout, CampaignHandler handler,
+                          std::stop_token cancel = {}) {
+    async_campaign_until(std::move(value), detail::deadline_after(timeout), std::move(handler), std::move(cancel));
   }
 
   // The leader replaces its proposal, in one Txn that compares its key's

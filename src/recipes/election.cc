@@ -1,5 +1,7 @@
 #include "etcdlock/election.h"
 
+#include "base/text.h"
+#include "etcdlock/error.h"
 #include "observe/leader_observer.h"
 #include "recipes/election_impl.h"
 
@@ -37,6 +39,28 @@ bool Election::campaign_until_steady(std::string_view value, detail::SteadyTime 
 }
 
 bool Election::proclaim(std::string_view value) { return impl_->proclaim(value); }
+
+void Election::async_campaign(std::string value, CampaignHandler handler, std::stop_token cancel) {
+  async_campaign_until(std::move(value), std::chrono::steady_clock::time_point::max(), std::move(handler),
+                       std::move(cancel));
+}
+
+void Election::async_campaign_until(std::string value, std::chrono::steady_clock::time_point deadline,
+                                    CampaignHandler handler, std::stop_token cancel) {
+  if (!handler) {
+    throw Error(errc::invalid_argument,
+                "async_campaign in election " + detail::quote_value(impl_->name()) + ": the handler is empty");
+  }
+  impl_->async_campaign(
+      std::move(value), deadline, std::move(cancel),
+      [handler = std::move(handler), impl = impl_](std::error_code ec, std::shared_ptr<detail::AsyncLeadership> state) {
+        try {
+          handler(ec, Leadership(std::move(state)));
+        } catch (...) {
+          impl->warn_handler_threw();
+        }
+      });
+}
 void Election::resign() noexcept { impl_->resign(); }
 bool Election::is_leader() const { return impl_->is_leader(); }
 std::stop_token Election::lost_token() const { return impl_->lost_token(); }

@@ -58,12 +58,17 @@ bool ElectionImpl::campaign(std::string_view value, SteadyTime deadline, std::st
 bool ElectionImpl::proclaim(std::string_view value) {
   context().check_open();
   const auto hold = exclusive_.hold();
-  if (!hold || hold->lost()) return false;
-  auto txn = while_created_at(hold->entry().key, hold->entry().revision);
+  if (!hold) return false;
+  return proclaim(*hold, value);
+}
+
+bool ElectionImpl::proclaim(Hold& hold, std::string_view value) {
+  if (hold.lost()) return false;
+  auto txn = while_created_at(hold.entry().key, hold.entry().revision);
   auto* put = txn.add_success()->mutable_request_put();
-  put->set_key(hold->entry().key);
+  put->set_key(hold.entry().key);
   put->set_value(std::string(value));
-  put->set_lease(hold->lease_id());
+  put->set_lease(hold.lease_id());
   bool still_leader = false;
   try {
     still_leader =
@@ -71,8 +76,72 @@ bool ElectionImpl::proclaim(std::string_view value) {
   } catch (const etcd::LeaseNotFound&) {
     // The lease is gone, and the leader's key with it.
   }
-  if (!still_leader) hold->lose(LossCause::deleted);
+  if (!still_leader) hold.lose(LossCause::deleted);
   return still_leader;
+}
+
+void ElectionImpl::async_campaign(std::string value, SteadyTime deadline, std::stop_token cancel, AsyncDone done) {
+  const auto& named = exclusive_.named();
+  if (named.context->closed()) {
+    named.context->notifier().post([done = std::move(done)] { done(make_error_code(errc::closed), nullptr); });
+    return;
+  }
+  AsyncAcquisition::Request request{
+      named.context,
+      named.queue,
+      "leadership",
+      named.name,
+      {std::move(value), "", Admission::exclusive(), {}, false},
+      {options_.retry_interval, options_.max_retries, options_.max_retry_interval},
+      named.counters,
+      &exclusive_.turn(),
+      shared_from_this(),
+      deadline,
+      std::move(cancel),
+  };
+  AsyncAcquisition::start(
+      std::move(request), [self = shared_from_this(), done = std::move(done)](AsyncAcquisition::Outcome outcome) {
+        if (!outcome.hold) return done(outcome.error, nullptr);
+        // The turn is ours (the acquisition kept it) until the Leadership resigns.
+        self->exclusive_.adopt(outcome.hold, outcome.in_doubt);
+        self->context().log()(LogLevel::info, "elected",
+                              {{"name", self->name()}, {"key", outcome.key}, {"by", "asynchronous campaign"}});
+        auto state = std::make_shared<AsyncLeadership>();
+        state->election = self;
+        state->hold = std::move(outcome.hold);
+        done({}, std::move(state));
+      });
+}
+
+void ElectionImpl::warn_handler_threw() const noexcept {
+  try {
+    context().log()(LogLevel::warning, "the handler of an asynchronous campaign threw; ignored", {{"name", name()}});
+  } catch (...) {  // nothing to report it to
+  }
+}
+
+bool ElectionImpl::proclaim(AsyncLeadership& leadership, std::string_view value) {
+  context().check_open();
+  if (leadership.resigned.load()) return false;
+  return proclaim(*leadership.hold, value);
+}
+
+void ElectionImpl::resign(AsyncLeadership& leadership, std::error_code& ec) noexcept {
+  ec.clear();
+  if (leadership.resigned.exchange(true)) {
+    ec = make_error_code(errc::lock_not_held);
+    return;
+  }
+  // From here on this process does not lead, whatever etcd answers.
+  auto [hold, in_doubt] = exclusive_.take_if(leadership.hold);
+  if (!hold) {  // cannot happen: the turn kept it this leadership's
+    ec = make_error_code(errc::lock_not_held);
+    return;
+  }
+  ec = end_leadership(*hold, in_doubt);
+  if (!ec) context().log()(LogLevel::info, "resigned", {{"name", name()}, {"key", hold->entry().key}});
+  exclusive_.give_back_turn();
+  hold->signal_loss_now();  // with the turn given back: a loss callback may campaign again
 }
 
 void ElectionImpl::resign() noexcept {

@@ -10,6 +10,7 @@
 // deletion.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -19,11 +20,20 @@
 
 #include "etcdlock/election.h"
 #include "etcdlock/options.h"
+#include "queue/async_acquisition.h"
 #include "queue/exclusive_hold.h"
 
 namespace etcdlock::detail {
 
 class LeaderObserver;
+class ElectionImpl;
+
+// What a Leadership owns: a leadership of the election, its turn taken.
+struct AsyncLeadership {
+  std::shared_ptr<ElectionImpl> election;
+  std::shared_ptr<Hold> hold;
+  std::atomic<bool> resigned{false};
+};
 
 // Thread-safe.
 class ElectionImpl : public std::enable_shared_from_this<ElectionImpl> {
@@ -36,6 +46,18 @@ class ElectionImpl : public std::enable_shared_from_this<ElectionImpl> {
   bool campaign(std::string_view value, SteadyTime deadline, std::stop_token cancel);
   bool proclaim(std::string_view value);
   void resign() noexcept;
+
+  // Asynchronous campaign (async_acquisition.h): `done` is called once, on a
+  // notifier thread, with the leadership or an error.
+  using AsyncDone = std::function<void(std::error_code, std::shared_ptr<AsyncLeadership>)>;
+  void async_campaign(std::string value, SteadyTime deadline, std::stop_token cancel, AsyncDone done);
+  // A Leadership's own calls, from any thread.
+  bool proclaim(AsyncLeadership& leadership, std::string_view value);
+  void resign(AsyncLeadership& leadership, std::error_code& ec) noexcept;
+  ExclusiveHold& exclusive() { return exclusive_; }
+  // Logs a warning: an asynchronous campaign's handler threw (the
+  // leadership it held was resigned as the exception left it).
+  void warn_handler_threw() const noexcept;
 
   bool is_leader() const { return exclusive_.held(); }
   std::stop_token lost_token() const { return exclusive_.lost_token(); }
@@ -50,6 +72,9 @@ class ElectionImpl : public std::enable_shared_from_this<ElectionImpl> {
   const ElectionOptions& options() const { return options_; }
 
  private:
+  // Replaces the proposal of `hold`'s key, unless the key is gone (then the
+  // hold is lost).
+  bool proclaim(Hold& hold, std::string_view value);
   // Gives a leadership up in etcd (Hold::give_up): its key is deleted, or
   // removed in the background when etcd does not answer.
   std::error_code end_leadership(Hold& hold, bool in_doubt) noexcept;

@@ -17,7 +17,9 @@ LockHold& LockHold::operator=(LockHold&& other) noexcept {
 
 LockHold::~LockHold() { release(); }
 
-bool LockHold::held() const { return state_ && !state_->hold->lost(); }
+bool LockHold::held() const {
+  return state_ && !state_->hold->lost() && state_->lock->exclusive().hold() == state_->hold;
+}
 
 void LockHold::release() noexcept {
   std::error_code ignored;

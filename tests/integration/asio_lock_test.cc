@@ -182,5 +182,21 @@ TEST_F(AsioLock, PermitsWithCoAwait) {
   EXPECT_TRUE(immediate.held());
 }
 
+TEST_F(AsioLock, CampaignWithCoAwait) {
+  auto manager = this->manager();
+  auto election = manager->get_election("scheduler");
+  std::string leader_value;
+  const auto candidate = [&]() -> ::asio::awaitable<void> {
+    auto leadership = co_await etcdlock::asio::async_campaign(*election, "host-7", ::asio::use_awaitable);
+    EXPECT_TRUE(leadership.is_leader());
+    leader_value = election->leader()->value;
+  };
+  ::asio::co_spawn(io_, candidate(), ::asio::detached);
+  work_.reset();
+  io_.run();
+  EXPECT_EQ(leader_value, "host-7");
+  EXPECT_EQ(entries("scheduler"), 0);
+}
+
 }  // namespace
 }  // namespace etcdlock::testing

@@ -409,5 +409,87 @@ TEST_F(AsyncPermit, CancelledAndTimedOutWaitsLeaveNoKey) {
   permit.release();
 }
 
+// Election::async_campaign: a leadership as an object.
+class AsyncElection : public LockTest {};
+
+std::pair<std::error_code, Leadership> campaign_async(Election& election, std::string value,
+                                                      std::stop_token cancel = {}) {
+  std::promise<std::pair<std::error_code, Leadership>> got;
+  election.async_campaign(
+      std::move(value),
+      [&](std::error_code ec, Leadership leadership) {
+        got.set_value({ec, std::move(leadership)});
+      },
+      std::move(cancel));
+  return got.get_future().get();
+}
+
+TEST_F(AsyncElection, ACandidateLeadsOnceTheLeaderResignsAndProclaimsAsTheLeader) {
+  auto first = manager();
+  auto second = manager();
+  auto leading = first->get_election("scheduler");
+  leading->campaign("first");
+  auto election = second->get_election("scheduler");
+  auto result = std::async(std::launch::async, [&] { return campaign_async(*election, "second"); });
+  ASSERT_TRUE(eventually([&] { return entries("scheduler") == 2; }));
+  EXPECT_EQ(result.wait_for(300ms), std::future_status::timeout);
+  leading->resign();
+  ASSERT_EQ(result.wait_for(10s), std::future_status::ready);
+  auto [ec, leadership] = result.get();
+  ASSERT_FALSE(ec) << ec.message();
+  EXPECT_TRUE(leadership.is_leader());
+  EXPECT_TRUE(election->is_leader());
+  EXPECT_EQ(leadership.name(), "scheduler");
+  ASSERT_TRUE(leading->leader());
+  EXPECT_EQ(leading->leader()->value, "second");
+  EXPECT_EQ(leading->leader()->key, leadership.key());
+  EXPECT_TRUE(leadership.proclaim("second, again"));
+  EXPECT_EQ(leading->leader()->value, "second, again");
+  EXPECT_GT(leadership.fencing_token(), 0);
+  EXPECT_TRUE(leadership.guarded_put(prefix_ + "-data/x", "1"));
+  std::error_code resigned;
+  std::thread([&] { leadership.resign(resigned); }).join();
+  EXPECT_FALSE(resigned) << resigned.message();
+  EXPECT_FALSE(election->is_leader());
+  EXPECT_EQ(entries("scheduler"), 0);
+}
+
+TEST_F(AsyncElection, ACancelledCampaignLeavesNoKey) {
+  auto first = manager();
+  auto second = manager();
+  auto leading = first->get_election("scheduler");
+  leading->campaign("first");
+  std::stop_source cancel;
+  auto election = second->get_election("scheduler");
+  auto result = std::async(std::launch::async, [&] { return campaign_async(*election, "second", cancel.get_token()); });
+  ASSERT_TRUE(eventually([&] { return entries("scheduler") == 2; }));
+  cancel.request_stop();
+  auto [ec, leadership] = result.get();
+  EXPECT_EQ(ec, errc::cancelled);
+  EXPECT_FALSE(leadership);
+  EXPECT_EQ(entries("scheduler"), 1);
+  leading->resign();
+}
+
+TEST_F(AsyncElection, TheElectionsResignEndsTheLeadershipObjectToo) {
+  auto manager = this->manager();
+  auto election = manager->get_election("scheduler");
+  auto [ec, leadership] = campaign_async(*election, "me");
+  ASSERT_FALSE(ec) << ec.message();
+  ASSERT_TRUE(leadership.is_leader());
+  election->resign();  // this process's leadership, whoever holds it
+  EXPECT_FALSE(leadership.is_leader());
+  EXPECT_EQ(leadership.fencing_token(), 0);
+  EXPECT_FALSE(leadership.proclaim("stale"));
+  EXPECT_FALSE(leadership.guarded_put(prefix_ + "-data/x", "stale"));
+  std::error_code resigned;
+  leadership.resign(resigned);
+  EXPECT_EQ(resigned, errc::lock_not_held);
+  EXPECT_EQ(entries("scheduler"), 0);
+  // The turn went back with the sync resign: a thread campaigns at once.
+  EXPECT_TRUE(election->campaign_for("again", 5s));
+  election->resign();
+}
+
 }  // namespace
 }  // namespace etcdlock::testing
