@@ -80,6 +80,9 @@
 //   async_release_hand_over  release (A)        as lock_unlock_hand_over, with LockHold::release()
 //   async_guarded_put        guarded_write      as lock_guarded_put, with LockHold::guarded_put()
 //   async_release_stalled    release, held      as lock_unlock, with LockHold::release()
+//   async_campaign           enqueue (A)        as election_campaign, with Election::async_campaign and a Leadership
+//   async_resign             resign (A)         as election_resign, with Leadership::resign()
+//   async_resign_stalled     resign, held       as election_resign, with Leadership::resign()
 //   multi_lock               multi_enqueue (A)  as lock_lock, every participant with a MultiLock on {x, y}
 //   multi_try_lock           multi_enqueue (A)  as lock_try_lock, with MultiLocks
 //   multi_try_lock_for       multi_enqueue (A)  as lock_try_lock_for, with MultiLocks
@@ -178,7 +181,7 @@ const std::string kName = "x";
 // checks that this one's is empty once the row has ended.
 const std::string kOtherName = "y";
 
-enum class Kind { lock, shared_lock, semaphore, election, multi_lock, async_lock };
+enum class Kind { lock, shared_lock, semaphore, election, multi_lock, async_lock, async_election };
 
 // Lock::async_lock(_for), waited for: what the handler got.
 std::pair<std::error_code, LockHold> acquire_async(Lock& lock, std::optional<std::chrono::milliseconds> timeout,
@@ -369,7 +372,8 @@ struct Participant {
   std::set<std::int64_t> leases;  // every lease it was seen with (checker thread)
   // On the actor's thread only:
   std::optional<Permit> permit;
-  std::optional<LockHold> hold;  // Kind::async_lock's
+  std::optional<LockHold> hold;          // Kind::async_lock's
+  std::optional<Leadership> leadership;  // Kind::async_election's
   bool owes = false;
   std::unique_ptr<Actor> actor;  // last: its thread looks at the members above
 
@@ -602,6 +606,8 @@ class LostReply : public LockTest, public ::testing::WithParamInterface<Row> {
         return "campaign()";
       case Kind::async_lock:
         return "async_lock()";
+      case Kind::async_election:
+        return "async_campaign()";
     }
     return "";
   }
@@ -617,6 +623,8 @@ class LostReply : public LockTest, public ::testing::WithParamInterface<Row> {
         return "resign()";
       case Kind::async_lock:
         return "LockHold::release()";
+      case Kind::async_election:
+        return "Leadership::resign()";
     }
     return "";
   }
@@ -715,6 +723,7 @@ void LostReply::add(std::string name, const Row& row, bool admin) {
         p->semaphore = p->manager->get_semaphore(kName, kPermits, {.retry_interval = kRetry});
         break;
       case Kind::election:
+      case Kind::async_election:
         p->election = p->manager->get_election(kName, {.retry_interval = kRetry});
         break;
       case Kind::multi_lock:
@@ -756,6 +765,21 @@ Actor::Body LostReply::acquire_body(Participant& p) {
     case Kind::multi_lock:
       return [&p] {
         p.multi->lock(p.cancel.get_token());
+        p.owes = true;
+        return std::string();
+      };
+    case Kind::async_election:
+      return [&p] {
+        std::promise<std::pair<std::error_code, Leadership>> got;
+        p.election->async_campaign(
+            p.name,
+            [&got](std::error_code ec, Leadership l) {
+              got.set_value({ec, std::move(l)});
+            },
+            p.cancel.get_token());
+        auto [ec, leadership] = got.get_future().get();
+        if (ec) throw Error(static_cast<errc>(ec.value()), "async_campaign: " + ec.message());
+        p.leadership = std::move(leadership);
         p.owes = true;
         return std::string();
       };
@@ -803,6 +827,10 @@ Actor::Body LostReply::release_body(Participant& p) {
         if (p.hold) p.hold->release(ec);
         p.hold.reset();
         break;
+      case Kind::async_election:
+        if (p.leadership) p.leadership->resign(ec);
+        p.leadership.reset();
+        break;
     }
     p.owes = false;
     return ec ? std::string(to_string(static_cast<errc>(ec.value()))) : std::string();
@@ -841,6 +869,11 @@ Actor::Body LostReply::release_everything_body(Participant& p) {
         if (p.hold) p.hold->release(ec);
         p.hold.reset();
         note("LockHold::release", ec);
+        break;
+      } else if (kind_ == Kind::async_election) {
+        if (p.leadership) p.leadership->resign(ec);
+        p.leadership.reset();
+        note("Leadership::resign", ec);
         break;
       } else {
         try {
@@ -889,6 +922,15 @@ Actor::Body LostReply::last_round_body(Participant& p) {
         auto [error, hold] = acquire_async(*p.lock, kLastRoundWait, {});
         acquired = static_cast<bool>(hold);
         if (acquired) hold.release(ec);
+        break;
+      }
+      case Kind::async_election: {
+        std::promise<Leadership> got;
+        p.election->async_campaign_for(p.name, kLastRoundWait,
+                                       [&got](std::error_code, Leadership l) { got.set_value(std::move(l)); });
+        auto leadership = got.get_future().get();
+        acquired = static_cast<bool>(leadership);
+        if (acquired) leadership.resign(ec);
         break;
       }
     }
@@ -1078,6 +1120,8 @@ void LostReply::judge(const std::vector<Account>& accounts, const std::vector<Et
     case Kind::lock:
     case Kind::election:
     case Kind::multi_lock:
+    case Kind::async_lock:
+    case Kind::async_election:
       too_many = holders.size() > 1;
       break;
     case Kind::shared_lock:
@@ -1599,6 +1643,38 @@ const std::vector<Row>& rows() {
       {.name = "election_resign",
        .kind = Kind::election,
        .site = site::resign,
+       .setup =
+           [](M& m) {
+             m.hold(m.A());
+             m.queue(m.B());
+           },
+       .act = [](M& m) { m.release(m.A()); },
+       .resume = [](M& m) { m.finish(m.B()); }},
+      // Election's asynchronous campaign: the Leadership's own resign
+      {.name = "async_campaign",
+       .kind = Kind::async_election,
+       .site = site::enqueue,
+       .setup = [](M& m) { m.hold(m.B()); },
+       .act = [](M& m) { m.start(m.A()); },
+       .resume =
+           [](M& m) {
+             m.release(m.B());
+             m.finish(m.A());
+           }},
+      {.name = "async_resign",
+       .kind = Kind::async_election,
+       .site = site::resign,
+       .setup =
+           [](M& m) {
+             m.hold(m.A());
+             m.queue(m.B());
+           },
+       .act = [](M& m) { m.release(m.A()); },
+       .resume = [](M& m) { m.finish(m.B()); }},
+      {.name = "async_resign_stalled",
+       .kind = Kind::async_election,
+       .site = site::resign,
+       .stalled = true,
        .setup =
            [](M& m) {
              m.hold(m.A());
