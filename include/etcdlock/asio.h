@@ -1,6 +1,6 @@
-// etcdlock/asio.h: the asynchronous acquisitions of Lock, Semaphore and
-// Election with Asio's completion tokens (standalone Asio 1.22, Debian's libasio-dev; header-only, include
-// it where Asio is used).
+// etcdlock/asio.h: the asynchronous acquisitions of Lock, Semaphore,
+// Election and SharedLock with Asio's completion tokens (standalone Asio 1.22, Debian's libasio-dev; header-only,
+// include it where Asio is used).
 //
 //   asio::awaitable<void> job(std::shared_ptr<etcdlock::Lock> lock) {
 //     etcdlock::LockHold hold = co_await etcdlock::asio::async_lock(*lock, asio::use_awaitable);
@@ -9,7 +9,8 @@
 //
 // Any completion token works, as with Asio's own operations: a callback
 // void(std::error_code, etcdlock::LockHold) (etcdlock::Permit for a
-// permit, etcdlock::Leadership for a campaign), asio::use_future,
+// permit, etcdlock::Leadership for a campaign, etcdlock::SharedLockHold for
+// a read-write lock's side), asio::use_future,
 // asio::use_awaitable, asio::experimental::deferred. The handler runs on its
 // associated executor (a callback without one: on Asio's system executor),
 // never on etcdlock's threads, and the operation keeps that executor's work
@@ -37,6 +38,7 @@
 #include "etcdlock/election.h"
 #include "etcdlock/lock.h"
 #include "etcdlock/semaphore.h"
+#include "etcdlock/shared_lock.h"
 
 namespace etcdlock::asio {
 
@@ -115,6 +117,21 @@ struct InitiateCampaign {
   }
 };
 
+struct InitiateSharedLock {
+  template <typename Handler>
+  void operator()(Handler&& handler, SharedLock* lock, bool shared,
+                  std::chrono::steady_clock::time_point deadline) const {
+    auto operation = std::make_shared<Operation<std::decay_t<Handler>, SharedLockHold>>(std::forward<Handler>(handler));
+    operation->begin([&](std::stop_token cancel, SharedLock::HoldHandler done) {
+      if (shared) {
+        lock->async_lock_shared_until(deadline, std::move(done), std::move(cancel));
+      } else {
+        lock->async_lock_until(deadline, std::move(done), std::move(cancel));
+      }
+    });
+  }
+};
+
 }  // namespace detail
 
 // Lock::async_lock_until with a completion token; the lock must outlive the
@@ -181,6 +198,39 @@ auto async_campaign_for(Election& election, std::string value, const std::chrono
                         CompletionToken&& token) {
   return async_campaign_until(election, std::move(value), ::etcdlock::detail::deadline_after(timeout),
                               std::forward<CompletionToken>(token));
+}
+
+// SharedLock's write side (async_lock_until) and read side
+// (async_lock_shared_until) with a completion token.
+template <typename CompletionToken>
+auto async_lock_until(SharedLock& lock, std::chrono::steady_clock::time_point deadline, CompletionToken&& token) {
+  return ::asio::async_initiate<CompletionToken, void(std::error_code, SharedLockHold)>(detail::InitiateSharedLock{},
+                                                                                        token, &lock, false, deadline);
+}
+template <typename CompletionToken>
+auto async_lock(SharedLock& lock, CompletionToken&& token) {
+  return async_lock_until(lock, std::chrono::steady_clock::time_point::max(), std::forward<CompletionToken>(token));
+}
+template <typename CompletionToken>
+auto async_lock_shared_until(SharedLock& lock, std::chrono::steady_clock::time_point deadline,
+                             CompletionToken&& token) {
+  return ::asio::async_initiate<CompletionToken, void(std::error_code, SharedLockHold)>(detail::InitiateSharedLock{},
+                                                                                        token, &lock, true, deadline);
+}
+template <typename CompletionToken>
+auto async_lock_shared(SharedLock& lock, CompletionToken&& token) {
+  return async_lock_shared_until(lock, std::chrono::steady_clock::time_point::max(),
+                                 std::forward<CompletionToken>(token));
+}
+template <typename Rep, typename Period, typename CompletionToken>
+auto async_lock_for(SharedLock& lock, const std::chrono::duration<Rep, Period>& timeout, CompletionToken&& token) {
+  return async_lock_until(lock, ::etcdlock::detail::deadline_after(timeout), std::forward<CompletionToken>(token));
+}
+template <typename Rep, typename Period, typename CompletionToken>
+auto async_lock_shared_for(SharedLock& lock, const std::chrono::duration<Rep, Period>& timeout,
+                           CompletionToken&& token) {
+  return async_lock_shared_until(lock, ::etcdlock::detail::deadline_after(timeout),
+                                 std::forward<CompletionToken>(token));
 }
 
 }  // namespace etcdlock::asio

@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <stop_token>
 #include <string>
@@ -12,6 +13,7 @@
 #include <system_error>
 
 #include "etcdlock/deadline.h"
+#include "etcdlock/shared_lock_hold.h"
 
 namespace etcdlock {
 
@@ -82,6 +84,30 @@ class SharedLock {
   void unlock_shared() noexcept;
   void unlock_shared(std::error_code& ec) noexcept;
 
+  // Asynchronous acquisition of the write side (async_lock) or the read side
+  // (async_lock_shared), as Lock::async_lock: no thread waits, and `handler`
+  // is called once, on an etcdlock notifier thread, with the hold as an
+  // object or with an error (lock_timeout at the deadline, cancelled,
+  // closed, unavailable, permission_denied); a wait that fails leaves no
+  // key. For Asio's completion tokens, see etcdlock/asio.h.
+  using HoldHandler = std::function<void(std::error_code, SharedLockHold)>;
+  void async_lock(HoldHandler handler, std::stop_token cancel = {});
+  void async_lock_until(std::chrono::steady_clock::time_point deadline, HoldHandler handler,
+                        std::stop_token cancel = {});
+  template <class Rep, class Period>
+  void async_lock_for(const std::chrono::duration<Rep, Period>& timeout, HoldHandler handler,
+                      std::stop_token cancel = {}) {
+    async_lock_until(detail::deadline_after(timeout), std::move(handler), std::move(cancel));
+  }
+  void async_lock_shared(HoldHandler handler, std::stop_token cancel = {});
+  void async_lock_shared_until(std::chrono::steady_clock::time_point deadline, HoldHandler handler,
+                               std::stop_token cancel = {});
+  template <class Rep, class Period>
+  void async_lock_shared_for(const std::chrono::duration<Rep, Period>& timeout, HoldHandler handler,
+                             std::stop_token cancel = {}) {
+    async_lock_shared_until(detail::deadline_after(timeout), std::move(handler), std::move(cancel));
+  }
+
   // This thread's hold: which side, if any, and not lost.
   bool held_exclusively_by_this_thread() const;
   bool held_shared_by_this_thread() const;
@@ -96,6 +122,8 @@ class SharedLock {
 
  private:
   bool try_lock_until_steady(detail::SteadyTime deadline, std::stop_token cancel, bool shared);
+  void async_acquire(bool shared, std::chrono::steady_clock::time_point deadline, HoldHandler handler,
+                     std::stop_token cancel);
 
   std::shared_ptr<detail::SharedLockImpl> impl_;
 };

@@ -1,5 +1,7 @@
 #include "etcdlock/shared_lock.h"
 
+#include "base/text.h"
+#include "etcdlock/error.h"
 #include "queue/guarded_write.h"
 #include "recipes/shared_lock_impl.h"
 
@@ -32,6 +34,43 @@ void SharedLock::lock_shared(std::stop_token cancel) {
 bool SharedLock::try_lock_shared() {
   return impl_->acquire(Side::read, detail::deadline_after(impl_->context().client().command_timeout()), {},
                         Mode::try_once);
+}
+
+void SharedLock::async_lock(HoldHandler handler, std::stop_token cancel) {
+  async_acquire(false, std::chrono::steady_clock::time_point::max(), std::move(handler), std::move(cancel));
+}
+
+void SharedLock::async_lock_until(std::chrono::steady_clock::time_point deadline, HoldHandler handler,
+                                  std::stop_token cancel) {
+  async_acquire(false, deadline, std::move(handler), std::move(cancel));
+}
+
+void SharedLock::async_lock_shared(HoldHandler handler, std::stop_token cancel) {
+  async_acquire(true, std::chrono::steady_clock::time_point::max(), std::move(handler), std::move(cancel));
+}
+
+void SharedLock::async_lock_shared_until(std::chrono::steady_clock::time_point deadline, HoldHandler handler,
+                                         std::stop_token cancel) {
+  async_acquire(true, deadline, std::move(handler), std::move(cancel));
+}
+
+void SharedLock::async_acquire(bool shared, std::chrono::steady_clock::time_point deadline, HoldHandler handler,
+                               std::stop_token cancel) {
+  if (!handler) {
+    throw Error(errc::invalid_argument,
+                "asynchronous lock on shared lock " + detail::quote_value(impl_->name()) + ": the handler is empty");
+  }
+  const auto side = shared ? detail::SharedLockImpl::Side::read : detail::SharedLockImpl::Side::write;
+  impl_->async_acquire(
+      side, deadline, std::move(cancel),
+      [handler = std::move(handler), impl = impl_](std::error_code ec, std::shared_ptr<detail::AsyncSharedHold> state) {
+        try {
+          handler(ec, SharedLockHold(std::move(state)));
+        } catch (...) {
+          impl->context().log()(LogLevel::warning, "the handler of an asynchronous shared lock threw; ignored",
+                                {{"name", impl->name()}});
+        }
+      });
 }
 
 bool SharedLock::try_lock_until_steady(detail::SteadyTime deadline, std::stop_token cancel, bool shared) {

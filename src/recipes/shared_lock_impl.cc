@@ -159,6 +159,52 @@ void SharedLockImpl::release(Side side, std::error_code& ec) noexcept {
   hold->signal_loss_now();  // with nothing held here: a loss callback may lock again
 }
 
+void SharedLockImpl::async_acquire(Side side, SteadyTime deadline, std::stop_token cancel, AsyncDone done) {
+  const auto& context = named_.context;
+  if (context->closed()) {
+    context->notifier().post([done = std::move(done)] { done(make_error_code(errc::closed), nullptr); });
+    return;
+  }
+  const bool write = side == Side::write;
+  AsyncAcquisition::Request request{
+      context,
+      named_.queue,
+      write ? "write lock" : "read lock",
+      named_.name,
+      {context->entry_value(side, 0, /*with_inbox=*/false),
+       context->unique_key_suffix(),
+       write ? Admission::exclusive() : Admission::shared(),
+       {},
+       false},
+      {options_.retry_interval, options_.max_retries, options_.max_retry_interval},
+      named_.counters,
+      nullptr,  // each hold has its own entry: etcd's queue excludes them, no turn
+      shared_from_this(),
+      deadline,
+      std::move(cancel),
+  };
+  AsyncAcquisition::start(std::move(request), [self = shared_from_this(), write,
+                                               done = std::move(done)](AsyncAcquisition::Outcome outcome) {
+    if (!outcome.hold) return done(outcome.error, nullptr);
+    auto state = std::make_shared<AsyncSharedHold>();
+    state->lock = self;
+    state->hold = std::move(outcome.hold);
+    state->in_doubt = outcome.in_doubt;
+    state->writing = write;
+    done({}, std::move(state));
+  });
+}
+
+void SharedLockImpl::release(AsyncSharedHold& state, std::error_code& ec) noexcept {
+  ec.clear();
+  if (state.released.exchange(true)) {
+    ec = make_error_code(errc::lock_not_held);
+    return;
+  }
+  give_up(*state.hold, state.in_doubt, ec);
+  state.hold->signal_loss_now();
+}
+
 void SharedLockImpl::warn_not_held(std::string_view call) const noexcept {
   try {
     named_.context->log()(LogLevel::warning,

@@ -9,6 +9,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -19,6 +20,7 @@
 #include "base/mutex.h"
 #include "etcdlock/options.h"
 #include "keys/queue_requests.h"
+#include "queue/async_acquisition.h"
 #include "queue/hold.h"
 #include "queue/named_queue.h"
 #include "queue/primitive_context.h"
@@ -27,8 +29,19 @@
 
 namespace etcdlock::detail {
 
+class SharedLockImpl;
+
+// What a SharedLockHold owns: one side's entry, not a thread's.
+struct AsyncSharedHold {
+  std::shared_ptr<SharedLockImpl> lock;
+  std::shared_ptr<Hold> hold;
+  bool in_doubt = false;  // its key is retired at release
+  bool writing = false;
+  std::atomic<bool> released{false};
+};
+
 // Thread-safe.
-class SharedLockImpl {
+class SharedLockImpl : public std::enable_shared_from_this<SharedLockImpl> {
  public:
   // Read or write; never none.
   using Side = HolderValue::Side;
@@ -41,6 +54,13 @@ class SharedLockImpl {
   // deadline passed. Throws Error (see SharedLock).
   bool acquire(Side side, SteadyTime deadline, std::stop_token cancel, QueueWait::Mode mode) ETCDLOCK_EXCLUDES(mu_);
   void release(Side side, std::error_code& ec) noexcept ETCDLOCK_EXCLUDES(mu_);
+
+  // Asynchronous acquisition of `side` (async_acquisition.h): an entry of its
+  // own, no thread's; `done` is called once, on a notifier thread.
+  using AsyncDone = std::function<void(std::error_code, std::shared_ptr<AsyncSharedHold>)>;
+  void async_acquire(Side side, SteadyTime deadline, std::stop_token cancel, AsyncDone done);
+  // Ends a hold that async_acquire() gave, from any thread.
+  void release(AsyncSharedHold& hold, std::error_code& ec) noexcept;
   // Logs a warning: `call` by a thread that does not hold that side, which
   // the throwing-free unlock() and unlock_shared() cannot report otherwise.
   void warn_not_held(std::string_view call) const noexcept;

@@ -198,5 +198,25 @@ TEST_F(AsioLock, CampaignWithCoAwait) {
   EXPECT_EQ(entries("scheduler"), 0);
 }
 
+TEST_F(AsioLock, SharedLockSidesWithUseFuture) {
+  auto manager = this->manager();
+  auto table = manager->get_shared_lock("table");
+  auto reading = etcdlock::asio::async_lock_shared(*table, ::asio::use_future).get();
+  EXPECT_TRUE(reading.held());
+  EXPECT_FALSE(reading.writing());
+  auto writer = etcdlock::asio::async_lock_for(*table, 300ms, ::asio::use_future);
+  try {
+    (void)writer.get();
+    FAIL() << "a writer beside a reader";
+  } catch (const std::system_error& error) {
+    EXPECT_EQ(error.code(), errc::lock_timeout);
+  }
+  reading.release();
+  auto writing = etcdlock::asio::async_lock(*table, ::asio::use_future).get();
+  EXPECT_TRUE(writing.writing());
+  writing.release();
+  EXPECT_EQ(entries("table"), 0);
+}
+
 }  // namespace
 }  // namespace etcdlock::testing

@@ -491,5 +491,68 @@ TEST_F(AsyncElection, TheElectionsResignEndsTheLeadershipObjectToo) {
   election->resign();
 }
 
+// SharedLock::async_lock / async_lock_shared: each hold an entry of its own.
+class AsyncSharedLock : public LockTest {};
+
+std::future<std::pair<std::error_code, SharedLockHold>> shared_async(SharedLock& lock, bool shared,
+                                                                     std::stop_token cancel = {}) {
+  auto got = std::make_shared<std::promise<std::pair<std::error_code, SharedLockHold>>>();
+  auto future = got->get_future();
+  auto handler = [got](std::error_code ec, SharedLockHold hold) { got->set_value({ec, std::move(hold)}); };
+  if (shared) {
+    lock.async_lock_shared(handler, std::move(cancel));
+  } else {
+    lock.async_lock(handler, std::move(cancel));
+  }
+  return future;
+}
+
+TEST_F(AsyncSharedLock, ReadersTogetherAWriterAloneInOrder) {
+  auto manager = this->manager();
+  auto table = manager->get_shared_lock("table");
+  auto [ec1, reader1] = shared_async(*table, true).get();
+  auto [ec2, reader2] = shared_async(*table, true).get();
+  ASSERT_FALSE(ec1 || ec2);
+  EXPECT_TRUE(reader1.held() && reader2.held());
+  EXPECT_FALSE(reader1.writing());
+  auto writer = shared_async(*table, false);
+  ASSERT_TRUE(eventually([&] { return entries("table") == 3; }));
+  auto late_reader = shared_async(*table, true);  // behind the writer
+  ASSERT_TRUE(eventually([&] { return entries("table") == 4; }));
+  EXPECT_EQ(writer.wait_for(200ms), std::future_status::timeout);
+  reader1.release();
+  std::thread([&] { reader2.release(); }).join();
+  ASSERT_EQ(writer.wait_for(10s), std::future_status::ready);
+  auto [ec3, writing] = writer.get();
+  ASSERT_FALSE(ec3) << ec3.message();
+  EXPECT_TRUE(writing.writing());
+  EXPECT_TRUE(writing.guarded_put(prefix_ + "-data/x", "written"));
+  EXPECT_EQ(late_reader.wait_for(200ms), std::future_status::timeout);
+  writing.release();
+  ASSERT_EQ(late_reader.wait_for(10s), std::future_status::ready);
+  auto [ec4, reading] = late_reader.get();
+  ASSERT_FALSE(ec4) << ec4.message();
+  EXPECT_GT(reading.fencing_token(), 0);
+  reading.release();
+  EXPECT_EQ(entries("table"), 0);
+}
+
+TEST_F(AsyncSharedLock, ACancelledWaitLeavesNoKey) {
+  auto first = manager();
+  auto second = manager();
+  auto [ec, writing] = shared_async(*first->get_shared_lock("table"), false).get();
+  ASSERT_FALSE(ec);
+  std::stop_source cancel;
+  auto reader = shared_async(*second->get_shared_lock("table"), true, cancel.get_token());
+  ASSERT_TRUE(eventually([&] { return entries("table") == 2; }));
+  cancel.request_stop();
+  auto [cancelled, none] = reader.get();
+  EXPECT_EQ(cancelled, errc::cancelled);
+  EXPECT_FALSE(none);
+  EXPECT_EQ(entries("table"), 1);
+  writing.release();
+  EXPECT_EQ(entries("table"), 0);
+}
+
 }  // namespace
 }  // namespace etcdlock::testing
