@@ -83,6 +83,8 @@
 //   async_campaign           enqueue (A)        as election_campaign, with Election::async_campaign and a Leadership
 //   async_resign             resign (A)         as election_resign, with Leadership::resign()
 //   async_resign_stalled     resign, held       as election_resign, with Leadership::resign()
+//   async_shared_lock        enqueue (A)        as shared_lock, with SharedLock::async_lock(_shared) and SharedLockHold
+//   async_shared_release     release (A)        as shared_unlock, with SharedLockHold::release()
 //   multi_lock               multi_enqueue (A)  as lock_lock, every participant with a MultiLock on {x, y}
 //   multi_try_lock           multi_enqueue (A)  as lock_try_lock, with MultiLocks
 //   multi_try_lock_for       multi_enqueue (A)  as lock_try_lock_for, with MultiLocks
@@ -181,7 +183,7 @@ const std::string kName = "x";
 // checks that this one's is empty once the row has ended.
 const std::string kOtherName = "y";
 
-enum class Kind { lock, shared_lock, semaphore, election, multi_lock, async_lock, async_election };
+enum class Kind { lock, shared_lock, semaphore, election, multi_lock, async_lock, async_election, async_shared_lock };
 
 // Lock::async_lock(_for), waited for: what the handler got.
 std::pair<std::error_code, LockHold> acquire_async(Lock& lock, std::optional<std::chrono::milliseconds> timeout,
@@ -195,6 +197,10 @@ std::pair<std::error_code, LockHold> acquire_async(Lock& lock, std::optional<std
   }
   return delivered.get_future().get();
 }
+
+struct Participant;
+// SharedLock::async_lock(_shared) for the participant, waited for; throws the error.
+std::string take_shared_async(Participant& p, bool read);
 
 // A hold as its client claims it.
 struct Claim {
@@ -372,8 +378,9 @@ struct Participant {
   std::set<std::int64_t> leases;  // every lease it was seen with (checker thread)
   // On the actor's thread only:
   std::optional<Permit> permit;
-  std::optional<LockHold> hold;          // Kind::async_lock's
-  std::optional<Leadership> leadership;  // Kind::async_election's
+  std::optional<LockHold> hold;               // Kind::async_lock's
+  std::optional<Leadership> leadership;       // Kind::async_election's
+  std::optional<SharedLockHold> shared_hold;  // Kind::async_shared_lock's
   bool owes = false;
   std::unique_ptr<Actor> actor;  // last: its thread looks at the members above
 
@@ -390,6 +397,10 @@ struct Participant {
       if (token != 0 && (writing || shared->held_shared_by_this_thread())) {
         seen.claims.push_back({token, writing, shared->lost_token()});
       }
+    }
+    if (shared_hold && shared_hold->held()) {
+      const auto token = shared_hold->fencing_token();
+      if (token != 0) seen.claims.push_back({token, shared_hold->writing(), shared_hold->lost_token()});
     }
     if (permit && permit->held()) {
       const auto token = permit->fencing_token();
@@ -409,6 +420,21 @@ struct Participant {
 };
 
 class LostReply;
+
+std::string take_shared_async(Participant& p, bool read) {
+  std::promise<std::pair<std::error_code, SharedLockHold>> got;
+  auto handler = [&got](std::error_code ec, SharedLockHold hold) { got.set_value({ec, std::move(hold)}); };
+  if (read) {
+    p.shared->async_lock_shared(handler, p.cancel.get_token());
+  } else {
+    p.shared->async_lock(handler, p.cancel.get_token());
+  }
+  auto [ec, hold] = got.get_future().get();
+  if (ec) throw Error(static_cast<errc>(ec.value()), "SharedLock asynchronous lock: " + ec.message());
+  p.shared_hold = std::move(hold);
+  p.owes = true;
+  return std::string();
+}
 
 // Whose key the armed write must name.
 enum class Target { a_key, b_key, c_key, a_lease, data_key, any };
@@ -487,6 +513,7 @@ class LostReply : public LockTest, public ::testing::WithParamInterface<Row> {
   // Gives up: unlock, a permit's release, resign.
   Outcome release(Participant& p) { return run(p, release_call(), true, release_body(p)); }
   Outcome release_read(Participant& p) {
+    if (kind_ == Kind::async_shared_lock) return release(p);  // a hold object, either side
     return run(p, "unlock_shared()", true, [&p] {
       std::error_code ec;
       p.shared->unlock_shared(ec);
@@ -608,6 +635,8 @@ class LostReply : public LockTest, public ::testing::WithParamInterface<Row> {
         return "async_lock()";
       case Kind::async_election:
         return "async_campaign()";
+      case Kind::async_shared_lock:
+        return "SharedLock::async_lock()";
     }
     return "";
   }
@@ -625,6 +654,8 @@ class LostReply : public LockTest, public ::testing::WithParamInterface<Row> {
         return "LockHold::release()";
       case Kind::async_election:
         return "Leadership::resign()";
+      case Kind::async_shared_lock:
+        return "SharedLockHold::release()";
     }
     return "";
   }
@@ -717,6 +748,7 @@ void LostReply::add(std::string name, const Row& row, bool admin) {
         p->lock = p->manager->get_lock(kName, {.retry_interval = kRetry});
         break;
       case Kind::shared_lock:
+      case Kind::async_shared_lock:
         p->shared = p->manager->get_shared_lock(kName, {.retry_interval = kRetry});
         break;
       case Kind::semaphore:
@@ -768,6 +800,8 @@ Actor::Body LostReply::acquire_body(Participant& p) {
         p.owes = true;
         return std::string();
       };
+    case Kind::async_shared_lock:
+      return [&p] { return take_shared_async(p, false); };
     case Kind::async_election:
       return [&p] {
         std::promise<std::pair<std::error_code, Leadership>> got;
@@ -796,6 +830,7 @@ Actor::Body LostReply::acquire_body(Participant& p) {
 }
 
 Actor::Body LostReply::read_body(Participant& p) {
+  if (kind_ == Kind::async_shared_lock) return [&p] { return take_shared_async(p, true); };
   return [&p] {
     p.shared->lock_shared(p.cancel.get_token());
     p.owes = true;
@@ -830,6 +865,10 @@ Actor::Body LostReply::release_body(Participant& p) {
       case Kind::async_election:
         if (p.leadership) p.leadership->resign(ec);
         p.leadership.reset();
+        break;
+      case Kind::async_shared_lock:
+        if (p.shared_hold) p.shared_hold->release(ec);
+        p.shared_hold.reset();
         break;
     }
     p.owes = false;
@@ -869,6 +908,11 @@ Actor::Body LostReply::release_everything_body(Participant& p) {
         if (p.hold) p.hold->release(ec);
         p.hold.reset();
         note("LockHold::release", ec);
+        break;
+      } else if (kind_ == Kind::async_shared_lock) {
+        if (p.shared_hold) p.shared_hold->release(ec);
+        p.shared_hold.reset();
+        note("SharedLockHold::release", ec);
         break;
       } else if (kind_ == Kind::async_election) {
         if (p.leadership) p.leadership->resign(ec);
@@ -920,6 +964,15 @@ Actor::Body LostReply::last_round_body(Participant& p) {
         break;
       case Kind::async_lock: {
         auto [error, hold] = acquire_async(*p.lock, kLastRoundWait, {});
+        acquired = static_cast<bool>(hold);
+        if (acquired) hold.release(ec);
+        break;
+      }
+      case Kind::async_shared_lock: {
+        std::promise<SharedLockHold> got;
+        p.shared->async_lock_for(kLastRoundWait,
+                                 [&got](std::error_code, SharedLockHold h) { got.set_value(std::move(h)); });
+        auto hold = got.get_future().get();
         acquired = static_cast<bool>(hold);
         if (acquired) hold.release(ec);
         break;
@@ -1125,6 +1178,7 @@ void LostReply::judge(const std::vector<Account>& accounts, const std::vector<Et
       too_many = holders.size() > 1;
       break;
     case Kind::shared_lock:
+    case Kind::async_shared_lock:
       too_many =
           holders.size() > 1 && std::any_of(holders.begin(), holders.end(), [](const Holder& h) { return h.writer; });
       break;
@@ -1679,6 +1733,27 @@ const std::vector<Row>& rows() {
            [](M& m) {
              m.hold(m.A());
              m.queue(m.B());
+           },
+       .act = [](M& m) { m.release(m.A()); },
+       .resume = [](M& m) { m.finish(m.B()); }},
+      // SharedLock's asynchronous sides: SharedLockHold's own release
+      {.name = "async_shared_lock",
+       .kind = Kind::async_shared_lock,
+       .site = site::enqueue,
+       .setup = [](M& m) { m.hold_read(m.B()); },
+       .act = [](M& m) { m.start(m.A()); },
+       .resume =
+           [](M& m) {
+             m.release_read(m.B());
+             m.finish(m.A());
+           }},
+      {.name = "async_shared_release",
+       .kind = Kind::async_shared_lock,
+       .site = site::release,
+       .setup =
+           [](M& m) {
+             m.hold(m.A());
+             m.queue_read(m.B());
            },
        .act = [](M& m) { m.release(m.A()); },
        .resume = [](M& m) { m.finish(m.B()); }},
