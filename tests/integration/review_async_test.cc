@@ -11,6 +11,9 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <cstdio>
+#include <cstdlib>
+#include <functional>
 #include <future>
 #include <memory>
 #include <mutex>
@@ -185,6 +188,159 @@ TEST_F(ReviewAsync, AStalledRequestOfOneNameDelaysTheDeadlineOfAnother) {
                           << " ms, behind a stalled request of \"a\"";
   ASSERT_TRUE(on_a.wait(15s));
   on_a.take().release();
+}
+
+// Runs `body` in a child process (a death test that starts the test afresh)
+// with a watchdog: the child exits 0 when `body` returns, 3 when it has not
+// returned after `limit` (a deadlock: the parent cannot recover from one).
+template <typename Body>
+void in_child_with_watchdog(std::chrono::seconds limit, Body body) {
+  // REVIEW_ASYNC_DIRECT=1: in this process, without a watchdog (to attach a debugger).
+  if (std::getenv("REVIEW_ASYNC_DIRECT")) return body();
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_EXIT(
+      {
+        std::thread([limit] {
+          std::this_thread::sleep_for(limit);
+          std::fprintf(stderr, "DEADLOCK: no progress after %lld s\n", static_cast<long long>(limit.count()));
+          std::_Exit(3);
+        }).detach();
+        body();
+        std::fflush(stdout);
+        std::_Exit(0);
+      },
+      ::testing::ExitedWithCode(0), "");
+}
+
+// Finding 4 (the worst). QueueWait::wait_until_first and QueueWait::poll,
+// since 3f0fb81, call notes_expected() -- which takes the HandOverInbox
+// mutex -- while they hold WaitSignals::mu; the watch hub's thread delivers a
+// hand-over note under the inbox mutex and then takes WaitSignals::mu
+// (HandOverInbox::on_notes -> WaitSignals::on_note). A hand-over (the
+// predecessor's delete, which sets check_queue, and its note in the same
+// revision) can take the two in opposite orders: the waiting thread (or the
+// step thread) and the watch hub deadlock, then the worker, the renew thread
+// (a session loss waits on WaitSignals::mu) and every lock of the manager.
+// Before 3f0fb81, wait_until_first read notes_expected once, outside the lock.
+TEST_F(ReviewAsync, HandOverDeadlocksWaiterAndWatchHub_Sync) {
+  in_child_with_watchdog(60s, [&] {
+    auto one = manager();
+    auto two = manager();
+    auto a = one->get_lock("jobs");
+    auto b = two->get_lock("jobs");
+    std::thread other([&] {
+      for (int i = 0; i < 300; ++i) {
+        b->lock();
+        b->unlock();
+      }
+    });
+    for (int i = 0; i < 300; ++i) {
+      a->lock();
+      a->unlock();
+    }
+    other.join();
+  });
+}
+
+// Finding 4, asynchronous: the step thread is the one that deadlocks with the
+// watch hub (QueueWait::poll), and with it every asynchronous acquisition of
+// the manager.
+TEST_F(ReviewAsync, HandOverDeadlocksStepThreadAndWatchHub_Async) {
+  in_child_with_watchdog(60s, [&] {
+    auto one = manager();
+    auto two = manager();
+    auto a = one->get_lock("jobs");
+    auto b = two->get_lock("jobs");
+    std::atomic<int> left{600};
+    std::mutex mu;
+    std::condition_variable all_done;
+    std::function<void(Lock&)> next = [&](Lock& lock) {
+      lock.async_lock([&](std::error_code ec, LockHold hold) {
+        hold.release();
+        if (ec) std::fprintf(stderr, "error: %s\n", ec.message().c_str());
+        if (--left > 1) {
+          next(lock);
+        } else {
+          std::lock_guard guard(mu);
+          all_done.notify_all();
+        }
+      });
+    };
+    next(*a);
+    next(*b);
+    std::unique_lock lock(mu);
+    all_done.wait(lock, [&] { return left.load() <= 1; });
+  });
+}
+
+// Finding 3. A deadline that comes while a change ahead (or a hand-over
+// note) is still to be acted on: the step at the deadline reacts with the
+// expired deadline as its requests' deadline, the read fails at once
+// (DEADLINE_EXCEEDED), and the acquisition ends with errc::unavailable and a
+// warning "etcd is unavailable", on a healthy etcd, instead of lock_timeout
+// (or the lock, which was free). Swept over release times around the deadline.
+TEST_F(ReviewAsync, DeadlineRacingTheReleaseAheadSaysUnavailable) {
+  auto holder = manager();
+  auto waiter = manager();
+  auto held = holder->get_lock("jobs");
+  auto lock = waiter->get_lock("jobs");
+  int unavailable = 0;
+  int timeouts = 0;
+  int acquired = 0;
+  for (int round = 0; round < 80; ++round) {
+    held->lock();
+    Delivery delivery;
+    lock->async_lock_for(60ms, delivery.handler());
+    // Release from 45 to 75 ms after the wait began.
+    std::this_thread::sleep_for(std::chrono::microseconds(45000 + (round % 16) * 2000));
+    held->unlock();
+    ASSERT_TRUE(delivery.wait());
+    if (delivery.error() == errc::unavailable) {
+      ++unavailable;
+    } else if (delivery.error() == errc::lock_timeout) {
+      ++timeouts;
+    } else if (!delivery.error()) {
+      ++acquired;
+    } else {
+      ADD_FAILURE() << delivery.error().message();
+    }
+    delivery.take().release();
+    ASSERT_TRUE(eventually([&] { return entries("jobs") == 0; }));
+  }
+  std::printf("acquired %d, lock_timeout %d, unavailable %d\n", acquired, timeouts, unavailable);
+  EXPECT_EQ(unavailable, 0) << "async_lock_for ended with errc::unavailable on a healthy etcd";
+}
+
+// The same sweep with a thread in try_lock_for(): whether the synchronous
+// path (QueueWait::run) shares finding 3.
+TEST_F(ReviewAsync, Held_SyncTryLockForRacingTheReleaseAhead) {
+  auto holder = manager();
+  auto waiter = manager();
+  auto held = holder->get_lock("jobs");
+  auto lock = waiter->get_lock("jobs");
+  int unavailable = 0;
+  int timeouts = 0;
+  int acquired = 0;
+  for (int round = 0; round < 80; ++round) {
+    held->lock();
+    auto result = std::async(std::launch::async, [&]() -> int {
+      try {
+        if (!lock->try_lock_for(60ms)) return 0;
+        lock->unlock();
+        return 1;
+      } catch (const Error& error) {
+        return error.code() == errc::unavailable ? 2 : 3;
+      }
+    });
+    std::this_thread::sleep_for(std::chrono::microseconds(45000 + (round % 16) * 2000));
+    held->unlock();
+    const int outcome = result.get();
+    ASSERT_NE(outcome, 3);
+    (outcome == 0 ? timeouts : outcome == 1 ? acquired : unavailable)++;
+    ASSERT_TRUE(eventually([&] { return entries("jobs") == 0; }));
+  }
+  std::printf("sync: acquired %d, timeouts %d, unavailable %d\n", acquired, timeouts, unavailable);
+  EXPECT_EQ(unavailable, 0);
 }
 
 // Held: a thread in lock() whose cancel comes as the turn is granted to it
