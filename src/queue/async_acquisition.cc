@@ -78,15 +78,20 @@ bool AsyncAcquisition::on_turn() {
 
 void AsyncAcquisition::on_closed() {
   std::shared_ptr<AsyncAcquisition> self;
+  bool give_back = false;
   {
     MutexLock lock(mu_);
     if (ended_) return;
     ended_ = true;
+    give_back = has_turn_ && request_.turn;
+    if (give_back) has_turn_ = false;
     self = std::move(self_);
   }
   // The steps may never run again (closing stops their thread): the outcome
-  // goes now. Closing revokes the lease, so no entry outlives it; the turn
-  // goes back when the last reference does.
+  // goes now, the turn back before it. Closing revokes the lease, so no
+  // entry outlives it; a step under way that still acquires gives its hold
+  // up at once (finish()).
+  if (give_back) request_.turn->give_back();
   if (request_.counters) --request_.counters->waiting;
   request_.context->notifier().post([self, done = std::move(done_), error = make_error_code(errc::closed)] {
     done(Outcome{error, nullptr, false, false, {}});
@@ -185,6 +190,12 @@ void AsyncAcquisition::step_in_queue(bool give_up_now) {
       give_up();
       return finish(Outcome{error.code(), nullptr, false, false, wait_.key()});
     }
+    if (mode_ == QueueWait::Mode::wait && SteadyClock::now() >= request_.deadline) {
+      // The caller's deadline ended the request under way: a timeout, as
+      // when it comes between requests.
+      give_up();
+      return finish(Outcome{not_acquired_error(), nullptr, false, false, wait_.key()});
+    }
     const auto resume = retries_.next(requests_deadline_);
     if (!resume) {
       give_up();
@@ -238,6 +249,7 @@ void AsyncAcquisition::give_up() noexcept {
 void AsyncAcquisition::finish(Outcome outcome) {
   wait_.set_waker({});
   std::shared_ptr<AsyncAcquisition> self;
+  bool give_back = false;
   {
     MutexLock lock(mu_);
     if (ended_) {
@@ -248,9 +260,14 @@ void AsyncAcquisition::finish(Outcome outcome) {
     }
     ended_ = true;
     if (outcome.hold) turn_kept_ = true;
+    // Not acquired: the turn goes back before the handler runs, which may
+    // lock again (a blocking lock() there would wait for it for ever).
+    give_back = has_turn_ && !outcome.hold && request_.turn;
+    if (give_back) has_turn_ = false;
     self = std::move(self_);
     request_.context->steps().cancel(deadline_task_);
   }
+  if (give_back) request_.turn->give_back();
   if (const auto& counters = request_.counters) {
     --counters->waiting;
     if (outcome.hold) {
