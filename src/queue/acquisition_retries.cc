@@ -39,6 +39,13 @@ bool acquire_with_retries(PrimitiveContext& context, const RetryPolicy& retry, c
         give_up();
         throw;
       }
+      if (mode == QueueWait::Mode::wait && SteadyClock::now() >= deadline) {
+        // The caller's deadline ended the request under way: not acquired in
+        // time, as when it comes between requests.
+        give_up();
+        if (cancel.stop_requested()) throw cancelled();
+        return false;
+      }
       const auto resume = retries.next(deadline);
       if (!resume) {
         give_up();
