@@ -111,6 +111,60 @@ inline void refer_to_every_public_function() {
   keep(&Permit::guarded_delete);
   keep(static_cast<Permit& (Permit::*)(Permit &&) noexcept>(&Permit::operator=));
 
+  keep(&Semaphore::async_acquire_permit);
+  keep(&Semaphore::async_acquire_permit_until);
+  keep(&Semaphore::async_acquire_permit_for<long, std::milli>);
+
+  keep(&Lock::async_lock);
+  keep(&Lock::async_lock_until);
+  keep(&Lock::async_lock_for<long, std::milli>);
+  keep(&LockHold::held);
+  keep(static_cast<void (LockHold::*)() noexcept>(&LockHold::release));
+  keep(static_cast<void (LockHold::*)(std::error_code&) noexcept>(&LockHold::release));
+  keep(&LockHold::lost_token);
+  keep(&LockHold::lost);
+  keep(&LockHold::fencing_token);
+  keep(&LockHold::name);
+  keep(&LockHold::key);
+  keep(&LockHold::guarded_put);
+  keep(&LockHold::guarded_delete);
+  keep(static_cast<LockHold& (LockHold::*)(LockHold &&) noexcept>(&LockHold::operator=));
+
+  keep(&Election::async_campaign);
+  keep(&Election::async_campaign_until);
+  keep(&Election::async_campaign_for<long, std::milli>);
+  keep(&Leadership::is_leader);
+  keep(&Leadership::proclaim);
+  keep(static_cast<void (Leadership::*)() noexcept>(&Leadership::resign));
+  keep(static_cast<void (Leadership::*)(std::error_code&) noexcept>(&Leadership::resign));
+  keep(&Leadership::lost_token);
+  keep(&Leadership::lost);
+  keep(&Leadership::fencing_token);
+  keep(&Leadership::name);
+  keep(&Leadership::key);
+  keep(&Leadership::guarded_put);
+  keep(&Leadership::guarded_delete);
+  keep(static_cast<Leadership& (Leadership::*)(Leadership &&) noexcept>(&Leadership::operator=));
+
+  keep(&SharedLock::async_lock);
+  keep(&SharedLock::async_lock_until);
+  keep(&SharedLock::async_lock_for<long, std::milli>);
+  keep(&SharedLock::async_lock_shared);
+  keep(&SharedLock::async_lock_shared_until);
+  keep(&SharedLock::async_lock_shared_for<long, std::milli>);
+  keep(&SharedLockHold::held);
+  keep(&SharedLockHold::writing);
+  keep(static_cast<void (SharedLockHold::*)() noexcept>(&SharedLockHold::release));
+  keep(static_cast<void (SharedLockHold::*)(std::error_code&) noexcept>(&SharedLockHold::release));
+  keep(&SharedLockHold::lost_token);
+  keep(&SharedLockHold::lost);
+  keep(&SharedLockHold::fencing_token);
+  keep(&SharedLockHold::name);
+  keep(&SharedLockHold::key);
+  keep(&SharedLockHold::guarded_put);
+  keep(&SharedLockHold::guarded_delete);
+  keep(static_cast<SharedLockHold& (SharedLockHold::*)(SharedLockHold &&) noexcept>(&SharedLockHold::operator=));
+
   keep(static_cast<void (SharedLock::*)()>(&SharedLock::lock));
   keep(static_cast<void (SharedLock::*)(std::stop_token)>(&SharedLock::lock));
   keep(&SharedLock::try_lock);
