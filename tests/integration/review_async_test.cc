@@ -257,6 +257,7 @@ TEST_F(ReviewAsync, HandOverDeadlocksStepThreadAndWatchHub_Async) {
     std::atomic<int> left{600};
     std::mutex mu;
     std::condition_variable all_done;
+    int chains_ended = 0;  // under mu: `next` is used until both chains end
     std::function<void(Lock&)> next = [&](Lock& lock) {
       lock.async_lock([&](std::error_code ec, LockHold hold) {
         hold.release();
@@ -265,6 +266,7 @@ TEST_F(ReviewAsync, HandOverDeadlocksStepThreadAndWatchHub_Async) {
           next(lock);
         } else {
           std::lock_guard guard(mu);
+          ++chains_ended;
           all_done.notify_all();
         }
       });
@@ -272,7 +274,7 @@ TEST_F(ReviewAsync, HandOverDeadlocksStepThreadAndWatchHub_Async) {
     next(*a);
     next(*b);
     std::unique_lock lock(mu);
-    all_done.wait(lock, [&] { return left.load() <= 1; });
+    all_done.wait(lock, [&] { return chains_ended == 2; });
   });
 }
 
