@@ -27,6 +27,7 @@
 //                raw lease keeps: threads and memory per pending waiter, the
 //                time to queue them and to serve them all once the holders go
 #include <dirent.h>
+#include <malloc.h>
 #include <unistd.h>
 #include <CLI/CLI.hpp>
 #include <array>
@@ -733,6 +734,10 @@ json run_async_wait(const Config& config) {
     for (const auto& name : names) locks.push_back(manager.get_lock(name));
     const auto threads_before = thread_count();
     const long rss_before = rss_bytes();
+    // The heap in use: what the waiters hold, whatever the allocator kept
+    // from earlier (RSS does not shrink when memory is freed, so a second
+    // phase's RSS growth says little).
+    const auto heap_before = static_cast<long>(mallinfo2().uordblks);
     std::atomic<long> served{0};
     std::mutex mu;
     std::condition_variable all_served;
@@ -751,6 +756,7 @@ json run_async_wait(const Config& config) {
     const double queued_s = seconds_since(asked);
     const auto threads_pending = thread_count();
     const long rss_pending = rss_bytes();
+    const auto heap_pending = static_cast<long>(mallinfo2().uordblks);
     const auto released = Steady::now();
     raw.lease_revoke(lease, deadline());
     {
@@ -761,6 +767,7 @@ json run_async_wait(const Config& config) {
     result[label] = {{"threads_before", threads_before},
                      {"threads_while_pending", threads_pending},
                      {"rss_bytes_per_pending_waiter", (rss_pending - rss_before) / config.keys},
+                     {"heap_bytes_per_pending_waiter", (heap_pending - heap_before) / config.keys},
                      {"queue_s", round3(queued_s)},
                      {"serve_all_s", round3(served_s)},
                      {"served_per_s", std::round(config.keys / served_s)}};

@@ -74,6 +74,52 @@ def multilock_section(runs):
     return out
 
 
+def async_section(runs):
+    """The asynchronous API: pending waiters (asyncwait) and a contended run of handler chains."""
+    waits = runs.get(("ours", "asyncwait", 1), [])
+    chains = runs.get(("ours", "asynccontended", 8), [])
+    threads = runs.get(("ours", "contended", 8), [])
+    if not waits and not chains:
+        return []
+    out = ["## The asynchronous API\n"]
+    if waits:
+        run = waits[0]
+        out += [f"{run['pending']:,} asynchronous acquisitions pending at once on one manager, behind holders that a "
+                "raw lease keeps; then that lease is revoked and every waiter served (each releases at once).\n",
+                "| measure | on as many names | on one name | target |",
+                "|---|---:|---:|---|"]
+        names, one = run.get("names", {}), run.get("one_name", {})
+
+        def row(label, key, target="", digits=0):
+            out.append(f"| {label} | {fmt(names.get(key), digits)} | {fmt(one.get(key), digits)} | {target} |")
+
+        row("threads of the process before", "threads_before")
+        row("threads while they wait", "threads_while_pending", "no growth with the waiters")
+        row("heap per pending waiter (malloc's bytes in use ÷ waiters)", "heap_bytes_per_pending_waiter")
+        row("RSS growth per pending waiter (bytes; the second phase reuses the first's memory)",
+            "rss_bytes_per_pending_waiter")
+        row("time to queue them all (s)", "queue_s", digits=2)
+        row("time to serve them all once the holders go (s)", "serve_all_s", digits=2)
+        row("served per second", "served_per_s")
+        out.append("")
+    if chains:
+        sync = median(threads, "ops_per_s") if threads else None
+        asynchronous = median(chains, "ops_per_s")
+        out += ["8 managers on one name, each a chain of asynchronous acquisitions (each handler checks the "
+                "critical section, releases and asks again), beside the blocking contended run of 8 "
+                f"(medians of {len(chains)} rounds):\n",
+                "| measure | asynchronous | blocking |",
+                "|---|---:|---:|",
+                f"| acquisitions/s | {fmt(asynchronous)} | {fmt(sync)} |",
+                f"| client CPU per acquisition (ms) | {fmt(median(chains, 'client_cpu_ms_per_op'), 3)} | "
+                f"{fmt(median(threads, 'client_cpu_ms_per_op'), 3) if threads else 'n/a'} |",
+                f"| etcd CPU per acquisition (ms) | {fmt(median(chains, 'server_cpu_ms_per_op'), 3)} | "
+                f"{fmt(median(threads, 'server_cpu_ms_per_op'), 3) if threads else 'n/a'} |",
+                f"| overlaps, lost updates | {'none' if all(r.get('correct') for r in chains) else '**some**'} | |",
+                ""]
+    return out
+
+
 def machine():
     cpu = "unknown CPU"
     try:
@@ -265,6 +311,7 @@ def main():
                    f"{verdict(per_lock is not None and per_lock <= 2048)} |")
         out.append("")
     out.extend(multilock_section(runs))
+    out.extend(async_section(runs))
     notes = os.path.join(os.path.dirname(args.markdown), "benchmarks-notes.md")
     if os.path.exists(notes):
         with open(notes) as text:
