@@ -59,7 +59,8 @@ class AsyncAcquisition : public std::enable_shared_from_this<AsyncAcquisition> {
     SteadyTime deadline = SteadyTime::max();
     std::stop_token cancel;
   };
-  // Starts an acquisition; `done` gets its outcome.
+  // Starts an acquisition; `done` gets its outcome (errc::closed, soon,
+  // when the manager is closed already).
   static void start(Request request, Done done);
 
   // Gives the turn back unless the outcome handed it to a hold.

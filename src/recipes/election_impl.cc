@@ -82,10 +82,6 @@ bool ElectionImpl::proclaim(Hold& hold, std::string_view value) {
 
 void ElectionImpl::async_campaign(std::string value, SteadyTime deadline, std::stop_token cancel, AsyncDone done) {
   const auto& named = exclusive_.named();
-  if (named.context->closed()) {
-    named.context->notifier().post([done = std::move(done)] { done(make_error_code(errc::closed), nullptr); });
-    return;
-  }
   AsyncAcquisition::Request request{
       named.context,
       named.queue,

@@ -104,10 +104,6 @@ void LockImpl::release(std::error_code& ec) noexcept {
 
 void LockImpl::async_acquire(SteadyTime deadline, std::stop_token cancel, AsyncDone done) {
   auto& context = exclusive_.named().context;
-  if (context->closed()) {
-    context->notifier().post([done = std::move(done)] { done(make_error_code(errc::closed), nullptr); });
-    return;
-  }
   const auto& named = exclusive_.named();
   AsyncAcquisition::Request request{
       context,

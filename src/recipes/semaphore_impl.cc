@@ -64,10 +64,6 @@ std::shared_ptr<PermitHold> SemaphoreImpl::acquire(SteadyTime deadline, std::sto
 
 void SemaphoreImpl::async_acquire(SteadyTime deadline, std::stop_token cancel, AsyncDone done) {
   const auto& context = named_.context;
-  if (context->closed()) {
-    context->notifier().post([done = std::move(done)] { done(make_error_code(errc::closed), nullptr); });
-    return;
-  }
   QueueWait::Entry entry{context->entry_value(HolderValue::Side::none, options_.limit), context->unique_key_suffix(),
                          Admission::counted(options_.limit),
                          [this](const std::vector<std::string>& values) { check_limits(values); }, true};

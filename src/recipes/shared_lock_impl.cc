@@ -161,10 +161,6 @@ void SharedLockImpl::release(Side side, std::error_code& ec) noexcept {
 
 void SharedLockImpl::async_acquire(Side side, SteadyTime deadline, std::stop_token cancel, AsyncDone done) {
   const auto& context = named_.context;
-  if (context->closed()) {
-    context->notifier().post([done = std::move(done)] { done(make_error_code(errc::closed), nullptr); });
-    return;
-  }
   const bool write = side == Side::write;
   AsyncAcquisition::Request request{
       context,
