@@ -14,7 +14,8 @@
 // asio::use_awaitable, asio::experimental::deferred. The handler runs on its
 // associated executor (a callback without one: on Asio's system executor),
 // never on etcdlock's threads, and the operation keeps that executor's work
-// until then. A cancellation slot (asio::bind_cancellation_slot,
+// until then: as with Asio's own operations, the execution context (an
+// io_context) must outlive the operations it waits for. A cancellation slot (asio::bind_cancellation_slot,
 // asio::experimental::awaitable_operators' ||, a coroutine's cancellation)
 // cancels the wait as a std::stop_token does: the handler gets
 // errc::cancelled and the wait leaves no key in etcd.
