@@ -1,0 +1,351 @@
+// Adversarial review of the asynchronous acquisitions of Semaphore, Election
+// and SharedLock (AsyncAcquisition with and without a turn). A test named
+// after a finding fails on the code it was written against; Held_ tests are
+// attacks that did not break it.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <functional>
+#include <future>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "lock_fixture.h"
+
+namespace etcdlock::testing {
+namespace {
+
+using namespace std::chrono_literals;
+
+template <typename Condition>
+bool eventually(Condition condition, std::chrono::milliseconds timeout = 10s) {
+  for (int i = 0; i < timeout / 10ms; ++i) {
+    if (condition()) return true;
+    std::this_thread::sleep_for(10ms);
+  }
+  return condition();
+}
+
+class ReviewAsync2 : public LockTest {};
+
+using Past = std::chrono::steady_clock;
+
+std::pair<std::error_code, Leadership> campaign_async(Election& election, std::string value,
+                                                      std::chrono::steady_clock::time_point deadline = Past::time_point::max(),
+                                                      std::stop_token cancel = {}) {
+  auto got = std::make_shared<std::promise<std::pair<std::error_code, Leadership>>>();
+  auto future = got->get_future();
+  election.async_campaign_until(
+      std::move(value), deadline,
+      [got](std::error_code ec, Leadership leadership) { got->set_value({ec, std::move(leadership)}); },
+      std::move(cancel));
+  if (future.wait_for(20s) != std::future_status::ready) {
+    ADD_FAILURE() << "the campaign's handler was never called";
+    return {};
+  }
+  return future.get();
+}
+
+std::pair<std::error_code, Permit> permit_async(Semaphore& semaphore,
+                                                std::chrono::steady_clock::time_point deadline = Past::time_point::max(),
+                                                std::stop_token cancel = {}) {
+  auto got = std::make_shared<std::promise<std::pair<std::error_code, Permit>>>();
+  auto future = got->get_future();
+  semaphore.async_acquire_permit_until(
+      deadline, [got](std::error_code ec, Permit permit) { got->set_value({ec, std::move(permit)}); },
+      std::move(cancel));
+  if (future.wait_for(20s) != std::future_status::ready) {
+    ADD_FAILURE() << "the permit's handler was never called";
+    return {};
+  }
+  return future.get();
+}
+
+std::pair<std::error_code, SharedLockHold> shared_async(SharedLock& lock, bool shared,
+                                                        std::chrono::steady_clock::time_point deadline = Past::time_point::max(),
+                                                        std::stop_token cancel = {}) {
+  auto got = std::make_shared<std::promise<std::pair<std::error_code, SharedLockHold>>>();
+  auto future = got->get_future();
+  auto handler = [got](std::error_code ec, SharedLockHold hold) { got->set_value({ec, std::move(hold)}); };
+  if (shared) {
+    lock.async_lock_shared_until(deadline, handler, std::move(cancel));
+  } else {
+    lock.async_lock_until(deadline, handler, std::move(cancel));
+  }
+  if (future.wait_for(20s) != std::future_status::ready) {
+    ADD_FAILURE() << "the shared lock's handler was never called";
+    return {};
+  }
+  return future.get();
+}
+
+// The semaphore's limit check through the asynchronous path: a different
+// limit in etcd is refused, and the attempt leaves no key.
+TEST_F(ReviewAsync2, Held_AsyncPermitWithAnotherLimitIsRefusedAndLeavesNoKey) {
+  auto first = manager();
+  auto second = manager();
+  auto held = first->get_semaphore("pool", 2)->acquire_permit();
+  auto [ec, permit] = permit_async(*second->get_semaphore("pool", 3));
+  EXPECT_EQ(ec, errc::invalid_argument) << ec.message();
+  EXPECT_FALSE(permit);
+  EXPECT_TRUE(eventually([&] { return entries("pool") == 1; }));
+  held.release();
+}
+
+// A deadline already passed makes one try on each primitive: refused while
+// another process holds, and no key left behind.
+TEST_F(ReviewAsync2, Held_ATryOnEachPrimitiveIsOneTryAndLeavesNoKey) {
+  auto first = manager();
+  auto second = manager();
+  const auto past = Past::now() - 1s;
+  auto permit = first->get_semaphore("pool", 1)->acquire_permit();
+  auto leader = first->get_election("vote");
+  leader->campaign("first");
+  auto writer = first->get_shared_lock("rw");
+  writer->lock();
+  const auto start = Past::now();
+  {
+    auto [ec, got] = permit_async(*second->get_semaphore("pool", 1), past);
+    EXPECT_EQ(ec, errc::lock_timeout) << ec.message();
+    EXPECT_FALSE(got);
+  }
+  {
+    auto [ec, got] = campaign_async(*second->get_election("vote"), "second", past);
+    EXPECT_EQ(ec, errc::lock_timeout) << ec.message();
+    EXPECT_FALSE(got);
+  }
+  {
+    auto [ec, got] = shared_async(*second->get_shared_lock("rw"), true, past);
+    EXPECT_EQ(ec, errc::lock_timeout) << ec.message();
+    EXPECT_FALSE(got);
+  }
+  EXPECT_LT(Past::now() - start, 6s);
+  EXPECT_TRUE(eventually([&] { return entries("pool") == 1 && entries("vote") == 1 && entries("rw") == 1; }));
+  // And a try that can succeed does, even with its deadline passed.
+  permit.release();
+  auto [ec, got] = permit_async(*second->get_semaphore("pool", 1), past);
+  EXPECT_FALSE(ec) << ec.message();
+  EXPECT_TRUE(got.held());
+  leader->resign();
+  writer->unlock();
+}
+
+// Election::resign() on one thread racing Leadership::resign() on another:
+// exactly one of them gives the turn back, so the next campaign (blocking)
+// gets in, and no key is left.
+TEST_F(ReviewAsync2, Held_ElectionResignRacingLeadershipResignGivesTheTurnBackOnce) {
+  auto manager = this->manager();
+  auto election = manager->get_election("vote");
+  for (int i = 0; i < 20; ++i) {
+    auto [ec, leadership] = campaign_async(*election, "async");
+    ASSERT_FALSE(ec) << ec.message();
+    ASSERT_TRUE(leadership.is_leader());
+    std::atomic<bool> go{false};
+    std::thread a([&] {
+      while (!go) {}
+      election->resign();
+    });
+    std::thread b([&] {
+      while (!go) {}
+      leadership.resign();
+    });
+    go = true;
+    a.join();
+    b.join();
+    EXPECT_FALSE(election->is_leader());
+    ASSERT_TRUE(election->campaign_for("sync", 5s)) << "the turn was not given back (round " << i << ")";
+    election->resign();
+    ASSERT_TRUE(eventually([&] { return entries("vote") == 0; })) << "round " << i;
+  }
+}
+
+// A blocking campaign() while an asynchronous Leadership is held waits
+// behind it, and gets in once it is resigned; the stale Leadership cannot
+// end the new one (same lease, same key).
+TEST_F(ReviewAsync2, Held_BlockingCampaignWaitsBehindALeadershipAndTheStaleOneCannotEndIt) {
+  auto manager = this->manager();
+  auto election = manager->get_election("vote");
+  auto [ec, leadership] = campaign_async(*election, "async");
+  ASSERT_FALSE(ec) << ec.message();
+  const auto first_token = leadership.fencing_token();
+  auto blocked = std::async(std::launch::async, [&] { return election->campaign_for("sync", 10s); });
+  EXPECT_EQ(blocked.wait_for(300ms), std::future_status::timeout);
+  election->resign();  // ends the Leadership; the blocked thread gets in
+  ASSERT_TRUE(blocked.get());
+  EXPECT_TRUE(election->is_leader());
+  EXPECT_FALSE(leadership.is_leader());
+  EXPECT_FALSE(leadership.proclaim("stale"));
+  EXPECT_FALSE(leadership.guarded_put(prefix_ + "-data/x", "stale"));
+  std::error_code resigned;
+  leadership.resign(resigned);
+  EXPECT_EQ(resigned, errc::lock_not_held);
+  EXPECT_TRUE(election->is_leader());
+  EXPECT_EQ(entries("vote"), 1);
+  ASSERT_TRUE(election->leader());
+  EXPECT_EQ(election->leader()->value, "sync");
+  EXPECT_GT(election->fencing_token(), first_token);
+  election->resign();
+}
+
+// Cancelling a campaign as the leadership comes to it: whatever the outcome,
+// the turn comes back and no key is left.
+TEST_F(ReviewAsync2, Held_CancelRacingTheGrantOfALeadershipLeavesNothing) {
+  auto first = manager();
+  auto second = manager();
+  auto leading = first->get_election("vote");
+  auto election = second->get_election("vote");
+  for (int i = 0; i < 15; ++i) {
+    leading->campaign("first");
+    std::stop_source cancel;
+    auto got = std::make_shared<std::promise<std::pair<std::error_code, Leadership>>>();
+    auto future = got->get_future();
+    election->async_campaign(
+        "second", [got](std::error_code ec, Leadership leadership) { got->set_value({ec, std::move(leadership)}); },
+        cancel.get_token());
+    ASSERT_TRUE(eventually([&] { return entries("vote") == 2; }));
+    std::thread resigner([&] { leading->resign(); });
+    std::this_thread::sleep_for(std::chrono::microseconds(200 * (i % 8)));
+    cancel.request_stop();
+    resigner.join();
+    ASSERT_EQ(future.wait_for(20s), std::future_status::ready) << "round " << i;
+    auto [ec, leadership] = future.get();
+    leadership.resign();
+    ASSERT_TRUE(election->campaign_for("sync", 5s)) << "round " << i;
+    election->resign();
+    ASSERT_TRUE(eventually([&] { return entries("vote") == 0; })) << "round " << i;
+  }
+}
+
+// Permits in one process, async and blocking mixed, never exceed the limit.
+TEST_F(ReviewAsync2, Held_AsyncAndBlockingPermitsNeverExceedTheLimit) {
+  auto first = manager();
+  auto second = manager();
+  std::atomic<int> holding{0};
+  std::atomic<int> most{0};
+  std::atomic<int> done{0};
+  const auto note_held = [&] {
+    const int now = ++holding;
+    int seen = most.load();
+    while (now > seen && !most.compare_exchange_weak(seen, now)) {}
+  };
+  constexpr int kRounds = 6;
+  std::vector<std::thread> threads;
+  std::vector<std::shared_ptr<std::function<void(int)>>> chains;
+  for (auto* manager : {first.get(), second.get()}) {
+    threads.emplace_back([&, manager] {
+      auto pool = manager->get_semaphore("pool", 2);
+      for (int i = 0; i < kRounds; ++i) {
+        auto permit = pool->acquire_permit();
+        note_held();
+        std::this_thread::sleep_for(20ms);
+        --holding;
+        permit.release();
+      }
+    });
+    // An async chain: each handler holds, releases, and asks again.
+    auto pool = manager->get_semaphore("pool", 2);
+    auto chain = std::make_shared<std::function<void(int)>>();
+    *chain = [&, pool, chain_weak = std::weak_ptr<std::function<void(int)>>(chain)](int left) {
+      pool->async_acquire_permit([&, left, chain_weak](std::error_code ec, Permit permit) {
+        if (ec) {
+          ADD_FAILURE() << ec.message();
+          ++done;
+          return;
+        }
+        note_held();
+        std::this_thread::sleep_for(20ms);
+        --holding;
+        permit.release();
+        if (left > 1) {
+          if (auto next = chain_weak.lock()) return (*next)(left - 1);
+        }
+        ++done;
+      });
+    };
+    chains.push_back(chain);
+    (*chain)(kRounds);
+  }
+  for (auto& thread : threads) thread.join();
+  ASSERT_TRUE(eventually([&] { return done == 2; }, 60s));
+  EXPECT_LE(most.load(), 2);
+  EXPECT_TRUE(eventually([&] { return entries("pool") == 0; }));
+}
+
+// close() racing the steps of pending waits on every primitive: every
+// handler is called, and nothing of the closed manager is left in etcd.
+TEST_F(ReviewAsync2, Held_CloseRacingPendingWaitsLeavesNoKeyAndCallsEveryHandler) {
+  auto holder = manager();
+  auto permit = holder->get_semaphore("pool", 1)->acquire_permit();
+  auto leader = holder->get_election("vote");
+  leader->campaign("holder");
+  auto writer = holder->get_shared_lock("rw");
+  writer->lock();
+  for (int round = 0; round < 8; ++round) {
+    auto manager = this->manager();
+    std::atomic<int> called{0};
+    std::vector<Leadership> kept_leaderships;
+    std::mutex kept_mu;
+    const int kEach = 4;
+    for (int i = 0; i < kEach; ++i) {
+      manager->get_semaphore("pool", 1)->async_acquire_permit([&](std::error_code, Permit) { ++called; });
+      manager->get_election("vote")->async_campaign("x", [&](std::error_code, Leadership l) {
+        std::lock_guard lock(kept_mu);
+        kept_leaderships.push_back(std::move(l));
+        ++called;
+      });
+      manager->get_shared_lock("rw")->async_lock_shared([&](std::error_code, SharedLockHold) { ++called; });
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(5 * round));
+    manager->close();
+    EXPECT_TRUE(eventually([&] { return called == 3 * kEach; })) << "round " << round << ": " << called;
+    EXPECT_TRUE(eventually([&] { return entries("pool") == 1 && entries("vote") == 1 && entries("rw") == 1; }))
+        << "round " << round << ": " << entries("pool") << " " << entries("vote") << " " << entries("rw");
+    std::lock_guard lock(kept_mu);
+    kept_leaderships.clear();
+  }
+  permit.release();
+  leader->resign();
+  writer->unlock();
+}
+
+// Holds given up after their manager closed: no hang, no crash, no key.
+TEST_F(ReviewAsync2, Held_HoldsReleasedAfterTheirManagerClosed) {
+  auto manager = this->manager();
+  auto [pe, permit] = permit_async(*manager->get_semaphore("pool", 2));
+  auto [le, leadership] = campaign_async(*manager->get_election("vote"), "me");
+  auto [se, shared] = shared_async(*manager->get_shared_lock("rw"), false);
+  ASSERT_FALSE(pe || le || se);
+  manager->close();
+  EXPECT_TRUE(permit.lost_token().stop_requested());
+  EXPECT_TRUE(leadership.lost_token().stop_requested());
+  EXPECT_TRUE(shared.lost_token().stop_requested());
+  auto released = std::async(std::launch::async, [&] {
+    permit.release();
+    leadership.resign();
+    shared.release();
+  });
+  EXPECT_EQ(released.wait_for(10s), std::future_status::ready);
+  manager.reset();
+  EXPECT_EQ(all_keys(), 0);
+}
+
+// A handler that destroys its manager (and the primitive) while it holds.
+TEST_F(ReviewAsync2, Held_ACampaignHandlerMayDestroyTheManagerAndTheElection) {
+  auto manager = this->manager();
+  auto election = manager->get_election("vote");
+  std::promise<bool> leading;
+  election->async_campaign("me", [&](std::error_code ec, Leadership leadership) {
+    const bool was = !ec && leadership.is_leader();
+    election.reset();
+    manager.reset();  // closes: the leadership is lost
+    leading.set_value(was && leadership.lost());
+  });
+  auto future = leading.get_future();
+  ASSERT_EQ(future.wait_for(20s), std::future_status::ready);
+  EXPECT_TRUE(future.get());
+  EXPECT_TRUE(eventually([&] { return all_keys() == 0; }));
+}
+
+}  // namespace
+}  // namespace etcdlock::testing
