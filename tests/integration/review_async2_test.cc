@@ -11,6 +11,7 @@
 #include <thread>
 #include <vector>
 
+#include "etcd/lost_replies.h"
 #include "lock_fixture.h"
 
 namespace etcdlock::testing {
@@ -405,6 +406,86 @@ TEST_F(ReviewAsync2, PreCancelledSharedLockWaitRacesBeginIntoANullTurn) {
   auto manager = this->manager();
   pre_cancelled_waits(*manager, false);
   EXPECT_EQ(entries("rw"), 0);
+}
+
+}  // namespace
+}  // namespace etcdlock::testing
+
+namespace etcdlock::testing {
+namespace {
+
+using detail::etcd::LostReplies;
+namespace write_site = detail::etcd::write_site;
+
+// An asynchronous permit wait whose enqueue commits while its reply is
+// lost (the matrix has no async permit row): it still waits its turn, the
+// limit holds, and nothing is left once it is released.
+TEST_F(ReviewAsync2, Held_AsyncPermitWhoseEnqueueReplyIsLostKeepsTheLimit) {
+  auto first = manager();
+  auto second = manager();
+  auto third = manager();
+  auto held = first->get_semaphore("pool", 1)->acquire_permit();
+  LostReplies::arm(write_site::enqueue, prefix_ + "/pool/");
+  auto got = std::make_shared<std::promise<std::pair<std::error_code, Permit>>>();
+  second->get_semaphore("pool", 1)->async_acquire_permit(
+      [got](std::error_code ec, Permit permit) { got->set_value({ec, std::move(permit)}); });
+  ASSERT_TRUE(eventually([&] { return LostReplies::dropped(write_site::enqueue) >= 1; }));
+  LostReplies::disarm();
+  auto future = got->get_future();
+  EXPECT_EQ(future.wait_for(500ms), std::future_status::timeout);
+  EXPECT_FALSE(third->get_semaphore("pool", 1)->try_acquire_permit());
+  held.release();
+  ASSERT_EQ(future.wait_for(20s), std::future_status::ready);
+  auto [ec, permit] = future.get();
+  ASSERT_FALSE(ec) << ec.message();
+  EXPECT_TRUE(permit.held());
+  EXPECT_FALSE(third->get_semaphore("pool", 1)->try_acquire_permit());
+  EXPECT_EQ(entries("pool"), 1);
+  permit.release();
+  EXPECT_TRUE(eventually([&] { return entries("pool") == 0; }));
+  EXPECT_TRUE(third->get_semaphore("pool", 1)->try_acquire_permit());
+}
+
+// Election::resign() whose delete commits while its reply is lost, ending
+// an asynchronous Leadership, while a thread of the same process waits in
+// campaign() and another process waits in an async campaign: never two
+// leaders, the Leadership's lost token fires, and the blocked thread leads
+// after the other process resigns.
+TEST_F(ReviewAsync2, Held_LostResignReplyEndingALeadershipAdmitsOneLeader) {
+  auto first = manager();
+  auto second = manager();
+  auto election = first->get_election("vote");
+  auto other = second->get_election("vote");
+  auto [ec, leadership] = campaign_async(*election, "async");
+  ASSERT_FALSE(ec) << ec.message();
+  auto other_got = std::make_shared<std::promise<std::pair<std::error_code, Leadership>>>();
+  other->async_campaign("other", [other_got](std::error_code e, Leadership l) { other_got->set_value({e, std::move(l)}); });
+  ASSERT_TRUE(eventually([&] { return entries("vote") == 2; }));
+  auto blocked = std::async(std::launch::async, [&] { return election->campaign_for("sync", 15s); });
+  std::atomic<bool> stop{false};
+  std::atomic<int> both{0};
+  std::thread sampler([&] {
+    while (!stop) {
+      if (election->is_leader() && other->is_leader()) ++both;
+      std::this_thread::sleep_for(1ms);
+    }
+  });
+  LostReplies::arm(write_site::resign, prefix_ + "/vote/");
+  election->resign();
+  LostReplies::disarm();
+  EXPECT_TRUE(eventually([&] { return leadership.lost_token().stop_requested(); }));
+  auto other_future = other_got->get_future();
+  ASSERT_EQ(other_future.wait_for(10s), std::future_status::ready);
+  auto [oec, other_leadership] = other_future.get();
+  ASSERT_FALSE(oec) << oec.message();
+  EXPECT_EQ(blocked.wait_for(500ms), std::future_status::timeout);
+  other_leadership.resign();
+  EXPECT_TRUE(blocked.get());
+  stop = true;
+  sampler.join();
+  EXPECT_EQ(both, 0);
+  election->resign();
+  EXPECT_TRUE(eventually([&] { return entries("vote") == 0; }));
 }
 
 }  // namespace
