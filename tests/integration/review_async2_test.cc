@@ -490,3 +490,146 @@ TEST_F(ReviewAsync2, Held_LostResignReplyEndingALeadershipAdmitsOneLeader) {
 
 }  // namespace
 }  // namespace etcdlock::testing
+
+namespace etcdlock::testing {
+namespace {
+
+// Many asynchronous chains and blocking threads in two managers on one
+// read-write lock: a writer is always alone.
+TEST_F(ReviewAsync2, Held_AsyncAndBlockingSharedLockHoldersExcludeWriters) {
+  auto first = manager();
+  auto second = manager();
+  std::atomic<int> readers{0};
+  std::atomic<int> writers{0};
+  std::atomic<int> violations{0};
+  std::atomic<int> chains_done{0};
+  const auto enter = [&](bool write) {
+    if (write) {
+      if (++writers != 1 || readers != 0) ++violations;
+    } else {
+      ++readers;
+      if (writers != 0) ++violations;
+    }
+  };
+  const auto leave = [&](bool write) { write ? --writers : --readers; };
+  constexpr int kRounds = 5;
+  constexpr int kChainsPerManager = 4;
+  std::vector<std::thread> threads;
+  std::vector<std::shared_ptr<std::function<void(int)>>> chains;
+  int chain_index = 0;
+  for (auto* manager : {first.get(), second.get()}) {
+    auto rw = manager->get_shared_lock("rw");
+    for (int t = 0; t < 2; ++t) {
+      threads.emplace_back([&, rw, t] {
+        for (int i = 0; i < kRounds; ++i) {
+          const bool write = (i + t) % 2 == 0;
+          if (write) {
+            rw->lock();
+          } else {
+            rw->lock_shared();
+          }
+          enter(write);
+          std::this_thread::sleep_for(5ms);
+          leave(write);
+          if (write) {
+            rw->unlock();
+          } else {
+            rw->unlock_shared();
+          }
+        }
+      });
+    }
+    for (int c = 0; c < kChainsPerManager; ++c) {
+      auto chain = std::make_shared<std::function<void(int)>>();
+      const int index = chain_index++;
+      *chain = [&, rw, index, weak = std::weak_ptr<std::function<void(int)>>(chain)](int left) {
+        const bool write = (left + index) % 3 == 0;
+        auto handler = [&, write, left, weak](std::error_code ec, SharedLockHold hold) {
+          if (ec) {
+            ADD_FAILURE() << ec.message();
+            ++chains_done;
+            return;
+          }
+          enter(write);
+          std::this_thread::sleep_for(5ms);
+          leave(write);
+          hold.release();
+          if (left > 1) {
+            if (auto next = weak.lock()) return (*next)(left - 1);
+          }
+          ++chains_done;
+        };
+        if (write) {
+          rw->async_lock(handler);
+        } else {
+          rw->async_lock_shared(handler);
+        }
+      };
+      chains.push_back(chain);
+    }
+  }
+  for (auto& chain : chains) (*chain)(kRounds);
+  for (auto& thread : threads) thread.join();
+  ASSERT_TRUE(eventually([&] { return chains_done == 2 * kChainsPerManager; }, 90s)) << chains_done;
+  EXPECT_EQ(violations, 0);
+  EXPECT_TRUE(eventually([&] { return entries("rw") == 0; }));
+}
+
+// Two processes campaign asynchronously and by a blocking thread each; each
+// leader resigns after a moment: never two leaders at once.
+TEST_F(ReviewAsync2, Held_AsyncAndBlockingCampaignsNeverMakeTwoLeaders) {
+  auto first = manager();
+  auto second = manager();
+  std::atomic<int> leading{0};
+  std::atomic<int> most{0};
+  std::atomic<int> chains_done{0};
+  const auto enter = [&] {
+    const int now = ++leading;
+    int seen = most.load();
+    while (now > seen && !most.compare_exchange_weak(seen, now)) {}
+  };
+  constexpr int kRounds = 4;
+  std::vector<std::thread> threads;
+  std::vector<std::shared_ptr<std::function<void(int)>>> chains;
+  for (auto* manager : {first.get(), second.get()}) {
+    auto election = manager->get_election("vote");
+    threads.emplace_back([&, election] {
+      for (int i = 0; i < kRounds; ++i) {
+        election->campaign("sync");
+        enter();
+        std::this_thread::sleep_for(5ms);
+        --leading;
+        election->resign();
+      }
+    });
+    for (int c = 0; c < 2; ++c) {
+      auto chain = std::make_shared<std::function<void(int)>>();
+      *chain = [&, election, weak = std::weak_ptr<std::function<void(int)>>(chain)](int left) {
+        election->async_campaign("async", [&, left, weak](std::error_code ec, Leadership leadership) {
+          if (ec) {
+            ADD_FAILURE() << ec.message();
+            ++chains_done;
+            return;
+          }
+          enter();
+          std::this_thread::sleep_for(5ms);
+          --leading;
+          leadership.resign();
+          if (left > 1) {
+            if (auto next = weak.lock()) return (*next)(left - 1);
+          }
+          ++chains_done;
+        });
+      };
+      chains.push_back(chain);
+    }
+  }
+  for (auto& chain : chains) (*chain)(kRounds);
+  for (auto& thread : threads) thread.join();
+  ASSERT_TRUE(eventually([&] { return chains_done == 4; }, 90s)) << chains_done;
+  EXPECT_LE(most.load(), 1);
+  EXPECT_TRUE(eventually([&] { return entries("vote") == 0; }));
+}
+
+}  // namespace
+}  // namespace etcdlock::testing
