@@ -633,3 +633,45 @@ TEST_F(ReviewAsync2, Held_AsyncAndBlockingCampaignsNeverMakeTwoLeaders) {
 
 }  // namespace
 }  // namespace etcdlock::testing
+
+namespace etcdlock::testing {
+namespace {
+
+// A permit's handler destroys the manager (and the semaphore) while other
+// waits of that manager are pending: each of those still gets its handler
+// (closed), and nothing is left in etcd.
+TEST_F(ReviewAsync2, Held_APermitHandlerMayDestroyTheManagerWithOtherWaitsPending) {
+  auto holder = this->manager();
+  auto manager = this->manager();
+  auto held = holder->get_semaphore("pool", 2)->acquire_permit();
+  auto held2 = holder->get_semaphore("pool", 2)->acquire_permit();
+  auto pool = manager->get_semaphore("pool", 2);
+  std::atomic<int> closed{0};
+  std::atomic<int> others{0};
+  constexpr int kPending = 5;
+  for (int i = 0; i < kPending; ++i) {
+    pool->async_acquire_permit([&](std::error_code ec, Permit) { ec == errc::closed ? ++closed : ++others; });
+  }
+  ASSERT_TRUE(eventually([&] { return entries("pool") == 2 + kPending; }));
+  // A write lock of the same manager is admitted at once, and its handler closes.
+  std::promise<bool> destroyed;
+  auto rw = manager->get_shared_lock("rw");
+  rw->async_lock([&](std::error_code ec, SharedLockHold hold) {
+    const bool ok = !ec && hold.held();
+    pool.reset();
+    rw.reset();
+    manager.reset();
+    destroyed.set_value(ok && hold.lost());
+  });
+  auto future = destroyed.get_future();
+  ASSERT_EQ(future.wait_for(20s), std::future_status::ready);
+  EXPECT_TRUE(future.get());
+  EXPECT_TRUE(eventually([&] { return closed + others == kPending; })) << closed << " " << others;
+  EXPECT_EQ(others, 0);
+  EXPECT_TRUE(eventually([&] { return entries("pool") == 2 && entries("rw") == 0; }));
+  held.release();
+  held2.release();
+}
+
+}  // namespace
+}  // namespace etcdlock::testing
