@@ -675,3 +675,116 @@ TEST_F(ReviewAsync2, Held_APermitHandlerMayDestroyTheManagerWithOtherWaitsPendin
 
 }  // namespace
 }  // namespace etcdlock::testing
+
+namespace etcdlock::testing {
+namespace {
+
+// Cancelling permit and read-lock waits as the holder ahead releases: a
+// permit delivered is within the limit, a cancelled wait leaves no key.
+TEST_F(ReviewAsync2, Held_CancelRacingTheGrantOfAPermitOrAReadLockLeavesNothing) {
+  auto first = manager();
+  auto second = manager();
+  auto pool_ahead = first->get_semaphore("pool", 1);
+  auto rw_ahead = first->get_shared_lock("rw");
+  auto pool = second->get_semaphore("pool", 1);
+  auto rw = second->get_shared_lock("rw");
+  for (int i = 0; i < 12; ++i) {
+    auto permit = pool_ahead->acquire_permit();
+    auto [wec, writer] = shared_async(*rw_ahead, false);  // releasable from any thread
+    ASSERT_FALSE(wec) << wec.message();
+    std::stop_source cancel;
+    auto got_permit = std::make_shared<std::promise<std::pair<std::error_code, Permit>>>();
+    auto got_read = std::make_shared<std::promise<std::pair<std::error_code, SharedLockHold>>>();
+    pool->async_acquire_permit([got_permit](std::error_code ec, Permit p) { got_permit->set_value({ec, std::move(p)}); },
+                               cancel.get_token());
+    rw->async_lock_shared([got_read](std::error_code ec, SharedLockHold h) { got_read->set_value({ec, std::move(h)}); },
+                          cancel.get_token());
+    ASSERT_TRUE(eventually([&] { return entries("pool") == 2 && entries("rw") == 2; }));
+    std::thread releaser([&] {
+      permit.release();
+      writer.release();
+    });
+    std::this_thread::sleep_for(std::chrono::microseconds(300 * (i % 6)));
+    cancel.request_stop();
+    releaser.join();
+    auto fp = got_permit->get_future();
+    auto fr = got_read->get_future();
+    ASSERT_EQ(fp.wait_for(20s), std::future_status::ready) << "round " << i;
+    ASSERT_EQ(fr.wait_for(20s), std::future_status::ready) << "round " << i;
+    auto [pec, p] = fp.get();
+    auto [rec, r] = fr.get();
+    EXPECT_TRUE(!pec || pec == errc::cancelled) << pec.message();
+    EXPECT_TRUE(!rec || rec == errc::cancelled) << rec.message();
+    EXPECT_EQ(bool(p), !pec);
+    EXPECT_EQ(bool(r), !rec);
+    if (p) EXPECT_FALSE(pool_ahead->try_acquire_permit()) << "round " << i;
+    if (r) EXPECT_FALSE(rw_ahead->try_lock()) << "round " << i;
+    p.release();
+    r.release();
+    ASSERT_TRUE(eventually([&] { return entries("pool") == 0 && entries("rw") == 0; }))
+        << "round " << i << ": " << entries("pool") << " " << entries("rw");
+  }
+}
+
+// close() while a thread is blocked in campaign() behind an asynchronous
+// Leadership: close() returns, the thread gets closed, the leadership is lost.
+TEST_F(ReviewAsync2, Held_CloseWakesACampaignBlockedBehindALeadership) {
+  auto manager = this->manager();
+  auto election = manager->get_election("vote");
+  auto [ec, leadership] = campaign_async(*election, "async");
+  ASSERT_FALSE(ec) << ec.message();
+  auto blocked = std::async(std::launch::async, [&]() -> std::error_code {
+    try {
+      election->campaign("sync");
+      return {};
+    } catch (const Error& error) {
+      return error.code();
+    }
+  });
+  EXPECT_EQ(blocked.wait_for(300ms), std::future_status::timeout);
+  auto closing = std::async(std::launch::async, [&] { manager->close(); });
+  ASSERT_EQ(closing.wait_for(15s), std::future_status::ready);
+  ASSERT_EQ(blocked.wait_for(15s), std::future_status::ready);
+  EXPECT_EQ(blocked.get(), errc::closed);
+  EXPECT_TRUE(leadership.lost());
+  leadership.resign();
+  EXPECT_EQ(entries("vote"), 0);
+}
+
+// Leadership::proclaim() racing Election::resign() while a thread waits in
+// campaign() (same lease, hence the same key once resigned): the stale
+// proclaim never overwrites the new leader's value.
+TEST_F(ReviewAsync2, Held_AStaleProclaimRacingResignNeverOverwritesTheNextLeader) {
+  auto manager = this->manager();
+  auto election = manager->get_election("vote");
+  for (int i = 0; i < 15; ++i) {
+    auto [ec, leadership] = campaign_async(*election, "async");
+    ASSERT_FALSE(ec) << ec.message();
+    auto blocked = std::async(std::launch::async, [&] { return election->campaign_for("sync", 10s); });
+    std::this_thread::sleep_for(20ms);
+    std::atomic<bool> go{false};
+    std::thread proclaimer([&] {
+      while (!go) {}
+      for (int k = 0; k < 20; ++k) {
+        try {
+          if (!leadership.proclaim("stale")) break;
+        } catch (const Error&) {
+        }
+      }
+    });
+    go = true;
+    std::this_thread::sleep_for(std::chrono::microseconds(200 * (i % 5)));
+    election->resign();
+    proclaimer.join();
+    ASSERT_TRUE(blocked.get());
+    ASSERT_TRUE(election->leader());
+    EXPECT_EQ(election->leader()->value, "sync") << "round " << i;
+    EXPECT_FALSE(leadership.is_leader());
+    election->resign();
+    leadership.resign();
+    ASSERT_TRUE(eventually([&] { return entries("vote") == 0; }));
+  }
+}
+
+}  // namespace
+}  // namespace etcdlock::testing
