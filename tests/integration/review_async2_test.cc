@@ -354,66 +354,6 @@ TEST_F(ReviewAsync2, Held_ACampaignHandlerMayDestroyTheManagerAndTheElection) {
 namespace etcdlock::testing {
 namespace {
 
-// AsyncAcquisition::begin() posts a step as soon as it registers a cancel
-// callback on a token already requested, but only afterwards marks a
-// turn-less acquisition (a permit, a SharedLock hold) as owning its "turn".
-// A step that runs in between takes the not-yet-turn path and calls
-// request_.turn->withdraw() on a null turn. Many threads make many
-// pre-cancelled waits so that the step thread sometimes wins the race.
-void pre_cancelled_waits(LockManager& manager, bool permits) {
-  std::stop_source cancel;
-  cancel.request_stop();
-  constexpr int kThreads = 4;
-  constexpr int kEach = 3000;
-  std::atomic<int> delivered{0};
-  std::atomic<int> wrong{0};
-  std::vector<std::thread> threads;
-  for (int t = 0; t < kThreads; ++t) {
-    threads.emplace_back([&] {
-      auto pool = manager.get_semaphore("pool", 1);
-      auto rw = manager.get_shared_lock("rw");
-      for (int i = 0; i < kEach; ++i) {
-        if (permits) {
-          pool->async_acquire_permit(
-              [&](std::error_code ec, Permit) {
-                if (ec != errc::cancelled) ++wrong;
-                ++delivered;
-              },
-              cancel.get_token());
-        } else {
-          rw->async_lock_shared(
-              [&](std::error_code ec, SharedLockHold) {
-                if (ec != errc::cancelled) ++wrong;
-                ++delivered;
-              },
-              cancel.get_token());
-        }
-      }
-    });
-  }
-  for (auto& thread : threads) thread.join();
-  EXPECT_TRUE(eventually([&] { return delivered == kThreads * kEach; }, 60s)) << delivered;
-  EXPECT_EQ(wrong, 0);
-}
-
-TEST_F(ReviewAsync2, PreCancelledPermitWaitRacesBeginIntoANullTurn) {
-  auto manager = this->manager();
-  pre_cancelled_waits(*manager, true);
-  EXPECT_EQ(entries("pool"), 0);
-}
-
-TEST_F(ReviewAsync2, PreCancelledSharedLockWaitRacesBeginIntoANullTurn) {
-  auto manager = this->manager();
-  pre_cancelled_waits(*manager, false);
-  EXPECT_EQ(entries("rw"), 0);
-}
-
-}  // namespace
-}  // namespace etcdlock::testing
-
-namespace etcdlock::testing {
-namespace {
-
 using detail::etcd::LostReplies;
 namespace write_site = detail::etcd::write_site;
 
@@ -784,6 +724,69 @@ TEST_F(ReviewAsync2, Held_AStaleProclaimRacingResignNeverOverwritesTheNextLeader
     leadership.resign();
     ASSERT_TRUE(eventually([&] { return entries("vote") == 0; }));
   }
+}
+
+}  // namespace
+}  // namespace etcdlock::testing
+
+namespace etcdlock::testing {
+namespace {
+
+// Last in the file: on the current code these crash the test binary
+// (SIGSEGV), which would hide the results of any test after them.
+//
+// AsyncAcquisition::begin() posts a step as soon as it registers a cancel
+// callback on a token already requested, but only afterwards marks a
+// turn-less acquisition (a permit, a SharedLock hold) as owning its "turn".
+// A step that runs in between takes the not-yet-turn path and calls
+// request_.turn->withdraw() on a null turn. Many threads make many
+// pre-cancelled waits so that the step thread sometimes wins the race.
+void pre_cancelled_waits(LockManager& manager, bool permits) {
+  std::stop_source cancel;
+  cancel.request_stop();
+  constexpr int kThreads = 4;
+  constexpr int kEach = 3000;
+  std::atomic<int> delivered{0};
+  std::atomic<int> wrong{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&] {
+      auto pool = manager.get_semaphore("pool", 1);
+      auto rw = manager.get_shared_lock("rw");
+      for (int i = 0; i < kEach; ++i) {
+        if (permits) {
+          pool->async_acquire_permit(
+              [&](std::error_code ec, Permit) {
+                if (ec != errc::cancelled) ++wrong;
+                ++delivered;
+              },
+              cancel.get_token());
+        } else {
+          rw->async_lock_shared(
+              [&](std::error_code ec, SharedLockHold) {
+                if (ec != errc::cancelled) ++wrong;
+                ++delivered;
+              },
+              cancel.get_token());
+        }
+      }
+    });
+  }
+  for (auto& thread : threads) thread.join();
+  EXPECT_TRUE(eventually([&] { return delivered == kThreads * kEach; }, 60s)) << delivered;
+  EXPECT_EQ(wrong, 0);
+}
+
+TEST_F(ReviewAsync2, PreCancelledPermitWaitRacesBeginIntoANullTurn) {
+  auto manager = this->manager();
+  pre_cancelled_waits(*manager, true);
+  EXPECT_EQ(entries("pool"), 0);
+}
+
+TEST_F(ReviewAsync2, PreCancelledSharedLockWaitRacesBeginIntoANullTurn) {
+  auto manager = this->manager();
+  pre_cancelled_waits(*manager, false);
+  EXPECT_EQ(entries("rw"), 0);
 }
 
 }  // namespace
