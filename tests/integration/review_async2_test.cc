@@ -732,6 +732,36 @@ TEST_F(ReviewAsync2, Held_AStaleProclaimRacingResignNeverOverwritesTheNextLeader
 namespace etcdlock::testing {
 namespace {
 
+// An asynchronous try (deadline passed) on an election whose turn this
+// process's Leadership holds, with a thread blocked in campaign() behind it:
+// the try ends at once without the turn, and the thread still comes next.
+TEST_F(ReviewAsync2, Held_AnAsyncTryBehindALeadershipWithdrawsAndKeepsTheOrder) {
+  auto manager = this->manager();
+  auto election = manager->get_election("vote");
+  auto [ec, leadership] = campaign_async(*election, "async");
+  ASSERT_FALSE(ec) << ec.message();
+  auto blocked = std::async(std::launch::async, [&] { return election->campaign_for("sync", 10s); });
+  std::this_thread::sleep_for(100ms);
+  const auto start = Past::now();
+  auto [tec, tried] = campaign_async(*election, "try", Past::now() - 1s);
+  EXPECT_EQ(tec, errc::lock_timeout) << tec.message();
+  EXPECT_FALSE(tried);
+  EXPECT_LT(Past::now() - start, 1s);
+  EXPECT_TRUE(leadership.is_leader());
+  leadership.resign();
+  ASSERT_TRUE(blocked.get());
+  ASSERT_TRUE(election->leader());
+  EXPECT_EQ(election->leader()->value, "sync");
+  election->resign();
+  EXPECT_TRUE(eventually([&] { return entries("vote") == 0; }));
+}
+
+}  // namespace
+}  // namespace etcdlock::testing
+
+namespace etcdlock::testing {
+namespace {
+
 // Last in the file: on the current code these crash the test binary
 // (SIGSEGV), which would hide the results of any test after them.
 //
