@@ -21,7 +21,8 @@ AsyncAcquisition::AsyncAcquisition(Request request, Done done)
       description_(request_.kind + " " + quote_value(request_.name)),
       done_(std::move(done)),
       wait_(request_.context, request_.queue, request_.entry),
-      retries_(request_.retry) {}
+      retries_(request_.retry),
+      has_turn_(request_.turn == nullptr) {}
 
 AsyncAcquisition::~AsyncAcquisition() {
   bool give_back = false;
@@ -43,11 +44,8 @@ void AsyncAcquisition::begin() {
   on_closed_.emplace(request_.context->closed_token(), [weak] {
     if (const auto self = weak.lock()) self->on_closed();
   });
-  on_cancel_.emplace(request_.cancel, [weak] {
-    if (const auto self = weak.lock()) self->post_step();
-  });
   // Holders that share an entry's key take the turn first; a permit has a
-  // key of its own, and no turn.
+  // key of its own, and no turn (has_turn_ from the start).
   const auto ticket = request_.turn ? request_.turn->take_async([weak] {
     const auto self = weak.lock();
     return self && self->on_turn();
@@ -63,6 +61,11 @@ void AsyncAcquisition::begin() {
       });
     }
   }
+  // Last: a cancel requested already posts a step at once, which must find
+  // the ticket recorded.
+  on_cancel_.emplace(request_.cancel, [weak] {
+    if (const auto self = weak.lock()) self->post_step();
+  });
   post_step();
 }
 
@@ -125,7 +128,7 @@ void AsyncAcquisition::step() {
   if (has_turn) return step_in_queue(give_up_now);
   if (!give_up_now && mode_ == QueueWait::Mode::wait) return;  // the turn's grant posts the next step
   // Still waiting for another holder of this process: nothing in etcd yet.
-  if (!request_.turn->withdraw(ticket)) return;  // granted meanwhile: its step follows
+  if (!request_.turn || !request_.turn->withdraw(ticket)) return;  // granted meanwhile: its step follows
   finish(Outcome{not_acquired_error(), nullptr, false, false, {}});
 }
 

@@ -107,7 +107,7 @@ class AsyncAcquisition : public std::enable_shared_from_this<AsyncAcquisition> {
 
   Mutex mu_;
   bool ended_ ETCDLOCK_GUARDED_BY(mu_) = false;
-  bool has_turn_ ETCDLOCK_GUARDED_BY(mu_) = false;
+  bool has_turn_ ETCDLOCK_GUARDED_BY(mu_);           // from the start when there is no turn to take
   bool turn_kept_ ETCDLOCK_GUARDED_BY(mu_) = false;  // handed to the hold
   std::uint64_t turn_ticket_ ETCDLOCK_GUARDED_BY(mu_) = 0;
   std::uint64_t deadline_task_ ETCDLOCK_GUARDED_BY(mu_) = 0;

@@ -32,14 +32,16 @@ class ReviewAsync2 : public LockTest {};
 
 using Past = std::chrono::steady_clock;
 
-std::pair<std::error_code, Leadership> campaign_async(Election& election, std::string value,
-                                                      std::chrono::steady_clock::time_point deadline = Past::time_point::max(),
-                                                      std::stop_token cancel = {}) {
+std::pair<std::error_code, Leadership> campaign_async(
+    Election& election, std::string value, std::chrono::steady_clock::time_point deadline = Past::time_point::max(),
+    std::stop_token cancel = {}) {
   auto got = std::make_shared<std::promise<std::pair<std::error_code, Leadership>>>();
   auto future = got->get_future();
   election.async_campaign_until(
       std::move(value), deadline,
-      [got](std::error_code ec, Leadership leadership) { got->set_value({ec, std::move(leadership)}); },
+      [got](std::error_code ec, Leadership leadership) {
+        got->set_value({ec, std::move(leadership)});
+      },
       std::move(cancel));
   if (future.wait_for(20s) != std::future_status::ready) {
     ADD_FAILURE() << "the campaign's handler was never called";
@@ -48,13 +50,16 @@ std::pair<std::error_code, Leadership> campaign_async(Election& election, std::s
   return future.get();
 }
 
-std::pair<std::error_code, Permit> permit_async(Semaphore& semaphore,
-                                                std::chrono::steady_clock::time_point deadline = Past::time_point::max(),
-                                                std::stop_token cancel = {}) {
+std::pair<std::error_code, Permit> permit_async(
+    Semaphore& semaphore, std::chrono::steady_clock::time_point deadline = Past::time_point::max(),
+    std::stop_token cancel = {}) {
   auto got = std::make_shared<std::promise<std::pair<std::error_code, Permit>>>();
   auto future = got->get_future();
   semaphore.async_acquire_permit_until(
-      deadline, [got](std::error_code ec, Permit permit) { got->set_value({ec, std::move(permit)}); },
+      deadline,
+      [got](std::error_code ec, Permit permit) {
+        got->set_value({ec, std::move(permit)});
+      },
       std::move(cancel));
   if (future.wait_for(20s) != std::future_status::ready) {
     ADD_FAILURE() << "the permit's handler was never called";
@@ -63,9 +68,9 @@ std::pair<std::error_code, Permit> permit_async(Semaphore& semaphore,
   return future.get();
 }
 
-std::pair<std::error_code, SharedLockHold> shared_async(SharedLock& lock, bool shared,
-                                                        std::chrono::steady_clock::time_point deadline = Past::time_point::max(),
-                                                        std::stop_token cancel = {}) {
+std::pair<std::error_code, SharedLockHold> shared_async(
+    SharedLock& lock, bool shared, std::chrono::steady_clock::time_point deadline = Past::time_point::max(),
+    std::stop_token cancel = {}) {
   auto got = std::make_shared<std::promise<std::pair<std::error_code, SharedLockHold>>>();
   auto future = got->get_future();
   auto handler = [got](std::error_code ec, SharedLockHold hold) { got->set_value({ec, std::move(hold)}); };
@@ -144,11 +149,13 @@ TEST_F(ReviewAsync2, Held_ElectionResignRacingLeadershipResignGivesTheTurnBackOn
     ASSERT_TRUE(leadership.is_leader());
     std::atomic<bool> go{false};
     std::thread a([&] {
-      while (!go) {}
+      while (!go) {
+      }
       election->resign();
     });
     std::thread b([&] {
-      while (!go) {}
+      while (!go) {
+      }
       leadership.resign();
     });
     go = true;
@@ -202,7 +209,10 @@ TEST_F(ReviewAsync2, Held_CancelRacingTheGrantOfALeadershipLeavesNothing) {
     auto got = std::make_shared<std::promise<std::pair<std::error_code, Leadership>>>();
     auto future = got->get_future();
     election->async_campaign(
-        "second", [got](std::error_code ec, Leadership leadership) { got->set_value({ec, std::move(leadership)}); },
+        "second",
+        [got](std::error_code ec, Leadership leadership) {
+          got->set_value({ec, std::move(leadership)});
+        },
         cancel.get_token());
     ASSERT_TRUE(eventually([&] { return entries("vote") == 2; }));
     std::thread resigner([&] { leading->resign(); });
@@ -228,7 +238,8 @@ TEST_F(ReviewAsync2, Held_AsyncAndBlockingPermitsNeverExceedTheLimit) {
   const auto note_held = [&] {
     const int now = ++holding;
     int seen = most.load();
-    while (now > seen && !most.compare_exchange_weak(seen, now)) {}
+    while (now > seen && !most.compare_exchange_weak(seen, now)) {
+    }
   };
   constexpr int kRounds = 6;
   std::vector<std::thread> threads;
@@ -367,8 +378,9 @@ TEST_F(ReviewAsync2, Held_AsyncPermitWhoseEnqueueReplyIsLostKeepsTheLimit) {
   auto held = first->get_semaphore("pool", 1)->acquire_permit();
   LostReplies::arm(write_site::enqueue, prefix_ + "/pool/");
   auto got = std::make_shared<std::promise<std::pair<std::error_code, Permit>>>();
-  second->get_semaphore("pool", 1)->async_acquire_permit(
-      [got](std::error_code ec, Permit permit) { got->set_value({ec, std::move(permit)}); });
+  second->get_semaphore("pool", 1)->async_acquire_permit([got](std::error_code ec, Permit permit) {
+    got->set_value({ec, std::move(permit)});
+  });
   ASSERT_TRUE(eventually([&] { return LostReplies::dropped(write_site::enqueue) >= 1; }));
   LostReplies::disarm();
   auto future = got->get_future();
@@ -399,7 +411,9 @@ TEST_F(ReviewAsync2, Held_LostResignReplyEndingALeadershipAdmitsOneLeader) {
   auto [ec, leadership] = campaign_async(*election, "async");
   ASSERT_FALSE(ec) << ec.message();
   auto other_got = std::make_shared<std::promise<std::pair<std::error_code, Leadership>>>();
-  other->async_campaign("other", [other_got](std::error_code e, Leadership l) { other_got->set_value({e, std::move(l)}); });
+  other->async_campaign("other", [other_got](std::error_code e, Leadership l) {
+    other_got->set_value({e, std::move(l)});
+  });
   ASSERT_TRUE(eventually([&] { return entries("vote") == 2; }));
   auto blocked = std::async(std::launch::async, [&] { return election->campaign_for("sync", 15s); });
   std::atomic<bool> stop{false};
@@ -526,7 +540,8 @@ TEST_F(ReviewAsync2, Held_AsyncAndBlockingCampaignsNeverMakeTwoLeaders) {
   const auto enter = [&] {
     const int now = ++leading;
     int seen = most.load();
-    while (now > seen && !most.compare_exchange_weak(seen, now)) {}
+    while (now > seen && !most.compare_exchange_weak(seen, now)) {
+    }
   };
   constexpr int kRounds = 4;
   std::vector<std::thread> threads;
@@ -635,10 +650,16 @@ TEST_F(ReviewAsync2, Held_CancelRacingTheGrantOfAPermitOrAReadLockLeavesNothing)
     std::stop_source cancel;
     auto got_permit = std::make_shared<std::promise<std::pair<std::error_code, Permit>>>();
     auto got_read = std::make_shared<std::promise<std::pair<std::error_code, SharedLockHold>>>();
-    pool->async_acquire_permit([got_permit](std::error_code ec, Permit p) { got_permit->set_value({ec, std::move(p)}); },
-                               cancel.get_token());
-    rw->async_lock_shared([got_read](std::error_code ec, SharedLockHold h) { got_read->set_value({ec, std::move(h)}); },
-                          cancel.get_token());
+    pool->async_acquire_permit(
+        [got_permit](std::error_code ec, Permit p) {
+          got_permit->set_value({ec, std::move(p)});
+        },
+        cancel.get_token());
+    rw->async_lock_shared(
+        [got_read](std::error_code ec, SharedLockHold h) {
+          got_read->set_value({ec, std::move(h)});
+        },
+        cancel.get_token());
     ASSERT_TRUE(eventually([&] { return entries("pool") == 2 && entries("rw") == 2; }));
     std::thread releaser([&] {
       permit.release();
@@ -704,7 +725,8 @@ TEST_F(ReviewAsync2, Held_AStaleProclaimRacingResignNeverOverwritesTheNextLeader
     std::this_thread::sleep_for(20ms);
     std::atomic<bool> go{false};
     std::thread proclaimer([&] {
-      while (!go) {}
+      while (!go) {
+      }
       for (int k = 0; k < 20; ++k) {
         try {
           if (!leadership.proclaim("stale")) break;
