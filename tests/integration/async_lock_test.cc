@@ -74,16 +74,6 @@ std::size_t thread_count() {
   return count;
 }
 
-// Waits until `condition` or `timeout`.
-template <typename Condition>
-bool eventually(Condition condition, std::chrono::seconds timeout = 10s) {
-  for (int i = 0; i < timeout / 10ms; ++i) {
-    if (condition()) return true;
-    std::this_thread::sleep_for(10ms);
-  }
-  return condition();
-}
-
 class AsyncLock : public LockTest {};
 
 TEST_F(AsyncLock, HoldIsAnObjectThatAnotherThreadReleases) {

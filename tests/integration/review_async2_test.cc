@@ -19,15 +19,6 @@ namespace {
 
 using namespace std::chrono_literals;
 
-template <typename Condition>
-bool eventually(Condition condition, std::chrono::milliseconds timeout = 10s) {
-  for (int i = 0; i < timeout / 10ms; ++i) {
-    if (condition()) return true;
-    std::this_thread::sleep_for(10ms);
-  }
-  return condition();
-}
-
 class ReviewAsync2 : public LockTest {};
 
 using Past = std::chrono::steady_clock;
