@@ -77,15 +77,6 @@ bool ExclusiveHold::guarded_delete(std::string_view key) {
   return detail::guarded_delete(named_.context->client(), guarded_txn(), key);
 }
 
-namespace {
-
-std::optional<pb::TxnRequest> while_standing(const Hold& hold) {
-  if (hold.lost()) return std::nullopt;
-  return while_created_at(hold.entry().key, hold.entry().revision);
-}
-
-}  // namespace
-
 bool ExclusiveHold::guarded_put(const Hold& hold, std::string_view key, std::string_view value) {
   return detail::guarded_put(named_.context->client(), while_standing(hold), key, value);
 }

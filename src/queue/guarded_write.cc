@@ -19,4 +19,9 @@ bool guarded_delete(const etcd::Client& client, std::optional<pb::TxnRequest> gu
   return client.txn(*guard, client.command_deadline(), etcd::write_site::guarded_write).succeeded();
 }
 
+std::optional<pb::TxnRequest> while_standing(const Hold& hold) {
+  if (hold.lost()) return std::nullopt;
+  return while_created_at(hold.entry().key, hold.entry().revision);
+}
+
 }  // namespace etcdlock::detail

@@ -8,6 +8,7 @@
 
 #include "etcd/client.h"
 #include "keys/queue_requests.h"
+#include "queue/hold.h"
 
 namespace etcdlock::detail {
 
@@ -16,5 +17,8 @@ namespace etcdlock::detail {
 bool guarded_put(const etcd::Client& client, std::optional<pb::TxnRequest> guard, std::string_view key,
                  std::string_view value);
 bool guarded_delete(const etcd::Client& client, std::optional<pb::TxnRequest> guard, std::string_view key);
+
+// The guard of `hold`: its while_created_at() Txn, nullopt once it is lost.
+std::optional<pb::TxnRequest> while_standing(const Hold& hold);
 
 }  // namespace etcdlock::detail

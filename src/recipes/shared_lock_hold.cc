@@ -5,15 +5,6 @@
 #include "recipes/shared_lock_impl.h"
 
 namespace etcdlock {
-namespace {
-
-std::optional<detail::pb::TxnRequest> while_standing(const detail::Hold& hold) {
-  if (hold.lost()) return std::nullopt;
-  return detail::while_created_at(hold.entry().key, hold.entry().revision);
-}
-
-}  // namespace
-
 SharedLockHold::SharedLockHold(std::shared_ptr<detail::AsyncSharedHold> state) : state_(std::move(state)) {}
 
 SharedLockHold& SharedLockHold::operator=(SharedLockHold&& other) noexcept {
@@ -52,12 +43,12 @@ std::string SharedLockHold::key() const { return state_ ? state_->hold->entry().
 
 bool SharedLockHold::guarded_put(std::string_view key, std::string_view value) {
   if (!state_) throw Error(errc::lock_not_held, "guarded_put() without a hold");
-  return detail::guarded_put(state_->lock->context().client(), while_standing(*state_->hold), key, value);
+  return detail::guarded_put(state_->lock->context().client(), detail::while_standing(*state_->hold), key, value);
 }
 
 bool SharedLockHold::guarded_delete(std::string_view key) {
   if (!state_) throw Error(errc::lock_not_held, "guarded_delete() without a hold");
-  return detail::guarded_delete(state_->lock->context().client(), while_standing(*state_->hold), key);
+  return detail::guarded_delete(state_->lock->context().client(), detail::while_standing(*state_->hold), key);
 }
 
 }  // namespace etcdlock
