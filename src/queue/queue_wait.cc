@@ -104,7 +104,10 @@ QueueWait::Result QueueWait::run(const std::shared_ptr<Session>& session, Steady
 
 std::optional<QueueWait::Result> QueueWait::start(const std::shared_ptr<Session>& session, SteadyTime deadline,
                                                   Mode mode) {
-  if (!key_.starts_with(queue_key(queue_.dir, session->lease_id()) + entry_.key_suffix)) begin(*session);
+  // A key of another session's lease is begun anew. Lease ids print in hex
+  // of any width (etcd's and Go's layout), so the key's text cannot tell:
+  // "dir/1234" starts with the key of lease 0x123 too.
+  if (key_.empty() || lease_id_ != session->lease_id()) begin(*session);
   std::optional<Read> read;
   if (own_ && created_read_) {
     read = std::exchange(created_read_, std::nullopt);  // the caller's create read it
