@@ -15,8 +15,9 @@ namespace etcdlock::bench {
 
 struct ServerCounts {
   double leases_granted = 0;
-  double keepalive_streams = 0;  // open now
-  double watch_streams = 0;      // open now
+  double keepalive_streams = 0;          // open now
+  double keepalive_streams_started = 0;  // ever: etcdlock opens one per renewal
+  double watch_streams = 0;              // open now
   double watchers = 0;
   double events_sent = 0;  // watch events sent to clients, ever
   // Raft proposals the member has seen committed, ever: every write (a Put,
@@ -54,6 +55,7 @@ inline ServerCounts server_counts(const std::string& endpoint) {
     const bool watch = line.find("grpc_method=\"Watch\",grpc_service=\"etcdserverpb.Watch\"") != std::string::npos;
     if (line.starts_with("grpc_server_started_total{")) {
       if (keepalive) counts.keepalive_streams += sum_of(line);
+      if (keepalive) counts.keepalive_streams_started += sum_of(line);
       if (watch) counts.watch_streams += sum_of(line);
       if (line.find("grpc_method=\"LeaseGrant\"") != std::string::npos) counts.leases_granted += sum_of(line);
     } else if (line.starts_with("grpc_server_handled_total{")) {

@@ -302,7 +302,7 @@ def main():
         out.append("|---|---:|---|")
         out.append(f"| leases of the held locks (from their keys) | {scale['distinct_leases_of_held_locks']} | 1 |")
         out.append(f"| leases granted (etcd's count) | {fmt(scale['server_leases_granted'], 0)} | 1 |")
-        out.append(f"| keepalive streams open (etcd's count) | {fmt(scale['server_open_keepalive_streams'], 0)} | 1 |")
+        out.append(f"| keepalive streams open (etcd's count; one per renewal, closed after it) | {fmt(scale['server_open_keepalive_streams'], 0)} | at most 1 |")
         out.append(f"| watch streams open (etcd's count) | {fmt(scale['server_open_watch_streams'], 0)} | 1 |")
         out.append(f"| watchers on that stream (etcd's count) | {fmt(scale['server_watchers'], 0)} | one per lock name |")
         out.append(f"| mean acquire time, first and last tenth (ms) | {fmt(tenths[0], 3) if tenths else 'n/a'} → "

@@ -38,14 +38,9 @@ Session::Session(const etcd::Client& client, const Logger& log, std::chrono::sec
   lease_id_ = granted.id();
   granted_ttl_ = std::chrono::seconds(granted.ttl());
   last_answered_send_ = sent;
-  last_failover_ = sent;
   local_deadline_ = sent + granted_ttl_ - loss_margin(granted_ttl_);
   next_send_ = sent + renew_interval();
   log_(LogLevel::info, "lease granted", {{"lease", lease_hex()}, {"ttl_s", std::to_string(granted_ttl_.count())}});
-  reader_ = std::thread([this] {
-    name_this_thread("lease");
-    read_responses();
-  });
   keeper_ = std::thread([this] {
     name_this_thread("renew");
     keep_alive();
@@ -94,111 +89,94 @@ void Session::keep_alive() {
       declare_lost("no renewal was answered before the local deadline");
       return;
     }
-    check_overdue(now);
-    if (now >= next_send_) send_renewal(now);
+    if (now >= next_send_) {
+      // The wait for an answer ends by the local deadline, so that a member
+      // that hangs cannot make the loss late.
+      const auto timeout = std::clamp(to_ms(local_deadline_ - now), milliseconds(1), answer_timeout());
+      lock.unlock();
+      const auto renewal = renew_once(timeout);
+      if (renewal.outcome == Renewal::Outcome::lease_gone) {
+        declare_lost("etcd reports the lease expired or revoked");
+        return;
+      }
+      lock.lock();
+      if (stopping_) return;
+      take_in(renewal, now);
+      continue;
+    }
     const auto until = std::min(next_send_, local_deadline_);
     wake_.wait_for(lock, std::clamp(to_ms(until - now), milliseconds(1), kWaitSlice));
   }
 }
 
-void Session::check_overdue(BootTime now) {
-  const bool overdue = (!unanswered_.empty() && now - unanswered_.front() > answer_timeout()) ||
-                       now - last_answered_send_ > renew_interval() + answer_timeout();
-  if (!overdue || now - last_failover_ < answer_timeout()) return;
-  last_failover_ = now;
+Session::Renewal Session::renew_once(milliseconds timeout) {
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + timeout);
+  {
+    MutexLock lock(mu_);
+    if (stopping_) return {};
+    context_ = &context;
+  }
+  Renewal renewal;
+  try {
+    const auto stream = client_.open_keep_alive(context);
+    etcdserverpb::LeaseKeepAliveRequest request;
+    request.set_id(lease_id_);
+    etcdserverpb::LeaseKeepAliveResponse response;
+    // The request also closes the stream for writing: etcd ends the stream
+    // once it has answered, so Finish() does not wait for the deadline.
+    if (stream->Write(request, grpc::WriteOptions().set_last_message()) && stream->Read(&response)) {
+      renewal.outcome = response.ttl() > 0 ? Renewal::Outcome::renewed : Renewal::Outcome::lease_gone;
+      renewal.ttl = std::chrono::seconds(response.ttl());
+    }
+    const auto status = stream->Finish();
+    const bool stopping = [&] {
+      MutexLock lock(mu_);
+      return stopping_;
+    }();
+    if (renewal.outcome == Renewal::Outcome::failed && !stopping) {
+      if (status.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED) renewal.outcome = Renewal::Outcome::unanswered;
+      // The member may hang, or have lost its leader (the stream asks for
+      // one): renew through another one.
+      client_.abandon_member_of(context, "lease renewal failed: " + status.error_message());
+    }
+    client_.stream_ended(context, status);
+  } catch (const Error& error) {  // authentication failed; the deadline decides
+    log_(LogLevel::warning, "cannot open a keepalive stream", {{"lease", lease_hex()}, {"error", error.what()}});
+  }
+  MutexLock lock(mu_);
+  context_ = nullptr;
+  return renewal;
+}
+
+void Session::take_in(const Renewal& renewal, BootTime sent) {
+  const auto now = BootClock::now();
+  if (renewal.outcome == Renewal::Outcome::renewed) {
+    if (counters_) counters_->keepalive_rtt.observe(now - sent);
+    last_answered_send_ = std::max(last_answered_send_, sent);
+    local_deadline_ = std::max(local_deadline_, sent + renewal.ttl - loss_margin(renewal.ttl));
+    next_send_ = sent + renew_interval();
+    if (state_ == SessionState::suspect) {
+      state_ = SessionState::healthy;
+      log_(LogLevel::info, "lease renewals recovered", {{"lease", lease_hex()}});
+      if (on_event_) on_event_({SessionState::healthy, lease_id_, to_ms(local_deadline_ - now), false, ""});
+    }
+    return;
+  }
   if (counters_) ++counters_->renewals_failed;
-  if (state_ == SessionState::healthy) {
+  // A renewal that went unanswered waited its whole timeout: the next goes
+  // at once, to another member. One that failed at once waits a little, so
+  // that a member without a leader is not asked in a busy loop.
+  next_send_ = renewal.outcome == Renewal::Outcome::unanswered ? now : now + milliseconds(100);
+  const bool overdue = renewal.outcome == Renewal::Outcome::unanswered ||
+                       now - last_answered_send_ > renew_interval() + answer_timeout();
+  if (overdue && state_ == SessionState::healthy) {
     state_ = SessionState::suspect;
     const auto time_left = to_ms(local_deadline_ - now);
     log_(LogLevel::warning, "lease renewals are failing",
          {{"lease", lease_hex()}, {"deadline_in_ms", std::to_string(time_left.count())}});
-    if (on_event_) {
-      on_event_({SessionState::suspect, lease_id_, time_left, false, "lease renewals unanswered"});
-    }
+    if (on_event_) on_event_({SessionState::suspect, lease_id_, time_left, false, "lease renewals unanswered"});
   }
-  // The member may hang: renew through another one, and faster.
-  if (context_ != nullptr) client_.abandon_member_of(*context_, "lease renewals unanswered");
-  next_send_ = now;
-}
-
-void Session::send_renewal(BootTime now) {
-  if (stream_ != nullptr) {
-    etcdserverpb::LeaseKeepAliveRequest request;
-    request.set_id(lease_id_);
-    if (stream_->Write(request)) unanswered_.push_back(now);
-  }
-  const auto interval = state_ == SessionState::healthy ? renew_interval() : renew_interval() / 3;
-  next_send_ = now + std::max(interval, milliseconds(100));
-}
-
-void Session::read_responses() {
-  for (;;) {
-    auto context = std::make_unique<grpc::ClientContext>();
-    {
-      MutexLock lock(mu_);
-      if (stopping_) return;
-      context_ = context.get();
-    }
-    std::unique_ptr<etcd::KeepAliveStream> stream;
-    try {
-      stream = client_.open_keep_alive(*context);
-    } catch (const Error& error) {  // authentication failed; the deadline decides
-      log_(LogLevel::warning, "cannot open the keepalive stream", {{"lease", lease_hex()}, {"error", error.what()}});
-      MutexLock lock(mu_);
-      context_ = nullptr;
-      wake_.wait_for(lock, milliseconds(500), [&]() ETCDLOCK_REQUIRES(mu_) { return stopping_; });
-      continue;
-    }
-    const bool lease_gone = read_stream(*stream);
-    if (lease_gone) context->TryCancel();
-    client_.stream_ended(*context, stream->Finish());
-    {
-      MutexLock lock(mu_);
-      context_ = nullptr;
-      if (stopping_) return;
-    }
-    if (lease_gone) {
-      declare_lost("etcd reports the lease expired or revoked");
-      return;
-    }
-    MutexLock lock(mu_);
-    wake_.wait_for(lock, milliseconds(50), [&]() ETCDLOCK_REQUIRES(mu_) { return stopping_; });
-  }
-}
-
-bool Session::read_stream(etcd::KeepAliveStream& stream) {
-  {
-    MutexLock lock(mu_);
-    stream_ = &stream;
-    unanswered_.clear();  // renewals sent on the old stream will never be answered
-    next_send_ = BootClock::now();
-  }
-  wake_.notify_all();
-  etcdserverpb::LeaseKeepAliveResponse response;
-  bool lease_gone = false;
-  while (stream.Read(&response)) {
-    if (response.ttl() <= 0) {
-      lease_gone = true;
-      break;
-    }
-    MutexLock lock(mu_);
-    if (unanswered_.empty()) continue;
-    const auto sent = unanswered_.front();
-    unanswered_.pop_front();
-    if (counters_) counters_->keepalive_rtt.observe(BootClock::now() - sent);
-    const auto ttl = std::chrono::seconds(response.ttl());
-    last_answered_send_ = std::max(last_answered_send_, sent);
-    local_deadline_ = std::max(local_deadline_, sent + ttl - loss_margin(ttl));
-    if (state_ == SessionState::suspect) {
-      state_ = SessionState::healthy;
-      log_(LogLevel::info, "lease renewals recovered", {{"lease", lease_hex()}});
-      if (on_event_)
-        on_event_({SessionState::healthy, lease_id_, to_ms(local_deadline_ - BootClock::now()), false, ""});
-    }
-  }
-  MutexLock lock(mu_);
-  stream_ = nullptr;
-  return lease_gone;
 }
 
 void Session::declare_lost(const std::string& reason) {
@@ -222,13 +200,12 @@ void Session::stop_threads() {
     if (context_ != nullptr) context_->TryCancel();
   }
   wake_.notify_all();
-  for (auto* thread : {&keeper_, &reader_}) {
-    if (!thread->joinable()) continue;
-    // The last reference to a session may go on one of its own threads.
-    if (thread->get_id() == std::this_thread::get_id()) {
-      thread->detach();
+  if (keeper_.joinable()) {
+    // The last reference to a session may go on its own thread.
+    if (keeper_.get_id() == std::this_thread::get_id()) {
+      keeper_.detach();
     } else {
-      thread->join();
+      keeper_.join();
     }
   }
 }

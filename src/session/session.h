@@ -1,5 +1,12 @@
-// Session: one etcd lease, kept alive on one keepalive stream, with a local
-// deadline that ends it before etcd can.
+// Session: one etcd lease, kept alive by one thread, with a local deadline
+// that ends it before etcd can.
+//
+// Each renewal is a keepalive stream of its own: one request, one answer,
+// closed. A stream kept open would need a thread blocked in its Read(), and
+// with gRPC's synchronous API such a thread polls the channel's connection,
+// which every unary reply shares: it woke for each reply of the process and
+// passed it on (two context switches per cycle of an uncontended lock,
+// measured). A renewal every third of the TTL costs one stream opening.
 //
 // The local deadline is the send time of the last acknowledged renewal plus
 // the TTL etcd granted, minus a safety margin, measured on BootClock. etcd
@@ -24,7 +31,6 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
-#include <deque>
 #include <functional>
 #include <memory>
 #include <stop_token>
@@ -77,13 +83,26 @@ class Session {
   void end(SteadyTime deadline) noexcept;
 
  private:
-  void keep_alive();      // the thread that sends renewals and watches the deadline
-  void read_responses();  // the thread that owns the stream and reads acknowledgements
-  // Reads acknowledgements until the stream ends; true when etcd says the
-  // lease is gone.
-  bool read_stream(etcd::KeepAliveStream& stream);
-  void check_overdue(BootTime now) ETCDLOCK_REQUIRES(mu_);
-  void send_renewal(BootTime now) ETCDLOCK_REQUIRES(mu_);
+  // What one renewal came to.
+  struct Renewal {
+    enum class Outcome {
+      renewed,     // etcd answered with the TTL below
+      lease_gone,  // etcd answered that the lease expired or was revoked
+      unanswered,  // no answer within the renewal's timeout: the member may hang
+      failed,      // the stream failed at once, or the session is stopping
+    };
+    Outcome outcome = Outcome::failed;
+    std::chrono::seconds ttl{0};
+  };
+
+  void keep_alive();  // the thread that renews and watches the deadline
+  // Sends one renewal on a stream of its own and waits up to `timeout` for
+  // its answer. Called without mu_; the stream's context is in context_
+  // meanwhile, so that declare_lost() and stop_threads() can cancel it.
+  Renewal renew_once(std::chrono::milliseconds timeout);
+  // Takes in a renewal sent at `sent`: the local deadline, the state, and
+  // when the next renewal goes.
+  void take_in(const Renewal& renewal, BootTime sent) ETCDLOCK_REQUIRES(mu_);
   void declare_lost(const std::string& reason);
   void stop_threads();
   std::chrono::milliseconds renew_interval() const;
@@ -102,14 +121,10 @@ class Session {
   SessionState state_ ETCDLOCK_GUARDED_BY(mu_) = SessionState::healthy;
   BootTime local_deadline_ ETCDLOCK_GUARDED_BY(mu_);
   BootTime last_answered_send_ ETCDLOCK_GUARDED_BY(mu_);
-  BootTime last_failover_ ETCDLOCK_GUARDED_BY(mu_);
   BootTime next_send_ ETCDLOCK_GUARDED_BY(mu_);
-  std::deque<BootTime> unanswered_ ETCDLOCK_GUARDED_BY(mu_);  // send times
-  grpc::ClientContext* context_ ETCDLOCK_GUARDED_BY(mu_) = nullptr;
-  etcd::KeepAliveStream* stream_ ETCDLOCK_GUARDED_BY(mu_) = nullptr;  // writes hold mu_
+  grpc::ClientContext* context_ ETCDLOCK_GUARDED_BY(mu_) = nullptr;  // of the renewal under way
   bool stopping_ ETCDLOCK_GUARDED_BY(mu_) = false;
   std::thread keeper_;
-  std::thread reader_;
 };
 
 }  // namespace etcdlock::detail

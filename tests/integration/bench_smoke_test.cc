@@ -37,7 +37,8 @@ TEST_P(BenchSmoke, RunsAndReportsOneJsonLine) {
   }
   if (result["mode"] == "scale") {
     EXPECT_EQ(result["distinct_leases_of_held_locks"].get<int>(), 1);
-    EXPECT_EQ(result["server_open_keepalive_streams"].get<double>(), 1);
+    // One renewal's stream at most: each renewal opens one and closes it.
+    EXPECT_LE(result["server_open_keepalive_streams"].get<double>(), 1);
     EXPECT_EQ(result["server_open_watch_streams"].get<double>(), 1);
   }
 }
