@@ -30,8 +30,8 @@ class ManagerImpl;
 }
 
 // Owns the connection to etcd, one session (a lease kept alive in the
-// background, on one keepalive stream) and one watch stream, however many
-// locks it hands out.
+// background, one renewal at a time) and one watch stream, however many locks
+// it hands out.
 //
 // Thread-safe. Create one per process and etcd prefix, and share it.
 //
