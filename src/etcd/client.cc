@@ -353,9 +353,9 @@ pb::LeaseTimeToLiveResponse Client::lease_time_to_live(std::int64_t lease_id, St
                                             });
 }
 
-void Client::open_stream(grpc::ClientContext& context, std::size_t member) const {
+void Client::open_stream(grpc::ClientContext& context, std::size_t member, SteadyTime auth_deadline) const {
   prepare_stream(context);
-  authorize(context, member, command_deadline());
+  authorize(context, member, auth_deadline);
   MutexLock lock(members_mu_);
   open_streams_[&context] = member;
 }
@@ -363,14 +363,14 @@ void Client::open_stream(grpc::ClientContext& context, std::size_t member) const
 std::unique_ptr<WatchStream> Client::open_watch(grpc::ClientContext& context) const {
   count_request("Watch");
   const std::size_t member = pick_member();
-  open_stream(context, member);
+  open_stream(context, member, command_deadline());
   return members_[member].watch->Watch(&context);
 }
 
-std::unique_ptr<KeepAliveStream> Client::open_keep_alive(grpc::ClientContext& context) const {
+std::unique_ptr<KeepAliveStream> Client::open_keep_alive(grpc::ClientContext& context, SteadyTime auth_deadline) const {
   count_request("LeaseKeepAlive");
   const std::size_t member = pick_member();
-  open_stream(context, member);
+  open_stream(context, member, auth_deadline);
   return members_[member].lease->LeaseKeepAlive(&context);
 }
 

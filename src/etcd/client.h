@@ -104,9 +104,10 @@ class Client {
   // keeps alive until it has called stream_ended(). The client may
   // TryCancel() it to move the stream off a member it abandons. The streams
   // ask for a member that has a leader, so a partitioned member ends them.
-  // Throws Error when authentication fails.
+  // Throws Error when authentication fails; a token that must be fetched
+  // first is fetched by `auth_deadline` (one command timeout for a watch).
   std::unique_ptr<WatchStream> open_watch(grpc::ClientContext& context) const;
-  std::unique_ptr<KeepAliveStream> open_keep_alive(grpc::ClientContext& context) const;
+  std::unique_ptr<KeepAliveStream> open_keep_alive(grpc::ClientContext& context, SteadyTime auth_deadline) const;
   // How a stream opened on `context` ended: a rejected token is renewed
   // before the next stream opens, and a member that failed is abandoned.
   void stream_ended(grpc::ClientContext& context, const grpc::Status& status) const;
@@ -159,7 +160,7 @@ class Client {
   // and another member's has not.
   std::size_t pick_member() const;
   void abandon(std::size_t member, std::string_view why) const;
-  void open_stream(grpc::ClientContext& context, std::size_t member) const;
+  void open_stream(grpc::ClientContext& context, std::size_t member, SteadyTime auth_deadline) const;
   // Adds the auth token, authenticating first when there is none.
   void authorize(grpc::ClientContext& context, std::size_t member, SteadyTime deadline) const;
   std::string authenticate(std::size_t member, SteadyTime deadline) const;

@@ -42,8 +42,12 @@ Session::Session(const etcd::Client& client, const Logger& log, std::chrono::sec
   next_send_ = sent + renew_interval();
   log_(LogLevel::info, "lease granted", {{"lease", lease_hex()}, {"ttl_s", std::to_string(granted_ttl_.count())}});
   keeper_ = std::thread([this] {
-    name_this_thread("renew");
+    name_this_thread("lease");
     keep_alive();
+  });
+  renewer_ = std::thread([this] {
+    name_this_thread("renew");
+    renew();
   });
 }
 
@@ -89,29 +93,47 @@ void Session::keep_alive() {
       declare_lost("no renewal was answered before the local deadline");
       return;
     }
-    if (now >= next_send_) {
-      // The wait for an answer ends by the local deadline, so that a member
-      // that hangs cannot make the loss late.
-      const auto timeout = std::clamp(to_ms(local_deadline_ - now), milliseconds(1), answer_timeout());
-      lock.unlock();
-      const auto renewal = renew_once(timeout);
-      if (renewal.outcome == Renewal::Outcome::lease_gone) {
-        declare_lost("etcd reports the lease expired or revoked");
-        return;
-      }
-      lock.lock();
-      if (stopping_) return;
-      take_in(renewal, now);
+    const bool busy = renewal_due_ || renewing_;
+    if (!busy && now >= next_send_) {
+      renewal_due_ = true;
+      wake_.notify_all();
       continue;
     }
-    const auto until = std::min(next_send_, local_deadline_);
+    const auto until = busy ? local_deadline_ : std::min(next_send_, local_deadline_);
     wake_.wait_for(lock, std::clamp(to_ms(until - now), milliseconds(1), kWaitSlice));
+  }
+}
+
+void Session::renew() {
+  MutexLock lock(mu_);
+  for (;;) {
+    wake_.wait(lock, [&]() ETCDLOCK_REQUIRES(mu_) { return stopping_ || renewal_due_; });
+    if (stopping_) return;
+    renewal_due_ = false;
+    renewing_ = true;
+    const auto sent = BootClock::now();
+    // The wait for an answer ends by the local deadline, so that a renewal
+    // answered after it cannot extend a session already declared lost.
+    const auto timeout = std::clamp(to_ms(local_deadline_ - sent), milliseconds(1), answer_timeout());
+    lock.unlock();
+    const auto renewal = renew_once(timeout);
+    lock.lock();
+    renewing_ = false;
+    if (stopping_) return;
+    if (renewal.outcome == Renewal::Outcome::lease_gone) {
+      lock.unlock();
+      declare_lost("etcd reports the lease expired or revoked");
+      return;
+    }
+    take_in(renewal, sent);
+    wake_.notify_all();  // the keeper's next wait depends on it
   }
 }
 
 Session::Renewal Session::renew_once(milliseconds timeout) {
   grpc::ClientContext context;
   context.set_deadline(std::chrono::system_clock::now() + timeout);
+  const auto auth_deadline = SteadyClock::now() + timeout;
   {
     MutexLock lock(mu_);
     if (stopping_) return {};
@@ -119,7 +141,7 @@ Session::Renewal Session::renew_once(milliseconds timeout) {
   }
   Renewal renewal;
   try {
-    const auto stream = client_.open_keep_alive(context);
+    const auto stream = client_.open_keep_alive(context, auth_deadline);
     etcdserverpb::LeaseKeepAliveRequest request;
     request.set_id(lease_id_);
     etcdserverpb::LeaseKeepAliveResponse response;
@@ -200,12 +222,13 @@ void Session::stop_threads() {
     if (context_ != nullptr) context_->TryCancel();
   }
   wake_.notify_all();
-  if (keeper_.joinable()) {
-    // The last reference to a session may go on its own thread.
-    if (keeper_.get_id() == std::this_thread::get_id()) {
-      keeper_.detach();
+  for (auto* thread : {&keeper_, &renewer_}) {
+    if (!thread->joinable()) continue;
+    // The last reference to a session may go on one of its own threads.
+    if (thread->get_id() == std::this_thread::get_id()) {
+      thread->detach();
     } else {
-      keeper_.join();
+      thread->join();
     }
   }
 }

@@ -1,5 +1,5 @@
-// Session: one etcd lease, kept alive by one thread, with a local deadline
-// that ends it before etcd can.
+// Session: one etcd lease, kept alive in the background, with a local
+// deadline that ends it before etcd can.
 //
 // Each renewal is a keepalive stream of its own: one request, one answer,
 // closed. A stream kept open would need a thread blocked in its Read(), and
@@ -7,6 +7,11 @@
 // which every unary reply shares: it woke for each reply of the process and
 // passed it on (two context switches per cycle of an uncontended lock,
 // measured). A renewal every third of the TTL costs one stream opening.
+//
+// Two threads: the keeper watches the local deadline and says when a renewal
+// is due; the renewer makes it. The renewer may block (a token to fetch
+// under the client's token mutex, a member that hangs), the keeper never
+// does, so the loss is declared on time whatever a renewal does.
 //
 // The local deadline is the send time of the last acknowledged renewal plus
 // the TTL etcd granted, minus a safety margin, measured on BootClock. etcd
@@ -95,7 +100,8 @@ class Session {
     std::chrono::seconds ttl{0};
   };
 
-  void keep_alive();  // the thread that renews and watches the deadline
+  void keep_alive();  // the keeper: watches the local deadline, says when a renewal is due
+  void renew();       // the renewer: makes each renewal that is due
   // Sends one renewal on a stream of its own and waits up to `timeout` for
   // its answer. Called without mu_; the stream's context is in context_
   // meanwhile, so that declare_lost() and stop_threads() can cancel it.
@@ -122,9 +128,12 @@ class Session {
   BootTime local_deadline_ ETCDLOCK_GUARDED_BY(mu_);
   BootTime last_answered_send_ ETCDLOCK_GUARDED_BY(mu_);
   BootTime next_send_ ETCDLOCK_GUARDED_BY(mu_);
+  bool renewal_due_ ETCDLOCK_GUARDED_BY(mu_) = false;                // the keeper asks the renewer
+  bool renewing_ ETCDLOCK_GUARDED_BY(mu_) = false;                   // a renewal is under way
   grpc::ClientContext* context_ ETCDLOCK_GUARDED_BY(mu_) = nullptr;  // of the renewal under way
   bool stopping_ ETCDLOCK_GUARDED_BY(mu_) = false;
   std::thread keeper_;
+  std::thread renewer_;
 };
 
 }  // namespace etcdlock::detail
