@@ -43,11 +43,11 @@ struct Watcher {
 // etcd reads its flags from ETCD_* variables too: the members this fixture
 // starts hash passwords at a high bcrypt cost (each Authenticate costs
 // etcd seconds, as on a small or busy machine with a hardened cost), and
-// forget a simple token after a second of disuse (--auth-token-ttl).
+// forget a simple token after 3 s of disuse (--auth-token-ttl).
 struct SlowAuthEnvironment {
   SlowAuthEnvironment() {
     setenv("ETCD_BCRYPT_COST", "15", 1);
-    setenv("ETCD_AUTH_TOKEN_TTL", "1", 1);
+    setenv("ETCD_AUTH_TOKEN_TTL", "3", 1);
   }
 };
 
@@ -112,8 +112,8 @@ TEST_F(SlowAuth, LossIsSignalledBeforeEtcdExpiresTheLeaseWhileTheClientReauthent
   holding->lock();
   const auto lease = holder.lease_id();
   Watcher loss(holding->lost_token());
-  // Keepalives do not use the token: etcd forgets it after a second.
-  std::this_thread::sleep_for(3s);
+  // Keepalives do not use the token: etcd forgets it after 3 s of disuse.
+  std::this_thread::sleep_for(5s);
   ASSERT_TRUE(holding->held()) << "the hold ended before the scenario started";
   ASSERT_GT(etcd_ttl(lease), 0);
 
@@ -142,6 +142,144 @@ TEST_F(SlowAuth, LossIsSignalledBeforeEtcdExpiresTheLeaseWhileTheClientReauthent
             << " ms; the hold's token fired at " << ms_between(write_at, loss.at()) << " ms\n";
   EXPECT_EQ(expired_at, Steady::time_point{}) << "etcd expired the lease " << ms_between(expired_at, loss.at())
                                               << " ms before the hold's loss was signalled";
+}
+
+
+ManagerOptions plain(const std::vector<std::string>& endpoints, const std::string& prefix, std::chrono::seconds ttl) {
+  ManagerOptions options;
+  options.endpoints = endpoints;
+  options.prefix = prefix;
+  options.ttl = ttl;
+  options.log_sink = stderr_log_sink(LogLevel::warning);
+  return options;
+}
+
+std::uint64_t keepalives(const LockManager& manager) {
+  const auto requests = manager.metrics().requests;
+  const auto found = requests.find("LeaseKeepAlive");
+  return found == requests.end() ? 0 : found->second;
+}
+
+// CHECK (holds on dbfa1e8): no renewal storm. A member cut off from the rest
+// of its cluster has no leader and fails every keepalive stream at once
+// ("etcdserver: no leader", asked for by the hasleader metadata); a
+// client that knows only that member renews about every 100 ms, not in a
+// busy loop, until its local deadline ends the session.
+TEST(ReviewSessionCluster, RenewalsOnALeaderlessMemberArePaced) {
+  EtcdCluster etcd(3);
+  const auto prefix = test_prefix();
+  LockManager holder(plain({etcd.member(0).endpoint()}, prefix, 10s));
+  auto holding = holder.get_lock("x");
+  holding->lock();
+  Watcher loss(holding->lost_token());
+  etcd.member(1).kill();
+  etcd.member(2).kill();
+  std::this_thread::sleep_for(1500ms);  // the member notices it has no leader
+  const auto before = keepalives(holder);
+  const auto from = Steady::now();
+  std::this_thread::sleep_for(3s);
+  const auto opened = keepalives(holder) - before;
+  const auto elapsed = ms_between(from, Steady::now());
+  std::cout << opened << " keepalive streams in " << elapsed << " ms on a leaderless member; state "
+            << static_cast<int>(holder.state()) << "\n";
+  EXPECT_LE(opened, static_cast<std::uint64_t>(elapsed / 50)) << "renewals come faster than one per 50 ms";
+  EXPECT_GE(opened, 3u) << "renewals stopped although the deadline has not passed";
+  ASSERT_TRUE(eventually([&] { return loss.fired.load(); }, 15s));
+}
+
+// CHECK (holds on dbfa1e8): a renewal that etcd applies while its answer is
+// held back (the proxy forwards requests and holds replies) leaves the lease
+// alive in etcd longer than the session's local deadline: the loss comes
+// first.
+TEST(ReviewSessionProxy, HeldRenewalRepliesEndTheHoldBeforeEtcdExpiresTheLease) {
+  EtcdCluster etcd(1);
+  detail::etcd::Client raw(etcd.endpoints(), 5s);
+  const auto prefix = test_prefix();
+  TcpProxy link(port_of(etcd.endpoints()[0]));
+  LockManager holder(plain({link.endpoint()}, prefix, 3s));
+  auto holding = holder.get_lock("x");
+  holding->lock();
+  const auto lease = holder.lease_id();
+  Watcher loss(holding->lost_token());
+  std::this_thread::sleep_for(1500ms);
+  link.hold_replies();
+  const auto held_at = Steady::now();
+  Steady::time_point expired_at{};
+  while (Steady::now() - held_at < 15s) {
+    if (raw.lease_time_to_live(lease, Steady::now() + 2s).ttl() <= 0) {
+      expired_at = Steady::now();
+      break;
+    }
+    std::this_thread::sleep_for(10ms);
+  }
+  ASSERT_NE(expired_at, Steady::time_point{}) << "etcd never expired the lease";
+  ASSERT_TRUE(loss.fired.load()) << "etcd expired the lease before the loss was signalled";
+  std::cout << "replies held at 0 ms; loss at " << ms_between(held_at, loss.at()) << " ms; etcd expired the lease at "
+            << ms_between(held_at, expired_at) << " ms\n";
+  EXPECT_LT(loss.at(), expired_at);
+  link.resume_replies();
+}
+
+// CHECK (holds on dbfa1e8 if it passes): no false loss with short TTLs and
+// many managers on a healthy etcd, each renewal now a stream of its own.
+TEST(ReviewSessionHealthy, ShortTtlsManyManagersLoseNothing) {
+  EtcdCluster etcd(1);
+  const auto prefix = test_prefix();
+  constexpr int kManagers = 16;
+  std::vector<std::unique_ptr<LockManager>> managers;
+  std::vector<std::shared_ptr<Lock>> locks;
+  std::vector<std::unique_ptr<Watcher>> watchers;
+  for (int i = 0; i < kManagers; ++i) {
+    managers.push_back(std::make_unique<LockManager>(plain(etcd.endpoints(), prefix, i % 2 == 0 ? 1s : 2s)));
+    locks.push_back(managers.back()->get_lock("l" + std::to_string(i)));
+    locks.back()->lock();
+    watchers.push_back(std::make_unique<Watcher>(locks.back()->lost_token()));
+  }
+  std::this_thread::sleep_for(10s);
+  for (auto& lock : locks) {
+    std::error_code ec;
+    lock->unlock(ec);
+  }
+  int lost = 0;
+  for (int i = 0; i < kManagers; ++i) {
+    if (watchers[i]->fired) {
+      ++lost;
+      std::cout << "manager " << i << " lost its hold (ttl " << (i % 2 == 0 ? 1 : 2) << " s)\n";
+    }
+  }
+  EXPECT_EQ(lost, 0);
+}
+
+// CHECK (holds on dbfa1e8 if it passes): a member that hangs (SIGSTOP) with a
+// renewal under way, and that is the only member the holder knows: each
+// renewal's wait ends by the local deadline, so the loss comes before a
+// contender on the other two members can acquire.
+TEST(ReviewSessionCluster, HungOnlyMemberEndsTheHoldBeforeAContenderAcquires) {
+  EtcdCluster etcd(3);
+  const auto prefix = test_prefix();
+  LockManager holder(plain({etcd.member(0).endpoint()}, prefix, 3s));
+  LockManager contender(plain({etcd.member(1).endpoint(), etcd.member(2).endpoint()}, prefix, 3s));
+  auto holding = holder.get_lock("x");
+  holding->lock();
+  Watcher loss(holding->lost_token());
+  auto waiting = contender.get_lock("x");
+  Steady::time_point acquired_at{};
+  std::thread waiter([&] {
+    if (waiting->try_lock_for(30s)) {
+      acquired_at = Steady::now();
+      waiting->unlock();
+    }
+  });
+  std::this_thread::sleep_for(1200ms);  // the waiter is queued; a renewal is due soon
+  const auto frozen_at = Steady::now();
+  etcd.member(0).freeze();
+  waiter.join();
+  ASSERT_NE(acquired_at, Steady::time_point{}) << "the contender never acquired";
+  ASSERT_TRUE(loss.fired.load()) << "the contender acquired before the holder's loss was signalled";
+  std::cout << "member frozen at 0 ms; loss at " << ms_between(frozen_at, loss.at()) << " ms; contender acquired at "
+            << ms_between(frozen_at, acquired_at) << " ms\n";
+  EXPECT_LT(loss.at(), acquired_at);
+  etcd.member(0).thaw();
 }
 
 }  // namespace
