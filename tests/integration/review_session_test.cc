@@ -78,7 +78,12 @@ class SlowAuth : public ::testing::Test, private SlowAuthEnvironment {
     options.ttl = ttl;
     options.username = "alice";
     options.password = "alicepw";
-    options.log_sink = stderr_log_sink(LogLevel::info);
+    // Each line with the time since the fixture started, to see the order.
+    options.log_sink = [inner = stderr_log_sink(LogLevel::info), start = start_](
+                           LogLevel level, std::string_view message, std::span<const LogField> fields) {
+      if (level >= LogLevel::info) std::cerr << "[" << ms_between(start, Steady::now()) << " ms] ";
+      inner(level, message, fields);
+    };
     return options;
   }
 
@@ -88,6 +93,7 @@ class SlowAuth : public ::testing::Test, private SlowAuthEnvironment {
     return unauthenticated_.lease_time_to_live(lease, Steady::now() + 2s).ttl();
   }
 
+  const Steady::time_point start_ = Steady::now();
   EtcdCluster etcd_{1};
   detail::etcd::Client unauthenticated_{etcd_.endpoints(), std::chrono::seconds(5)};
   const std::string prefix_ = test_prefix();
@@ -119,6 +125,7 @@ TEST_F(SlowAuth, LossIsSignalledBeforeEtcdExpiresTheLeaseWhileTheClientReauthent
 
   // The holder's next guarded write finds its token rejected and authenticates.
   const auto write_at = Steady::now();
+  std::cout << "[" << ms_between(start_, write_at) << " ms] guarded write starts\n";
   std::thread writer([&] {
     try {
       holding->guarded_put(prefix_ + "/data", "v");
