@@ -165,6 +165,7 @@ Session::Renewal Session::renew_once(milliseconds timeout) {
     client_.stream_ended(context, status);
   } catch (const Error& error) {  // authentication failed; the deadline decides
     log_(LogLevel::warning, "cannot open a keepalive stream", {{"lease", lease_hex()}, {"error", error.what()}});
+    renewal.retry_after = milliseconds(500);
   }
   MutexLock lock(mu_);
   context_ = nullptr;
@@ -189,7 +190,7 @@ void Session::take_in(const Renewal& renewal, BootTime sent) {
   // A renewal that went unanswered waited its whole timeout: the next goes
   // at once, to another member. One that failed at once waits a little, so
   // that a member without a leader is not asked in a busy loop.
-  next_send_ = renewal.outcome == Renewal::Outcome::unanswered ? now : now + milliseconds(100);
+  next_send_ = renewal.outcome == Renewal::Outcome::unanswered ? now : now + renewal.retry_after;
   const bool overdue = renewal.outcome == Renewal::Outcome::unanswered ||
                        now - last_answered_send_ > renew_interval() + answer_timeout();
   if (overdue && state_ == SessionState::healthy) {

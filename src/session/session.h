@@ -98,6 +98,9 @@ class Session {
     };
     Outcome outcome = Outcome::failed;
     std::chrono::seconds ttl{0};
+    // failed: how long until the next try. A refused authentication waits
+    // longer: each try costs etcd a password hash.
+    std::chrono::milliseconds retry_after{100};
   };
 
   void keep_alive();  // the keeper: watches the local deadline, says when a renewal is due
