@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "lock_fixture.h"
+#include "occupancy.h"
 #include "tcp_proxy.h"
 
 namespace etcdlock::testing {
@@ -172,25 +173,21 @@ TEST_F(Fault, ReleaseThatFailsNeverLetsTwoThreadsIn) {
   SlowSink log;
   auto manager = manager_through(link, log.sink(), 300ms);
   auto lock = manager->get_lock("x", LockOptions{.retry_interval = 50ms});
-  std::atomic<int> inside{0};
-  std::atomic<int> most_inside{0};
+  Occupancy inside;
   auto hold_a_while = [&] {
     lock->lock();
-    const int now = ++inside;
-    int seen = most_inside.load();
-    while (now > seen && !most_inside.compare_exchange_weak(seen, now)) {
-    }
+    inside.enter();
     std::this_thread::sleep_for(2500ms);
-    --inside;
+    inside.leave();
     lock->unlock();
   };
   std::jthread first([&] {
     lock->lock();
-    ++inside;
+    inside.enter();
     std::this_thread::sleep_for(300ms);  // the others are queued behind this thread
     link.pause();
     log.stall(std::this_thread::get_id(), 1500ms);
-    --inside;
+    inside.leave();
     lock->unlock();
   });
   std::this_thread::sleep_for(100ms);
@@ -201,7 +198,7 @@ TEST_F(Fault, ReleaseThatFailsNeverLetsTwoThreadsIn) {
   first.join();
   second.join();
   third.join();
-  EXPECT_EQ(most_inside.load(), 1) << "two threads of one process held the lock at once";
+  EXPECT_EQ(inside.most(), 1) << "two threads of one process held the lock at once";
   EXPECT_TRUE(eventually([&] { return entries("x") == 0; }));
 }
 

@@ -13,6 +13,7 @@
 
 #include "etcd/lost_replies.h"
 #include "lock_fixture.h"
+#include "occupancy.h"
 
 namespace etcdlock::testing {
 namespace {
@@ -223,15 +224,8 @@ TEST_F(ReviewAsync2, Held_CancelRacingTheGrantOfALeadershipLeavesNothing) {
 TEST_F(ReviewAsync2, Held_AsyncAndBlockingPermitsNeverExceedTheLimit) {
   auto first = manager();
   auto second = manager();
-  std::atomic<int> holding{0};
-  std::atomic<int> most{0};
+  Occupancy holding;
   std::atomic<int> done{0};
-  const auto note_held = [&] {
-    const int now = ++holding;
-    int seen = most.load();
-    while (now > seen && !most.compare_exchange_weak(seen, now)) {
-    }
-  };
   constexpr int kRounds = 6;
   std::vector<std::thread> threads;
   std::vector<std::shared_ptr<std::function<void(int)>>> chains;
@@ -240,9 +234,9 @@ TEST_F(ReviewAsync2, Held_AsyncAndBlockingPermitsNeverExceedTheLimit) {
       auto pool = manager->get_semaphore("pool", 2);
       for (int i = 0; i < kRounds; ++i) {
         auto permit = pool->acquire_permit();
-        note_held();
+        holding.enter();
         std::this_thread::sleep_for(20ms);
-        --holding;
+        holding.leave();
         permit.release();
       }
     });
@@ -256,9 +250,9 @@ TEST_F(ReviewAsync2, Held_AsyncAndBlockingPermitsNeverExceedTheLimit) {
           ++done;
           return;
         }
-        note_held();
+        holding.enter();
         std::this_thread::sleep_for(20ms);
-        --holding;
+        holding.leave();
         permit.release();
         if (left > 1) {
           if (auto next = chain_weak.lock()) return (*next)(left - 1);
@@ -271,7 +265,7 @@ TEST_F(ReviewAsync2, Held_AsyncAndBlockingPermitsNeverExceedTheLimit) {
   }
   for (auto& thread : threads) thread.join();
   ASSERT_TRUE(eventually([&] { return done == 2; }, 60s));
-  EXPECT_LE(most.load(), 2);
+  EXPECT_LE(holding.most(), 2);
   EXPECT_TRUE(eventually([&] { return entries("pool") == 0; }));
 }
 
@@ -525,15 +519,8 @@ TEST_F(ReviewAsync2, Held_AsyncAndBlockingSharedLockHoldersExcludeWriters) {
 TEST_F(ReviewAsync2, Held_AsyncAndBlockingCampaignsNeverMakeTwoLeaders) {
   auto first = manager();
   auto second = manager();
-  std::atomic<int> leading{0};
-  std::atomic<int> most{0};
+  Occupancy leading;
   std::atomic<int> chains_done{0};
-  const auto enter = [&] {
-    const int now = ++leading;
-    int seen = most.load();
-    while (now > seen && !most.compare_exchange_weak(seen, now)) {
-    }
-  };
   constexpr int kRounds = 4;
   std::vector<std::thread> threads;
   std::vector<std::shared_ptr<std::function<void(int)>>> chains;
@@ -542,9 +529,9 @@ TEST_F(ReviewAsync2, Held_AsyncAndBlockingCampaignsNeverMakeTwoLeaders) {
     threads.emplace_back([&, election] {
       for (int i = 0; i < kRounds; ++i) {
         election->campaign("sync");
-        enter();
+        leading.enter();
         std::this_thread::sleep_for(5ms);
-        --leading;
+        leading.leave();
         election->resign();
       }
     });
@@ -557,9 +544,9 @@ TEST_F(ReviewAsync2, Held_AsyncAndBlockingCampaignsNeverMakeTwoLeaders) {
             ++chains_done;
             return;
           }
-          enter();
+          leading.enter();
           std::this_thread::sleep_for(5ms);
-          --leading;
+          leading.leave();
           leadership.resign();
           if (left > 1) {
             if (auto next = weak.lock()) return (*next)(left - 1);
@@ -573,7 +560,7 @@ TEST_F(ReviewAsync2, Held_AsyncAndBlockingCampaignsNeverMakeTwoLeaders) {
   for (auto& chain : chains) (*chain)(kRounds);
   for (auto& thread : threads) thread.join();
   ASSERT_TRUE(eventually([&] { return chains_done == 4; }, 90s)) << chains_done;
-  EXPECT_LE(most.load(), 1);
+  EXPECT_LE(leading.most(), 1);
   EXPECT_TRUE(eventually([&] { return entries("vote") == 0; }));
 }
 

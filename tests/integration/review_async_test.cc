@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "lock_fixture.h"
+#include "occupancy.h"
 #include "tcp_proxy.h"
 
 namespace etcdlock::testing {
@@ -409,15 +410,11 @@ TEST_F(ReviewAsync, Held_ThreadAndManyAsyncWaitersNeverHoldTogether) {
   auto two = manager();
   auto lock = one->get_lock("jobs");
   auto rival = two->get_lock("jobs");
-  std::atomic<int> inside{0};
-  std::atomic<int> max_inside{0};
+  Occupancy inside;
   std::mutex tokens_mu;
   std::vector<std::int64_t> tokens;
   const auto enter = [&](std::int64_t token) {
-    const int now = ++inside;
-    int seen = max_inside.load();
-    while (now > seen && !max_inside.compare_exchange_weak(seen, now)) {
-    }
+    inside.enter();
     std::lock_guard guard(tokens_mu);
     tokens.push_back(token);
   };
@@ -432,7 +429,7 @@ TEST_F(ReviewAsync, Held_ThreadAndManyAsyncWaitersNeverHoldTogether) {
       lock->lock();
       enter(lock->fencing_token());
       std::this_thread::sleep_for(2ms);
-      --inside;
+      inside.leave();
       lock->unlock();
     }
   });
@@ -441,7 +438,7 @@ TEST_F(ReviewAsync, Held_ThreadAndManyAsyncWaitersNeverHoldTogether) {
       rival->lock();
       enter(rival->fencing_token());
       std::this_thread::sleep_for(2ms);
-      --inside;
+      inside.leave();
       rival->unlock();
     }
   });
@@ -457,7 +454,7 @@ TEST_F(ReviewAsync, Held_ThreadAndManyAsyncWaitersNeverHoldTogether) {
       std::lock_guard guard(releasers_mu);
       releasers.emplace_back([&, hold = std::move(hold)]() mutable {
         std::this_thread::sleep_for(1ms);
-        --inside;
+        inside.leave();
         hold.release();
         ++delivered;
       });
@@ -472,7 +469,7 @@ TEST_F(ReviewAsync, Held_ThreadAndManyAsyncWaitersNeverHoldTogether) {
   }
   stop = true;
   EXPECT_EQ(failed.load(), 0);
-  EXPECT_EQ(max_inside.load(), 1) << "two holders at once";
+  EXPECT_EQ(inside.most(), 1) << "two holders at once";
   {
     std::lock_guard guard(tokens_mu);
     EXPECT_EQ(tokens.size(), static_cast<std::size_t>(kAsync + 25));

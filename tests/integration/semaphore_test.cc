@@ -11,6 +11,7 @@
 #include "child_process.h"
 #include "expect_error.h"
 #include "lock_fixture.h"
+#include "occupancy.h"
 
 namespace etcdlock::testing {
 namespace {
@@ -27,8 +28,7 @@ TEST_F(SemaphoreTest, TheLimitHoldsUnderSixteenContendersInFourManagers) {
   constexpr int kRounds = 4;
   std::vector<std::unique_ptr<LockManager>> managers;
   for (int i = 0; i < kManagers; ++i) managers.push_back(manager());
-  std::atomic<int> inside{0};
-  std::atomic<int> most{0};
+  Occupancy inside;
   std::atomic<int> guarded_writes{0};
   std::vector<std::jthread> threads;
   for (int t = 0; t < kThreads; ++t) {
@@ -36,19 +36,17 @@ TEST_F(SemaphoreTest, TheLimitHoldsUnderSixteenContendersInFourManagers) {
       auto semaphore = managers[t % kManagers]->get_semaphore("s", kLimit);
       for (int round = 0; round < kRounds; ++round) {
         auto permit = semaphore->acquire_permit();
-        const int now = ++inside;
-        for (int seen = most.load(); now > seen && !most.compare_exchange_weak(seen, now);) {
-        }
+        inside.enter();
         if (permit.guarded_put(prefix_ + "-slot/" + std::to_string(t), std::to_string(round))) ++guarded_writes;
         std::this_thread::sleep_for(5ms);
-        --inside;
+        inside.leave();
         permit.release();
       }
     });
   }
   threads.clear();
-  EXPECT_LE(most.load(), kLimit);
-  EXPECT_GE(most.load(), 2) << "permits were never held together";
+  EXPECT_LE(inside.most(), kLimit);
+  EXPECT_GE(inside.most(), 2) << "permits were never held together";
   EXPECT_EQ(guarded_writes.load(), kThreads * kRounds);
   EXPECT_EQ(entries("s"), 0);
 }

@@ -10,6 +10,7 @@
 
 #include "expect_error.h"
 #include "lock_fixture.h"
+#include "occupancy.h"
 
 namespace etcdlock::testing {
 namespace {
@@ -31,7 +32,8 @@ TEST_F(SharedLockTest, ReadersShareAndWritersExclude) {
   constexpr int kManagers = 4;
   std::vector<std::unique_ptr<LockManager>> managers;
   for (int i = 0; i < kManagers; ++i) managers.push_back(manager());
-  std::atomic<int> readers{0}, writers{0}, most_readers{0}, violations{0};
+  std::atomic<int> writers{0}, violations{0};
+  Occupancy readers;
   std::vector<std::jthread> threads;
   for (int t = 0; t < 12; ++t) {
     threads.emplace_back([&, t] {
@@ -39,24 +41,22 @@ TEST_F(SharedLockTest, ReadersShareAndWritersExclude) {
       for (int round = 0; round < 4; ++round) {
         if ((t + round) % 4 == 0) {
           std::unique_lock guard(*lock);
-          if (writers.fetch_add(1) != 0 || readers.load() != 0) ++violations;
+          if (writers.fetch_add(1) != 0 || readers.inside() != 0) ++violations;
           std::this_thread::sleep_for(5ms);
           writers.fetch_sub(1);
         } else {
           std::shared_lock guard(*lock);
-          const int now = ++readers;
+          readers.enter();
           if (writers.load() != 0) ++violations;
-          for (int seen = most_readers.load(); now > seen && !most_readers.compare_exchange_weak(seen, now);) {
-          }
           std::this_thread::sleep_for(20ms);
-          --readers;
+          readers.leave();
         }
       }
     });
   }
   threads.clear();
   EXPECT_EQ(violations.load(), 0);
-  EXPECT_GE(most_readers.load(), 2) << "readers never held together";
+  EXPECT_GE(readers.most(), 2) << "readers never held together";
   EXPECT_EQ(entries("rw"), 0);
 }
 
