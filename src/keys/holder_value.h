@@ -29,7 +29,7 @@ struct HolderValue {
   std::int64_t limit = 0;
   // A multi-lock's entries name every name of its set, so that an operator
   // reading one name's queue learns what else the entry holds or waits for.
-  std::vector<std::string> names;
+  std::vector<std::string> names{};
 };
 
 // A small JSON document.

@@ -656,8 +656,12 @@ TEST_F(ReviewAsync2, Held_CancelRacingTheGrantOfAPermitOrAReadLockLeavesNothing)
     EXPECT_TRUE(!rec || rec == errc::cancelled) << rec.message();
     EXPECT_EQ(bool(p), !pec);
     EXPECT_EQ(bool(r), !rec);
-    if (p) EXPECT_FALSE(pool_ahead->try_acquire_permit()) << "round " << i;
-    if (r) EXPECT_FALSE(rw_ahead->try_lock()) << "round " << i;
+    if (p) {
+      EXPECT_FALSE(pool_ahead->try_acquire_permit()) << "round " << i;
+    }
+    if (r) {
+      EXPECT_FALSE(rw_ahead->try_lock()) << "round " << i;
+    }
     p.release();
     r.release();
     ASSERT_TRUE(eventually([&] { return entries("pool") == 0 && entries("rw") == 0; }))
