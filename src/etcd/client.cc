@@ -271,7 +271,10 @@ Response Client::unary(std::string_view call, SteadyTime deadline, Invoke invoke
       continue;
     }
     if (is_member_failure(status, until - started >= command_timeout_)) {
-      abandon(member, std::string(call) + " failed: " + status.error_message());
+      std::string why(call);
+      why += " failed: ";
+      why += status.error_message();
+      abandon(member, why);
     }
     throw_status(call, status);
   }
