@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <sys/file.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -18,6 +19,8 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <mutex>
+#include <set>
 #include <stdexcept>
 #include <string_view>
 #include <thread>
@@ -46,30 +49,66 @@ fs::path data_parent() {
 // A directory's name carries the pid of the process that made it, so that a
 // directory whose process died without its destructors (killed at a
 // timeout, or a death test's child that ends with _Exit) is removed by the
-// next cluster made or destroyed on the machine.
-void remove_directories_of_dead_processes(const fs::path& parent) {
+// next cluster made or destroyed on the machine. A pid alone can mislead
+// where /dev/shm or /tmp is shared with another pid namespace, so each
+// process also holds a lock on a file of its own for as long as it lives:
+// the kernel drops it when the process ends, in every namespace.
+fs::path process_lock_path(const fs::path& parent, pid_t pid) {
+  return parent / (std::string(kDirectoryPrefix) + std::to_string(pid) + ".lock");
+}
+
+void hold_process_lock(const fs::path& parent) {
+  static std::mutex mu;
+  static std::set<std::string> held;  // parents whose lock this process holds
+  std::lock_guard guard(mu);
+  if (held.contains(parent.string())) return;
+  const int fd = ::open(process_lock_path(parent, getpid()).c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (fd < 0 || ::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    throw std::runtime_error("cannot lock " + process_lock_path(parent, getpid()).string() + ": " +
+                             std::strerror(errno));
+  }
+  held.insert(parent.string());  // the descriptor stays open until the process ends
+}
+
+// Whether the process `pid` that made a directory in `parent` has ended.
+bool has_ended(const fs::path& parent, pid_t pid) {
+  if (::kill(pid, 0) == 0 || errno != ESRCH) return false;
+  const int fd = ::open(process_lock_path(parent, pid).c_str(), O_RDWR | O_CLOEXEC);
+  if (fd < 0) return true;  // a process that made a directory locked first: this one is gone
+  const bool ended = ::flock(fd, LOCK_EX | LOCK_NB) == 0;
+  if (ended) ::unlink(process_lock_path(parent, pid).c_str());
+  ::close(fd);
+  return ended;
+}
+
+// Removes what processes that have ended left in `parent`: their data
+// directories ("etcdlock-test-<pid>-XXXXXX") and lock files
+// ("etcdlock-test-<pid>.lock"; has_ended() unlinks those).
+void remove_directories_of_ended_processes(const fs::path& parent) {
   std::error_code ec;
   for (const auto& entry : fs::directory_iterator(parent, ec)) {
     const std::string name = entry.path().filename().string();
     if (!name.starts_with(kDirectoryPrefix)) continue;
     const std::string rest = name.substr(kDirectoryPrefix.size());
-    const auto dash = rest.find('-');
-    if (dash == std::string::npos || dash == 0) continue;
+    const bool is_directory = entry.is_directory(ec);
+    const auto end = rest.find(is_directory ? '-' : '.');
+    if (end == std::string::npos || end == 0 || (!is_directory && rest.substr(end) != ".lock")) continue;
     pid_t owner = 0;
     try {
-      owner = static_cast<pid_t>(std::stol(rest.substr(0, dash)));
+      owner = static_cast<pid_t>(std::stol(rest.substr(0, end)));
     } catch (const std::exception&) {
       continue;
     }
-    if (owner <= 0 || ::kill(owner, 0) == 0 || errno != ESRCH) continue;
+    if (owner <= 0 || owner == getpid() || !has_ended(parent, owner)) continue;
     std::error_code ignored;
-    fs::remove_all(entry.path(), ignored);
+    if (is_directory) fs::remove_all(entry.path(), ignored);
   }
 }
 
 std::string make_temp_dir() {
   const fs::path parent = data_parent();
-  remove_directories_of_dead_processes(parent);
+  hold_process_lock(parent);
+  remove_directories_of_ended_processes(parent);
   std::string pattern = (parent / (std::string(kDirectoryPrefix) + std::to_string(getpid()) + "-XXXXXX")).string();
   if (mkdtemp(pattern.data()) == nullptr) {
     throw std::runtime_error("mkdtemp(" + pattern + ") failed: " + std::strerror(errno));
@@ -207,7 +246,7 @@ void EtcdMember::start() {
     }
   }
   if (const char* no_fsync = std::getenv("ETCDLOCK_TEST_NO_FSYNC"); no_fsync && std::string(no_fsync) == "1") {
-    args.push_back("--unsafe-no-fsync");
+    args.emplace_back("--unsafe-no-fsync");
   }
   std::vector<char*> argv;
   for (auto& arg : args) argv.push_back(arg.data());
@@ -306,7 +345,7 @@ EtcdCluster::~EtcdCluster() {
   fs::remove_all(root_, ignored);
   // Also what a death test's child, which shares this fixture's test but not
   // its destructor, left behind.
-  remove_directories_of_dead_processes(fs::path(root_).parent_path());
+  remove_directories_of_ended_processes(fs::path(root_).parent_path());
 }
 
 std::vector<std::string> EtcdCluster::endpoints() const {
