@@ -49,19 +49,7 @@ namespace write_site = detail::etcd::write_site;
 // attempt takes a fresh key, queued behind its own stale entry).
 class Review2Auth : public ::testing::Test {
  protected:
-  Review2Auth() {
-    for (const std::string& command : std::vector<std::string>{
-             "user add root --new-user-password=rootpw",
-             "user grant-role root root",
-             "user add alice --new-user-password=alicepw",
-             "role add locker",
-             "role grant-permission locker readwrite " + prefix_ + "/ --prefix=true",
-             "user grant-role alice locker",
-             "auth enable",
-         }) {
-      etcdctl(command);
-    }
-  }
+  Review2Auth() { enable_auth_for_alice(etcd_, prefix_); }
   ~Review2Auth() override { LostReplies::disarm(); }
 
   std::string etcdctl(const std::string& command, bool as_root = false) {

@@ -56,19 +56,7 @@ class SlowAuth : public ::testing::Test, private SlowAuthEnvironment {
   SlowAuth() {
     unsetenv("ETCD_BCRYPT_COST");
     unsetenv("ETCD_AUTH_TOKEN_TTL");
-    for (const std::string& command : std::vector<std::string>{
-             "user add root --new-user-password=rootpw",
-             "user grant-role root root",
-             "user add alice --new-user-password=alicepw",
-             "role add locker",
-             "role grant-permission locker readwrite " + prefix_ + "/ --prefix=true",
-             "user grant-role alice locker",
-             "auth enable",
-         }) {
-      std::string output;
-      EXPECT_EQ(run_command("etcdctl --endpoints=" + etcd_.endpoints_csv() + " " + command + " 2>&1", &output), 0)
-          << command << ": " << output;
-    }
+    enable_auth_for_alice(etcd_, prefix_);
   }
 
   ManagerOptions as_alice(std::chrono::seconds ttl) const {

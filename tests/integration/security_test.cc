@@ -107,24 +107,14 @@ class Auth : public ::testing::Test {
  protected:
   Auth() {
     const auto prefix = test_prefix();
-    for (const std::string& command : std::vector<std::string>{
-             "user add root --new-user-password=rootpw",
-             "user grant-role root root",
-             "user add alice --new-user-password=alicepw",
-             "role add locker",
-             "role grant-permission locker readwrite " + prefix + "/ --prefix=true",
-             "user grant-role alice locker",
-             "user add bob --new-user-password=bobpw",
-             "role add reader",
-             "role grant-permission reader read " + prefix + "/ --prefix=true",
-             "user grant-role bob reader",
-             "user add carol --new-user-password=carolpw",
-             "auth enable",
-         }) {
-      std::string output;
-      EXPECT_EQ(run_command("etcdctl --endpoints=" + etcd_.endpoints_csv() + " " + command + " 2>&1", &output), 0)
-          << command << ": " << output;
-    }
+    enable_auth_for_alice(etcd_, prefix,
+                          {
+                              "user add bob --new-user-password=bobpw",
+                              "role add reader",
+                              "role grant-permission reader read " + prefix + "/ --prefix=true",
+                              "user grant-role bob reader",
+                              "user add carol --new-user-password=carolpw",
+                          });
   }
 
   ManagerOptions as(const std::string& user, const std::string& password) {

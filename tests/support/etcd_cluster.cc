@@ -174,6 +174,24 @@ std::string test_prefix() {
   return "/t/" + name;
 }
 
+void enable_auth_for_alice(const EtcdCluster& etcd, const std::string& prefix, const std::vector<std::string>& more) {
+  std::vector<std::string> commands{
+      "user add root --new-user-password=rootpw",
+      "user grant-role root root",
+      "user add alice --new-user-password=alicepw",
+      "role add locker",
+      "role grant-permission locker readwrite " + prefix + "/ --prefix=true",
+      "user grant-role alice locker",
+  };
+  commands.insert(commands.end(), more.begin(), more.end());
+  commands.emplace_back("auth enable");
+  for (const std::string& command : commands) {
+    std::string output;
+    EXPECT_EQ(run_command("etcdctl --endpoints=" + etcd.endpoints_csv() + " " + command + " 2>&1", &output), 0)
+        << command << ": " << output;
+  }
+}
+
 int run_command(const std::string& command, std::string* output) {
   FILE* pipe = popen(command.c_str(), "r");
   if (pipe == nullptr) return -1;

@@ -88,4 +88,11 @@ std::string test_prefix();
 // Runs a shell command; returns its exit status and fills `output` with its stdout.
 int run_command(const std::string& command, std::string* output = nullptr);
 
+// Turns authentication on in `etcd`: user root (password "rootpw") and user
+// alice ("alicepw"), whose role "locker" may read and write under `prefix`;
+// `more` etcdctl commands run before "auth enable". A command that fails is
+// a test failure.
+void enable_auth_for_alice(const EtcdCluster& etcd, const std::string& prefix,
+                           const std::vector<std::string>& more = {});
+
 }  // namespace etcdlock::testing
