@@ -100,7 +100,13 @@ TEST_F(SemaphoreTest, WaitersAreServedInOrderAsPermitsComeBack) {
     });
     ASSERT_TRUE(eventually([&] { return entries("s") == before + 1; }));
   }
+  // One permit at a time: two permits that come back together admit two
+  // waiters at once, and which of them records itself first is a race.
   a.release();
+  ASSERT_TRUE(eventually([&] {
+    std::lock_guard lock(mu);
+    return order.size() == 1;
+  }));
   b.release();
   waiters.clear();
   EXPECT_EQ(order, (std::vector<int>{0, 1, 2}));
