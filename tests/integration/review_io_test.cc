@@ -4,6 +4,7 @@
 // process, completions racing shutdown, streams cut while writes are queued,
 // and errors mapped as before.
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <thread>
@@ -12,6 +13,7 @@
 #include "etcd/client.h"
 #include "etcd/watch_hub.h"
 #include "etcd_cluster.h"
+#include "lock_fixture.h"
 #include "recording_listener.h"
 #include "tcp_proxy.h"
 #include "wire_helpers.h"
@@ -281,6 +283,68 @@ TEST(ReviewIo, FrozenMemberCallsEndInDoubtByTheirDeadline) {
   EXPECT_NE(pending_code.load(), 0);
   EXPECT_NE(pending_code.load(), -1);
   etcd.member(0).thaw();
+}
+
+// CHECK (held on 89e6494 when written). Many managers of one process created
+// and destroyed concurrently, all contending for one lock, some destroyed
+// while holding it: never two holders at once, and every destruction returns.
+class ManagerChurn : public LockTest {};
+
+TEST_F(ManagerChurn, ManagersComeAndGoConcurrentlyOnOneLock) {
+  std::atomic<int> inside{0};
+  std::atomic<int> most{0};
+  std::atomic<int> acquired{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&, t] {
+      for (int round = 0; round < 8; ++round) {
+        auto options = this->options();
+        options.log_sink = stderr_log_sink(LogLevel::error);
+        auto manager = std::make_unique<LockManager>(options);
+        auto lock = manager->get_lock("shared");
+        if (!lock->try_lock_for(10s)) continue;
+        const int now = ++inside;
+        int seen = most.load();
+        while (now > seen && !most.compare_exchange_weak(seen, now)) {
+        }
+        ++acquired;
+        std::this_thread::sleep_for(5ms);
+        --inside;
+        // Every other holder goes with its manager: close() releases.
+        if ((round + t) % 2 == 0) lock->unlock();
+        lock.reset();
+        manager.reset();
+      }
+    });
+  }
+  for (auto& thread : threads) thread.join();
+  EXPECT_EQ(most.load(), 1);
+  EXPECT_GT(acquired.load(), 16);
+}
+
+// CHECK (held on 89e6494 when written). Process exit with the io thread's
+// owner a static: a client in a function-local static, with an asynchronous
+// call whose reply etcd holds back, is destroyed by exit(); the process must
+// exit normally (not hang in the join, nor crash on a pending call).
+TEST(ReviewIoDeathTest, ExitWithAStaticClientAndACallInFlight) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EtcdCluster etcd{1};
+  const auto prefix = test_prefix();
+  EXPECT_EXIT(
+      {
+        alarm(20);  // a hang ends in SIGALRM, not in the test's timeout
+        TcpProxy link(port_of(etcd.endpoints()[0]));
+        static detail::etcd::Client client({link.endpoint()}, 5000ms);
+        if (!client.wait_connected(in(5s))) std::_Exit(3);
+        put(client, prefix + "/k", "v");
+        link.hold_replies();
+        pb::RangeRequest read;
+        read.set_key(prefix + "/k");
+        client.range_async(read, in(30s), [](pb::RangeResponse&&, const Error*) {});
+        std::this_thread::sleep_for(100ms);
+        std::exit(0);  // the proxy (a local) is never destroyed: the reply stays held
+      },
+      ::testing::ExitedWithCode(0), "");
 }
 
 }  // namespace
