@@ -232,7 +232,10 @@ TEST(ReviewIo, WatchStreamCutWhileCreatesAndCancelsAreQueued) {
   const auto key = prefix + "/after";
   auto listener = std::make_shared<RecordingListener>();
   hub.add(key, "", 0, listener);
-  ASSERT_TRUE(eventually([&] { return listener->start_revision() != 0; }, 10s)) << "no watch created after the cuts";
+  const auto streams_before = hub.streams_opened();
+  ASSERT_TRUE(eventually([&] { return listener->start_revision() != 0; }, 10s))
+      << "no watch created after the cuts; streams opened " << streams_before << " before the add, "
+      << hub.streams_opened() << " now";
   put(direct, key, "v");
   EXPECT_TRUE(eventually([&] { return !listener->events().empty(); }, 5s));
   EXPECT_GT(hub.streams_opened(), 1u);
