@@ -233,9 +233,18 @@ TEST(ReviewIo, WatchStreamCutWhileCreatesAndCancelsAreQueued) {
   auto listener = std::make_shared<RecordingListener>();
   hub.add(key, "", 0, listener);
   const auto streams_before = hub.streams_opened();
-  ASSERT_TRUE(eventually([&] { return listener->start_revision() != 0; }, 10s))
-      << "no watch created after the cuts; streams opened " << streams_before << " before the add, "
-      << hub.streams_opened() << " now";
+  if (!eventually([&] { return listener->start_revision() != 0; }, 10s)) {
+    // Tells a wedged stream from a dead connection: unary calls share the
+    // stream's connection (HTTP/2), so one that succeeds shows it alive.
+    std::string unary = "a Range through the proxy succeeded";
+    try {
+      get(client, key);
+    } catch (const Error& error) {
+      unary = std::string("a Range through the proxy failed: ") + error.what();
+    }
+    FAIL() << "no watch created after the cuts; streams opened " << streams_before << " before the add, "
+           << hub.streams_opened() << " now; " << unary;
+  }
   put(direct, key, "v");
   EXPECT_TRUE(eventually([&] { return !listener->events().empty(); }, 5s));
   EXPECT_GT(hub.streams_opened(), 1u);
