@@ -62,11 +62,18 @@ void Client::start_async(std::unique_ptr<AsyncCall<Request, Response>> call) con
   {
     MutexLock lock(async_mu_);
     if (draining_) {
-      if (call->id != 0) async_calls_.erase(call->id);
       lock.unlock();
-      async_done_.notify_all();
       const Error closed(errc::closed, "the etcd client is shutting down");
       call->done(Response(), &closed);
+      // Only now (a retried call is still registered): drain_async() waits
+      // for `done` to have returned.
+      if (call->id != 0) {
+        lock.lock();
+        async_calls_.erase(call->id);
+        // Under the mutex: once it is free, drain_async() may return and
+        // the client go, this condition variable with it.
+        async_done_.notify_all();
+      }
       return;
     }
     if (call->id == 0) call->id = next_async_call_++;
@@ -84,11 +91,9 @@ void Client::start_async(std::unique_ptr<AsyncCall<Request, Response>> call) con
     authorize(*call->context, call->member, call->deadline);
   } catch (const Error& error) {
     call->done(Response(), &error);
-    {
-      MutexLock lock(async_mu_);
-      async_calls_.erase(call->id);
-    }
-    async_done_.notify_all();
+    MutexLock lock(async_mu_);
+    async_calls_.erase(call->id);
+    async_done_.notify_all();  // under the mutex: see below
     return;
   }
   auto* in_flight = call.get();
@@ -132,10 +137,11 @@ void Client::start_async(std::unique_ptr<AsyncCall<Request, Response>> call) con
            async_calls_[id] = nullptr;  // its context goes next: not to be cancelled
          }
          call.reset();
-         {
-           MutexLock lock(async_mu_);
-           async_calls_.erase(id);
-         }
+         MutexLock lock(async_mu_);
+         async_calls_.erase(id);
+         // Under the mutex: once it is free, drain_async() may return and the
+         // client go, this condition variable with it (ThreadSanitizer saw the
+         // client destroyed during a notify_all() made after the unlock).
          async_done_.notify_all();
        });
 }
