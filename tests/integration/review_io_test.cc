@@ -218,8 +218,8 @@ TEST(ReviewIo, WatchStreamCutWhileCreatesAndCancelsAreQueued) {
     std::vector<std::int64_t> handles;
     int i = 0;
     while (!stop) {
-      handles.push_back(hub.add(prefix + "/churn" + std::to_string(i++ % 50), "", 0,
-                                std::make_shared<RecordingListener>()));
+      handles.push_back(
+          hub.add(prefix + "/churn" + std::to_string(i++ % 50), "", 0, std::make_shared<RecordingListener>()));
       if (handles.size() > 20) {
         hub.remove(handles.front());
         handles.erase(handles.begin());
