@@ -7,29 +7,28 @@
 
 namespace etcdlock::detail {
 
-Worker::Worker(std::string_view role) {
-  thread_ = std::thread([state = state_, role = std::string(role)] {
-    name_this_thread(role);
-    run(state);
-  });
+Worker::Worker(std::string_view role, std::size_t max_threads)
+    : state_(std::make_shared<State>(role, max_threads < 1 ? 1 : max_threads)) {
+  MutexLock lock(state_->mu);
+  start_thread(state_);
 }
 
 Worker::~Worker() { stop(); }
 
 std::uint64_t Worker::post_at(SteadyTime when, Task task) {
-  std::uint64_t id = 0;
-  bool wake = false;
-  {
-    MutexLock lock(state_->mu);
-    if (state_->stopping) return 0;
-    id = state_->next_id++;
-    state_->due.emplace(std::pair(when, id), std::move(task));
-    state_->when.emplace(id, when);
+  MutexLock lock(state_->mu);
+  if (state_->stopping) return 0;
+  const std::uint64_t id = state_->next_id++;
+  state_->due.emplace(std::pair(when, id), std::move(task));
+  state_->when.emplace(id, when);
+  if (!state_->has_timekeeper) {
+    find_a_thread(state_);
+  } else if (when < state_->wakes_at) {
     // A hold posts a task due in 50 ms and usually cancels it soon after:
-    // waking the thread for each would cost a context switch per hold.
-    wake = when < state_->wakes_at;
+    // waking the timekeeper for each would cost a context switch per hold.
+    state_->wakes_at = when;
+    state_->timer.notify_one();
   }
-  if (wake) state_->wake.notify_one();
   return id;
 }
 
@@ -43,46 +42,76 @@ void Worker::cancel(std::uint64_t id) {
 
 void Worker::stop() {
   std::map<std::pair<SteadyTime, std::uint64_t>, Task> dropped;
+  std::vector<std::thread> threads;
   {
     MutexLock lock(state_->mu);
     state_->stopping = true;
     dropped.swap(state_->due);
     state_->when.clear();
+    threads.swap(state_->threads);
   }
-  state_->wake.notify_all();
+  state_->timer.notify_all();
+  state_->work.notify_all();
   dropped.clear();  // what the tasks captured goes here, not under the mutex
-  if (!thread_.joinable()) return;
-  if (thread_.get_id() == std::this_thread::get_id()) {
-    thread_.detach();  // it holds the state it needs
-  } else {
-    thread_.join();
+  for (auto& thread : threads) {
+    if (thread.get_id() == std::this_thread::get_id()) {
+      thread.detach();  // it holds the state it needs
+    } else {
+      thread.join();
+    }
   }
+}
+
+void Worker::find_a_thread(const std::shared_ptr<State>& state) {
+  if (state->due.empty() || state->has_timekeeper || state->stopping) return;
+  if (state->called_in > 0) {
+    state->work.notify_one();
+  } else if (state->threads.size() < state->max_threads) {
+    start_thread(state);
+  }
+  // Else every thread is in a task, and the first one done sees to it.
+}
+
+void Worker::start_thread(const std::shared_ptr<State>& state) {
+  state->threads.emplace_back([state, role = state->role] {
+    name_this_thread(role);
+    run(state);
+  });
 }
 
 void Worker::run(const std::shared_ptr<State>& state) {
   MutexLock lock(state->mu);
   while (!state->stopping) {
-    if (state->due.empty()) {
-      state->wakes_at = SteadyTime::max();
-      state->wake.wait(lock);
+    if (!state->due.empty() && state->due.begin()->first.first <= SteadyClock::now()) {
+      const auto next = state->due.begin();
+      Task task = std::move(next->second);
+      state->when.erase(next->first.second);
+      state->due.erase(next);
+      // This task may block: what else is waiting, now or later, needs
+      // another thread to keep its time.
+      find_a_thread(state);
+      lock.unlock();
+      task();
+      task = nullptr;  // what it captured goes here, not under the mutex
+      lock.lock();
       continue;
     }
-    const auto next = state->due.begin();
-    // A copy: while this waits, the task may be cancelled and its entry erased.
-    const SteadyTime due = next->first.first;
-    if (due > SteadyClock::now()) {
-      state->wakes_at = due;
-      state->wake.wait_until(lock, due);
+    if (!state->has_timekeeper) {
+      state->has_timekeeper = true;
+      state->wakes_at = state->due.empty() ? SteadyTime::max() : state->due.begin()->first.first;
+      if (state->wakes_at == SteadyTime::max()) {
+        state->timer.wait(lock);
+      } else {
+        // A copy: while this waits, wakes_at may move earlier.
+        const SteadyTime until = state->wakes_at;
+        state->timer.wait_until(lock, until);
+      }
+      state->has_timekeeper = false;
       continue;
     }
-    state->wakes_at = SteadyClock::now();  // awake: later posts need no wake-up
-    Task task = std::move(next->second);
-    state->when.erase(next->first.second);
-    state->due.erase(next);
-    lock.unlock();
-    task();
-    task = nullptr;
-    lock.lock();
+    ++state->called_in;
+    state->work.wait(lock);
+    --state->called_in;
   }
 }
 

@@ -114,6 +114,26 @@ void AsyncAcquisition::post_step(SteadyTime at) {
 }
 
 void AsyncAcquisition::step() {
+  {
+    MutexLock lock(mu_);
+    if (stepping_) {
+      step_again_ = true;  // the step under way runs it next
+      return;
+    }
+    stepping_ = true;
+  }
+  for (;;) {
+    one_step();
+    MutexLock lock(mu_);
+    if (!step_again_) {
+      stepping_ = false;
+      return;
+    }
+    step_again_ = false;
+  }
+}
+
+void AsyncAcquisition::one_step() {
   bool has_turn = false;
   std::uint64_t ticket = 0;
   {

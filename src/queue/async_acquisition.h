@@ -77,7 +77,10 @@ class AsyncAcquisition : public std::enable_shared_from_this<AsyncAcquisition> {
   void on_closed();
   // Posts a step; `at` later, or now.
   void post_step(SteadyTime at = SteadyTime::min());
+  // Runs the steps due: one at a time for this acquisition, though the
+  // step threads run those of others meanwhile.
   void step();
+  void one_step();
   // One step with the turn taken: the part that talks to etcd.
   void step_in_queue(bool give_up_now);
   void on_result(QueueWait::Result result, bool give_up_now);
@@ -99,7 +102,7 @@ class AsyncAcquisition : public std::enable_shared_from_this<AsyncAcquisition> {
   RetryBudget retries_;
   const SteadyTime started_ = SteadyClock::now();
 
-  // Step state: touched only by steps, which run one at a time.
+  // Step state: touched only by steps, which run one at a time (step()).
   std::shared_ptr<Session> session_;
   bool waiting_ = false;     // start() said the entry waits: poll() goes on
   bool grace_over_ = false;  // the grace poll() asked for has passed
@@ -111,6 +114,8 @@ class AsyncAcquisition : public std::enable_shared_from_this<AsyncAcquisition> {
   bool turn_kept_ ETCDLOCK_GUARDED_BY(mu_) = false;  // handed to the hold
   std::uint64_t turn_ticket_ ETCDLOCK_GUARDED_BY(mu_) = 0;
   std::uint64_t deadline_task_ ETCDLOCK_GUARDED_BY(mu_) = 0;
+  bool stepping_ ETCDLOCK_GUARDED_BY(mu_) = false;                   // a step runs, on some step thread
+  bool step_again_ ETCDLOCK_GUARDED_BY(mu_) = false;                 // a step was asked for meanwhile
   std::shared_ptr<AsyncAcquisition> self_ ETCDLOCK_GUARDED_BY(mu_);  // until it ends
 
   // Last: destroyed first, so that no callback runs into a half-destroyed object.

@@ -83,7 +83,7 @@ std::string PrimitiveContext::unique_key_suffix() {
 Worker& PrimitiveContext::steps() {
   MutexLock lock(steps_mu_);
   if (!steps_) {
-    steps_ = std::make_unique<Worker>("steps");
+    steps_ = std::make_unique<Worker>("steps", kStepThreads);
     // Asked for after shut_down() stopped the steps (or was about to): no
     // thread stays for a closed manager; posts are dropped, as after stop().
     if (closed()) steps_->stop();

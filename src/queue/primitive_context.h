@@ -15,6 +15,7 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <stop_token>
@@ -58,9 +59,11 @@ class PrimitiveContext {
   SessionSource& sessions() { return sessions_; }
   HandOverInbox& inbox() { return inbox_; }
   Worker& worker() { return worker_; }
-  // The thread that runs the steps of asynchronous acquisitions
-  // (async_acquisition.h), started at the first.
+  // The threads that run the steps of asynchronous acquisitions
+  // (async_acquisition.h): one started at the first, more (up to
+  // kStepThreads) only while steps block in requests.
   Worker& steps();
+  static constexpr std::size_t kStepThreads = 4;
   Notifier& notifier() { return notifier_; }
   StrayEntries& strays() { return strays_; }
   PrimitiveCounterRegistry& primitive_counters() { return lock_counters_; }

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "lock_fixture.h"
+#include "queue/primitive_context.h"
 
 namespace etcdlock::testing {
 namespace {
@@ -329,7 +330,10 @@ TEST_F(AsyncLock, PendingWaitsCostNoThreads) {
   for (int i = 0; i < kOnOneName; ++i) one_name->async_lock(count);
   ASSERT_TRUE(eventually([&] { return all_keys() == 2 * kNames; }));
   EXPECT_EQ(delivered.load(), 0);
-  EXPECT_LE(thread_count(), threads_before + 1) << "threads grew with pending waits";
+  // The steps may have spread over the manager's few step threads while
+  // their requests were out (a fixed limit), and one more may come and go.
+  EXPECT_LE(thread_count(), threads_before + detail::PrimitiveContext::kStepThreads)
+      << "threads grew with pending waits";
   for (auto& lock : held) lock->unlock();
   // One name's waiters take turns one after another: slow under a sanitizer.
   ASSERT_TRUE(eventually([&] { return delivered.load() == kNames + kOnOneName; }, 120s));

@@ -159,10 +159,7 @@ TEST_F(ReviewAsync, HandlerOfACancelledWaitCannotLockAgain) {
 // acted on only when the stalled request gives up (command_timeout), where a
 // thread in try_lock_for() would have returned at its deadline.
 TEST_F(ReviewAsync, AStalledRequestOfOneNameDelaysTheDeadlineOfAnother) {
-  // An open fault (a limit the README states: one step thread per manager):
-  // reported as skipped, not passed. ETCDLOCK_RUN_KNOWN_FAULTS=1 runs it, and it fails.
-  if (!std::getenv("ETCDLOCK_RUN_KNOWN_FAULTS"))
-    GTEST_SKIP() << "known fault, open: a step blocked in a request holds up the manager's other steps";
+  // Fixed: a manager has several step threads, started while steps block.
   const auto endpoint = etcd_.endpoints().at(0);
   TcpProxy link(std::stoi(endpoint.substr(endpoint.rfind(':') + 1)));
   auto through = options_through(link.endpoint());

@@ -4,6 +4,7 @@
 
 #include <atomic>
 #include <future>
+#include <thread>
 #include <vector>
 
 #include "base/notifier.h"
@@ -56,6 +57,88 @@ TEST(Worker, StopDropsPendingTasksAndLaterPosts) {
   worker.stop();
   EXPECT_EQ(worker.post([&] { ran = true; }), 0u);
   EXPECT_FALSE(ran);
+}
+
+TEST(Worker, WithOneThreadATaskWaitsForTheOneBeforeIt) {
+  Worker worker;
+  std::promise<void> release;
+  auto released = release.get_future().share();
+  std::atomic<bool> second_ran{false};
+  std::promise<void> first_started;
+  worker.post([&, released] {
+    first_started.set_value();
+    released.wait();
+  });
+  ASSERT_EQ(first_started.get_future().wait_for(5s), std::future_status::ready);
+  std::promise<void> second_done;
+  worker.post([&] {
+    second_ran = true;
+    second_done.set_value();
+  });
+  std::this_thread::sleep_for(100ms);
+  EXPECT_FALSE(second_ran) << "a one-thread worker ran two tasks at once";
+  release.set_value();
+  EXPECT_EQ(second_done.get_future().wait_for(5s), std::future_status::ready);
+}
+
+TEST(Worker, ABlockedTaskHoldsUpNeitherTasksDueNowNorTimers) {
+  Worker worker("test", 3);
+  std::promise<void> release;
+  auto released = release.get_future().share();
+  std::promise<void> blocked;
+  worker.post([&, released] {
+    blocked.set_value();
+    released.wait();
+  });
+  ASSERT_EQ(blocked.get_future().wait_for(5s), std::future_status::ready);
+  std::promise<void> now_done;
+  std::promise<void> timer_done;
+  const auto posted = SteadyClock::now();
+  worker.post([&] { now_done.set_value(); });
+  worker.post_at(posted + 50ms, [&] { timer_done.set_value(); });
+  EXPECT_EQ(now_done.get_future().wait_for(5s), std::future_status::ready);
+  EXPECT_EQ(timer_done.get_future().wait_for(5s), std::future_status::ready);
+  EXPECT_LT(SteadyClock::now() - posted, 3s);
+  release.set_value();
+}
+
+TEST(Worker, StartsNoMoreThreadsThanItsLimit) {
+  constexpr int kLimit = 3;
+  Worker worker("test", kLimit);
+  std::promise<void> release;
+  auto released = release.get_future().share();
+  std::atomic<int> running{0};
+  std::atomic<int> most{0};
+  std::atomic<int> finished{0};
+  for (int i = 0; i < 8; ++i) {
+    worker.post([&, released] {
+      const int now = ++running;
+      int seen = most.load();
+      while (now > seen && !most.compare_exchange_weak(seen, now)) {
+      }
+      released.wait();
+      --running;
+      ++finished;
+    });
+  }
+  std::this_thread::sleep_for(200ms);
+  EXPECT_EQ(most.load(), kLimit) << "tasks that block should spread over every thread the limit allows, and no more";
+  release.set_value();
+  for (int i = 0; i < 500 && finished.load() < 8; ++i) std::this_thread::sleep_for(10ms);
+  EXPECT_EQ(finished.load(), 8);
+  EXPECT_LE(most.load(), kLimit);
+}
+
+TEST(Worker, ATaskMayStopItsOwnWorkerOfSeveralThreads) {
+  auto worker = std::make_unique<Worker>("test", 2);
+  std::promise<void> done;
+  worker->post([&] {
+    worker->stop();
+    done.set_value();
+  });
+  ASSERT_EQ(done.get_future().wait_for(5s), std::future_status::ready);
+  EXPECT_EQ(worker->post([] {}), 0u);
+  worker.reset();
 }
 
 TEST(Notifier, DrainWaitsForSignalsPostedBefore) {
