@@ -64,6 +64,11 @@ void Worker::stop() {
 
 void Worker::find_a_thread(const std::shared_ptr<State>& state) {
   if (state->due.empty() || state->has_timekeeper || state->stopping) return;
+  // A task due later waits for the first thread done with its task, which
+  // keeps the time then: calling one in for it would cost a context switch
+  // per timer (a hand-over note's grace). Only a task due now goes to
+  // another thread at once.
+  if (state->busy > 0 && state->due.begin()->first.first > SteadyClock::now()) return;
   if (state->called_in > 0) {
     state->work.notify_one();
   } else if (state->threads.size() < state->max_threads) {
@@ -89,11 +94,13 @@ void Worker::run(const std::shared_ptr<State>& state) {
       state->due.erase(next);
       // This task may block: what else is waiting, now or later, needs
       // another thread to keep its time.
+      ++state->busy;
       find_a_thread(state);
       lock.unlock();
       task();
       task = nullptr;  // what it captured goes here, not under the mutex
       lock.lock();
+      --state->busy;
       continue;
     }
     if (!state->has_timekeeper) {

@@ -72,10 +72,11 @@ class Worker {
     // When the timekeeper wakes by itself: a task due later needs no wake-up.
     SteadyTime wakes_at ETCDLOCK_GUARDED_BY(mu) = SteadyTime::max();
     std::size_t called_in ETCDLOCK_GUARDED_BY(mu) = 0;  // threads waiting on `work`
+    std::size_t busy ETCDLOCK_GUARDED_BY(mu) = 0;       // threads running a task
     std::vector<std::thread> threads ETCDLOCK_GUARDED_BY(mu);
     bool stopping ETCDLOCK_GUARDED_BY(mu) = false;
   };
-  // Sees that a task due now gets a thread: an idle one, or a new one while
+  // Sees that the first task gets a thread: an idle one, or a new one while
   // the limit allows (else the first thread done with its task takes it).
   static void find_a_thread(const std::shared_ptr<State>& state) ETCDLOCK_REQUIRES(state->mu);
   static void start_thread(const std::shared_ptr<State>& state) ETCDLOCK_REQUIRES(state->mu);
