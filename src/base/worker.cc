@@ -69,6 +69,7 @@ void Worker::find_a_thread(const std::shared_ptr<State>& state) {
   // per timer (a hand-over note's grace). Only a task due now goes to
   // another thread at once.
   if (state->busy > 0 && state->due.begin()->first.first > SteadyClock::now()) return;
+  if (state->starting > 0) return;  // a thread on its way looks first
   if (state->called_in > 0) {
     state->work.notify_one();
   } else if (state->threads.size() < state->max_threads) {
@@ -78,6 +79,7 @@ void Worker::find_a_thread(const std::shared_ptr<State>& state) {
 }
 
 void Worker::start_thread(const std::shared_ptr<State>& state) {
+  ++state->starting;
   state->threads.emplace_back([state, role = state->role] {
     name_this_thread(role);
     run(state);
@@ -86,6 +88,7 @@ void Worker::start_thread(const std::shared_ptr<State>& state) {
 
 void Worker::run(const std::shared_ptr<State>& state) {
   MutexLock lock(state->mu);
+  --state->starting;
   while (!state->stopping) {
     if (!state->due.empty() && state->due.begin()->first.first <= SteadyClock::now()) {
       const auto next = state->due.begin();

@@ -101,7 +101,17 @@ void AsyncAcquisition::on_closed() {
   });
 }
 
+bool AsyncAcquisition::Stepping::ask_again() {
+  MutexLock lock(mu);
+  if (!running) return false;
+  again = true;
+  return true;
+}
+
 void AsyncAcquisition::post_step(SteadyTime at) {
+  // The step under way runs it next, on its own thread: a task would wake
+  // another step thread only to find this acquisition busy.
+  if (at == SteadyTime::min() && stepping_->ask_again()) return;
   const std::weak_ptr<AsyncAcquisition> weak = weak_from_this();
   const auto task = [weak] {
     if (const auto self = weak.lock()) self->step();
@@ -115,21 +125,21 @@ void AsyncAcquisition::post_step(SteadyTime at) {
 
 void AsyncAcquisition::step() {
   {
-    MutexLock lock(mu_);
-    if (stepping_) {
-      step_again_ = true;  // the step under way runs it next
+    MutexLock lock(stepping_->mu);
+    if (stepping_->running) {
+      stepping_->again = true;  // the step under way runs it next
       return;
     }
-    stepping_ = true;
+    stepping_->running = true;
   }
   for (;;) {
     one_step();
-    MutexLock lock(mu_);
-    if (!step_again_) {
-      stepping_ = false;
+    MutexLock lock(stepping_->mu);
+    if (!stepping_->again) {
+      stepping_->running = false;
       return;
     }
-    step_again_ = false;
+    stepping_->again = false;
   }
 }
 
@@ -174,7 +184,10 @@ void AsyncAcquisition::step_in_queue(bool give_up_now) {
         });
       }
       // Before the first request: a note may come as soon as the entry exists.
-      wait_.set_waker([weak = weak_from_this(), steps = &request_.context->steps()] {
+      // Holds the acquisition weakly: the signalling thread (the watch
+      // hub's) must never be where it is destroyed.
+      wait_.set_waker([weak = weak_from_this(), stepping = stepping_, steps = &request_.context->steps()] {
+        if (stepping->ask_again()) return;
         steps->post([weak] {
           if (const auto self = weak.lock()) self->step();
         });

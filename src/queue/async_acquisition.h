@@ -1,10 +1,13 @@
 // AsyncAcquisition: a queue acquisition that no thread waits for. It does
 // what QueueAcquisition does (take the turn, take a place in the queue, wait,
 // retry transient failures, queue again on a new lease, leave no entry behind
-// when it gives up) in steps: each step runs on the manager's step thread
-// (PrimitiveContext::steps()), makes at most a few requests to etcd, and
-// ends; what it waits for (the turn, a note, a change ahead, a timer) posts
-// the next step. So any number of pending acquisitions costs no thread.
+// when it gives up) in steps: each step runs on one of the manager's step
+// threads (PrimitiveContext::steps()), makes at most a few requests to etcd,
+// and ends; what it waits for (the turn, a note, a change ahead, a timer)
+// posts the next step. So any number of pending acquisitions costs no
+// thread. A step whose request etcd does not answer holds up its own
+// acquisition only, as long as fewer than kStepThreads are stuck at once
+// (with etcd unreachable, all are).
 //
 // The rules are QueueWait's own (start() and poll() are run() in steps), so
 // the synchronous and the asynchronous acquisition make the same writes with
@@ -102,6 +105,17 @@ class AsyncAcquisition : public std::enable_shared_from_this<AsyncAcquisition> {
   RetryBudget retries_;
   const SteadyTime started_ = SteadyClock::now();
 
+  // Keeps this acquisition's steps one at a time, on whichever step thread;
+  // shared with the waker, which holds the acquisition only weakly.
+  struct Stepping {
+    Mutex mu;
+    bool running ETCDLOCK_GUARDED_BY(mu) = false;  // a step runs
+    bool again ETCDLOCK_GUARDED_BY(mu) = false;    // a step was asked for meanwhile
+    // True when a step runs: it will run again once done, no task needed.
+    bool ask_again() ETCDLOCK_EXCLUDES(mu);
+  };
+  const std::shared_ptr<Stepping> stepping_ = std::make_shared<Stepping>();
+
   // Step state: touched only by steps, which run one at a time (step()).
   std::shared_ptr<Session> session_;
   bool waiting_ = false;     // start() said the entry waits: poll() goes on
@@ -114,8 +128,6 @@ class AsyncAcquisition : public std::enable_shared_from_this<AsyncAcquisition> {
   bool turn_kept_ ETCDLOCK_GUARDED_BY(mu_) = false;  // handed to the hold
   std::uint64_t turn_ticket_ ETCDLOCK_GUARDED_BY(mu_) = 0;
   std::uint64_t deadline_task_ ETCDLOCK_GUARDED_BY(mu_) = 0;
-  bool stepping_ ETCDLOCK_GUARDED_BY(mu_) = false;                   // a step runs, on some step thread
-  bool step_again_ ETCDLOCK_GUARDED_BY(mu_) = false;                 // a step was asked for meanwhile
   std::shared_ptr<AsyncAcquisition> self_ ETCDLOCK_GUARDED_BY(mu_);  // until it ends
 
   // Last: destroyed first, so that no callback runs into a half-destroyed object.

@@ -60,8 +60,8 @@ class PrimitiveContext {
   HandOverInbox& inbox() { return inbox_; }
   Worker& worker() { return worker_; }
   // The threads that run the steps of asynchronous acquisitions
-  // (async_acquisition.h): one started at the first, more (up to
-  // kStepThreads) only while steps block in requests.
+  // (async_acquisition.h): one started at the first; another (up to
+  // kStepThreads) when a step is due while every one is in a request.
   Worker& steps();
   static constexpr std::size_t kStepThreads = 4;
   Notifier& notifier() { return notifier_; }
