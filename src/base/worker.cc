@@ -23,6 +23,10 @@ std::uint64_t Worker::post_at(SteadyTime when, Task task) {
   state_->when.emplace(id, when);
   if (!state_->has_timekeeper) {
     find_a_thread(state_);
+  } else if (state_->called_in > 0 && when <= SteadyClock::now()) {
+    // An idle thread runs it, and the timekeeper keeps its role: handing
+    // that on would wake one more thread.
+    state_->work.notify_one();
   } else if (when < state_->wakes_at) {
     // A hold posts a task due in 50 ms and usually cancels it soon after:
     // waking the timekeeper for each would cost a context switch per hold.
@@ -64,11 +68,6 @@ void Worker::stop() {
 
 void Worker::find_a_thread(const std::shared_ptr<State>& state) {
   if (state->due.empty() || state->has_timekeeper || state->stopping) return;
-  // A task due later waits for the first thread done with its task, which
-  // keeps the time then: calling one in for it would cost a context switch
-  // per timer (a hand-over note's grace). Only a task due now goes to
-  // another thread at once.
-  if (state->busy > 0 && state->due.begin()->first.first > SteadyClock::now()) return;
   if (state->starting > 0) return;  // a thread on its way looks first
   if (state->called_in > 0) {
     state->work.notify_one();
@@ -97,13 +96,11 @@ void Worker::run(const std::shared_ptr<State>& state) {
       state->due.erase(next);
       // This task may block: what else is waiting, now or later, needs
       // another thread to keep its time.
-      ++state->busy;
       find_a_thread(state);
       lock.unlock();
       task();
       task = nullptr;  // what it captured goes here, not under the mutex
       lock.lock();
-      --state->busy;
       continue;
     }
     if (!state->has_timekeeper) {

@@ -72,7 +72,6 @@ class Worker {
     // When the timekeeper wakes by itself: a task due later needs no wake-up.
     SteadyTime wakes_at ETCDLOCK_GUARDED_BY(mu) = SteadyTime::max();
     std::size_t called_in ETCDLOCK_GUARDED_BY(mu) = 0;  // threads waiting on `work`
-    std::size_t busy ETCDLOCK_GUARDED_BY(mu) = 0;       // threads running a task
     std::size_t starting ETCDLOCK_GUARDED_BY(mu) = 0;   // threads started, not yet looking at `due`
     std::vector<std::thread> threads ETCDLOCK_GUARDED_BY(mu);
     bool stopping ETCDLOCK_GUARDED_BY(mu) = false;

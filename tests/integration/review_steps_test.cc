@@ -30,20 +30,24 @@ namespace {
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
 
-class ReviewSteps : public LockTest {};
+class ReviewSteps : public LockTest {
+ protected:
+  Clock::duration deadline_behind_stuck_names(int stuck);
+};
 
 long ms(Clock::duration d) { return std::chrono::duration_cast<std::chrono::milliseconds>(d).count(); }
 
-// Four names whose requests are stuck (all four step threads blocked), a
-// fifth name's 300 ms deadline: the README says at most one command_timeout late.
-TEST_F(ReviewSteps, FiveStalledNamesDeadlineWithinOneCommandTimeout) {
+// How late a 300 ms deadline of one name is answered while `stuck` other
+// names of its manager wait in requests whose replies etcd never sends
+// (command_timeout 3 s).
+Clock::duration ReviewSteps::deadline_behind_stuck_names(int stuck) {
   const auto endpoint = etcd_.endpoints().at(0);
   TcpProxy link(std::stoi(endpoint.substr(endpoint.rfind(':') + 1)));
   auto through = options_through(link.endpoint());
   through.command_timeout = 3s;
   LockManager manager(through);
   auto holder = this->manager();
-  auto other = holder->get_lock("e");
+  auto other = holder->get_lock("late");
   other->lock();
   {
     auto warm = manager.get_lock("warm");
@@ -54,87 +58,51 @@ TEST_F(ReviewSteps, FiveStalledNamesDeadlineWithinOneCommandTimeout) {
   std::atomic<int> stuck_done{0};
   std::vector<LockHold> kept;
   std::mutex kept_mu;
-  for (const char* name : {"a", "b", "c", "d", "f", "g"}) {
-    manager.get_lock(name)->async_lock_for(20s, [&](std::error_code, LockHold hold) {
+  for (int i = 0; i < stuck; ++i) {
+    manager.get_lock("stuck" + std::to_string(i))->async_lock_for(20s, [&](std::error_code, LockHold hold) {
       std::lock_guard lock(kept_mu);
       kept.push_back(std::move(hold));
       ++stuck_done;
     });
   }
   std::this_thread::sleep_for(200ms);
-  std::promise<Clock::time_point> e_done;
+  std::promise<Clock::time_point> late_done;
   const auto started = Clock::now();
-  manager.get_lock("e")->async_lock_for(300ms, [&](std::error_code ec, LockHold) {
+  manager.get_lock("late")->async_lock_for(300ms, [&](std::error_code ec, LockHold) {
     EXPECT_TRUE(ec);
-    e_done.set_value(Clock::now());
+    late_done.set_value(Clock::now());
   });
-  auto f = e_done.get_future();
-  const bool in_time = f.wait_for(30s) == std::future_status::ready;
+  auto answered = late_done.get_future();
+  const bool in_time = answered.wait_for(30s) == std::future_status::ready;
   link.resume_replies();
-  ASSERT_TRUE(in_time);
-  const auto took = f.get() - started;
-  EXPECT_LT(took, 300ms + 3s + 700ms) << "took " << ms(took) << " ms";
-  ASSERT_TRUE(eventually([&] { return stuck_done.load() == 6; }, 60s));
+  EXPECT_TRUE(in_time);
+  const auto took = in_time ? answered.get() - started : Clock::duration::max();
+  EXPECT_TRUE(eventually([&] { return stuck_done.load() == stuck; }, 60s));
   {
     std::lock_guard lock(kept_mu);
-    for (auto& h : kept)
-      if (h) h.release();
+    for (auto& hold : kept)
+      if (hold) hold.release();
   }
   other->unlock();
+  return took;
 }
 
-// Ten names stuck (more than the four step threads), an eleventh name's
-// 300 ms deadline. With etcd unreachable every step is stuck, four at a
+// Six names stuck, more than the four step threads: the seventh's first
+// step waits for one of them, at most one command timeout.
+TEST_F(ReviewSteps, ADeadlineBehindSixStuckNamesIsAtMostOneCommandTimeoutLate) {
+  const auto took = deadline_behind_stuck_names(6);
+  EXPECT_LT(took, 300ms + 3s + 700ms) << "took " << ms(took) << " ms";
+}
+
+// Ten names stuck: with etcd unreachable every step is stuck, four at a
 // time, and the eleventh's first step waits behind those due before it:
-// about two command timeouts late here (5.8 s). The README states this
-// limit; only requests that do not block (the callback client) remove it.
-TEST_F(ReviewSteps, NineStalledNamesDeadlineWithinOneCommandTimeout) {
+// about two command timeouts late (5.8 s). The README states this limit;
+// only requests that do not block (the callback client) remove it.
+TEST_F(ReviewSteps, ADeadlineBehindTenStuckNamesIsAtMostOneCommandTimeoutLate) {
   if (!std::getenv("ETCDLOCK_RUN_KNOWN_FAULTS"))
     GTEST_SKIP() << "known fault, open: with etcd unreachable, steps queue four at a time behind stuck requests";
-  const auto endpoint = etcd_.endpoints().at(0);
-  TcpProxy link(std::stoi(endpoint.substr(endpoint.rfind(':') + 1)));
-  auto through = options_through(link.endpoint());
-  through.command_timeout = 3s;
-  LockManager manager(through);
-  auto holder = this->manager();
-  auto other = holder->get_lock("e");
-  other->lock();
-  {
-    auto warm = manager.get_lock("warm");
-    warm->lock();
-    warm->unlock();
-  }
-  link.hold_replies();
-  std::atomic<int> stuck_done{0};
-  std::vector<LockHold> kept;
-  std::mutex kept_mu;
-  for (const char* name : {"a", "b", "c", "d", "f", "g", "h", "i", "j", "k"}) {
-    manager.get_lock(name)->async_lock_for(20s, [&](std::error_code, LockHold hold) {
-      std::lock_guard lock(kept_mu);
-      kept.push_back(std::move(hold));
-      ++stuck_done;
-    });
-  }
-  std::this_thread::sleep_for(200ms);
-  std::promise<Clock::time_point> e_done;
-  const auto started = Clock::now();
-  manager.get_lock("e")->async_lock_for(300ms, [&](std::error_code ec, LockHold) {
-    EXPECT_TRUE(ec);
-    e_done.set_value(Clock::now());
-  });
-  auto f = e_done.get_future();
-  const bool in_time = f.wait_for(30s) == std::future_status::ready;
-  link.resume_replies();
-  ASSERT_TRUE(in_time);
-  const auto took = f.get() - started;
+  const auto took = deadline_behind_stuck_names(10);
   EXPECT_LT(took, 300ms + 3s + 700ms) << "took " << ms(took) << " ms";
-  ASSERT_TRUE(eventually([&] { return stuck_done.load() == 10; }, 60s));
-  {
-    std::lock_guard lock(kept_mu);
-    for (auto& h : kept)
-      if (h) h.release();
-  }
-  other->unlock();
 }
 
 // Close while steps are blocked in requests whose replies are held.
@@ -329,12 +297,14 @@ int step_threads() {
   return n;
 }
 
-// A second step thread starts only when a step is due while every step
-// thread is in a request. Acquisitions that wait one after another, each
-// with a deadline pending, never overlap their steps: one thread serves
-// them. (Steps that overlap, as when a release wakes several waiters at
-// once, may start more: up to four, kept until the manager closes.)
-TEST_F(ReviewSteps, NoSecondStepThreadWhileStepsDoNotOverlap) {
+// A step thread starts only when a task is due while every step thread is
+// in a task, or a timer has no thread to keep it (a deadline must not wait
+// behind a step stuck in a request). Acquisitions that wait one after
+// another, each with a deadline pending, never overlap their steps: one
+// thread runs them and at most one more keeps the time. (Steps that
+// overlap, as when a release wakes several waiters at once, may start
+// more: up to four, kept until the manager closes.)
+TEST_F(ReviewSteps, NoThirdStepThreadWhileStepsDoNotOverlap) {
   auto holder = manager();
   std::vector<std::shared_ptr<Lock>> held;
   for (int i = 0; i < 4; ++i) {
@@ -352,7 +322,7 @@ TEST_F(ReviewSteps, NoSecondStepThreadWhileStepsDoNotOverlap) {
     ASSERT_TRUE(eventually([&] { return entries("a" + std::to_string(i)) == 2; }));
     std::this_thread::sleep_for(100ms);  // and what its step does after the create's reply
   }
-  EXPECT_EQ(step_threads(), 1);
+  EXPECT_LE(step_threads(), 2);
   for (auto& lock : held) lock->unlock();
   EXPECT_TRUE(eventually([&] { return calls.load() == 4; }, 20s));
   EXPECT_LE(step_threads(), 4);
