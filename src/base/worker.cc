@@ -23,9 +23,10 @@ std::uint64_t Worker::post_at(SteadyTime when, Task task) {
   state_->when.emplace(id, when);
   if (!state_->has_timekeeper) {
     find_a_thread(state_);
-  } else if (state_->called_in > 0 && when <= SteadyClock::now()) {
+  } else if (state_->called_in > state_->calls_pending && when <= SteadyClock::now()) {
     // An idle thread runs it, and the timekeeper keeps its role: handing
     // that on would wake one more thread.
+    ++state_->calls_pending;
     state_->work.notify_one();
   } else if (when < state_->wakes_at) {
     // A hold posts a task due in 50 ms and usually cancels it soon after:
@@ -67,9 +68,19 @@ void Worker::stop() {
 }
 
 void Worker::find_a_thread(const std::shared_ptr<State>& state) {
-  if (state->due.empty() || state->has_timekeeper || state->stopping) return;
+  if (state->due.empty() || state->stopping) return;
+  if (state->has_timekeeper) {
+    // It wakes by the first due time, unless that came after it began to wait.
+    const SteadyTime first = state->due.begin()->first.first;
+    if (first < state->wakes_at) {
+      state->wakes_at = first;
+      state->timer.notify_one();
+    }
+    return;
+  }
   if (state->starting > 0) return;  // a thread on its way looks first
-  if (state->called_in > 0) {
+  if (state->called_in > state->calls_pending) {
+    ++state->calls_pending;  // that thread is taken: the next call needs another
     state->work.notify_one();
   } else if (state->threads.size() < state->max_threads) {
     start_thread(state);
@@ -119,6 +130,7 @@ void Worker::run(const std::shared_ptr<State>& state) {
     ++state->called_in;
     state->work.wait(lock);
     --state->called_in;
+    if (state->calls_pending > 0) --state->calls_pending;
   }
 }
 

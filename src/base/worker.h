@@ -71,8 +71,9 @@ class Worker {
     bool has_timekeeper ETCDLOCK_GUARDED_BY(mu) = false;
     // When the timekeeper wakes by itself: a task due later needs no wake-up.
     SteadyTime wakes_at ETCDLOCK_GUARDED_BY(mu) = SteadyTime::max();
-    std::size_t called_in ETCDLOCK_GUARDED_BY(mu) = 0;  // threads waiting on `work`
-    std::size_t starting ETCDLOCK_GUARDED_BY(mu) = 0;   // threads started, not yet looking at `due`
+    std::size_t called_in ETCDLOCK_GUARDED_BY(mu) = 0;      // threads waiting on `work`
+    std::size_t calls_pending ETCDLOCK_GUARDED_BY(mu) = 0;  // of those, notified and not yet awake
+    std::size_t starting ETCDLOCK_GUARDED_BY(mu) = 0;       // threads started, not yet looking at `due`
     std::vector<std::thread> threads ETCDLOCK_GUARDED_BY(mu);
     bool stopping ETCDLOCK_GUARDED_BY(mu) = false;
   };

@@ -129,6 +129,37 @@ TEST(Worker, StartsNoMoreThreadsThanItsLimit) {
   EXPECT_LE(most.load(), kLimit);
 }
 
+// Two tasks posted at once while one thread keeps the time and one idles:
+// each gets a thread, though the first post's call to the idle thread has
+// not woken it yet when the second comes.
+TEST(Worker, TwoTasksPostedAtOnceWithTwoIdleThreadsBothStart) {
+  Worker worker("test", 3);
+  {
+    // Two tasks in flight at once leave two threads idle after them.
+    std::promise<void> release;
+    auto released = release.get_future().share();
+    std::atomic<int> started{0};
+    for (int i = 0; i < 2; ++i) {
+      worker.post([&, released] {
+        ++started;
+        released.wait();
+      });
+    }
+    for (int i = 0; i < 500 && started.load() < 2; ++i) std::this_thread::sleep_for(10ms);
+    ASSERT_EQ(started.load(), 2);
+    release.set_value();
+    std::this_thread::sleep_for(100ms);
+  }
+  std::promise<void> release;
+  auto released = release.get_future().share();
+  std::promise<void> second_ran;
+  worker.post([released] { released.wait(); });
+  worker.post([&] { second_ran.set_value(); });
+  EXPECT_EQ(second_ran.get_future().wait_for(2s), std::future_status::ready)
+      << "the second task waited behind the first, blocked one";
+  release.set_value();
+}
+
 TEST(Worker, ATaskMayStopItsOwnWorkerOfSeveralThreads) {
   auto worker = std::make_unique<Worker>("test", 2);
   std::promise<void> done;
