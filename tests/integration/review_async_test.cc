@@ -100,9 +100,12 @@ TEST_F(ReviewAsync, TurnOfAFailedWaitIsBusyWhileItsHandlerRuns) {
   auto lock = second->get_lock("jobs");
   std::promise<void> in_handler;
   std::promise<void> may_return;
-  auto may_return_future = may_return.get_future();
+  // The handler holds its own copy: it may still be inside wait_for() when
+  // this test has returned (AddressSanitizer saw the test's future freed
+  // under it).
+  auto may_return_future = may_return.get_future().share();
   std::atomic<bool> got_timeout{false};
-  lock->async_lock_for(300ms, [&](std::error_code ec, LockHold) {
+  lock->async_lock_for(300ms, [&, may_return_future](std::error_code ec, LockHold) {
     got_timeout = ec == errc::lock_timeout;
     in_handler.set_value();
     may_return_future.wait_for(10s);
