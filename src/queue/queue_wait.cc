@@ -281,6 +281,12 @@ QueueWait::Poll QueueWait::poll(const Session& session, SteadyTime deadline, boo
     }
   }
   if (const auto decided = react(session, deadline)) return {Poll::State::decided, *decided};
+  // A signal came (a watch in place, a blocker gone) and a read found our
+  // entry still behind others. The caller giving up must give up now: the
+  // cancel or deadline that told it to may have come in the same wake-up as
+  // that signal, and nothing else will wake it (a blocking wait loops and
+  // sees its cancel again; a poll has no loop).
+  if (give_up_now) return {Poll::State::decided, Result::not_acquired};
   return {Poll::State::waiting};
 }
 

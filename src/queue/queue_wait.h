@@ -104,7 +104,8 @@ class QueueWait {
     State state = State::waiting;
     Result result = Result::not_acquired;
   };
-  // `give_up_now`: cancelled, or the deadline passed. Throws as run().
+  // `give_up_now`: cancelled, or the deadline passed; then the state is
+  // decided (or grace), never waiting. Throws as run().
   Poll poll(const Session& session, SteadyTime deadline, bool give_up_now, bool grace_over);
   // Called (on whichever thread signals, never under a lock of the caller's)
   // when poll() may have something to act on. Empty: none.

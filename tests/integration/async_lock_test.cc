@@ -549,5 +549,60 @@ TEST_F(AsyncSharedLock, ACancelledWaitLeavesNoKey) {
   EXPECT_EQ(entries("table"), 0);
 }
 
+// The CI hang of ACancelledWaitLeavesNoKey (1 run in about 30 under load): a
+// reader's watch starts "from now" and, once in place, asks for a read. When
+// that request and the cancel came while one step ran, the next step read,
+// found the writer still ahead, watched again and waited for a wake-up that
+// had already come: the handler never ran. Two spinning threads make the step
+// thread lose its core between the two signals, as a loaded machine does.
+TEST_F(AsyncSharedLock, ACancelOrDeadlineThatComesWithTheWatchsFirstSignalEndsTheWait) {
+  auto first = manager();
+  auto second = manager();
+  auto [ec, writing] = shared_async(*first->get_shared_lock("table"), false).get();
+  ASSERT_FALSE(ec);
+  auto table = second->get_shared_lock("table");
+  std::atomic<bool> spinning{true};
+  std::vector<std::jthread> load;
+  for (int i = 0; i < 2; ++i) {
+    load.emplace_back([&] {
+      while (spinning.load(std::memory_order_relaxed)) {
+      }
+    });
+  }
+  const auto stop_load = [&] {
+    spinning = false;
+    load.clear();
+  };
+  for (int round = 0; round < 100; ++round) {
+    std::stop_source cancel;
+    std::future<std::pair<std::error_code, SharedLockHold>> reader;
+    if (round % 2 == 0) {
+      reader = shared_async(*table, true, cancel.get_token());
+      // At once: the step that queued the entry is still under way.
+      while (entries("table") < 2) {
+      }
+      cancel.request_stop();
+    } else {
+      auto got = std::make_shared<std::promise<std::pair<std::error_code, SharedLockHold>>>();
+      reader = got->get_future();
+      table->async_lock_shared_until(std::chrono::steady_clock::now() + std::chrono::milliseconds(2 + round % 7),
+                                     [got](std::error_code ec, SharedLockHold hold) {
+                                       got->set_value({ec, std::move(hold)});
+                                     });
+    }
+    if (reader.wait_for(10s) != std::future_status::ready) {
+      stop_load();
+      FAIL() << "round " << round << ": no outcome 10 s after the " << (round % 2 == 0 ? "cancel" : "deadline");
+    }
+    auto [given_up, none] = reader.get();
+    EXPECT_EQ(given_up, round % 2 == 0 ? errc::cancelled : errc::lock_timeout) << given_up.message();
+    EXPECT_FALSE(none);
+    ASSERT_TRUE(eventually([&] { return entries("table") == 1; })) << "round " << round;
+  }
+  stop_load();
+  writing.release();
+  EXPECT_EQ(entries("table"), 0);
+}
+
 }  // namespace
 }  // namespace etcdlock::testing
