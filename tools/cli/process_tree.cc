@@ -4,17 +4,28 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
 #include <string>
+#include <thread>
 
 namespace etcdlock::cli {
+namespace {
 
-std::vector<pid_t> children_of(pid_t parent) {
-  std::vector<pid_t> children;
+struct Process {
+  pid_t pid = 0;
+  pid_t parent = 0;
+  char state = 0;  // as /proc/PID/stat gives it: 'T' and 't' are stopped
+};
+
+// Every process of the system, as far as /proc shows it now.
+std::vector<Process> read_processes() {
+  std::vector<Process> processes;
   DIR* proc = opendir("/proc");
-  if (proc == nullptr) return children;
+  if (proc == nullptr) return processes;
   while (const dirent* entry = readdir(proc)) {
     char* end = nullptr;
     const long pid = std::strtol(entry->d_name, &end, 10);
@@ -27,17 +38,68 @@ std::vector<pid_t> children_of(pid_t parent) {
     if (close == std::string::npos) continue;
     char state = 0;
     long ppid = 0;
-    if (std::sscanf(stat.c_str() + close + 1, " %c %ld", &state, &ppid) == 2 && ppid == parent) {
-      children.push_back(static_cast<pid_t>(pid));
+    if (std::sscanf(stat.c_str() + close + 1, " %c %ld", &state, &ppid) == 2) {
+      processes.push_back({static_cast<pid_t>(pid), static_cast<pid_t>(ppid), state});
     }
   }
   closedir(proc);
+  return processes;
+}
+
+// Stopped ('T', 't' when traced), or a zombie ('Z', 'X'), which runs nothing.
+bool is_stopped_or_dead(const Process& process) {
+  return process.state == 'T' || process.state == 't' || process.state == 'Z' || process.state == 'X';
+}
+
+bool contains(const std::vector<pid_t>& pids, pid_t pid) {
+  return std::find(pids.begin(), pids.end(), pid) != pids.end();
+}
+
+}  // namespace
+
+std::vector<pid_t> children_of(pid_t parent) {
+  std::vector<pid_t> children;
+  for (const auto& process : read_processes()) {
+    if (process.parent == parent) children.push_back(process.pid);
+  }
   return children;
 }
 
 void kill_everything(pid_t group) {
   kill(-group, SIGKILL);
   for (const pid_t child : children_of(getpid())) kill(child, SIGKILL);
+}
+
+std::vector<pid_t> stop_descendants(pid_t root) {
+  std::vector<pid_t> stopped;
+  // A process forks until its SIGSTOP takes effect: done only once a look
+  // finds every process below the root stopped (or dead). The bound guards
+  // against one that never stops (in an uninterruptible sleep, say).
+  for (int look = 0; look < 200; ++look) {
+    const auto processes = read_processes();
+    std::vector<pid_t> below{root};
+    bool running = false;
+    // Parents come before their children in /proc only by chance: widen the
+    // set until it stops growing.
+    for (bool grew = true; grew;) {
+      grew = false;
+      for (const auto& process : processes) {
+        if (!contains(below, process.parent) || contains(below, process.pid)) continue;
+        below.push_back(process.pid);
+        grew = true;
+        if (is_stopped_or_dead(process)) continue;
+        running = true;
+        if (!contains(stopped, process.pid) && kill(process.pid, SIGSTOP) == 0) stopped.push_back(process.pid);
+      }
+    }
+    if (!running) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  return stopped;
+}
+
+void continue_processes(const std::vector<pid_t>& stopped) {
+  for (const pid_t pid : stopped) kill(pid, SIGCONT);
 }
 
 }  // namespace etcdlock::cli

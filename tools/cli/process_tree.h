@@ -16,4 +16,14 @@ std::vector<pid_t> children_of(pid_t parent);
 // wherever its group: what left the group is still the command's doing.
 void kill_everything(pid_t group);
 
+// SIGSTOP to every process below `root` (its children, theirs, and so on)
+// that is not stopped already, looking again until a look finds none left
+// running: a stopped process starts no other. So what left the command's
+// group (setsid, a shell's background job, a daemon) stops with it. Returns
+// the PIDs it stopped, for continue_processes().
+std::vector<pid_t> stop_descendants(pid_t root);
+
+// SIGCONT to each of `stopped`.
+void continue_processes(const std::vector<pid_t>& stopped);
+
 }  // namespace etcdlock::cli

@@ -199,6 +199,7 @@ int supervise(Child child, const sigset_t& signals, const Supervision& supervisi
   std::stop_callback on_loss(supervision.lost, [] { kill(getpid(), SIGUSR1); });
   bool lost = false;
   bool stopped = false;                      // the command's group, by a stop request
+  std::vector<pid_t> stopped_outside_group;  // and what of its tree left the group
   auto kill_at = Steady::time_point::max();  // when SIGTERM turns into SIGKILL
   const auto give_up_on_the_command = [&] {
     kill(-child.group, SIGKILL);
@@ -229,6 +230,9 @@ int supervise(Child child, const sigset_t& signals, const Supervision& supervisi
       kill(-child.group, signal);  // as a terminal would: it may tidy up first
       std::this_thread::sleep_for(kStopGrace);
       kill(-child.group, SIGSTOP);  // and stops, whatever it does with the signal
+      // So does what left the group: a stop that outlasts the lease must
+      // leave nothing of the command running beside the next holder's.
+      stopped_outside_group = stop_descendants(child.shim);
       stopped = true;
       stop_self();
     }
@@ -237,6 +241,8 @@ int supervise(Child child, const sigset_t& signals, const Supervision& supervisi
       // command runs again only while the hold does.
       if (supervision.still_held()) {
         kill(-child.group, SIGCONT);
+        continue_processes(stopped_outside_group);
+        stopped_outside_group.clear();
         stopped = false;
       } else {
         std::cerr << "etcdlock: " << supervision.what << " ran out while stopped; killing the command\n";

@@ -13,9 +13,10 @@
 //     only once every process of the command's tree is gone, after a normal
 //     exit too;
 //   - SIGTSTP, SIGTTIN and SIGTTOU (Ctrl-Z) stop the command's group (the
-//     signal itself first, then SIGSTOP) before etcdlock stops itself, and
-//     SIGCONT continues it only if the hold is still alive: a stopped
-//     etcdlock never leaves its command running unsupervised.
+//     signal itself first, then SIGSTOP) and every process of its tree that
+//     left the group, before etcdlock stops itself, and SIGCONT continues
+//     them only if the hold is still alive: a stopped etcdlock never leaves
+//     its command running unsupervised.
 // What no supervisor can cover: a SIGSTOP sent to etcdlock alone (it cannot
 // act while stopped; its command runs on, past the lease), and processes that
 // leave the command's tree (a job handed to another service).
