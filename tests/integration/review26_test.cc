@@ -8,8 +8,8 @@
 // every child, ending on ECHILD, not on a probe of the group: a zombie no
 // longer hangs it); the command dies with the shim (PR_SET_PDEATHSIG) when
 // both are killed at once; close() after a loss revokes the lost lease; the
-// default --kill-after fits --ttl 1s; Ctrl-Z stops what left the group too.
-// Open (skipped until fixed): a command that reads the terminal.
+// default --kill-after fits --ttl 1s; Ctrl-Z stops what left the group too;
+// a shell's foreground job gives its command the terminal.
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <signal.h>
@@ -24,6 +24,7 @@
 #include <fstream>
 #include <map>
 #include <sstream>
+#include <stdexcept>
 #include <thread>
 
 #include "child_process.h"
@@ -75,6 +76,18 @@ pid_t shim_of(pid_t parent) {
 
 class Review26 : public LockTest, protected MarkedCommands {
  protected:
+  bool command_started() const {
+    return eventually([&] { return read_text(marks_).find("P ") != std::string::npos; });
+  }
+  // The command's PID, as its "P" mark gives it, or 0.
+  pid_t command_pid() const {
+    std::ifstream marks(marks_);
+    for (std::string label, value; marks >> label >> value;) {
+      if (label == "P") return std::stoi(value);
+    }
+    return 0;
+  }
+
   ChildProcess etcdlock(std::vector<std::string> args) {
     return ChildProcess(etcdlock_argv(etcd_.endpoints_csv(), prefix_, args));
   }
@@ -157,67 +170,176 @@ TEST_F(Review26, ShimAndEtcdlockKilledTogetherLeaveTheCommandRunning) {
   expect_before("A", "B");  // fails: A ran on, unsupervised
 }
 
-// Hang: the command runs in a process group of its own (supervision.cc:81,
-// command_shim.cc:71 and :109), never the terminal's foreground group. Run from a
-// terminal, a command that reads it (a prompt, `psql`, `read`) gets SIGTTIN
-// and stops; neither the shim (waitpid without WUNTRACED) nor etcdlock notices,
-// so `etcdlock run` hangs for ever, holding the lock.
-TEST_F(Review26, ACommandThatReadsTheTerminalIsStoppedForEver) {
-  // An open fault (issue 26 review, not fixed yet): reported as skipped, not
-  // passed. ETCDLOCK_RUN_KNOWN_FAULTS=1 runs it, and it fails.
-  if (!std::getenv("ETCDLOCK_RUN_KNOWN_FAULTS"))
-    GTEST_SKIP() << "known fault, open: the command runs in a background group and is never given the terminal";
-  const int master = posix_openpt(O_RDWR | O_NOCTTY);
-  ASSERT_GE(master, 0);
-  ASSERT_EQ(grantpt(master), 0);
-  ASSERT_EQ(unlockpt(master), 0);
-  const std::string terminal = ptsname(master);
-  auto argv = etcdlock_argv(
-      etcd_.endpoints_csv(), prefix_,
-      {"run", "job", "--", "sh", "-c", record_group() + "; read line; echo \"R $line\" >> '" + marks_ + "'"});
-  std::vector<char*> args;
-  for (auto& arg : argv) args.push_back(arg.data());
-  args.push_back(nullptr);
-  const pid_t run = fork();
-  ASSERT_GE(run, 0);
-  if (run == 0) {
-    prctl(PR_SET_PDEATHSIG, SIGKILL);
-    setsid();  // a login shell's session: the terminal is ours, our group in its foreground
-    const int slave = open(terminal.c_str(), O_RDWR);
-    if (slave < 0) _exit(120);
-    dup2(slave, 0);
-    dup2(slave, 1);
-    dup2(slave, 2);
-    execv(args[0], args.data());
-    _exit(127);
-  }
-  // Drains what the terminal echoes, so that no write to it blocks.
-  std::atomic<bool> draining{true};
-  std::thread drain([&] {
-    char buffer[256];
-    while (draining && read(master, buffer, sizeof buffer) > 0) {
+// etcdlock with a pseudo-terminal as its controlling terminal, in a session
+// of its own: started as a shell with job control starts a job (etcdlock
+// leads its process group, the terminal's foreground), or as a script
+// without job control starts a command (etcdlock in the script's group).
+class TerminalSession {
+ public:
+  enum class Start { shell_job, script };
+
+  TerminalSession(std::vector<std::string> argv, Start start) : start_(start) {
+    master_ = posix_openpt(O_RDWR | O_NOCTTY);
+    if (master_ < 0 || grantpt(master_) != 0 || unlockpt(master_) != 0) throw std::runtime_error("no pty");
+    const std::string terminal = ptsname(master_);
+    std::vector<char*> args;
+    for (auto& arg : argv) args.push_back(arg.data());
+    args.push_back(nullptr);
+    leader_ = fork();
+    if (leader_ < 0) throw std::runtime_error("fork failed");
+    if (leader_ == 0) {
+      prctl(PR_SET_PDEATHSIG, SIGKILL);
+      setsid();  // a login shell's session: the terminal is ours, our group in its foreground
+      const int slave = open(terminal.c_str(), O_RDWR);
+      if (slave < 0) _exit(120);
+      dup2(slave, 0);
+      dup2(slave, 1);
+      dup2(slave, 2);
+      if (start == Start::script) {
+        const pid_t run = fork();
+        if (run == 0) {
+          execv(args[0], args.data());
+          _exit(127);
+        }
+        // As a shell without job control: a wait that sees exits only.
+        int status = 0;
+        while (waitpid(run, &status, 0) < 0 && errno == EINTR) {
+        }
+        _exit(WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
+      }
+      execv(args[0], args.data());
+      _exit(127);
     }
-  });
-  const bool started = eventually([&] { return read_text(marks_).find("P ") != std::string::npos; }, 15s);
+    // Drains what the terminal echoes, so that no write to it blocks; ends
+    // once no process has the terminal open (EIO).
+    drain_ = std::thread([master = master_] {
+      char buffer[256];
+      while (read(master, buffer, sizeof buffer) > 0) {
+      }
+    });
+  }
+  ~TerminalSession() {
+    if (const pid_t run = etcdlock(); run > 0 && run != leader_) kill(run, SIGKILL);  // the shim kills the command
+    if (!ended_) {
+      kill(leader_, SIGKILL);
+      waitpid(leader_, nullptr, 0);
+    }
+    drain_.join();
+    close(master_);
+  }
+  TerminalSession(const TerminalSession&) = delete;
+  TerminalSession& operator=(const TerminalSession&) = delete;
+
+  void type(const std::string& keys) const {
+    ASSERT_EQ(write(master_, keys.data(), keys.size()), static_cast<ssize_t>(keys.size()));
+  }
+  // etcdlock's PID (0 when it is gone).
+  pid_t etcdlock() const {
+    if (ended_) return 0;
+    if (start_ == Start::shell_job) return leader_;
+    const auto children = children_of(leader_);
+    return children.empty() ? 0 : children.front();
+  }
+  // The leader's exit status (etcdlock's, either way), or -1 after `timeout`.
+  int wait(std::chrono::milliseconds timeout) {
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    while (std::chrono::steady_clock::now() < deadline) {
+      int status = 0;
+      if (waitpid(leader_, &status, WNOHANG) == leader_) {
+        ended_ = true;
+        return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+      }
+      std::this_thread::sleep_for(20ms);
+    }
+    return -1;
+  }
+
+ private:
+  static std::vector<pid_t> children_of(pid_t parent) {
+    std::vector<pid_t> children;
+    for (const auto& entry : std::filesystem::directory_iterator("/proc")) {
+      const std::string name = entry.path().filename();
+      if (name.find_first_not_of("0123456789") != std::string::npos) continue;
+      if (parent_of(std::stoi(name)) == parent) children.push_back(std::stoi(name));
+    }
+    return children;
+  }
+  const Start start_;
+  int master_ = -1;
+  pid_t leader_ = -1;
+  bool ended_ = false;
+  std::thread drain_;
+};
+
+// Was a hang: the command runs in a process group of its own, and was never
+// the terminal's foreground group. Run from a terminal, a command that read
+// it (a prompt, `psql`, `read`) got SIGTTIN and stopped; neither the shim nor
+// etcdlock noticed, so `etcdlock run` hung for ever, holding the lock. Now
+// the command's group takes the terminal's foreground from etcdlock's.
+TEST_F(Review26, AShellsForegroundJobsCommandReadsTheTerminal) {
+  TerminalSession session(etcdlock_argv(etcd_.endpoints_csv(), prefix_,
+                                        {"run", "job", "--", "sh", "-c",
+                                         record_group() + "; read line; echo \"R $line\" >> '" + marks_ + "'"}),
+                          TerminalSession::Start::shell_job);
+  ASSERT_TRUE(command_started()) << "the command never started";
   std::this_thread::sleep_for(300ms);
-  ASSERT_EQ(write(master, "hello\n", 6), 6);
+  session.type("hello\n");
   const bool answered = eventually([&] { return read_text(marks_).find("R hello") != std::string::npos; }, 5s);
-  pid_t command = 0;
-  {
-    std::ifstream marks(marks_);
-    for (std::string label, value; marks >> label >> value;) {
-      if (label == "P") command = std::stoi(value);
-    }
-  }
-  const char state = command > 0 ? state_of(command) : '?';
-  kill(run, SIGKILL);
-  waitpid(run, nullptr, 0);
-  draining = false;
-  close(master);
-  drain.join();
-  ASSERT_TRUE(started) << "the command never started";
-  EXPECT_TRUE(answered) << "the command never read its input; its state: " << state
+  const pid_t command = command_pid();
+  EXPECT_TRUE(answered) << "the command never read its input; its state: " << (command > 0 ? state_of(command) : '?')
                         << " (T: stopped by SIGTTIN, in a background group of the terminal)";
+  EXPECT_EQ(session.wait(10s), 0);
+  EXPECT_EQ(entries("job"), 0);
+}
+
+// Ctrl-Z at the terminal now reaches the command's group, not etcdlock's: the
+// shim sees the command stop and tells etcdlock, which stops the rest of the
+// tree and itself (so that the shell sees its job stopped); continued, the
+// command reads on.
+TEST_F(Review26, CtrlZAtTheTerminalStopsEtcdlockWithTheCommandUntilContinued) {
+  TerminalSession session(etcdlock_argv(etcd_.endpoints_csv(), prefix_,
+                                        {"run", "job", "--", "sh", "-c",
+                                         record_group() + "; read a; echo \"R $a\" >> '" + marks_ +
+                                             "'; read b; echo \"R $b\" >> '" + marks_ + "'"}),
+                          TerminalSession::Start::shell_job);
+  ASSERT_TRUE(command_started()) << "the command never started";
+  std::this_thread::sleep_for(300ms);
+  session.type("\x1a");  // the terminal's suspend character
+  const pid_t run = session.etcdlock();
+  EXPECT_TRUE(eventually([&] { return state_of(run) == 'T'; }, 5s)) << "etcdlock did not stop: " << state_of(run);
+  EXPECT_EQ(state_of(command_pid()), 'T');
+  EXPECT_EQ(entries("job"), 1);
+  kill(run, SIGCONT);  // `fg`, without the shell's hand-over of the terminal
+  session.type("hello\n");
+  EXPECT_TRUE(eventually([&] { return read_text(marks_).find("R hello") != std::string::npos; }, 5s))
+      << "the command did not go on; etcdlock " << state_of(run) << ", the command " << state_of(command_pid());
+  session.type("bye\n");
+  EXPECT_EQ(session.wait(10s), 0);
+  EXPECT_NE(read_text(marks_).find("R bye"), std::string::npos);
+  EXPECT_EQ(entries("job"), 0);
+}
+
+// In a script without job control etcdlock does not lead its group and keeps
+// the terminal (Ctrl-C must still reach the script), so a command that reads
+// it is stopped by SIGTTIN, as before. The shim tells etcdlock, which stops
+// too: it no longer holds the lock for ever; its lease runs out, the next
+// holder goes first, and continued, etcdlock kills the command unrun.
+TEST_F(Review26, InAScriptACommandThatReadsTheTerminalStopsEtcdlockAndTheLockRunsOut) {
+  TerminalSession session(etcdlock_argv(etcd_.endpoints_csv(), prefix_,
+                                        {"run", "job", "--ttl", "2s", "--", "sh", "-c",
+                                         record_group() + "; read line; echo \"R $line\" >> '" + marks_ + "'"}),
+                          TerminalSession::Start::script);
+  ASSERT_TRUE(command_started()) << "the command never started";
+  const pid_t run = session.etcdlock();
+  ASSERT_GT(run, 0);
+  EXPECT_TRUE(eventually([&] { return state_of(run) == 'T'; }, 5s)) << "etcdlock did not stop: " << state_of(run);
+  auto next =
+      ChildProcess(etcdlock_argv(etcd_.endpoints_csv(), prefix_, {"run", "job", "--", "sh", "-c", marking("B", 10)}));
+  ASSERT_TRUE(marked("B", 20s)) << "the next holder never ran";
+  EXPECT_EQ(next.wait(), 0);
+  kill(run, SIGCONT);
+  EXPECT_EQ(session.wait(10s), 76);
+  EXPECT_EQ(read_text(marks_).find("R "), std::string::npos) << "the command ran after its lock ran out";
 }
 
 // Leak check: the command gets no descriptor of etcdlock's or the shim's

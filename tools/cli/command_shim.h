@@ -31,6 +31,15 @@
 
 namespace etcdlock::cli {
 
+// What etcdlock writes to the shim over the lifeline, one byte each: it is
+// about to stop the command's tree (a stop request), and to continue it. A
+// stop of the command that etcdlock did not announce (Ctrl-Z at a terminal
+// whose foreground is the command's group, SIGTTIN in the background) the
+// shim reports to etcdlock with the same signal, which then stops the rest of
+// the tree and itself, as the job its shell sees.
+inline constexpr char kStoppingTheCommand = 'S';
+inline constexpr char kContinuingTheCommand = 'C';
+
 // argv[1] of the hidden mode: `etcdlock --internal-command-shim FD -- CMD...`.
 // Not a flag anyone types; no lock name can start with "--".
 inline constexpr const char* kCommandShimFlag = "--internal-command-shim";

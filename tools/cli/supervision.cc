@@ -19,6 +19,7 @@
 #include "etcdlock/error.h"
 #include "exit_codes.h"
 #include "process_tree.h"
+#include "terminal.h"
 
 extern char** environ;
 
@@ -201,6 +202,18 @@ int supervise(Child child, const sigset_t& signals, const Supervision& supervisi
   bool stopped = false;                      // the command's group, by a stop request
   std::vector<pid_t> stopped_outside_group;  // and what of its tree left the group
   auto kill_at = Steady::time_point::max();  // when SIGTERM turns into SIGKILL
+  // The shim reports a stop of the command that etcdlock did not make; one
+  // that etcdlock makes it is told of first (command_shim.h).
+  const auto tell_shim = [&](char message) {
+    if (child.lifeline >= 0) send(child.lifeline, &message, 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+  };
+  // A shell's foreground job: the command, in a group of its own, needs the
+  // terminal's foreground to read it (terminal.h). Its shim passed it on at
+  // the start; a shell's `fg` gives it back to etcdlock's group.
+  const auto pass_terminal_on = [&] {
+    if (leads_its_group(getpid())) pass_terminal(getpgrp(), child.group);
+  };
+  const auto take_terminal_back = [&] { pass_terminal(child.group, getpgrp()); };
   const auto give_up_on_the_command = [&] {
     kill(-child.group, SIGKILL);
     close(child.lifeline);  // the shim kills the rest, wherever it went
@@ -223,10 +236,12 @@ int supervise(Child child, const sigset_t& signals, const Supervision& supervisi
         if (!lost) lost = true;  // its own status is unknown
       }
       if (child.lifeline >= 0) close(child.lifeline);
+      take_terminal_back();  // for what etcdlock says from now on
       return lost ? supervision.lost_status : WEXITSTATUS(*shim_status);
     }
     if (is_forwarded(signal)) kill(-child.group, signal);
     if (is_stop_request(signal) && !lost) {
+      tell_shim(kStoppingTheCommand);
       kill(-child.group, signal);  // as a terminal would: it may tidy up first
       std::this_thread::sleep_for(kStopGrace);
       kill(-child.group, SIGSTOP);  // and stops, whatever it does with the signal
@@ -236,10 +251,14 @@ int supervise(Child child, const sigset_t& signals, const Supervision& supervisi
       stopped = true;
       stop_self();
     }
+    // `fg` of a job started in the background: continued while running.
+    if (signal == SIGCONT && !stopped && !lost) pass_terminal_on();
     if (signal == SIGCONT && stopped && !lost) {
       // Continued after a stop that may have outlasted the lease: the
       // command runs again only while the hold does.
       if (supervision.still_held()) {
+        tell_shim(kContinuingTheCommand);
+        pass_terminal_on();
         kill(-child.group, SIGCONT);
         continue_processes(stopped_outside_group);
         stopped_outside_group.clear();

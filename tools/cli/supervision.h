@@ -16,7 +16,10 @@
 //     signal itself first, then SIGSTOP) and every process of its tree that
 //     left the group, before etcdlock stops itself, and SIGCONT continues
 //     them only if the hold is still alive: a stopped etcdlock never leaves
-//     its command running unsupervised.
+//     its command running unsupervised;
+//   - as a shell's foreground job, the command's group takes the terminal's
+//     foreground (terminal.h), and a stop of the command by the terminal
+//     (Ctrl-Z, SIGTTIN), which the shim reports, stops etcdlock as above.
 // What no supervisor can cover: a SIGSTOP sent to etcdlock alone (it cannot
 // act while stopped; its command runs on, past the lease), and processes that
 // leave the command's tree (a job handed to another service).

@@ -1,0 +1,18 @@
+#include "terminal.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+namespace etcdlock::cli {
+
+bool pass_terminal(pid_t from, pid_t to) {
+  const int terminal = open("/dev/tty", O_RDWR | O_NOCTTY | O_CLOEXEC);
+  if (terminal < 0) return false;  // no controlling terminal
+  const bool passed = tcgetpgrp(terminal) == from && tcsetpgrp(terminal, to) == 0;
+  close(terminal);
+  return passed;
+}
+
+bool leads_its_group(pid_t process) { return getpgid(process) == process; }
+
+}  // namespace etcdlock::cli
