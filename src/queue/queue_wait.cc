@@ -36,13 +36,13 @@ QueueWait::QueueWait(std::shared_ptr<PrimitiveContext> context, QueueDir queue, 
 
 QueueWait::~QueueWait() {
   stop_watching();
-  if (!key_.empty()) context_->inbox().forget(key_);
+  if (!key_.empty()) context_->inbox().forget(key_, *signals_);
 }
 
 void QueueWait::begin(const Session& session) {
   stop_watching();
   if (!key_.empty()) {
-    context_->inbox().forget(key_);
+    context_->inbox().forget(key_, *signals_);
     // The lease of the last key was lost here, but may live on in etcd for a
     // while, and a create of it in doubt may still land: nothing claims it.
     if (own_ || create_sent_ || in_doubt_) context_->strays().retire(key_, lease_id_);
@@ -63,7 +63,7 @@ void QueueWait::begin(const Session& session) {
 
 void QueueWait::expect_at(const Session& session, std::string key) {
   stop_watching();
-  if (!key_.empty()) context_->inbox().forget(key_);
+  if (!key_.empty()) context_->inbox().forget(key_, *signals_);
   lease_id_ = session.lease_id();
   key_ = std::move(key);
   own_.reset();
@@ -154,7 +154,7 @@ bool QueueWait::adopt(const Session& session, const mvccpb::KeyValue& found, boo
   // A stray of ours goes; so does a create of ours that is in doubt, which
   // could land once someone else's key is gone.
   if (found.lease() == session.lease_id() || in_doubt_) context_->strays().retire(key_, session.lease_id());
-  if (entry_.takes_notes) context_->inbox().forget(key_);
+  if (entry_.takes_notes) context_->inbox().forget(key_, *signals_);
   key_ = queue_key(queue_.dir, session.lease_id()) + entry_.key_suffix + context_->unique_key_suffix();
   if (entry_.takes_notes) context_->inbox().expect(key_, *signals_);
   create_sent_ = false;

@@ -101,9 +101,11 @@ void HandOverInbox::expect(const std::string& entry_key, HandOverReceiver& recei
   expected_[entry_key] = &receiver;
 }
 
-void HandOverInbox::forget(const std::string& entry_key) {
+void HandOverInbox::forget(const std::string& entry_key, const HandOverReceiver& receiver) {
   MutexLock lock(mu_);
-  expected_.erase(entry_key);
+  if (const auto found = expected_.find(entry_key); found != expected_.end() && found->second == &receiver) {
+    expected_.erase(found);
+  }
   last_expected_ = SteadyClock::now();
   schedule_clear();
 }

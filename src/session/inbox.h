@@ -78,7 +78,9 @@ class HandOverInbox {
   // note that arrived before expect() is not replayed: expect before the
   // entry can be handed over, that is before the request that creates it.
   void expect(const std::string& entry_key, HandOverReceiver& receiver);
-  void forget(const std::string& entry_key);
+  // Only `receiver`'s: a later wait on the same key (the next acquisition of
+  // the name on this lease) may have expected it meanwhile.
+  void forget(const std::string& entry_key, const HandOverReceiver& receiver);
 
   // How long the inbox keeps a note once no waiter expects one.
   static constexpr std::chrono::milliseconds kNoteLinger{1000};
