@@ -342,6 +342,79 @@ TEST_F(Review26, InAScriptACommandThatReadsTheTerminalStopsEtcdlockAndTheLockRun
   EXPECT_EQ(read_text(marks_).find("R "), std::string::npos) << "the command ran after its lock ran out";
 }
 
+// Review of the terminal hand-over (61fb948), three findings, each failing
+// 5 of 5 runs there.
+std::string quoted(const std::vector<std::string>& argv) {
+  std::string text;
+  for (const auto& arg : argv) text += " '" + arg + "'";
+  return text;
+}
+
+// A stop request that reaches etcdlock after SIGCONT resumed it but before
+// it took SIGCONT from its queue (Ctrl-Z right after `fg`) drops the pending
+// SIGCONT (the kernel does), so etcdlock handles a stop while stopped. Its
+// second look found the escapee stopped already and replaced the list of
+// what it had stopped with an empty one: the escapee stayed stopped for ever,
+// the shim waited for it, etcdlock held the lock for ever.
+TEST_F(Review26, AStopRightAfterAContinueStillContinuesTheEscapeeWithTheHold) {
+  const std::string pid_file = (directory_ / "escapee.pid").string();
+  auto first = etcdlock({"run", "job", "--", "sh", "-c",
+                         record_group() + "; setsid sh '" +
+                             script("esc.sh", "echo $$ > '" + pid_file + "'; " + marking("W", 100)) + "' & " +
+                             marking("A", 20)});
+  ASSERT_TRUE(marked("A") && marked("W"));
+  const pid_t escapee = std::stoi(read_text(pid_file));
+  first.signal(SIGTSTP);
+  ASSERT_TRUE(eventually([&] { return state_of(first.pid()) == 'T' && state_of(escapee) == 'T'; }, 5s));
+  first.signal(SIGCONT);  // `fg` ...
+  first.signal(SIGTSTP);  // ... and Ctrl-Z at once
+  ASSERT_TRUE(eventually([&] { return state_of(first.pid()) == 'T'; }, 5s)) << state_of(first.pid());
+  std::this_thread::sleep_for(300ms);
+  first.signal(SIGCONT);
+  EXPECT_TRUE(eventually([&] { return state_of(escapee) != 'T'; }, 5s)) << "the escapee was never continued";
+  const bool ended = eventually([&] { return state_of(first.pid()) == 'Z'; }, 20s);
+  EXPECT_TRUE(ended) << "etcdlock still runs, holding the lock: entries " << entries("job") << ", escapee "
+                     << state_of(escapee);
+  if (!ended) kill(-escapee, SIGKILL);  // its session (stopped children too): lets the shim end
+  EXPECT_EQ(first.wait(), 0);
+}
+
+// `etcdlock run L -- CMD | PAGER` as a shell's job: the pager shares the
+// job's group with etcdlock, and must keep the terminal. The hand-over gave
+// it to the command's group, and the pager's first read stopped the job.
+TEST_F(Review26, APagerAfterRunInAShellPipelineReadsTheTerminal) {
+  const auto run = etcdlock_argv(etcd_.endpoints_csv(), prefix_,
+                                 {"run", "job", "--", "sh", "-c", record_group() + "; seq 1 2000000"});
+  const std::string pager = "{ read x </dev/tty; echo \"R $x\" >> '" + marks_ + "'; cat >/dev/null; }";
+  TerminalSession session({"/bin/sh", "-c", "set -m;" + quoted(run) + " | " + pager},
+                          TerminalSession::Start::shell_job);
+  ASSERT_TRUE(command_started()) << "the command never started";
+  std::this_thread::sleep_for(500ms);
+  session.type("q\n");
+  EXPECT_TRUE(eventually([&] { return read_text(marks_).find("R q") != std::string::npos; }, 5s))
+      << "the pager never read the terminal";
+  EXPECT_EQ(session.wait(15s), 0) << "lock entries now: " << entries("job");
+}
+
+// The command exits and leaves a process (a setsid daemon) that the shim
+// waits for. The terminal's foreground was still the command's group, now
+// empty: Ctrl-Z (and Ctrl-C) at the terminal reached no one. Now the
+// terminal comes back to etcdlock's group once the command's is empty.
+TEST_F(Review26, CtrlZAfterTheCommandExitedStopsEtcdlock) {
+  TerminalSession session(
+      etcdlock_argv(etcd_.endpoints_csv(), prefix_,
+                    {"run", "job", "--", "sh", "-c",
+                     record_group() + "; setsid sh '" + script("esc.sh", marking("W", 300)) + "' & exit 0"}),
+      TerminalSession::Start::shell_job);
+  ASSERT_TRUE(command_started() && marked("W"));
+  std::this_thread::sleep_for(500ms);  // the command has exited; W runs on
+  session.type("\x1a");
+  const pid_t run = session.etcdlock();
+  EXPECT_TRUE(eventually([&] { return state_of(run) == 'T'; }, 3s)) << "etcdlock did not stop: " << state_of(run);
+  kill(run, SIGCONT);
+  EXPECT_EQ(session.wait(30s), 0);
+}
+
 // Leak check: the command gets no descriptor of etcdlock's or the shim's
 // (the lifeline, gRPC's sockets): only 0, 1, 2 and what the test process
 // itself leaves inheritable.

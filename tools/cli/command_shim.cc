@@ -89,7 +89,7 @@ int run_command_shim(int argc, char** argv) {
     std::fprintf(stderr, "etcdlock: cannot run %s: %s\n", argv[4], std::strerror(errno));
     return kExitCannotExecute;
   }
-  if (command == 0) exec_command(argv + 4, leads_its_group(supervisor) ? supervisor : 0);
+  if (command == 0) exec_command(argv + 4, is_a_job_of_its_own(supervisor) ? supervisor : 0);
   setpgid(command, command);  // as the child does: whichever runs first, the group exists
   // etcdlock signals the group by this id; the socket, not a pipe, so that
   // a write after etcdlock died fails instead of raising SIGPIPE.

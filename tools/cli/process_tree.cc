@@ -18,6 +18,7 @@ namespace {
 struct Process {
   pid_t pid = 0;
   pid_t parent = 0;
+  pid_t group = 0;
   char state = 0;  // as /proc/PID/stat gives it: 'T' and 't' are stopped
 };
 
@@ -38,8 +39,9 @@ std::vector<Process> read_processes() {
     if (close == std::string::npos) continue;
     char state = 0;
     long ppid = 0;
-    if (std::sscanf(stat.c_str() + close + 1, " %c %ld", &state, &ppid) == 2) {
-      processes.push_back({static_cast<pid_t>(pid), static_cast<pid_t>(ppid), state});
+    long pgrp = 0;
+    if (std::sscanf(stat.c_str() + close + 1, " %c %ld %ld", &state, &ppid, &pgrp) == 3) {
+      processes.push_back({static_cast<pid_t>(pid), static_cast<pid_t>(ppid), static_cast<pid_t>(pgrp), state});
     }
   }
   closedir(proc);
@@ -96,6 +98,12 @@ std::vector<pid_t> stop_descendants(pid_t root) {
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
   }
   return stopped;
+}
+
+std::size_t processes_in_group(pid_t group) {
+  const auto processes = read_processes();
+  return static_cast<std::size_t>(std::count_if(processes.begin(), processes.end(),
+                                                [&](const Process& process) { return process.group == group; }));
 }
 
 void continue_processes(const std::vector<pid_t>& stopped) {

@@ -5,6 +5,7 @@
 
 #include <sys/types.h>
 
+#include <cstddef>
 #include <vector>
 
 namespace etcdlock::cli {
@@ -22,6 +23,9 @@ void kill_everything(pid_t group);
 // group (setsid, a shell's background job, a daemon) stops with it. Returns
 // the PIDs it stopped, for continue_processes().
 std::vector<pid_t> stop_descendants(pid_t root);
+
+// How many processes are in process group `group`, as /proc shows it now.
+std::size_t processes_in_group(pid_t group);
 
 // SIGCONT to each of `stopped`.
 void continue_processes(const std::vector<pid_t>& stopped);

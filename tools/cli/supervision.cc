@@ -210,8 +210,12 @@ int supervise(Child child, const sigset_t& signals, const Supervision& supervisi
   // A shell's foreground job: the command, in a group of its own, needs the
   // terminal's foreground to read it (terminal.h). Its shim passed it on at
   // the start; a shell's `fg` gives it back to etcdlock's group.
+  // Once the command's group is empty (the command exited, and what it left
+  // running left the group), the terminal comes back to etcdlock's: Ctrl-Z
+  // and Ctrl-C must reach someone while etcdlock waits for the rest.
+  bool group_gone = false;
   const auto pass_terminal_on = [&] {
-    if (leads_its_group(getpid())) pass_terminal(getpgrp(), child.group);
+    if (!group_gone && is_a_job_of_its_own(getpid())) pass_terminal(getpgrp(), child.group);
   };
   const auto take_terminal_back = [&] { pass_terminal(child.group, getpgrp()); };
   const auto give_up_on_the_command = [&] {
@@ -239,6 +243,10 @@ int supervise(Child child, const sigset_t& signals, const Supervision& supervisi
       take_terminal_back();  // for what etcdlock says from now on
       return lost ? supervision.lost_status : WEXITSTATUS(*shim_status);
     }
+    if (!group_gone && kill(-child.group, 0) != 0 && errno == ESRCH) {
+      group_gone = true;
+      take_terminal_back();
+    }
     if (is_forwarded(signal)) kill(-child.group, signal);
     if (is_stop_request(signal) && !lost) {
       tell_shim(kStoppingTheCommand);
@@ -247,7 +255,14 @@ int supervise(Child child, const sigset_t& signals, const Supervision& supervisi
       kill(-child.group, SIGSTOP);  // and stops, whatever it does with the signal
       // So does what left the group: a stop that outlasts the lease must
       // leave nothing of the command running beside the next holder's.
-      stopped_outside_group = stop_descendants(child.shim);
+      // Added to, not replaced: a stop request may come while stopped (one
+      // that came before etcdlock took a SIGCONT from its queue drops that
+      // SIGCONT), and then finds those it stopped already stopped.
+      for (const pid_t pid : stop_descendants(child.shim)) {
+        if (std::find(stopped_outside_group.begin(), stopped_outside_group.end(), pid) == stopped_outside_group.end()) {
+          stopped_outside_group.push_back(pid);
+        }
+      }
       stopped = true;
       stop_self();
     }

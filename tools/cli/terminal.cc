@@ -3,6 +3,8 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include "process_tree.h"
+
 namespace etcdlock::cli {
 
 bool pass_terminal(pid_t from, pid_t to) {
@@ -13,6 +15,6 @@ bool pass_terminal(pid_t from, pid_t to) {
   return passed;
 }
 
-bool leads_its_group(pid_t process) { return getpgid(process) == process; }
+bool is_a_job_of_its_own(pid_t process) { return getpgid(process) == process && processes_in_group(process) == 1; }
 
 }  // namespace etcdlock::cli

@@ -16,11 +16,12 @@ namespace etcdlock::cli {
 // needs SIGTTOU blocked or ignored (etcdlock and its shim block it).
 bool pass_terminal(pid_t from, pid_t to);
 
-// True when `process` leads its own process group: a shell with job control
-// started it as a job. In a script without job control, every process shares
-// the script's group; there the terminal is not passed on, so that Ctrl-C
-// still reaches the script (the command then runs in the background of the
-// terminal, as before).
-bool leads_its_group(pid_t process);
+// True when `process` leads its own process group and is alone in it: a
+// shell with job control started it as a job of its own. Not so in a script
+// without job control, where every process shares the script's group (the
+// terminal stays there, so that Ctrl-C still reaches the script), nor in a
+// pipeline, whose commands share the job's group (a pager after `run` reads
+// the terminal). There the command runs in the background of the terminal.
+bool is_a_job_of_its_own(pid_t process);
 
 }  // namespace etcdlock::cli
