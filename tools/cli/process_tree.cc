@@ -57,19 +57,33 @@ bool contains(const std::vector<pid_t>& pids, pid_t pid) {
   return std::find(pids.begin(), pids.end(), pid) != pids.end();
 }
 
-}  // namespace
-
-std::vector<pid_t> children_of(pid_t parent) {
-  std::vector<pid_t> children;
-  for (const auto& process : read_processes()) {
-    if (process.parent == parent) children.push_back(process.pid);
+// The processes of `processes` below `root` (its children, theirs, ...).
+// Parents come before their children in /proc only by chance: the set widens
+// until it stops growing.
+std::vector<Process> below(const std::vector<Process>& processes, pid_t root) {
+  std::vector<pid_t> pids{root};
+  std::vector<Process> found;
+  for (bool grew = true; grew;) {
+    grew = false;
+    for (const auto& process : processes) {
+      if (!contains(pids, process.parent) || contains(pids, process.pid)) continue;
+      pids.push_back(process.pid);
+      found.push_back(process);
+      grew = true;
+    }
   }
-  return children;
+  return found;
 }
+
+}  // namespace
 
 void kill_everything(pid_t group) {
   kill(-group, SIGKILL);
-  for (const pid_t child : children_of(getpid())) kill(child, SIGKILL);
+  // The whole tree at once, not the children alone: orphans come to a child
+  // subreaper one generation per death, and a daemon chain 60 deep took that
+  // many rounds (under AddressSanitizer on a loaded machine, longer than the
+  // loss margin). What forks meanwhile is found by the caller's next round.
+  for (const auto& process : below(read_processes(), getpid())) kill(process.pid, SIGKILL);
 }
 
 std::vector<pid_t> stop_descendants(pid_t root) {
@@ -78,21 +92,11 @@ std::vector<pid_t> stop_descendants(pid_t root) {
   // finds every process below the root stopped (or dead). The bound guards
   // against one that never stops (in an uninterruptible sleep, say).
   for (int look = 0; look < 200; ++look) {
-    const auto processes = read_processes();
-    std::vector<pid_t> below{root};
     bool running = false;
-    // Parents come before their children in /proc only by chance: widen the
-    // set until it stops growing.
-    for (bool grew = true; grew;) {
-      grew = false;
-      for (const auto& process : processes) {
-        if (!contains(below, process.parent) || contains(below, process.pid)) continue;
-        below.push_back(process.pid);
-        grew = true;
-        if (is_stopped_or_dead(process)) continue;
-        running = true;
-        if (!contains(stopped, process.pid) && kill(process.pid, SIGSTOP) == 0) stopped.push_back(process.pid);
-      }
+    for (const auto& process : below(read_processes(), root)) {
+      if (is_stopped_or_dead(process)) continue;
+      running = true;
+      if (!contains(stopped, process.pid) && kill(process.pid, SIGSTOP) == 0) stopped.push_back(process.pid);
     }
     if (!running) break;
     std::this_thread::sleep_for(std::chrono::milliseconds(1));

@@ -10,11 +10,9 @@
 
 namespace etcdlock::cli {
 
-// The PIDs whose parent is `parent`, read from /proc.
-std::vector<pid_t> children_of(pid_t parent);
-
-// SIGKILL to the command's group and to every child of the calling process,
-// wherever its group: what left the group is still the command's doing.
+// SIGKILL to the command's group and to every process below the calling one
+// (its children, theirs, ...), wherever their group: what left the group is
+// still the command's doing.
 void kill_everything(pid_t group);
 
 // SIGSTOP to every process below `root` (its children, theirs, and so on)
