@@ -62,14 +62,23 @@ char state_of(pid_t pid) {
   return stat[close + 2];
 }
 
-// The command shim that etcdlock `parent` started, or 0.
-pid_t shim_of(pid_t parent) {
+// The PIDs whose parent is `parent`.
+std::vector<pid_t> children_of(pid_t parent) {
+  std::vector<pid_t> children;
   for (const auto& entry : std::filesystem::directory_iterator("/proc")) {
     const std::string name = entry.path().filename();
     if (name.find_first_not_of("0123456789") != std::string::npos) continue;
-    const pid_t pid = std::stoi(name);
-    if (parent_of(pid) != parent) continue;
-    if (read_text("/proc/" + name + "/cmdline").find("--internal-command-shim") != std::string::npos) return pid;
+    if (parent_of(std::stoi(name)) == parent) children.push_back(std::stoi(name));
+  }
+  return children;
+}
+
+// The command shim that etcdlock `parent` started, or 0.
+pid_t shim_of(pid_t parent) {
+  for (const pid_t child : children_of(parent)) {
+    if (read_text("/proc/" + std::to_string(child) + "/cmdline").find("--internal-command-shim") != std::string::npos) {
+      return child;
+    }
   }
   return 0;
 }
@@ -255,15 +264,6 @@ class TerminalSession {
   }
 
  private:
-  static std::vector<pid_t> children_of(pid_t parent) {
-    std::vector<pid_t> children;
-    for (const auto& entry : std::filesystem::directory_iterator("/proc")) {
-      const std::string name = entry.path().filename();
-      if (name.find_first_not_of("0123456789") != std::string::npos) continue;
-      if (parent_of(std::stoi(name)) == parent) children.push_back(std::stoi(name));
-    }
-    return children;
-  }
   const Start start_;
   int master_ = -1;
   pid_t leader_ = -1;
