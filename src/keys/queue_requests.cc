@@ -158,12 +158,25 @@ pb::RangeRequest head_read(const QueueDir& queue) {
   return head;
 }
 
-pb::TxnRequest hand_over_txn(const QueueEntry& holder, const QueueEntry& successor, const std::string& inbox,
-                             std::int64_t successor_lease, const std::string& note) {
-  auto inner = while_created_at(successor.key, successor.revision);
+pb::RangeRequest own_and_next_read(const QueueDir& queue, const QueueEntry& own) {
+  auto read = queue_range(queue);
+  read.set_keys_only(false);
+  read.set_min_create_revision(own.revision);
+  read.set_limit(kOwnAndNextPage);
+  return read;
+}
+
+pb::TxnRequest hand_over_txn(const QueueDir& queue, const QueueEntry& holder, const Successor& successor,
+                             std::int64_t limit, const std::string& note) {
+  auto inner = while_created_at(successor.entry.key, successor.entry.revision);
   add_delete(*inner.mutable_success(), holder.key);
-  add_put(*inner.mutable_success(), inbox, note, successor_lease);
+  add_put(*inner.mutable_success(), successor.inbox, note, successor.lease);
   add_delete(*inner.mutable_failure(), holder.key);
+  // Operations of a Txn see the ones before them: this reads who holds now.
+  auto holding = queue_range(queue);
+  holding.set_keys_only(false);
+  holding.set_limit(limit);
+  *inner.add_failure()->mutable_request_range() = holding;
   auto txn = while_created_at(holder.key, holder.revision);
   *txn.add_success()->mutable_request_txn() = std::move(inner);
   return txn;

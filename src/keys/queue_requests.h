@@ -27,6 +27,14 @@ struct QueueEntry {
   std::int64_t revision = 0;
 };
 
+// The entry right behind a holder's that can take a hand-over note: the
+// entry, its manager's inbox, and its lease, which the note key takes.
+struct Successor {
+  QueueEntry entry;
+  std::string inbox;
+  std::int64_t lease = 0;
+};
+
 // A lock's directory: "<prefix>/<name>/" and the end of its key range.
 struct QueueDir {
   std::string dir;
@@ -109,11 +117,18 @@ pb::TxnRequest release_txn(const QueueDir& queue, const QueueEntry& own);
 // The first two entries of a queue with their values: a holder and its successor.
 pb::RangeRequest head_read(const QueueDir& queue);
 
+// `own` and the entries created after it, oldest first, with their values:
+// at most kOwnAndNextPage keys (see own_and_next_read's use in queue_wait.cc).
+inline constexpr std::int64_t kOwnAndNextPage = 3;
+pb::RangeRequest own_and_next_read(const QueueDir& queue, const QueueEntry& own);
+
 // Hands a lock over: deletes the holder's entry and, in the same revision and
 // only while `successor` is still the same entry, puts `note` into its inbox
-// on its lease. Success: [Txn{success: [delete, put]; failure: [delete]}].
-pb::TxnRequest hand_over_txn(const QueueEntry& holder, const QueueEntry& successor, const std::string& inbox,
-                             std::int64_t successor_lease, const std::string& note);
+// on its lease; if the successor went, reads the `limit` entries that hold
+// after the delete instead. Success: [Txn{success: [delete, put]; failure:
+// [delete, the first `limit` entries with their values]}].
+pb::TxnRequest hand_over_txn(const QueueDir& queue, const QueueEntry& holder, const Successor& successor,
+                             std::int64_t limit, const std::string& note);
 
 // Puts `note` into the inbox of `successor`, which holds the lock now, while
 // it is still the same entry.

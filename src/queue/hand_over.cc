@@ -15,17 +15,11 @@ namespace {
 // waiter of a longer name, "a/b" under "a", is admitted by its own queue's
 // rules, which no note of ours speaks for) whose value names an inbox under a
 // prefix that contains the queue.
-struct Addressee {
-  QueueEntry entry;
-  std::string inbox;
-  std::int64_t lease = 0;
-};
-
-std::optional<Addressee> addressee(const QueueDir& queue, const mvccpb::KeyValue& kv) {
+std::optional<Successor> addressee(const QueueDir& queue, const mvccpb::KeyValue& kv) {
   if (!is_own_entry(queue.dir, kv.key())) return std::nullopt;
   const auto value = decode_holder_value(kv.value());
   if (!value || !is_inbox_key_for(queue.dir, value->inbox)) return std::nullopt;
-  return Addressee{{kv.key(), kv.create_revision()}, value->inbox, kv.lease()};
+  return Successor{{kv.key(), kv.create_revision()}, value->inbox, kv.lease()};
 }
 
 // The queue's entries in a read of it, oldest first. The keys of longer names
@@ -42,11 +36,75 @@ std::vector<const mvccpb::KeyValue*> entries_of(const pb::RangeResponse& read) {
   return entries;
 }
 
+// After a release that put no note: `holding` is the queue's first `limit`
+// entries once our entry went. The last of them may have waited for our
+// slot: tell it, in a second write.
+void note_new_holder(const etcd::Client& client, const QueueDir& queue, const pb::RangeResponse& holding,
+                     std::int64_t limit, Release& release) {
+  const auto entries = entries_of(holding);
+  if (static_cast<std::int64_t>(entries.size()) < limit) {
+    release.successor_seen = holding.more();
+    return;
+  }
+  release.successor_seen = true;
+  if (const auto successor = addressee(queue, *entries[static_cast<std::size_t>(limit - 1)])) {
+    try {
+      client.txn(note_txn(successor->entry, successor->inbox, successor->lease, encode_note({successor->entry, limit})),
+                 client.command_deadline(), etcd::write_site::note);
+    } catch (const Error&) {
+      // The release is done; the successor learns of its turn from its own
+      // watch instead.
+    }
+  }
+}
+
+// Deletes `own` and puts a note for `successor` in one Txn (see
+// hand_over_txn); if the successor went meanwhile, the one that holds now
+// gets its note in a second write.
+Release hand_over(const etcd::Client& client, const QueueDir& queue, const QueueEntry& own, const Successor& successor,
+                  std::int64_t limit) {
+  const auto txn = hand_over_txn(queue, own, successor, limit, encode_note({successor.entry, limit}));
+  const auto response = client.txn(txn, client.command_deadline(), etcd::write_site::release);
+  Release release{response.succeeded(), true};
+  if (!release.entry_was_there) return release;
+  const auto& inner = response.responses(0).response_txn();
+  if (!inner.succeeded()) note_new_holder(client, queue, inner.responses(1).response_range(), limit, release);
+  return release;
+}
+
 }  // namespace
 
+OwnAndNext own_and_next(const QueueDir& queue, const QueueEntry& own, const pb::RangeResponse& read) {
+  OwnAndNext found;
+  bool own_seen = false;
+  for (const auto& kv : read.kvs()) {
+    if (is_inbox_key(kv.key())) continue;
+    if (kv.key() == own.key && kv.create_revision() == own.revision) {
+      own_seen = true;
+      continue;
+    }
+    // Keys of our own revision (a multi-lock's, of nested names) have no
+    // order among themselves: none of them is known to be right behind us.
+    if (!own_seen || kv.create_revision() == own.revision) continue;
+    // The first entry behind ours, whether it takes notes or not: a note
+    // goes to no one else.
+    found.next = addressee(queue, kv);
+    break;
+  }
+  if (own_seen) {
+    found.own_stands = true;
+  } else if (!read.more()) {
+    found.own_stands = false;
+  }
+  return found;
+}
+
 Release release_and_hand_over(const etcd::Client& client, const QueueDir& queue, const QueueEntry& own,
-                              std::int64_t limit, bool read_head_first) {
-  Release release;
+                              std::int64_t limit, bool read_head_first, const Successor* known_successor) {
+  // Known from the read that confirmed our hold (a lock's: the entry right
+  // behind ours then is still the first behind it, if it still stands; any
+  // entry created since is behind it): no read.
+  if (known_successor && limit == 1) return hand_over(client, queue, own, *known_successor, limit);
   if (read_head_first) {
     // The successor is the entry just past the limit, once `own` holds one.
     auto head = head_read(queue);
@@ -66,38 +124,17 @@ Release release_and_hand_over(const etcd::Client& client, const QueueDir& queue,
     const auto slot_count = static_cast<std::size_t>(limit);
     const bool holds = std::any_of(entries.begin(), entries.begin() + std::min(entries.size(), slot_count),
                                    [&](const mvccpb::KeyValue* kv) { return kv->key() == own.key; });
-    release.successor_seen = entries.size() > slot_count;
     if (const auto successor =
-            holds && release.successor_seen ? addressee(queue, *entries[slot_count]) : std::nullopt) {
-      const auto txn = hand_over_txn(own, successor->entry, successor->inbox, successor->lease,
-                                     encode_note({successor->entry, limit}));
-      release.entry_was_there = client.txn(txn, client.command_deadline(), etcd::write_site::release).succeeded();
-      return release;
+            holds && entries.size() > slot_count ? addressee(queue, *entries[slot_count]) : std::nullopt) {
+      return hand_over(client, queue, own, *successor, limit);
     }
   }
   auto txn = release_txn(queue, own);
   // The entries that hold after the delete: the last of them may be new.
   txn.mutable_success(1)->mutable_request_range()->set_limit(limit);
   const auto response = client.txn(txn, client.command_deadline(), etcd::write_site::release);
-  release.entry_was_there = response.succeeded();
-  if (!release.entry_was_there) return release;
-  const auto& after = response.responses(1).response_range();
-  const auto entries = entries_of(after);
-  if (static_cast<std::int64_t>(entries.size()) < limit) {
-    release.successor_seen = after.more();
-    return release;
-  }
-  release.successor_seen = true;
-  // Queued behind us meanwhile: tell it, in a second write.
-  if (const auto successor = addressee(queue, *entries[static_cast<std::size_t>(limit - 1)])) {
-    try {
-      client.txn(note_txn(successor->entry, successor->inbox, successor->lease, encode_note({successor->entry, limit})),
-                 client.command_deadline(), etcd::write_site::note);
-    } catch (const Error&) {
-      // The release is done; the successor learns of its turn from its own
-      // watch instead.
-    }
-  }
+  Release release{response.succeeded(), false};
+  if (release.entry_was_there) note_new_holder(client, queue, response.responses(1).response_range(), limit, release);
   return release;
 }
 
@@ -108,7 +145,7 @@ namespace {
 // note for all of them.
 class NoteGroups {
  public:
-  void add(std::size_t queue, const Addressee& successor) {
+  void add(std::size_t queue, const Successor& successor) {
     auto found =
         std::ranges::find_if(groups_, [&](const Group& group) { return group.notes.inbox == successor.inbox; });
     if (found == groups_.end()) {
@@ -157,7 +194,7 @@ class NoteGroups {
 // The entry that follows `own` at the head of each queue, where it can take a
 // note: read before the release, from the member at hand (as
 // release_and_hand_over does), all queues at once.
-std::vector<std::optional<Addressee>> successors_before_release(const etcd::Client& client,
+std::vector<std::optional<Successor>> successors_before_release(const etcd::Client& client,
                                                                 const std::vector<QueueDir>& queues,
                                                                 const std::vector<QueueEntry>& own) {
   std::vector<std::optional<pb::RangeResponse>> reads(queues.size());  // one element per thread that answers
@@ -173,7 +210,7 @@ std::vector<std::optional<Addressee>> successors_before_release(const etcd::Clie
                        });
   }
   done.wait();
-  std::vector<std::optional<Addressee>> successors(queues.size());
+  std::vector<std::optional<Successor>> successors(queues.size());
   for (std::size_t i = 0; i < queues.size(); ++i) {
     if (!reads[i]) continue;  // nothing was written: the note waits for the release's own read
     const auto entries = entries_of(*reads[i]);
@@ -247,7 +284,8 @@ void HandOverReleaser::release(Hold& hold, bool in_doubt, std::error_code& ec) n
   std::optional<Release> release;
   hold.give_up(
       [&] {
-        release = release_and_hand_over(context_->client(), queue_, hold.entry(), limit_, read_head_first);
+        release =
+            release_and_hand_over(context_->client(), queue_, hold.entry(), limit_, read_head_first, hold.successor());
         return release->entry_was_there;
       },
       in_doubt, ec);

@@ -8,6 +8,14 @@
 // create revision: at that revision the successor's entry exists and is first
 // in the queue, so it holds the lock as soon as the note arrives.
 //
+// Who the successor is, a lock's holder learns without a read of its own:
+// the read that confirms a note (queue_wait.cc) also returns the entry right
+// behind the holder's. Entries are ordered by create revision and a new one
+// is always created last, so while that entry stands it stays the first
+// behind the holder, and the compare on its create revision is all the
+// release needs. A holder admitted without a note (no wait, or a blocker's
+// delete) reads the head of the queue first when a successor is likely.
+//
 // Notes are an accelerator, never the only way: a waiter also watches its
 // predecessor, so holders that write no notes (etcdctl, Go's Mutex, a crashed
 // process, an expired lease) hand over too.
@@ -16,6 +24,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <system_error>
 #include <vector>
 
@@ -35,14 +44,27 @@ struct Release {
 
 // Releases `own`, one of the first `limit` entries of `queue` (1 for a lock),
 // if it is still the same entry, and hands its slot to the entry that waits
-// for it: with a note in its manager's inbox, in the same Txn when
-// `read_head_first` (one read, then one write; worth it when a successor is
-// likely), else in a second Txn once the delete shows one. Entries without an
-// inbox (etcdctl, Go's Mutex) learn of their turn from their own watch.
+// for it: with a note in its manager's inbox, in the same Txn when the
+// successor is known (`known_successor`, a lock's only: the entry right
+// behind `own` that the read confirming the hold found) or `read_head_first`
+// (one read, then one write; worth it when a successor is likely), else in a
+// second Txn once the delete shows one. Entries without an inbox (etcdctl,
+// Go's Mutex) learn of their turn from their own watch.
 // Throws Error only for the delete: errc::unavailable when whether it
 // happened is unknown. A read or a note that fails costs only the note.
 Release release_and_hand_over(const etcd::Client& client, const QueueDir& queue, const QueueEntry& own,
-                              std::int64_t limit, bool read_head_first);
+                              std::int64_t limit, bool read_head_first, const Successor* known_successor = nullptr);
+
+// What a read of own_and_next_read(queue, own) found.
+struct OwnAndNext {
+  // Whether `own` still stands; nullopt when the page filled up before it
+  // (keys created in our own revision came first): a read of `own` alone
+  // tells.
+  std::optional<bool> own_stands;
+  // The entry right behind `own`, when it can take a note.
+  std::optional<Successor> next;
+};
+OwnAndNext own_and_next(const QueueDir& queue, const QueueEntry& own, const pb::RangeResponse& read);
 
 // What releasing a multi-lock's entries found.
 struct MultiRelease {

@@ -42,9 +42,12 @@ class Hold : public std::enable_shared_from_this<Hold> {
 
   // A hold of `entry` on `session`'s lease, first in its queue; `kind`
   // ("lock", "leadership") and `name` are for logs, `counters` (may be null)
-  // count its loss and how long it lasted. Call start() next.
+  // count its loss and how long it lasted; `successor` is the entry right
+  // behind it when its acquisition read one (see hand_over.h). Call start()
+  // next.
   Hold(std::shared_ptr<PrimitiveContext> context, std::shared_ptr<Session> session, QueueEntry entry, std::string kind,
-       std::string name, std::shared_ptr<PrimitiveCounters> counters);
+       std::string name, std::shared_ptr<PrimitiveCounters> counters,
+       std::optional<Successor> successor = std::nullopt);
   ~Hold();
   Hold(const Hold&) = delete;
   Hold& operator=(const Hold&) = delete;
@@ -58,6 +61,9 @@ class Hold : public std::enable_shared_from_this<Hold> {
   void finish();
 
   const QueueEntry& entry() const { return entry_; }
+  // The entry that was right behind this one when the hold began, if it
+  // can take a note; null if none was known.
+  const Successor* successor() const { return successor_ ? &*successor_ : nullptr; }
   std::int64_t lease_id() const { return session_->lease_id(); }
   bool session_alive() const { return session_->alive(); }
   std::stop_token lost_token() const { return lost_source_.get_token(); }
@@ -105,6 +111,7 @@ class Hold : public std::enable_shared_from_this<Hold> {
   const std::shared_ptr<PrimitiveContext> context_;
   const std::shared_ptr<Session> session_;
   const QueueEntry entry_;
+  const std::optional<Successor> successor_;
   const std::string kind_;
   const std::string name_;
   const std::shared_ptr<PrimitiveCounters> counters_;

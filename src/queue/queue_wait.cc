@@ -7,6 +7,7 @@
 #include "base/text.h"
 #include "etcd/lost_replies.h"
 #include "keys/key_layout.h"
+#include "queue/hand_over.h"
 #include "queue/wait_signals.h"
 
 namespace etcdlock::detail {
@@ -330,10 +331,21 @@ bool QueueWait::confirm_own(SteadyTime deadline) {
   // delivered late (our connection stalled), after an admin deleted the
   // entry or its lease was revoked and the next waiter was let in. A read
   // now is newer than anything the note knew.
+  auto& client = context_->client();
+  if (entry_.admission.rule() == Admission::Rule::exclusive) {
+    // The same read also finds the entry right behind ours: one holder at a
+    // time, so its release can hand over to it without reading the queue.
+    const auto read = client.range(own_and_next_read(queue_, *own_), client.request_deadline(deadline));
+    const auto found = own_and_next(queue_, *own_, read);
+    if (found.own_stands) {
+      if (*found.own_stands) successor_ = found.next;
+      return *found.own_stands;
+    }
+  }
   pb::RangeRequest read;
   read.set_key(own_->key);
   read.set_keys_only(true);
-  const auto found = context_->client().range(read, context_->client().request_deadline(deadline));
+  const auto found = client.range(read, client.request_deadline(deadline));
   return found.kvs_size() > 0 && found.kvs(0).create_revision() == own_->revision;
 }
 
@@ -391,7 +403,7 @@ QueueWait::Result QueueWait::lose_entry() {
 
 QueueWait::Result QueueWait::acquire() {
   stop_watching();
-  acquired_ = Acquired{*own_, waited_, in_doubt_};
+  acquired_ = Acquired{*own_, waited_, in_doubt_, std::exchange(successor_, std::nullopt)};
   return Result::acquired;
 }
 

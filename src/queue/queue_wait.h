@@ -58,6 +58,9 @@ class QueueWait {
     QueueEntry entry;
     bool waited = false;    // an entry held us back at some point
     bool in_doubt = false;  // a create went unanswered: it may land after the hold ends (retire the key then)
+    // The entry right behind ours when it was admitted, if it can take a
+    // note: read with the confirmation of a note, for a lock's release.
+    std::optional<Successor> successor;
   };
   // What our entry is.
   struct Entry {
@@ -181,12 +184,13 @@ class QueueWait {
   const QueueDir queue_;
   const Entry entry_;
   const std::shared_ptr<WaitSignals> signals_;
-  std::string key_;                   // our entry's key on the current lease
-  std::int64_t lease_id_ = 0;         // that lease
-  std::optional<QueueEntry> own_;     // our entry, once a Txn told us it exists
-  std::optional<Read> created_read_;  // what the caller's create read ahead of own_ (adopt_created)
-  bool create_sent_ = false;          // a create of key_ went out: it may exist
-  bool in_doubt_ = false;             // a create of key_ went unanswered
+  std::string key_;                     // our entry's key on the current lease
+  std::int64_t lease_id_ = 0;           // that lease
+  std::optional<QueueEntry> own_;       // our entry, once a Txn told us it exists
+  std::optional<Successor> successor_;  // the entry behind own_ that confirm_own() found
+  std::optional<Read> created_read_;    // what the caller's create read ahead of own_ (adopt_created)
+  bool create_sent_ = false;            // a create of key_ went out: it may exist
+  bool in_doubt_ = false;               // a create of key_ went unanswered
   bool waited_ = false;
   std::vector<QueueEntry> watched_;    // the blockers we watch
   std::vector<std::int64_t> watches_;  // their watches

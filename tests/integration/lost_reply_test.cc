@@ -72,12 +72,15 @@
 //   lock_unlock              release (A)        A holds, B waits → A.unlock() → B holds
 //   lock_unlock_note         note (B)           A holds, B waits → A.unlock(): delete, then a note to B → B holds
 //   lock_unlock_hand_over    release (A)        A held after waiting, C waits → A.unlock(): delete and note in one Txn → C holds
+//   lock_unlock_known_successor release (A)     B holds, A and C wait → B.unlock(); A holds, its confirming read saw C →
+//                                               A.unlock(): delete and note in one Txn, no read → C holds
 //   lock_guarded_put         guarded_write      A holds, B waits → A.guarded_put() → A unlocks; B holds
 //   async_lock               enqueue (A)        as lock_lock, every participant with Lock::async_lock and a LockHold
 //   async_lock_for           enqueue (A)        as lock_try_lock_for, with async_lock_for(300 ms) (lock_timeout)
 //   async_release            release (A)        as lock_unlock, with LockHold::release()
 //   async_release_note       note (B)           as lock_unlock_note, with LockHold::release()
 //   async_release_hand_over  release (A)        as lock_unlock_hand_over, with LockHold::release()
+//   async_release_known_successor release (A)   as lock_unlock_known_successor, with LockHold::release()
 //   async_guarded_put        guarded_write      as lock_guarded_put, with LockHold::guarded_put()
 //   async_release_stalled    release, held      as lock_unlock, with LockHold::release()
 //   async_campaign           enqueue (A)        as election_campaign, with Election::async_campaign and a Leadership
@@ -1380,6 +1383,21 @@ const std::vector<Row>& rows() {
            },
        .act = [](M& m) { m.release(m.A()); },
        .resume = [](M& m) { m.finish(m.C()); }},
+      {.name = "lock_unlock_known_successor",
+       .participants = 3,
+       .site = site::release,
+       .setup =
+           [](M& m) {
+             // C queues behind A before A is admitted: the read that confirms
+             // A's note finds C, and A's release hands over without a read.
+             m.hold(m.B());
+             m.queue(m.A());
+             m.queue(m.C());
+             m.release(m.B());
+             m.finish(m.A());
+           },
+       .act = [](M& m) { m.release(m.A()); },
+       .resume = [](M& m) { m.finish(m.C()); }},
       {.name = "lock_guarded_put",
        .site = site::guarded_write,
        .target = Target::data_key,
@@ -1443,6 +1461,20 @@ const std::vector<Row>& rows() {
              m.release(m.B());
              m.finish(m.A());
              m.queue(m.C());
+           },
+       .act = [](M& m) { m.release(m.A()); },
+       .resume = [](M& m) { m.finish(m.C()); }},
+      {.name = "async_release_known_successor",
+       .kind = Kind::async_lock,
+       .participants = 3,
+       .site = site::release,
+       .setup =
+           [](M& m) {
+             m.hold(m.B());
+             m.queue(m.A());
+             m.queue(m.C());
+             m.release(m.B());
+             m.finish(m.A());
            },
        .act = [](M& m) { m.release(m.A()); },
        .resume = [](M& m) { m.finish(m.C()); }},

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <future>
 #include <mutex>
 #include <thread>
 
@@ -53,6 +54,43 @@ class Queue : public LockTest {
     });
     EXPECT_TRUE(eventually([&] { return entries("x") == before + 1; })) << "waiter " << who << " did not queue";
     return waiter;
+  }
+
+  // A lock taken and given up by a thread of its own, on cue (a Lock is
+  // held by the thread that locked it).
+  class CuedHolder {
+   public:
+    explicit CuedHolder(Lock& lock)
+        : thread_([this, &lock] {
+            lock.lock();
+            held_.set_value();
+            release_.get_future().wait();
+            lock.unlock();
+            released_.set_value();
+          }) {}
+    ~CuedHolder() {
+      if (!cued_) release();
+    }
+    bool wait_held(std::chrono::seconds bound) { return held_future_.wait_for(bound) == std::future_status::ready; }
+    void release() {
+      cued_ = true;
+      release_.set_value();
+      released_.get_future().wait();
+    }
+
+   private:
+    std::promise<void> held_;
+    std::future<void> held_future_ = held_.get_future();
+    std::promise<void> release_;
+    std::promise<void> released_;
+    bool cued_ = false;
+    std::jthread thread_;
+  };
+
+  static std::uint64_t requests(LockManager& manager, const std::string& call) {
+    const auto requests = manager.metrics().requests;
+    const auto found = requests.find(call);
+    return found == requests.end() ? 0 : found->second;
   }
 };
 
@@ -166,6 +204,68 @@ TEST_F(Queue, ForceUnlockOfAHoldYoungerThanItsWatchIsSignalled) {
   lock->unlock(ec);
   EXPECT_TRUE(ec == errc::lock_expired || lost.stop_requested());
   EXPECT_TRUE(lost.stop_requested()) << "an unlock that found the hold gone left its token unrequested";
+}
+
+// A holder that waited learns its successor from the read that confirms its
+// note, so its release is one Txn that deletes its entry and leaves the
+// successor its note: no read of the queue.
+TEST_F(Queue, AReleaseHandsOverToTheSuccessorItsConfirmingReadFoundWithoutReadingTheQueue) {
+  auto first_manager = manager();
+  auto first = first_manager->get_lock("x");
+  first->lock();
+  auto holder_manager = manager();
+  auto holder_lock = holder_manager->get_lock("x");
+  CuedHolder holder(*holder_lock);
+  ASSERT_TRUE(eventually([&] { return entries("x") == 2; }));
+  Turns turns;
+  auto successor_manager = manager();
+  auto successor = successor_manager->get_lock("x");
+  auto successor_waits = queue_up(*successor, 1, turns);
+  first->unlock();
+  ASSERT_TRUE(holder.wait_held(10s));
+  std::this_thread::sleep_for(1500ms);  // past the hold's key check and HandOverInbox::kNoteLinger (1 s)
+  const auto ranges = requests(*holder_manager, "Range");
+  const auto txns = requests(*holder_manager, "Txn");
+  holder.release();
+  EXPECT_EQ(requests(*holder_manager, "Range"), ranges) << "the release read the queue";
+  EXPECT_EQ(requests(*holder_manager, "Txn"), txns + 1) << "the note was not in the release's Txn";
+  successor_waits.join();
+  EXPECT_EQ(turns.seen(), (std::vector<int>{1}));
+  EXPECT_EQ(turns.overlaps.load(), 0);
+}
+
+// The successor that the holder's confirming read found leaves before the
+// release: the release's Txn finds it gone and reads who is first now, and
+// that one gets its note in a second write.
+TEST_F(Queue, WhenTheSuccessorAHolderKnewLeftTheReleaseNotesTheNextOne) {
+  auto first_manager = manager();
+  auto first = first_manager->get_lock("x");
+  first->lock();
+  auto holder_manager = manager();
+  auto holder_lock = holder_manager->get_lock("x");
+  CuedHolder holder(*holder_lock);
+  ASSERT_TRUE(eventually([&] { return entries("x") == 2; }));
+  auto quitter_manager = manager();
+  auto quitter = quitter_manager->get_lock("x");
+  std::jthread quitting([&] { EXPECT_FALSE(quitter->try_lock_for(3s)); });
+  ASSERT_TRUE(eventually([&] { return entries("x") == 3; }));
+  Turns turns;
+  auto next_manager = manager();
+  auto next = next_manager->get_lock("x");
+  auto next_waits = queue_up(*next, 1, turns);
+  first->unlock();
+  ASSERT_TRUE(holder.wait_held(10s));
+  quitting.join();  // its wait ran out while the holder held
+  ASSERT_TRUE(eventually([&] { return entries("x") == 2; })) << "the quitter left its entry";
+  std::this_thread::sleep_for(1500ms);  // past the hold's key check and HandOverInbox::kNoteLinger (1 s)
+  const auto ranges = requests(*holder_manager, "Range");
+  const auto txns = requests(*holder_manager, "Txn");
+  holder.release();
+  EXPECT_EQ(requests(*holder_manager, "Range"), ranges) << "the release read the queue";
+  EXPECT_EQ(requests(*holder_manager, "Txn"), txns + 2) << "no note to the entry that holds now";
+  next_waits.join();
+  EXPECT_EQ(turns.seen(), (std::vector<int>{1}));
+  EXPECT_EQ(turns.overlaps.load(), 0);
 }
 
 // etcdlock and etcdctl waiters in one queue, each served in turn.
