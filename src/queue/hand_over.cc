@@ -77,19 +77,22 @@ Release hand_over(const etcd::Client& client, const QueueDir& queue, const Queue
 OwnAndNext own_and_next(const QueueDir& queue, const QueueEntry& own, const pb::RangeResponse& read) {
   OwnAndNext found;
   bool own_seen = false;
+  bool revision_shared = false;
   for (const auto& kv : read.kvs()) {
     if (is_inbox_key(kv.key())) continue;
     if (kv.key() == own.key && kv.create_revision() == own.revision) {
       own_seen = true;
-      continue;
+    } else if (kv.create_revision() == own.revision) {
+      // Another key of the Txn that created ours (a multi-lock's, of a
+      // nested name): it stays in the queue when ours goes, ahead of
+      // whatever follows, so no one behind it is known to be next.
+      revision_shared = true;
+    } else {
+      // The first entry created after ours, whether it takes notes or not:
+      // a note goes to no one else.
+      if (own_seen && !revision_shared) found.next = addressee(queue, kv);
+      break;
     }
-    // Keys of our own revision (a multi-lock's, of nested names) have no
-    // order among themselves: none of them is known to be right behind us.
-    if (!own_seen || kv.create_revision() == own.revision) continue;
-    // The first entry behind ours, whether it takes notes or not: a note
-    // goes to no one else.
-    found.next = addressee(queue, kv);
-    break;
   }
   if (own_seen) {
     found.own_stands = true;

@@ -61,7 +61,8 @@ struct OwnAndNext {
   // (keys created in our own revision came first): a read of `own` alone
   // tells.
   std::optional<bool> own_stands;
-  // The entry right behind `own`, when it can take a note.
+  // The entry right behind `own`, when it can take a note and no other key
+  // shares `own`'s create revision (which would stay ahead of it).
   std::optional<Successor> next;
 };
 OwnAndNext own_and_next(const QueueDir& queue, const QueueEntry& own, const pb::RangeResponse& read);

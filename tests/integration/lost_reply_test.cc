@@ -118,6 +118,7 @@
 //                                               gone and writes nothing more) → B unlocks
 //   session_lease_grant      lease_grant (any)  B holds, A's lease revoked → A.lock() takes a new lease → B unlocks; A holds
 //   lock_unlock_stalled      release, held      as lock_unlock
+//   lock_unlock_known_successor_stalled release, held  as lock_unlock_known_successor
 //   multi_unlock_stalled     multi_release, held as multi_unlock
 //   shared_downgrade_stalled downgrade, held    as shared_downgrade
 //   semaphore_release_stalled release, held     as semaphore_release
@@ -1856,6 +1857,20 @@ const std::vector<Row>& rows() {
            },
        .act = [](M& m) { m.release(m.A()); },
        .resume = [](M& m) { m.finish(m.B()); }},
+      {.name = "lock_unlock_known_successor_stalled",
+       .participants = 3,
+       .site = site::release,
+       .stalled = true,
+       .setup =
+           [](M& m) {
+             m.hold(m.B());
+             m.queue(m.A());
+             m.queue(m.C());
+             m.release(m.B());
+             m.finish(m.A());
+           },
+       .act = [](M& m) { m.release(m.A()); },
+       .resume = [](M& m) { m.finish(m.C()); }},
       {.name = "multi_unlock_stalled",
        .kind = Kind::multi_lock,
        .site = site::multi_release,

@@ -78,12 +78,22 @@ TEST(OwnAndNext, InboxKeysAreNoEntries) {
   EXPECT_EQ(found.next->entry.key, "/p/b2");
 }
 
-TEST(OwnAndNext, KeysOfOurOwnRevisionHaveNoOrder) {
+TEST(OwnAndNext, NoSuccessorBehindAnotherKeyOfOurOwnRevision) {
+  // A multi-lock's entries of nested names share one revision: when ours
+  // goes, the other stays ahead of the next entry.
   pb::RangeResponse read;
-  add(read, "/p/x/y/a1", kOwn.revision);  // a multi-lock's entry of the same Txn
+  add(read, "/p/x/y/a1", kOwn.revision);
   add(read, kOwn.key, kOwn.revision);
-  add(read, "/p/x/z/a1", kOwn.revision, value_with_inbox(inbox_key("/p", 9)));
-  const auto found = own_and_next(kQueue, kOwn, read);
+  add(read, "/p/x/b2", 105, value_with_inbox(inbox_key("/p", 9)));
+  auto found = own_and_next(kQueue, kOwn, read);
+  EXPECT_EQ(found.own_stands, true);
+  EXPECT_FALSE(found.next);
+
+  pb::RangeResponse after;  // the other key sorted after ours
+  add(after, kOwn.key, kOwn.revision);
+  add(after, "/p/x/y/a1", kOwn.revision);
+  add(after, "/p/x/b2", 105, value_with_inbox(inbox_key("/p", 9)));
+  found = own_and_next(kQueue, kOwn, after);
   EXPECT_EQ(found.own_stands, true);
   EXPECT_FALSE(found.next);
 }
