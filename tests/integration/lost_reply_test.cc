@@ -501,6 +501,16 @@ class LostReply : public LockTest, public ::testing::WithParamInterface<Row> {
   }
   // Starts the acquisition and returns once its entry is in etcd.
   void queue(Participant& p) { queue(p, acquire_call(), acquire_body(p)); }
+  // B holds, A and then C queue, B releases: A holds, and the read that
+  // confirmed its note found C right behind it, so A's release hands over
+  // to C without a read.
+  void a_holds_knowing_c() {
+    hold(B());
+    queue(A());
+    queue(C());
+    release(B());
+    finish(A());
+  }
   void queue_read(Participant& p) { queue(p, "lock_shared()", read_body(p)); }
   // Starts the acquisition and returns at once.
   void start(Participant& p) {
@@ -1387,16 +1397,7 @@ const std::vector<Row>& rows() {
       {.name = "lock_unlock_known_successor",
        .participants = 3,
        .site = site::release,
-       .setup =
-           [](M& m) {
-             // C queues behind A before A is admitted: the read that confirms
-             // A's note finds C, and A's release hands over without a read.
-             m.hold(m.B());
-             m.queue(m.A());
-             m.queue(m.C());
-             m.release(m.B());
-             m.finish(m.A());
-           },
+       .setup = [](M& m) { m.a_holds_knowing_c(); },
        .act = [](M& m) { m.release(m.A()); },
        .resume = [](M& m) { m.finish(m.C()); }},
       {.name = "lock_guarded_put",
@@ -1469,14 +1470,7 @@ const std::vector<Row>& rows() {
        .kind = Kind::async_lock,
        .participants = 3,
        .site = site::release,
-       .setup =
-           [](M& m) {
-             m.hold(m.B());
-             m.queue(m.A());
-             m.queue(m.C());
-             m.release(m.B());
-             m.finish(m.A());
-           },
+       .setup = [](M& m) { m.a_holds_knowing_c(); },
        .act = [](M& m) { m.release(m.A()); },
        .resume = [](M& m) { m.finish(m.C()); }},
       {.name = "async_guarded_put",
@@ -1861,14 +1855,7 @@ const std::vector<Row>& rows() {
        .participants = 3,
        .site = site::release,
        .stalled = true,
-       .setup =
-           [](M& m) {
-             m.hold(m.B());
-             m.queue(m.A());
-             m.queue(m.C());
-             m.release(m.B());
-             m.finish(m.A());
-           },
+       .setup = [](M& m) { m.a_holds_knowing_c(); },
        .act = [](M& m) { m.release(m.A()); },
        .resume = [](M& m) { m.finish(m.C()); }},
       {.name = "multi_unlock_stalled",
