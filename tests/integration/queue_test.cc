@@ -6,6 +6,7 @@
 #include <atomic>
 #include <future>
 #include <mutex>
+#include <optional>
 #include <thread>
 
 #include "child_process.h"
@@ -85,6 +86,52 @@ class Queue : public LockTest {
     std::promise<void> released_;
     bool cued_ = false;
     std::jthread thread_;
+  };
+
+  // Puts "x"'s queue in the state where `holder`, once admitted, is
+  // admitted by a note: its predecessor `first` waited too, so first's
+  // release hands over in one Txn and the note comes with the delete (a
+  // holder admitted by its own read after the delete, which a note in a
+  // second write may trail, learns no successor).
+  struct NoteChain {
+    explicit NoteChain(Queue& test)
+        : zero_manager(test.manager()),
+          zero(locked(zero_manager->get_lock("x"))),
+          first_manager(test.manager()),
+          first_lock(first_manager->get_lock("x")),
+          first(*first_lock),
+          test_(test) {}
+    // Then first holds after waiting, and the holder waits behind it.
+    bool holder_queued() {
+      if (!eventually([&] { return test_.entries("x") == 2; })) return false;
+      zero->unlock();
+      if (!first.wait_held(std::chrono::seconds(10))) return false;
+      holder_manager = test_.manager();
+      holder_lock = holder_manager->get_lock("x");
+      holder.emplace(*holder_lock);
+      return eventually([&] { return test_.entries("x") == 2; });
+    }
+    // Once the holder's successors queued: first releases, the holder holds.
+    bool admit_holder() {
+      first.release();
+      return holder->wait_held(std::chrono::seconds(10));
+    }
+
+    std::unique_ptr<LockManager> zero_manager;
+    std::shared_ptr<Lock> zero;
+    std::unique_ptr<LockManager> first_manager;
+    std::shared_ptr<Lock> first_lock;
+    CuedHolder first;
+    std::unique_ptr<LockManager> holder_manager;
+    std::shared_ptr<Lock> holder_lock;
+    std::optional<CuedHolder> holder;
+
+   private:
+    static std::shared_ptr<Lock> locked(std::shared_ptr<Lock> lock) {
+      lock->lock();
+      return lock;
+    }
+    Queue& test_;
   };
 
   static std::uint64_t requests(LockManager& manager, const std::string& call) {
@@ -225,20 +272,14 @@ TEST_F(Queue, ForceUnlockOfAHoldYoungerThanItsWatchIsSignalled) {
 // note, so its release is one Txn that deletes its entry and leaves the
 // successor its note: no read of the queue.
 TEST_F(Queue, AReleaseHandsOverToTheSuccessorItsConfirmingReadFoundWithoutReadingTheQueue) {
-  auto first_manager = manager();
-  auto first = first_manager->get_lock("x");
-  first->lock();
-  auto holder_manager = manager();
-  auto holder_lock = holder_manager->get_lock("x");
-  CuedHolder holder(*holder_lock);
-  ASSERT_TRUE(eventually([&] { return entries("x") == 2; }));
+  NoteChain chain(*this);
+  ASSERT_TRUE(chain.holder_queued());
   Turns turns;
   auto successor_manager = manager();
   auto successor = successor_manager->get_lock("x");
   auto successor_waits = queue_up(*successor, 1, turns);
-  first->unlock();
-  ASSERT_TRUE(holder.wait_held(10s));
-  const auto sent = release_counted(holder, *holder_manager);
+  ASSERT_TRUE(chain.admit_holder());
+  const auto sent = release_counted(*chain.holder, *chain.holder_manager);
   EXPECT_EQ(sent.ranges, 0u) << "the release read the queue";
   EXPECT_EQ(sent.txns, 1u) << "the note was not in the release's Txn";
   successor_waits.join();
@@ -250,13 +291,8 @@ TEST_F(Queue, AReleaseHandsOverToTheSuccessorItsConfirmingReadFoundWithoutReadin
 // release: the release's Txn finds it gone and reads who is first now, and
 // that one gets its note in a second write.
 TEST_F(Queue, WhenTheSuccessorAHolderKnewLeftTheReleaseNotesTheNextOne) {
-  auto first_manager = manager();
-  auto first = first_manager->get_lock("x");
-  first->lock();
-  auto holder_manager = manager();
-  auto holder_lock = holder_manager->get_lock("x");
-  CuedHolder holder(*holder_lock);
-  ASSERT_TRUE(eventually([&] { return entries("x") == 2; }));
+  NoteChain chain(*this);
+  ASSERT_TRUE(chain.holder_queued());
   auto quitter_manager = manager();
   auto quitter = quitter_manager->get_lock("x");
   std::jthread quitting([&] { EXPECT_FALSE(quitter->try_lock_for(3s)); });
@@ -265,11 +301,10 @@ TEST_F(Queue, WhenTheSuccessorAHolderKnewLeftTheReleaseNotesTheNextOne) {
   auto next_manager = manager();
   auto next = next_manager->get_lock("x");
   auto next_waits = queue_up(*next, 1, turns);
-  first->unlock();
-  ASSERT_TRUE(holder.wait_held(10s));
+  ASSERT_TRUE(chain.admit_holder());
   quitting.join();  // its wait ran out while the holder held
   ASSERT_TRUE(eventually([&] { return entries("x") == 2; })) << "the quitter left its entry";
-  const auto sent = release_counted(holder, *holder_manager);
+  const auto sent = release_counted(*chain.holder, *chain.holder_manager);
   EXPECT_EQ(sent.ranges, 0u) << "the release read the queue";
   EXPECT_EQ(sent.txns, 2u) << "no note to the entry that holds now";
   next_waits.join();
