@@ -2,6 +2,8 @@
 // its queue), against real etcd: faults that the change introduced or exposed.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 #include <atomic>
 #include <mutex>
 #include <stop_token>
@@ -14,6 +16,8 @@ namespace etcdlock::testing {
 namespace {
 
 using namespace std::chrono_literals;
+
+bool is_inbox(const std::string& key) { return key.find(std::string_view("\0inbox/", 7)) != std::string::npos; }
 
 class ReviewNested : public LockTest {
  protected:
@@ -37,24 +41,29 @@ class ReviewNested : public LockTest {
     return keys;
   }
 
-  // `holder` holds "x", a waiter of `waiter` queues behind it, and the release
-  // hands over with a note into the inbox of `waiter` (creating its key);
-  // the waiter then unlocks. The inbox key stays for about a second
-  // (HandOverInbox::kNoteLinger) once no waiter of `waiter` expects a note.
-  void note_to(LockManager& waiter, LockManager& holder) {
+  // `holder` holds "x", a waiter of `waiter` (a manager on `waiter_prefix`)
+  // queues behind it, and the release hands over with a note into the inbox
+  // of `waiter` (creating its key); the waiter then unlocks. The inbox key
+  // stays for about a second (HandOverInbox::kNoteLinger) once no waiter of
+  // `waiter` expects a note.
+  void note_to(LockManager& waiter, LockManager& holder, const std::string& waiter_prefix) {
     auto held = holder.get_lock("x");
     held->lock();
     auto waiting = waiter.get_lock("x");
     std::jthread thread([&] {
       waiting->lock();
+      // The holder never waited, so its note follows its delete in a second
+      // write, guarded by our entry: the waiter may be in by its own read
+      // first (under ThreadSanitizer it was), and an unlock before the note
+      // lands leaves no note and no inbox key. Hold until the note is there.
+      EXPECT_TRUE(eventually([&] { return std::ranges::any_of(keys_under(waiter_prefix + "/"), is_inbox); }))
+          << "no hand-over note came";
       waiting->unlock();
     });
     ASSERT_TRUE(eventually([&] { return waiter.info("x").has_value() && waiter.info("x")->queue.size() == 2; }));
     held->unlock();
   }
 };
-
-bool is_inbox(const std::string& key) { return key.find(std::string_view("\0inbox/", 7)) != std::string::npos; }
 
 // A manager on the nested prefix "P/jobs" has its inbox at
 // "P/jobs/\0inbox/<id>", under the directory of the lock "jobs" on "P". A
@@ -71,7 +80,7 @@ TEST_F(ReviewNested, AnInboxKeyOfANestedPrefixNeverHoldsTheOuterNameBack) {
   auto outer = manager();                 // on P: the lock "jobs"
 
   // 1. A hand-over note to `inner` creates its inbox key.
-  ASSERT_NO_FATAL_FAILURE(note_to(*inner, *other));
+  ASSERT_NO_FATAL_FAILURE(note_to(*inner, *other, inner_prefix));
   const auto inbox_keys = [&] {
     std::vector<std::string> found;
     for (const auto& key : keys_under(inner_prefix + "/")) {
@@ -127,7 +136,7 @@ TEST_F(ReviewNested, AnInboxKeyOfANestedPrefixIsNoHolderOfTheOuterName) {
   auto inner = manager_on(inner_prefix);
   auto other = manager_on(inner_prefix);
   auto outer = manager();
-  ASSERT_NO_FATAL_FAILURE(note_to(*inner, *other));
+  ASSERT_NO_FATAL_FAILURE(note_to(*inner, *other, inner_prefix));
   const auto keys = keys_under(prefix_ + "/jobs/");
   ASSERT_EQ(keys.size(), 1u) << "expected only the inbox key under the directory of \"jobs\"";
   ASSERT_TRUE(is_inbox(keys[0]));
@@ -150,7 +159,7 @@ TEST_F(ReviewNested, ATryLockBehindAnInboxKeyAndAHolderLeavesNoKey) {
   const std::string inner_prefix = prefix_ + "/jobs";
   auto inner = manager_on(inner_prefix);
   auto other = manager_on(inner_prefix);
-  ASSERT_NO_FATAL_FAILURE(note_to(*inner, *other));
+  ASSERT_NO_FATAL_FAILURE(note_to(*inner, *other, inner_prefix));
   auto a = manager();
   auto b = manager();
   auto held = a->get_lock("jobs");
