@@ -77,6 +77,34 @@ class ReviewKnown : public LockTest {
  protected:
   ~ReviewKnown() override { LostReplies::disarm(); }
 
+  // Five managers with a Lock of "x" each: two that pass the lock on (so
+  // that the holder is admitted by a note that came with its predecessor's
+  // delete), the holder, its successor, and one behind that.
+  struct Participants {
+    explicit Participants(ReviewKnown& test)
+        : m0(test.manager()),
+          m1(test.manager()),
+          mh(test.manager()),
+          ms(test.manager()),
+          ms2(test.manager()),
+          l0(m0->get_lock("x")),
+          l1(m1->get_lock("x")),
+          lh(mh->get_lock("x")),
+          ls(ms->get_lock("x")),
+          ls2(ms2->get_lock("x")) {}
+    std::unique_ptr<LockManager> m0, m1, mh, ms, ms2;
+    std::shared_ptr<Lock> l0, l1, lh, ls, ls2;
+  };
+
+  // p0 holds, p1 and the holder `h` wait behind it: p0 releases, then p1,
+  // which waited, hands over to `h` with its note in its release's Txn.
+  static void pass_to_holder(Waiter& p0, Waiter& p1, Waiter& h) {
+    p0.release();
+    ASSERT_TRUE(eventually([&] { return p1.held(); }));
+    p1.release();
+    ASSERT_TRUE(eventually([&] { return h.held(); }));
+  }
+
   std::unique_ptr<Waiter> queue(Lock& lock, Occupancy& occupancy, std::chrono::milliseconds wait) {
     const auto before = entries("x");
     auto waiter = std::make_unique<Waiter>(lock, occupancy, wait);
@@ -90,32 +118,29 @@ class ReviewKnown : public LockTest {
 // holds (a next holder later than 300 ms is reported, not failed: tests check
 // behaviour, not timings), and never two at once.
 TEST_F(ReviewKnown, KnownSuccessorLeavingAtTheReleaseRaces) {
-  auto m0 = manager(), m1 = manager(), mh = manager(), ms = manager(), ms2 = manager();
-  auto l0 = m0->get_lock("x"), l1 = m1->get_lock("x"), lh = mh->get_lock("x"), ls = ms->get_lock("x"),
-       ls2 = ms2->get_lock("x");
+  Participants a(*this);
+  auto &l0 = *a.l0, &l1 = *a.l1, &lh = *a.lh, &ls = *a.ls, &ls2 = *a.ls2;
+  auto& mh = *a.mh;
   Occupancy occupancy;
   int known_used = 0, slow = 0;
   constexpr int kIterations = 5;
   for (int i = 0; i < kIterations; ++i) {
-    auto p0 = queue(*l0, occupancy, 10s);
+    auto p0 = queue(l0, occupancy, 10s);
     ASSERT_TRUE(eventually([&] { return p0->held(); }));
-    auto p1 = queue(*l1, occupancy, 10s);
-    auto h = queue(*lh, occupancy, 10s);
+    auto p1 = queue(l1, occupancy, 10s);
+    auto h = queue(lh, occupancy, 10s);
     const auto s_wait = 1500ms;
-    auto s = queue(*ls, occupancy, s_wait);
-    auto s2 = queue(*ls2, occupancy, 20s);
-    p0->release();
-    ASSERT_TRUE(eventually([&] { return p1->held(); }));
-    p1->release();
-    ASSERT_TRUE(eventually([&] { return h->held(); }));
+    auto s = queue(ls, occupancy, s_wait);
+    auto s2 = queue(ls2, occupancy, 20s);
+    ASSERT_NO_FATAL_FAILURE(pass_to_holder(*p0, *p1, *h));
     // Release at S's deadline give or take up to 30 ms.
     const auto offset = std::chrono::milliseconds((i * 7) % 61 - 30);
     std::this_thread::sleep_until(s->started() + s_wait + offset);
-    const auto ranges = requests(*mh, "Range");
+    const auto ranges = requests(mh, "Range");
     const auto cue = Clock::now();
     h->release();
     ASSERT_TRUE(eventually([&] { return h->done(); }));
-    if (requests(*mh, "Range") == ranges) ++known_used;
+    if (requests(mh, "Range") == ranges) ++known_used;
     ASSERT_TRUE(eventually([&] { return s->held() || s2->held(); }, 5s))
         << "no one holds after the release, iteration " << i;
     const auto next_at = s->held() ? s->held_at() : s2->held_at();
@@ -139,31 +164,28 @@ TEST_F(ReviewKnown, KnownSuccessorLeavingAtTheReleaseRaces) {
 // The holder knew S; S left; S2 waits. The release Txn (failure branch: S gone)
 // commits but its reply is lost: no second-write note. S2 must still hold soon.
 TEST_F(ReviewKnown, LostReleaseReplyAfterTheKnownSuccessorLeft) {
-  auto m0 = manager(), m1 = manager(), mh = manager(), ms = manager(), ms2 = manager();
-  auto l0 = m0->get_lock("x"), l1 = m1->get_lock("x"), lh = mh->get_lock("x"), ls = ms->get_lock("x"),
-       ls2 = ms2->get_lock("x");
+  Participants a(*this);
+  auto &l0 = *a.l0, &l1 = *a.l1, &lh = *a.lh, &ls = *a.ls, &ls2 = *a.ls2;
+  auto& mh = *a.mh;
   Occupancy occupancy;
-  auto p0 = queue(*l0, occupancy, 10s);
+  auto p0 = queue(l0, occupancy, 10s);
   ASSERT_TRUE(eventually([&] { return p0->held(); }));
-  auto p1 = queue(*l1, occupancy, 10s);
-  auto h = queue(*lh, occupancy, 10s);
-  auto s = queue(*ls, occupancy, 1500ms);
-  auto s2 = queue(*ls2, occupancy, 20s);
-  p0->release();
-  ASSERT_TRUE(eventually([&] { return p1->held(); }));
-  p1->release();
-  ASSERT_TRUE(eventually([&] { return h->held(); }));
+  auto p1 = queue(l1, occupancy, 10s);
+  auto h = queue(lh, occupancy, 10s);
+  auto s = queue(ls, occupancy, 1500ms);
+  auto s2 = queue(ls2, occupancy, 20s);
+  ASSERT_NO_FATAL_FAILURE(pass_to_holder(*p0, *p1, *h));
   ASSERT_TRUE(eventually([&] { return s->done(); }, 5s));
   ASSERT_FALSE(s->held());
   ASSERT_TRUE(eventually([&] { return entries("x") == 2; }));
   std::this_thread::sleep_for(1200ms);
-  LostReplies::arm(write_site::release, lh->key());
-  const auto ranges = requests(*mh, "Range");
+  LostReplies::arm(write_site::release, lh.key());
+  const auto ranges = requests(mh, "Range");
   const auto cue = Clock::now();
   h->release();
   ASSERT_TRUE(eventually([&] { return h->done(); }, 10s));
   std::cerr << "holder's unlock: " << h->unlock_ec().message()
-            << "; known successor used: " << (requests(*mh, "Range") == ranges) << "; dropped "
+            << "; known successor used: " << (requests(mh, "Range") == ranges) << "; dropped "
             << LostReplies::dropped(write_site::release) << "\n";
   ASSERT_TRUE(eventually([&] { return s2->held(); }, 10s)) << "S2 never held";
   std::cerr << "S2 held " << std::chrono::duration_cast<std::chrono::milliseconds>(s2->held_at() - cue).count()
@@ -178,31 +200,28 @@ TEST_F(ReviewKnown, LostReleaseReplyAfterTheKnownSuccessorLeft) {
 // while the holder holds; S then re-queues behind S2. The release must admit S2
 // (the one first after the delete), then S; never two at once.
 TEST_F(ReviewKnown, KnownSuccessorDeletedByAnAdminRequeuesBehind) {
-  auto m0 = manager(), m1 = manager(), mh = manager(), ms = manager(), ms2 = manager();
-  auto l0 = m0->get_lock("x"), l1 = m1->get_lock("x"), lh = mh->get_lock("x"), ls = ms->get_lock("x"),
-       ls2 = ms2->get_lock("x");
+  Participants a(*this);
+  auto &l0 = *a.l0, &l1 = *a.l1, &lh = *a.lh, &ls = *a.ls, &ls2 = *a.ls2;
+  auto& mh = *a.mh;
   Occupancy occupancy;
-  auto p0 = queue(*l0, occupancy, 10s);
+  auto p0 = queue(l0, occupancy, 10s);
   ASSERT_TRUE(eventually([&] { return p0->held(); }));
-  auto p1 = queue(*l1, occupancy, 10s);
-  auto h = queue(*lh, occupancy, 10s);
-  auto s = queue(*ls, occupancy, 20s);
-  auto s2 = queue(*ls2, occupancy, 20s);
-  p0->release();
-  ASSERT_TRUE(eventually([&] { return p1->held(); }));
-  p1->release();
-  ASSERT_TRUE(eventually([&] { return h->held(); }));
+  auto p1 = queue(l1, occupancy, 10s);
+  auto h = queue(lh, occupancy, 10s);
+  auto s = queue(ls, occupancy, 20s);
+  auto s2 = queue(ls2, occupancy, 20s);
+  ASSERT_NO_FATAL_FAILURE(pass_to_holder(*p0, *p1, *h));
   std::this_thread::sleep_for(1200ms);
-  const auto s_key = ls->key();
+  const auto s_key = ls.key();
   ASSERT_EQ(erase(raw_, s_key), 1);
   // S learns of its entry's loss only when it next reacts (H's release).
   std::this_thread::sleep_for(300ms);
   ASSERT_EQ(entries("x"), 2);
-  const auto ranges = requests(*mh, "Range");
+  const auto ranges = requests(mh, "Range");
   const auto cue = Clock::now();
   h->release();
   ASSERT_TRUE(eventually([&] { return h->done(); }));
-  std::cerr << "known successor used: " << (requests(*mh, "Range") == ranges) << "\n";
+  std::cerr << "known successor used: " << (requests(mh, "Range") == ranges) << "\n";
   ASSERT_TRUE(eventually([&] { return s2->held() || s->held(); }, 5s));
   EXPECT_TRUE(s2->held()) << "S (re-queued behind S2) went first";
   std::cerr << "next held after "
@@ -218,20 +237,17 @@ TEST_F(ReviewKnown, KnownSuccessorDeletedByAnAdminRequeuesBehind) {
 
 // An etcdctl-like entry (no value) right behind the holder, S behind it.
 TEST_F(ReviewKnown, ValuelessEntryRightBehindTheHolder) {
-  auto m0 = manager(), m1 = manager(), mh = manager(), ms = manager();
-  auto l0 = m0->get_lock("x"), l1 = m1->get_lock("x"), lh = mh->get_lock("x"), ls = ms->get_lock("x");
+  Participants a(*this);
+  auto &l0 = *a.l0, &l1 = *a.l1, &lh = *a.lh, &ls = *a.ls;
   Occupancy occupancy;
-  auto p0 = queue(*l0, occupancy, 10s);
+  auto p0 = queue(l0, occupancy, 10s);
   ASSERT_TRUE(eventually([&] { return p0->held(); }));
-  auto p1 = queue(*l1, occupancy, 10s);
-  auto h = queue(*lh, occupancy, 10s);
+  auto p1 = queue(l1, occupancy, 10s);
+  auto h = queue(lh, occupancy, 10s);
   const std::string raw_key = prefix_ + "/x/7fffffff00000001";
   put(raw_, raw_key, "");
-  auto s = queue(*ls, occupancy, 20s);
-  p0->release();
-  ASSERT_TRUE(eventually([&] { return p1->held(); }));
-  p1->release();
-  ASSERT_TRUE(eventually([&] { return h->held(); }));
+  auto s = queue(ls, occupancy, 20s);
+  ASSERT_NO_FATAL_FAILURE(pass_to_holder(*p0, *p1, *h));
   std::this_thread::sleep_for(1200ms);
   h->release();
   ASSERT_TRUE(eventually([&] { return h->done(); }));
