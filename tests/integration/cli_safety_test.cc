@@ -149,7 +149,29 @@ TEST_F(CliSafety, CtrlZThenFgWithinTheLeaseContinuesTheCommand) {
   std::this_thread::sleep_for(500ms);
   EXPECT_EQ(spans().at("A").last, stopped_at) << "the command ran while etcdlock was stopped";
   run.signal(SIGCONT);
-  EXPECT_TRUE(eventually([&] { return spans().at("A").last > stopped_at; }, 5s)) << "not continued";
+  // Not continued, the command would never see `go`: no wait for it then.
+  ASSERT_TRUE(eventually([&] { return spans().at("A").last > stopped_at; }, 5s)) << "not continued";
+  std::ofstream{go};
+  EXPECT_EQ(run.wait(), 0);
+  EXPECT_EQ(entries("job"), 0);
+}
+
+// A `fg` that comes while etcdlock is still stopping its command (its grace
+// for the command to act on SIGTSTP is 50 ms): until 2026-12-03 etcdlock then
+// stopped itself, which discarded that SIGCONT, and both stayed stopped (CI
+// found it: the SIGCONT of the test above came during a slow stop).
+TEST_F(CliSafety, FgWhileTheCommandIsBeingStoppedContinuesIt) {
+  const auto go = (directory_ / "go").string();
+  auto run = etcdlock({"run", "job", "--ttl", "10s", "--", "sh", "-c",
+                       record_group() + "; while [ ! -e '" + go + "' ]; do " + mark("A") + "; sleep 0.02; done"});
+  ASSERT_TRUE(marked("A"));
+  run.signal(SIGTSTP);
+  std::this_thread::sleep_for(20ms);
+  run.signal(SIGCONT);
+  std::this_thread::sleep_for(300ms);
+  const auto after_fg = spans().at("A").last;
+  ASSERT_TRUE(eventually([&] { return spans().at("A").last > after_fg; }, 5s))
+      << "etcdlock and its command stay stopped";
   std::ofstream{go};
   EXPECT_EQ(run.wait(), 0);
   EXPECT_EQ(entries("job"), 0);

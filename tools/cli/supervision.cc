@@ -48,6 +48,14 @@ bool is_stop_request(int signal) { return signal == SIGTSTP || signal == SIGTTIN
 // job its shell sees, and is continued by SIGCONT.
 void stop_self() { kill(getpid(), SIGSTOP); }
 
+// A SIGCONT is waiting to be taken: a quick `fg` came while etcdlock was
+// stopping its command.
+bool continue_pending() {
+  sigset_t pending;
+  sigpending(&pending);
+  return sigismember(&pending, SIGCONT) == 1;
+}
+
 std::vector<char*> pointers(std::vector<std::string>& strings) {
   std::vector<char*> result;
   for (auto& text : strings) result.push_back(text.data());
@@ -264,7 +272,11 @@ int supervise(Child child, const sigset_t& signals, const Supervision& supervisi
         }
       }
       stopped = true;
-      stop_self();
+      // A stop signal discards every pending SIGCONT: stopping ourselves now
+      // would drop a `fg` that came while the command was being stopped (the
+      // grace above, the walk of its descendants), and leave etcdlock and its
+      // command stopped for good. Taken next, that SIGCONT continues both.
+      if (!continue_pending()) stop_self();
     }
     // `fg` of a job started in the background: continued while running.
     if (signal == SIGCONT && !stopped && !lost) pass_terminal_on();
