@@ -316,11 +316,14 @@ void Client::compact(std::int64_t revision, SteadyTime deadline) const {
   });
 }
 
-pb::LeaseGrantResponse Client::lease_grant(std::int64_t ttl_seconds, SteadyTime deadline) const {
+pb::LeaseGrantResponse Client::lease_grant(std::int64_t ttl_seconds, SteadyTime deadline, BootTime* sent) const {
   pb::LeaseGrantRequest request;
   request.set_ttl(ttl_seconds);
   auto response =
       unary<pb::LeaseGrantResponse>("LeaseGrant", deadline, [&](const Member& member, auto* context, auto* response) {
+        // Here the token is in the context: etcd cannot start the lease's
+        // TTL before this moment. A retry after a rejected token sets it anew.
+        if (sent) *sent = BootClock::now();
         return member.lease->LeaseGrant(context, request, response);
       });
   if (LostReplies::take(write_site::lease_grant, response.id()))

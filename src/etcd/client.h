@@ -24,6 +24,7 @@
 #include <string_view>
 #include <vector>
 
+#include "base/clock.h"
 #include "base/logger.h"
 #include "base/mutex.h"
 #include "etcd/rpc.grpc.pb.h"
@@ -94,7 +95,10 @@ class Client {
 
   // Discards the history before `revision` (an operator's job; tests use it).
   void compact(std::int64_t revision, SteadyTime deadline) const;
-  pb::LeaseGrantResponse lease_grant(std::int64_t ttl_seconds, SteadyTime deadline) const;
+  // `sent`, if given, gets the time the granting request went out: after any
+  // authentication the call needed, so a slow one does not eat into the TTL
+  // that the caller counts from it (etcd starts it later still).
+  pb::LeaseGrantResponse lease_grant(std::int64_t ttl_seconds, SteadyTime deadline, BootTime* sent = nullptr) const;
   // False when etcd no longer knows the lease.
   bool lease_revoke(std::int64_t lease_id, SteadyTime deadline) const;
   // With `keys`, also the keys attached to the lease. TTL -1: no such lease.

@@ -33,8 +33,11 @@ milliseconds to_ms(BootClock::duration duration) { return std::chrono::duration_
 Session::Session(const etcd::Client& client, const Logger& log, std::chrono::seconds ttl, SteadyTime deadline,
                  EventSink on_event, SessionCounters* counters)
     : client_(client), log_(log), on_event_(std::move(on_event)), counters_(counters) {
-  const auto sent = BootClock::now();
-  const auto granted = client_.lease_grant(ttl.count(), deadline);
+  // Counted from when the grant went out, not from before the token it may
+  // have had to fetch first: an authentication that takes about a TTL (a high
+  // bcrypt cost on a loaded etcd) made every new lease lost at its grant.
+  BootTime sent = BootClock::now();
+  const auto granted = client_.lease_grant(ttl.count(), deadline, &sent);
   lease_id_ = granted.id();
   granted_ttl_ = std::chrono::seconds(granted.ttl());
   last_answered_send_ = sent;
