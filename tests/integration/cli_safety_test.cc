@@ -31,6 +31,13 @@ class CliSafety : public LockTest, protected MarkedCommands {
   }
   ChildProcess etcdlock(std::vector<std::string> args) { return etcdlock(etcd_.endpoints_csv(), std::move(args)); }
 
+  // `etcdlock run job` of a command that marks "A" every 20 ms until the file
+  // `go` exists.
+  ChildProcess run_marking_until(const std::string& go) {
+    return etcdlock({"run", "job", "--ttl", "10s", "--", "sh", "-c",
+                     record_group() + "; while [ ! -e '" + go + "' ]; do " + mark("A") + "; sleep 0.02; done"});
+  }
+
   int port() const {
     const auto endpoint = etcd_.endpoints()[0];
     return std::stoi(endpoint.substr(endpoint.rfind(':') + 1));
@@ -140,8 +147,7 @@ TEST_F(CliSafety, CtrlZStopsTheCommandAndALeaseThatRanOutKillsIt) {
 // runs on and the lock is released normally.
 TEST_F(CliSafety, CtrlZThenFgWithinTheLeaseContinuesTheCommand) {
   const auto go = (directory_ / "go").string();
-  auto run = etcdlock({"run", "job", "--ttl", "10s", "--", "sh", "-c",
-                       record_group() + "; while [ ! -e '" + go + "' ]; do " + mark("A") + "; sleep 0.02; done"});
+  auto run = run_marking_until(go);
   ASSERT_TRUE(marked("A"));
   run.signal(SIGTSTP);
   std::this_thread::sleep_for(300ms);
@@ -162,8 +168,7 @@ TEST_F(CliSafety, CtrlZThenFgWithinTheLeaseContinuesTheCommand) {
 // found it: the SIGCONT of the test above came during a slow stop).
 TEST_F(CliSafety, FgWhileTheCommandIsBeingStoppedContinuesIt) {
   const auto go = (directory_ / "go").string();
-  auto run = etcdlock({"run", "job", "--ttl", "10s", "--", "sh", "-c",
-                       record_group() + "; while [ ! -e '" + go + "' ]; do " + mark("A") + "; sleep 0.02; done"});
+  auto run = run_marking_until(go);
   ASSERT_TRUE(marked("A"));
   run.signal(SIGTSTP);
   std::this_thread::sleep_for(20ms);
