@@ -33,11 +33,11 @@ void Admission::Scan::take(const pb::RangeResponse& page, std::int64_t below) {
     if (kv.create_revision() >= below || is_inbox_key(kv.key())) continue;
     switch (admission_.rule()) {
       case Rule::exclusive:
-        blockers_.push_back({kv.key(), kv.create_revision()});
+        block(kv);
         decided_ = true;
         return;
       case Rule::counted:
-        blockers_.push_back({kv.key(), kv.create_revision()});
+        block(kv);
         if (static_cast<std::int64_t>(blockers_.size()) >= admission_.limit()) {
           decided_ = true;
           return;
@@ -45,7 +45,7 @@ void Admission::Scan::take(const pb::RangeResponse& page, std::int64_t below) {
         break;
       case Rule::shared:
         if (!is_reader(kv)) {
-          blockers_.push_back({kv.key(), kv.create_revision()});
+          block(kv);
           decided_ = true;
           return;
         }
@@ -58,7 +58,13 @@ void Admission::Scan::take(const pb::RangeResponse& page, std::int64_t below) {
   }
   // Read to the head of the queue: what was found does not hold us back.
   blockers_.clear();
+  blocker_values_.clear();
   decided_ = true;
+}
+
+void Admission::Scan::block(const mvccpb::KeyValue& kv) {
+  blockers_.push_back({kv.key(), kv.create_revision()});
+  blocker_values_.push_back(kv.value());
 }
 
 EntryRule entry_rule(std::string_view value) {

@@ -55,10 +55,15 @@ class Admission {
     // Once decided: admitted, or held back by blockers() (the entries to watch).
     bool admitted() const { return decided_ && blockers_.empty(); }
     const std::vector<QueueEntry>& blockers() const { return blockers_; }
+    // Their values, one per blocker; empty when the pages were read without.
+    const std::vector<std::string>& blocker_values() const { return blocker_values_; }
 
    private:
+    void block(const mvccpb::KeyValue& kv);
+
     const Admission& admission_;
     std::vector<QueueEntry> blockers_;
+    std::vector<std::string> blocker_values_;
     std::int64_t next_below_ = 0;
     bool decided_ = false;
   };

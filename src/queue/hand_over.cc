@@ -74,6 +74,14 @@ Release hand_over(const etcd::Client& client, const QueueDir& queue, const Queue
 
 }  // namespace
 
+bool leaves_a_note(const QueueDir& queue, std::string_view key, std::string_view value) {
+  if (!is_own_entry(queue.dir, key)) return false;  // a longer name's: it notes its own queue
+  const auto decoded = decode_holder_value(value);
+  // A semaphore's or a reader's entry under the lock's name would not.
+  return decoded && decoded->limit == 0 && decoded->side == HolderValue::Side::none &&
+         is_inbox_key_for(queue.dir, decoded->inbox);
+}
+
 OwnAndNext own_and_next(const QueueDir& queue, const QueueEntry& own, const pb::RangeResponse& read) {
   OwnAndNext found;
   bool own_seen = false;

@@ -25,6 +25,7 @@
 #include <cstdint>
 #include <memory>
 #include <optional>
+#include <string_view>
 #include <system_error>
 #include <vector>
 
@@ -54,6 +55,13 @@ struct Release {
 // happened is unknown. A read or a note that fails costs only the note.
 Release release_and_hand_over(const etcd::Client& client, const QueueDir& queue, const QueueEntry& own,
                               std::int64_t limit, bool read_head_first, const Successor* known_successor = nullptr);
+
+// Whether the entry `key` of `queue` (a lock's), whose value is `value`,
+// leaves the entry behind it a note when it releases the lock: an etcdlock
+// lock's or multi-lock's entry, whose value names its manager's inbox. Such
+// an entry that goes otherwise (its lease lost or revoked, a force unlock, a
+// crash, a waiter giving up) leaves none.
+bool leaves_a_note(const QueueDir& queue, std::string_view key, std::string_view value);
 
 // What a read of own_and_next_read(queue, own) found.
 struct OwnAndNext {

@@ -16,8 +16,8 @@ namespace {
 // The wait is over: something to act on.
 bool ready(const WaitSignals& signals, const Session& session, const PrimitiveContext& context)
     ETCDLOCK_REQUIRES(signals.mu) {
-  return signals.handed_over_at || signals.check_queue || !signals.refused.empty() || !session.alive() ||
-         context.closed();
+  return signals.handed_over_at || signals.check_queue || signals.watch_due || !signals.refused.empty() ||
+         !session.alive() || context.closed();
 }
 
 // A blocker is gone, and if it handed over, its note comes in the same
@@ -195,7 +195,7 @@ std::optional<QueueWait::Read> QueueWait::enqueue(const Session& session, Steady
   const auto& admission = entry_.admission;
   for (;;) {
     const bool created_by_us = create_sent_ || in_doubt_;
-    const AheadRead ahead{admission.first_read_limit(), admission.reads_values()};
+    const AheadRead ahead{admission.first_read_limit(), admission.reads_values() || may_defer_watch()};
     const auto response = send_create(enqueue_txn(queue_, key_, entry_.value, session.lease_id(), ahead), deadline);
     if (!response.succeeded()) {
       const auto& own = response.responses(0).response_range();
@@ -222,8 +222,24 @@ std::optional<QueueWait::Read> QueueWait::read_from_create(const pb::RangeRespon
   // Newest first: ours, then those ahead.
   Admission::Scan ahead_scan(entry_.admission);
   ahead_scan.take(newest, revision);
-  if (ahead_scan.decided()) return Read{ahead_scan.blockers(), revision};
+  if (ahead_scan.decided()) return read_of(ahead_scan, revision);
   return scan(ahead_scan, ahead_scan.next_below(), deadline);
+}
+
+QueueWait::Read QueueWait::read_of(const Admission::Scan& scan, std::int64_t revision) const {
+  Read read{scan.blockers(), revision};
+  const auto& values = scan.blocker_values();
+  read.blockers_leave_notes = !read.blockers.empty() && values.size() == read.blockers.size();
+  for (std::size_t i = 0; read.blockers_leave_notes && i < values.size(); ++i) {
+    read.blockers_leave_notes = leaves_a_note(queue_, read.blockers[i].key, values[i]);
+  }
+  return read;
+}
+
+bool QueueWait::may_defer_watch() const {
+  // A multi-lock's waiter is admitted by every queue at once (its caller
+  // confirms): it keeps its watches.
+  return entry_.admission.rule() == Admission::Rule::exclusive && !entry_.caller_confirms_notes && notes_expected();
 }
 
 std::optional<QueueWait::Read> QueueWait::read_ahead(SteadyTime deadline) {
@@ -234,13 +250,13 @@ std::optional<QueueWait::Read> QueueWait::read_ahead(SteadyTime deadline) {
 std::optional<QueueWait::Read> QueueWait::scan(Admission::Scan& ahead_scan, std::int64_t below, SteadyTime deadline) {
   // Our entry, and the pages ahead of it, each read with our entry in one
   // revision: whatever the scan decides, our entry was there.
-  AheadRead page{entry_.admission.first_read_limit(), entry_.admission.reads_values()};
+  AheadRead page{entry_.admission.first_read_limit(), entry_.admission.reads_values() || may_defer_watch()};
   for (;;) {
     const auto response = context_->client().txn(ahead_read(queue_, *own_, below, page), deadline);
     const auto& own = response.responses(0).response_range();
     if (own.kvs_size() == 0 || own.kvs(0).create_revision() != own_->revision) return std::nullopt;
     ahead_scan.take(response.responses(1).response_range(), below);
-    if (ahead_scan.decided()) return Read{ahead_scan.blockers(), response.header().revision()};
+    if (ahead_scan.decided()) return read_of(ahead_scan, response.header().revision());
     below = ahead_scan.next_below();
     page.limit = kQueuePage;
   }
@@ -300,11 +316,13 @@ std::optional<QueueWait::Result> QueueWait::react(const Session& session, Steady
   std::optional<std::int64_t> handed_over_at;
   std::string refused;
   bool check_queue = false;
+  bool watch_due = false;
   {
     MutexLock lock(signals_->mu);
     handed_over_at = signals_->handed_over_at;
     refused = signals_->refused;
     check_queue = std::exchange(signals_->check_queue, false);
+    watch_due = std::exchange(signals_->watch_due, false);
   }
   if (handed_over_at) return entry_.caller_confirms_notes || confirm_own(deadline) ? acquire() : lose_entry();
   if (context_->closed()) throw context_->closed_error();
@@ -318,7 +336,13 @@ std::optional<QueueWait::Result> QueueWait::react(const Session& session, Steady
     throw Error(errc::permission_denied,
                 "etcd refused to watch the queue of " + quote_value(queue_.dir) + " ahead of our entry: " + refused);
   }
-  if (!check_queue) return Result::not_acquired;  // cancelled, or the deadline passed
+  // No note came in time: watch the predecessor too, before any read below
+  // defers a watch anew. (A due from a deferral ended since starts nothing.)
+  if (watch_due) start_deferred_watch();
+  if (!check_queue) {
+    if (watch_due) return std::nullopt;
+    return Result::not_acquired;  // cancelled, or the deadline passed
+  }
   const auto fresh = read_ahead(deadline);
   if (!fresh) return lose_entry();
   if (fresh->blockers.empty()) return acquire();
@@ -350,6 +374,39 @@ bool QueueWait::confirm_own(SteadyTime deadline) {
 }
 
 void QueueWait::watch(const Read& read) {
+  const bool watched_already = std::any_of(read.blockers.begin(), read.blockers.end(), [&](const QueueEntry& blocker) {
+    return std::any_of(watched_.begin(), watched_.end(),
+                       [&](const QueueEntry& entry) { return entry.key == blocker.key; });
+  });
+  if (may_defer_watch() && read.blockers_leave_notes && !watched_already) {
+    // Watches of entries that hold us back no more end; a deferral under
+    // way keeps its time and takes the newer read, which saw them all there.
+    start_watches(Read{{}, read.revision});
+    deferred_ = read;
+    if (deferred_task_ == 0) {
+      deferred_task_ = context_->worker().post_at(SteadyClock::now() + kPredecessorWatchDelay,
+                                                  [signals = std::weak_ptr<WaitSignals>(signals_)] {
+                                                    if (const auto waiting = signals.lock())
+                                                      waiting->deferred_watch_due();
+                                                  });
+    }
+    return;
+  }
+  cancel_deferral();
+  start_watches(read);
+}
+
+void QueueWait::cancel_deferral() {
+  if (deferred_task_ != 0) context_->worker().cancel(std::exchange(deferred_task_, 0));
+  deferred_.reset();
+}
+
+void QueueWait::start_deferred_watch() {
+  deferred_task_ = 0;
+  if (const auto read = std::exchange(deferred_, std::nullopt)) start_watches(*read);
+}
+
+void QueueWait::start_watches(const Read& read) {
   // Keep the watches of blockers that are still blockers: they have seen
   // everything since they started.
   std::vector<QueueEntry> kept;
@@ -387,6 +444,7 @@ void QueueWait::watch(const Read& read) {
 }
 
 void QueueWait::stop_watching() {
+  cancel_deferral();
   for (const auto watch : watches_) context_->watches().remove(watch);
   watches_.clear();
   watched_.clear();

@@ -23,6 +23,16 @@
 //     what covers holders that write no notes (etcdctl, Go's Mutex, a
 //     crashed process) and waiters that leave.
 // A watch gap (compacted history) or a missed note leads to the same read.
+//
+// A lock's waiter whose predecessor is an etcdlock lock's entry, which leaves
+// a note when it releases, starts that watch only kPredecessorWatchDelay
+// after its read, from the revision after it, so it misses nothing: a
+// predecessor gone by then, whatever way, is seen as before. Under contention
+// most waits are shorter than that, and the note alone admits them: no watch
+// to create and cancel, no event of the predecessor's delete, no watch that
+// etcd must catch up from the past. The cost: a predecessor that goes without
+// a note in that time (its lease lost or revoked, a force unlock, a waiter
+// that gives up) is seen up to that much later.
 #pragma once
 
 #include <cstdint>
@@ -115,6 +125,9 @@ class QueueWait {
   void set_waker(std::function<void()> waker);
   // How long poll() asks to wait when its state is grace.
   static constexpr std::chrono::milliseconds kNoteGrace{2};
+  // How long a lock's waiter counts on its predecessor's note alone before
+  // it watches the predecessor too (see above).
+  static constexpr std::chrono::milliseconds kPredecessorWatchDelay{500};
   const Acquired& acquired() const { return acquired_; }
 
   // For an entry that the caller creates itself (a multi-lock's one Txn puts
@@ -142,7 +155,14 @@ class QueueWait {
   struct Read {
     std::vector<QueueEntry> blockers;
     std::int64_t revision = 0;
+    // Every blocker leaves us a note when it releases (leaves_a_note);
+    // known only when the read returned their values.
+    bool blockers_leave_notes = false;
   };
+  Read read_of(const Admission::Scan& scan, std::int64_t revision) const;
+  // A lock's waiter may defer its watch of a predecessor that leaves a note
+  // (see above): its reads of the entries ahead return their values.
+  bool may_defer_watch() const;
 
   void begin(const Session& session);
   // Sends a Txn that may create our entry; no reply puts the attempt in doubt.
@@ -175,7 +195,12 @@ class QueueWait {
   // Acts on what the signals say, once ready (or on giving up): a result, or
   // nullopt to wait on (a new set of blockers is watched).
   std::optional<Result> react(const Session& session, SteadyTime deadline);
+  // Watches `read`'s blockers, or defers that for kPredecessorWatchDelay.
   void watch(const Read& read);
+  void start_watches(const Read& read);
+  // The deferral is over: watch what it held back.
+  void start_deferred_watch();
+  void cancel_deferral();
   void stop_watching();
   Result acquire();
   Result lose_entry();
@@ -194,6 +219,8 @@ class QueueWait {
   bool waited_ = false;
   std::vector<QueueEntry> watched_;    // the blockers we watch
   std::vector<std::int64_t> watches_;  // their watches
+  std::optional<Read> deferred_;       // blockers to watch once deferred_task_ has run
+  std::uint64_t deferred_task_ = 0;    // on the manager's worker; 0 when none
   Acquired acquired_;
 };
 

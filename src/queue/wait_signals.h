@@ -30,6 +30,7 @@ struct WaitSignals final : HandOverReceiver {
       ETCDLOCK_GUARDED_BY(mu);  // notes before own_revision was known
   std::optional<std::int64_t> handed_over_at ETCDLOCK_GUARDED_BY(mu);
   bool check_queue ETCDLOCK_GUARDED_BY(mu) = false;
+  bool watch_due ETCDLOCK_GUARDED_BY(mu) = false;       // a deferred watch of the entries ahead is to start
   std::string refused ETCDLOCK_GUARDED_BY(mu);          // why etcd refused a watch
   std::function<void()> waker ETCDLOCK_GUARDED_BY(mu);  // an asynchronous waiter's (QueueWait::set_waker)
 
@@ -56,6 +57,16 @@ struct WaitSignals final : HandOverReceiver {
     {
       MutexLock lock(mu);
       check_queue = true;
+      wake_waiter = waker;
+    }
+    notify(wake_waiter);
+  }
+  // The deferral of a watch of the entries ahead is over (QueueWait::watch).
+  void deferred_watch_due() {
+    std::function<void()> wake_waiter;
+    {
+      MutexLock lock(mu);
+      watch_due = true;
       wake_waiter = waker;
     }
     notify(wake_waiter);
@@ -95,6 +106,7 @@ struct WaitSignals final : HandOverReceiver {
     early.clear();
     handed_over_at.reset();
     check_queue = false;
+    watch_due = false;
     refused.clear();
   }
 };

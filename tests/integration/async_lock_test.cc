@@ -129,6 +129,30 @@ TEST_F(AsyncLock, WaitsBehindAnotherManagerAndGetsTheLockWhenItIsReleased) {
   EXPECT_EQ(entries("jobs"), 0);
 }
 
+// The waiter counts on the holder's note and watches the holder only after
+// QueueWait::kPredecessorWatchDelay; a holder deleted without a note before
+// then (a force unlock) is seen by that watch, which starts from the
+// waiter's read, not from when it is created.
+TEST_F(AsyncLock, AWaiterWhoseHolderGoesWithoutANoteIsLetInByItsLaterWatch) {
+  auto first = manager();
+  auto second = manager();
+  auto held = first->get_lock("jobs");
+  held->lock();
+  Delivery delivery;
+  second->get_lock("jobs")->async_lock(delivery.handler());
+  ASSERT_TRUE(eventually([&] { return entries("jobs") == 2; }));
+  ASSERT_TRUE(first->force_unlock("jobs"));
+  ASSERT_TRUE(delivery.wait());
+  ASSERT_FALSE(delivery.error()) << delivery.error().message();
+  auto hold = delivery.take();
+  EXPECT_FALSE(held->held());
+  hold.release();
+  std::error_code ec;
+  held->unlock(ec);
+  EXPECT_EQ(ec, errc::lock_expired);
+  EXPECT_EQ(entries("jobs"), 0);
+}
+
 TEST_F(AsyncLock, CancelledWaitGetsCancelledAndLeavesNoKey) {
   auto first = manager();
   auto second = manager();

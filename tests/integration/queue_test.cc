@@ -242,6 +242,34 @@ TEST_F(Queue, PredecessorThatTimesOutHandsItsPlaceOn) {
   EXPECT_LT(acquired_at - released_at, 2s);
 }
 
+// A waiter behind an etcdlock holder counts on the holder's note and
+// watches the holder only after QueueWait::kPredecessorWatchDelay; a holder
+// deleted without a note before then (a force unlock) is seen by that
+// watch, which starts from the waiter's read, not from when it is created.
+TEST_F(Queue, AWaiterWhoseHolderGoesWithoutANoteIsLetInByItsLaterWatch) {
+  auto holder = manager();
+  auto held = holder->get_lock("x");
+  auto waiter_manager = manager();
+  auto waiter = waiter_manager->get_lock("x");
+  for (int trial = 0; trial < 3; ++trial) {
+    held->lock();
+    std::atomic<bool> acquired{false};
+    std::jthread waiting([&] {
+      if (waiter->try_lock_for(20s)) {
+        acquired = true;
+        waiter->unlock();
+      }
+    });
+    ASSERT_TRUE(eventually([&] { return entries("x") == 2; }));
+    ASSERT_TRUE(holder->force_unlock("x"));
+    waiting.join();
+    EXPECT_TRUE(acquired) << "trial " << trial;
+    std::error_code ec;
+    held->unlock(ec);
+    EXPECT_EQ(ec, errc::lock_expired);
+  }
+}
+
 // A hold deleted before its key watch has started (it starts after a short
 // delay, so that brief holds cost no watch) still learns of the delete.
 TEST_F(Queue, ForceUnlockOfAHoldYoungerThanItsWatchIsSignalled) {
