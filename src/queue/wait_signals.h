@@ -38,52 +38,37 @@ struct WaitSignals final : HandOverReceiver {
 
   void on_note(std::int64_t entry_revision, std::int64_t note_limit, std::int64_t revision) override {
     if (note_limit != limit) return;  // for a queue of another kind under the same name: not ours to trust
-    std::function<void()> wake_waiter;
-    {
-      MutexLock lock(mu);
+    signal([&]() ETCDLOCK_REQUIRES(mu) {
       if (own_revision == 0) {
         early.emplace_back(entry_revision, revision);
       } else if (entry_revision == own_revision) {
         handed_over_at = revision;
       }
-      wake_waiter = waker;
-    }
-    notify(wake_waiter);
+    });
   }
   void on_notes_missed() override { ask_check(); }
 
   void ask_check() {
-    std::function<void()> wake_waiter;
-    {
-      MutexLock lock(mu);
-      check_queue = true;
-      wake_waiter = waker;
-    }
-    notify(wake_waiter);
+    signal([&]() ETCDLOCK_REQUIRES(mu) { check_queue = true; });
   }
   // The deferral of a watch of the entries ahead is over (QueueWait::watch).
   void deferred_watch_due() {
-    std::function<void()> wake_waiter;
-    {
-      MutexLock lock(mu);
-      watch_due = true;
-      wake_waiter = waker;
-    }
-    notify(wake_waiter);
+    signal([&]() ETCDLOCK_REQUIRES(mu) { watch_due = true; });
   }
   void refuse(const std::string& reason) {
-    std::function<void()> wake_waiter;
-    {
-      MutexLock lock(mu);
-      refused = reason.empty() ? "permission denied" : reason;
-      wake_waiter = waker;
-    }
-    notify(wake_waiter);
+    signal([&]() ETCDLOCK_REQUIRES(mu) { refused = reason.empty() ? "permission denied" : reason; });
   }
   void wake() {
+    signal([]() {});
+  }
+  // Makes `change` under mu, then wakes the waiting thread, or the waker
+  // outside mu (it may take the waiter's own locks).
+  template <class Change>
+  void signal(const Change& change) ETCDLOCK_EXCLUDES(mu) {
     std::function<void()> wake_waiter;
     {
       MutexLock lock(mu);
+      change();
       wake_waiter = waker;
     }
     notify(wake_waiter);
