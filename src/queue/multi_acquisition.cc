@@ -109,7 +109,9 @@ bool MultiAcquisition::enqueue(const Session& session, SteadyTime deadline) {
     std::vector<QueueDir> dirs;
     for (const auto& queue : queues_) dirs.push_back(queue.dir);
     const auto exclusive = Admission::exclusive();
-    const AheadRead ahead{exclusive.first_read_limit(), exclusive.reads_values()};
+    // With the values of the entries ahead: a waiter behind an entry that
+    // leaves a note watches it later (QueueWait::kPredecessorWatchDelay).
+    const AheadRead ahead{exclusive.first_read_limit(), true};
     std::vector<std::string> names;
     for (const auto& queue : queues_) names.push_back(queue.name);
     response = context_->client().txn(

@@ -87,7 +87,7 @@ bool QueueWait::adopt_created(std::int64_t revision, bool in_doubt, const pb::Ra
   ahead_scan.take(*newest, revision);
   if (!ahead_scan.decided()) return false;  // a longer page: run() reads on
   if (ahead_scan.blockers().empty()) return true;
-  created_read_ = Read{ahead_scan.blockers(), revision};
+  created_read_ = read_of(ahead_scan, revision);
   return false;
 }
 
@@ -237,9 +237,7 @@ QueueWait::Read QueueWait::read_of(const Admission::Scan& scan, std::int64_t rev
 }
 
 bool QueueWait::may_defer_watch() const {
-  // A multi-lock's waiter is admitted by every queue at once (its caller
-  // confirms): it keeps its watches.
-  return entry_.admission.rule() == Admission::Rule::exclusive && !entry_.caller_confirms_notes && notes_expected();
+  return entry_.admission.rule() == Admission::Rule::exclusive && notes_expected();
 }
 
 std::optional<QueueWait::Read> QueueWait::read_ahead(SteadyTime deadline) {

@@ -24,15 +24,16 @@
 //     crashed process) and waiters that leave.
 // A watch gap (compacted history) or a missed note leads to the same read.
 //
-// A lock's waiter whose predecessor is an etcdlock lock's entry, which leaves
-// a note when it releases, starts that watch only kPredecessorWatchDelay
-// after its read, from the revision after it, so it misses nothing: a
-// predecessor gone by then, whatever way, is seen as before. Under contention
-// most waits are shorter than that, and the note alone admits them: no watch
-// to create and cancel, no event of the predecessor's delete, no watch that
-// etcd must catch up from the past. The cost: a predecessor that goes without
-// a note in that time (its lease lost or revoked, a force unlock, a waiter
-// that gives up) is seen up to that much later.
+// A lock's or multi-lock's waiter whose predecessor is an etcdlock lock's
+// entry, which leaves a note when it releases, starts that watch only
+// kPredecessorWatchDelay after its read, from the revision after it, so it
+// misses nothing: a predecessor gone by then, whatever way, is seen as
+// before. Under contention most waits are shorter than that, and the note
+// alone admits them: no watch to create and cancel, no event of the
+// predecessor's delete, no watch that etcd must catch up from the past. The
+// cost: a predecessor that goes without a note in that time (its lease lost
+// or revoked, a force unlock, a waiter that gives up) is seen up to that
+// much later.
 #pragma once
 
 #include <cstdint>
@@ -160,8 +161,8 @@ class QueueWait {
     bool blockers_leave_notes = false;
   };
   Read read_of(const Admission::Scan& scan, std::int64_t revision) const;
-  // A lock's waiter may defer its watch of a predecessor that leaves a note
-  // (see above): its reads of the entries ahead return their values.
+  // A lock's or multi-lock's waiter may defer its watch of a predecessor
+  // that leaves a note (see above): its reads ahead return their values.
   bool may_defer_watch() const;
 
   void begin(const Session& session);

@@ -233,6 +233,36 @@ TEST_F(MultiLockTest, ExcludesAndIsExcludedByLocksOfOtherManagers) {
   EXPECT_EQ(entries("y"), 0);
 }
 
+// The multi-lock counts on the note of y's holder, an etcdlock Lock, and
+// watches that holder only after QueueWait::kPredecessorWatchDelay; a holder
+// deleted without a note before then (a force unlock) is seen by that watch,
+// which starts from the multi-lock's read, not from when it is created.
+TEST_F(MultiLockTest, AWaiterWhoseHolderGoesWithoutANoteIsLetInByItsLaterWatch) {
+  auto a = manager();
+  auto b = manager();
+  auto xy = a->get_multi_lock({"x", "y"});
+  auto y = b->get_lock("y");
+  for (int trial = 0; trial < 3; ++trial) {
+    y->lock();
+    std::atomic<bool> acquired{false};
+    std::jthread waiting([&] {
+      if (xy->try_lock_for(20s)) {
+        acquired = true;
+        xy->unlock();
+      }
+    });
+    ASSERT_TRUE(eventually([&] { return entries("y") == 2; }));
+    ASSERT_TRUE(b->force_unlock("y"));
+    waiting.join();
+    EXPECT_TRUE(acquired) << "trial " << trial;
+    std::error_code ec;
+    y->unlock(ec);
+    EXPECT_EQ(ec, errc::lock_expired);
+  }
+  EXPECT_EQ(entries("x"), 0);
+  EXPECT_EQ(entries("y"), 0);
+}
+
 TEST_F(MultiLockTest, ExcludesAndIsExcludedByEtcdctlLock) {
   auto m = manager();
   auto xy = m->get_multi_lock({"x", "y"});
