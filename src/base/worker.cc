@@ -1,5 +1,6 @@
 #include "base/worker.h"
 
+#include <exception>
 #include <string>
 
 #include "base/mutex.h"
@@ -83,17 +84,29 @@ void Worker::find_a_thread(const std::shared_ptr<State>& state) {
     ++state->calls_pending;  // that thread is taken: the next call needs another
     state->work.notify_one();
   } else if (state->threads.size() < state->max_threads) {
-    start_thread(state);
+    try {
+      start_thread(state);
+    } catch (const std::exception&) {
+      // No thread to spare (the system's limit): every thread is in a task,
+      // and the first one done sees to it, as at max_threads.
+    }
   }
   // Else every thread is in a task, and the first one done sees to it.
 }
 
 void Worker::start_thread(const std::shared_ptr<State>& state) {
   ++state->starting;
-  state->threads.emplace_back([state, role = state->role] {
-    name_this_thread(role);
-    run(state);
-  });
+  try {
+    state->threads.emplace_back([state, role = state->role] {
+      name_this_thread(role);
+      run(state);
+    });
+  } catch (...) {
+    // Left raised, `starting` would keep find_a_thread from waking an idle
+    // thread ever again.
+    --state->starting;
+    throw;
+  }
 }
 
 void Worker::run(const std::shared_ptr<State>& state) {

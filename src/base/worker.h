@@ -80,6 +80,8 @@ class Worker {
   // Sees that the first task gets a thread: an idle one, or a new one while
   // the limit allows (else the first thread done with its task takes it).
   static void find_a_thread(const std::shared_ptr<State>& state) ETCDLOCK_REQUIRES(state->mu);
+  // Throws what std::thread's constructor throws (std::system_error when the
+  // system has no thread to give), leaving the state as it was.
   static void start_thread(const std::shared_ptr<State>& state) ETCDLOCK_REQUIRES(state->mu);
   static void run(const std::shared_ptr<State>& state);
 
