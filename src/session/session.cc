@@ -22,10 +22,6 @@ namespace {
 
 using std::chrono::milliseconds;
 
-// Waits are cut into slices this long so that a suspend, during which the
-// steady clock stops, is noticed soon after the machine wakes.
-constexpr milliseconds kWaitSlice{200};
-
 milliseconds to_ms(BootClock::duration duration) { return std::chrono::duration_cast<milliseconds>(duration); }
 
 }  // namespace
@@ -103,7 +99,12 @@ void Session::keep_alive() {
       continue;
     }
     const auto until = busy ? local_deadline_ : std::min(next_send_, local_deadline_);
-    wake_.wait_for(lock, std::clamp(to_ms(until - now), milliseconds(1), kWaitSlice));
+    // On the boot clock, not in slices of a condition variable's wait: the
+    // deadline passes during a suspend too, and an idle session wakes only
+    // when a renewal is due.
+    lock.unlock();
+    keeper_alarm_.wait_until(until);
+    lock.lock();
   }
 }
 
@@ -129,7 +130,7 @@ void Session::renew() {
       return;
     }
     take_in(renewal, sent);
-    wake_.notify_all();  // the keeper's next wait depends on it
+    keeper_alarm_.wake();  // the keeper's next wait depends on it
   }
 }
 
@@ -214,6 +215,7 @@ void Session::declare_lost(const std::string& reason) {
     if (context_ != nullptr) context_->TryCancel();
   }
   wake_.notify_all();
+  keeper_alarm_.wake();
   log_(LogLevel::warning, "lease lost", {{"lease", lease_hex()}, {"reason", reason}});
   if (on_event_) on_event_({SessionState::lost, lease_id_, std::chrono::milliseconds(0), false, reason});
   lost_.request_stop();
@@ -226,6 +228,7 @@ void Session::stop_threads() {
     if (context_ != nullptr) context_->TryCancel();
   }
   wake_.notify_all();
+  keeper_alarm_.wake();
   for (auto* thread : {&keeper_, &renewer_}) {
     if (!thread->joinable()) continue;
     // The last reference to a session may go on one of its own threads.

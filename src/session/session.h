@@ -42,6 +42,7 @@
 #include <string>
 #include <thread>
 
+#include "base/boot_alarm.h"
 #include "base/clock.h"
 #include "base/logger.h"
 #include "base/mutex.h"
@@ -125,6 +126,8 @@ class Session {
   std::chrono::seconds granted_ttl_{0};
   std::stop_source lost_;
 
+  // What the keeper waits on; the renewer waits on wake_.
+  BootAlarm keeper_alarm_;
   mutable Mutex mu_;
   std::condition_variable_any wake_;
   SessionState state_ ETCDLOCK_GUARDED_BY(mu_) = SessionState::healthy;
