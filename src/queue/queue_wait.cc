@@ -124,7 +124,7 @@ std::optional<QueueWait::Result> QueueWait::start(const std::shared_ptr<Session>
   if (read->blockers.empty()) return acquire();
   waited_ = true;
   if (mode == Mode::try_once) return Result::not_acquired;
-  watch(*read);
+  watch(*read, deadline);
   return std::nullopt;
 }
 
@@ -228,6 +228,7 @@ std::optional<QueueWait::Read> QueueWait::read_from_create(const pb::RangeRespon
 
 QueueWait::Read QueueWait::read_of(const Admission::Scan& scan, std::int64_t revision) const {
   Read read{scan.blockers(), revision};
+  read.at = SteadyClock::now();
   const auto& values = scan.blocker_values();
   read.blockers_leave_notes = !read.blockers.empty() && values.size() == read.blockers.size();
   for (std::size_t i = 0; read.blockers_leave_notes && i < values.size(); ++i) {
@@ -344,7 +345,7 @@ std::optional<QueueWait::Result> QueueWait::react(const Session& session, Steady
   const auto fresh = read_ahead(deadline);
   if (!fresh) return lose_entry();
   if (fresh->blockers.empty()) return acquire();
-  watch(*fresh);
+  watch(*fresh, deadline);
   return std::nullopt;
 }
 
@@ -371,22 +372,24 @@ bool QueueWait::confirm_own(SteadyTime deadline) {
   return found.kvs_size() > 0 && found.kvs(0).create_revision() == own_->revision;
 }
 
-void QueueWait::watch(const Read& read) {
+void QueueWait::watch(const Read& read, SteadyTime deadline) {
   const bool watched_already = std::any_of(read.blockers.begin(), read.blockers.end(), [&](const QueueEntry& blocker) {
     return std::any_of(watched_.begin(), watched_.end(),
                        [&](const QueueEntry& entry) { return entry.key == blocker.key; });
   });
-  if (may_defer_watch() && read.blockers_leave_notes && !watched_already) {
+  // Not past the wait's deadline: a wait that ends before its watch starts
+  // would time out behind a holder gone early in it without a note.
+  const SteadyTime due = read.at + kPredecessorWatchDelay;
+  const bool worth_deferring = due > SteadyClock::now() && due < deadline;
+  if (may_defer_watch() && read.blockers_leave_notes && !watched_already && (worth_deferring || deferred_task_ != 0)) {
     // Watches of entries that hold us back no more end; a deferral under
     // way keeps its time and takes the newer read, which saw them all there.
     start_watches(Read{{}, read.revision});
     deferred_ = read;
     if (deferred_task_ == 0) {
-      deferred_task_ = context_->worker().post_at(SteadyClock::now() + kPredecessorWatchDelay,
-                                                  [signals = std::weak_ptr<WaitSignals>(signals_)] {
-                                                    if (const auto waiting = signals.lock())
-                                                      waiting->deferred_watch_due();
-                                                  });
+      deferred_task_ = context_->worker().post_at(due, [signals = std::weak_ptr<WaitSignals>(signals_)] {
+        if (const auto waiting = signals.lock()) waiting->deferred_watch_due();
+      });
     }
     return;
   }

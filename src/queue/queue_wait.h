@@ -33,7 +33,8 @@
 // predecessor's delete, no watch that etcd must catch up from the past. The
 // cost: a predecessor that goes without a note in that time (its lease lost
 // or revoked, a force unlock, a waiter that gives up) is seen up to that
-// much later.
+// much later. A wait whose deadline comes first watches at once: deferred,
+// it would time out behind a lock gone free.
 #pragma once
 
 #include <cstdint>
@@ -159,6 +160,9 @@ class QueueWait {
     // Every blocker leaves us a note when it releases (leaves_a_note);
     // known only when the read returned their values.
     bool blockers_leave_notes = false;
+    // When its reply came: a deferred watch counts from it (a multi-lock's
+    // later queue begins its wait with a read that may be seconds old).
+    SteadyTime at{};
   };
   Read read_of(const Admission::Scan& scan, std::int64_t revision) const;
   // A lock's or multi-lock's waiter may defer its watch of a predecessor
@@ -196,8 +200,9 @@ class QueueWait {
   // Acts on what the signals say, once ready (or on giving up): a result, or
   // nullopt to wait on (a new set of blockers is watched).
   std::optional<Result> react(const Session& session, SteadyTime deadline);
-  // Watches `read`'s blockers, or defers that for kPredecessorWatchDelay.
-  void watch(const Read& read);
+  // Watches `read`'s blockers, or defers that until kPredecessorWatchDelay
+  // after the read, if that comes before `deadline`.
+  void watch(const Read& read, SteadyTime deadline);
   void start_watches(const Read& read);
   // The deferral is over: watch what it held back.
   void start_deferred_watch();
