@@ -91,7 +91,14 @@ std::string HandOverInbox::address() const {
 void HandOverInbox::on_opened(bool in_place) {
   {
     MutexLock lock(mu_);
-    if (!open_) open_ = in_place;
+    // A refusal closes the inbox whatever came before: a watch refused when
+    // the hub makes it again (a new stream after a break, a permission
+    // revoked meanwhile) receives no more notes, and waiters that counted on
+    // them would each wait out QueueWait::kPredecessorWatchDelay. It opens
+    // only once: the holder values of this manager's primitives name the
+    // inbox or not from then on, and a waiter whose value names none must
+    // not count on notes.
+    if (!open_ || !in_place) open_ = in_place;
   }
   opened_.notify_all();
 }
