@@ -20,6 +20,8 @@ std::string queue_dir(std::string_view prefix, std::string_view name) {
   return dir;
 }
 
+std::string queue_dir_of_entry(std::string_view key) { return std::string(key.substr(0, key.rfind('/') + 1)); }
+
 std::string queue_key(std::string_view dir, std::int64_t lease_id) { return std::string(dir) + hex_id(lease_id); }
 
 bool is_own_entry(std::string_view dir, std::string_view key) {

@@ -30,6 +30,10 @@ namespace etcdlock::detail {
 // "<prefix>/<name>/": the directory of one lock's queue.
 std::string queue_dir(std::string_view prefix, std::string_view name);
 
+// The directory of the queue that the entry `key` is in: `key` up to its
+// last '/' (entry suffixes have none).
+std::string queue_dir_of_entry(std::string_view key);
+
 // The key of a lease's entry in a queue: the directory and the lease id in
 // lowercase hex, as etcd's Go recipe writes it.
 std::string queue_key(std::string_view dir, std::int64_t lease_id);

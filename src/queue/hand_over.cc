@@ -110,6 +110,25 @@ OwnAndNext own_and_next(const QueueDir& queue, const QueueEntry& own, const pb::
   return found;
 }
 
+void note_new_head_after_revoke(const etcd::Client& client, const QueueDir& queue, std::string_view own_inbox,
+                                SteadyTime deadline) noexcept {
+  try {
+    // Linearizable: issued after the revoke's reply, it shows the queue
+    // without our entries, so its first entry holds now. (Entries are
+    // created last, so while that one stands nothing comes before it; the
+    // note's compare on its create revision says it still stands.)
+    const auto read = client.range(head_read(queue), deadline);
+    const auto entries = entries_of(read);
+    if (entries.empty() || !leaves_a_note(queue, entries[0]->key(), entries[0]->value())) return;
+    const auto head = addressee(queue, *entries[0]);
+    if (!head || head->inbox == own_inbox) return;
+    client.txn(note_txn(head->entry, head->inbox, head->lease, encode_note({head->entry, 1})), deadline,
+               etcd::write_site::note);
+  } catch (const std::exception&) {
+    // Not read or not noted: the head learns of its turn from its watch.
+  }
+}
+
 Release release_and_hand_over(const etcd::Client& client, const QueueDir& queue, const QueueEntry& own,
                               std::int64_t limit, bool read_head_first, const Successor* known_successor) {
   // Known from the read that confirmed our hold (a lock's: the entry right

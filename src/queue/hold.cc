@@ -72,7 +72,12 @@ void Hold::start() {
     if (const auto hold = weak.lock()) hold->lose(LossCause::lease);
   });
   on_closed_ = std::make_unique<LossCallback>(context_->closed_token(), [weak] {
-    if (const auto hold = weak.lock()) hold->lose(LossCause::closed);
+    const auto hold = weak.lock();
+    if (!hold) return;
+    // Our entry goes with the lease that close() revokes next: the entry
+    // behind it is told, as by an unlock, not left to its deferred watch.
+    if (hold->session_alive()) hold->context_->note_successor_after_close(hold->entry_.key);
+    hold->lose(LossCause::closed);
   });
   watch_task_ = context_->worker().post_at(SteadyClock::now() + kWatchDelay, [weak] {
     if (const auto hold = weak.lock()) hold->watch_key();

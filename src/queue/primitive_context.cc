@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <random>
 
@@ -9,6 +10,7 @@
 #include "base/text.h"
 #include "etcdlock/version.h"
 #include "keys/key_layout.h"
+#include "queue/hand_over.h"
 
 namespace etcdlock::detail {
 namespace {
@@ -91,6 +93,30 @@ Worker& PrimitiveContext::steps() {
   return *steps_;
 }
 
+void PrimitiveContext::note_successor_after_close(std::string_view entry_key) {
+  auto dir = queue_dir_of_entry(entry_key);
+  MutexLock lock(close_notes_mu_);
+  if (close_notes_taken_ || std::ranges::find(close_note_queues_, dir) != close_note_queues_.end()) return;
+  close_note_queues_.push_back(std::move(dir));
+}
+
+void PrimitiveContext::note_successors_after_revoke(bool revoked, SteadyTime deadline) noexcept {
+  std::vector<std::string> dirs;
+  {
+    MutexLock lock(close_notes_mu_);
+    close_notes_taken_ = true;
+    dirs.swap(close_note_queues_);
+  }
+  // Unrevoked (no reply), our entries may still stand: nobody is next yet.
+  if (!revoked) return;
+  // One deadline for all: a member that stopped answering delays close() by
+  // one command timeout, not one per lock held.
+  for (auto& dir : dirs) {
+    auto end = prefix_range_end(dir);
+    note_new_head_after_revoke(client_, QueueDir{std::move(dir), std::move(end)}, inbox_.address(), deadline);
+  }
+}
+
 void PrimitiveContext::shut_down() noexcept {
   if (!closed_.request_stop()) {
     if (notifier_.on_notifier_thread()) return;
@@ -100,7 +126,9 @@ void PrimitiveContext::shut_down() noexcept {
   }
   // Revoking the lease deletes every entry of this manager at once: holds,
   // places in queues, and entries whose delete is still pending.
-  sessions_.end(client_.command_deadline());
+  const auto deadline = client_.command_deadline();
+  const bool revoked = sessions_.end(deadline);
+  note_successors_after_revoke(revoked, deadline);
   strays_.close();
   Worker* steps = nullptr;
   {

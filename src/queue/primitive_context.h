@@ -20,6 +20,8 @@
 #include <memory>
 #include <stop_token>
 #include <string>
+#include <string_view>
+#include <vector>
 
 #include "base/logger.h"
 #include "base/mutex.h"
@@ -91,13 +93,21 @@ class PrimitiveContext {
   // (a permit, a read-write lock's hold), whichever object makes it.
   std::string unique_key_suffix();
 
+  // A hold of `entry_key` on the live session is ending because the manager
+  // closes: once the lease is revoked, the new head of its queue gets a note
+  // (hand_over.h), as an unlock would have left it. Ignored once the notes
+  // are under way.
+  void note_successor_after_close(std::string_view entry_key) ETCDLOCK_EXCLUDES(close_notes_mu_);
+
   // Ends everything: requests the closed token (holds end, waits wake),
-  // revokes the lease, stops the threads, and waits for the loss signals
-  // under way. Idempotent: a second caller returns once the first is done,
+  // revokes the lease, notes the successors of the locks held, stops the
+  // threads, and waits for the loss signals under way. Idempotent: a second caller returns once the first is done,
   // unless it is a loss callback, which the first is waiting for.
   void shut_down() noexcept;
 
  private:
+  void note_successors_after_revoke(bool revoked, SteadyTime deadline) noexcept ETCDLOCK_EXCLUDES(close_notes_mu_);
+
   const std::string prefix_;
   const std::string owner_;
   const std::string hostname_;
@@ -116,6 +126,10 @@ class PrimitiveContext {
   HandOverInbox inbox_;
   std::stop_source closed_;
   std::atomic<std::uint64_t> next_key_suffix_{1};
+
+  Mutex close_notes_mu_;
+  std::vector<std::string> close_note_queues_ ETCDLOCK_GUARDED_BY(close_notes_mu_);
+  bool close_notes_taken_ ETCDLOCK_GUARDED_BY(close_notes_mu_) = false;
 
   Mutex shut_down_mu_;
   std::condition_variable_any shut_down_done_;

@@ -240,7 +240,7 @@ void Session::stop_threads() {
   }
 }
 
-void Session::end(SteadyTime deadline) noexcept {
+bool Session::end(SteadyTime deadline) noexcept {
   stop_threads();
   bool was_lost = false;
   {
@@ -249,18 +249,21 @@ void Session::end(SteadyTime deadline) noexcept {
     if (!was_lost) state_ = SessionState::closed;
   }
   if (on_event_) on_event_({SessionState::closed, lease_id_, std::chrono::milliseconds(0), false, ""});
+  bool gone = false;
   try {
     // A lost lease too: the loss left it to expire so that holders had their
     // margin to stop, and close() ends every hold. Without the revoke, a lost
     // hold's entry would block the next holder until the lease expires.
     client_.lease_revoke(lease_id_, deadline);
+    gone = true;
   } catch (const etcd::LeaseNotFound&) {
-    // Expired already, and its keys with it.
+    gone = true;  // expired already, and its keys with it
   } catch (const std::exception& e) {
     log_(LogLevel::warning, "lease revoke failed; its keys go when its TTL passes",
          {{"lease", lease_hex()}, {"error", e.what()}});
   }
   lost_.request_stop();
+  return gone;
 }
 
 }  // namespace etcdlock::detail

@@ -85,8 +85,9 @@ class Session {
   void invalidate(const std::string& reason) { declare_lost(reason); }
 
   // Revokes the lease, which deletes its keys in etcd, and ends the session.
+  // Returns whether the lease is known gone (revoked, or expired before).
   // Never throws; failures are logged.
-  void end(SteadyTime deadline) noexcept;
+  bool end(SteadyTime deadline) noexcept;
 
  private:
   // What one renewal came to.

@@ -75,16 +75,16 @@ std::uint64_t SessionSource::replacements() const {
   return replacements_;
 }
 
-void SessionSource::end(SteadyTime deadline) noexcept {
+bool SessionSource::end(SteadyTime deadline) noexcept {
   std::shared_ptr<Session> session;
   {
     MutexLock lock(mu_);
-    if (ended_) return;
+    if (ended_) return false;
     ended_ = true;
     session = std::move(session_);
   }
   granted_.notify_all();
-  if (session) session->end(deadline);
+  return session && session->end(deadline);
 }
 
 }  // namespace etcdlock::detail

@@ -35,8 +35,9 @@ class SessionSource {
   std::uint64_t replacements() const;
 
   // Revokes the lease, which deletes every key on it, and refuses new
-  // sessions. Idempotent; never throws.
-  void end(SteadyTime deadline) noexcept;
+  // sessions. Returns whether this call ended a session whose lease is now
+  // known gone. Idempotent; never throws.
+  bool end(SteadyTime deadline) noexcept;
 
  private:
   const etcd::Client& client_;

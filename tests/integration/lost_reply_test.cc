@@ -113,6 +113,7 @@
 //   admin_force_unlock       force_unlock (A)   A holds, B waits → D.force_unlock() (late loss) → B holds
 //   admin_revoke_lease       lease_revoke (A)   A holds, B waits → D.revoke_lease(A's lease) (late loss) → B holds
 //   manager_close            lease_revoke (A)   A holds, B waits → A's LockManager::close() → B holds
+//   manager_close_note       note (B)           A holds, B waits → A's LockManager::close(): revoke, then a note to B → B holds
 //   background_removal       removal (A)        B holds → A.try_lock_for(200 ms) times out: its entry's removal
 //                                               loses its reply (the key is retired; its guard finds the entry
 //                                               gone and writes nothing more) → B unlocks
@@ -1811,6 +1812,16 @@ const std::vector<Row>& rows() {
       {.name = "manager_close",
        .site = site::lease_revoke,
        .target = Target::a_lease,
+       .setup =
+           [](M& m) {
+             m.hold(m.A());
+             m.queue(m.B());
+           },
+       .act = [](M& m) { m.close(m.A()); },
+       .resume = [](M& m) { m.finish(m.B()); }},
+      {.name = "manager_close_note",
+       .site = site::note,
+       .target = Target::b_key,
        .setup =
            [](M& m) {
              m.hold(m.A());
