@@ -31,9 +31,9 @@ std::uint64_t Worker::post_at(SteadyTime when, Task task) {
     state_->work.notify_one();
   } else if (when < state_->wakes_at) {
     // A hold posts a task due in 50 ms and usually cancels it soon after:
-    // waking the timekeeper for each would cost a context switch per hold.
+    // the alarm moves, and the timekeeper sleeps on.
     state_->wakes_at = when;
-    state_->timer.notify_one();
+    state_->timer.set(when);
   }
   return id;
 }
@@ -42,8 +42,15 @@ void Worker::cancel(std::uint64_t id) {
   MutexLock lock(state_->mu);
   const auto found = state_->when.find(id);
   if (found == state_->when.end()) return;
+  const bool was_first = state_->due.begin()->first == std::pair(found->second, id);
   state_->due.erase(std::pair(found->second, id));
   state_->when.erase(found);
+  if (was_first && state_->has_timekeeper && !state_->stopping) {
+    // Its alarm would wake the timekeeper for nothing: the next task's time,
+    // or none.
+    state_->wakes_at = state_->due.empty() ? SteadyTime::max() : state_->due.begin()->first.first;
+    state_->timer.set(state_->wakes_at);
+  }
 }
 
 void Worker::stop() {
@@ -56,7 +63,7 @@ void Worker::stop() {
     state_->when.clear();
     threads.swap(state_->threads);
   }
-  state_->timer.notify_all();
+  state_->timer.set(SteadyTime::min());  // rings now: the timekeeper sees `stopping`
   state_->work.notify_all();
   dropped.clear();  // what the tasks captured goes here, not under the mutex
   for (auto& thread : threads) {
@@ -75,7 +82,7 @@ void Worker::find_a_thread(const std::shared_ptr<State>& state) {
     const SteadyTime first = state->due.begin()->first.first;
     if (first < state->wakes_at) {
       state->wakes_at = first;
-      state->timer.notify_one();
+      state->timer.set(first);
     }
     return;
   }
@@ -130,13 +137,11 @@ void Worker::run(const std::shared_ptr<State>& state) {
     if (!state->has_timekeeper) {
       state->has_timekeeper = true;
       state->wakes_at = state->due.empty() ? SteadyTime::max() : state->due.begin()->first.first;
-      if (state->wakes_at == SteadyTime::max()) {
-        state->timer.wait(lock);
-      } else {
-        // A copy: while this waits, wakes_at may move earlier.
-        const SteadyTime until = state->wakes_at;
-        state->timer.wait_until(lock, until);
-      }
+      state->timer.set(state->wakes_at);
+      // Others move the alarm under the mutex while this waits without it.
+      lock.unlock();
+      state->timer.wait();
+      lock.lock();
       state->has_timekeeper = false;
       continue;
     }

@@ -23,6 +23,7 @@
 
 #include "base/clock.h"
 #include "base/mutex.h"
+#include "base/steady_alarm.h"
 
 namespace etcdlock::detail {
 
@@ -34,7 +35,8 @@ class Worker {
 
   // `role` names its threads ("etcdlock-<role>"). One thread starts at once;
   // up to `max_threads` in all, each started when a task is due and every
-  // thread is busy with another.
+  // thread is busy with another. Throws Error(errc::unavailable) when the
+  // system gives no timer or thread.
   explicit Worker(std::string_view role = "worker", std::size_t max_threads = 1);
   // stop().
   ~Worker();
@@ -56,14 +58,16 @@ class Worker {
   //
   // An idle thread either keeps the time (at most one: it waits on `timer`
   // until the first task is due) or waits on `work` to be called in. So a
-  // task due later wakes nobody unless it is due before the timekeeper
-  // wakes anyway, and a task due now wakes one thread.
+  // task due later wakes nobody (the alarm moves earlier, if it must, with a
+  // system call), a task cancelled moves the alarm to the next one rather
+  // than waking the timekeeper for nothing, and a task due now wakes one
+  // thread.
   struct State {
     explicit State(std::string_view role, std::size_t max_threads) : role(role), max_threads(max_threads) {}
     const std::string role;
     const std::size_t max_threads;
     Mutex mu;
-    std::condition_variable_any timer;
+    SteadyAlarm timer;  // set under `mu`, to `wakes_at`
     std::condition_variable_any work;
     std::map<std::pair<SteadyTime, std::uint64_t>, Task> due ETCDLOCK_GUARDED_BY(mu);
     std::map<std::uint64_t, SteadyTime> when ETCDLOCK_GUARDED_BY(mu);

@@ -3,7 +3,10 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <filesystem>
+#include <fstream>
 #include <future>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -48,6 +51,45 @@ TEST(Worker, CancelledTaskDoesNotRun) {
   worker.post_at(SteadyClock::now() + 100ms, [&] { later.set_value(); });
   ASSERT_EQ(later.get_future().wait_for(5s), std::future_status::ready);
   EXPECT_FALSE(ran);
+}
+
+// The context switches of this process's threads named `comm`, summed.
+long context_switches_of(const std::string& comm) {
+  long total = 0;
+  for (const auto& task : std::filesystem::directory_iterator("/proc/self/task")) {
+    std::ifstream name(task.path() / "comm");
+    std::string line;
+    if (!std::getline(name, line) || line != comm) continue;
+    std::ifstream status(task.path() / "status");
+    while (std::getline(status, line)) {
+      if (line.starts_with("voluntary_ctxt_switches:") || line.starts_with("nonvoluntary_ctxt_switches:")) {
+        total += std::stol(line.substr(line.find(':') + 1));
+      }
+    }
+  }
+  return total;
+}
+
+// What every hold does: a task due in 50 ms (its key watch), cancelled a
+// moment later. The timekeeper must sleep through all of it: it used to be
+// woken to wait again for each post, and again at each cancelled due time.
+TEST(Worker, TasksPostedAndCancelledBeforeTheyAreDueWakeNoThread) {
+  Worker worker("alarm");
+  std::promise<void> settled;
+  worker.post([&] { settled.set_value(); });
+  ASSERT_EQ(settled.get_future().wait_for(5s), std::future_status::ready);
+  std::this_thread::sleep_for(20ms);  // back to its wait
+  const long before = context_switches_of("etcdlock-alarm");
+  // Spaced as one manager's holds are when many managers share a lock: each
+  // task's due time passes before the next is posted.
+  for (int i = 0; i < 20; ++i) {
+    const auto id = worker.post_at(SteadyClock::now() + 50ms, [] {});
+    std::this_thread::sleep_for(1ms);
+    worker.cancel(id);
+    std::this_thread::sleep_for(60ms);
+  }
+  const long woken = context_switches_of("etcdlock-alarm") - before;
+  EXPECT_LT(woken, 10) << "the worker's thread was switched in " << woken << " times for 20 cancelled tasks";
 }
 
 TEST(Worker, StopDropsPendingTasksAndLaterPosts) {
