@@ -110,22 +110,39 @@ OwnAndNext own_and_next(const QueueDir& queue, const QueueEntry& own, const pb::
   return found;
 }
 
-void note_new_head_after_revoke(const etcd::Client& client, const QueueDir& queue, std::string_view own_inbox,
-                                SteadyTime deadline) noexcept {
+void note_new_heads_after_revoke(const etcd::Client& client, const std::vector<QueueDir>& queues,
+                                 std::string_view own_inbox, SteadyTime deadline) noexcept {
   try {
-    // Linearizable: issued after the revoke's reply, it shows the queue
-    // without our entries, so its first entry holds now. (Entries are
-    // created last, so while that one stands nothing comes before it; the
-    // note's compare on its create revision says it still stands.)
-    const auto read = client.range(head_read(queue), deadline);
-    const auto entries = entries_of(read);
-    if (entries.empty() || !leaves_a_note(queue, entries[0]->key(), entries[0]->value())) return;
-    const auto head = addressee(queue, *entries[0]);
-    if (!head || head->inbox == own_inbox) return;
-    client.txn(note_txn(head->entry, head->inbox, head->lease, encode_note({head->entry, 1})), deadline,
-               etcd::write_site::note);
+    std::vector<Successor> heads;
+    for (std::size_t first = 0; first < queues.size(); first += kMaxTxnOps) {
+      const std::size_t count = std::min(kMaxTxnOps, queues.size() - first);
+      // Linearizable, and issued after the revoke's reply: each read shows
+      // its queue without our entries, so its first entry holds now.
+      // (Entries are created last, so while that one stands nothing comes
+      // before it; the note's compare on its create revision says it still
+      // stands.)
+      pb::TxnRequest reads;  // no compares: the success branch, every read in one revision
+      for (std::size_t i = 0; i < count; ++i)
+        *reads.add_success()->mutable_request_range() = head_read(queues[first + i]);
+      const auto read = client.txn(reads, deadline);
+      for (std::size_t i = 0; i < count && static_cast<int>(i) < read.responses_size(); ++i) {
+        const auto& queue = queues[first + i];
+        const auto entries = entries_of(read.responses(static_cast<int>(i)).response_range());
+        if (entries.empty() || !leaves_a_note(queue, entries[0]->key(), entries[0]->value())) continue;
+        auto head = addressee(queue, *entries[0]);
+        if (head && head->inbox != own_inbox) heads.push_back(std::move(*head));
+      }
+    }
+    for (const auto& head : heads) {
+      try {
+        client.txn(note_txn(head.entry, head.inbox, head.lease, encode_note({head.entry, 1})), deadline,
+                   etcd::write_site::note);
+      } catch (const Error&) {
+        // This head learns of its turn from its watch; the next may still be told.
+      }
+    }
   } catch (const std::exception&) {
-    // Not read or not noted: the head learns of its turn from its watch.
+    // Not read: the heads learn of their turn from their watches.
   }
 }
 

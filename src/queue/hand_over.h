@@ -63,16 +63,17 @@ Release release_and_hand_over(const etcd::Client& client, const QueueDir& queue,
 // crash, a waiter giving up) leaves none.
 bool leaves_a_note(const QueueDir& queue, std::string_view key, std::string_view value);
 
-// After a close revoked the lease of a manager that held a lock of `queue`,
-// its entry went without a note: tells the queue's new head, if it is a
+// After a close revoked the lease of a manager that held locks of `queues`,
+// their entries went without notes: tells each queue's new head, if it is a
 // lock's or multi-lock's waiter of another manager (`own_inbox` is the
-// closing one's), of its turn. One read and one note, both by `deadline`;
-// the head would otherwise see the delete only once its deferred watch of
-// our entry starts (queue_wait.h). The lease must be known gone: a read
-// that still found our entry would note no one. Never throws: a note is an
-// accelerator, and the waiter's own watch covers a failed one.
-void note_new_head_after_revoke(const etcd::Client& client, const QueueDir& queue, std::string_view own_inbox,
-                                SteadyTime deadline) noexcept;
+// closing one's), of its turn. The heads are read in Txns of up to
+// kMaxTxnOps reads, then each gets its note, all by `deadline`; a head would
+// otherwise see the delete only once its deferred watch of our entry starts
+// (queue_wait.h). The lease must be known gone: a read that still found our
+// entry would note no one. Never throws: a note is an accelerator, and the
+// waiter's own watch covers a failed one.
+void note_new_heads_after_revoke(const etcd::Client& client, const std::vector<QueueDir>& queues,
+                                 std::string_view own_inbox, SteadyTime deadline) noexcept;
 
 // What a read of own_and_next_read(queue, own) found.
 struct OwnAndNext {

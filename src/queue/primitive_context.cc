@@ -2,7 +2,6 @@
 
 #include <unistd.h>
 
-#include <algorithm>
 #include <cstdio>
 #include <random>
 
@@ -96,12 +95,11 @@ Worker& PrimitiveContext::steps() {
 void PrimitiveContext::note_successor_after_close(std::string_view entry_key) {
   auto dir = queue_dir_of_entry(entry_key);
   MutexLock lock(close_notes_mu_);
-  if (close_notes_taken_ || std::ranges::find(close_note_queues_, dir) != close_note_queues_.end()) return;
-  close_note_queues_.push_back(std::move(dir));
+  if (!close_notes_taken_) close_note_queues_.insert(std::move(dir));
 }
 
 void PrimitiveContext::note_successors_after_revoke(bool revoked, SteadyTime deadline) noexcept {
-  std::vector<std::string> dirs;
+  std::set<std::string> dirs;
   {
     MutexLock lock(close_notes_mu_);
     close_notes_taken_ = true;
@@ -109,12 +107,12 @@ void PrimitiveContext::note_successors_after_revoke(bool revoked, SteadyTime dea
   }
   // Unrevoked (no reply), our entries may still stand: nobody is next yet.
   if (!revoked) return;
+  std::vector<QueueDir> queues;
+  queues.reserve(dirs.size());
+  for (const auto& dir : dirs) queues.push_back({dir, prefix_range_end(dir)});
   // One deadline for all: a member that stopped answering delays close() by
   // one command timeout, not one per lock held.
-  for (auto& dir : dirs) {
-    auto end = prefix_range_end(dir);
-    note_new_head_after_revoke(client_, QueueDir{std::move(dir), std::move(end)}, inbox_.address(), deadline);
-  }
+  note_new_heads_after_revoke(client_, queues, inbox_.address(), deadline);
 }
 
 void PrimitiveContext::shut_down() noexcept {

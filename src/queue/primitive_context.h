@@ -18,6 +18,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <set>
 #include <stop_token>
 #include <string>
 #include <string_view>
@@ -128,7 +129,7 @@ class PrimitiveContext {
   std::atomic<std::uint64_t> next_key_suffix_{1};
 
   Mutex close_notes_mu_;
-  std::vector<std::string> close_note_queues_ ETCDLOCK_GUARDED_BY(close_notes_mu_);
+  std::set<std::string> close_note_queues_ ETCDLOCK_GUARDED_BY(close_notes_mu_);
   bool close_notes_taken_ ETCDLOCK_GUARDED_BY(close_notes_mu_) = false;
 
   Mutex shut_down_mu_;

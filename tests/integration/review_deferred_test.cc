@@ -592,6 +592,47 @@ TEST_F(ReviewDeferred, AHolderManagerClosedWithTheLockHeldNotesItsSuccessor) {
   EXPECT_LT(worst, 250);
 }
 
+// A manager holding more locks than one Txn reads (kMaxTxnOps heads a Txn)
+// closes: the waiters on names read by the first and by the second Txn are
+// each let in by a note, not the deferral.
+TEST_F(ReviewDeferred, AManagerClosedHoldingManyLocksNotesTheSuccessorOfEach) {
+  constexpr int kHeld = 200;
+  auto holder_manager = manager(20s);
+  std::vector<std::shared_ptr<Lock>> held;
+  for (int i = 0; i < kHeld; ++i) {
+    held.push_back(holder_manager->get_lock("n" + std::to_string(i)));
+    held.back()->lock();
+  }
+  auto waiter_manager = manager(20s);
+  // Read in the order of their queues' keys, as strings: n55 and n99 come
+  // past the first kMaxTxnOps (128), in the second read.
+  const std::vector<int> waited_on = {0, 55, 99};
+  std::vector<std::promise<Clock::time_point>> in_at(waited_on.size());
+  std::vector<std::jthread> waiting;
+  for (std::size_t k = 0; k < waited_on.size(); ++k) {
+    waiting.emplace_back([&, k] {
+      auto lock = waiter_manager->get_lock("n" + std::to_string(waited_on[k]));
+      if (lock->try_lock_for(20s)) {
+        in_at[k].set_value(Clock::now());
+        lock->unlock();
+      } else {
+        in_at[k].set_value({});
+      }
+    });
+  }
+  for (const int i : waited_on) ASSERT_TRUE(eventually([&] { return entries("n" + std::to_string(i)) == 2; }));
+  std::this_thread::sleep_for(20ms);
+  const auto closed_at = Clock::now();
+  holder_manager->close();
+  for (std::size_t k = 0; k < waited_on.size(); ++k) {
+    const auto admitted = in_at[k].get_future().get();
+    ASSERT_NE(admitted, Clock::time_point{});
+    const auto took = ms(admitted - closed_at);
+    std::fprintf(stderr, "n%d: admitted %ld ms after the holder's manager began to close\n", waited_on[k], took);
+    EXPECT_LT(took, 300) << "n" << waited_on[k];
+  }
+}
+
 // try_lock_for(400 ms) behind a holder whose lease is revoked 50 ms in: the
 // lock is free for 350 ms of the wait. A watch deferred 500 ms after the
 // waiter's read would start past its deadline and the wait would time out
