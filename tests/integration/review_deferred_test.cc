@@ -28,6 +28,35 @@ using Clock = std::chrono::steady_clock;
 
 long ms(Clock::duration d) { return std::chrono::duration_cast<std::chrono::milliseconds>(d).count(); }
 
+// Waits for `lock` (a Lock or a MultiLock) on a thread of its own, for up to
+// `timeout`, and releases it as soon as it is in.
+class WaiterThread {
+ public:
+  template <class Lockable>
+  WaiterThread(Lockable& lock, Clock::duration timeout)
+      : thread_([this, &lock, timeout] {
+          if (lock.try_lock_for(timeout)) {
+            in_at_.set_value(Clock::now());
+            lock.unlock();
+          } else {
+            in_at_.set_value(Clock::time_point{});
+          }
+        }) {}
+  WaiterThread(const WaiterThread&) = delete;
+  WaiterThread& operator=(const WaiterThread&) = delete;
+
+  // When it got in, or Clock::time_point{} if it timed out; joins the thread.
+  Clock::time_point admitted_at() {
+    const auto at = in_at_.get_future().get();
+    thread_.join();
+    return at;
+  }
+
+ private:
+  std::promise<Clock::time_point> in_at_;  // before thread_, which sets it
+  std::jthread thread_;
+};
+
 class ReviewDeferred : public LockTest {
  protected:
   // The entries of `name`, oldest first.
@@ -62,22 +91,13 @@ TEST_F(ReviewDeferred, HolderLeaseRevokedDuringDeferralAdmitsWithinTheDelay) {
     auto holder_manager = manager(20s);
     auto held = holder_manager->get_lock("x");
     held->lock();
-    std::promise<Clock::time_point> in_at;
-    std::jthread waiting([&] {
-      if (waiter->try_lock_for(20s)) {
-        in_at.set_value(Clock::now());
-        waiter->unlock();
-      } else {
-        in_at.set_value(Clock::time_point{});
-      }
-    });
+    WaiterThread waiting(*waiter, 20s);
     ASSERT_TRUE(eventually([&] { return entries("x") == 2; }));
     std::this_thread::sleep_for(std::chrono::milliseconds(50 * trial));
     const auto head = queue_of("x").at(0);
     const auto revoked_at = Clock::now();
     ASSERT_TRUE(raw_.lease_revoke(head.lease(), in(5s)));
-    const auto admitted = in_at.get_future().get();
-    waiting.join();
+    const auto admitted = waiting.admitted_at();
     ASSERT_NE(admitted, Clock::time_point{}) << "trial " << trial << ": not admitted in 20 s";
     const auto took = ms(admitted - revoked_at);
     std::fprintf(stderr, "trial %d: admitted %ld ms after the revoke\n", trial, took);
@@ -94,23 +114,14 @@ TEST_F(ReviewDeferred, CompactionBeforeTheDeferredWatchStartsStillAdmits) {
   auto waiter = waiter_manager->get_lock("x");
   for (int trial = 0; trial < 3; ++trial) {
     held->lock();
-    std::promise<Clock::time_point> in_at;
-    std::jthread waiting([&] {
-      if (waiter->try_lock_for(20s)) {
-        in_at.set_value(Clock::now());
-        waiter->unlock();
-      } else {
-        in_at.set_value(Clock::time_point{});
-      }
-    });
+    WaiterThread waiting(*waiter, 20s);
     ASSERT_TRUE(eventually([&] { return entries("x") == 2; }, 10s));
     const auto head = queue_of("x").at(0);
     const auto deleted_at = Clock::now();
     ASSERT_EQ(erase(raw_, head.key()), 1);  // no note
     const auto revision = bump(20);
     raw_.compact(revision, in(5s));
-    const auto admitted = in_at.get_future().get();
-    waiting.join();
+    const auto admitted = waiting.admitted_at();
     ASSERT_NE(admitted, Clock::time_point{}) << "trial " << trial << ": not admitted in 20 s";
     const auto took = ms(admitted - deleted_at);
     std::fprintf(stderr, "trial %d: admitted %ld ms after the delete\n", trial, took);
@@ -146,24 +157,15 @@ TEST_F(ReviewDeferred, APredecessorThatGivesUpThenARelease) {
     ASSERT_TRUE(eventually([&] { return entries("x") == 2; }));
     std::jthread tp([&] { EXPECT_FALSE(p->try_lock_for(1200ms)); });
     ASSERT_TRUE(eventually([&] { return entries("x") == 3; }));
-    std::promise<Clock::time_point> w_in;
-    std::jthread tw([&] {
-      if (w->try_lock_for(20s)) {
-        w_in.set_value(Clock::now());
-        w->unlock();
-      } else {
-        w_in.set_value({});
-      }
-    });
+    WaiterThread tw(*w, 20s);
     ASSERT_TRUE(eventually([&] { return entries("x") == 4; }));
     z->unlock();
     h_in.get_future().wait();
     tp.join();  // P gave up
     const auto released_at = Clock::now();
     h_go.set_value();
-    const auto admitted = w_in.get_future().get();
+    const auto admitted = tw.admitted_at();
     th.join();
-    tw.join();
     ASSERT_NE(admitted, Clock::time_point{});
     const auto took = ms(admitted - released_at);
     std::fprintf(stderr, "trial %d: W admitted %ld ms after H's release\n", trial, took);
@@ -223,21 +225,12 @@ TEST_F(ReviewDeferred, MultiLockBehindARevokedHolderIsAdmittedWithinTheDelay) {
     auto b = manager(20s);
     auto y = b->get_lock("y");
     y->lock();
-    std::promise<Clock::time_point> in_at;
-    std::jthread waiting([&] {
-      if (xy->try_lock_for(20s)) {
-        in_at.set_value(Clock::now());
-        xy->unlock();
-      } else {
-        in_at.set_value({});
-      }
-    });
+    WaiterThread waiting(*xy, 20s);
     ASSERT_TRUE(eventually([&] { return entries("y") == 2; }));
     const auto head = queue_of("y").at(0);
     const auto revoked_at = Clock::now();
     ASSERT_TRUE(raw_.lease_revoke(head.lease(), in(5s)));
-    const auto admitted = in_at.get_future().get();
-    waiting.join();
+    const auto admitted = waiting.admitted_at();
     ASSERT_NE(admitted, Clock::time_point{});
     const auto took = ms(admitted - revoked_at);
     std::fprintf(stderr, "trial %d: multi-lock admitted %ld ms after the revoke\n", trial, took);
@@ -254,23 +247,14 @@ TEST_F(ReviewDeferred, WaiterSessionLostDuringDeferralQueuesAgainAndGetsIn) {
   auto waiter = waiter_manager->get_lock("x");
   for (int trial = 0; trial < 3; ++trial) {
     held->lock();
-    std::promise<Clock::time_point> in_at;
-    std::jthread waiting([&] {
-      if (waiter->try_lock_for(20s)) {
-        in_at.set_value(Clock::now());
-        waiter->unlock();
-      } else {
-        in_at.set_value({});
-      }
-    });
+    WaiterThread waiting(*waiter, 20s);
     ASSERT_TRUE(eventually([&] { return entries("x") == 2; }));
     const auto own = queue_of("x").at(1);
     ASSERT_TRUE(raw_.lease_revoke(own.lease(), in(5s)));
     ASSERT_TRUE(eventually([&] { return entries("x") == 2 && queue_of("x").at(1).lease() != own.lease(); }, 10s));
     const auto released_at = Clock::now();
     held->unlock();
-    const auto admitted = in_at.get_future().get();
-    waiting.join();
+    const auto admitted = waiting.admitted_at();
     ASSERT_NE(admitted, Clock::time_point{});
     const auto took = ms(admitted - released_at);
     std::fprintf(stderr, "trial %d: admitted %ld ms after the release\n", trial, took);
@@ -360,22 +344,13 @@ TEST_F(ReviewDeferred, NestedMultiLockBehindARevokedHolder) {
     auto b = manager(20s);
     auto ab = b->get_lock("a/b");
     ab->lock();
-    std::promise<Clock::time_point> in_at;
-    std::jthread waiting([&] {
-      if (m->try_lock_for(20s)) {
-        in_at.set_value(Clock::now());
-        m->unlock();
-      } else {
-        in_at.set_value({});
-      }
-    });
+    WaiterThread waiting(*m, 20s);
     ASSERT_TRUE(eventually([&] { return entries("a/b") == 2; }));
     const auto head = queue_of("a/b").at(0);
     std::this_thread::sleep_for(100ms);
     const auto revoked_at = Clock::now();
     ASSERT_TRUE(raw_.lease_revoke(head.lease(), in(5s)));
-    const auto admitted = in_at.get_future().get();
-    waiting.join();
+    const auto admitted = waiting.admitted_at();
     ASSERT_NE(admitted, Clock::time_point{});
     const auto took = ms(admitted - revoked_at);
     std::fprintf(stderr, "trial %d: nested multi-lock admitted %ld ms after the revoke\n", trial, took);
@@ -398,23 +373,14 @@ TEST_F(ReviewDeferred, AMultiLocksLaterQueueCountsItsDeferralFromItsRead) {
     auto hy = hy_manager->get_lock("y");
     hx->lock();
     hy->lock();
-    std::promise<Clock::time_point> in_at;
-    std::jthread waiting([&] {
-      if (xy->try_lock_for(20s)) {
-        in_at.set_value(Clock::now());
-        xy->unlock();
-      } else {
-        in_at.set_value({});
-      }
-    });
+    WaiterThread waiting(*xy, 20s);
     ASSERT_TRUE(eventually([&] { return entries("x") == 2 && entries("y") == 2; }));
     ASSERT_TRUE(raw_.lease_revoke(queue_of("y").at(0).lease(), in(5s)));  // y's holder goes, no note
     ASSERT_EQ(entries("y"), 1);
     std::this_thread::sleep_for(2s);  // the read that saw y's holder is old now
     const auto released_at = Clock::now();
     hx->unlock();  // x is handed over with a note
-    const auto admitted = in_at.get_future().get();
-    waiting.join();
+    const auto admitted = waiting.admitted_at();
     ASSERT_NE(admitted, Clock::time_point{});
     const auto took = ms(admitted - released_at);
     std::fprintf(stderr, "trial %d: multi-lock admitted %ld ms after x's release (y's holder gone 2 s before)\n", trial,
@@ -438,23 +404,14 @@ TEST_F(ReviewDeferred, AMultiLocksDeferralsDoNotAddUpOverItsQueues) {
   hx->lock();
   hy->lock();
   hz->lock();
-  std::promise<Clock::time_point> in_at;
-  std::jthread waiting([&] {
-    if (xyz->try_lock_for(20s)) {
-      in_at.set_value(Clock::now());
-      xyz->unlock();
-    } else {
-      in_at.set_value({});
-    }
-  });
+  WaiterThread waiting(*xyz, 20s);
   ASSERT_TRUE(eventually([&] { return entries("x") == 2 && entries("y") == 2 && entries("z") == 2; }));
   ASSERT_TRUE(raw_.lease_revoke(queue_of("y").at(0).lease(), in(5s)));
   ASSERT_TRUE(raw_.lease_revoke(queue_of("z").at(0).lease(), in(5s)));
   std::this_thread::sleep_for(2s);
   const auto released_at = Clock::now();
   hx->unlock();
-  const auto admitted = in_at.get_future().get();
-  waiting.join();
+  const auto admitted = waiting.admitted_at();
   ASSERT_NE(admitted, Clock::time_point{});
   const auto took = ms(admitted - released_at);
   std::fprintf(stderr, "multi-lock {x,y,z} admitted %ld ms after x's release (y's, z's holders gone 2 s before)\n",
@@ -569,21 +526,12 @@ TEST_F(ReviewDeferred, AHolderManagerClosedWithTheLockHeldNotesItsSuccessor) {
     } else {
       held_set->lock();
     }
-    std::promise<Clock::time_point> in_at;
-    std::jthread waiting([&] {
-      if (waiter->try_lock_for(20s)) {
-        in_at.set_value(Clock::now());
-        waiter->unlock();
-      } else {
-        in_at.set_value({});
-      }
-    });
+    WaiterThread waiting(*waiter, 20s);
     ASSERT_TRUE(eventually([&] { return entries("x") == 2; }));
     std::this_thread::sleep_for(20ms);
     const auto closed_at = Clock::now();
     holder_manager->close();
-    const auto admitted = in_at.get_future().get();
-    waiting.join();
+    const auto admitted = waiting.admitted_at();
     ASSERT_NE(admitted, Clock::time_point{});
     const auto took = ms(admitted - closed_at);
     worst = std::max(worst, took);
