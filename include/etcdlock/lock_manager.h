@@ -164,9 +164,10 @@ class LockManager {
 
   // Ends every hold (each lost token fires, before close() returns), revokes
   // the lease (a lost one too, so that no entry of a lost hold waits for its
-  // expiry), tells the next waiter of each lock held that its turn came (as
-  // unlock() does; at most one command timeout for all), wakes every waiter
-  // with errc::closed and joins the manager's threads. Idempotent: a second call returns once the first is done. Safe
+  // expiry), tells the new head of each lock's queue it held or waited in
+  // that its turn came (as unlock() does; at most one command timeout for
+  // all), wakes every waiter with errc::closed and joins the manager's
+  // threads. Idempotent: a second call returns once the first is done. Safe
   // from a loss callback (which then does not wait for a close() already
   // under way on another thread). Every call on the manager or its locks
   // afterwards throws errc::closed.

@@ -110,7 +110,7 @@ OwnAndNext own_and_next(const QueueDir& queue, const QueueEntry& own, const pb::
   return found;
 }
 
-void note_new_heads_after_revoke(const etcd::Client& client, const std::vector<QueueDir>& queues,
+void note_new_heads_after_revoke(const etcd::Client& client, const std::vector<VacatedQueue>& queues,
                                  std::string_view own_inbox, SteadyTime deadline) noexcept {
   try {
     std::vector<Successor> heads;
@@ -122,13 +122,17 @@ void note_new_heads_after_revoke(const etcd::Client& client, const std::vector<Q
       // before it; the note's compare on its create revision says it still
       // stands.)
       pb::TxnRequest reads;  // no compares: the success branch, every read in one revision
-      for (std::size_t i = 0; i < count; ++i)
-        *reads.add_success()->mutable_request_range() = head_read(queues[first + i]);
+      for (std::size_t i = 0; i < count; ++i) {
+        *reads.add_success()->mutable_request_range() = head_read(queues[first + i].queue);
+      }
       const auto read = client.txn(reads, deadline);
       for (std::size_t i = 0; i < count && static_cast<int>(i) < read.responses_size(); ++i) {
-        const auto& queue = queues[first + i];
+        const auto& queue = queues[first + i].queue;
         const auto entries = entries_of(read.responses(static_cast<int>(i)).response_range());
-        if (entries.empty() || !leaves_a_note(queue, entries[0]->key(), entries[0]->value())) continue;
+        // One that was ahead of our first entry held already, or waits for
+        // another: only one behind it has waited for us.
+        if (entries.empty() || entries[0]->create_revision() <= queues[first + i].first_own) continue;
+        if (!leaves_a_note(queue, entries[0]->key(), entries[0]->value())) continue;
         auto head = addressee(queue, *entries[0]);
         if (head && head->inbox != own_inbox) heads.push_back(std::move(*head));
       }

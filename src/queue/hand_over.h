@@ -63,16 +63,24 @@ Release release_and_hand_over(const etcd::Client& client, const QueueDir& queue,
 // crash, a waiter giving up) leaves none.
 bool leaves_a_note(const QueueDir& queue, std::string_view key, std::string_view value);
 
-// After a close revoked the lease of a manager that held locks of `queues`,
-// their entries went without notes: tells each queue's new head, if it is a
-// lock's or multi-lock's waiter of another manager (`own_inbox` is the
+// A queue in which a closing manager had entries, the first created at
+// `first_own`.
+struct VacatedQueue {
+  QueueDir queue;
+  std::int64_t first_own = 0;
+};
+
+// After a close revoked the lease of a manager that held or waited for locks
+// of `queues`, their entries went without notes: tells each queue's new
+// head, if it was behind our first entry (so it waited, and holds now) and is
+// a lock's or multi-lock's waiter of another manager (`own_inbox` is the
 // closing one's), of its turn. The heads are read in Txns of up to
 // kMaxTxnOps reads, then each gets its note, all by `deadline`; a head would
 // otherwise see the delete only once its deferred watch of our entry starts
 // (queue_wait.h). The lease must be known gone: a read that still found our
 // entry would note no one. Never throws: a note is an accelerator, and the
 // waiter's own watch covers a failed one.
-void note_new_heads_after_revoke(const etcd::Client& client, const std::vector<QueueDir>& queues,
+void note_new_heads_after_revoke(const etcd::Client& client, const std::vector<VacatedQueue>& queues,
                                  std::string_view own_inbox, SteadyTime deadline) noexcept;
 
 // What a read of own_and_next_read(queue, own) found.

@@ -1,6 +1,7 @@
 #include "queue/hold.h"
 
 #include "base/mutex.h"
+#include "keys/key_layout.h"
 #include "queue/entry_removal.h"
 
 namespace etcdlock::detail {
@@ -76,7 +77,8 @@ void Hold::start() {
     if (!hold) return;
     // Our entry goes with the lease that close() revokes next: the entry
     // behind it is told, as by an unlock, not left to its deferred watch.
-    if (hold->session_alive()) hold->context_->note_successor_after_close(hold->entry_.key);
+    if (hold->session_alive())
+      hold->context_->hand_over_queue_on_close(queue_dir_of_entry(hold->entry_.key), hold->entry_.revision);
     hold->lose(LossCause::closed);
   });
   watch_task_ = context_->worker().post_at(SteadyClock::now() + kWatchDelay, [weak] {

@@ -92,14 +92,15 @@ Worker& PrimitiveContext::steps() {
   return *steps_;
 }
 
-void PrimitiveContext::note_successor_after_close(std::string_view entry_key) {
-  auto dir = queue_dir_of_entry(entry_key);
+void PrimitiveContext::hand_over_queue_on_close(std::string dir, std::int64_t revision) {
   MutexLock lock(close_notes_mu_);
-  if (!close_notes_taken_) close_note_queues_.insert(std::move(dir));
+  if (close_notes_taken_) return;
+  const auto [at, added] = close_note_queues_.try_emplace(std::move(dir), revision);
+  if (!added) at->second = std::min(at->second, revision);
 }
 
 void PrimitiveContext::note_successors_after_revoke(bool revoked, SteadyTime deadline) noexcept {
-  std::set<std::string> dirs;
+  std::map<std::string, std::int64_t> dirs;
   {
     MutexLock lock(close_notes_mu_);
     close_notes_taken_ = true;
@@ -107,9 +108,9 @@ void PrimitiveContext::note_successors_after_revoke(bool revoked, SteadyTime dea
   }
   // Unrevoked (no reply), our entries may still stand: nobody is next yet.
   if (!revoked) return;
-  std::vector<QueueDir> queues;
+  std::vector<VacatedQueue> queues;
   queues.reserve(dirs.size());
-  for (const auto& dir : dirs) queues.push_back({dir, prefix_range_end(dir)});
+  for (const auto& [dir, revision] : dirs) queues.push_back({{dir, prefix_range_end(dir)}, revision});
   // One deadline for all: a member that stopped answering delays close() by
   // one command timeout, not one per lock held.
   note_new_heads_after_revoke(client_, queues, inbox_.address(), deadline);

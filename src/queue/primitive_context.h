@@ -17,8 +17,8 @@
 #include <condition_variable>
 #include <cstddef>
 #include <cstdint>
+#include <map>
 #include <memory>
-#include <set>
 #include <stop_token>
 #include <string>
 #include <string_view>
@@ -94,11 +94,12 @@ class PrimitiveContext {
   // (a permit, a read-write lock's hold), whichever object makes it.
   std::string unique_key_suffix();
 
-  // A hold of `entry_key` on the live session is ending because the manager
-  // closes: once the lease is revoked, the new head of its queue gets a note
-  // (hand_over.h), as an unlock would have left it. Ignored once the notes
-  // are under way.
-  void note_successor_after_close(std::string_view entry_key) ETCDLOCK_EXCLUDES(close_notes_mu_);
+  // The manager is closing with an entry of ours created at `revision` in
+  // the queue `dir`, held or waiting (perhaps first, unaware): once the lease
+  // is revoked, the new head of the queue gets a note if it was behind our
+  // entry (hand_over.h), as an unlock would have left it. Ignored once the
+  // notes are under way.
+  void hand_over_queue_on_close(std::string dir, std::int64_t revision) ETCDLOCK_EXCLUDES(close_notes_mu_);
 
   // Ends everything: requests the closed token (holds end, waits wake),
   // revokes the lease, notes the successors of the locks held, stops the
@@ -129,7 +130,8 @@ class PrimitiveContext {
   std::atomic<std::uint64_t> next_key_suffix_{1};
 
   Mutex close_notes_mu_;
-  std::set<std::string> close_note_queues_ ETCDLOCK_GUARDED_BY(close_notes_mu_);
+  // Per queue, our earliest entry's create revision.
+  std::map<std::string, std::int64_t> close_note_queues_ ETCDLOCK_GUARDED_BY(close_notes_mu_);
   bool close_notes_taken_ ETCDLOCK_GUARDED_BY(close_notes_mu_) = false;
 
   Mutex shut_down_mu_;

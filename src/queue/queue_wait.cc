@@ -33,7 +33,24 @@ QueueWait::QueueWait(std::shared_ptr<PrimitiveContext> context, QueueDir queue, 
     : context_(std::move(context)),
       queue_(std::move(queue)),
       entry_(std::move(entry)),
-      signals_(std::make_shared<WaitSignals>(entry_.admission.limit())) {}
+      signals_(std::make_shared<WaitSignals>(entry_.admission.limit())) {
+  // Registered for the wait's whole life, not its waits alone: the closing
+  // thread runs it before the revoke, whatever this wait's thread is doing
+  // (a note being confirmed, a hold being set up).
+  if (entry_.takes_notes) {
+    note_on_close_.emplace(context_->closed_token(), [this] {
+      // 0: no entry known to exist (none, or its create unanswered): no one
+      // is known to be behind it.
+      const auto revision = own_revision_.load();
+      if (revision != 0) context_->hand_over_queue_on_close(queue_.dir, revision);
+    });
+  }
+}
+
+void QueueWait::set_own(std::optional<QueueEntry> own) {
+  own_revision_.store(own ? own->revision : 0);
+  own_ = std::move(own);
+}
 
 QueueWait::~QueueWait() {
   stop_watching();
@@ -53,7 +70,7 @@ void QueueWait::begin(const Session& session) {
   // A key retired on this lease may still get an entry that a late create
   // makes, which is then removed: ours must be another.
   if (context_->strays().retired(key_)) key_ += context_->unique_key_suffix();
-  own_.reset();
+  set_own(std::nullopt);
   created_read_.reset();
   create_sent_ = false;
   in_doubt_ = false;
@@ -67,7 +84,7 @@ void QueueWait::expect_at(const Session& session, std::string key) {
   if (!key_.empty()) context_->inbox().forget(key_, *signals_);
   lease_id_ = session.lease_id();
   key_ = std::move(key);
-  own_.reset();
+  set_own(std::nullopt);
   created_read_.reset();
   create_sent_ = false;
   in_doubt_ = false;
@@ -77,7 +94,7 @@ void QueueWait::expect_at(const Session& session, std::string key) {
 }
 
 bool QueueWait::adopt_created(std::int64_t revision, bool in_doubt, const pb::RangeResponse* newest) {
-  own_ = QueueEntry{key_, revision};
+  set_own(QueueEntry{key_, revision});
   create_sent_ = true;
   in_doubt_ = in_doubt;
   signals_->set_own(revision);
@@ -143,7 +160,7 @@ pb::TxnResponse QueueWait::send_create(const pb::TxnRequest& txn, SteadyTime dea
 bool QueueWait::adopt(const Session& session, const mvccpb::KeyValue& found, bool created_by_us) {
   if (created_by_us && found.lease() == session.lease_id()) {
     // Ours already: a create whose reply was lost was applied.
-    own_ = QueueEntry{key_, found.create_revision()};
+    set_own(QueueEntry{key_, found.create_revision()});
     signals_->set_own(own_->revision);
     return true;
   }
@@ -170,7 +187,7 @@ std::optional<QueueWait::Read> QueueWait::try_first(const Session& session, Stea
     const auto response = send_create(enqueue_if_empty_txn(queue_, key_, entry_.value, session.lease_id()), deadline);
     const std::int64_t revision = response.header().revision();
     if (response.succeeded()) {
-      own_ = QueueEntry{key_, revision};
+      set_own(QueueEntry{key_, revision});
       signals_->set_own(revision);
       return Read{{}, revision};
     }
@@ -204,7 +221,7 @@ std::optional<QueueWait::Read> QueueWait::enqueue(const Session& session, Steady
       return read_ahead(deadline);
     }
     const std::int64_t revision = response.header().revision();
-    own_ = QueueEntry{key_, revision};
+    set_own(QueueEntry{key_, revision});
     signals_->set_own(revision);
     return read_from_create(response.responses(1).response_range(), revision, deadline);
   }
@@ -454,7 +471,7 @@ void QueueWait::stop_watching() {
 QueueWait::Result QueueWait::lose_entry() {
   // A create in doubt stays so: it could still land on this key.
   stop_watching();
-  own_.reset();
+  set_own(std::nullopt);
   create_sent_ = false;
   signals_->reset();
   return Result::entry_lost;

@@ -37,6 +37,7 @@
 // it would time out behind a lock gone free.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -210,24 +211,29 @@ class QueueWait {
   void stop_watching();
   Result acquire();
   Result lose_entry();
+  void set_own(std::optional<QueueEntry> own);
 
   const std::shared_ptr<PrimitiveContext> context_;
   const QueueDir queue_;
   const Entry entry_;
   const std::shared_ptr<WaitSignals> signals_;
-  std::string key_;                     // our entry's key on the current lease
-  std::int64_t lease_id_ = 0;           // that lease
-  std::optional<QueueEntry> own_;       // our entry, once a Txn told us it exists
-  std::optional<Successor> successor_;  // the entry behind own_ that confirm_own() found
-  std::optional<Read> created_read_;    // what the caller's create read ahead of own_ (adopt_created)
-  bool create_sent_ = false;            // a create of key_ went out: it may exist
-  bool in_doubt_ = false;               // a create of key_ went unanswered
+  std::string key_;                            // our entry's key on the current lease
+  std::int64_t lease_id_ = 0;                  // that lease
+  std::optional<QueueEntry> own_;              // our entry, once a Txn told us it exists
+  std::atomic<std::int64_t> own_revision_{0};  // own_'s, for the closing thread
+  std::optional<Successor> successor_;         // the entry behind own_ that confirm_own() found
+  std::optional<Read> created_read_;           // what the caller's create read ahead of own_ (adopt_created)
+  bool create_sent_ = false;                   // a create of key_ went out: it may exist
+  bool in_doubt_ = false;                      // a create of key_ went unanswered
   bool waited_ = false;
   std::vector<QueueEntry> watched_;    // the blockers we watch
   std::vector<std::int64_t> watches_;  // their watches
   std::optional<Read> deferred_;       // blockers to watch once deferred_task_ has run
   std::uint64_t deferred_task_ = 0;    // on the manager's worker; 0 when none
   Acquired acquired_;
+  // Our entry, waiting or just admitted, may be the head when close()
+  // revokes the lease: the queue's next entry gets a note then (hand_over.h).
+  std::optional<std::stop_callback<std::function<void()>>> note_on_close_;
 };
 
 }  // namespace etcdlock::detail
