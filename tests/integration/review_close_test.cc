@@ -60,6 +60,13 @@ void wait_on(std::shared_ptr<Lock> lock, Waiting& w, std::atomic<int>* inside = 
 // read and one note per lock, one after another, where it used to make one
 // revoke. How long does close() take, and does every waiter get in quickly?
 void ReviewClose::many_locks(int kLocks, bool strict) {
+#if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
+  // What this measures is how long close() spends on its notes, one after
+  // another: under ThreadSanitizer, with another test beside it, 48 took
+  // 775 ms and 300 took 13 s (CI-like run, 2026-12-04), which says nothing
+  // about whether the waiters were let in by a note or by their watch.
+  GTEST_SKIP() << "a timing of serial requests, meaningless under a sanitizer";
+#endif
   auto holder = manager(20s);
   auto waiter = manager(20s);
   std::vector<std::shared_ptr<Lock>> held;
