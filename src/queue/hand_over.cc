@@ -36,6 +36,13 @@ std::vector<const mvccpb::KeyValue*> entries_of(const pb::RangeResponse& read) {
   return entries;
 }
 
+// Puts the note that tells `successor` it is among the first `limit`
+// entries, guarded by its create revision. Throws Error as Client::txn.
+void send_note(const etcd::Client& client, const Successor& successor, std::int64_t limit, SteadyTime deadline) {
+  client.txn(note_txn(successor.entry, successor.inbox, successor.lease, encode_note({successor.entry, limit})),
+             deadline, etcd::write_site::note);
+}
+
 // After a release that put no note: `holding` is the queue's first `limit`
 // entries once our entry went. The last of them may have waited for our
 // slot: tell it, in a second write.
@@ -49,8 +56,7 @@ void note_new_holder(const etcd::Client& client, const QueueDir& queue, const pb
   release.successor_seen = true;
   if (const auto successor = addressee(queue, *entries[static_cast<std::size_t>(limit - 1)])) {
     try {
-      client.txn(note_txn(successor->entry, successor->inbox, successor->lease, encode_note({successor->entry, limit})),
-                 client.command_deadline(), etcd::write_site::note);
+      send_note(client, *successor, limit, client.command_deadline());
     } catch (const Error&) {
       // The release is done; the successor learns of its turn from its own
       // watch instead.
@@ -112,8 +118,8 @@ OwnAndNext own_and_next(const QueueDir& queue, const QueueEntry& own, const pb::
 
 void note_new_heads_after_revoke(const etcd::Client& client, const std::vector<VacatedQueue>& queues,
                                  std::string_view own_inbox, SteadyTime deadline) noexcept {
+  std::vector<Successor> heads;
   try {
-    std::vector<Successor> heads;
     for (std::size_t first = 0; first < queues.size(); first += kMaxTxnOps) {
       const std::size_t count = std::min(kMaxTxnOps, queues.size() - first);
       // Linearizable, and issued after the revoke's reply: each read shows
@@ -137,16 +143,16 @@ void note_new_heads_after_revoke(const etcd::Client& client, const std::vector<V
         if (head && head->inbox != own_inbox) heads.push_back(std::move(*head));
       }
     }
-    for (const auto& head : heads) {
-      try {
-        client.txn(note_txn(head.entry, head.inbox, head.lease, encode_note({head.entry, 1})), deadline,
-                   etcd::write_site::note);
-      } catch (const Error&) {
-        // This head learns of its turn from its watch; the next may still be told.
-      }
-    }
   } catch (const std::exception&) {
-    // Not read: the heads learn of their turn from their watches.
+    // The heads not read learn of their turn from their watches; those read
+    // are still told.
+  }
+  for (const auto& head : heads) {
+    try {
+      send_note(client, head, 1, deadline);
+    } catch (const std::exception&) {
+      // This head learns of its turn from its watch; the next may still be told.
+    }
   }
 }
 
