@@ -340,6 +340,88 @@ TEST_F(Queue, WhenTheSuccessorAHolderKnewLeftTheReleaseNotesTheNextOne) {
   EXPECT_EQ(turns.overlaps.load(), 0);
 }
 
+// The read that confirms a note returns the line behind the new holder, and
+// each hand-over passes the rest of it on in its note: a holder told who
+// follows it is admitted without a read, and releases without one. Six
+// waiters, the first admitted by a note without a line (its predecessor
+// never waited): it and the last read (the last also before its release,
+// having learned no one behind it), against seven reads with a read after
+// every note.
+TEST_F(Queue, ALineOfWaitersIsHandedOverWithTheReadsOfItsEndsOnly) {
+  constexpr int kWaiters = 6;
+  auto holder = manager();
+  auto held = holder->get_lock("x");
+  held->lock();
+  std::vector<std::unique_ptr<LockManager>> managers;
+  std::vector<std::shared_ptr<Lock>> locks;
+  for (int i = 0; i < kWaiters; ++i) {
+    managers.push_back(manager());
+    locks.push_back(managers.back()->get_lock("x"));
+  }
+  Turns turns;
+  std::vector<std::jthread> waiters;
+  for (int i = 0; i < kWaiters; ++i) waiters.push_back(queue_up(*locks[i], i, turns, 0ms));
+  const auto ranges = [&] {
+    std::uint64_t sum = 0;
+    for (const auto& each : managers) sum += requests(*each, "Range");
+    return sum;
+  };
+  std::this_thread::sleep_for(700ms);  // past the waiters' deferred watches
+  const auto before = ranges();
+  held->unlock();
+  waiters.clear();  // joins
+  std::vector<int> expected(kWaiters);
+  for (int i = 0; i < kWaiters; ++i) expected[i] = i;
+  EXPECT_EQ(turns.seen(), expected);
+  EXPECT_EQ(turns.overlaps.load(), 0);
+  // One more than the three for a hold's check of its key (a hold that
+  // lasts past Hold::kWatchDelay reads its key once), on a slow machine.
+  EXPECT_LE(ranges() - before, 4u) << "holders read the queue after their notes";
+}
+
+// A holder admitted by a note that named the line behind it finds the next
+// one in that line gone at its release: the release's Txn reads who is
+// first now, and that one gets its note in a second write.
+TEST_F(Queue, AHolderWhoseLineHasGoneStaleStillHandsOver) {
+  auto zero_manager = manager();
+  auto zero = zero_manager->get_lock("x");
+  zero->lock();
+  auto first_manager = manager();
+  auto first_lock = first_manager->get_lock("x");
+  CuedHolder first(*first_lock);
+  ASSERT_TRUE(eventually([&] { return entries("x") == 2; }));
+  auto holder_manager = manager();
+  auto holder_lock = holder_manager->get_lock("x");
+  CuedHolder holder(*holder_lock);
+  ASSERT_TRUE(eventually([&] { return entries("x") == 3; }));
+  auto quitter_manager = manager();
+  auto quitter = quitter_manager->get_lock("x");
+  std::jthread quitting([&] { EXPECT_FALSE(quitter->try_lock_for(3s)); });
+  ASSERT_TRUE(eventually([&] { return entries("x") == 4; }));
+  Turns turns;
+  auto next_manager = manager();
+  auto next = next_manager->get_lock("x");
+  auto next_waits = queue_up(*next, 1, turns);
+  // zero never waited: first is told without a line, reads it (holder,
+  // quitter, next) and passes the rest of it to holder with its note.
+  zero->unlock();
+  ASSERT_TRUE(first.wait_held(10s));
+  const auto holder_ranges = requests(*holder_manager, "Range");
+  first.release();
+  ASSERT_TRUE(holder.wait_held(10s));
+  quitting.join();  // its wait ran out while the holder held
+  ASSERT_TRUE(eventually([&] { return entries("x") == 2; })) << "the quitter left its entry";
+  const auto sent = release_counted(holder, *holder_manager);
+  // The hold's check of its key, once it lasted Hold::kWatchDelay; no read
+  // to confirm the note.
+  EXPECT_EQ(requests(*holder_manager, "Range") - holder_ranges, 1u) << "the holder read after its note";
+  EXPECT_EQ(sent.ranges, 0u) << "the release read the queue";
+  EXPECT_EQ(sent.txns, 2u) << "no note to the entry that holds now";
+  next_waits.join();
+  EXPECT_EQ(turns.seen(), (std::vector<int>{1}));
+  EXPECT_EQ(turns.overlaps.load(), 0);
+}
+
 // etcdlock and etcdctl waiters in one queue, each served in turn.
 TEST_F(Queue, MixedQueueOfEtcdlockAndEtcdctlWaitersIsServedInOrder) {
   auto holder = manager();
