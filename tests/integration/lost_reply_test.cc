@@ -74,9 +74,6 @@
 //   lock_unlock_hand_over    release (A)        A held after waiting, C waits → A.unlock(): delete and note in one Txn → C holds
 //   lock_unlock_known_successor release (A)     B holds, A and C wait → B.unlock(); A holds, its confirming read saw C →
 //                                               A.unlock(): delete and note in one Txn, no read → C holds
-//   lock_unlock_line         release (A)        B holds, E, A and C wait → B.unlock(); E holds, its read saw A and C →
-//                                               E.unlock(); A holds without a read, told C by E's note → A.unlock():
-//                                               delete and note in one Txn → C holds
 //   lock_guarded_put         guarded_write      A holds, B waits → A.guarded_put() → A unlocks; B holds
 //   async_lock               enqueue (A)        as lock_lock, every participant with Lock::async_lock and a LockHold
 //   async_lock_for           enqueue (A)        as lock_try_lock_for, with async_lock_for(300 ms) (lock_timeout)
@@ -84,7 +81,6 @@
 //   async_release_note       note (B)           as lock_unlock_note, with LockHold::release()
 //   async_release_hand_over  release (A)        as lock_unlock_hand_over, with LockHold::release()
 //   async_release_known_successor release (A)   as lock_unlock_known_successor, with LockHold::release()
-//   async_release_line       release (A)        as lock_unlock_line, with LockHold::release()
 //   async_guarded_put        guarded_write      as lock_guarded_put, with LockHold::guarded_put()
 //   async_release_stalled    release, held      as lock_unlock, with LockHold::release()
 //   async_campaign           enqueue (A)        as election_campaign, with Election::async_campaign and a Leadership
@@ -451,7 +447,7 @@ enum class Target { a_key, b_key, c_key, a_lease, data_key, any };
 struct Row {
   std::string name{};
   Kind kind = Kind::lock;
-  int participants = 2;  // A, B, and C if 3, and E if 4
+  int participants = 2;  // A, B, and C if 3
   bool admin = false;    // and D
   std::string_view site{};
   Target target = Target::a_key;
@@ -492,7 +488,6 @@ class LostReply : public LockTest, public ::testing::WithParamInterface<Row> {
   Participant& A() { return *participants_.at(0); }
   Participant& B() { return *participants_.at(1); }
   Participant& C() { return *participants_.at(2); }
-  Participant& E() { return *participants_.at(3); }
   Participant& D() { return *participants_.back(); }
 
   // Calls of the rows. Each is made on the participant's thread; the
@@ -515,19 +510,6 @@ class LostReply : public LockTest, public ::testing::WithParamInterface<Row> {
     queue(A());
     queue(C());
     release(B());
-    finish(A());
-  }
-  // A holds, admitted by E's note without a read of its own: the note named
-  // C as next in line (E learned A and C from the read that confirmed its
-  // own note, B's, which named no line: B never waited).
-  void a_holds_told_c() {
-    hold(B());
-    queue(E());
-    queue(A());
-    queue(C());
-    release(B());
-    finish(E());
-    release(E());
     finish(A());
   }
   void queue_read(Participant& p) { queue(p, "lock_shared()", read_body(p)); }
@@ -1281,7 +1263,7 @@ void LostReply::report() {
 void LostReply::run_row(const Row& row) {
   kind_ = row.kind;
   late_loss_ = row.late_loss;
-  static const char* const kNames[] = {"A", "B", "C", "E"};
+  static const char* const kNames[] = {"A", "B", "C"};
   for (int i = 0; i < row.participants; ++i) add(kNames[i], row, false);
   if (row.admin) add("D", row, true);
 
@@ -1419,12 +1401,6 @@ const std::vector<Row>& rows() {
        .setup = [](M& m) { m.a_holds_knowing_c(); },
        .act = [](M& m) { m.release(m.A()); },
        .resume = [](M& m) { m.finish(m.C()); }},
-      {.name = "lock_unlock_line",
-       .participants = 4,
-       .site = site::release,
-       .setup = [](M& m) { m.a_holds_told_c(); },
-       .act = [](M& m) { m.release(m.A()); },
-       .resume = [](M& m) { m.finish(m.C()); }},
       {.name = "lock_guarded_put",
        .site = site::guarded_write,
        .target = Target::data_key,
@@ -1496,13 +1472,6 @@ const std::vector<Row>& rows() {
        .participants = 3,
        .site = site::release,
        .setup = [](M& m) { m.a_holds_knowing_c(); },
-       .act = [](M& m) { m.release(m.A()); },
-       .resume = [](M& m) { m.finish(m.C()); }},
-      {.name = "async_release_line",
-       .kind = Kind::async_lock,
-       .participants = 4,
-       .site = site::release,
-       .setup = [](M& m) { m.a_holds_told_c(); },
        .act = [](M& m) { m.release(m.A()); },
        .resume = [](M& m) { m.finish(m.C()); }},
       {.name = "async_guarded_put",
