@@ -119,10 +119,7 @@ pb::RangeRequest head_read(const QueueDir& queue);
 
 // `own` and the entries created after it, oldest first, with their values:
 // at most kOwnAndNextPage keys (see own_and_next_read's use in queue_wait.cc).
-// The entries behind ours make the line that the notes pass on, so that the
-// holders after ours need no read (queue/hand_over.h): a longer page saves
-// more reads, and makes each note longer by an entry's key and inbox.
-inline constexpr std::int64_t kOwnAndNextPage = 8;
+inline constexpr std::int64_t kOwnAndNextPage = 3;
 pb::RangeRequest own_and_next_read(const QueueDir& queue, const QueueEntry& own);
 
 // Hands a lock over: deletes the holder's entry and, in the same revision and

@@ -252,7 +252,7 @@ void AsyncAcquisition::on_result(QueueWait::Result result, bool give_up_now) {
     case QueueWait::Result::acquired: {
       const auto& admitted = wait_.acquired();
       auto hold = std::make_shared<Hold>(request_.context, session_, admitted.entry, request_.kind, request_.name,
-                                         request_.counters, admitted.next_in_line);
+                                         request_.counters, admitted.successor);
       hold->start();
       if (hold->lost()) {
         hold->finish();  // its lease ended just now: queue again

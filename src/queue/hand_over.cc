@@ -39,7 +39,7 @@ std::vector<const mvccpb::KeyValue*> entries_of(const pb::RangeResponse& read) {
 // Puts the note that tells `successor` it is among the first `limit`
 // entries, guarded by its create revision. Throws Error as Client::txn.
 void send_note(const etcd::Client& client, const Successor& successor, std::int64_t limit, SteadyTime deadline) {
-  client.txn(note_txn(successor.entry, successor.inbox, successor.lease, encode_note({successor.entry, limit, {}})),
+  client.txn(note_txn(successor.entry, successor.inbox, successor.lease, encode_note({successor.entry, limit})),
              deadline, etcd::write_site::note);
 }
 
@@ -65,13 +65,11 @@ void note_new_holder(const etcd::Client& client, const QueueDir& queue, const pb
 }
 
 // Deletes `own` and puts a note for `successor` in one Txn (see
-// hand_over_txn), which passes on the entries known to follow it; if the
-// successor went meanwhile, the one that holds now gets its note in a second
-// write.
+// hand_over_txn); if the successor went meanwhile, the one that holds now
+// gets its note in a second write.
 Release hand_over(const etcd::Client& client, const QueueDir& queue, const QueueEntry& own, const Successor& successor,
-                  std::int64_t limit, std::span<const Successor> behind_successor = {}) {
-  const Note note{successor.entry, limit, {behind_successor.begin(), behind_successor.end()}};
-  const auto txn = hand_over_txn(queue, own, successor, limit, encode_note(note));
+                  std::int64_t limit) {
+  const auto txn = hand_over_txn(queue, own, successor, limit, encode_note({successor.entry, limit}));
   const auto response = client.txn(txn, client.command_deadline(), etcd::write_site::release);
   Release release{response.succeeded(), true};
   if (!release.entry_was_there) return release;
@@ -94,38 +92,21 @@ OwnAndNext own_and_next(const QueueDir& queue, const QueueEntry& own, const pb::
   OwnAndNext found;
   bool own_seen = false;
   bool revision_shared = false;
-  // The entries after ours, while they make a line (see OwnAndNext).
-  std::vector<const mvccpb::KeyValue*> behind;
   for (const auto& kv : read.kvs()) {
     if (is_inbox_key(kv.key())) continue;
-    if (behind.empty()) {
-      if (kv.key() == own.key && kv.create_revision() == own.revision) {
-        own_seen = true;
-      } else if (kv.create_revision() == own.revision) {
-        // Another key of the Txn that created ours (a multi-lock's, of a
-        // nested name): it stays in the queue when ours goes, ahead of
-        // whatever follows, so no one behind it is known to be next.
-        revision_shared = true;
-      } else {
-        // The first entry created after ours, whether it takes notes or not:
-        // a note goes to no one else.
-        if (!own_seen || revision_shared) break;
-        behind.push_back(&kv);
-      }
-      continue;
+    if (kv.key() == own.key && kv.create_revision() == own.revision) {
+      own_seen = true;
+    } else if (kv.create_revision() == own.revision) {
+      // Another key of the Txn that created ours (a multi-lock's, of a
+      // nested name): it stays in the queue when ours goes, ahead of
+      // whatever follows, so no one behind it is known to be next.
+      revision_shared = true;
+    } else {
+      // The first entry created after ours, whether it takes notes or not:
+      // a note goes to no one else.
+      if (own_seen && !revision_shared) found.next = addressee(queue, kv);
+      break;
     }
-    // The one before stays next in line (no entry comes before it once the
-    // line ahead of it is gone). One follows it only when it will pass the
-    // line on, and its revision is its own: another key of its Txn would
-    // stay ahead of anyone behind when it goes.
-    if (kv.create_revision() == behind.back()->create_revision()) break;
-    if (!leaves_a_note(queue, behind.back()->key(), behind.back()->value())) break;
-    behind.push_back(&kv);
-  }
-  for (const auto* kv : behind) {
-    auto next = addressee(queue, *kv);
-    if (!next) break;
-    found.next_in_line.push_back(std::move(*next));
   }
   if (own_seen) {
     found.own_stands = true;
@@ -176,14 +157,11 @@ void note_new_heads_after_revoke(const etcd::Client& client, const std::vector<V
 }
 
 Release release_and_hand_over(const etcd::Client& client, const QueueDir& queue, const QueueEntry& own,
-                              std::int64_t limit, bool read_head_first, std::span<const Successor> next_in_line) {
-  // Known from the read that confirmed our hold, or from the note that
-  // admitted us (a lock's: the entry right behind ours then is still the
-  // first behind it, if it still stands; any entry created since is behind
-  // it): no read.
-  if (!next_in_line.empty() && limit == 1) {
-    return hand_over(client, queue, own, next_in_line.front(), limit, next_in_line.subspan(1));
-  }
+                              std::int64_t limit, bool read_head_first, const Successor* known_successor) {
+  // Known from the read that confirmed our hold (a lock's: the entry right
+  // behind ours then is still the first behind it, if it still stands; any
+  // entry created since is behind it): no read.
+  if (known_successor && limit == 1) return hand_over(client, queue, own, *known_successor, limit);
   if (read_head_first) {
     // The successor is the entry just past the limit, once `own` holds one.
     auto head = head_read(queue);
@@ -235,7 +213,7 @@ class NoteGroups {
     }
     found->notes.successors.push_back(successor.entry);
     found->for_queues.push_back(queue);
-    found->parts.push_back({successor.entry, 1, {}});
+    found->parts.push_back({successor.entry, 1});
   }
   bool empty() const { return groups_.empty(); }
   // Drops the groups whose nested Txn would not fit in a parent Txn of
@@ -363,8 +341,8 @@ void HandOverReleaser::release(Hold& hold, bool in_doubt, std::error_code& ec) n
   std::optional<Release> release;
   hold.give_up(
       [&] {
-        release = release_and_hand_over(context_->client(), queue_, hold.entry(), limit_, read_head_first,
-                                        hold.next_in_line());
+        release =
+            release_and_hand_over(context_->client(), queue_, hold.entry(), limit_, read_head_first, hold.successor());
         return release->entry_was_there;
       },
       in_doubt, ec);

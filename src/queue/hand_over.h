@@ -9,19 +9,12 @@
 // in the queue, so it holds the lock as soon as the note arrives.
 //
 // Who the successor is, a lock's holder learns without a read of its own:
-// a note carries the line of entries behind the entry it admits, as its
-// writer knew it (session/inbox.h), and the holder hands over to the first
-// of them, passing the rest on in that note. A holder whose note carried no
-// line (its writer knew none, or it was a multi-lock's or close()'s) reads
-// the queue from its own entry on, which also confirms the entry, and starts
-// a line from what it found (own_and_next). Entries are ordered by create
-// revision and a new one is always created last, so while the first entry
-// of the line stands it stays the first behind the holder (any entry
-// between them would have been in the read the line came from), and the
-// compare on its create revision is all the release needs; one that went
-// meanwhile fails that compare, and the Txn's failure branch reads who holds
-// now. A holder admitted without a note (no wait, or a blocker's delete)
-// reads the head of the queue first when a successor is likely.
+// the read that confirms a note (queue_wait.cc) also returns the entry right
+// behind the holder's. Entries are ordered by create revision and a new one
+// is always created last, so while that entry stands it stays the first
+// behind the holder, and the compare on its create revision is all the
+// release needs. A holder admitted without a note (no wait, or a blocker's
+// delete) reads the head of the queue first when a successor is likely.
 //
 // Notes are an accelerator, never the only way: a waiter also watches its
 // predecessor, so holders that write no notes (etcdctl, Go's Mutex, a crashed
@@ -32,7 +25,6 @@
 #include <cstdint>
 #include <memory>
 #include <optional>
-#include <span>
 #include <string_view>
 #include <system_error>
 #include <vector>
@@ -54,7 +46,7 @@ struct Release {
 // Releases `own`, one of the first `limit` entries of `queue` (1 for a lock),
 // if it is still the same entry, and hands its slot to the entry that waits
 // for it: with a note in its manager's inbox, in the same Txn when the
-// successor is known (`next_in_line`, a lock's only: the entries right
+// successor is known (`known_successor`, a lock's only: the entry right
 // behind `own` that the read confirming the hold found) or `read_head_first`
 // (one read, then one write; worth it when a successor is likely), else in a
 // second Txn once the delete shows one. Entries without an inbox (etcdctl,
@@ -62,7 +54,7 @@ struct Release {
 // Throws Error only for the delete: errc::unavailable when whether it
 // happened is unknown. A read or a note that fails costs only the note.
 Release release_and_hand_over(const etcd::Client& client, const QueueDir& queue, const QueueEntry& own,
-                              std::int64_t limit, bool read_head_first, std::span<const Successor> next_in_line = {});
+                              std::int64_t limit, bool read_head_first, const Successor* known_successor = nullptr);
 
 // Whether the entry `key` of `queue` (a lock's), whose value is `value`,
 // leaves the entry behind it a note when it releases the lock: an etcdlock
@@ -97,12 +89,9 @@ struct OwnAndNext {
   // (keys created in our own revision came first): a read of `own` alone
   // tells.
   std::optional<bool> own_stands;
-  // The entries right behind `own`, in queue order: the first when it can
-  // take a note and no other key shares `own`'s create revision (which would
-  // stay ahead of it); each further one when the one before it takes notes
-  // as a lock's entry does (it will hold, and pass the list on) and shares
-  // its revision with no other key. Empty when the first is not known.
-  std::vector<Successor> next_in_line;
+  // The entry right behind `own`, when it can take a note and no other key
+  // shares `own`'s create revision (which would stay ahead of it).
+  std::optional<Successor> next;
 };
 OwnAndNext own_and_next(const QueueDir& queue, const QueueEntry& own, const pb::RangeResponse& read);
 

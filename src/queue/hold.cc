@@ -53,11 +53,11 @@ class Hold::KeyWatch final : public etcd::WatchListener {
 
 Hold::Hold(std::shared_ptr<PrimitiveContext> context, std::shared_ptr<Session> session, QueueEntry entry,
            std::string kind, std::string name, std::shared_ptr<PrimitiveCounters> counters,
-           std::vector<Successor> next_in_line)
+           std::optional<Successor> successor)
     : context_(std::move(context)),
       session_(std::move(session)),
       entry_(std::move(entry)),
-      next_in_line_(std::move(next_in_line)),
+      successor_(std::move(successor)),
       kind_(std::move(kind)),
       name_(std::move(name)),
       counters_(std::move(counters)) {}

@@ -23,11 +23,9 @@
 #include <functional>
 #include <memory>
 #include <optional>
-#include <span>
 #include <stop_token>
 #include <string>
 #include <system_error>
-#include <vector>
 
 #include "base/mutex.h"
 #include "keys/queue_requests.h"
@@ -44,11 +42,12 @@ class Hold : public std::enable_shared_from_this<Hold> {
 
   // A hold of `entry` on `session`'s lease, first in its queue; `kind`
   // ("lock", "leadership") and `name` are for logs, `counters` (may be null)
-  // count its loss and how long it lasted; `next_in_line` are the entries
-  // right behind it when its acquisition learned them (see hand_over.h).
-  // Call start() next.
+  // count its loss and how long it lasted; `successor` is the entry right
+  // behind it when its acquisition read one (see hand_over.h). Call start()
+  // next.
   Hold(std::shared_ptr<PrimitiveContext> context, std::shared_ptr<Session> session, QueueEntry entry, std::string kind,
-       std::string name, std::shared_ptr<PrimitiveCounters> counters, std::vector<Successor> next_in_line = {});
+       std::string name, std::shared_ptr<PrimitiveCounters> counters,
+       std::optional<Successor> successor = std::nullopt);
   ~Hold();
   Hold(const Hold&) = delete;
   Hold& operator=(const Hold&) = delete;
@@ -62,9 +61,9 @@ class Hold : public std::enable_shared_from_this<Hold> {
   void finish();
 
   const QueueEntry& entry() const { return entry_; }
-  // The entries that were right behind this one when the hold began, in
-  // queue order, as far as each can take a note; empty if none was known.
-  std::span<const Successor> next_in_line() const { return next_in_line_; }
+  // The entry that was right behind this one when the hold began, if it
+  // can take a note; null if none was known.
+  const Successor* successor() const { return successor_ ? &*successor_ : nullptr; }
   std::int64_t lease_id() const { return session_->lease_id(); }
   bool session_alive() const { return session_->alive(); }
   std::stop_token lost_token() const { return lost_source_.get_token(); }
@@ -112,7 +111,7 @@ class Hold : public std::enable_shared_from_this<Hold> {
   const std::shared_ptr<PrimitiveContext> context_;
   const std::shared_ptr<Session> session_;
   const QueueEntry entry_;
-  const std::vector<Successor> next_in_line_;
+  const std::optional<Successor> successor_;
   const std::string kind_;
   const std::string name_;
   const std::shared_ptr<PrimitiveCounters> counters_;

@@ -55,7 +55,7 @@ std::optional<QueueAcquisition::Acquired> QueueAcquisition::attempt(SteadyTime d
       case QueueWait::Result::acquired: {
         const auto& admitted = wait_.acquired();
         auto hold =
-            std::make_shared<Hold>(context_, session_, admitted.entry, kind_, name_, counters_, admitted.next_in_line);
+            std::make_shared<Hold>(context_, session_, admitted.entry, kind_, name_, counters_, admitted.successor);
         hold->start();
         if (hold->lost()) {
           hold->finish();  // its lease ended just now: queue again

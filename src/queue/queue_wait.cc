@@ -330,26 +330,17 @@ void QueueWait::set_waker(std::function<void()> waker) {
 
 std::optional<QueueWait::Result> QueueWait::react(const Session& session, SteadyTime deadline) {
   std::optional<std::int64_t> handed_over_at;
-  std::vector<Successor> next_in_line;
   std::string refused;
   bool check_queue = false;
   bool watch_due = false;
   {
     MutexLock lock(signals_->mu);
     handed_over_at = signals_->handed_over_at;
-    if (handed_over_at) next_in_line = signals_->next_in_line;
     refused = signals_->refused;
     check_queue = std::exchange(signals_->check_queue, false);
     watch_due = std::exchange(signals_->watch_due, false);
   }
-  if (handed_over_at) {
-    if (entry_.caller_confirms_notes) return acquire();
-    if (note_admits_without_read(session, next_in_line)) {
-      next_in_line_ = std::move(next_in_line);
-      return acquire();
-    }
-    return confirm_own(deadline) ? acquire() : lose_entry();
-  }
+  if (handed_over_at) return entry_.caller_confirms_notes || confirm_own(deadline) ? acquire() : lose_entry();
   if (context_->closed()) throw context_->closed_error();
   if (!session.alive()) {
     // Lost here, the lease may live on in etcd a while, and our entry in
@@ -375,22 +366,6 @@ std::optional<QueueWait::Result> QueueWait::react(const Session& session, Steady
   return std::nullopt;
 }
 
-bool QueueWait::note_admits_without_read(const Session& session, const std::vector<Successor>& next_in_line) const {
-  // The note's Txn compared our entry's create revision: at the note's
-  // revision our entry stood and was first (the holder's was deleted in the
-  // same Txn, and entries are created last), so in etcd we held from then.
-  // A read would add only that the entry still stands now. While the session
-  // is alive its lease lives in etcd (the session ends locally first), so
-  // only a delete by someone else could have taken the entry since (a force
-  // unlock, an admin's revoke of our lease): a force unlock of a holder,
-  // which its key watch tells it of, as it would right after a read. A
-  // lock's waiter whose note names the line behind it needs no read for its
-  // release either, so it skips the read; told no line, it reads to learn
-  // one. Not on a closing manager: its lease is going.
-  return entry_.admission.rule() == Admission::Rule::exclusive && !next_in_line.empty() && session.alive() &&
-         !context_->closed();
-}
-
 bool QueueWait::confirm_own(SteadyTime deadline) {
   // The note says our entry was first at its revision; it may have been
   // delivered late (our connection stalled), after an admin deleted the
@@ -398,13 +373,12 @@ bool QueueWait::confirm_own(SteadyTime deadline) {
   // now is newer than anything the note knew.
   auto& client = context_->client();
   if (entry_.admission.rule() == Admission::Rule::exclusive) {
-    // The same read also finds the line of entries behind ours: one holder
-    // at a time, so its release can hand over to the first of them without
-    // reading the queue, and pass the rest on (queue/hand_over.h).
+    // The same read also finds the entry right behind ours: one holder at a
+    // time, so its release can hand over to it without reading the queue.
     const auto read = client.range(own_and_next_read(queue_, *own_), client.request_deadline(deadline));
     const auto found = own_and_next(queue_, *own_, read);
     if (found.own_stands) {
-      if (*found.own_stands) next_in_line_ = found.next_in_line;
+      if (*found.own_stands) successor_ = found.next;
       return *found.own_stands;
     }
   }
@@ -505,7 +479,7 @@ QueueWait::Result QueueWait::lose_entry() {
 
 QueueWait::Result QueueWait::acquire() {
   stop_watching();
-  acquired_ = Acquired{*own_, waited_, in_doubt_, std::exchange(next_in_line_, {})};
+  acquired_ = Acquired{*own_, waited_, in_doubt_, std::exchange(successor_, std::nullopt)};
   return Result::acquired;
 }
 

@@ -71,10 +71,9 @@ class QueueWait {
     QueueEntry entry;
     bool waited = false;    // an entry held us back at some point
     bool in_doubt = false;  // a create went unanswered: it may land after the hold ends (retire the key then)
-    // The entries right behind ours when it was admitted, in queue order,
-    // as far as each can take a note: read with the confirmation of a note,
-    // or carried by the note, for a lock's release (queue/hand_over.h).
-    std::vector<Successor> next_in_line;
+    // The entry right behind ours when it was admitted, if it can take a
+    // note: read with the confirmation of a note, for a lock's release.
+    std::optional<Successor> successor;
   };
   // What our entry is.
   struct Entry {
@@ -183,9 +182,6 @@ class QueueWait {
   // A hand-over note said our entry was admitted: true when a read shows it
   // is still there (a note may come late, after the entry was deleted).
   bool confirm_own(SteadyTime deadline);
-  // Whether a lock's note that says who is next in line admits us without
-  // confirm_own's read (see react()).
-  bool note_admits_without_read(const Session& session, const std::vector<Successor>& next_in_line) const;
   // The Txns that create our entry; they set own_ and return what holds it
   // back (try_first: nullopt when someone else holds; enqueue: nullopt when
   // our entry is gone).
@@ -225,7 +221,7 @@ class QueueWait {
   std::int64_t lease_id_ = 0;                  // that lease
   std::optional<QueueEntry> own_;              // our entry, once a Txn told us it exists
   std::atomic<std::int64_t> own_revision_{0};  // own_'s, for the closing thread
-  std::vector<Successor> next_in_line_;        // the entries behind own_, for the hold (Acquired)
+  std::optional<Successor> successor_;         // the entry behind own_ that confirm_own() found
   std::optional<Read> created_read_;           // what the caller's create read ahead of own_ (adopt_created)
   bool create_sent_ = false;                   // a create of key_ went out: it may exist
   bool in_doubt_ = false;                      // a create of key_ went unanswered

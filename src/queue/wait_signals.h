@@ -24,11 +24,11 @@ namespace etcdlock::detail {
 struct WaitSignals final : HandOverReceiver {
   Mutex mu;
   std::condition_variable_any changed;
-  const std::int64_t limit;                                                  // the queue's, to accept a note
-  std::int64_t own_revision ETCDLOCK_GUARDED_BY(mu) = 0;                     // 0 until known
-  std::vector<std::pair<Note, std::int64_t>> early ETCDLOCK_GUARDED_BY(mu);  // notes before own_revision was known
+  const std::int64_t limit;                               // the queue's, to accept a note
+  std::int64_t own_revision ETCDLOCK_GUARDED_BY(mu) = 0;  // 0 until known
+  std::vector<std::pair<std::int64_t, std::int64_t>> early
+      ETCDLOCK_GUARDED_BY(mu);  // notes before own_revision was known
   std::optional<std::int64_t> handed_over_at ETCDLOCK_GUARDED_BY(mu);
-  std::vector<Successor> next_in_line ETCDLOCK_GUARDED_BY(mu);  // what the note said is behind us
   bool check_queue ETCDLOCK_GUARDED_BY(mu) = false;
   bool watch_due ETCDLOCK_GUARDED_BY(mu) = false;       // a deferred watch of the entries ahead is to start
   std::string refused ETCDLOCK_GUARDED_BY(mu);          // why etcd refused a watch
@@ -36,13 +36,13 @@ struct WaitSignals final : HandOverReceiver {
 
   explicit WaitSignals(std::int64_t queue_limit) : limit(queue_limit) {}
 
-  void on_note(const Note& note, std::int64_t revision) override {
-    if (note.limit != limit) return;  // for a queue of another kind under the same name: not ours to trust
+  void on_note(std::int64_t entry_revision, std::int64_t note_limit, std::int64_t revision) override {
+    if (note_limit != limit) return;  // for a queue of another kind under the same name: not ours to trust
     signal([&]() ETCDLOCK_REQUIRES(mu) {
       if (own_revision == 0) {
-        early.emplace_back(note, revision);
-      } else if (note.entry.revision == own_revision) {
-        take(note, revision);
+        early.emplace_back(entry_revision, revision);
+      } else if (entry_revision == own_revision) {
+        handed_over_at = revision;
       }
     });
   }
@@ -76,14 +76,10 @@ struct WaitSignals final : HandOverReceiver {
   void set_own(std::int64_t revision) {
     MutexLock lock(mu);
     own_revision = revision;
-    for (const auto& [note, at] : early) {
-      if (note.entry.revision == revision) take(note, at);
+    for (const auto& [entry_revision, at] : early) {
+      if (entry_revision == revision) handed_over_at = at;
     }
     early.clear();
-  }
-  void take(const Note& note, std::int64_t at) ETCDLOCK_REQUIRES(mu) {
-    handed_over_at = at;
-    next_in_line = note.next_in_line;
   }
   void notify(const std::function<void()>& wake_waiter) {
     changed.notify_all();
@@ -94,7 +90,6 @@ struct WaitSignals final : HandOverReceiver {
     own_revision = 0;
     early.clear();
     handed_over_at.reset();
-    next_in_line.clear();
     check_queue = false;
     watch_due = false;
     refused.clear();

@@ -6,72 +6,21 @@
 
 namespace etcdlock::detail {
 
-namespace {
-
-// The part of an entry next in line: "+<create revision> <lease> <key
-// length> <inbox length> <key><inbox>". The inbox key holds a NUL (see
-// keys/key_layout.h), so the part is read by its lengths, not up to the next
-// NUL. The '+' keeps its pieces from reading as notes (std::from_chars takes
-// no sign, and the inbox's tail begins with a letter), for this decoder and
-// for those written before such parts, which skip them.
-std::string encode_next_in_line(const Successor& next) {
-  return "+" + std::to_string(next.entry.revision) + " " + std::to_string(next.lease) + " " +
-         std::to_string(next.entry.key.size()) + " " + std::to_string(next.inbox.size()) + " " + next.entry.key +
-         next.inbox;
-}
-
-// Reads a decimal number that a space follows, and moves `text` past both.
-template <class Number>
-bool take_number(std::string_view& text, Number& number) {
-  const char* const end = text.data() + text.size();
-  const auto [after, error] = std::from_chars(text.data(), end, number);
-  if (error != std::errc() || after == end || *after != ' ') return false;
-  text.remove_prefix(static_cast<std::size_t>(after + 1 - text.data()));
-  return true;
-}
-
-// Reads the part of an entry next in line at the start of `text`, and moves
-// `text` past it; nullopt (and `text` as it was) when there is none.
-std::optional<Successor> take_next_in_line(std::string_view& text) {
-  auto rest = text;
-  if (!rest.starts_with('+')) return std::nullopt;
-  rest.remove_prefix(1);
-  Successor next;
-  std::size_t key_size = 0;
-  std::size_t inbox_size = 0;
-  if (!take_number(rest, next.entry.revision) || !take_number(rest, next.lease) || !take_number(rest, key_size) ||
-      !take_number(rest, inbox_size)) {
-    return std::nullopt;
-  }
-  if (next.entry.revision <= 0 || key_size == 0 || inbox_size == 0 || key_size > rest.size() ||
-      inbox_size > rest.size() - key_size) {
-    return std::nullopt;
-  }
-  rest.remove_prefix(key_size + inbox_size);
-  if (!rest.empty() && rest.front() != '\0') return std::nullopt;
-  next.entry.key = std::string(text.substr(text.size() - rest.size() - inbox_size - key_size, key_size));
-  next.inbox = std::string(text.substr(text.size() - rest.size() - inbox_size, inbox_size));
-  text = rest;
-  return next;
-}
-
-}  // namespace
-
+// "<create revision> <limit> <key>": the key last, since it may hold spaces.
 std::string encode_note(const Note& note) {
-  // The key last in its part, since it may hold spaces.
-  std::string text = std::to_string(note.entry.revision) + " " + std::to_string(note.limit) + " " + note.entry.key;
-  for (const auto& next : note.next_in_line) {
-    text += '\0';
-    text += encode_next_in_line(next);
-  }
-  return text;
+  return std::to_string(note.entry.revision) + " " + std::to_string(note.limit) + " " + note.entry.key;
 }
 
 std::optional<Note> decode_note(std::string_view text) {
   Note note;
-  if (!take_number(text, note.entry.revision) || note.entry.revision <= 0) return std::nullopt;
-  if (!take_number(text, note.limit) || note.limit <= 0) return std::nullopt;
-  note.entry.key = std::string(text);
+  const char* const end = text.data() + text.size();
+  auto [after_revision, error] = std::from_chars(text.data(), end, note.entry.revision);
+  if (error != std::errc() || after_revision == end || *after_revision != ' ' || note.entry.revision <= 0) {
+    return std::nullopt;
+  }
+  auto [after_limit, limit_error] = std::from_chars(after_revision + 1, end, note.limit);
+  if (limit_error != std::errc() || after_limit == end || *after_limit != ' ' || note.limit <= 0) return std::nullopt;
+  note.entry.key = std::string(after_limit + 1, end);
   return note;
 }
 
@@ -86,25 +35,9 @@ std::string encode_notes(std::span<const Note> notes) {
 
 std::vector<Note> decode_notes(std::string_view text) {
   std::vector<Note> notes;
-  // Whether the last part was a note, or one of its next in line: a part
-  // next in line belongs to the note right before it, with no gap between.
-  bool in_note = false;
   for (;;) {
-    if (in_note) {
-      if (auto next = take_next_in_line(text)) {
-        notes.back().next_in_line.push_back(std::move(*next));
-        if (text.empty()) return notes;
-        text.remove_prefix(1);  // its NUL
-        continue;
-      }
-    }
     const auto end = text.find('\0');
-    if (auto note = decode_note(text.substr(0, end))) {
-      notes.push_back(std::move(*note));
-      in_note = true;
-    } else {
-      in_note = false;
-    }
+    if (auto note = decode_note(text.substr(0, end))) notes.push_back(std::move(*note));
     if (end == std::string_view::npos) return notes;
     text.remove_prefix(end + 1);
   }
@@ -222,7 +155,7 @@ void HandOverInbox::on_notes(std::span<const etcd::WatchEvent> events) {
   for (const auto& event : events) {
     for (const auto& note : decode_notes(event.value)) {
       if (const auto found = expected_.find(note.entry.key); found != expected_.end()) {
-        found->second->on_note(note, event.mod_revision);
+        found->second->on_note(note.entry.revision, note.limit, event.mod_revision);
       }
     }
   }

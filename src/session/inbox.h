@@ -30,29 +30,18 @@
 
 namespace etcdlock::detail {
 
-// A note: the entry it is for, and how many hold at once in its queue. A
-// lock's note may also carry the entries right behind that one, in queue
-// order, as the note's writer last read them (`next_in_line`): while the
-// first of them stands it is the first behind the noted entry, since entries
-// are created last, so the noted entry's holder hands over to it without a
-// read of its own (queue/hand_over.h).
+// A note: the entry it is for, and how many hold at once in its queue.
 struct Note {
   QueueEntry entry;
   std::int64_t limit = 1;
-  std::vector<Successor> next_in_line;
 };
-// "<create revision> <limit> <key>", then one part per entry next in line,
-// each after a NUL. A value of notes written before `next_in_line` existed
-// still decodes, and a decoder that knows no such parts skips them.
 std::string encode_note(const Note& note);
-// One note's first part; parts of its next in line are no note.
 std::optional<Note> decode_note(std::string_view text);
 // Several notes in one value, for one inbox (a release that hands several
 // queues to one manager writes its inbox once: etcd refuses a key twice in
 // one Txn). They are joined by NUL, which no entry key contains.
 std::string encode_notes(std::span<const Note> notes);
-// The notes of a value, each with the entries next in line that follow it;
-// the parts that are neither are skipped.
+// The notes of a value; the parts that are no note are skipped.
 std::vector<Note> decode_notes(std::string_view text);
 
 // A wait that a note may end. Called on the watch hub's thread, under the
@@ -60,11 +49,11 @@ std::vector<Note> decode_notes(std::string_view text);
 class HandOverReceiver {
  public:
   virtual ~HandOverReceiver() = default;
-  // The entry created at `note.entry.revision` under the expected key is
-  // among the first `note.limit` of its queue as of `revision`. The receiver
-  // checks that it is its entry (a note may be for an earlier one under the
-  // same key) and that the limit is its own queue's.
-  virtual void on_note(const Note& note, std::int64_t revision) = 0;
+  // The entry created at `entry_revision` under the expected key is among
+  // the first `limit` of its queue as of `revision`. The receiver checks
+  // that it is its entry (a note may be for an earlier one under the same
+  // key) and that `limit` is its own queue's.
+  virtual void on_note(std::int64_t entry_revision, std::int64_t limit, std::int64_t revision) = 0;
   // Notes may have been missed: check the queue.
   virtual void on_notes_missed() = 0;
 };

@@ -37,61 +37,11 @@ TEST(OwnAndNext, FindsOwnEntryAndTheOneBehindIt) {
   add(read, "/p/x/c3", 107, value_with_inbox(inbox_key("/p", 10)));
   const auto found = own_and_next(kQueue, kOwn, read);
   ASSERT_EQ(found.own_stands, true);
-  ASSERT_EQ(found.next_in_line.size(), 2u);
-  EXPECT_EQ(found.next_in_line[0].entry.key, "/p/x/b2");
-  EXPECT_EQ(found.next_in_line[0].entry.revision, 105);
-  EXPECT_EQ(found.next_in_line[0].inbox, inbox_key("/p", 9));
-  EXPECT_EQ(found.next_in_line[0].lease, 11);
-  EXPECT_EQ(found.next_in_line[1].entry.key, "/p/x/c3");
-  EXPECT_EQ(found.next_in_line[1].inbox, inbox_key("/p", 10));
-}
-
-TEST(OwnAndNext, TheLineEndsAtAnEntryThatTakesNoNoteOrDoesNotPassTheLineOn) {
-  pb::RangeResponse read;
-  add(read, kOwn.key, kOwn.revision);
-  add(read, "/p/x/b2", 105, value_with_inbox(inbox_key("/p", 9)));
-  add(read, "/p/x/c3", 107);  // etcdctl's: it takes no note
-  add(read, "/p/x/d4", 109, value_with_inbox(inbox_key("/p", 10)));
-  auto found = own_and_next(kQueue, kOwn, read);
-  ASSERT_EQ(found.next_in_line.size(), 1u);
-  EXPECT_EQ(found.next_in_line[0].entry.key, "/p/x/b2");
-
-  HolderValue permit;  // a semaphore's entry under the lock's name: it passes no line on
-  permit.owner = "test";
-  permit.inbox = inbox_key("/p", 9);
-  permit.limit = 2;
-  pb::RangeResponse semaphore;
-  add(semaphore, kOwn.key, kOwn.revision);
-  add(semaphore, "/p/x/b2", 105, encode_holder_value(permit));
-  add(semaphore, "/p/x/c3", 107, value_with_inbox(inbox_key("/p", 10)));
-  found = own_and_next(kQueue, kOwn, semaphore);
-  ASSERT_EQ(found.next_in_line.size(), 1u);
-  EXPECT_EQ(found.next_in_line[0].entry.key, "/p/x/b2");
-}
-
-TEST(OwnAndNext, NoOneFollowsAnEntryWhoseRevisionAnotherKeyShares) {
-  // A multi-lock's keys of nested names share one revision: the first is
-  // still next (nothing comes before it), but when it goes the other stays
-  // ahead of anyone behind.
-  pb::RangeResponse read;
-  add(read, kOwn.key, kOwn.revision);
-  add(read, "/p/x/b2", 105, value_with_inbox(inbox_key("/p", 9)));
-  add(read, "/p/x/y/b2", 105, value_with_inbox(inbox_key("/p", 9)));
-  add(read, "/p/x/c3", 107, value_with_inbox(inbox_key("/p", 10)));
-  const auto found = own_and_next(kQueue, kOwn, read);
-  ASSERT_EQ(found.next_in_line.size(), 1u);
-  EXPECT_EQ(found.next_in_line[0].entry.key, "/p/x/b2");
-}
-
-TEST(OwnAndNext, TheLineEndsBeforeALongerNamesEntry) {
-  pb::RangeResponse read;
-  add(read, kOwn.key, kOwn.revision);
-  add(read, "/p/x/b2", 105, value_with_inbox(inbox_key("/p", 9)));
-  add(read, "/p/x/y/c3", 107, value_with_inbox(inbox_key("/p", 10)));  // waits for "x/y", not "x"
-  add(read, "/p/x/d4", 109, value_with_inbox(inbox_key("/p", 11)));
-  const auto found = own_and_next(kQueue, kOwn, read);
-  ASSERT_EQ(found.next_in_line.size(), 1u);
-  EXPECT_EQ(found.next_in_line[0].entry.key, "/p/x/b2");
+  ASSERT_TRUE(found.next);
+  EXPECT_EQ(found.next->entry.key, "/p/x/b2");
+  EXPECT_EQ(found.next->entry.revision, 105);
+  EXPECT_EQ(found.next->inbox, inbox_key("/p", 9));
+  EXPECT_EQ(found.next->lease, 11);
 }
 
 TEST(OwnAndNext, NoNoteToAnyoneBehindAnEntryThatTakesNone) {
@@ -101,18 +51,18 @@ TEST(OwnAndNext, NoNoteToAnyoneBehindAnEntryThatTakesNone) {
   add(read, "/p/x/c3", 107, value_with_inbox(inbox_key("/p", 10)));
   const auto found = own_and_next(kQueue, kOwn, read);
   EXPECT_EQ(found.own_stands, true);
-  EXPECT_TRUE(found.next_in_line.empty());
+  EXPECT_FALSE(found.next);
 }
 
 TEST(OwnAndNext, NoNoteToALongerNamesEntryOrAnInboxOutsideTheQueuesPrefix) {
   pb::RangeResponse nested;
   add(nested, kOwn.key, kOwn.revision);
   add(nested, "/p/x/y/b2", 105, value_with_inbox(inbox_key("/p", 9)));  // "x/y" does not wait for "x"
-  EXPECT_TRUE(own_and_next(kQueue, kOwn, nested).next_in_line.empty());
+  EXPECT_FALSE(own_and_next(kQueue, kOwn, nested).next);
   pb::RangeResponse foreign;
   add(foreign, kOwn.key, kOwn.revision);
   add(foreign, "/p/x/b2", 105, value_with_inbox(inbox_key("/q", 9)));
-  EXPECT_TRUE(own_and_next(kQueue, kOwn, foreign).next_in_line.empty());
+  EXPECT_FALSE(own_and_next(kQueue, kOwn, foreign).next);
 }
 
 TEST(OwnAndNext, InboxKeysAreNoEntries) {
@@ -124,8 +74,8 @@ TEST(OwnAndNext, InboxKeysAreNoEntries) {
   add(read, "/p/b2", 105, value_with_inbox(inbox_key("/p", 9)));
   const auto found = own_and_next(outer, own, read);
   EXPECT_EQ(found.own_stands, true);
-  ASSERT_FALSE(found.next_in_line.empty());
-  EXPECT_EQ(found.next_in_line[0].entry.key, "/p/b2");
+  ASSERT_TRUE(found.next);
+  EXPECT_EQ(found.next->entry.key, "/p/b2");
 }
 
 TEST(OwnAndNext, NoSuccessorBehindAnotherKeyOfOurOwnRevision) {
@@ -137,7 +87,7 @@ TEST(OwnAndNext, NoSuccessorBehindAnotherKeyOfOurOwnRevision) {
   add(read, "/p/x/b2", 105, value_with_inbox(inbox_key("/p", 9)));
   auto found = own_and_next(kQueue, kOwn, read);
   EXPECT_EQ(found.own_stands, true);
-  EXPECT_TRUE(found.next_in_line.empty());
+  EXPECT_FALSE(found.next);
 
   pb::RangeResponse after;  // the other key sorted after ours
   add(after, kOwn.key, kOwn.revision);
@@ -145,7 +95,7 @@ TEST(OwnAndNext, NoSuccessorBehindAnotherKeyOfOurOwnRevision) {
   add(after, "/p/x/b2", 105, value_with_inbox(inbox_key("/p", 9)));
   found = own_and_next(kQueue, kOwn, after);
   EXPECT_EQ(found.own_stands, true);
-  EXPECT_TRUE(found.next_in_line.empty());
+  EXPECT_FALSE(found.next);
 }
 
 TEST(OwnAndNext, OwnEntryGoneOrNotInThePage) {
@@ -153,7 +103,7 @@ TEST(OwnAndNext, OwnEntryGoneOrNotInThePage) {
   add(gone, "/p/x/b2", 105, value_with_inbox(inbox_key("/p", 9)));
   const auto found = own_and_next(kQueue, kOwn, gone);
   EXPECT_EQ(found.own_stands, false);
-  EXPECT_TRUE(found.next_in_line.empty());
+  EXPECT_FALSE(found.next);
 
   pb::RangeResponse recreated;  // the same key, created again: not our entry
   add(recreated, kOwn.key, 120);
