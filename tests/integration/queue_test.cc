@@ -10,6 +10,7 @@
 #include <thread>
 
 #include "child_process.h"
+#include "cued_holder.h"
 #include "lock_fixture.h"
 
 namespace etcdlock::testing {
@@ -56,37 +57,6 @@ class Queue : public LockTest {
     EXPECT_TRUE(eventually([&] { return entries("x") == before + 1; })) << "waiter " << who << " did not queue";
     return waiter;
   }
-
-  // A lock taken and given up by a thread of its own, on cue (a Lock is
-  // held by the thread that locked it).
-  class CuedHolder {
-   public:
-    explicit CuedHolder(Lock& lock)
-        : thread_([this, &lock] {
-            lock.lock();
-            held_.set_value();
-            release_.get_future().wait();
-            lock.unlock();
-            released_.set_value();
-          }) {}
-    ~CuedHolder() {
-      if (!cued_) release();
-    }
-    bool wait_held(std::chrono::seconds bound) { return held_future_.wait_for(bound) == std::future_status::ready; }
-    void release() {
-      cued_ = true;
-      release_.set_value();
-      released_.get_future().wait();
-    }
-
-   private:
-    std::promise<void> held_;
-    std::future<void> held_future_ = held_.get_future();
-    std::promise<void> release_;
-    std::promise<void> released_;
-    bool cued_ = false;
-    std::jthread thread_;
-  };
 
   // Puts "x"'s queue in the state where `holder`, once admitted, is
   // admitted by a note: its predecessor `first` waited too, so first's
