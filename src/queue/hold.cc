@@ -127,7 +127,13 @@ void Hold::give_up(const std::function<bool()>& remove_entry, bool in_doubt, std
     // Lost at its local deadline, the entry may still be in etcd, blocking
     // the queue until the lease expires there: remove it while it is the same.
     detail::remove_entry(*context_, leftover, lease_id());
-  } else if (!context_->closed()) {  // else the lease revoke takes the entry
+  } else if (context_->closed()) {
+    // The lease revoke takes the entry. A close that began after finish()
+    // dropped the closed callback found nothing of ours to hand over: the
+    // entry behind ours is told, as by the unlock it would have had (else it
+    // waits out its deferred watch).
+    if (session_alive()) context_->hand_over_queue_on_close(queue_dir_of_entry(entry_.key), entry_.revision);
+  } else {
     try {
       if (!remove_entry()) {
         lose(LossCause::deleted, /*even_if_finished=*/true);  // before the owner gave it up
