@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "lock_fixture.h"
+#include "queue_entries.h"
 #include "tcp_proxy.h"
 
 namespace etcdlock::testing {
@@ -61,19 +62,7 @@ class ReviewDeferred : public LockTest {
  protected:
   // The entries of `name`, oldest first.
   std::vector<mvccpb::KeyValue> queue_of(const std::string& name) {
-    etcdserverpb::RangeRequest request;
-    const auto prefix = prefix_ + "/" + name + "/";
-    request.set_key(prefix);
-    request.set_range_end(detail::prefix_range_end(prefix));
-    request.set_sort_target(etcdserverpb::RangeRequest::CREATE);
-    request.set_sort_order(etcdserverpb::RangeRequest::ASCEND);
-    const auto found = raw_.range(request, in(5s));
-    std::vector<mvccpb::KeyValue> out;
-    for (const auto& kv : found.kvs()) {
-      if (kv.key().find('\0') != std::string::npos) continue;  // inbox keys
-      out.push_back(kv);
-    }
-    return out;
+    return queue_entries(raw_, prefix_ + "/" + name + "/");
   }
   std::int64_t bump(int n) {
     std::int64_t revision = 0;
