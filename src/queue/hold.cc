@@ -77,8 +77,7 @@ void Hold::start() {
     if (!hold) return;
     // Our entry goes with the lease that close() revokes next: the entry
     // behind it is told, as by an unlock, not left to its deferred watch.
-    if (hold->session_alive())
-      hold->context_->hand_over_queue_on_close(queue_dir_of_entry(hold->entry_.key), hold->entry_.revision);
+    hold->hand_over_on_close();
     hold->lose(LossCause::closed);
   });
   watch_task_ = context_->worker().post_at(SteadyClock::now() + kWatchDelay, [weak] {
@@ -132,7 +131,7 @@ void Hold::give_up(const std::function<bool()>& remove_entry, bool in_doubt, std
     // dropped the closed callback found nothing of ours to hand over: the
     // entry behind ours is told, as by the unlock it would have had (else it
     // waits out its deferred watch).
-    if (session_alive()) context_->hand_over_queue_on_close(queue_dir_of_entry(entry_.key), entry_.revision);
+    hand_over_on_close();
   } else {
     try {
       if (!remove_entry()) {
@@ -163,6 +162,10 @@ void Hold::give_up(const std::function<bool()>& remove_entry, bool in_doubt, std
       context_->strays().retire(entry_.key, lease_id());
     }
   }
+}
+
+void Hold::hand_over_on_close() {
+  if (session_alive()) context_->hand_over_queue_on_close(queue_dir_of_entry(entry_.key), entry_.revision);
 }
 
 void Hold::signal_loss_now() {

@@ -105,6 +105,9 @@ class Hold : public std::enable_shared_from_this<Hold> {
 
  private:
   class KeyWatch;
+  // Our entry goes with the lease that the closing manager revokes: the
+  // entry behind it gets close()'s note (PrimitiveContext::shut_down).
+  void hand_over_on_close();
   void watch_key();
   void check_key();
 
