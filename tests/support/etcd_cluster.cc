@@ -269,7 +269,7 @@ void EtcdMember::start() {
   std::vector<char*> argv;
   for (auto& arg : args) argv.push_back(arg.data());
   argv.push_back(nullptr);
-  const std::string log_path = data_dir_ + ".log";
+  const std::string log_path = this->log_path();
   const pid_t parent = getpid();
 
   const pid_t pid = fork();
@@ -358,12 +358,28 @@ EtcdCluster::EtcdCluster(std::size_t members, std::optional<EtcdTls> tls)
 }
 
 EtcdCluster::~EtcdCluster() {
+  // A failed test's members may say why (a lost leader, a slow disk): their
+  // logs go with the data directories below, so they are shown first.
+  if (::testing::Test::HasFailure()) print_member_logs();
   members_.clear();  // each member kills its process
   std::error_code ignored;
   fs::remove_all(root_, ignored);
   // Also what a death test's child, which shares this fixture's test but not
   // its destructor, left behind.
   remove_directories_of_ended_processes(fs::path(root_).parent_path());
+}
+
+void EtcdCluster::print_member_logs() const {
+  constexpr std::size_t kTailLines = 40;
+  for (const auto& member : members_) {
+    std::ifstream log(member->log_path());
+    std::vector<std::string> lines;
+    for (std::string line; std::getline(log, line);) lines.push_back(std::move(line));
+    const std::size_t from = lines.size() > kTailLines ? lines.size() - kTailLines : 0;
+    std::cerr << "--- etcd member " << member->name() << " (" << member->endpoint() << "): the last "
+              << lines.size() - from << " of " << lines.size() << " lines it logged\n";
+    for (std::size_t i = from; i < lines.size(); ++i) std::cerr << lines[i] << '\n';
+  }
 }
 
 std::vector<std::string> EtcdCluster::endpoints() const {

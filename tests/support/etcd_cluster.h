@@ -43,6 +43,8 @@ class EtcdMember {
   pid_t pid() const { return pid_; }
   const std::string& name() const { return name_; }
   std::string endpoint() const;  // "127.0.0.1:PORT"
+  // Where the member writes what it logs (errors only): across restarts.
+  std::string log_path() const { return data_dir_ + ".log"; }
 
  private:
   std::string name_;
@@ -74,6 +76,9 @@ class EtcdCluster {
   void wait_ready(std::size_t index, std::chrono::milliseconds timeout = std::chrono::seconds(15)) const;
 
  private:
+  // The tail of each member's log, on stderr.
+  void print_member_logs() const;
+
   std::string root_;
   std::optional<EtcdTls> tls_;
   std::vector<std::unique_ptr<EtcdMember>> members_;
