@@ -56,17 +56,56 @@ void AsyncAcquisition::begin() {
     if (ticket.granted) has_turn_ = true;
     turn_ticket_ = ticket.id;
     if (request_.deadline != SteadyTime::max() && !ended_) {
-      deadline_task_ = request_.context->steps().post_at(request_.deadline, [weak] {
-        if (const auto self = weak.lock()) self->step();
+      deadline_task_ = request_.context->step_deadlines().post_at(request_.deadline, [weak] {
+        if (const auto self = weak.lock()) self->give_up_soon();
       });
     }
   }
-  // Last: a cancel requested already posts a step at once, which must find
-  // the ticket recorded.
+  // Last: a cancel requested already decides at once, and must find the
+  // ticket recorded.
   on_cancel_.emplace(request_.cancel, [weak] {
-    if (const auto self = weak.lock()) self->post_step();
+    if (const auto self = weak.lock()) self->give_up_soon();
   });
   post_step();
+}
+
+void AsyncAcquisition::give_up_soon() {
+  {
+    MutexLock lock(stepping_->mu);
+    if (stepping_->running) {
+      stepping_->again = true;  // the step under way gives up next
+      return;
+    }
+    stepping_->running = true;  // no step starts while this decides
+  }
+  const bool ended = end_if_nothing_sent();
+  {
+    MutexLock lock(stepping_->mu);
+    stepping_->running = false;
+    stepping_->again = false;  // asked for meanwhile: the step posted below runs it
+  }
+  if (!ended) post_step();
+}
+
+bool AsyncAcquisition::end_if_nothing_sent() {
+  bool has_turn = false;
+  std::uint64_t ticket = 0;
+  {
+    MutexLock lock(mu_);
+    if (ended_) return true;
+    has_turn = has_turn_;
+    ticket = turn_ticket_;
+  }
+  const bool expired = mode_ == QueueWait::Mode::wait && SteadyClock::now() >= request_.deadline;
+  if (!request_.cancel.stop_requested() && !expired) return false;
+  if (!has_turn) {
+    // Waiting for another holder of this process.
+    if (!request_.turn || !request_.turn->withdraw(ticket)) return false;  // granted meanwhile: its step follows
+  } else if (session_ || waiting_) {
+    return false;  // a step talked to etcd: one gives the entry up, if it made one
+  }
+  finish(Outcome{not_acquired_error(), nullptr, false, false, {}});
+  return true;
 }
 
 bool AsyncAcquisition::on_turn() {
@@ -301,7 +340,7 @@ void AsyncAcquisition::finish(Outcome outcome) {
     give_back = has_turn_ && !outcome.hold && request_.turn;
     if (give_back) has_turn_ = false;
     self = std::move(self_);
-    request_.context->steps().cancel(deadline_task_);
+    request_.context->step_deadlines().cancel(deadline_task_);
   }
   if (give_back) request_.turn->give_back();
   if (const auto& counters = request_.counters) {

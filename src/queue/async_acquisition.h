@@ -7,7 +7,8 @@
 // posts the next step. So any number of pending acquisitions costs no
 // thread. A step whose request etcd does not answer holds up its own
 // acquisition only, as long as fewer than kStepThreads are stuck at once
-// (with etcd unreachable, all are).
+// (with etcd unreachable, all are); a deadline or cancel of an acquisition
+// that has sent nothing yet is decided without a step, on time.
 //
 // The rules are QueueWait's own (start() and poll() are run() in steps), so
 // the synchronous and the asynchronous acquisition make the same writes with
@@ -78,6 +79,14 @@ class AsyncAcquisition : public std::enable_shared_from_this<AsyncAcquisition> {
   bool on_turn();
   // The manager closed: deliver `closed` now (the steps may never run again).
   void on_closed();
+  // The deadline came or the caller cancelled: ends the acquisition here when
+  // nothing of it went to etcd yet, else posts the step that gives it up. So
+  // a deadline or cancel is answered on time even while every step thread
+  // waits in a request that etcd does not answer; only an acquisition whose
+  // own request is stuck answers late (at most the command timeout).
+  void give_up_soon();
+  // With the steps held off: true when the acquisition ended (now, or before).
+  bool end_if_nothing_sent();
   // Posts a step; `at` later, or now.
   void post_step(SteadyTime at = SteadyTime::min());
   // Runs the steps due: one at a time for this acquisition, though the

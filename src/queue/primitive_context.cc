@@ -81,15 +81,24 @@ std::string PrimitiveContext::unique_key_suffix() {
   return suffix;
 }
 
-Worker& PrimitiveContext::steps() {
-  MutexLock lock(steps_mu_);
-  if (!steps_) {
-    steps_ = std::make_unique<Worker>("steps", kStepThreads);
+Worker& PrimitiveContext::lazy_worker(std::unique_ptr<Worker>& worker, std::string_view role, std::size_t max_threads) {
+  if (!worker) {
+    worker = std::make_unique<Worker>(role, max_threads);
     // Asked for after shut_down() stopped the steps (or was about to): no
     // thread stays for a closed manager; posts are dropped, as after stop().
-    if (closed()) steps_->stop();
+    if (closed()) worker->stop();
   }
-  return *steps_;
+  return *worker;
+}
+
+Worker& PrimitiveContext::steps() {
+  MutexLock lock(steps_mu_);
+  return lazy_worker(steps_, "steps", kStepThreads);
+}
+
+Worker& PrimitiveContext::step_deadlines() {
+  MutexLock lock(steps_mu_);
+  return lazy_worker(step_deadlines_, "deadline", 1);
 }
 
 void PrimitiveContext::hand_over_queue_on_close(std::string dir, std::int64_t revision) {
@@ -130,11 +139,15 @@ void PrimitiveContext::shut_down() noexcept {
   note_successors_after_revoke(revoked, deadline);
   strays_.close();
   Worker* steps = nullptr;
+  Worker* step_deadlines = nullptr;
   {
     MutexLock lock(steps_mu_);
     steps = steps_.get();
+    step_deadlines = step_deadlines_.get();
   }
-  if (steps) steps->stop();  // not under steps_mu_: a step under way may ask for steps()
+  // Not under steps_mu_: a step under way may ask for steps().
+  if (steps) steps->stop();
+  if (step_deadlines) step_deadlines->stop();
   worker_.stop();
   watches_.close();
   // Replies still to come call back into what goes with this context.

@@ -67,6 +67,10 @@ class PrimitiveContext {
   // kStepThreads) when a step is due while every one is in a request.
   Worker& steps();
   static constexpr std::size_t kStepThreads = 4;
+  // One thread for the deadlines of asynchronous acquisitions, whose tasks
+  // never wait for etcd: a deadline is answered on time even while every
+  // step thread is held by a request that etcd does not answer.
+  Worker& step_deadlines();
   Notifier& notifier() { return notifier_; }
   StrayEntries& strays() { return strays_; }
   PrimitiveCounterRegistry& primitive_counters() { return lock_counters_; }
@@ -109,6 +113,9 @@ class PrimitiveContext {
 
  private:
   void note_successors_after_revoke(bool revoked, SteadyTime deadline) noexcept ETCDLOCK_EXCLUDES(close_notes_mu_);
+  // `worker`, started (stopped at once on a closed manager) if not yet.
+  Worker& lazy_worker(std::unique_ptr<Worker>& worker, std::string_view role, std::size_t max_threads)
+      ETCDLOCK_REQUIRES(steps_mu_);
 
   const std::string prefix_;
   const std::string owner_;
@@ -124,6 +131,7 @@ class PrimitiveContext {
   Worker worker_;
   Mutex steps_mu_;
   std::unique_ptr<Worker> steps_ ETCDLOCK_GUARDED_BY(steps_mu_);
+  std::unique_ptr<Worker> step_deadlines_ ETCDLOCK_GUARDED_BY(steps_mu_);
   StrayEntries strays_;
   HandOverInbox inbox_;
   std::stop_source closed_;
