@@ -85,17 +85,20 @@ void Hold::start() {
   });
 }
 
-void Hold::finish() {
-  if (finished_.exchange(true)) return;
+void Hold::finish(Closing closing) {
+  std::unique_ptr<LossCallback> on_closed;
+  if (closing == Closing::ignore) {
+    MutexLock lock(mu_);
+    on_closed = std::move(on_closed_);
+  }
+  if (finished_.exchange(true)) return;  // destroys a closed callback kept until now, outside mu_
   if (counters_) counters_->hold.observe(SteadyClock::now() - started_);
   std::unique_ptr<LossCallback> on_session_lost;
-  std::unique_ptr<LossCallback> on_closed;
   std::uint64_t watch_task = 0;
   std::int64_t watch = 0;
   {
     MutexLock lock(mu_);
     on_session_lost = std::move(on_session_lost_);
-    on_closed = std::move(on_closed_);
     watch_task = std::exchange(watch_task_, 0);
     watch = std::exchange(watch_, 0);
   }
@@ -119,7 +122,12 @@ void Hold::lose(LossCause cause, bool even_if_finished) {
 }
 
 void Hold::give_up(const std::function<bool()>& remove_entry, bool in_doubt, std::error_code& ec) noexcept {
-  finish();
+  finish(Closing::follow);
+  release_entry(remove_entry, in_doubt, ec);
+  finish();  // the release is answered (or given up): the close need not note for it any more
+}
+
+void Hold::release_entry(const std::function<bool()>& remove_entry, bool in_doubt, std::error_code& ec) noexcept {
   const Leftover leftover{entry_, in_doubt};
   if (lost()) {
     ec = make_error_code(errc::lock_expired);
@@ -127,10 +135,10 @@ void Hold::give_up(const std::function<bool()>& remove_entry, bool in_doubt, std
     // the queue until the lease expires there: remove it while it is the same.
     detail::remove_entry(*context_, leftover, lease_id());
   } else if (context_->closed()) {
-    // The lease revoke takes the entry. A close that began after finish()
-    // dropped the closed callback found nothing of ours to hand over: the
-    // entry behind ours is told, as by the unlock it would have had (else it
-    // waits out its deferred watch).
+    // The lease revoke takes the entry; the closed callback, kept by
+    // finish(Closing::follow), has registered our queue for close()'s note,
+    // or is about to on the closing thread: registered here too, so that it
+    // is before the revoke's reply, when close() collects them.
     hand_over_on_close();
   } else {
     try {

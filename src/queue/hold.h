@@ -57,8 +57,13 @@ class Hold : public std::enable_shared_from_this<Hold> {
   void start();
   // The hold is over (released, or its loss acknowledged by unlock): no
   // further loss is signalled. Idempotent; not to be called under a mutex
-  // that a loss takes (none of etcdlock's).
-  void finish();
+  // that a loss takes (none of etcdlock's). `Closing::follow` keeps the
+  // manager's close followed: a release about to be sent (give_up) still
+  // registers its queue for close()'s notes if the close begins meanwhile,
+  // since the close's revoke may take the entry before the release's Txn
+  // (which then finds it gone and notes no one). give_up() ends that.
+  enum class Closing { follow, ignore };
+  void finish(Closing closing = Closing::ignore);
 
   const QueueEntry& entry() const { return entry_; }
   // The entry that was right behind this one when the hold began, if it
@@ -75,7 +80,7 @@ class Hold : public std::enable_shared_from_this<Hold> {
   void lose(LossCause cause, bool even_if_finished = false);
 
   // The owner gives the hold up (an unlock, a resign, a permit given back):
-  // finish(), then `remove_entry` deletes the entry in etcd, returning
+  // finish(Closing::follow), then `remove_entry` deletes the entry in etcd, returning
   // whether it was still there, or throwing Error when etcd did not answer.
   // From the moment this is called nothing claims the hold, whatever etcd
   // answers:
@@ -108,6 +113,8 @@ class Hold : public std::enable_shared_from_this<Hold> {
   // Our entry goes with the lease that the closing manager revokes: the
   // entry behind it gets close()'s note (PrimitiveContext::shut_down).
   void hand_over_on_close();
+  // give_up() between its two finish() calls.
+  void release_entry(const std::function<bool()>& remove_entry, bool in_doubt, std::error_code& ec) noexcept;
   void watch_key();
   void check_key();
 

@@ -112,7 +112,9 @@ bool MultiHold::give_up(bool expect_successors, std::error_code& ec) noexcept {
   };
   // Every hold stops following its key before the one Txn deletes them all:
   // a hold still watching would take that delete for a loss.
-  for (const auto& hold : holds) hold->finish();
+  // Each follows the manager's close until its give_up() ends: a close that
+  // begins meanwhile registers the queues for its notes (Hold::finish).
+  for (const auto& hold : holds) hold->finish(Hold::Closing::follow);
   for (const auto& hold : holds) {
     std::error_code one;
     hold->give_up(remove_all, in_doubt_, one);

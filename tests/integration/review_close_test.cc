@@ -1,7 +1,9 @@
 // Adversarial review of 78ba95e: LockManager::close() with locks held notes
 // the new head of each held lock's queue after the lease revoke. Against real
 // etcd: many locks held, close racing unlock(), nested names, a revoke whose
-// reply is lost, a close racing an acquisition that is completing.
+// reply is lost, a close racing an acquisition that is completing; and, from
+// the review of 0a789be, close racing unlock() on the holding thread and
+// random closes checked for two holders.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -10,11 +12,13 @@
 #include <cstdio>
 #include <future>
 #include <memory>
+#include <random>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "lock_fixture.h"
+#include "queue_entries.h"
 #include "tcp_proxy.h"
 
 namespace etcdlock::testing {
@@ -25,9 +29,12 @@ using Clock = std::chrono::steady_clock;
 
 long ms(Clock::duration d) { return std::chrono::duration_cast<std::chrono::milliseconds>(d).count(); }
 
+enum class Release;
+
 class ReviewClose : public LockTest {
  protected:
   void many_locks(int kLocks, bool strict);
+  void unlock_racing_close(Release release);
 };
 
 // One waiter per lock: the time from close() to its admission.
@@ -111,44 +118,155 @@ void ReviewClose::many_locks(int kLocks, bool strict) {
 TEST_F(ReviewClose, ManyLocksHeldCloseTimeAndAdmission) { many_locks(48, true); }
 TEST_F(ReviewClose, ManyMoreLocksHeldCloseTimeAndAdmission) { many_locks(300, false); }
 
-// unlock() on one thread while close() runs on another: the unlock's note
-// and the close's note must not let two waiters in at once, and the next
-// waiter gets in quickly.
-TEST_F(ReviewClose, CloseRacingUnlockNoOverlapNoDelay) {
+// unlock() of A's hold on its own thread races A's close(); B, of another
+// manager, waits behind A. The close's revoke may take A's entry before the
+// release's Txn, which then finds it gone and notes no one: the close must
+// note B itself (Hold::give_up follows the close until its release is
+// answered), or B waits out its deferred watch (500 ms). Until 2026-12-04
+// it did not, for a close that began after give_up() checked for one: late in
+// 14–16 of 24 trials with the head read first, 5 of 24 with one Txn, 18–20 of
+// 24 for a multi-lock (the review of 0a789be). An earlier form of this test
+// unlocked on a thread that did not hold the lock, and so never raced.
+enum class Release { read_first, one_txn, multi_read_first };
+
+void ReviewClose::unlock_racing_close(Release release) {
+  constexpr int kTrials = 24;
   auto b_mgr = manager(20s);
   auto c_mgr = manager(20s);
   std::atomic<int> inside{0};
   std::atomic<int> overlaps{0};
+  int late = 0;
   long worst = 0;
-  for (int trial = 0; trial < 8; ++trial) {
+  for (int trial = 0; trial < kTrials; ++trial) {
     auto a_mgr = manager(20s);
-    auto a = a_mgr->get_lock("x");
-    a->lock();
+    std::shared_ptr<Lock> a;
+    std::shared_ptr<MultiLock> a_multi;
+    if (release == Release::multi_read_first) {
+      a_multi = a_mgr->get_multi_lock({"x", "y"});
+    } else {
+      a = a_mgr->get_lock("x");
+    }
+    // A waits behind C first, so that its release expects a successor and
+    // reads the head before its Txn: a wider window.
+    auto c = c_mgr->get_lock("x");
+    if (release != Release::one_txn) c->lock();
+    std::promise<void> a_in;
+    std::promise<void> go;
+    std::error_code unlock_error;
+    std::jthread a_thread([&] {
+      a_multi ? a_multi->lock() : a->lock();
+      a_in.set_value();
+      go.get_future().get();
+      a_multi ? a_multi->unlock(unlock_error) : a->unlock(unlock_error);  // on the thread that holds it
+    });
+    if (release != Release::one_txn) {
+      ASSERT_TRUE(eventually([&] { return entries("x") == 2; }));
+      c->unlock();
+    }
+    a_in.get_future().get();
     Waiting wb;
     wait_on(b_mgr->get_lock("x"), wb, &inside, &overlaps);
     ASSERT_TRUE(eventually([&] { return entries("x") == 2; }));
-    Waiting wc;
-    wait_on(c_mgr->get_lock("x"), wc, &inside, &overlaps);
-    ASSERT_TRUE(eventually([&] { return entries("x") == 3; }));
     std::this_thread::sleep_for(20ms);
     const auto start = Clock::now();
-    std::jthread unlocker([&] {
-      std::this_thread::sleep_for(std::chrono::microseconds(300 * trial));
-      a->unlock();
-    });
+    go.set_value();
+    std::this_thread::sleep_for(std::chrono::microseconds(40 * (trial % 12)));
     a_mgr->close();
-    unlocker.join();
+    a_thread.join();
     const auto b_at = wb.got.get();
-    const auto c_at = wc.got.get();
-    ASSERT_NE(b_at, Clock::time_point{});
-    ASSERT_NE(c_at, Clock::time_point{});
-    const auto first = std::min(ms(b_at - start), ms(c_at - start));
-    worst = std::max(worst, first);
-    std::fprintf(stderr, "trial %d: first waiter in %ld ms after close began (b %ld, c %ld)\n", trial, first,
-                 ms(b_at - start), ms(c_at - start));
+    ASSERT_NE(b_at, Clock::time_point{}) << "B never got in";
+    const auto took = ms(b_at - start);
+    worst = std::max(worst, took);
+    if (took >= 300) ++late;
+    std::fprintf(stderr, "trial %2d: unlock %s, B in %ld ms after the race began\n", trial,
+                 unlock_error ? unlock_error.message().c_str() : "ok", took);
   }
   EXPECT_EQ(overlaps.load(), 0);
-  EXPECT_LT(worst, 250);
+  EXPECT_EQ(late, 0) << "worst " << worst << " ms";
+}
+
+TEST_F(ReviewClose, CloseRacingUnlockWithAHeadReadNotesTheNextWaiter) { unlock_racing_close(Release::read_first); }
+TEST_F(ReviewClose, CloseRacingAOneTxnUnlockNotesTheNextWaiter) { unlock_racing_close(Release::one_txn); }
+TEST_F(ReviewClose, CloseRacingAMultiLockUnlockNotesTheNextWaiter) { unlock_racing_close(Release::multi_read_first); }
+
+// Safety: workers on managers that close at random (while waiting, while
+// holding, racing their own unlock, right after it), one of them sometimes
+// through a MultiLock on {x, y}. Whenever a Lock is admitted to "x", a read
+// of the queue then must show its entry first: an entry ahead of it was
+// there at the admission (entries are created last), so two would hold. It
+// fails (118 violations in 20 s) with close()'s note sent to the second entry
+// instead of the head.
+TEST_F(ReviewClose, RandomClosesNeverAdmitAWaiterThatIsNotFirst) {
+  std::atomic<int> checked{0};
+  std::atomic<int> violations{0};
+  const auto dir = prefix_ + "/x/";
+  constexpr int kWorkers = 4;
+  const auto until = Clock::now() + 10s;
+  std::vector<std::jthread> workers;
+  for (int w = 0; w < kWorkers; ++w) {
+    workers.emplace_back([&, w] {
+      std::mt19937 rng(1234 + w);
+      while (Clock::now() < until) {
+        auto m = manager(20s);
+        const bool multi = w == kWorkers - 1 && rng() % 2 == 0;
+        std::shared_ptr<Lock> lock;
+        std::shared_ptr<MultiLock> multi_lock;
+        if (multi) {
+          multi_lock = m->get_multi_lock({"x", "y"});
+        } else {
+          lock = m->get_lock("x");
+        }
+        enum Closes { never, after_admission, after_unlock, while_waiting };
+        const auto closes = static_cast<Closes>(rng() % 4);
+        std::jthread closer;
+        if (closes == while_waiting) {
+          closer = std::jthread([&m, delay = std::chrono::microseconds(rng() % 30000)] {
+            std::this_thread::sleep_for(delay);
+            m->close();
+          });
+        }
+        bool got = false;
+        try {
+          got = multi ? multi_lock->try_lock_for(10s) : lock->try_lock_for(10s);
+        } catch (const Error&) {
+          // closed while waiting
+        }
+        if (!got) {
+          if (closer.joinable()) closer.join();
+          continue;
+        }
+        if (!multi) {  // a multi-lock's entries only take part
+          const auto found = queue_entries(raw_, dir);
+          const auto own = std::find_if(found.begin(), found.end(), [&](const auto& kv) {
+            return kv.key() == lock->key() && kv.create_revision() == lock->fencing_token();
+          });
+          if (own != found.end()) {  // gone already: closed, proves nothing
+            ++checked;
+            if (own != found.begin()) {
+              ++violations;
+              std::fprintf(stderr, "two holders: %s admitted behind %s\n", lock->key().c_str(),
+                           found.front().key().c_str());
+            }
+          }
+        }
+        std::this_thread::sleep_for(std::chrono::microseconds(rng() % 2000));
+        if (closes == after_admission) {
+          closer = std::jthread([&m, delay = std::chrono::microseconds(rng() % 1500)] {
+            std::this_thread::sleep_for(delay);
+            m->close();
+          });
+        }
+        std::error_code ec;
+        multi ? multi_lock->unlock(ec) : lock->unlock(ec);
+        if (closes == after_unlock) m->close();
+        if (closer.joinable()) closer.join();
+      }
+    });
+  }
+  workers.clear();
+  std::fprintf(stderr, "admissions checked %d, two holders %d\n", checked.load(), violations.load());
+  EXPECT_EQ(violations.load(), 0);
+  EXPECT_GT(checked.load(), 0);
 }
 
 // Nested names: the closing manager holds "a" and "a/b"; one waiter on each.
