@@ -249,21 +249,42 @@ bool Session::end(SteadyTime deadline) noexcept {
     if (!was_lost) state_ = SessionState::closed;
   }
   if (on_event_) on_event_({SessionState::closed, lease_id_, std::chrono::milliseconds(0), false, ""});
-  bool gone = false;
-  try {
-    // A lost lease too: the loss left it to expire so that holders had their
-    // margin to stop, and close() ends every hold. Without the revoke, a lost
-    // hold's entry would block the next holder until the lease expires.
-    client_.lease_revoke(lease_id_, deadline);
-    gone = true;
-  } catch (const etcd::LeaseNotFound&) {
-    gone = true;  // expired already, and its keys with it
-  } catch (const std::exception& e) {
-    log_(LogLevel::warning, "lease revoke failed; its keys go when its TTL passes",
-         {{"lease", lease_hex()}, {"error", e.what()}});
-  }
+  // A lost lease too: the loss left it to expire so that holders had their
+  // margin to stop, and close() ends every hold. Without the revoke, a lost
+  // hold's entry would block the next holder until the lease expires.
+  const bool gone = revoke_until(deadline);
   lost_.request_stop();
   return gone;
+}
+
+bool Session::revoke_until(SteadyTime deadline) noexcept {
+  // A revoke that fails at once (its connection died under it: "Socket
+  // closed") goes again while the deadline allows; each entry of the lease
+  // would otherwise wait out the TTL. A revoke is idempotent, and one whose
+  // reply was lost after it landed is answered "not found" the next time.
+  constexpr std::chrono::milliseconds kLongestPause{500};
+  std::chrono::milliseconds pause{50};
+  for (;;) {
+    try {
+      client_.lease_revoke(lease_id_, deadline);  // false: not found
+      return true;
+    } catch (const etcd::LeaseNotFound&) {
+      return true;  // expired already, and its keys with it
+    } catch (const Error& e) {
+      if (e.value() != errc::unavailable || SteadyClock::now() + pause >= deadline) {
+        log_(LogLevel::warning, "lease revoke failed; its keys go when its TTL passes",
+             {{"lease", lease_hex()}, {"error", e.what()}});
+        return false;
+      }
+      log_(LogLevel::info, "lease revoke failed; trying again", {{"lease", lease_hex()}, {"error", e.what()}});
+    } catch (const std::exception& e) {
+      log_(LogLevel::warning, "lease revoke failed; its keys go when its TTL passes",
+           {{"lease", lease_hex()}, {"error", e.what()}});
+      return false;
+    }
+    std::this_thread::sleep_for(pause);
+    pause = std::min(2 * pause, kLongestPause);
+  }
 }
 
 }  // namespace etcdlock::detail

@@ -90,6 +90,9 @@ class Session {
   bool end(SteadyTime deadline) noexcept;
 
  private:
+  // end()'s revoke, sent again after a failure that left the lease alive
+  // while `deadline` allows; whether the lease is known gone.
+  bool revoke_until(SteadyTime deadline) noexcept;
   // What one renewal came to.
   struct Renewal {
     enum class Outcome {
