@@ -101,8 +101,9 @@ class PrimitiveContext {
   // The manager is closing with an entry of ours created at `revision` in
   // the queue `dir`, held or waiting (perhaps first, unaware): once the lease
   // is revoked, the new head of the queue gets a note if it was behind our
-  // entry (hand_over.h), as an unlock would have left it. Ignored once the
-  // notes are under way.
+  // entry (hand_over.h), as an unlock would have left it; with `revision` 0
+  // (a create unanswered), whatever its place. Ignored once the notes are
+  // under way.
   void hand_over_queue_on_close(std::string dir, std::int64_t revision) ETCDLOCK_EXCLUDES(close_notes_mu_);
 
   // Ends everything: requests the closed token (holds end, waits wake),

@@ -39,10 +39,11 @@ QueueWait::QueueWait(std::shared_ptr<PrimitiveContext> context, QueueDir queue, 
   // (a note being confirmed, a hold being set up).
   if (entry_.takes_notes) {
     note_on_close_.emplace(context_->closed_token(), [this] {
-      // 0: no entry known to exist (none, or its create unanswered): no one
-      // is known to be behind it.
+      // A create sent and not yet answered may have made an entry, even
+      // the first with others behind it: its revision unknown, the queue's
+      // new head gets the note whatever its place (0).
       const auto revision = own_revision_.load();
-      if (revision != 0) context_->hand_over_queue_on_close(queue_.dir, revision);
+      if (revision != 0 || create_sent_.load()) context_->hand_over_queue_on_close(queue_.dir, revision);
     });
   }
 }

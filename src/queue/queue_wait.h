@@ -223,7 +223,7 @@ class QueueWait {
   std::atomic<std::int64_t> own_revision_{0};  // own_'s, for the closing thread
   std::optional<Successor> successor_;         // the entry behind own_ that confirm_own() found
   std::optional<Read> created_read_;           // what the caller's create read ahead of own_ (adopt_created)
-  bool create_sent_ = false;                   // a create of key_ went out: it may exist
+  std::atomic<bool> create_sent_{false};       // a create of key_ went out: it may exist (read on close too)
   bool in_doubt_ = false;                      // a create of key_ went unanswered
   bool waited_ = false;
   std::vector<QueueEntry> watched_;    // the blockers we watch

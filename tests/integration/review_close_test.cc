@@ -304,6 +304,54 @@ TEST_F(ReviewClose, NestedNamesBothWaitersNotedNoOverlap) {
   EXPECT_LT(worst_a, 600);
 }
 
+// A waiter's create has made the first entry, but its reply is lost (the
+// connection cut while it was held) when its manager closes; another
+// manager's waiter queued behind it. The revoke takes the entry: the one
+// behind is noted by close(), as behind any entry of the closing manager,
+// not left to its deferred watch (500 ms after it read the queue). Failed
+// before an unanswered create registered its queue for close()'s notes (the
+// review of 0a789be suspected it).
+TEST_F(ReviewClose, AWaiterWhoseCreateIsUnansweredAtCloseStillHandsOver) {
+  TcpProxy proxy(port_of(etcd_.endpoints().front()));
+  auto behind_mgr = manager(20s);
+  auto through = options_through(proxy.endpoint());
+  // Time for the revoke to reconnect after the cut, even on a loaded
+  // machine: a revoke that fails leaves the entry to its lease (20 s).
+  through.command_timeout = 5s;
+  auto closing = std::make_unique<LockManager>(through);
+  {
+    auto warm = closing->get_lock("warm");
+    warm->lock();
+    warm->unlock();
+  }
+  proxy.hold_replies();
+  std::jthread first([&] {
+    try {
+      closing->get_lock("x")->try_lock_for(10s);
+    } catch (const Error&) {
+      // closed while its create was unanswered
+    }
+  });
+  ASSERT_TRUE(eventually([&] { return entries("x") == 1; }));
+  Waiting behind;
+  wait_on(behind_mgr->get_lock("x"), behind);
+  ASSERT_TRUE(eventually([&] { return entries("x") == 2; }));
+  const auto behind_queued = Clock::now();
+  proxy.cut();  // the create's reply goes with the connection
+  proxy.resume_replies();
+  proxy.restore();
+  const auto start = Clock::now();
+  closing->close();  // its revoke goes on a new connection
+  const auto closed = Clock::now();
+  const auto at = behind.got.get();
+  ASSERT_NE(at, Clock::time_point{});
+  std::fprintf(stderr,
+               "close() took %ld ms; the waiter behind got in %ld ms after close() began, %ld ms after it "
+               "queued\n",
+               ms(closed - start), ms(at - start), ms(at - behind_queued));
+  EXPECT_LT(ms(at - behind_queued), 400) << "let in by its deferred watch, not by close()'s note";
+}
+
 // The revoke commits but its reply is lost: close() writes no note (by
 // design). How long are close() and the waiter's admission?
 TEST_F(ReviewClose, RevokeReplyLostNoNoteWaiterDelay) {
