@@ -340,7 +340,8 @@ void AsyncAcquisition::finish(Outcome outcome) {
     give_back = has_turn_ && !outcome.hold && request_.turn;
     if (give_back) has_turn_ = false;
     self = std::move(self_);
-    request_.context->step_deadlines().cancel(deadline_task_);
+    // Only a deadline's: step_deadlines() starts its thread when first asked for.
+    if (deadline_task_ != 0) request_.context->step_deadlines().cancel(deadline_task_);
   }
   if (give_back) request_.turn->give_back();
   if (const auto& counters = request_.counters) {
