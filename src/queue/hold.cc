@@ -136,9 +136,14 @@ void Hold::release_entry(const std::function<bool()>& remove_entry, bool in_doub
     detail::remove_entry(*context_, leftover, lease_id());
   } else if (context_->closed()) {
     // The lease revoke takes the entry; the closed callback, kept by
-    // finish(Closing::follow), has registered our queue for close()'s note,
-    // or is about to on the closing thread: registered here too, so that it
-    // is before the revoke's reply, when close() collects them.
+    // finish(Closing::follow), registers our queue for close()'s note. But
+    // closed() is true as soon as close() requests the stop, before it runs
+    // the callbacks one by one, and give_up()'s finish() destroys ours: a
+    // std::stop_callback destroyed before its turn never runs. So the queue
+    // is registered here too (twice is harmless), before the revoke's reply,
+    // when close() collects them. (Without this line a multi-lock, whose
+    // holds' callbacks are many and late in the list, lost the note in 2 of
+    // 2 runs of ReviewClose.CloseRacingAMultiLockUnlockNotesTheNextWaiter.)
     hand_over_on_close();
   } else {
     try {
