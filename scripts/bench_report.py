@@ -339,6 +339,9 @@ def main():
                    f"{fmt(tenths[-1], 3) if tenths else 'n/a'} ({fmt(growth, 2)}×) | does not grow with K |")
         out.append(f"| client memory per held lock (RSS growth ÷ K) | {per_lock:,} bytes | ≤ 2,048 bytes: "
                    f"{verdict(per_lock is not None and per_lock <= 2048)} |")
+        heap = scale.get("heap_bytes_per_held_lock")
+        if heap is not None:
+            out.append(f"| heap per held lock (malloc's bytes in use ÷ K) | {heap:,} bytes | |")
         out.append("")
     out.extend(multilock_section(runs))
     out.extend(async_section(runs))

@@ -327,29 +327,17 @@ MultiRelease release_all_and_hand_over(const etcd::Client& client, const std::ve
   return release;
 }
 
-void HandOverReleaser::expect_successor() {
-  MutexLock lock(mu_);
-  expect_successor_ = true;
-}
-
 void HandOverReleaser::release(Hold& hold, bool in_doubt, std::error_code& ec) noexcept {
-  bool read_head_first = false;
-  {
-    MutexLock lock(mu_);
-    read_head_first = expect_successor_;
-  }
+  const bool read_head_first = expect_successor_.load(std::memory_order_relaxed);
   std::optional<Release> release;
   hold.give_up(
       [&] {
-        release =
-            release_and_hand_over(context_->client(), queue_, hold.entry(), limit_, read_head_first, hold.successor());
+        release = release_and_hand_over(named_.context->client(), named_.queue, hold.entry(), limit_, read_head_first,
+                                        hold.successor());
         return release->entry_was_there;
       },
       in_doubt, ec);
-  if (release) {
-    MutexLock lock(mu_);
-    expect_successor_ = release->successor_seen;
-  }
+  if (release) expect_successor_.store(release->successor_seen, std::memory_order_relaxed);
 }
 
 }  // namespace etcdlock::detail

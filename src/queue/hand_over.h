@@ -22,6 +22,7 @@
 
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -29,10 +30,10 @@
 #include <system_error>
 #include <vector>
 
-#include "base/mutex.h"
 #include "etcd/client.h"
 #include "keys/queue_requests.h"
 #include "queue/hold.h"
+#include "queue/named_queue.h"
 #include "queue/primitive_context.h"
 
 namespace etcdlock::detail {
@@ -120,23 +121,24 @@ MultiRelease release_all_and_hand_over(const etcd::Client& client, const std::ve
 // Thread-safe. Its mutex is taken alone; no request to etcd is made under it.
 class HandOverReleaser {
  public:
-  // `limit`: how many entries hold at once (1 for a lock, the limit of a
-  // semaphore).
-  HandOverReleaser(std::shared_ptr<PrimitiveContext> context, QueueDir queue, std::int64_t limit)
-      : context_(std::move(context)), queue_(std::move(queue)), limit_(limit) {}
+  // `named`: the queue of the primitive that owns this releaser, which
+  // outlives it. `limit`: how many entries hold at once (1 for a lock, the
+  // limit of a semaphore).
+  HandOverReleaser(const NamedQueue& named, std::int64_t limit) : named_(named), limit_(limit) {}
 
   // An acquisition waited behind another entry: others are likely to wait
   // behind the next release too.
-  void expect_successor() ETCDLOCK_EXCLUDES(mu_);
+  void expect_successor() { expect_successor_.store(true, std::memory_order_relaxed); }
   // Ends `hold` in etcd and hands its slot on; `ec` as Hold::give_up says.
-  void release(Hold& hold, bool in_doubt, std::error_code& ec) noexcept ETCDLOCK_EXCLUDES(mu_);
+  void release(Hold& hold, bool in_doubt, std::error_code& ec) noexcept;
 
  private:
-  const std::shared_ptr<PrimitiveContext> context_;
-  const QueueDir queue_;
+  // A reference, not copies of the queue's strings: every lock name has a
+  // releaser, and a manager may hold ten thousand of them.
+  const NamedQueue& named_;
   const std::int64_t limit_;
-  mutable Mutex mu_;
-  bool expect_successor_ ETCDLOCK_GUARDED_BY(mu_) = false;
+  // A hint (whether the release reads the head first), guarding nothing else.
+  std::atomic<bool> expect_successor_{false};
 };
 
 }  // namespace etcdlock::detail

@@ -8,7 +8,7 @@ namespace etcdlock::detail {
 LockImpl::LockImpl(std::shared_ptr<PrimitiveContext> context, std::string name, LockOptions options)
     : options_(options),
       exclusive_(std::move(context), "lock", std::move(name), "lock"),
-      releaser_(exclusive_.named().context, exclusive_.named().queue, 1) {}
+      releaser_(exclusive_.named(), 1) {}
 
 LockImpl::~LockImpl() {
   // No other reference exists, so no thread can be inside a member function.

@@ -1,5 +1,7 @@
 #include "recipes/semaphore_impl.h"
 
+#include <deque>
+
 #include "base/text.h"
 #include "keys/holder_value.h"
 #include "keys/key_layout.h"
@@ -31,9 +33,7 @@ void PermitHold::release(std::error_code& ec) noexcept {
 }
 
 SemaphoreImpl::SemaphoreImpl(std::shared_ptr<PrimitiveContext> context, std::string name, Options options)
-    : named_(std::move(context), "semaphore", std::move(name)),
-      options_(options),
-      releaser_(named_.context, named_.queue, options_.limit) {}
+    : named_(std::move(context), "semaphore", std::move(name)), options_(options), releaser_(named_, options_.limit) {}
 
 void SemaphoreImpl::check_limits(const std::vector<std::string>& values) const {
   for (const auto& text : values) {
