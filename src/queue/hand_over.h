@@ -118,7 +118,7 @@ MultiRelease release_all_and_hand_over(const etcd::Client& client, const std::ve
 // successors are likely (an acquisition waited, or the last release found
 // one), so that an uncontended release stays one Txn.
 //
-// Thread-safe. Its mutex is taken alone; no request to etcd is made under it.
+// Thread-safe: its one state is a hint in an atomic.
 class HandOverReleaser {
  public:
   // `named`: the queue of the primitive that owns this releaser, which
