@@ -108,6 +108,47 @@ void PrimitiveContext::hand_over_queue_on_close(std::string dir, std::int64_t re
   if (!added) at->second = std::min(at->second, revision);
 }
 
+void PrimitiveContext::hand_over_queue_on_close_unanswered(std::string dir, std::string key) {
+  MutexLock lock(close_notes_mu_);
+  if (close_notes_taken_) return;
+  close_unanswered_creates_[std::move(dir)].push_back(std::move(key));
+}
+
+void PrimitiveContext::settle_unanswered_creates(SteadyTime deadline) noexcept {
+  std::vector<std::pair<std::string, std::string>> creates;  // queue, key
+  {
+    MutexLock lock(close_notes_mu_);
+    for (auto& [dir, keys] : close_unanswered_creates_) {
+      for (auto& key : keys) creates.emplace_back(dir, std::move(key));
+    }
+    close_unanswered_creates_.clear();
+  }
+  for (std::size_t first = 0; first < creates.size(); first += kMaxTxnOps) {
+    const std::size_t count = std::min(kMaxTxnOps, creates.size() - first);
+    pb::TxnRequest reads;  // no compares: the success branch, every read in one revision
+    for (std::size_t i = 0; i < count; ++i) {
+      auto* read = reads.add_success()->mutable_request_range();
+      read->set_key(creates[first + i].second);
+      read->set_keys_only(true);
+    }
+    try {
+      const auto found = client_.txn(reads, deadline);
+      for (std::size_t i = 0; i < count && static_cast<int>(i) < found.responses_size(); ++i) {
+        const auto& range = found.responses(static_cast<int>(i)).response_range();
+        // Absent: the create has not landed, and the revoke ends it if it
+        // does. Only one that lands in between could have an entry behind
+        // it, whose waiter then learns from its own watch.
+        if (range.kvs_size() > 0 && range.kvs(0).create_revision() > 0) {
+          hand_over_queue_on_close(creates[first + i].first, range.kvs(0).create_revision());
+        }
+      }
+    } catch (const std::exception&) {
+      // Not known: the head of each queue gets a note, whatever its place.
+      for (std::size_t i = 0; i < count; ++i) hand_over_queue_on_close(creates[first + i].first, 0);
+    }
+  }
+}
+
 void PrimitiveContext::note_successors_after_revoke(bool revoked, SteadyTime deadline) noexcept {
   std::map<std::string, std::int64_t> dirs;
   {
@@ -135,6 +176,7 @@ void PrimitiveContext::shut_down() noexcept {
   // Revoking the lease deletes every entry of this manager at once: holds,
   // places in queues, and entries whose delete is still pending.
   const auto deadline = client_.command_deadline();
+  settle_unanswered_creates(deadline);
   const bool revoked = sessions_.end(deadline);
   note_successors_after_revoke(revoked, deadline);
   strays_.close();

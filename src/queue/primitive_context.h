@@ -101,10 +101,14 @@ class PrimitiveContext {
   // The manager is closing with an entry of ours created at `revision` in
   // the queue `dir`, held or waiting (perhaps first, unaware): once the lease
   // is revoked, the new head of the queue gets a note if it was behind our
-  // entry (hand_over.h), as an unlock would have left it; with `revision` 0
-  // (a create unanswered), whatever its place. Ignored once the notes are
-  // under way.
+  // entry (hand_over.h), as an unlock would have left it; with `revision` 0,
+  // whatever its place. Ignored once the notes are under way.
   void hand_over_queue_on_close(std::string dir, std::int64_t revision) ETCDLOCK_EXCLUDES(close_notes_mu_);
+  // As above for an entry whose create went out unanswered: whether it
+  // exists, and at which revision, is read before the revoke, so that the
+  // head gets a note only if it was behind it (a head that was ahead of it
+  // holds already, and a note to it would only linger in its inbox).
+  void hand_over_queue_on_close_unanswered(std::string dir, std::string key) ETCDLOCK_EXCLUDES(close_notes_mu_);
 
   // Ends everything: requests the closed token (holds end, waits wake),
   // revokes the lease, notes the successors of the locks held, stops the
@@ -113,6 +117,9 @@ class PrimitiveContext {
   void shut_down() noexcept;
 
  private:
+  // Before the revoke: the entries of unanswered creates registered for
+  // close()'s notes, read while they still stand.
+  void settle_unanswered_creates(SteadyTime deadline) noexcept ETCDLOCK_EXCLUDES(close_notes_mu_);
   void note_successors_after_revoke(bool revoked, SteadyTime deadline) noexcept ETCDLOCK_EXCLUDES(close_notes_mu_);
   // `worker`, started (stopped at once on a closed manager) if not yet.
   Worker& lazy_worker(std::unique_ptr<Worker>& worker, std::string_view role, std::size_t max_threads)
@@ -141,6 +148,8 @@ class PrimitiveContext {
   Mutex close_notes_mu_;
   // Per queue, our earliest entry's create revision.
   std::map<std::string, std::int64_t> close_note_queues_ ETCDLOCK_GUARDED_BY(close_notes_mu_);
+  // Per queue, the keys of our creates that went unanswered.
+  std::map<std::string, std::vector<std::string>> close_unanswered_creates_ ETCDLOCK_GUARDED_BY(close_notes_mu_);
   bool close_notes_taken_ ETCDLOCK_GUARDED_BY(close_notes_mu_) = false;
 
   Mutex shut_down_mu_;

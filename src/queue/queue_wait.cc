@@ -39,11 +39,19 @@ QueueWait::QueueWait(std::shared_ptr<PrimitiveContext> context, QueueDir queue, 
   // (a note being confirmed, a hold being set up).
   if (entry_.takes_notes) {
     note_on_close_.emplace(context_->closed_token(), [this] {
-      // A create sent and not yet answered may have made an entry, even
-      // the first with others behind it: its revision unknown, the queue's
-      // new head gets the note whatever its place (0).
-      const auto revision = own_revision_.load();
-      if (revision != 0 || create_sent_.load()) context_->hand_over_queue_on_close(queue_.dir, revision);
+      if (const auto revision = own_revision_.load(); revision != 0) {
+        context_->hand_over_queue_on_close(queue_.dir, revision);
+      } else if (create_sent_.load()) {
+        // A create sent and not yet answered may have made an entry, even
+        // the first with others behind it: close() reads it before the
+        // revoke.
+        std::string key;
+        {
+          MutexLock lock(sent_key_mu_);
+          key = sent_key_;
+        }
+        if (!key.empty()) context_->hand_over_queue_on_close_unanswered(queue_.dir, std::move(key));
+      }
     });
   }
 }
@@ -147,6 +155,10 @@ std::optional<QueueWait::Result> QueueWait::start(const std::shared_ptr<Session>
 }
 
 pb::TxnResponse QueueWait::send_create(const pb::TxnRequest& txn, SteadyTime deadline) {
+  {
+    MutexLock lock(sent_key_mu_);
+    sent_key_ = key_;
+  }
   create_sent_ = true;
   try {
     return context_->client().txn(txn, deadline, etcd::write_site::enqueue);

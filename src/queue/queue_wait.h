@@ -46,6 +46,7 @@
 #include <string>
 #include <vector>
 
+#include "base/mutex.h"
 #include "keys/queue_requests.h"
 #include "queue/admission.h"
 #include "queue/entry_removal.h"
@@ -224,7 +225,9 @@ class QueueWait {
   std::optional<Successor> successor_;         // the entry behind own_ that confirm_own() found
   std::optional<Read> created_read_;           // what the caller's create read ahead of own_ (adopt_created)
   std::atomic<bool> create_sent_{false};       // a create of key_ went out: it may exist (read on close too)
-  bool in_doubt_ = false;                      // a create of key_ went unanswered
+  Mutex sent_key_mu_;                          // taken alone
+  std::string sent_key_ ETCDLOCK_GUARDED_BY(sent_key_mu_);  // the key of the last create sent, for the closing thread
+  bool in_doubt_ = false;                                   // a create of key_ went unanswered
   bool waited_ = false;
   std::vector<QueueEntry> watched_;    // the blockers we watch
   std::vector<std::int64_t> watches_;  // their watches
