@@ -1,5 +1,7 @@
 #include "queue/multi_acquisition.h"
 
+#include <atomic>
+
 #include "base/text.h"
 #include "etcd/lost_replies.h"
 #include "keys/key_layout.h"
@@ -104,6 +106,11 @@ void MultiAcquisition::begin(const Session& session) {
 bool MultiAcquisition::enqueue(const Session& session, SteadyTime deadline) {
   const bool created_by_us = create_sent_ || in_doubt_;
   create_sent_ = true;
+  // Each queue's wait registers it for close()'s notes while the create is
+  // unanswered; it creates nothing itself here (QueueWait::create_sending).
+  for (const auto& wait : waits_) wait->create_sending();
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  if (context_->closed()) throw context_->closed_error();
   pb::TxnResponse response;
   try {
     std::vector<QueueDir> dirs;

@@ -39,6 +39,9 @@ QueueWait::QueueWait(std::shared_ptr<PrimitiveContext> context, QueueDir queue, 
   // (a note being confirmed, a hold being set up).
   if (entry_.takes_notes) {
     note_on_close_.emplace(context_->closed_token(), [this] {
+      // Pairs with the fence in create_sending()'s callers: either this sees
+      // the create marked sent, or the sender sees the manager closed.
+      std::atomic_thread_fence(std::memory_order_seq_cst);
       if (const auto revision = own_revision_.load(); revision != 0) {
         context_->hand_over_queue_on_close(queue_.dir, revision);
       } else if (create_sent_.load()) {
@@ -154,12 +157,18 @@ std::optional<QueueWait::Result> QueueWait::start(const std::shared_ptr<Session>
   return std::nullopt;
 }
 
-pb::TxnResponse QueueWait::send_create(const pb::TxnRequest& txn, SteadyTime deadline) {
+void QueueWait::create_sending() {
   {
     MutexLock lock(sent_key_mu_);
     sent_key_ = key_;
   }
   create_sent_ = true;
+}
+
+pb::TxnResponse QueueWait::send_create(const pb::TxnRequest& txn, SteadyTime deadline) {
+  create_sending();
+  std::atomic_thread_fence(std::memory_order_seq_cst);  // see create_sending()
+  if (context_->closed()) throw context_->closed_error();
   try {
     return context_->client().txn(txn, deadline, etcd::write_site::enqueue);
   } catch (const Error& error) {

@@ -146,6 +146,13 @@ class QueueWait {
   // once. Whatever entry an earlier attempt left is the caller's to remove.
   void expect_at(const Session& session, std::string key);
   bool adopt_created(std::int64_t revision, bool in_doubt, const pb::RangeResponse* newest = nullptr);
+  // A create of our key goes out now, sent by us (send_create) or by the
+  // caller (a multi-lock's one Txn): a close() from here on reads, before
+  // its revoke, whether it made an entry. The sender then checks closed()
+  // (after a fence that pairs with the one in the closing callback): a close
+  // that began earlier may have run that callback before this, and then the
+  // create must not go out.
+  void create_sending() ETCDLOCK_EXCLUDES(sent_key_mu_);
 
   // The entry this wait may have left in etcd when it did not acquire, to be
   // removed; nullopt when there is none.
