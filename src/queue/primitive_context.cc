@@ -111,17 +111,14 @@ void PrimitiveContext::hand_over_queue_on_close(std::string dir, std::int64_t re
 void PrimitiveContext::hand_over_queue_on_close_unanswered(std::string dir, std::string key) {
   MutexLock lock(close_notes_mu_);
   if (close_notes_taken_) return;
-  close_unanswered_creates_[std::move(dir)].push_back(std::move(key));
+  close_unanswered_creates_.emplace_back(std::move(dir), std::move(key));
 }
 
 void PrimitiveContext::settle_unanswered_creates(SteadyTime deadline) noexcept {
   std::vector<std::pair<std::string, std::string>> creates;  // queue, key
   {
     MutexLock lock(close_notes_mu_);
-    for (auto& [dir, keys] : close_unanswered_creates_) {
-      for (auto& key : keys) creates.emplace_back(dir, std::move(key));
-    }
-    close_unanswered_creates_.clear();
+    creates.swap(close_unanswered_creates_);
   }
   for (std::size_t first = 0; first < creates.size(); first += kMaxTxnOps) {
     const std::size_t count = std::min(kMaxTxnOps, creates.size() - first);

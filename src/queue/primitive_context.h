@@ -22,6 +22,7 @@
 #include <stop_token>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "base/logger.h"
@@ -148,8 +149,8 @@ class PrimitiveContext {
   Mutex close_notes_mu_;
   // Per queue, our earliest entry's create revision.
   std::map<std::string, std::int64_t> close_note_queues_ ETCDLOCK_GUARDED_BY(close_notes_mu_);
-  // Per queue, the keys of our creates that went unanswered.
-  std::map<std::string, std::vector<std::string>> close_unanswered_creates_ ETCDLOCK_GUARDED_BY(close_notes_mu_);
+  // The queue and key of each create of ours that went unanswered.
+  std::vector<std::pair<std::string, std::string>> close_unanswered_creates_ ETCDLOCK_GUARDED_BY(close_notes_mu_);
   bool close_notes_taken_ ETCDLOCK_GUARDED_BY(close_notes_mu_) = false;
 
   Mutex shut_down_mu_;
