@@ -78,6 +78,118 @@ Release hand_over(const etcd::Client& client, const QueueDir& queue, const Queue
   return release;
 }
 
+// Notes for several queues, grouped by inbox: etcd refuses a key twice in
+// one Txn, and a manager whose waiters are next in several queues gets one
+// note for all of them.
+class NoteGroups {
+ public:
+  // Groups of at most `per_inbox` notes.
+  explicit NoteGroups(std::size_t per_inbox = kMaxTxnOps) : per_inbox_(per_inbox) {}
+  // Adds the note for `successor`, the one of `queue`; false if its inbox's
+  // group cannot take it: the group is for another lease of that manager, or
+  // full.
+  bool add(std::size_t queue, const Successor& successor) {
+    auto found =
+        std::ranges::find_if(groups_, [&](const Group& group) { return group.notes.inbox == successor.inbox; });
+    if (found == groups_.end()) {
+      groups_.push_back({{successor.inbox, successor.lease, {}, {}}, {}, {}});
+      found = groups_.end() - 1;
+    } else if (found->notes.lease != successor.lease || found->notes.successors.size() >= per_inbox_) {
+      return false;
+    }
+    found->notes.successors.push_back(successor.entry);
+    found->for_queues.push_back(queue);
+    found->parts.push_back({successor.entry, 1});
+    return true;
+  }
+  // Whether a note for `inbox` would join a group rather than start one.
+  bool has(std::string_view inbox) const {
+    return std::ranges::any_of(groups_, [&](const Group& group) { return group.notes.inbox == inbox; });
+  }
+  std::size_t size() const { return groups_.size(); }
+  // Drops the groups whose nested Txn would not fit in a parent Txn of
+  // `parent_ops` operations besides the groups (see kMaxTxnOps); their
+  // queues get no note from this Txn.
+  void keep_fitting(std::size_t parent_ops) {
+    for (;;) {
+      const std::size_t room = kMaxTxnOps - std::min(kMaxTxnOps, parent_ops + groups_.size());
+      const auto too_big =
+          std::ranges::find_if(groups_, [&](const Group& group) { return group.notes.successors.size() > room; });
+      if (too_big == groups_.end()) return;
+      groups_.erase(too_big);
+    }
+  }
+  std::vector<InboxNotes> requests() {
+    std::vector<InboxNotes> all;
+    for (auto& group : groups_) {
+      group.notes.notes = encode_notes(group.parts);
+      all.push_back(group.notes);
+    }
+    return all;
+  }
+  // The queues whose note group `index` carried.
+  const std::vector<std::size_t>& queues_of(std::size_t index) const { return groups_[index].for_queues; }
+
+ private:
+  struct Group {
+    InboxNotes notes;
+    std::vector<std::size_t> for_queues;
+    std::vector<Note> parts;
+  };
+  std::size_t per_inbox_;
+  std::vector<Group> groups_;
+};
+
+// Tells each of `heads`, the first entry of its queue now, that it holds.
+// The notes go in as few Txns as fit, not one per head in series, so that
+// the last head is not told a round trip per head ahead of it later. A head
+// whose group's put did not land (another head of its manager went
+// meanwhile) is told alone.
+void note_heads(const etcd::Client& client, const std::vector<Successor>& heads, SteadyTime deadline) {
+  // etcd lets a nested Txn have only the operations its parent leaves: a Txn
+  // of up to 64 groups of up to 64 notes each fits.
+  constexpr std::size_t kGroupsPerTxn = kMaxTxnOps / 2;
+  constexpr std::size_t kNotesPerGroup = kMaxTxnOps - kGroupsPerTxn;
+  std::vector<const Successor*> pending;
+  for (const auto& head : heads) pending.push_back(&head);
+  std::vector<const Successor*> alone;
+  while (!pending.empty()) {
+    // One Txn: the heads that fit go in it, the others wait for the next
+    // (the first always fits, so each round tells at least one).
+    NoteGroups groups(kNotesPerGroup);
+    std::vector<const Successor*> in_txn;
+    std::vector<const Successor*> later;
+    for (const auto* head : pending) {
+      const bool fits = groups.size() < kGroupsPerTxn || groups.has(head->inbox);
+      if (fits && groups.add(in_txn.size(), *head)) {
+        in_txn.push_back(head);
+      } else {
+        later.push_back(head);
+      }
+    }
+    pending = std::move(later);
+    const auto requests = groups.requests();
+    try {
+      const auto response = client.txn(notes_txn(requests), deadline, etcd::write_site::note);
+      for (std::size_t k = 0; k < requests.size() && static_cast<int>(k) < response.responses_size(); ++k) {
+        if (response.responses(static_cast<int>(k)).response_txn().succeeded()) continue;
+        for (const auto index : groups.queues_of(k)) alone.push_back(in_txn[index]);
+      }
+    } catch (const std::exception&) {
+      // Refused, or its outcome unknown: these heads learn of their turn
+      // from their watches (a note is only a hint: a head confirms by a read
+      // before it holds). The others may still be told.
+    }
+  }
+  for (const auto* head : alone) {
+    try {
+      send_note(client, *head, 1, deadline);
+    } catch (const std::exception&) {
+      // This head learns of its turn from its watch; the next may still be told.
+    }
+  }
+}
+
 }  // namespace
 
 bool leaves_a_note(const QueueDir& queue, std::string_view key, std::string_view value) {
@@ -147,13 +259,7 @@ void note_new_heads_after_revoke(const etcd::Client& client, const std::vector<V
     // The heads not read learn of their turn from their watches; those read
     // are still told.
   }
-  for (const auto& head : heads) {
-    try {
-      send_note(client, head, 1, deadline);
-    } catch (const std::exception&) {
-      // This head learns of its turn from its watch; the next may still be told.
-    }
-  }
+  note_heads(client, heads, deadline);
 }
 
 Release release_and_hand_over(const etcd::Client& client, const QueueDir& queue, const QueueEntry& own,
@@ -196,57 +302,6 @@ Release release_and_hand_over(const etcd::Client& client, const QueueDir& queue,
 }
 
 namespace {
-
-// The notes of a multi-release, grouped by inbox: etcd refuses a key twice in
-// one Txn, and a manager whose waiters are next in several queues gets one
-// note for all of them.
-class NoteGroups {
- public:
-  void add(std::size_t queue, const Successor& successor) {
-    auto found =
-        std::ranges::find_if(groups_, [&](const Group& group) { return group.notes.inbox == successor.inbox; });
-    if (found == groups_.end()) {
-      groups_.push_back({{successor.inbox, successor.lease, {}, {}}, {}, {}});
-      found = groups_.end() - 1;
-    } else if (found->notes.lease != successor.lease) {
-      return;  // another lease of that manager: it learns from its watch
-    }
-    found->notes.successors.push_back(successor.entry);
-    found->for_queues.push_back(queue);
-    found->parts.push_back({successor.entry, 1});
-  }
-  bool empty() const { return groups_.empty(); }
-  // Drops the groups whose nested Txn would not fit in a parent Txn of
-  // `parent_ops` operations besides the groups (see kMaxTxnOps); their
-  // queues get no note from this Txn.
-  void keep_fitting(std::size_t parent_ops) {
-    for (;;) {
-      const std::size_t room = kMaxTxnOps - std::min(kMaxTxnOps, parent_ops + groups_.size());
-      const auto too_big =
-          std::ranges::find_if(groups_, [&](const Group& group) { return group.notes.successors.size() > room; });
-      if (too_big == groups_.end()) return;
-      groups_.erase(too_big);
-    }
-  }
-  std::vector<InboxNotes> requests() {
-    std::vector<InboxNotes> all;
-    for (auto& group : groups_) {
-      group.notes.notes = encode_notes(group.parts);
-      all.push_back(group.notes);
-    }
-    return all;
-  }
-  // The queues whose note group `index` carried.
-  const std::vector<std::size_t>& queues_of(std::size_t index) const { return groups_[index].for_queues; }
-
- private:
-  struct Group {
-    InboxNotes notes;
-    std::vector<std::size_t> for_queues;
-    std::vector<Note> parts;
-  };
-  std::vector<Group> groups_;
-};
 
 // The entry that follows `own` at the head of each queue, where it can take a
 // note: read before the release, from the member at hand (as
@@ -308,22 +363,16 @@ MultiRelease release_all_and_hand_over(const etcd::Client& client, const std::ve
   }
   // Each queue's first entry now holds: those that got no note yet get one
   // in a second write (queued after the read, or the read failed).
-  NoteGroups after_release;
+  std::vector<Successor> heads;
   for (std::size_t i = 0; i < queues.size(); ++i) {
     const auto& after = response.responses(static_cast<int>(own.size() + i)).response_range();
     const auto entries = entries_of(after);
     if (!entries.empty()) release.successor_seen = true;
     if (noted[i] || entries.empty()) continue;
-    if (const auto successor = addressee(queues[i], *entries.front())) after_release.add(i, *successor);
+    if (auto successor = addressee(queues[i], *entries.front())) heads.push_back(std::move(*successor));
   }
-  if (!after_release.empty()) {
-    try {
-      client.txn(notes_txn(after_release.requests()), client.command_deadline(), etcd::write_site::note);
-    } catch (const Error&) {
-      // The release is done; the successors learn of their turn from their
-      // own watches instead.
-    }
-  }
+  // The release is done; a head not told learns of its turn from its watch.
+  note_heads(client, heads, client.command_deadline());
   return release;
 }
 

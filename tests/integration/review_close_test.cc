@@ -33,7 +33,7 @@ enum class Release;
 
 class ReviewClose : public LockTest {
  protected:
-  void many_locks(int kLocks, bool strict);
+  void many_locks(int kLocks, int kWaiters);
   void unlock_racing_close(Release release);
 };
 
@@ -63,10 +63,11 @@ void wait_on(std::shared_ptr<Lock> lock, Waiting& w, std::atomic<int>* inside = 
   });
 }
 
-// Many locks held, each with a waiter of another manager: close() makes one
-// read and one note per lock, one after another, where it used to make one
-// revoke. How long does close() take, and does every waiter get in quickly?
-void ReviewClose::many_locks(int kLocks, bool strict) {
+// Many locks held, each with a waiter of another manager (`kWaiters` of them,
+// the locks dealt out in turn): close() reads the queues and notes each new
+// head, where it used to make one revoke. How long does close() take, and does
+// every waiter get in quickly?
+void ReviewClose::many_locks(int kLocks, int kWaiters) {
 #if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
   // What this measures is how long close() spends on its notes, one after
   // another: under ThreadSanitizer, with another test beside it, 48 took
@@ -75,14 +76,15 @@ void ReviewClose::many_locks(int kLocks, bool strict) {
   GTEST_SKIP() << "a timing of serial requests, meaningless under a sanitizer";
 #endif
   auto holder = manager(20s);
-  auto waiter = manager(20s);
+  std::vector<std::unique_ptr<LockManager>> waiters;
+  for (int i = 0; i < kWaiters; ++i) waiters.push_back(manager(20s));
   std::vector<std::shared_ptr<Lock>> held;
   for (int i = 0; i < kLocks; ++i) {
     held.push_back(holder->get_lock("m" + std::to_string(i)));
     held.back()->lock();
   }
   std::vector<Waiting> waits(kLocks);
-  for (int i = 0; i < kLocks; ++i) wait_on(waiter->get_lock("m" + std::to_string(i)), waits[i]);
+  for (int i = 0; i < kLocks; ++i) wait_on(waiters[i % kWaiters]->get_lock("m" + std::to_string(i)), waits[i]);
   ASSERT_TRUE(eventually(
       [&] {
         for (int i = 0; i < kLocks; ++i) {
@@ -104,19 +106,22 @@ void ReviewClose::many_locks(int kLocks, bool strict) {
     worst = std::max(worst, took);
     if (took >= 400) ++late;
   }
-  std::fprintf(stderr, "%d locks: close() took %ld ms; worst admission %ld ms after close began; %d at >= 400 ms\n",
-               kLocks, close_took, worst, late);
-  // 300 locks: close() took 377-418 ms with one read and one note per lock in
-  // series, and 0-2 waiters came in at >= 400 ms; 275 ms and none with the
-  // heads read 128 to a Txn. Only reported: the notes still go one by one.
-  if (strict) {
-    EXPECT_EQ(late, 0);
-  }
+  std::fprintf(stderr,
+               "%d locks, %d waiting managers: close() took %ld ms; worst admission %ld ms after close began; %d at >= "
+               "400 ms\n",
+               kLocks, kWaiters, close_took, worst, late);
+  // 300 locks, one waiting manager: close() took 377-418 ms with one read
+  // and one note per lock in series, and 0-125 waiters came in at >= 400 ms
+  // (let in by their watches, not by a note); 28-59 ms, worst admission
+  // 70-81 ms, with the notes grouped by inbox, 64 groups of 64 to a Txn.
+  EXPECT_EQ(late, 0);
   EXPECT_LT(close_took, 2000);
 }
 
-TEST_F(ReviewClose, ManyLocksHeldCloseTimeAndAdmission) { many_locks(48, true); }
-TEST_F(ReviewClose, ManyMoreLocksHeldCloseTimeAndAdmission) { many_locks(300, false); }
+TEST_F(ReviewClose, ManyLocksHeldCloseTimeAndAdmission) { many_locks(48, 1); }
+TEST_F(ReviewClose, ManyMoreLocksHeldCloseTimeAndAdmission) { many_locks(300, 1); }
+// More inboxes than one Txn of notes takes: two Txns, each manager one note.
+TEST_F(ReviewClose, ManyLocksOfManyWaitingManagersCloseTimeAndAdmission) { many_locks(140, 70); }
 
 // unlock() of A's hold on its own thread races A's close(); B, of another
 // manager, waits behind A. The close's revoke may take A's entry before the
