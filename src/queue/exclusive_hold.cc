@@ -10,7 +10,7 @@ ExclusiveHold::ExclusiveHold(std::shared_ptr<PrimitiveContext> context, std::str
                              std::string acquisition)
     : named_(std::move(context), kind, std::move(name)),
       acquisition_(std::move(acquisition)),
-      turn_(named_.context, std::string(kind) + " " + quote_value(named_.name)) {}
+      turn_(*named_.context, kind, named_.name) {}
 
 ExclusiveHold::Outcome ExclusiveHold::acquire(QueueWait::Entry entry, RetryPolicy retry, SteadyTime deadline,
                                               const std::stop_token& cancel, QueueWait::Mode mode) {

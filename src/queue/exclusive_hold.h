@@ -32,8 +32,9 @@ namespace etcdlock::detail {
 // to etcd is made under it.
 class ExclusiveHold {
  public:
-  // `kind` labels counters ("lock", "election"); `acquisition` names what is
-  // acquired in messages ("lock", "leadership").
+  // `kind` labels counters ("lock", "election"; a literal, which the turn
+  // keeps); `acquisition` names what is acquired in messages ("lock",
+  // "leadership").
   ExclusiveHold(std::shared_ptr<PrimitiveContext> context, std::string_view kind, std::string name,
                 std::string acquisition);
 

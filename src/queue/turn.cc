@@ -3,18 +3,18 @@
 #include <algorithm>
 #include <vector>
 
+#include "base/text.h"
+
 namespace etcdlock::detail {
 
-Turn::Turn(std::shared_ptr<PrimitiveContext> context, std::string what)
-    : context_(std::move(context)), what_(std::move(what)) {}
+Turn::Turn(const PrimitiveContext& context, std::string_view kind, const std::string& name)
+    : context_(context), kind_(kind), name_(name) {}
+
+std::string Turn::what() const { return std::string(kind_) + " " + quote_value(name_); }
 
 bool Turn::take(SteadyTime deadline, const std::stop_token& cancel, bool wait) {
-  std::stop_callback on_closed(context_->closed_token(), [this] {
-    { MutexLock lock(mu_); }
-    changed_.notify_all();
-  });
   MutexLock lock(mu_);
-  context_->check_open();
+  context_.check_open();
   if (!busy_ && waiters_.empty()) {
     busy_ = true;
     owner_ = std::this_thread::get_id();
@@ -22,28 +22,41 @@ bool Turn::take(SteadyTime deadline, const std::stop_token& cancel, bool wait) {
   }
   // Another holder of this process holds or is acquiring, or others wait first.
   if (!wait) return false;
+  // The waiting thread's own condition variable, not one per turn: every
+  // lock name has a turn, nearly always without a thread waiting for it.
+  std::condition_variable_any woken;
   const auto waiter = std::make_shared<Waiter>();
   waiter->id = next_id_++;
   waiter->thread = std::this_thread::get_id();
+  waiter->woken = &woken;
   waiters_.push_back(waiter);
-  const auto done = [&]() ETCDLOCK_REQUIRES(mu_) { return waiter->granted || context_->closed(); };
+  // close() wakes this wait. Registered without mu_, as a token requested
+  // already runs the callback at once; a grant meanwhile is seen below.
+  lock.unlock();
+  std::stop_callback on_closed(context_.closed_token(), [this, &woken] {
+    MutexLock closing(mu_);
+    woken.notify_all();
+  });
+  lock.lock();
+  const auto done = [&]() ETCDLOCK_REQUIRES(mu_) { return waiter->granted || context_.closed(); };
   if (deadline == SteadyTime::max()) {
-    changed_.wait(lock, cancel, done);
+    woken.wait(lock, cancel, done);
   } else {
-    changed_.wait_until(lock, cancel, deadline, done);
+    woken.wait_until(lock, cancel, deadline, done);
   }
+  waiter->woken = nullptr;
   if (!waiter->granted) {
     std::erase(waiters_, waiter);
-    context_->check_open();
-    if (cancel.stop_requested()) throw Error(errc::cancelled, "the wait for " + what_ + " was cancelled");
+    context_.check_open();
+    if (cancel.stop_requested()) throw Error(errc::cancelled, "the wait for " + what() + " was cancelled");
     return false;
   }
-  if (context_->closed() || cancel.stop_requested()) {
+  if (context_.closed() || cancel.stop_requested()) {
     // Granted as the wait ended: pass it on, as if it had never come.
     lock.unlock();
     give_back();
-    context_->check_open();
-    throw Error(errc::cancelled, "the wait for " + what_ + " was cancelled");
+    context_.check_open();
+    throw Error(errc::cancelled, "the wait for " + what() + " was cancelled");
   }
   return true;
 }
@@ -80,6 +93,9 @@ void Turn::pass_on(std::vector<Grant>& granted) {
     } else {
       owner_ = next->thread;
       next->granted = true;
+      // Under mu_: the thread cannot leave its wait, and take() with it the
+      // condition variable, before mu_ is released.
+      next->woken->notify_one();
     }
   }
 }
@@ -92,7 +108,6 @@ void Turn::give_back() {
     owner_ = {};
     pass_on(granted);
   }
-  changed_.notify_all();
   for (const auto& grant : granted) {
     if (!grant()) give_back();  // the waiter is gone: the turn it was given passes on
   }

@@ -20,6 +20,7 @@
 #include <memory>
 #include <stop_token>
 #include <string>
+#include <string_view>
 #include <thread>
 
 #include "base/mutex.h"
@@ -30,8 +31,9 @@ namespace etcdlock::detail {
 // Thread-safe. Its mutex is taken after its owner's, never before.
 class Turn {
  public:
-  // `what` names the lock or election in messages: "lock \"jobs\"".
-  Turn(std::shared_ptr<PrimitiveContext> context, std::string what);
+  // `kind` ("lock", a literal) and `name` name the lock or election in
+  // messages; both, and `context`, outlive the turn.
+  Turn(const PrimitiveContext& context, std::string_view kind, const std::string& name);
 
   // Waits until the turn is the calling thread's; true when it has it now,
   // false when `wait` is false and it is busy or others wait, or at the
@@ -60,18 +62,21 @@ class Turn {
  private:
   struct Waiter {
     std::uint64_t id = 0;
-    std::thread::id thread;  // a blocked thread, or
-    Grant grant;             // an asynchronous waiter
-    bool granted = false;    // a thread's: the turn is its now
+    std::thread::id thread;                        // a blocked thread, or
+    Grant grant;                                   // an asynchronous waiter
+    bool granted = false;                          // a thread's: the turn is its now
+    std::condition_variable_any* woken = nullptr;  // a thread's, on its stack while it waits
   };
   // Passes the free turn to the first waiter still there; the grants to call
   // once mu_ is released go to `granted`.
   void pass_on(std::vector<Grant>& granted) ETCDLOCK_REQUIRES(mu_);
+  // "lock \"jobs\"", for messages.
+  std::string what() const;
 
-  const std::shared_ptr<PrimitiveContext> context_;
-  const std::string what_;
+  const PrimitiveContext& context_;
+  const std::string_view kind_;
+  const std::string& name_;
   mutable Mutex mu_;
-  std::condition_variable_any changed_;
   bool busy_ ETCDLOCK_GUARDED_BY(mu_) = false;
   std::thread::id owner_ ETCDLOCK_GUARDED_BY(mu_);  // when a thread owns it
   // A list, not a deque: libstdc++'s deque allocates 576 bytes when it is
