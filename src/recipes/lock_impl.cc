@@ -78,7 +78,7 @@ bool LockImpl::acquire_in_etcd(SteadyTime deadline, const std::stop_token& cance
   // A successor is likely after a wait: the release reads the queue first.
   if (outcome.waited) releaser_.expect_successor();
   MutexLock lock(mu_);
-  last_key_ = std::move(outcome.key);
+  remember_key(outcome.held ? std::string() : std::move(outcome.key));
   return outcome.held;
 }
 
@@ -91,6 +91,7 @@ void LockImpl::release(std::error_code& ec) noexcept {
       return;
     }
     if (--depth_ > 0) return;
+    remember_key(exclusive_.hold()->entry().key);
   }
   auto [hold, in_doubt] = exclusive_.take();
   release_in_etcd(*hold, in_doubt, ec);
@@ -127,14 +128,14 @@ void LockImpl::async_acquire(SteadyTime deadline, std::stop_token cancel, AsyncD
 void LockImpl::async_acquired(AsyncAcquisition::Outcome outcome, const AsyncDone& done) {
   if (!outcome.hold) {
     MutexLock lock(mu_);
-    if (!outcome.key.empty()) last_key_ = outcome.key;
+    if (!outcome.key.empty()) remember_key(std::move(outcome.key));
   } else {
     // The turn is ours (the acquisition kept it): the hold is this lock's
     // until the LockHold gives it up.
     if (outcome.waited) releaser_.expect_successor();
     exclusive_.adopt(outcome.hold, outcome.in_doubt);
     MutexLock lock(mu_);
-    last_key_ = outcome.key;
+    remember_key({});
     last_hold_lost_ = false;
     exclusive_.context().log()(LogLevel::debug, "lock acquired",
                                {{"name", name()},
@@ -154,6 +155,10 @@ void LockImpl::release(AsyncLockHold& state, std::error_code& ec) noexcept {
   if (state.released.exchange(true)) {
     ec = make_error_code(errc::lock_not_held);
     return;
+  }
+  {
+    MutexLock lock(mu_);
+    remember_key(state.hold->entry().key);
   }
   auto [hold, in_doubt] = exclusive_.take_if(state.hold);
   if (!hold) {  // cannot happen: the turn kept it this hold's
@@ -188,6 +193,11 @@ void LockImpl::warn_handler_threw(std::string_view what) const noexcept {
                                {{"name", name()}, {"error", std::string(what)}});
   } catch (...) {  // nothing to report it to
   }
+}
+
+void LockImpl::remember_key(std::string key) {
+  last_key_ = std::move(key);
+  last_key_.shrink_to_fit();  // an empty one gives its memory back
 }
 
 std::string LockImpl::key() const {

@@ -90,6 +90,9 @@ class LockImpl : public std::enable_shared_from_this<LockImpl> {
   mutable Mutex mu_;
   int depth_ ETCDLOCK_GUARDED_BY(mu_) = 0;  // the owner's hold count
   bool last_hold_lost_ ETCDLOCK_GUARDED_BY(mu_) = false;
+  // The key of the last attempt or hold, once it is not held: while held,
+  // the hold has it (a copy per held lock would be memory for nothing).
+  void remember_key(std::string key) ETCDLOCK_REQUIRES(mu_);
   std::string last_key_ ETCDLOCK_GUARDED_BY(mu_);
 };
 
