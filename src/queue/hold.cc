@@ -57,29 +57,30 @@ Hold::Hold(std::shared_ptr<PrimitiveContext> context, std::shared_ptr<Session> s
     : context_(std::move(context)),
       session_(std::move(session)),
       entry_(std::move(entry)),
-      successor_(std::move(successor)),
+      successor_(successor ? std::make_unique<const Successor>(std::move(*successor)) : nullptr),
       kind_(std::move(kind)),
       name_(std::move(name)),
       counters_(std::move(counters)) {}
 
 Hold::~Hold() { finish(); }
 
+void Hold::OnHold::operator()() const {
+  if (const auto locked = hold.lock()) act(*locked);
+}
+
 void Hold::start() {
   std::weak_ptr<Hold> weak = weak_from_this();
   MutexLock lock(mu_);
   // A token requested already runs its callback here, at once; lose() takes
-  // no mutex, so that is safe under mu_.
-  on_session_lost_ = std::make_unique<LossCallback>(session_->lost_token(), [weak] {
-    if (const auto hold = weak.lock()) hold->lose(LossCause::lease);
-  });
-  on_closed_ = std::make_unique<LossCallback>(context_->closed_token(), [weak] {
-    const auto hold = weak.lock();
-    if (!hold) return;
-    // Our entry goes with the lease that close() revokes next: the entry
-    // behind it is told, as by an unlock, not left to its deferred watch.
-    hold->hand_over_on_close();
-    hold->lose(LossCause::closed);
-  });
+  // no mutex, so that is safe under mu_. On close, our entry goes with the
+  // lease that close() revokes next: the entry behind it is told, as by an
+  // unlock, not left to its deferred watch.
+  on_session_lost_ = std::make_unique<LossCallback>(session_->lost_token(),
+                                                    OnHold{weak, [](Hold& hold) { hold.lose(LossCause::lease); }});
+  on_closed_ = std::make_unique<LossCallback>(context_->closed_token(), OnHold{weak, [](Hold& hold) {
+                                                                                 hold.hand_over_on_close();
+                                                                                 hold.lose(LossCause::closed);
+                                                                               }});
   watch_task_ = context_->worker().post_at(SteadyClock::now() + kWatchDelay, [weak] {
     if (const auto hold = weak.lock()) hold->watch_key();
   });

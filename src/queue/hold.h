@@ -68,7 +68,7 @@ class Hold : public std::enable_shared_from_this<Hold> {
   const QueueEntry& entry() const { return entry_; }
   // The entry that was right behind this one when the hold began, if it
   // can take a note; null if none was known.
-  const Successor* successor() const { return successor_ ? &*successor_ : nullptr; }
+  const Successor* successor() const { return successor_.get(); }
   std::int64_t lease_id() const { return session_->lease_id(); }
   bool session_alive() const { return session_->alive(); }
   std::stop_token lost_token() const { return lost_source_.get_token(); }
@@ -121,7 +121,9 @@ class Hold : public std::enable_shared_from_this<Hold> {
   const std::shared_ptr<PrimitiveContext> context_;
   const std::shared_ptr<Session> session_;
   const QueueEntry entry_;
-  const std::optional<Successor> successor_;
+  // On the heap: most holds have none, and an optional would keep its room
+  // in every hold.
+  const std::unique_ptr<const Successor> successor_;
   const std::string kind_;
   const std::string name_;
   const std::shared_ptr<PrimitiveCounters> counters_;
@@ -131,7 +133,15 @@ class Hold : public std::enable_shared_from_this<Hold> {
   std::atomic<bool> finished_{false};
 
   Mutex mu_;  // taken by start, finish and the worker's tasks, never by a loss
-  using LossCallback = std::stop_callback<std::function<void()>>;
+  // Runs `act` on the hold while it exists. A function pointer and a weak
+  // reference fit in the callback itself; a std::function of them would
+  // allocate, once per callback of every hold.
+  struct OnHold {
+    std::weak_ptr<Hold> hold;
+    void (*act)(Hold&);
+    void operator()() const;
+  };
+  using LossCallback = std::stop_callback<OnHold>;
   std::unique_ptr<LossCallback> on_session_lost_ ETCDLOCK_GUARDED_BY(mu_);
   std::unique_ptr<LossCallback> on_closed_ ETCDLOCK_GUARDED_BY(mu_);
   std::uint64_t watch_task_ ETCDLOCK_GUARDED_BY(mu_) = 0;
