@@ -616,8 +616,7 @@ json run_raw(const Config& config) {
   const std::string dir = config.prefix + "/lock/";
   const std::string key = detail::queue_key(dir, lease);
   // The very Txn a lock sends to enqueue.
-  const auto txn =
-      detail::enqueue_txn({dir, detail::prefix_range_end(dir)}, key, R"({"owner":"bench"})", lease, {1, false});
+  const auto txn = detail::enqueue_txn({dir}, key, R"({"owner":"bench"})", lease, {1, false});
   pb::DeleteRangeRequest erase;
   erase.set_key(key);
   auto cycle = [&] {

@@ -50,7 +50,7 @@ pb::TxnRequest inbox_notes_txn(const InboxNotes& notes) {
 pb::RangeRequest queue_range(const QueueDir& queue) {
   pb::RangeRequest range;
   range.set_key(queue.dir);
-  range.set_range_end(queue.end);
+  range.set_range_end(queue.end());
   range.set_sort_target(pb::RangeRequest::CREATE);
   range.set_sort_order(pb::RangeRequest::ASCEND);
   range.set_keys_only(true);
@@ -70,7 +70,7 @@ pb::TxnRequest enqueue_txn(const QueueDir& queue, const std::string& key, const 
 pb::TxnRequest enqueue_if_empty_txn(const QueueDir& queue, const std::string& key, const std::string& value,
                                     std::int64_t lease) {
   pb::TxnRequest txn;
-  add_created_at(txn, queue.dir, queue.end, 0);  // holds for an empty range only
+  add_created_at(txn, queue.dir, queue.end(), 0);  // holds for an empty range only
   add_put(*txn.mutable_success(), key, value, lease);
   add_get(*txn.mutable_failure(), key);
   auto first = queue_range(queue);

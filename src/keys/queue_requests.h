@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "etcd/rpc.pb.h"
+#include "keys/key_layout.h"
 
 namespace etcdlock::detail {
 
@@ -35,10 +36,12 @@ struct Successor {
   std::int64_t lease = 0;
 };
 
-// A lock's directory: "<prefix>/<name>/" and the end of its key range.
+// A lock's directory: "<prefix>/<name>/".
 struct QueueDir {
   std::string dir;
-  std::string end;
+  // The end of its key range, made when asked: every lock name keeps a
+  // QueueDir, and the end is needed only to build a request.
+  std::string end() const { return prefix_range_end(dir); }
 };
 
 // The queue's keys, oldest first; keys only.

@@ -33,7 +33,7 @@ pb::RangeResponse Admin::read_under(std::string_view name_prefix) const {
   // "jobs/" also reads the keys of the lock "jobs" itself ("<prefix>/jobs/<id>"):
   // callers keep the names that start with the prefix.
   const std::string from = prefix_ + "/" + std::string(name_prefix);
-  return client_.range(by_creation({from, prefix_range_end(from)}), deadline());
+  return client_.range(by_creation({from}), deadline());
 }
 
 LockInfo Admin::describe(std::string name, std::span<const mvccpb::KeyValue* const> entries, Leases& ttls) const {
@@ -87,7 +87,7 @@ LockInfo Admin::describe(std::string name, std::span<const mvccpb::KeyValue* con
 std::optional<LockInfo> Admin::info(std::string_view name) const {
   validate_name(name);
   const auto dir = queue_dir(prefix_, name);
-  const auto queue = client_.range(by_creation({dir, prefix_range_end(dir)}), deadline());
+  const auto queue = client_.range(by_creation({dir}), deadline());
   // Every key under the directory is an entry of the queue, also one of a
   // longer name ("a/b" under "a"), as in etcd's recipe, but an inbox key (see
   // keys/key_layout.h).

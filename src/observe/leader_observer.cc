@@ -37,7 +37,7 @@ LeaderObserver::~LeaderObserver() { stop(); }
 void LeaderObserver::start() {
   read();
   MutexLock lock(mu_);
-  watch_ = context_->watches().add(queue_.dir, queue_.end, catch_up_.read_revision() + 1,
+  watch_ = context_->watches().add(queue_.dir, queue_.end(), catch_up_.read_revision() + 1,
                                    std::make_shared<Relay>(weak_from_this()));
 }
 

@@ -19,7 +19,7 @@ struct NamedQueue {
       : context(std::move(services)),
         name(std::move(name_in_prefix)),
         counters(context->primitive_counters().counters(kind, name)),
-        queue{queue_dir(context->prefix(), name), prefix_range_end(queue_dir(context->prefix(), name))} {}
+        queue{queue_dir(context->prefix(), name)} {}
 
   const std::shared_ptr<PrimitiveContext> context;
   const std::string name;

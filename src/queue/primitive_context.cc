@@ -157,7 +157,7 @@ void PrimitiveContext::note_successors_after_revoke(bool revoked, SteadyTime dea
   if (!revoked) return;
   std::vector<VacatedQueue> queues;
   queues.reserve(dirs.size());
-  for (const auto& [dir, revision] : dirs) queues.push_back({{dir, prefix_range_end(dir)}, revision});
+  for (const auto& [dir, revision] : dirs) queues.push_back({{dir}, revision});
   // One deadline for all: a member that stopped answering delays close() by
   // one command timeout, not one per lock held.
   note_new_heads_after_revoke(client_, queues, inbox_.address(), deadline);

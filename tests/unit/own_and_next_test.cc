@@ -11,7 +11,7 @@
 namespace etcdlock::detail {
 namespace {
 
-const QueueDir kQueue{"/p/x/", "/p/x0"};
+const QueueDir kQueue{"/p/x/"};
 const QueueEntry kOwn{"/p/x/a1", 100};
 
 std::string value_with_inbox(const std::string& inbox) {
@@ -66,7 +66,7 @@ TEST(OwnAndNext, NoNoteToALongerNamesEntryOrAnInboxOutsideTheQueuesPrefix) {
 }
 
 TEST(OwnAndNext, InboxKeysAreNoEntries) {
-  const QueueDir outer{"/p/", "/p0"};
+  const QueueDir outer{"/p/"};
   const QueueEntry own{"/p/a1", 100};
   pb::RangeResponse read;
   add(read, own.key, own.revision);
