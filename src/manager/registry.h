@@ -23,10 +23,10 @@ namespace etcdlock::detail {
 // Thread-safe.
 class Registry {
  public:
-  // The `Handle` named `name` (of kind `kind`: "lock", "election"), made with
-  // `make` when no one holds one. Throws Error(errc::invalid_argument) when
-  // the name is in use as another kind, or with other options. `Impl` has
-  // options(), compared with `options`.
+  // The `Handle` named `name` (of kind `kind`: "lock", "election", a literal
+  // that the registry keeps), made with `make` when no one holds one. Throws
+  // Error(errc::invalid_argument) when the name is in use as another kind, or
+  // with other options. `Impl` has options(), compared with `options`.
   template <class Handle, class Impl, class Options>
   std::shared_ptr<Handle> get(std::string_view kind, std::string_view name, const Options& options,
                               const std::function<std::shared_ptr<Impl>()>& make) {
@@ -74,7 +74,7 @@ class Registry {
       }
       if (!impl) impl = make();
       auto created = std::make_shared<Handle>(impl);
-      entry = {std::string(kind), created, impl, impl->lifetime()};
+      entry = {kind, created, impl, impl->lifetime()};
       forget_unused();
       return {created, impl};
     }
@@ -84,7 +84,7 @@ class Registry {
   static constexpr std::chrono::milliseconds kFinishingPoll{5};
 
   struct Entry {
-    std::string kind;
+    std::string_view kind;  // a literal
     std::weak_ptr<void> handle;
     std::weak_ptr<void> impl;
     std::weak_ptr<const void> lifetime;  // the impl's, destructor included
