@@ -18,6 +18,7 @@
 #include "lock_fixture.h"
 #include "queue_entries.h"
 #include "tcp_proxy.h"
+#include "timed_waiter.h"
 
 namespace etcdlock::testing {
 namespace {
@@ -25,36 +26,7 @@ namespace {
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
 
-long ms(Clock::duration d) { return std::chrono::duration_cast<std::chrono::milliseconds>(d).count(); }
-
 class ReviewClose2 : public LockTest {};
-
-struct Waiting {
-  std::promise<Clock::time_point> in_at;
-  std::future<Clock::time_point> got = in_at.get_future();
-  std::jthread thread;
-};
-
-// `inside` counts holders of the name, across managers: > 1 is an overlap.
-void wait_on(std::shared_ptr<Lock> lock, Waiting& w, std::atomic<int>* inside = nullptr,
-             std::atomic<int>* overlaps = nullptr, std::chrono::milliseconds hold = 30ms) {
-  w.thread = std::jthread([lock, &w, inside, overlaps, hold] {
-    try {
-      if (lock->try_lock_for(20s)) {
-        const auto at = Clock::now();
-        if (inside && inside->fetch_add(1) != 0 && overlaps) ++*overlaps;
-        std::this_thread::sleep_for(hold);
-        if (inside) inside->fetch_sub(1);
-        lock->unlock();
-        w.in_at.set_value(at);
-        return;
-      }
-    } catch (...) {
-    }
-    w.in_at.set_value({});
-  });
-}
-
 // Suspicion 3 (create reply held), for a MultiLock: the multi-lock's create
 // goes through MultiAcquisition::enqueue, not QueueWait::send_create, so its
 // QueueWaits' close callbacks see neither an own revision nor a create sent.

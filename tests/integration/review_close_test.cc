@@ -20,14 +20,13 @@
 #include "lock_fixture.h"
 #include "queue_entries.h"
 #include "tcp_proxy.h"
+#include "timed_waiter.h"
 
 namespace etcdlock::testing {
 namespace {
 
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
-
-long ms(Clock::duration d) { return std::chrono::duration_cast<std::chrono::milliseconds>(d).count(); }
 
 enum class Release;
 
@@ -36,33 +35,6 @@ class ReviewClose : public LockTest {
   void many_locks(int kLocks, int kWaiters);
   void unlock_racing_close(Release release);
 };
-
-// One waiter per lock: the time from close() to its admission.
-struct Waiting {
-  std::promise<Clock::time_point> in_at;
-  std::future<Clock::time_point> got = in_at.get_future();
-  std::jthread thread;
-};
-
-void wait_on(std::shared_ptr<Lock> lock, Waiting& w, std::atomic<int>* inside = nullptr,
-             std::atomic<int>* overlaps = nullptr) {
-  w.thread = std::jthread([lock, &w, inside, overlaps] {
-    try {
-      if (lock->try_lock_for(20s)) {
-        const auto at = Clock::now();
-        if (inside && inside->fetch_add(1) != 0 && overlaps) ++*overlaps;
-        std::this_thread::sleep_for(30ms);
-        if (inside) inside->fetch_sub(1);
-        lock->unlock();
-        w.in_at.set_value(at);
-        return;
-      }
-    } catch (...) {
-    }
-    w.in_at.set_value({});
-  });
-}
-
 // Many locks held, each with a waiter of another manager (`kWaiters` of them,
 // the locks dealt out in turn): close() reads the queues and notes each new
 // head, where it used to make one revoke. How long does close() take, and does
