@@ -173,6 +173,10 @@ void PrimitiveContext::shut_down() noexcept {
   // Revoking the lease deletes every entry of this manager at once: holds,
   // places in queues, and entries whose delete is still pending.
   const auto deadline = client_.command_deadline();
+  // Retired entries of ours (a create or delete whose reply was lost) go
+  // with the lease too, and a waiter may be behind one: read like an
+  // unanswered create, so that the head behind it is told.
+  for (auto& key : strays_.keys()) hand_over_queue_on_close_unanswered(queue_dir_of_entry(key), std::move(key));
   // The read of unanswered creates gets half the time at most: with etcd's
   // replies held up, a read that took it all left the revoke none, and every
   // entry of ours to the lease's TTL (an adversarial review found that).

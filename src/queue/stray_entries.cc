@@ -90,6 +90,14 @@ std::size_t StrayEntries::size() const {
   return guards_.size();
 }
 
+std::vector<std::string> StrayEntries::keys() const {
+  MutexLock lock(mu_);
+  std::vector<std::string> keys;
+  keys.reserve(guards_.size());
+  for (const auto& [key, guard] : guards_) keys.push_back(key);
+  return keys;
+}
+
 std::int64_t StrayEntries::lease_of(const std::string& key) const {
   MutexLock lock(mu_);
   const auto found = guards_.find(key);

@@ -23,6 +23,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "base/logger.h"
 #include "base/mutex.h"
@@ -52,6 +53,8 @@ class StrayEntries {
   bool retired(const std::string& key) const;
   // How many keys are guarded now (for tests and metrics).
   std::size_t size() const;
+  // The keys guarded now.
+  std::vector<std::string> keys() const;
 
   // Stops every guard (the manager closes: its lease is revoked, which takes
   // the entries). Idempotent.
