@@ -1,11 +1,27 @@
 #include "queue/turn.h"
 
 #include <algorithm>
+#include <optional>
 #include <vector>
 
 #include "base/text.h"
 
 namespace etcdlock::detail {
+namespace {
+
+// Wakes a thread waiting for a turn when the manager closes. It takes the
+// turn's mutex first, so that the wake cannot fall between the waiter's check
+// of closed() and its wait.
+struct WakeOnClose {
+  Mutex& mu;
+  std::condition_variable_any& woken;
+  void operator()() const {
+    MutexLock lock(mu);
+    woken.notify_all();
+  }
+};
+
+}  // namespace
 
 Turn::Turn(const PrimitiveContext& context, std::string_view kind, const std::string& name)
     : context_(context), kind_(kind), name_(name) {}
@@ -13,6 +29,13 @@ Turn::Turn(const PrimitiveContext& context, std::string_view kind, const std::st
 std::string Turn::what() const { return std::string(kind_) + " " + quote_value(name_); }
 
 bool Turn::take(SteadyTime deadline, const std::stop_token& cancel, bool wait) {
+  // The waiting thread's own condition variable, not one per turn: every
+  // lock name has a turn, nearly always without a thread waiting for it.
+  // Both are declared before the lock, so destroyed after it is released:
+  // destroying a stop_callback waits for a run of it under way on the
+  // closing thread, and that run takes mu_.
+  std::optional<std::condition_variable_any> woken;
+  std::optional<std::stop_callback<WakeOnClose>> on_closed;
   MutexLock lock(mu_);
   context_.check_open();
   if (!busy_ && waiters_.empty()) {
@@ -22,27 +45,22 @@ bool Turn::take(SteadyTime deadline, const std::stop_token& cancel, bool wait) {
   }
   // Another holder of this process holds or is acquiring, or others wait first.
   if (!wait) return false;
-  // The waiting thread's own condition variable, not one per turn: every
-  // lock name has a turn, nearly always without a thread waiting for it.
-  std::condition_variable_any woken;
+  woken.emplace();
   const auto waiter = std::make_shared<Waiter>();
   waiter->id = next_id_++;
   waiter->thread = std::this_thread::get_id();
-  waiter->woken = &woken;
+  waiter->woken = &*woken;
   waiters_.push_back(waiter);
   // close() wakes this wait. Registered without mu_, as a token requested
   // already runs the callback at once; a grant meanwhile is seen below.
   lock.unlock();
-  std::stop_callback on_closed(context_.closed_token(), [this, &woken] {
-    MutexLock closing(mu_);
-    woken.notify_all();
-  });
+  on_closed.emplace(context_.closed_token(), WakeOnClose{mu_, *woken});
   lock.lock();
   const auto done = [&]() ETCDLOCK_REQUIRES(mu_) { return waiter->granted || context_.closed(); };
   if (deadline == SteadyTime::max()) {
-    woken.wait(lock, cancel, done);
+    woken->wait(lock, cancel, done);
   } else {
-    woken.wait_until(lock, cancel, deadline, done);
+    woken->wait_until(lock, cancel, deadline, done);
   }
   waiter->woken = nullptr;
   if (!waiter->granted) {
