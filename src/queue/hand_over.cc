@@ -144,12 +144,14 @@ class NoteGroups {
 // The notes go in as few Txns as fit, not one per head in series, so that
 // the last head is not told a round trip per head ahead of it later. A head
 // whose group's put did not land (another head of its manager went
-// meanwhile) is told alone.
+// meanwhile), or whose Txn was refused or went unanswered, is told alone.
 void note_heads(const etcd::Client& client, const std::vector<Successor>& heads, SteadyTime deadline) {
   // etcd lets a nested Txn have only the operations its parent leaves: a Txn
   // of up to 64 groups of up to 64 notes each fits.
   constexpr std::size_t kGroupsPerTxn = kMaxTxnOps / 2;
   constexpr std::size_t kNotesPerGroup = kMaxTxnOps - kGroupsPerTxn;
+  constexpr std::size_t kNoteBytesPerTxn = 512 * 1024;
+  constexpr std::size_t kNoteOverhead = 64;  // revisions, limits, the Txn's framing
   std::vector<const Successor*> pending;
   for (const auto& head : heads) pending.push_back(&head);
   std::vector<const Successor*> alone;
@@ -159,10 +161,16 @@ void note_heads(const etcd::Client& client, const std::vector<Successor>& heads,
     NoteGroups groups(kNotesPerGroup);
     std::vector<const Successor*> in_txn;
     std::vector<const Successor*> later;
+    std::size_t bytes = 0;
     for (const auto* head : pending) {
-      const bool fits = groups.size() < kGroupsPerTxn || groups.has(head->inbox);
+      // A note carries the entry's key, the put its inbox's: long names must
+      // not make a request etcd refuses (its limit is 1.5 MiB by default).
+      const std::size_t size = 2 * head->entry.key.size() + head->inbox.size() + kNoteOverhead;
+      const bool fits = (groups.size() < kGroupsPerTxn || groups.has(head->inbox)) &&
+                        (in_txn.empty() || bytes + size <= kNoteBytesPerTxn);
       if (fits && groups.add(in_txn.size(), *head)) {
         in_txn.push_back(head);
+        bytes += size;
       } else {
         later.push_back(head);
       }
@@ -176,9 +184,10 @@ void note_heads(const etcd::Client& client, const std::vector<Successor>& heads,
         for (const auto index : groups.queues_of(k)) alone.push_back(in_txn[index]);
       }
     } catch (const std::exception&) {
-      // Refused, or its outcome unknown: these heads learn of their turn
-      // from their watches (a note is only a hint: a head confirms by a read
-      // before it holds). The others may still be told.
+      // Refused, or its outcome unknown: these heads are told one by one (a
+      // note is only a hint, a second one harmless: a head confirms by a
+      // read before it holds), within the same deadline.
+      alone.insert(alone.end(), in_txn.begin(), in_txn.end());
     }
   }
   for (const auto* head : alone) {
