@@ -45,6 +45,14 @@ pb::TxnRequest inbox_notes_txn(const InboxNotes& notes) {
   return txn;
 }
 
+// The queue's first entry, with its value.
+pb::RangeRequest first_entry_read(const QueueDir& queue) {
+  auto first = queue_range(queue);
+  first.set_keys_only(false);
+  first.set_limit(1);
+  return first;
+}
+
 }  // namespace
 
 pb::RangeRequest queue_range(const QueueDir& queue) {
@@ -101,10 +109,14 @@ pb::TxnRequest release_txn(const QueueDir& queue, const QueueEntry& own) {
   auto txn = while_created_at(own.key, own.revision);
   add_delete(*txn.mutable_success(), own.key);
   // Operations of a Txn see the ones before them: this reads the new first.
-  auto first = queue_range(queue);
-  first.set_keys_only(false);
-  first.set_limit(1);
-  *txn.add_success()->mutable_request_range() = first;
+  *txn.add_success()->mutable_request_range() = first_entry_read(queue);
+  return txn;
+}
+
+pb::TxnRequest entry_and_first_read(const QueueDir& queue, const std::string& key) {
+  pb::TxnRequest txn;  // no compares: the success branch, a read in one revision
+  add_get(*txn.mutable_success(), key);
+  *txn.add_success()->mutable_request_range() = first_entry_read(queue);
   return txn;
 }
 
@@ -135,12 +147,7 @@ pb::TxnRequest multi_release_txn(const std::vector<QueueDir>& queues, const std:
     add_delete(*txn.mutable_success(), entry.key);
     add_get(*txn.mutable_failure(), entry.key);
   }
-  for (const auto& queue : queues) {
-    auto first = queue_range(queue);
-    first.set_keys_only(false);
-    first.set_limit(1);
-    *txn.add_success()->mutable_request_range() = first;
-  }
+  for (const auto& queue : queues) *txn.add_success()->mutable_request_range() = first_entry_read(queue);
   for (const auto& each : notes) *txn.add_success()->mutable_request_txn() = inbox_notes_txn(each);
   return txn;
 }

@@ -117,6 +117,10 @@ pb::TxnRequest while_created_at(const std::string& key, std::int64_t revision);
 // queue's new first entry with its value. Success: [delete, first entry].
 pb::TxnRequest release_txn(const QueueDir& queue, const QueueEntry& own);
 
+// A read, in one revision, of `key` and of the queue's first entry with its
+// value. Responses: [key, first entry].
+pb::TxnRequest entry_and_first_read(const QueueDir& queue, const std::string& key);
+
 // The first two entries of a queue with their values: a holder and its successor.
 pb::RangeRequest head_read(const QueueDir& queue);
 

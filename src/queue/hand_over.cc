@@ -237,6 +237,36 @@ OwnAndNext own_and_next(const QueueDir& queue, const QueueEntry& own, const pb::
   return found;
 }
 
+namespace {
+
+// The first entry that `read` (of a queue, made once our entry created at
+// `gone_revision` was gone) shows, if it is a lock's waiter behind ours. One
+// that was ahead of ours held already, or waits for another: only one behind
+// it has waited for us.
+std::optional<Successor> first_behind(const QueueDir& queue, const pb::RangeResponse& read,
+                                      std::int64_t gone_revision) {
+  const auto entries = entries_of(read);
+  if (entries.empty() || entries[0]->create_revision() <= gone_revision) return std::nullopt;
+  if (!leaves_a_note(queue, entries[0]->key(), entries[0]->value())) return std::nullopt;
+  return addressee(queue, *entries[0]);
+}
+
+}  // namespace
+
+void note_first_behind(const etcd::Client& client, const QueueDir& queue, const pb::RangeResponse& first,
+                       std::int64_t gone_revision) noexcept {
+  try {
+    const auto head = first_behind(queue, first, gone_revision);
+    if (!head) return;
+    client.txn_async(note_txn(head->entry, head->inbox, head->lease, encode_note({head->entry, 1})),
+                     client.command_deadline(), etcd::write_site::note, [](pb::TxnResponse&&, const Error*) {
+                       // Told, or left to the waiter's watch.
+                     });
+  } catch (const std::exception&) {
+    // Left to the waiter's watch.
+  }
+}
+
 void note_new_heads_after_revoke(const etcd::Client& client, const std::vector<VacatedQueue>& queues,
                                  std::string_view own_inbox, SteadyTime deadline) noexcept {
   std::vector<Successor> heads;
@@ -254,13 +284,8 @@ void note_new_heads_after_revoke(const etcd::Client& client, const std::vector<V
       }
       const auto read = client.txn(reads, deadline);
       for (std::size_t i = 0; i < count && static_cast<int>(i) < read.responses_size(); ++i) {
-        const auto& queue = queues[first + i].queue;
-        const auto entries = entries_of(read.responses(static_cast<int>(i)).response_range());
-        // One that was ahead of our first entry held already, or waits for
-        // another: only one behind it has waited for us.
-        if (entries.empty() || entries[0]->create_revision() <= queues[first + i].first_own) continue;
-        if (!leaves_a_note(queue, entries[0]->key(), entries[0]->value())) continue;
-        auto head = addressee(queue, *entries[0]);
+        auto head = first_behind(queues[first + i].queue, read.responses(static_cast<int>(i)).response_range(),
+                                 queues[first + i].first_own);
         if (head && head->inbox != own_inbox) heads.push_back(std::move(*head));
       }
     }

@@ -84,6 +84,18 @@ struct VacatedQueue {
 void note_new_heads_after_revoke(const etcd::Client& client, const std::vector<VacatedQueue>& queues,
                                  std::string_view own_inbox, SteadyTime deadline) noexcept;
 
+// After our entry of `queue` created at `gone_revision` went without a note
+// (removed as a stray, or deleted by a release whose answer never came):
+// `first` is a read of the queue's first entry made once it was gone. If
+// that entry was behind ours and is a lock's waiter that takes notes, it
+// holds now and may have waited for ours: it is told so, asynchronously,
+// while it is the same entry. Never blocks and never throws: a note is an
+// accelerator, and the waiter's own watch (deferred, queue_wait.h) covers a
+// failed one; a note it already got is harmless (a waiter acts on the one
+// for its own entry's revision, once).
+void note_first_behind(const etcd::Client& client, const QueueDir& queue, const pb::RangeResponse& first,
+                       std::int64_t gone_revision) noexcept;
+
 // What a read of own_and_next_read(queue, own) found.
 struct OwnAndNext {
   // Whether `own` still stands; nullopt when the page filled up before it

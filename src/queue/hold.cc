@@ -169,11 +169,14 @@ void Hold::release_entry(const std::function<bool()>& remove_entry, bool in_doub
                         {{"name", name_}, {"key", entry_.key}, {"error", error.what()}});
         ec = error.code();
       }
-      context_->strays().retire(entry_.key, lease_id());
+      // With our revision: once the entry is found gone (the delete may have
+      // landed) or removed, the waiter behind it gets the note that the
+      // release's answer would have sent it.
+      context_->strays().retire(entry_.key, lease_id(), entry_.revision);
     } catch (const std::exception& error) {
       context_->log()(LogLevel::error, "could not give up a " + kind_ + " in etcd; retrying in the background",
                       {{"name", name_}, {"key", entry_.key}, {"error", error.what()}});
-      context_->strays().retire(entry_.key, lease_id());
+      context_->strays().retire(entry_.key, lease_id(), entry_.revision);
     }
   }
 }

@@ -4,7 +4,9 @@
 #include <vector>
 
 #include "etcd/lost_replies.h"
+#include "keys/key_layout.h"
 #include "keys/queue_requests.h"
+#include "queue/hand_over.h"
 
 namespace etcdlock::detail {
 namespace {
@@ -55,12 +57,12 @@ StrayEntries::StrayEntries(const etcd::Client& client, etcd::WatchHub& watches, 
 
 StrayEntries::~StrayEntries() { close(); }
 
-void StrayEntries::retire(const std::string& key, std::int64_t lease_id) {
+void StrayEntries::retire(const std::string& key, std::int64_t lease_id, std::int64_t create_revision) {
   bool post_sweep = false;
   {
     MutexLock lock(mu_);
     if (closed_ || guards_.contains(key)) return;
-    guards_[key] = Guard{lease_id, 0};
+    guards_[key] = Guard{lease_id, 0, create_revision};
     post_sweep = !std::exchange(sweep_posted_, true);
   }
   // Added outside mu_: the hub may call the listener at once.
@@ -108,38 +110,46 @@ void StrayEntries::check(const std::string& key) {
   if (lease_of(key) == 0) return;
   // Asynchronous, the reply handled on the worker: a slow etcd must not hold
   // the worker up (see Worker).
-  pb::RangeRequest read;
-  read.set_key(key);
-  client_.range_async(std::move(read), client_.command_deadline(),
-                      [this, key](pb::RangeResponse&& found, const Error* error) {
-                        if (error) {
-                          // Refused (permission denied, say) as well as
-                          // unanswered: the entry may block the queue for the
-                          // lease's whole life, so try again, slowly when refused.
-                          const bool refused = error->value() != errc::unavailable;
-                          if (refused) {
-                            log_(LogLevel::error, "could not read a retired queue key; trying again",
-                                 {{"key", key}, {"error", error->what()}});
-                          }
-                          worker_.post_at(SteadyClock::now() + (refused ? kRefusedRetryPause : kRetryPause),
-                                          [this, key] { check(key); });
-                          return;
+  client_.txn_async(entry_and_first_read(QueueDir{queue_dir_of_entry(key)}, key), client_.command_deadline(), {},
+                    [this, key](pb::TxnResponse&& read, const Error* error) {
+                      if (error) {
+                        // Refused (permission denied, say) as well as
+                        // unanswered: the entry may block the queue for the
+                        // lease's whole life, so try again, slowly when refused.
+                        const bool refused = error->value() != errc::unavailable;
+                        if (refused) {
+                          log_(LogLevel::error, "could not read a retired queue key; trying again",
+                               {{"key", key}, {"error", error->what()}});
                         }
-                        const std::int64_t lease_id = lease_of(key);
-                        if (found.kvs_size() == 0 || lease_id == 0 || found.kvs(0).lease() != lease_id) return;
-                        worker_.post([this, key, revision = found.kvs(0).create_revision()] { remove(key, revision); });
-                      });
+                        worker_.post_at(SteadyClock::now() + (refused ? kRefusedRetryPause : kRetryPause),
+                                        [this, key] { check(key); });
+                        return;
+                      }
+                      const auto& found = read.responses(0).response_range();
+                      if (found.kvs_size() == 0) {
+                        // Gone: deleted by our release whose answer never
+                        // came, or by someone else. Whoever is first now holds.
+                        if (const auto ours = ours_revision(key); ours != 0) {
+                          note_first_behind(client_, QueueDir{queue_dir_of_entry(key)},
+                                            read.responses(1).response_range(), ours);
+                        }
+                        return;
+                      }
+                      const std::int64_t lease_id = lease_of(key);
+                      if (lease_id == 0 || found.kvs(0).lease() != lease_id) return;
+                      worker_.post([this, key, revision = found.kvs(0).create_revision()] { remove(key, revision); });
+                    });
 }
 
 void StrayEntries::remove(const std::string& key, std::int64_t create_revision) {
   if (lease_of(key) == 0) return;
-  auto removal = while_created_at(key, create_revision);
-  removal.add_success()->mutable_request_delete_range()->set_key(key);
-  client_.txn_async(std::move(removal), client_.command_deadline(), etcd::write_site::removal,
-                    [this, key, create_revision](pb::TxnResponse&& response, const Error* error) {
+  const QueueDir queue{queue_dir_of_entry(key)};
+  client_.txn_async(release_txn(queue, {key, create_revision}), client_.command_deadline(), etcd::write_site::removal,
+                    [this, queue, key, create_revision](pb::TxnResponse&& response, const Error* error) {
                       if (!error) {
                         if (response.succeeded()) {
                           log_(LogLevel::info, "removed a queue entry that nothing claims", {{"key", key}});
+                          note_first_behind(client_, queue, response.responses(1).response_range(), create_revision);
                         }
                         return;
                       }
@@ -151,6 +161,12 @@ void StrayEntries::remove(const std::string& key, std::int64_t create_revision) 
                       worker_.post_at(SteadyClock::now() + (refused ? kRefusedRetryPause : kRetryPause),
                                       [this, key, create_revision] { remove(key, create_revision); });
                     });
+}
+
+std::int64_t StrayEntries::ours_revision(const std::string& key) const {
+  MutexLock lock(mu_);
+  const auto found = guards_.find(key);
+  return found == guards_.end() || closed_ ? 0 : found->second.ours_revision;
 }
 
 bool StrayEntries::lease_is_current(std::int64_t lease_id) const {

@@ -47,8 +47,12 @@ class StrayEntries {
 
   // No attempt of this manager will use `key`, an entry key on lease
   // `lease_id`, again: remove what is there and what comes, while the lease
-  // lives. Idempotent; never blocks.
-  void retire(const std::string& key, std::int64_t lease_id);
+  // lives. `create_revision`, when known (the entry of a hold whose release
+  // went unanswered, 0 otherwise), is the entry that was ours: once it is
+  // found gone, a lock's waiter that was behind it and holds now is told (see
+  // note_first_behind), as a release would have. So is the one behind any
+  // entry the guard removes. Idempotent; never blocks.
+  void retire(const std::string& key, std::int64_t lease_id, std::int64_t create_revision = 0);
   // `key` was retired: an attempt must take another one.
   bool retired(const std::string& key) const;
   // How many keys are guarded now (for tests and metrics).
@@ -63,20 +67,25 @@ class StrayEntries {
  private:
   struct Guard {
     std::int64_t lease_id = 0;
-    std::int64_t watch = 0;  // its handle in the hub
+    std::int64_t watch = 0;          // its handle in the hub
+    std::int64_t ours_revision = 0;  // the entry that was ours, when known
   };
   class GuardWatch;
 
-  // Reads `key` and removes it if it is an entry on the guard's lease.
+  // Reads `key` and removes it if it is an entry on the guard's lease; if it
+  // is gone, tells the queue's first entry if that was behind ours.
   void check(const std::string& key);
-  // Deletes `key` while it is the entry created at `create_revision`;
-  // retried while etcd cannot be reached and the guard stands.
+  // Deletes `key` while it is the entry created at `create_revision`, and
+  // tells the entry behind it if that holds now; retried while etcd cannot
+  // be reached and the guard stands.
   void remove(const std::string& key, std::int64_t create_revision);
   // Asks etcd about the leases of guards that this manager no longer keeps
   // alive, and forgets the guards of those it no longer has.
   void sweep();
   void forget(std::int64_t lease_id);
   std::int64_t lease_of(const std::string& key) const;
+  // The guard's `ours_revision` (0 if unknown or not guarded).
+  std::int64_t ours_revision(const std::string& key) const;
   bool lease_is_current(std::int64_t lease_id) const;
 
   const etcd::Client& client_;

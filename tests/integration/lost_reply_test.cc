@@ -71,6 +71,8 @@
 //   lock_try_lock_for        enqueue (A)        B holds → A.try_lock_for(300 ms) times out → B unlocks
 //   lock_unlock              release (A)        A holds, B waits → A.unlock() → B holds
 //   lock_unlock_note         note (B)           A holds, B waits → A.unlock(): delete, then a note to B → B holds
+//   lock_unlock_guard_note   note (B)           A holds, B waits → A.unlock() whose release answer is lost too: A's guard
+//                                               finds the entry gone and notes B → B holds
 //   lock_unlock_hand_over    release (A)        A held after waiting, C waits → A.unlock(): delete and note in one Txn → C holds
 //   lock_unlock_known_successor release (A)     B holds, A and C wait → B.unlock(); A holds, its confirming read saw C →
 //                                               A.unlock(): delete and note in one Txn, no read → C holds
@@ -93,6 +95,7 @@
 //   multi_try_lock_for       multi_enqueue (A)  as lock_try_lock_for, with MultiLocks
 //   multi_unlock             multi_release (A)  as lock_unlock, with MultiLocks
 //   multi_unlock_note        note (B)           as lock_unlock_note, with MultiLocks
+//   multi_unlock_guard_note  note (B)           as lock_unlock_guard_note, with MultiLocks (a guard per key, a note each)
 //   multi_unlock_hand_over   multi_release (A)  as lock_unlock_hand_over, with MultiLocks: the release Txn carries
 //                                               C's note for both queues (one per inbox)
 //   multi_guarded_put        guarded_write      as lock_guarded_put, with MultiLocks (the Txn compares both keys)
@@ -1381,6 +1384,22 @@ const std::vector<Row>& rows() {
            },
        .act = [](M& m) { m.release(m.A()); },
        .resume = [](M& m) { m.finish(m.B()); }},
+      {.name = "lock_unlock_guard_note",
+       .site = site::note,
+       .target = Target::b_key,
+       .setup =
+           [](M& m) {
+             m.hold(m.A());
+             m.queue(m.B());
+           },
+       .act =
+           [](M& m) {
+             // The release commits unanswered; the guard of its key then
+             // writes the note that the release's answer would have.
+             LostReplies::arm(site::release);
+             m.release(m.A());
+           },
+       .resume = [](M& m) { m.finish(m.B()); }},
       {.name = "lock_unlock_hand_over",
        .participants = 3,
        .site = site::release,
@@ -1547,6 +1566,21 @@ const std::vector<Row>& rows() {
              m.queue(m.B());
            },
        .act = [](M& m) { m.release(m.A()); },
+       .resume = [](M& m) { m.finish(m.B()); }},
+      {.name = "multi_unlock_guard_note",
+       .kind = Kind::multi_lock,
+       .site = site::note,
+       .target = Target::b_key,
+       .setup =
+           [](M& m) {
+             m.hold(m.A());
+             m.queue(m.B());
+           },
+       .act =
+           [](M& m) {
+             LostReplies::arm(site::multi_release);
+             m.release(m.A());
+           },
        .resume = [](M& m) { m.finish(m.B()); }},
       {.name = "multi_unlock_hand_over",
        .kind = Kind::multi_lock,
