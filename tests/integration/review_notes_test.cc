@@ -37,7 +37,8 @@ using Clock = std::chrono::steady_clock;
 constexpr long kBeforeTheWatch = 450;
 
 class ReviewNotes : public LockTest {
- protected:
+ public:
+  detail::etcd::Client& raw() { return raw_; }
   std::unique_ptr<LockManager> manager_on(const std::string& prefix, std::chrono::seconds ttl = 20s) {
     auto with = options();
     with.prefix = prefix;
@@ -338,70 +339,58 @@ TEST_F(ReviewNotes, LostReplyOfTheNotesTxnAtClose) {
   EXPECT_EQ(late_total, 0);
 }
 
+// A release whose Txn commits and whose reply is lost, `kTrials` times: the
+// holder's lock comes from `take` (a Lock or a MultiLock on "x"), a waiter of
+// another manager waits on "x". Returns how many waiters came in only at
+// their deferred watch or later.
+template <class Take>
+int late_after_lost_release(ReviewNotes& test, const std::string& prefix, std::string_view site, Take take) {
+  constexpr int kTrials = 5;
+  int late = 0;
+  for (int trial = 0; trial < kTrials; ++trial) {
+    const std::string trial_prefix = prefix + "/" + std::to_string(trial);
+    auto holder = test.manager_on(trial_prefix);
+    auto waiter = test.manager_on(trial_prefix);
+    auto held = take(*holder);
+    held->lock();
+    Waiting w;
+    wait_on(waiter->get_lock("x"), w);
+    EXPECT_TRUE(eventually([&] { return count_prefix(test.raw(), trial_prefix + "/x/") == 2; }));
+    std::this_thread::sleep_for(20ms);
+    detail::etcd::LostReplies::arm(site);
+    const auto at = Clock::now();
+    std::error_code ec;
+    held->unlock(ec);
+    detail::etcd::LostReplies::disarm();
+    const auto in_at = w.got.get();
+    EXPECT_NE(in_at, Clock::time_point{});
+    if (ms(in_at - at) >= kBeforeTheWatch) ++late;
+    std::fprintf(stderr, "trial %d: unlock (%s); waiter in %ld ms after unlock began\n", trial, ec.message().c_str(),
+                 ms(in_at - at));
+    holder->close();
+    waiter->close();
+    EXPECT_TRUE(eventually([&] { return count_prefix(test.raw(), trial_prefix + "/") == 0; }, 10s)) << "keys left";
+  }
+  return late;
+}
+
 // A multi-lock's release Txn commits and its reply is lost: the waiter
 // behind it, queued just before, is told by the guard of the key (which
 // finds the entry gone). Before that guard's note, the waiter got in by its
 // deferred watch, 6 of 6 (504-537 ms); with it, 4-9 ms.
 TEST_F(ReviewNotes, LostReplyOfTheMultiReleaseTxn) {
-  constexpr int kTrials = 6;
-  int late = 0;
-  for (int trial = 0; trial < kTrials; ++trial) {
-    const std::string prefix = prefix_ + "/r" + std::to_string(trial);
-    auto holder = manager_on(prefix);
-    auto waiter = manager_on(prefix);
-    auto multi = holder->get_multi_lock({"x", "y"});
-    multi->lock();
-    Waiting w;
-    wait_on(waiter->get_lock("x"), w);
-    ASSERT_TRUE(eventually([&] { return count_prefix(raw_, prefix + "/x/") == 2; }));
-    std::this_thread::sleep_for(20ms);
-    detail::etcd::LostReplies::arm(detail::etcd::write_site::multi_release);
-    const auto at = Clock::now();
-    std::error_code ec;
-    multi->unlock(ec);
-    const auto unlock_took = ms(Clock::now() - at);
-    detail::etcd::LostReplies::disarm();
-    const auto in_at = w.got.get();
-    ASSERT_NE(in_at, Clock::time_point{});
-    if (ms(in_at - at) >= kBeforeTheWatch) ++late;
-    std::fprintf(stderr, "trial %d: unlock %ld ms (%s); waiter in %ld ms after unlock began\n", trial, unlock_took,
-                 ec.message().c_str(), ms(in_at - at));
-    holder->close();
-    waiter->close();
-    EXPECT_TRUE(eventually([&] { return count_prefix(raw_, prefix + "/") == 0; }, 10s)) << "keys left";
-  }
-  EXPECT_EQ(late, 0);
+  EXPECT_EQ(late_after_lost_release(*this, prefix_ + "/r", detail::etcd::write_site::multi_release,
+                                    [](LockManager& m) {
+                                      return m.get_multi_lock({"x", "y"});
+                                    }),
+            0);
 }
 
 // The same for a single lock's release: 4-8 ms with the guard's note.
 TEST_F(ReviewNotes, LostReplyOfASingleLockRelease) {
-  constexpr int kTrials = 4;
-  int late = 0;
-  for (int trial = 0; trial < kTrials; ++trial) {
-    const std::string prefix = prefix_ + "/s" + std::to_string(trial);
-    auto holder = manager_on(prefix);
-    auto waiter = manager_on(prefix);
-    auto lock = holder->get_lock("x");
-    lock->lock();
-    Waiting w;
-    wait_on(waiter->get_lock("x"), w);
-    ASSERT_TRUE(eventually([&] { return count_prefix(raw_, prefix + "/x/") == 2; }));
-    std::this_thread::sleep_for(20ms);
-    detail::etcd::LostReplies::arm(detail::etcd::write_site::release);
-    const auto at = Clock::now();
-    std::error_code ec;
-    lock->unlock(ec);
-    detail::etcd::LostReplies::disarm();
-    const auto in_at = w.got.get();
-    ASSERT_NE(in_at, Clock::time_point{});
-    if (ms(in_at - at) >= kBeforeTheWatch) ++late;
-    std::fprintf(stderr, "trial %d: single unlock (%s); waiter in %ld ms after unlock began\n", trial,
-                 ec.message().c_str(), ms(in_at - at));
-    holder->close();
-    waiter->close();
-    EXPECT_TRUE(eventually([&] { return count_prefix(raw_, prefix + "/") == 0; }, 10s)) << "keys left";
-  }
-  EXPECT_EQ(late, 0);
+  EXPECT_EQ(late_after_lost_release(*this, prefix_ + "/s", detail::etcd::write_site::release,
+                                    [](LockManager& m) { return m.get_lock("x"); }),
+            0);
 }
 
 }  // namespace
