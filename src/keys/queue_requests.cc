@@ -113,6 +113,12 @@ pb::TxnRequest release_txn(const QueueDir& queue, const QueueEntry& own) {
   return txn;
 }
 
+pb::TxnRequest removal_txn(const QueueDir& queue, const QueueEntry& own) {
+  auto txn = release_txn(queue, own);
+  *txn.add_failure()->mutable_request_range() = first_entry_read(queue);
+  return txn;
+}
+
 pb::TxnRequest entry_and_first_read(const QueueDir& queue, const std::string& key) {
   pb::TxnRequest txn;  // no compares: the success branch, a read in one revision
   add_get(*txn.mutable_success(), key);

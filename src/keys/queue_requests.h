@@ -117,6 +117,11 @@ pb::TxnRequest while_created_at(const std::string& key, std::int64_t revision);
 // queue's new first entry with its value. Success: [delete, first entry].
 pb::TxnRequest release_txn(const QueueDir& queue, const QueueEntry& own);
 
+// Removes `own`, an entry that nothing claims, if it is still the same
+// entry, and reads the queue's first entry with its value whether or not it
+// was. Success: [delete, first entry]; failure: [first entry].
+pb::TxnRequest removal_txn(const QueueDir& queue, const QueueEntry& own);
+
 // A read, in one revision, of `key` and of the queue's first entry with its
 // value. Responses: [key, first entry].
 pb::TxnRequest entry_and_first_read(const QueueDir& queue, const std::string& key);

@@ -144,13 +144,17 @@ void StrayEntries::check(const std::string& key) {
 void StrayEntries::remove(const std::string& key, std::int64_t create_revision) {
   if (lease_of(key) == 0) return;
   const QueueDir queue{queue_dir_of_entry(key)};
-  client_.txn_async(release_txn(queue, {key, create_revision}), client_.command_deadline(), etcd::write_site::removal,
+  client_.txn_async(removal_txn(queue, {key, create_revision}), client_.command_deadline(), etcd::write_site::removal,
                     [this, queue, key, create_revision](pb::TxnResponse&& response, const Error* error) {
                       if (!error) {
                         if (response.succeeded()) {
                           log_(LogLevel::info, "removed a queue entry that nothing claims", {{"key", key}});
-                          note_first_behind(client_, queue, response.responses(1).response_range(), create_revision);
                         }
+                        // Gone either way: by this removal, or by an earlier
+                        // one of ours whose answer was lost (this retry's
+                        // compare then fails), or by someone else.
+                        const auto& first = response.responses(response.succeeded() ? 1 : 0).response_range();
+                        note_first_behind(client_, queue, first, create_revision);
                         return;
                       }
                       const bool refused = error->value() != errc::unavailable;
