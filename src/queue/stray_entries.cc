@@ -100,16 +100,21 @@ std::vector<std::string> StrayEntries::keys() const {
   return keys;
 }
 
-std::int64_t StrayEntries::lease_of(const std::string& key) const {
+std::optional<StrayEntries::Guard> StrayEntries::guard_of(const std::string& key) const {
   MutexLock lock(mu_);
   const auto found = guards_.find(key);
-  return found == guards_.end() || closed_ ? 0 : found->second.lease_id;
+  if (found == guards_.end() || closed_) return std::nullopt;
+  return found->second;
+}
+
+void StrayEntries::post_note(const QueueDir& queue, const pb::RangeResponse& first, std::int64_t ours) {
+  worker_.post([this, queue, first, ours] { note_first_behind(client_, queue, first, ours); });
 }
 
 void StrayEntries::check(const std::string& key) {
-  if (lease_of(key) == 0) return;
-  // Asynchronous, the reply handled on the worker: a slow etcd must not hold
-  // the worker up (see Worker).
+  if (!guard_of(key)) return;
+  // Asynchronous: a slow etcd must not hold the worker up (see Worker). The
+  // reply comes on a gRPC thread; what it leads to is posted to the worker.
   client_.txn_async(entry_and_first_read(QueueDir{queue_dir_of_entry(key)}, key), client_.command_deadline(), {},
                     [this, key](pb::TxnResponse&& read, const Error* error) {
                       if (error) {
@@ -125,24 +130,25 @@ void StrayEntries::check(const std::string& key) {
                                         [this, key] { check(key); });
                         return;
                       }
+                      const auto guard = guard_of(key);
+                      if (!guard) return;  // forgotten or closed meanwhile
                       const auto& found = read.responses(0).response_range();
                       if (found.kvs_size() == 0) {
                         // Gone: deleted by our release whose answer never
                         // came, or by someone else. Whoever is first now holds.
-                        if (const auto ours = ours_revision(key); ours != 0) {
-                          note_first_behind(client_, QueueDir{queue_dir_of_entry(key)},
-                                            read.responses(1).response_range(), ours);
+                        if (guard->ours_revision != 0) {
+                          post_note(QueueDir{queue_dir_of_entry(key)}, read.responses(1).response_range(),
+                                    guard->ours_revision);
                         }
                         return;
                       }
-                      const std::int64_t lease_id = lease_of(key);
-                      if (lease_id == 0 || found.kvs(0).lease() != lease_id) return;
+                      if (found.kvs(0).lease() != guard->lease_id) return;
                       worker_.post([this, key, revision = found.kvs(0).create_revision()] { remove(key, revision); });
                     });
 }
 
 void StrayEntries::remove(const std::string& key, std::int64_t create_revision) {
-  if (lease_of(key) == 0) return;
+  if (!guard_of(key)) return;
   const QueueDir queue{queue_dir_of_entry(key)};
   client_.txn_async(removal_txn(queue, {key, create_revision}), client_.command_deadline(), etcd::write_site::removal,
                     [this, queue, key, create_revision](pb::TxnResponse&& response, const Error* error) {
@@ -154,7 +160,7 @@ void StrayEntries::remove(const std::string& key, std::int64_t create_revision) 
                         // one of ours whose answer was lost (this retry's
                         // compare then fails), or by someone else.
                         const auto& first = response.responses(response.succeeded() ? 1 : 0).response_range();
-                        note_first_behind(client_, queue, first, create_revision);
+                        post_note(queue, first, create_revision);
                         return;
                       }
                       const bool refused = error->value() != errc::unavailable;
@@ -165,12 +171,6 @@ void StrayEntries::remove(const std::string& key, std::int64_t create_revision) 
                       worker_.post_at(SteadyClock::now() + (refused ? kRefusedRetryPause : kRetryPause),
                                       [this, key, create_revision] { remove(key, create_revision); });
                     });
-}
-
-std::int64_t StrayEntries::ours_revision(const std::string& key) const {
-  MutexLock lock(mu_);
-  const auto found = guards_.find(key);
-  return found == guards_.end() || closed_ ? 0 : found->second.ours_revision;
 }
 
 bool StrayEntries::lease_is_current(std::int64_t lease_id) const {

@@ -22,6 +22,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -30,12 +31,15 @@
 #include "base/worker.h"
 #include "etcd/client.h"
 #include "etcd/watch_hub.h"
+#include "keys/queue_requests.h"
 #include "session/session_source.h"
 
 namespace etcdlock::detail {
 
-// Thread-safe. Its requests are asynchronous, sent from the worker, and their
-// replies handled there; none is made under its mutex.
+// Thread-safe. Its requests are asynchronous and sent from the worker; their
+// replies arrive on gRPC's callback threads, which only read what came and
+// post what follows (a removal, a note, a retry) to the worker, since a send
+// may block (it may fetch a token first). None is made under its mutex.
 class StrayEntries {
  public:
   StrayEntries(const etcd::Client& client, etcd::WatchHub& watches, const Logger& log, SessionSource& sessions,
@@ -72,8 +76,10 @@ class StrayEntries {
   };
   class GuardWatch;
 
-  // Reads `key` and removes it if it is an entry on the guard's lease; if it
-  // is gone, tells the queue's first entry if that was behind ours.
+  // Reads `key`, with the queue's first entry in the same revision: removes
+  // the key if it is an entry on the guard's lease; if it is gone and the
+  // guard knows which entry was ours, tells the first entry if that was
+  // behind ours.
   void check(const std::string& key);
   // Deletes `key` while it is the entry created at `create_revision`, and
   // tells the entry behind it if that holds now; retried while etcd cannot
@@ -83,9 +89,13 @@ class StrayEntries {
   // alive, and forgets the guards of those it no longer has.
   void sweep();
   void forget(std::int64_t lease_id);
-  std::int64_t lease_of(const std::string& key) const;
-  // The guard's `ours_revision` (0 if unknown or not guarded).
-  std::int64_t ours_revision(const std::string& key) const;
+  // The guard of `key`, if it stands (not forgotten, not closed): copied
+  // under mu_ in one look, so that one reply sees one guard.
+  std::optional<Guard> guard_of(const std::string& key) const;
+  // Tells the first entry of `queue` (as read in `first`) that it holds, if
+  // it is a lock's waiter behind the entry created at `ours`: from the
+  // worker, with the reply's data copied.
+  void post_note(const QueueDir& queue, const pb::RangeResponse& first, std::int64_t ours);
   bool lease_is_current(std::int64_t lease_id) const;
 
   const etcd::Client& client_;

@@ -101,6 +101,9 @@
 //   multi_guarded_put        guarded_write      as lock_guarded_put, with MultiLocks (the Txn compares both keys)
 //   multi_force_unlock       force_unlock (A)   A holds, B waits → D.force_unlock(x) (late loss) → B holds
 //                                               (the rows judge x's queue, and find y's empty at the end)
+//   multi_force_unlock_guard_removal removal (A's y) as multi_force_unlock: A's lost hold retires its entry on y,
+//                                               whose removal by the guard loses its reply; the retry's compare
+//                                               fails (the entry is gone) and its failure branch notes B → B holds
 //   shared_lock              enqueue (A)        B reads → A.lock() queues → B unlocks; A writes
 //   shared_lock_shared       enqueue (A)        B writes → A.lock_shared() queues → B unlocks; A reads
 //   shared_downgrade         downgrade (A)      A writes, B waits to read → A.lock_shared() (downgrade) → B reads
@@ -445,7 +448,8 @@ std::string take_shared_async(Participant& p, bool read) {
 }
 
 // Whose key the armed write must name.
-enum class Target { a_key, b_key, c_key, a_lease, data_key, any };
+// a_other_key: A's entry in kOtherName's queue (a multi-lock's second name).
+enum class Target { a_key, a_other_key, b_key, c_key, a_lease, data_key, any };
 
 struct Row {
   std::string name{};
@@ -1015,6 +1019,8 @@ std::string LostReply::armed_key(const Row& row) {
   switch (row.target) {
     case Target::a_key:
       return detail::queue_key(dir, A().manager->lease_id());
+    case Target::a_other_key:
+      return detail::queue_key(detail::queue_dir(prefix_, kOtherName), A().manager->lease_id());
     case Target::b_key:
       return detail::queue_key(dir, B().manager->lease_id());
     case Target::c_key:
@@ -1616,6 +1622,19 @@ const std::vector<Row>& rows() {
        .kind = Kind::multi_lock,
        .admin = true,
        .site = site::force_unlock,
+       .late_loss = true,
+       .setup =
+           [](M& m) {
+             m.hold(m.A());
+             m.queue(m.B());
+           },
+       .act = [](M& m) { m.force_unlock(m.D()); },
+       .resume = [](M& m) { m.finish(m.B()); }},
+      {.name = "multi_force_unlock_guard_removal",
+       .kind = Kind::multi_lock,
+       .admin = true,
+       .site = site::removal,
+       .target = Target::a_other_key,
        .late_loss = true,
        .setup =
            [](M& m) {
