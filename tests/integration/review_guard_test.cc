@@ -29,16 +29,7 @@ using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
 namespace lr = detail::etcd;
 
-class ReviewGuard : public LockTest {
- protected:
-  std::unique_ptr<LockManager> manager_on(const std::string& prefix, std::chrono::seconds ttl = 20s) {
-    auto with = options();
-    with.prefix = prefix;
-    with.ttl = ttl;
-    with.log_sink = stderr_log_sink(LogLevel::error);
-    return std::make_unique<LockManager>(with);
-  }
-};
+class ReviewGuard : public LockTest {};
 
 // Many managers, locks and multi-locks on nested and plain names; random
 // lost replies at release, multi_release, note and removal. Exact names must

@@ -48,13 +48,7 @@ constexpr long kBeforeTheWatch = 450;
 class ReviewNotes : public LockTest {
  public:
   detail::etcd::Client& raw() { return raw_; }
-  std::unique_ptr<LockManager> manager_on(const std::string& prefix, std::chrono::seconds ttl = 20s) {
-    auto with = options();
-    with.prefix = prefix;
-    with.ttl = ttl;
-    with.log_sink = stderr_log_sink(LogLevel::error);
-    return std::make_unique<LockManager>(with);
-  }
+  using LockTest::manager_on;  // for late_after_lost_release
   // What close_with_heads saw.
   struct CloseOutcome {
     int late = 0;                // waiters let in 400 ms or more after close() began

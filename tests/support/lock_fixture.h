@@ -47,6 +47,18 @@ class LockTest : public ::testing::Test {
     return std::make_unique<LockManager>(with_ttl);
   }
 
+  // A manager of its own prefix (a test's trial, or a group of managers
+  // apart from the others); a lease that outlives the test's stalls, and only
+  // errors logged.
+  std::unique_ptr<LockManager> manager_on(const std::string& prefix,
+                                          std::chrono::seconds ttl = std::chrono::seconds(20)) {
+    auto with = options();
+    with.prefix = prefix;
+    with.ttl = ttl;
+    with.log_sink = stderr_log_sink(LogLevel::error);
+    return std::make_unique<LockManager>(with);
+  }
+
   // Keys in etcd under the lock named `name` (its holder and waiters).
   std::int64_t entries(const std::string& name) { return count_prefix(raw_, prefix_ + "/" + name + "/"); }
   std::int64_t all_keys() { return count_prefix(raw_, prefix_ + "/"); }
