@@ -156,6 +156,8 @@ TEST_F(LockLifecycle, DeletedKeyEndsTheHold) {
   erase(raw_, lock->key());
   ASSERT_TRUE(eventually([&] { return lost.stop_requested(); }));
   EXPECT_FALSE(lock->held());
+  // The stop is requested before the signalling thread runs the callbacks: wait for ours.
+  EXPECT_TRUE(eventually([&] { return fired.load() > 0; }));
   EXPECT_EQ(fired.load(), 1);
   std::error_code ec;
   lock->unlock(ec);

@@ -153,6 +153,9 @@ TEST_F(WireClient, LeaseLossIsReportedWhenRevokedElsewhere) {
   std::stop_callback on_lost(session.lost_token(), [&] { ++lost; });
   ASSERT_TRUE(client_.lease_revoke(session.lease_id(), in(5s)));
   EXPECT_TRUE(eventually([&] { return !session.alive(); }, 5s));
+  // alive() turns false when the stop is requested, before the keeper thread has run the
+  // callbacks: wait for the callback itself, then check that it ran exactly once.
+  EXPECT_TRUE(eventually([&] { return lost.load() > 0; }, 5s));
   EXPECT_EQ(lost.load(), 1);
   EXPECT_EQ(session.state(), SessionState::lost);
 }
