@@ -89,7 +89,9 @@ void note_new_heads_after_revoke(const etcd::Client& client, const std::vector<V
 // `first` is a read of the queue's first entry made once it was gone. If
 // that entry was behind ours and is a lock's waiter that takes notes, it
 // holds now and may have waited for ours: it is told so, asynchronously,
-// while it is the same entry. Never blocks and never throws: a note is an
+// while it is the same entry. Call it from a thread that may block (not a
+// gRPC callback): the note is sent asynchronously, but a client that uses
+// authentication may first fetch a token. Never throws: a note is an
 // accelerator, and the waiter's own watch (deferred, queue_wait.h) covers a
 // failed one; a note it already got is harmless (a waiter acts on the one
 // for its own entry's revision, once).

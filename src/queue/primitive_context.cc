@@ -174,9 +174,18 @@ void PrimitiveContext::shut_down() noexcept {
   // places in queues, and entries whose delete is still pending.
   const auto deadline = client_.command_deadline();
   // Retired entries of ours (a create or delete whose reply was lost) go
-  // with the lease too, and a waiter may be behind one: read like an
-  // unanswered create, so that the head behind it is told.
-  for (auto& key : strays_.keys()) hand_over_queue_on_close_unanswered(queue_dir_of_entry(key), std::move(key));
+  // with the lease too, and a waiter may be behind one. One that was ours at
+  // a known revision (a release or removal whose answer was lost) has its
+  // successor told after the revoke, whether the entry is gone already or
+  // goes with the lease: its guard, stopped below, may not have told it yet.
+  // One whose revision is not known is read like an unanswered create.
+  for (auto& [key, ours] : strays_.keys_and_ours()) {
+    if (ours != 0) {
+      hand_over_queue_on_close(queue_dir_of_entry(key), ours);
+    } else {
+      hand_over_queue_on_close_unanswered(queue_dir_of_entry(key), std::move(key));
+    }
+  }
   // The read of unanswered creates gets half the time at most: with etcd's
   // replies held up, a read that took it all left the revoke none, and every
   // entry of ours to the lease's TTL (an adversarial review found that).

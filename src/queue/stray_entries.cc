@@ -92,11 +92,11 @@ std::size_t StrayEntries::size() const {
   return guards_.size();
 }
 
-std::vector<std::string> StrayEntries::keys() const {
+std::vector<std::pair<std::string, std::int64_t>> StrayEntries::keys_and_ours() const {
   MutexLock lock(mu_);
-  std::vector<std::string> keys;
+  std::vector<std::pair<std::string, std::int64_t>> keys;
   keys.reserve(guards_.size());
-  for (const auto& [key, guard] : guards_) keys.push_back(key);
+  for (const auto& [key, guard] : guards_) keys.emplace_back(key, guard.ours_revision);
   return keys;
 }
 

@@ -61,8 +61,9 @@ class StrayEntries {
   bool retired(const std::string& key) const;
   // How many keys are guarded now (for tests and metrics).
   std::size_t size() const;
-  // The keys guarded now.
-  std::vector<std::string> keys() const;
+  // The keys guarded now, each with the create revision of the entry that
+  // was ours under it (0 when unknown).
+  std::vector<std::pair<std::string, std::int64_t>> keys_and_ours() const;
 
   // Stops every guard (the manager closes: its lease is revoked, which takes
   // the entries). Idempotent.

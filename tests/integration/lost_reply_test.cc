@@ -103,7 +103,10 @@
 //                                               (the rows judge x's queue, and find y's empty at the end)
 //   multi_force_unlock_guard_removal removal (A's y) as multi_force_unlock: A's lost hold retires its entry on y,
 //                                               whose removal by the guard loses its reply; the retry's compare
-//                                               fails (the entry is gone) and its failure branch notes B → B holds
+//                                               fails (the entry is gone), its failure branch runs → B holds.
+//                                               The row judges the outcome, not the note: B would also get in by
+//                                               its deferred watch (ReviewGuard.GuardRemovalWhoseReplyIsLostStillNotes
+//                                               times the note)
 //   shared_lock              enqueue (A)        B reads → A.lock() queues → B unlocks; A writes
 //   shared_lock_shared       enqueue (A)        B writes → A.lock_shared() queues → B unlocks; A reads
 //   shared_downgrade         downgrade (A)      A writes, B waits to read → A.lock_shared() (downgrade) → B reads
