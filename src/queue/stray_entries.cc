@@ -148,7 +148,17 @@ void StrayEntries::check(const std::string& key) {
 }
 
 void StrayEntries::remove(const std::string& key, std::int64_t create_revision) {
-  if (!guard_of(key)) return;
+  {
+    MutexLock lock(mu_);
+    const auto found = guards_.find(key);
+    if (found == guards_.end() || closed_) return;
+    // The entry removed now is ours (on the guard's lease) at
+    // `create_revision`. A close before this removal's answer (or, if it is
+    // lost, before the retry) stops the guard and its note with it: known
+    // to keys_and_ours(), the close notes the entry behind it after the
+    // revoke, as for a release whose answer was lost.
+    if (found->second.ours_revision == 0) found->second.ours_revision = create_revision;
+  }
   const QueueDir queue{queue_dir_of_entry(key)};
   client_.txn_async(removal_txn(queue, {key, create_revision}), client_.command_deadline(), etcd::write_site::removal,
                     [this, queue, key, create_revision](pb::TxnResponse&& response, const Error* error) {

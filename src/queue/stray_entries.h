@@ -62,7 +62,8 @@ class StrayEntries {
   // How many keys are guarded now (for tests and metrics).
   std::size_t size() const;
   // The keys guarded now, each with the create revision of the entry that
-  // was ours under it (0 when unknown).
+  // was ours under it: the one retire() was given or, failing that, the
+  // first the guard set out to remove (0 while neither is known).
   std::vector<std::pair<std::string, std::int64_t>> keys_and_ours() const;
 
   // Stops every guard (the manager closes: its lease is revoked, which takes
@@ -73,7 +74,7 @@ class StrayEntries {
   struct Guard {
     std::int64_t lease_id = 0;
     std::int64_t watch = 0;          // its handle in the hub
-    std::int64_t ours_revision = 0;  // the entry that was ours, when known
+    std::int64_t ours_revision = 0;  // see keys_and_ours()
   };
   class GuardWatch;
 
