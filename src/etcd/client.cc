@@ -95,24 +95,26 @@ std::string Client::authenticate(std::size_t member, SteadyTime deadline) const 
   request.set_password(password_);
   pb::AuthenticateResponse response;
   const grpc::Status status = members_[member].auth->Authenticate(&context, request, &response);
-  if (!status.ok()) {
-    throw Error(status.error_code() == grpc::StatusCode::UNAVAILABLE ||
-                        status.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED
-                    ? errc::unavailable
-                    : errc::permission_denied,
-                "etcd Authenticate failed for user " + quote_value(username_) + ": " + status.error_message() +
-                    "; endpoints " + endpoints_);
-  }
+  if (!status.ok()) throw authentication_error(status);
   return response.token();
 }
 
-void Client::authorize(grpc::ClientContext& context, std::size_t member, SteadyTime deadline) const {
-  if (username_.empty()) return;
-  MutexLock lock(token_mu_);
-  // Authenticating under the lock makes concurrent callers wait for one token
-  // instead of each asking for their own.
-  if (token_.empty()) token_ = authenticate(member, deadline);
-  context.AddMetadata("token", token_);
+Error Client::authentication_error(const grpc::Status& status) const {
+  return Error(status.error_code() == grpc::StatusCode::UNAVAILABLE ||
+                       status.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED ||
+                       status.error_code() == grpc::StatusCode::CANCELLED
+                   ? errc::unavailable
+                   : errc::permission_denied,
+               "etcd Authenticate failed for user " + quote_value(username_) + ": " + status.error_message() +
+                   "; endpoints " + endpoints_);
+}
+
+std::string Client::authorize(grpc::ClientContext& context, std::size_t member, SteadyTime deadline) const {
+  if (username_.empty()) return {};
+  // Concurrent callers wait for one token instead of each asking for their own.
+  auto token = token_.get(request_deadline(deadline), [&] { return authenticate(member, deadline); });
+  context.AddMetadata("token", token);
+  return token;
 }
 
 bool Client::wait_connected(SteadyTime deadline) {
@@ -155,8 +157,8 @@ void Client::abandon(std::size_t member, std::string_view why) const {
        {{"from", members_[member].target}, {"to", members_[current_].target}, {"why", std::string(why)}});
   // Streams on the abandoned member would stay there: end them, so that
   // their owners reopen them on the new one.
-  for (const auto& [context, on] : open_streams_) {
-    if (on == member) context->TryCancel();
+  for (const auto& [context, stream] : open_streams_) {
+    if (stream.member == member) context->TryCancel();
   }
 }
 
@@ -166,24 +168,23 @@ void Client::abandon_member_of(grpc::ClientContext& context, std::string_view wh
     MutexLock lock(members_mu_);
     const auto found = open_streams_.find(&context);
     if (found == open_streams_.end()) return;
-    member = found->second;
+    member = found->second.member;
   }
   abandon(member, why);
 }
 
 void Client::stream_ended(grpc::ClientContext& context, const grpc::Status& status) const {
   std::optional<std::size_t> member;
+  std::string token;
   {
     MutexLock lock(members_mu_);
     if (const auto found = open_streams_.find(&context); found != open_streams_.end()) {
-      member = found->second;
+      member = found->second.member;
+      token = std::move(found->second.token);
       open_streams_.erase(found);
     }
   }
-  if (status.error_code() == grpc::StatusCode::UNAUTHENTICATED) {
-    MutexLock lock(token_mu_);
-    token_.clear();
-  }
+  if (status.error_code() == grpc::StatusCode::UNAUTHENTICATED) token_.forget(token);
   if (member && is_member_failure(status, /*had_full_timeout=*/false)) {
     abandon(*member, "stream failed: " + status.error_message());
   }
@@ -260,14 +261,13 @@ Response Client::unary(std::string_view call, SteadyTime deadline, Invoke invoke
     const auto started = std::chrono::steady_clock::now();
     const auto until = request_deadline(deadline);
     context.set_deadline(to_system_time(until));
-    authorize(context, member, deadline);
+    const auto token = authorize(context, member, deadline);
     Response response;
     const grpc::Status status = invoke(members_[member], &context, &response);
     if (status.ok()) return response;
     // A token etcd no longer accepts (it expired, or etcd restarted): renew it once.
     if (status.error_code() == grpc::StatusCode::UNAUTHENTICATED && !username_.empty() && attempt == 0) {
-      MutexLock lock(token_mu_);
-      token_.clear();
+      token_.forget(token);
       continue;
     }
     if (is_member_failure(status, until - started >= command_timeout_)) {
@@ -361,9 +361,9 @@ pb::LeaseTimeToLiveResponse Client::lease_time_to_live(std::int64_t lease_id, St
 
 void Client::open_stream(grpc::ClientContext& context, std::size_t member, SteadyTime auth_deadline) const {
   prepare_stream(context);
-  authorize(context, member, auth_deadline);
+  auto token = authorize(context, member, auth_deadline);
   MutexLock lock(members_mu_);
-  open_streams_[&context] = member;
+  open_streams_[&context] = OpenStream{member, std::move(token)};
 }
 
 std::unique_ptr<WatchStream> Client::open_watch(grpc::ClientContext& context) const {

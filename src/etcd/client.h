@@ -27,6 +27,7 @@
 #include "base/clock.h"
 #include "base/logger.h"
 #include "base/mutex.h"
+#include "etcd/auth_token.h"
 #include "etcd/rpc.grpc.pb.h"
 #include "etcdlock/deadline.h"
 #include "etcdlock/error.h"
@@ -154,6 +155,10 @@ class Client {
   struct AsyncCall;
   template <class Request, class Response>
   void start_async(std::unique_ptr<AsyncCall<Request, Response>> call) const;
+  // Sends a call that start_async() registered and authorized.
+  template <class Request, class Response>
+  void send_async(std::unique_ptr<AsyncCall<Request, Response>> call) const;
+  struct AuthCall;
   // The error of a failed call, counted.
   Error call_error(std::string_view call, const grpc::Status& status) const;
   void count_request(std::string_view call) const;
@@ -165,9 +170,17 @@ class Client {
   std::size_t pick_member() const;
   void abandon(std::size_t member, std::string_view why) const;
   void open_stream(grpc::ClientContext& context, std::size_t member, SteadyTime auth_deadline) const;
-  // Adds the auth token, authenticating first when there is none.
-  void authorize(grpc::ClientContext& context, std::size_t member, SteadyTime deadline) const;
+  // Adds the auth token, authenticating first when there is none; returns
+  // it (empty without a user).
+  std::string authorize(grpc::ClientContext& context, std::size_t member, SteadyTime deadline) const;
   std::string authenticate(std::size_t member, SteadyTime deadline) const;
+  // As authorize() without blocking: `then` gets the token to add (empty
+  // without a user), or the error that kept it from being had.
+  void authorize_async(std::size_t member, SteadyTime deadline, AuthToken::Then then) const;
+  // An Authenticate on gRPC's callback API, cancelled by drain_async(); it
+  // reports to token_.fetched().
+  void authenticate_async(std::size_t member, SteadyTime deadline) const;
+  Error authentication_error(const grpc::Status& status) const;
 
   std::string endpoints_;
   std::chrono::milliseconds command_timeout_;
@@ -178,7 +191,11 @@ class Client {
 
   mutable Mutex members_mu_;
   mutable std::size_t current_ ETCDLOCK_GUARDED_BY(members_mu_) = 0;
-  mutable std::map<grpc::ClientContext*, std::size_t> open_streams_ ETCDLOCK_GUARDED_BY(members_mu_);
+  struct OpenStream {
+    std::size_t member = 0;
+    std::string token;  // the one it was opened with: forgotten if etcd refuses it
+  };
+  mutable std::map<grpc::ClientContext*, OpenStream> open_streams_ ETCDLOCK_GUARDED_BY(members_mu_);
 
   // Counted without a lock: one slot per call of kCalls, per errc value.
   static constexpr std::array<std::string_view, 10> kCalls{"Range",   "Put",           "DeleteRange", "Txn",
@@ -195,8 +212,7 @@ class Client {
   mutable std::uint64_t next_async_call_ ETCDLOCK_GUARDED_BY(async_mu_) = 1;
   mutable bool draining_ ETCDLOCK_GUARDED_BY(async_mu_) = false;
 
-  mutable Mutex token_mu_;
-  mutable std::string token_ ETCDLOCK_GUARDED_BY(token_mu_);  // empty until authenticated
+  mutable AuthToken token_;  // used only with a user name
 };
 
 }  // namespace etcdlock::detail::etcd

@@ -22,7 +22,16 @@ struct Client::AsyncCall {
   SteadyTime started;
   SteadyTime until;
   std::unique_ptr<grpc::ClientContext> context;
+  std::string token;  // the one it was sent with: forgotten if etcd refuses it
   Response response;
+};
+
+// An Authenticate in flight (authenticate_async()).
+struct Client::AuthCall {
+  std::uint64_t id = 0;  // its entry in async_calls_
+  grpc::ClientContext context;
+  pb::AuthenticateRequest request;
+  pb::AuthenticateResponse response;
 };
 
 namespace {
@@ -87,15 +96,26 @@ void Client::start_async(std::unique_ptr<AsyncCall<Request, Response>> call) con
   call->until = request_deadline(call->deadline);
   call->context->set_deadline(to_system_time(call->until));
   call->response = Response();
-  try {
-    authorize(*call->context, call->member, call->deadline);
-  } catch (const Error& error) {
-    call->done(Response(), &error);
-    MutexLock lock(async_mu_);
-    async_calls_.erase(call->id);
-    async_done_.notify_all();  // under the mutex: see below
-    return;
-  }
+  // Owned by the continuation from here: the token source calls it once,
+  // with a token or an error, at once or when a fetch ends.
+  auto* waiting = call.release();
+  authorize_async(waiting->member, waiting->deadline, [this, waiting](const std::string& token, const Error* error) {
+    std::unique_ptr<AsyncCall<Request, Response>> call(waiting);
+    if (error) {
+      call->done(Response(), error);
+      MutexLock lock(async_mu_);
+      async_calls_.erase(call->id);
+      async_done_.notify_all();  // under the mutex: see below
+      return;
+    }
+    call->token = token;
+    if (!token.empty()) call->context->AddMetadata("token", token);
+    send_async(std::move(call));
+  });
+}
+
+template <class Request, class Response>
+void Client::send_async(std::unique_ptr<AsyncCall<Request, Response>> call) const {
   auto* in_flight = call.get();
   const Member& member = members_[in_flight->member];
   send(*member.kv, *member.lease, in_flight->context.get(), &in_flight->request, &in_flight->response,
@@ -103,10 +123,7 @@ void Client::start_async(std::unique_ptr<AsyncCall<Request, Response>> call) con
          std::unique_ptr<AsyncCall<Request, Response>> call(owned);
          // A token etcd no longer accepts (it expired, or etcd restarted): renew it once.
          if (status.error_code() == grpc::StatusCode::UNAUTHENTICATED && !username_.empty() && call->attempt == 0) {
-           {
-             MutexLock lock(token_mu_);
-             token_.clear();
-           }
+           token_.forget(call->token);
            ++call->attempt;
            start_async(std::move(call));
            return;
@@ -176,12 +193,65 @@ void Client::lease_time_to_live_async(std::int64_t lease_id, SteadyTime deadline
   start_async(std::move(call));
 }
 
-void Client::drain_async() const {
-  MutexLock lock(async_mu_);
-  draining_ = true;
-  for (const auto& [id, context] : async_calls_) {
-    if (context != nullptr) context->TryCancel();
+void Client::authorize_async(std::size_t member, SteadyTime deadline, AuthToken::Then then) const {
+  if (username_.empty()) return then({}, nullptr);
+  token_.get_async([this, member, deadline] { authenticate_async(member, deadline); }, std::move(then));
+}
+
+void Client::authenticate_async(std::size_t member, SteadyTime deadline) const {
+  auto call = std::make_unique<AuthCall>();
+  {
+    MutexLock lock(async_mu_);
+    if (draining_) {
+      lock.unlock();
+      const Error closed(errc::closed, "the etcd client is shutting down");
+      token_.fetched({}, &closed);
+      return;
+    }
+    call->id = next_async_call_++;
+    async_calls_[call->id] = &call->context;
   }
+  wait_for_connection(call->context);
+  call->context.set_deadline(to_system_time(request_deadline(deadline)));
+  call->request.set_name(username_);
+  call->request.set_password(password_);
+  auto* in_flight = call.release();
+  members_[member].auth->async()->Authenticate(
+      &in_flight->context, &in_flight->request, &in_flight->response, [this, in_flight](grpc::Status status) {
+        std::unique_ptr<AuthCall> call(in_flight);
+        // The calls that waited for the token go on from here: each is sent,
+        // or fails with the error, without blocking.
+        if (status.ok()) {
+          token_.fetched(call->response.token(), nullptr);
+        } else {
+          const auto error = authentication_error(status);
+          token_.fetched({}, &error);
+        }
+        const std::uint64_t id = call->id;
+        {
+          MutexLock lock(async_mu_);
+          async_calls_[id] = nullptr;  // its context goes next: not to be cancelled
+        }
+        call.reset();
+        MutexLock lock(async_mu_);
+        async_calls_.erase(id);
+        async_done_.notify_all();  // under the mutex: see start_async()
+      });
+}
+
+void Client::drain_async() const {
+  {
+    MutexLock lock(async_mu_);
+    draining_ = true;
+    for (const auto& [id, context] : async_calls_) {
+      if (context != nullptr) context->TryCancel();
+    }
+  }
+  // Calls waiting for a token that another thread's blocking Authenticate
+  // fetches would wait for it (up to a command timeout): they end now. (One
+  // that waits for an Authenticate of ours ends as it is cancelled.)
+  token_.abandon_waiters(Error(errc::closed, "the etcd client is shutting down"));
+  MutexLock lock(async_mu_);
   async_done_.wait(lock, [&]() ETCDLOCK_REQUIRES(async_mu_) { return async_calls_.empty(); });
 }
 

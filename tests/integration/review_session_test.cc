@@ -6,6 +6,7 @@
 #include <atomic>
 #include <cstdlib>
 #include <functional>
+#include <future>
 #include <iostream>
 #include <stop_token>
 #include <thread>
@@ -160,6 +161,41 @@ TEST_F(SlowAuth, LossIsSignalledBeforeEtcdExpiresTheLeaseWhileTheClientReauthent
   EXPECT_FALSE(gone_before_the_loss) << "etcd had revoked the lease before the hold's loss was signalled";
   EXPECT_LE(loss.at(), cannot_expire_before) << "the loss was signalled " << ms_between(cannot_expire_before, loss.at())
                                              << " ms after the earliest time etcd could expire the lease";
+}
+
+// An asynchronous call whose token etcd has forgotten (--auth-token-ttl)
+// is refused, and authenticates again before it is sent once more. That
+// Authenticate ran, blocking, on the gRPC thread that delivered the refusal,
+// out of drain_async()'s reach: a manager's close() waited for it (one
+// bcrypt-hardened Authenticate, ~2.5 s here; up to a command timeout when
+// etcd does not answer), and that gRPC thread delivered nothing else
+// meanwhile. Now the authentication is itself an asynchronous call, which
+// drain_async() cancels like any other.
+TEST_F(SlowAuth, DrainCancelsTheAuthenticationOfARefusedAsyncCall) {
+  detail::etcd::Client::Credentials alice;
+  alice.username = "alice";
+  alice.password = "alicepw";
+  detail::etcd::Client client(etcd_.endpoints(), 10s, alice);
+  detail::etcd::pb::TxnRequest read;
+  read.add_success()->mutable_request_range()->set_key(prefix_ + "/x");
+  ASSERT_NO_THROW(client.txn(read, Steady::now() + 10s)) << "the first call authenticates";
+  std::this_thread::sleep_for(4s);  // etcd forgets the token after 3 s of disuse
+
+  std::promise<std::string> outcome;
+  client.txn_async(read, client.command_deadline(), {},
+                   [&outcome](detail::etcd::pb::TxnResponse&&, const Error* error) {
+                     outcome.set_value(error ? error->what() : "answered");
+                   });
+  std::this_thread::sleep_for(500ms);  // refused by now; authenticating again
+  const auto drain_began = Steady::now();
+  client.drain_async();
+  const auto drain_took = ms_between(drain_began, Steady::now());
+  auto delivered = outcome.get_future();
+  ASSERT_EQ(delivered.wait_for(0s), std::future_status::ready) << "drain_async() returned before the call ended";
+  const auto said = delivered.get();
+  std::cout << "drain_async() took " << drain_took << " ms; the call: " << said << "\n";
+  EXPECT_LT(drain_took, 1000) << "drain_async() waited for the authentication";
+  EXPECT_NE(said, "answered") << "a call cancelled by the drain was sent";
 }
 
 ManagerOptions plain(const std::vector<std::string>& endpoints, const std::string& prefix, std::chrono::seconds ttl) {

@@ -1,0 +1,61 @@
+// AuthToken: the token a client authenticates its calls with, fetched once
+// for all of them.
+//
+// The first caller that finds no token fetches one (an Authenticate call);
+// the others wait for that fetch instead of each asking for their own, since
+// etcd may spend seconds on one (a hardened bcrypt cost). Nobody waits while
+// holding the mutex: a blocking caller waits on a condition variable, no
+// longer than its own deadline, and an asynchronous caller leaves a
+// continuation, which the end of the fetch calls. So an asynchronous call
+// never blocks the gRPC thread it runs on for a token, and the client's
+// drain_async() can cancel the fetch it waits for (etcd/client.h).
+#pragma once
+
+#include <condition_variable>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "base/clock.h"
+#include "base/mutex.h"
+#include "etcdlock/error.h"
+
+namespace etcdlock::detail::etcd {
+
+// Thread-safe.
+class AuthToken {
+ public:
+  // Called once with the token, or with the error that ended the fetch
+  // (then the token is empty). It must not block.
+  using Then = std::function<void(const std::string& token, const Error* error)>;
+
+  // The token; when there is none, fetches it with `fetch` (which returns it
+  // or throws Error), or waits until `deadline` for the fetch under way.
+  // Throws what `fetch` threw, or Error(errc::unavailable) when the deadline
+  // passed first.
+  std::string get(SteadyTime deadline, const std::function<std::string()>& fetch);
+  // As get(), without blocking: `then` gets the token at once when there is
+  // one; otherwise once the fetch under way ends, or the one `start_fetch`
+  // begins (it must call fetched() when done, on any thread).
+  void get_async(const std::function<void()>& start_fetch, Then then);
+  // An asynchronous fetch ended: `token`, or `error` (not null) when it failed.
+  void fetched(const std::string& token, const Error* error);
+  // etcd refused `token` (it expired, or etcd restarted): the next caller
+  // fetches another, unless one replaced it already.
+  void forget(const std::string& token);
+  // Calls every asynchronous caller that still waits with `error` (the
+  // client shuts down: a fetch that another thread runs may take a command
+  // timeout).
+  void abandon_waiters(const Error& error);
+
+ private:
+  void end_fetch(const std::string& token, const Error* error);
+
+  Mutex mu_;
+  std::condition_variable_any fetch_ended_;
+  std::string token_ ETCDLOCK_GUARDED_BY(mu_);  // empty until fetched
+  bool fetching_ ETCDLOCK_GUARDED_BY(mu_) = false;
+  std::vector<Then> waiters_ ETCDLOCK_GUARDED_BY(mu_);  // asynchronous callers
+};
+
+}  // namespace etcdlock::detail::etcd
