@@ -41,8 +41,12 @@ constexpr long kBeforeTheWatch = 450;
 // deadline, 0 heads named), which says nothing of the notes' logic.
 #if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
 #define SKIP_TIMING_UNDER_SANITIZER() GTEST_SKIP() << "a timing of hundreds of locks, meaningless under a sanitizer"
+// A close() of ten locks took up to 543 ms under ThreadSanitizer (CI's run
+// of 2cce60a), and a head told by its note was let in 330 ms after it began.
+constexpr long kLateAfterClose = 1000;
 #else
 #define SKIP_TIMING_UNDER_SANITIZER() static_cast<void>(0)
+constexpr long kLateAfterClose = 300;
 #endif
 
 class ReviewNotes : public LockTest {
@@ -277,7 +281,7 @@ TEST_F(ReviewNotes, GroupWithAGoneHeadIsToldOneByOne) {
       const auto at = waits[i].got.get();
       ASSERT_NE(at, Clock::time_point{});
       worst = std::max(worst, ms(at - closed_at));
-      if (ms(at - closed_at) >= 300) ++late;
+      if (ms(at - closed_at) >= kLateAfterClose) ++late;
     }
     (void)waits[0].got.get();
     if (version > 1) ++alone_trials;

@@ -89,7 +89,8 @@ TEST(AuthToken, AsynchronousCallersWaitForTheFetchUnderWay) {
 TEST(AuthToken, ABlockingCallerWaitsForAnAsynchronousFetch) {
   AuthToken token;
   token.get_async([] {}, [](const std::string&, const Error*) {});
-  auto blocking = std::async(std::launch::async, [&] { return token.get(in(5000ms), [] { return std::string("own"); }); });
+  auto blocking =
+      std::async(std::launch::async, [&] { return token.get(in(5000ms), [] { return std::string("own"); }); });
   std::this_thread::sleep_for(50ms);
   token.fetched("shared", nullptr);
   EXPECT_EQ(blocking.get(), "shared");
