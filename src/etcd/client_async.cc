@@ -195,7 +195,20 @@ void Client::lease_time_to_live_async(std::int64_t lease_id, SteadyTime deadline
 
 void Client::authorize_async(std::size_t member, SteadyTime deadline, AuthToken::Then then) const {
   if (username_.empty()) return then({}, nullptr);
+  // Registered until get_async() returns: drain_async() may end the call
+  // that `then` continues (abandon_waiters) while start_fetch has yet to run
+  // on this thread, and must not return, nor the client go, before it has
+  // (helper-46's review of c18f173).
+  std::uint64_t pending = 0;
+  {
+    MutexLock lock(async_mu_);
+    pending = next_async_call_++;
+    async_calls_[pending] = nullptr;  // nothing to cancel
+  }
   token_.get_async([this, member, deadline] { authenticate_async(member, deadline); }, std::move(then));
+  MutexLock lock(async_mu_);
+  async_calls_.erase(pending);
+  async_done_.notify_all();  // under the mutex: see start_async()
 }
 
 void Client::authenticate_async(std::size_t member, SteadyTime deadline) const {
