@@ -22,14 +22,14 @@ std::string AuthToken::get(SteadyTime deadline, const std::function<std::string(
   try {
     token = fetch();
   } catch (const Error& error) {
-    end_fetch({}, &error);
+    fetched({}, &error);
     throw;
   } catch (const std::exception& error) {
     const Error failed(errc::unavailable, std::string("authentication with etcd failed: ") + error.what());
-    end_fetch({}, &failed);
+    fetched({}, &failed);
     throw;
   }
-  end_fetch(token, nullptr);
+  fetched(token, nullptr);
   return token;
 }
 
@@ -49,8 +49,6 @@ void AuthToken::get_async(const std::function<void()>& start_fetch, Then then) {
   start_fetch();
 }
 
-void AuthToken::fetched(const std::string& token, const Error* error) { end_fetch(token, error); }
-
 void AuthToken::forget(const std::string& token) {
   MutexLock lock(mu_);
   if (token_ == token) token_.clear();
@@ -65,7 +63,7 @@ void AuthToken::abandon_waiters(const Error& error) {
   for (auto& waiter : waiters) waiter({}, &error);
 }
 
-void AuthToken::end_fetch(const std::string& token, const Error* error) {
+void AuthToken::fetched(const std::string& token, const Error* error) {
   std::vector<Then> waiters;
   {
     MutexLock lock(mu_);

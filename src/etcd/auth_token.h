@@ -38,7 +38,8 @@ class AuthToken {
   // one; otherwise once the fetch under way ends, or the one `start_fetch`
   // begins (it must call fetched() when done, on any thread).
   void get_async(const std::function<void()>& start_fetch, Then then);
-  // An asynchronous fetch ended: `token`, or `error` (not null) when it failed.
+  // A fetch ended: `token`, or `error` (not null) when it failed. The
+  // waiting callers are told.
   void fetched(const std::string& token, const Error* error);
   // etcd refused `token` (it expired, or etcd restarted): the next caller
   // fetches another, unless one replaced it already.
@@ -49,8 +50,6 @@ class AuthToken {
   void abandon_waiters(const Error& error);
 
  private:
-  void end_fetch(const std::string& token, const Error* error);
-
   Mutex mu_;
   std::condition_variable_any fetch_ended_;
   std::string token_ ETCDLOCK_GUARDED_BY(mu_);  // empty until fetched

@@ -181,6 +181,9 @@ class Client {
   // reports to token_.fetched().
   void authenticate_async(std::size_t member, SteadyTime deadline) const;
   Error authentication_error(const grpc::Status& status) const;
+  // An asynchronous call (or Authenticate) has ended and called back: it
+  // leaves async_calls_, and drain_async() may return once that is empty.
+  void end_async_call(std::uint64_t id) const;
 
   std::string endpoints_;
   std::chrono::milliseconds command_timeout_;

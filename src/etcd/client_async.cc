@@ -38,6 +38,8 @@ namespace {
 
 using Then = std::function<void(grpc::Status)>;
 
+Error closing_error() { return Error(errc::closed, "the etcd client is shutting down"); }
+
 void send(pb::KV::Stub& kv, pb::Lease::Stub&, grpc::ClientContext* context, const pb::RangeRequest* request,
           pb::RangeResponse* response, Then then) {
   kv.async()->Range(context, request, response, std::move(then));
@@ -72,17 +74,11 @@ void Client::start_async(std::unique_ptr<AsyncCall<Request, Response>> call) con
     MutexLock lock(async_mu_);
     if (draining_) {
       lock.unlock();
-      const Error closed(errc::closed, "the etcd client is shutting down");
+      const auto closed = closing_error();
       call->done(Response(), &closed);
       // Only now (a retried call is still registered): drain_async() waits
       // for `done` to have returned.
-      if (call->id != 0) {
-        lock.lock();
-        async_calls_.erase(call->id);
-        // Under the mutex: once it is free, drain_async() may return and
-        // the client go, this condition variable with it.
-        async_done_.notify_all();
-      }
+      if (call->id != 0) end_async_call(call->id);
       return;
     }
     if (call->id == 0) call->id = next_async_call_++;
@@ -103,10 +99,7 @@ void Client::start_async(std::unique_ptr<AsyncCall<Request, Response>> call) con
     std::unique_ptr<AsyncCall<Request, Response>> call(waiting);
     if (error) {
       call->done(Response(), error);
-      MutexLock lock(async_mu_);
-      async_calls_.erase(call->id);
-      async_done_.notify_all();  // under the mutex: see below
-      return;
+      return end_async_call(call->id);
     }
     call->token = token;
     if (!token.empty()) call->context->AddMetadata("token", token);
@@ -154,12 +147,7 @@ void Client::send_async(std::unique_ptr<AsyncCall<Request, Response>> call) cons
            async_calls_[id] = nullptr;  // its context goes next: not to be cancelled
          }
          call.reset();
-         MutexLock lock(async_mu_);
-         async_calls_.erase(id);
-         // Under the mutex: once it is free, drain_async() may return and the
-         // client go, this condition variable with it (ThreadSanitizer saw the
-         // client destroyed during a notify_all() made after the unlock).
-         async_done_.notify_all();
+         end_async_call(id);
        });
 }
 
@@ -206,9 +194,7 @@ void Client::authorize_async(std::size_t member, SteadyTime deadline, AuthToken:
     async_calls_[pending] = nullptr;  // nothing to cancel
   }
   token_.get_async([this, member, deadline] { authenticate_async(member, deadline); }, std::move(then));
-  MutexLock lock(async_mu_);
-  async_calls_.erase(pending);
-  async_done_.notify_all();  // under the mutex: see start_async()
+  end_async_call(pending);
 }
 
 void Client::authenticate_async(std::size_t member, SteadyTime deadline) const {
@@ -217,7 +203,7 @@ void Client::authenticate_async(std::size_t member, SteadyTime deadline) const {
     MutexLock lock(async_mu_);
     if (draining_) {
       lock.unlock();
-      const Error closed(errc::closed, "the etcd client is shutting down");
+      const auto closed = closing_error();
       token_.fetched({}, &closed);
       return;
     }
@@ -246,10 +232,17 @@ void Client::authenticate_async(std::size_t member, SteadyTime deadline) const {
           async_calls_[id] = nullptr;  // its context goes next: not to be cancelled
         }
         call.reset();
-        MutexLock lock(async_mu_);
-        async_calls_.erase(id);
-        async_done_.notify_all();  // under the mutex: see start_async()
+        end_async_call(id);
       });
+}
+
+void Client::end_async_call(std::uint64_t id) const {
+  MutexLock lock(async_mu_);
+  async_calls_.erase(id);
+  // Under the mutex: once it is free, drain_async() may return and the client
+  // go, this condition variable with it (ThreadSanitizer saw the client
+  // destroyed during a notify_all() made after the unlock).
+  async_done_.notify_all();
 }
 
 void Client::drain_async() const {
@@ -263,7 +256,7 @@ void Client::drain_async() const {
   // Calls waiting for a token that another thread's blocking Authenticate
   // fetches would wait for it (up to a command timeout): they end now. (One
   // that waits for an Authenticate of ours ends as it is cancelled.)
-  token_.abandon_waiters(Error(errc::closed, "the etcd client is shutting down"));
+  token_.abandon_waiters(closing_error());
   MutexLock lock(async_mu_);
   async_done_.wait(lock, [&]() ETCDLOCK_REQUIRES(async_mu_) { return async_calls_.empty(); });
 }
