@@ -59,11 +59,27 @@ StrayEntries::~StrayEntries() { close(); }
 
 void StrayEntries::retire(const std::string& key, std::int64_t lease_id, std::int64_t create_revision) {
   bool post_sweep = false;
+  bool check_again = false;
   {
     MutexLock lock(mu_);
-    if (closed_ || guards_.contains(key)) return;
-    guards_[key] = Guard{lease_id, 0, create_revision};
-    post_sweep = !std::exchange(sweep_posted_, true);
+    if (closed_) return;
+    if (const auto found = guards_.find(key); found != guards_.end()) {
+      // Guarded already, with no entry known to be ours (a multi-lock's
+      // other name, retired at its loss): now one is, the entry of a delete
+      // whose answer was lost. The guard's check may have found the key gone
+      // and noted no one, and close() reads keys_and_ours(): record it, and
+      // check again, which notes the waiter behind it once it is gone.
+      if (create_revision == 0 || found->second.ours_revision != 0 || found->second.lease_id != lease_id) return;
+      found->second.ours_revision = create_revision;
+      check_again = true;
+    } else {
+      guards_[key] = Guard{lease_id, 0, create_revision};
+      post_sweep = !std::exchange(sweep_posted_, true);
+    }
+  }
+  if (check_again) {
+    worker_.post([this, key] { check(key); });
+    return;
   }
   // Added outside mu_: the hub may call the listener at once.
   const auto watch =

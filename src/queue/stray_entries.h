@@ -55,7 +55,9 @@ class StrayEntries {
   // went unanswered, 0 otherwise), is the entry that was ours: once it is
   // found gone, a lock's waiter that was behind it and holds now is told (see
   // note_first_behind), as a release would have. So is the one behind any
-  // entry the guard removes. Idempotent; never blocks.
+  // entry the guard removes. Idempotent; never blocks. A key guarded already
+  // with no entry known to be ours takes `create_revision` and is checked
+  // again.
   void retire(const std::string& key, std::int64_t lease_id, std::int64_t create_revision = 0);
   // `key` was retired: an attempt must take another one.
   bool retired(const std::string& key) const;

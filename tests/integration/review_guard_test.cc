@@ -346,5 +346,162 @@ TEST_F(ReviewGuard, GuardRemovalWhoseReplyIsLostStillNotes) {
   EXPECT_EQ(late[AfterTheRemoval::reply_is_lost_then_close], 0);
 }
 
+// helper-45's review of 2cce60a. A multi-lock loses x (an admin deletes its
+// key): after_hold_lost retires y with no revision (0), then the owner, woken
+// by the lost token, unlocks at once. Its multi_release finds x gone and
+// removes y itself (remove_entry); that removal commits and its reply is
+// lost, so it retires y with y's revision, but y is guarded already and
+// retire() drops the revision. The guard's first check then finds y gone and
+// knows no revision: no note. With close() right after, keys_and_ours() has
+// 0 for y, the read finds nothing, and close notes no one either. The waiter
+// on y, queued just before, gets in by its deferred watch (~470 ms).
+TEST_F(ReviewGuard, OwnerRemovalLostOnAKeyRetiredWithoutRevisionStillNotes) {
+  const int rounds = std::getenv("REVIEW_TRIALS") ? std::atoi(std::getenv("REVIEW_TRIALS")) : 6;
+  int late[2] = {0, 0}, counted[2] = {0, 0};
+  for (int trial = 0; trial < 2 * rounds; ++trial) {
+    const bool then_close = trial % 2 == 1;
+    const std::string prefix = prefix_ + "/o" + std::to_string(trial);
+    auto mm = manager_on(prefix);
+    auto c = manager_on(prefix);
+    auto multi = mm->get_multi_lock({"x", "y"});
+    multi->lock();
+    std::atomic<bool> lost{false};
+    std::stop_callback on_lost(multi->lost_token(), [&] { lost = true; });
+    Waiting w;
+    wait_on(c->get_lock("y"), w);
+    ASSERT_TRUE(eventually([&] { return count_prefix(raw_, prefix + "/y/") == 2; }));
+    std::this_thread::sleep_for(20ms);
+    const int dropped = lr::LostReplies::dropped(lr::write_site::removal);
+    lr::LostReplies::arm(lr::write_site::removal, prefix + "/y/");
+    const auto x_entries = queue_entries(raw_, prefix + "/x/");
+    ASSERT_EQ(x_entries.size(), 1U);
+    const auto at = Clock::now();
+    erase(raw_, x_entries[0].key());
+    while (!lost) std::this_thread::yield();
+    std::error_code ec;
+    multi->unlock(ec);
+    if (then_close) mm->close();
+    const auto in_at = w.got.get();
+    const bool was_dropped = lr::LostReplies::dropped(lr::write_site::removal) > dropped;
+    lr::LostReplies::disarm();
+    ASSERT_NE(in_at, Clock::time_point{});
+    const long after = ms(in_at - at);
+    if (was_dropped) {
+      ++counted[then_close];
+      if (after >= 450) ++late[then_close];
+    }
+    std::fprintf(stderr, "trial %d (%s): waiter on y in %ld ms after x's key was deleted (removal reply %s)\n", trial,
+                 then_close ? "unlock+close" : "unlock", after, was_dropped ? "lost" : "not lost");
+    mm->close();
+    c->close();
+    EXPECT_TRUE(eventually([&] { return count_prefix(raw_, prefix + "/") == 0; }, 10s)) << "keys left";
+  }
+  std::fprintf(stderr, "late: unlock %d of %d, unlock+close %d of %d (trials whose removal reply was lost)\n", late[0],
+               counted[0], late[1], counted[1]);
+  EXPECT_EQ(late[0], 0);
+  EXPECT_EQ(late[1], 0);
+}
+
+// helper-45: GuardRemovalWhoseReplyIsLostStillNotes's third variant, with the
+// close's lease revoke losing its reply too (it committed): the revoke is
+// retried, answered "not found", and close() still notes the waiter.
+TEST_F(ReviewGuard, GuardRemovalLostThenCloseWithLostRevokeStillNotes) {
+  const int trials = std::getenv("REVIEW_TRIALS") ? std::atoi(std::getenv("REVIEW_TRIALS")) : 4;
+  int late = 0;
+  for (int trial = 0; trial < trials; ++trial) {
+    const std::string prefix = prefix_ + "/r" + std::to_string(trial);
+    auto mm = manager_on(prefix);
+    auto c = manager_on(prefix);
+    auto multi = mm->get_multi_lock({"x", "y"});
+    multi->lock();
+    Waiting w;
+    wait_on(c->get_lock("y"), w);
+    ASSERT_TRUE(eventually([&] { return count_prefix(raw_, prefix + "/y/") == 2; }));
+    std::this_thread::sleep_for(20ms);
+    const auto x_entries = queue_entries(raw_, prefix + "/x/");
+    ASSERT_EQ(x_entries.size(), 1U);
+    const std::string lease_hex = x_entries[0].key().substr((prefix + "/x/").size());
+    const int dropped = lr::LostReplies::dropped(lr::write_site::removal);
+    const int dropped_revoke = lr::LostReplies::dropped(lr::write_site::lease_revoke);
+    lr::LostReplies::arm(lr::write_site::removal, prefix + "/y/");
+    const auto at = Clock::now();
+    erase(raw_, x_entries[0].key());
+    ASSERT_TRUE(eventually([&] { return lr::LostReplies::dropped(lr::write_site::removal) > dropped; }, 3s));
+    lr::LostReplies::disarm();
+    lr::LostReplies::arm(lr::write_site::lease_revoke, lease_hex);
+    std::error_code ec;
+    multi->unlock(ec);
+    const auto close_at = Clock::now();
+    mm->close();
+    const long close_ms = ms(Clock::now() - close_at);
+    const auto in_at = w.got.get();
+    const bool revoke_lost = lr::LostReplies::dropped(lr::write_site::lease_revoke) > dropped_revoke;
+    lr::LostReplies::disarm();
+    ASSERT_NE(in_at, Clock::time_point{});
+    const long after = ms(in_at - at);
+    if (after >= 450) ++late;
+    std::fprintf(stderr,
+                 "trial %d: waiter on y in %ld ms after x's key was deleted; close took %ld ms; revoke reply %s\n",
+                 trial, after, close_ms, revoke_lost ? "lost" : "not lost");
+    c->close();
+    EXPECT_TRUE(eventually([&] { return count_prefix(raw_, prefix + "/") == 0; }, 10s)) << "keys left";
+  }
+  EXPECT_EQ(late, 0);
+}
+
+// helper-45: a key retired with no revision (a lock whose create went
+// unanswered, adopted, then released: the in-doubt create may land again),
+// whose entry comes back on the same lease ahead of a waiter (simulated: the
+// key is put first without a lease, so the guard ignores it and a waiter
+// queues behind it, then put again with the manager's lease, keeping its
+// create revision). The guard removes it; that removal's reply is lost. With
+// close() right away, the waiter must be told (2cce60a's path); without, the
+// guard's retry tells it (~240 ms).
+TEST_F(ReviewGuard, RecreatedRetiredKeyAheadOfWaiterIsNoted) {
+  const int trials = std::getenv("REVIEW_TRIALS") ? std::atoi(std::getenv("REVIEW_TRIALS")) : 4;
+  int late = 0;
+  for (int trial = 0; trial < trials; ++trial) {
+    const bool then_close = trial % 2 == 0;
+    const std::string prefix = prefix_ + "/k" + std::to_string(trial);
+    auto mm = manager_on(prefix);
+    auto c = manager_on(prefix);
+    auto ly = mm->get_lock("y");
+    const int enqueue_dropped = lr::LostReplies::dropped(lr::write_site::enqueue);
+    lr::LostReplies::arm(lr::write_site::enqueue, prefix + "/y/");
+    ly->lock();
+    lr::LostReplies::disarm();
+    ASSERT_GT(lr::LostReplies::dropped(lr::write_site::enqueue), enqueue_dropped);
+    const auto held = queue_entries(raw_, prefix + "/y/");
+    ASSERT_EQ(held.size(), 1U);
+    const std::string key = held[0].key();
+    const std::string value = held[0].value();
+    const std::int64_t lease = held[0].lease();
+    ly->unlock();  // in doubt: the key is retired with no revision
+    ASSERT_TRUE(eventually([&] { return count_prefix(raw_, prefix + "/y/") == 0; }));
+    put(raw_, key, value);  // no lease: not the guard's
+    Waiting w;
+    wait_on(c->get_lock("y"), w);
+    ASSERT_TRUE(eventually([&] { return count_prefix(raw_, prefix + "/y/") == 2; }));
+    std::this_thread::sleep_for(20ms);
+    const int dropped = lr::LostReplies::dropped(lr::write_site::removal);
+    lr::LostReplies::arm(lr::write_site::removal, key);
+    const auto at = Clock::now();
+    put(raw_, key, value, lease);  // the same entry, now on our lease
+    ASSERT_TRUE(eventually([&] { return lr::LostReplies::dropped(lr::write_site::removal) > dropped; }, 3s));
+    lr::LostReplies::disarm();
+    if (then_close) mm->close();
+    const auto in_at = w.got.get();
+    ASSERT_NE(in_at, Clock::time_point{});
+    const long after = ms(in_at - at);
+    if (after >= 450) ++late;
+    std::fprintf(stderr, "trial %d (%s): waiter on y in %ld ms after our lease's entry came back\n", trial,
+                 then_close ? "close" : "no close", after);
+    mm->close();
+    c->close();
+    EXPECT_TRUE(eventually([&] { return count_prefix(raw_, prefix + "/") == 0; }, 10s)) << "keys left";
+  }
+  EXPECT_EQ(late, 0);
+}
+
 }  // namespace
 }  // namespace etcdlock::testing
