@@ -9,10 +9,16 @@
 // continuation, which the end of the fetch calls. So an asynchronous call
 // never blocks the gRPC thread it runs on for a token, and the client's
 // drain_async() can cancel the fetch it waits for (etcd/client.h).
+//
+// A fetch that fails for want of an answer (a deadline shorter than theirs,
+// a member that went away) does not fail the callers that waited for it:
+// each that has not had a fetch of its own yet and whose deadline is still
+// ahead gets one, as if it had been alone.
 #pragma once
 
 #include <condition_variable>
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -26,7 +32,7 @@ namespace etcdlock::detail::etcd {
 class AuthToken {
  public:
   // Called once with the token, or with the error that ended the fetch
-  // (then the token is empty). It must not block.
+  // (then the token is empty). It must neither block nor throw.
   using Then = std::function<void(const std::string& token, const Error* error)>;
 
   // The token; when there is none, fetches it with `fetch` (which returns it
@@ -36,25 +42,42 @@ class AuthToken {
   std::string get(SteadyTime deadline, const std::function<std::string()>& fetch);
   // As get(), without blocking: `then` gets the token at once when there is
   // one; otherwise once the fetch under way ends, or the one `start_fetch`
-  // begins (it must call fetched() when done, on any thread).
-  void get_async(const std::function<void()>& start_fetch, Then then);
+  // begins (it must call fetched() when done, on any thread, and may do so
+  // before it returns). `deadline` is the caller's: past it, a failed fetch
+  // is not tried again for it. `then` runs on this thread, or on the one
+  // that ends the fetch (or abandons the waiters).
+  void get_async(SteadyTime deadline, std::function<void()> start_fetch, Then then);
   // A fetch ended: `token`, or `error` (not null) when it failed. The
-  // waiting callers are told.
-  void fetched(const std::string& token, const Error* error);
+  // waiting callers are told, or those still entitled to a fetch of their
+  // own start the next.
+  void fetched(const std::string& token, const Error* error) noexcept;
   // etcd refused `token` (it expired, or etcd restarted): the next caller
   // fetches another, unless one replaced it already.
   void forget(const std::string& token);
-  // Calls every asynchronous caller that still waits with `error` (the
-  // client shuts down: a fetch that another thread runs may take a command
-  // timeout).
-  void abandon_waiters(const Error& error);
+  // Calls every asynchronous caller that still waits with `error`, and
+  // every later one at once (the client shuts down: a fetch that another
+  // thread runs may take a command timeout).
+  void abandon_waiters(const Error& error) noexcept;
 
  private:
+  // An asynchronous caller waiting for a fetch.
+  struct Waiter {
+    SteadyTime deadline;
+    std::function<void()> start_fetch;
+    Then then;
+    bool fetched_for = false;  // a fetch of its own was started
+  };
+
+  // Runs `start_fetch`; a throw ends the fetch with the error, as a failed
+  // Authenticate would.
+  void start(const std::function<void()>& start_fetch) noexcept;
+
   Mutex mu_;
   std::condition_variable_any fetch_ended_;
   std::string token_ ETCDLOCK_GUARDED_BY(mu_);  // empty until fetched
   bool fetching_ ETCDLOCK_GUARDED_BY(mu_) = false;
-  std::vector<Then> waiters_ ETCDLOCK_GUARDED_BY(mu_);  // asynchronous callers
+  std::vector<Waiter> waiters_ ETCDLOCK_GUARDED_BY(mu_);     // asynchronous callers
+  std::optional<Error> abandoned_ ETCDLOCK_GUARDED_BY(mu_);  // set by abandon_waiters()
 };
 
 }  // namespace etcdlock::detail::etcd

@@ -82,8 +82,12 @@ class Client {
   template <class Response>
   using Done = std::function<void(Response&& response, const Error* error)>;
   // As range() and txn(), without blocking the caller: `done` is called
-  // once, on a gRPC thread, with the reply or the error (as the blocking
-  // calls throw it). It must not block; it hands the outcome over.
+  // once with the reply or the error (as the blocking calls throw it). It
+  // must not block; it hands the outcome over. It runs on a gRPC thread;
+  // when the call fails before it is sent, on the thread that ends the wait
+  // for an auth token (one that fetched it, or drain_async()'s) or on the
+  // caller's. A call that drain_async() ends before it is sent reports
+  // errc::closed; one it cancels in flight, errc::unavailable.
   void range_async(pb::RangeRequest request, SteadyTime deadline, Done<pb::RangeResponse> done) const;
   void txn_async(pb::TxnRequest request, SteadyTime deadline, std::string_view write_site,
                  Done<pb::TxnResponse> done) const;

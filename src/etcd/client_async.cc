@@ -193,7 +193,8 @@ void Client::authorize_async(std::size_t member, SteadyTime deadline, AuthToken:
     pending = next_async_call_++;
     async_calls_[pending] = nullptr;  // nothing to cancel
   }
-  token_.get_async([this, member, deadline] { authenticate_async(member, deadline); }, std::move(then));
+  token_.get_async(
+      request_deadline(deadline), [this, member, deadline] { authenticate_async(member, deadline); }, std::move(then));
   end_async_call(pending);
 }
 

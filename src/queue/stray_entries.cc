@@ -134,6 +134,7 @@ void StrayEntries::check(const std::string& key) {
   client_.txn_async(entry_and_first_read(QueueDir{queue_dir_of_entry(key)}, key), client_.command_deadline(), {},
                     [this, key](pb::TxnResponse&& read, const Error* error) {
                       if (error) {
+                        if (error->value() == errc::closed) return;  // the client closes: so does the guard
                         // Refused (permission denied, say) as well as
                         // unanswered: the entry may block the queue for the
                         // lease's whole life, so try again, slowly when refused.
@@ -189,6 +190,7 @@ void StrayEntries::remove(const std::string& key, std::int64_t create_revision) 
                         post_note(queue, first, create_revision);
                         return;
                       }
+                      if (error->value() == errc::closed) return;  // the client closes: so does the guard
                       const bool refused = error->value() != errc::unavailable;
                       if (refused) {
                         log_(LogLevel::error, "could not delete a queue entry that nothing claims; trying again",
