@@ -1,5 +1,6 @@
 #include "etcd/auth_token.h"
 
+#include <algorithm>
 #include <utility>
 
 namespace etcdlock::detail::etcd {
@@ -10,11 +11,14 @@ std::string AuthToken::get(SteadyTime deadline, const std::function<std::string(
     for (;;) {
       if (!token_.empty()) return token_;
       if (!fetching_) break;
-      if (!fetch_ended_.wait_until(lock, deadline,
-                                   [&]() ETCDLOCK_REQUIRES(mu_) { return !fetching_ || !token_.empty(); })) {
-        throw Error(errc::unavailable, "timed out waiting for another call's authentication with etcd");
-      }
-      // A failed fetch leaves no token: then this caller tries itself.
+      ++blocking_waiters_;
+      const bool ended = fetch_ended_.wait_until(
+          lock, deadline, [&]() ETCDLOCK_REQUIRES(mu_) { return !fetching_ || !token_.empty(); });
+      --blocking_waiters_;
+      if (!ended) throw Error(errc::unavailable, "timed out waiting for another call's authentication with etcd");
+      // A failed fetch leaves no token: then this caller tries itself (even
+      // past its deadline, at once failing: fetched() left the asynchronous
+      // callers to it).
     }
     fetching_ = true;
   }
@@ -62,6 +66,9 @@ void AuthToken::start(const std::function<void()>& start_fetch) noexcept {
   } catch (const std::exception& error) {
     const Error failed(errc::unavailable, std::string("could not ask etcd for an auth token: ") + error.what());
     fetched({}, &failed);
+  } catch (...) {
+    const Error failed(errc::unavailable, "could not ask etcd for an auth token");
+    fetched({}, &failed);
   }
 }
 
@@ -71,38 +78,55 @@ void AuthToken::forget(const std::string& token) {
 }
 
 void AuthToken::abandon_waiters(const Error& error) noexcept {
-  std::vector<Waiter> waiters;
+  std::vector<Waiter> told;
   {
     MutexLock lock(mu_);
     if (!abandoned_) abandoned_.emplace(error);
-    waiters.swap(waiters_);
+    // A waiter whose own fetch is under way, or chosen by fetched() and not
+    // started yet, stays: its call is still registered with the client, so
+    // drain_async() waits for the fetch's end, which tells it. Told now, its
+    // call would end, drain_async() return and the client go before the
+    // chosen fetch starts (helper-47's review).
+    std::vector<Waiter> stay;
+    for (auto& waiter : waiters_) (waiter.fetched_for ? stay : told).push_back(std::move(waiter));
+    waiters_ = std::move(stay);
   }
-  for (auto& waiter : waiters) waiter.then({}, &error);
+  for (auto& waiter : told) waiter.then({}, &error);
 }
 
 void AuthToken::fetched(const std::string& token, const Error* error) noexcept {
   std::vector<Waiter> told;
   std::function<void()> next_fetch;
+  std::optional<Error> abandoned;
   {
     MutexLock lock(mu_);
     fetching_ = false;
-    if (!error) {
+    if (abandoned_) {
+      told.swap(waiters_);
+      abandoned = abandoned_;
+      error = &*abandoned;
+    } else if (!error) {
       token_ = token;
       told.swap(waiters_);
+    } else if (error->value() != errc::unavailable) {
+      told.swap(waiters_);  // refused: the answer for everyone
     } else {
-      // Unanswered, not refused (a wrong password is wrong for everyone):
-      // who has not had a fetch of its own and still has time gets one.
-      const bool unanswered = error->value() == errc::unavailable && !abandoned_;
+      // Unanswered: who had a fetch of their own, or has no time left, is
+      // told; the others wait for one more.
       const auto now = SteadyClock::now();
       std::vector<Waiter> still_waiting;
       for (auto& waiter : waiters_) {
-        auto& to = unanswered && !waiter.fetched_for && waiter.deadline > now ? still_waiting : told;
-        to.push_back(std::move(waiter));
+        (!waiter.fetched_for && waiter.deadline > now ? still_waiting : told).push_back(std::move(waiter));
       }
       waiters_ = std::move(still_waiting);
-      if (!waiters_.empty()) {
-        waiters_.front().fetched_for = true;
-        next_fetch = waiters_.front().start_fetch;
+      // A blocking caller that waits fetches next (the condition variable
+      // below wakes it); otherwise the one with the most time does, and the
+      // others wait for it: one more Authenticate, not one per call.
+      if (blocking_waiters_ == 0 && !waiters_.empty()) {
+        auto& latest = *std::max_element(waiters_.begin(), waiters_.end(),
+                                         [](const Waiter& a, const Waiter& b) { return a.deadline < b.deadline; });
+        latest.fetched_for = true;
+        next_fetch = std::move(latest.start_fetch);
         fetching_ = true;
       }
     }

@@ -11,9 +11,14 @@
 // drain_async() can cancel the fetch it waits for (etcd/client.h).
 //
 // A fetch that fails for want of an answer (a deadline shorter than theirs,
-// a member that went away) does not fail the callers that waited for it:
-// each that has not had a fetch of its own yet and whose deadline is still
-// ahead gets one, as if it had been alone.
+// a member that went away) does not fail everyone who waited for it. A
+// blocking caller that waits fetches next, as if it had been alone;
+// otherwise one more fetch is made, for the asynchronous caller with the
+// latest deadline, and the others whose deadline is still ahead wait for it.
+// A refusal (a wrong password) is everyone's answer.
+//
+// Running out of memory while telling the callers terminates the process:
+// a caller left untold would hang its call, and the client's close with it.
 #pragma once
 
 #include <condition_variable>
@@ -48,15 +53,17 @@ class AuthToken {
   // that ends the fetch (or abandons the waiters).
   void get_async(SteadyTime deadline, std::function<void()> start_fetch, Then then);
   // A fetch ended: `token`, or `error` (not null) when it failed. The
-  // waiting callers are told, or those still entitled to a fetch of their
-  // own start the next.
+  // waiting callers are told, or, if it went unanswered, the next fetch
+  // starts (above).
   void fetched(const std::string& token, const Error* error) noexcept;
   // etcd refused `token` (it expired, or etcd restarted): the next caller
   // fetches another, unless one replaced it already.
   void forget(const std::string& token);
-  // Calls every asynchronous caller that still waits with `error`, and
-  // every later one at once (the client shuts down: a fetch that another
-  // thread runs may take a command timeout).
+  // Calls every asynchronous caller that waits for another's fetch with
+  // `error` (the client shuts down: a fetch that another thread runs may
+  // take a command timeout); those whose own fetch is under way or about to
+  // start are told by its end, which drain_async() hastens. Later callers,
+  // and every fetch's end from now on, get `error` too.
   void abandon_waiters(const Error& error) noexcept;
 
  private:
@@ -65,7 +72,7 @@ class AuthToken {
     SteadyTime deadline;
     std::function<void()> start_fetch;
     Then then;
-    bool fetched_for = false;  // a fetch of its own was started
+    bool fetched_for = false;  // a fetch of its own was started, or is about to be
   };
 
   // Runs `start_fetch`; a throw ends the fetch with the error, as a failed
@@ -76,6 +83,7 @@ class AuthToken {
   std::condition_variable_any fetch_ended_;
   std::string token_ ETCDLOCK_GUARDED_BY(mu_);  // empty until fetched
   bool fetching_ ETCDLOCK_GUARDED_BY(mu_) = false;
+  int blocking_waiters_ ETCDLOCK_GUARDED_BY(mu_) = 0;        // in get(), waiting for a fetch
   std::vector<Waiter> waiters_ ETCDLOCK_GUARDED_BY(mu_);     // asynchronous callers
   std::optional<Error> abandoned_ ETCDLOCK_GUARDED_BY(mu_);  // set by abandon_waiters()
 };

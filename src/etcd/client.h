@@ -86,8 +86,9 @@ class Client {
   // must not block; it hands the outcome over. It runs on a gRPC thread;
   // when the call fails before it is sent, on the thread that ends the wait
   // for an auth token (one that fetched it, or drain_async()'s) or on the
-  // caller's. A call that drain_async() ends before it is sent reports
-  // errc::closed; one it cancels in flight, errc::unavailable.
+  // caller's. A call that drain_async() ends reports errc::closed, or
+  // errc::unavailable when drain_async() cancelled a request of it in flight
+  // (its Authenticate, or the call itself).
   void range_async(pb::RangeRequest request, SteadyTime deadline, Done<pb::RangeResponse> done) const;
   void txn_async(pb::TxnRequest request, SteadyTime deadline, std::string_view write_site,
                  Done<pb::TxnResponse> done) const;
@@ -180,7 +181,7 @@ class Client {
   std::string authenticate(std::size_t member, SteadyTime deadline) const;
   // As authorize() without blocking: `then` gets the token to add (empty
   // without a user), or the error that kept it from being had.
-  void authorize_async(std::size_t member, SteadyTime deadline, AuthToken::Then then) const;
+  void authorize_async(SteadyTime deadline, AuthToken::Then then) const;
   // An Authenticate on gRPC's callback API, cancelled by drain_async(); it
   // reports to token_.fetched().
   void authenticate_async(std::size_t member, SteadyTime deadline) const;

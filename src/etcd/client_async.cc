@@ -95,7 +95,7 @@ void Client::start_async(std::unique_ptr<AsyncCall<Request, Response>> call) con
   // Owned by the continuation from here: the token source calls it once,
   // with a token or an error, at once or when a fetch ends.
   auto* waiting = call.release();
-  authorize_async(waiting->member, waiting->deadline, [this, waiting](const std::string& token, const Error* error) {
+  authorize_async(waiting->deadline, [this, waiting](const std::string& token, const Error* error) {
     std::unique_ptr<AsyncCall<Request, Response>> call(waiting);
     if (error) {
       call->done(Response(), error);
@@ -181,7 +181,7 @@ void Client::lease_time_to_live_async(std::int64_t lease_id, SteadyTime deadline
   start_async(std::move(call));
 }
 
-void Client::authorize_async(std::size_t member, SteadyTime deadline, AuthToken::Then then) const {
+void Client::authorize_async(SteadyTime deadline, AuthToken::Then then) const {
   if (username_.empty()) return then({}, nullptr);
   // Registered until get_async() returns: drain_async() may end the call
   // that `then` continues (abandon_waiters) while start_fetch has yet to run
@@ -193,13 +193,22 @@ void Client::authorize_async(std::size_t member, SteadyTime deadline, AuthToken:
     pending = next_async_call_++;
     async_calls_[pending] = nullptr;  // nothing to cancel
   }
-  token_.get_async(
-      request_deadline(deadline), [this, member, deadline] { authenticate_async(member, deadline); }, std::move(then));
+  // The member is picked when the fetch starts: one started for this call
+  // after another call's failed asks the member in use then.
+  try {
+    token_.get_async(
+        request_deadline(deadline), [this, deadline] { authenticate_async(pick_member(), deadline); }, std::move(then));
+  } catch (...) {  // out of memory: at least drain_async() must not wait for it
+    end_async_call(pending);
+    throw;
+  }
   end_async_call(pending);
 }
 
 void Client::authenticate_async(std::size_t member, SteadyTime deadline) const {
   auto call = std::make_unique<AuthCall>();
+  call->request.set_name(username_);
+  call->request.set_password(password_);
   {
     MutexLock lock(async_mu_);
     if (draining_) {
@@ -213,8 +222,6 @@ void Client::authenticate_async(std::size_t member, SteadyTime deadline) const {
   }
   wait_for_connection(call->context);
   call->context.set_deadline(to_system_time(request_deadline(deadline)));
-  call->request.set_name(username_);
-  call->request.set_password(password_);
   auto* in_flight = call.release();
   members_[member].auth->async()->Authenticate(
       &in_flight->context, &in_flight->request, &in_flight->response, [this, in_flight](grpc::Status status) {

@@ -100,16 +100,45 @@ TEST(AuthToken, ABlockingCallerWaitsForAnAsynchronousFetch) {
   EXPECT_EQ(blocking.get(), "shared");
 }
 
-TEST(AuthToken, AbandonedWaitersAreToldOnceAndTheFetchEndsWithoutThem) {
+TEST(AuthToken, AbandonTellsTheWaitersOfAnotherThreadsFetchAtOnce) {
   AuthToken token;
-  int errors = 0, tokens = 0;
+  std::promise<void> release;
+  auto blocking = std::async(std::launch::async, [&] {
+    return token.get(in(5000ms), [&] {
+      release.get_future().wait();
+      return std::string("late");
+    });
+  });
+  std::this_thread::sleep_for(50ms);
+  int started = 0;
+  std::vector<std::string> told;
   token.get_async(
-      in(5000ms), [] {}, [&](const std::string&, const Error* error) { ++(error ? errors : tokens); });
+      in(5000ms), [&] { ++started; },
+      [&](const std::string& value, const Error* error) { told.push_back(error ? "error" : value); });
+  EXPECT_EQ(started, 0);
   token.abandon_waiters(Error(errc::closed, "shutting down"));
-  EXPECT_EQ(errors, 1);
-  token.fetched("late", nullptr);
-  EXPECT_EQ(errors, 1);
-  EXPECT_EQ(tokens, 0);
+  EXPECT_EQ(told, (std::vector<std::string>{"error"}));
+  release.set_value();
+  EXPECT_EQ(blocking.get(), "late");
+  EXPECT_EQ(told.size(), 1U);
+}
+
+// Its call is still registered with the client: drain_async() waits for the
+// fetch (which it cancels), and the fetch's end tells the waiter, once.
+TEST(AuthToken, AbandonLeavesAWaiterToItsOwnFetch) {
+  AuthToken token;
+  std::vector<std::string> told;
+  token.get_async(
+      in(5000ms), [] {},
+      [&](const std::string& value, const Error* error) {
+        told.push_back(error ? std::string(to_string(error->value())) : value);
+      });
+  token.abandon_waiters(Error(errc::closed, "shutting down"));
+  EXPECT_TRUE(told.empty());
+  token.fetched("late", nullptr);  // answered after all: the client closes anyway
+  EXPECT_EQ(told, (std::vector<std::string>{"CLOSED"}));
+  token.fetched("later", nullptr);
+  EXPECT_EQ(told.size(), 1U);
 }
 
 TEST(AuthToken, AbandonedTokenFailsLaterCallersAtOnce) {
@@ -128,27 +157,75 @@ TEST(AuthToken, AbandonedTokenFailsLaterCallersAtOnce) {
 
 // The old client let every caller run its own Authenticate; sharing one must
 // not fail a caller with a long deadline because a caller with a short one
-// (the keep-alive's) gave up.
-TEST(AuthToken, AnUnansweredFetchGivesEachWaiterAFetchOfItsOwn) {
+// (the keep-alive's) gave up. The next fetch is the latest deadline's.
+TEST(AuthToken, AnUnansweredFetchIsFollowedByOneForTheLatestDeadline) {
   AuthToken token;
-  int started = 0;
+  std::vector<int> started;
   std::vector<std::string> told;
+  const std::chrono::milliseconds deadlines[] = {1000ms, 3000ms, 5000ms};
   for (int i = 0; i < 3; ++i) {
     token.get_async(
-        in(5000ms), [&] { ++started; },
+        in(deadlines[i]), [&, i] { started.push_back(i); },
         [&, i](const std::string& value, const Error* error) {
           told.push_back(std::to_string(i) + (error ? ":error" : ":" + value));
         });
   }
   const Error unanswered(errc::unavailable, "deadline exceeded");
   token.fetched({}, &unanswered);
-  EXPECT_EQ(started, 2);
+  EXPECT_EQ(started, (std::vector<int>{0, 2}));
   EXPECT_EQ(told, (std::vector<std::string>{"0:error"}));
   token.fetched({}, &unanswered);
-  EXPECT_EQ(started, 3);
-  EXPECT_EQ(told, (std::vector<std::string>{"0:error", "1:error"}));
+  EXPECT_EQ(started, (std::vector<int>{0, 2, 1}));
+  EXPECT_EQ(told, (std::vector<std::string>{"0:error", "2:error"}));
   token.fetched("t4", nullptr);
-  EXPECT_EQ(told, (std::vector<std::string>{"0:error", "1:error", "2:t4"}));
+  EXPECT_EQ(told, (std::vector<std::string>{"0:error", "2:error", "1:t4"}));
+}
+
+// A thread that waits fetches next, as it did before asynchronous callers
+// shared its fetch; what it fetches serves them.
+TEST(AuthToken, AWaitingThreadFetchesNextAfterAnUnansweredFetch) {
+  AuthToken token;
+  int started = 0;
+  std::vector<std::string> told;
+  for (int i = 0; i < 2; ++i) {
+    token.get_async(
+        in(5000ms), [&] { ++started; },
+        [&, i](const std::string& value, const Error* error) {
+          told.push_back(std::to_string(i) + (error ? ":error" : ":" + value));
+        });
+  }
+  auto blocking =
+      std::async(std::launch::async, [&] { return token.get(in(5000ms), [] { return std::string("own"); }); });
+  std::this_thread::sleep_for(100ms);  // waiting for the fetch under way
+  const Error unanswered(errc::unavailable, "deadline exceeded");
+  token.fetched({}, &unanswered);
+  EXPECT_EQ(blocking.get(), "own");
+  EXPECT_EQ(started, 1);
+  EXPECT_EQ(told, (std::vector<std::string>{"0:error", "1:own"}));
+}
+
+// The client's start of a fetch while it drains: abandon_waiters() first,
+// then the start fails at once, before returning.
+TEST(AuthToken, AFetchChosenAfterAFailureAndAbandonedBeforeItStartsTellsItsWaiterOnce) {
+  AuthToken token;
+  std::vector<std::string> told;
+  const auto record = [&](const std::string& value, const Error* error) {
+    told.push_back(error ? std::string(to_string(error->value())) : value);
+  };
+  token.get_async(
+      in(5000ms), [] {}, record);
+  token.get_async(
+      in(5000ms),
+      [&] {
+        token.abandon_waiters(Error(errc::closed, "shutting down"));
+        EXPECT_EQ(told.size(), 1U);  // the chosen waiter stays for its fetch
+        const Error cancelled(errc::unavailable, "cancelled");
+        token.fetched({}, &cancelled);
+      },
+      record);
+  const Error unanswered(errc::unavailable, "deadline exceeded");
+  token.fetched({}, &unanswered);
+  EXPECT_EQ(told, (std::vector<std::string>{"UNAVAILABLE", "CLOSED"}));
 }
 
 TEST(AuthToken, ARefusalOrAPassedDeadlineIsNotTriedAgain) {
