@@ -4,6 +4,14 @@
 #include <utility>
 
 namespace etcdlock::detail::etcd {
+namespace {
+
+// An asynchronous caller waits through this many unanswered fetches: the
+// one under way when it came, and one more (its own, or another's made for
+// a later deadline). A blocking caller gets as many.
+constexpr int kUnansweredFetchesPerCaller = 2;
+
+}  // namespace
 
 std::string AuthToken::get(SteadyTime deadline, const std::function<std::string()>& fetch) {
   {
@@ -11,10 +19,21 @@ std::string AuthToken::get(SteadyTime deadline, const std::function<std::string(
     for (;;) {
       if (!token_.empty()) return token_;
       if (!fetching_) break;
-      ++blocking_waiters_;
-      const bool ended = fetch_ended_.wait_until(
-          lock, deadline, [&]() ETCDLOCK_REQUIRES(mu_) { return !fetching_ || !token_.empty(); });
-      --blocking_waiters_;
+      // Counted until the wait ends, however it ends: fetched() leaves the
+      // next fetch to a thread that waits.
+      struct Waiting {
+        int& count;
+        explicit Waiting(int& waiters) : count(++waiters) {}
+        ~Waiting() { --count; }
+        Waiting(const Waiting&) = delete;
+        Waiting& operator=(const Waiting&) = delete;
+      };
+      bool ended = false;
+      {
+        const Waiting waiting(blocking_waiters_);
+        ended = fetch_ended_.wait_until(lock, deadline,
+                                        [&]() ETCDLOCK_REQUIRES(mu_) { return !fetching_ || !token_.empty(); });
+      }
       if (!ended) throw Error(errc::unavailable, "timed out waiting for another call's authentication with etcd");
       // A failed fetch leaves no token: then this caller tries itself (even
       // past its deadline, at once failing: fetched() left the asynchronous
@@ -29,52 +48,67 @@ std::string AuthToken::get(SteadyTime deadline, const std::function<std::string(
     fetched({}, &error);
     throw;
   } catch (const std::exception& error) {
-    const Error failed(errc::unavailable, std::string("authentication with etcd failed: ") + error.what());
-    fetched({}, &failed);
+    fetch_failed("authentication with etcd failed", error.what());
+    throw;
+  } catch (...) {  // whatever it was, the fetch has ended
+    fetch_failed("authentication with etcd failed");
     throw;
   }
   fetched(token, nullptr);
   return token;
 }
 
-void AuthToken::get_async(SteadyTime deadline, std::function<void()> start_fetch, Then then) {
+void AuthToken::get_async(SteadyTime deadline, Then then) noexcept {
   std::string token;
-  std::optional<Error> abandoned;
-  {
+  std::optional<Error> failure;
+  try {
     MutexLock lock(mu_);
     if (abandoned_) {
-      abandoned = abandoned_;
+      failure = abandoned_;
     } else if (!token_.empty()) {
       token = token_;
     } else {
+      // What may run out of memory comes before `then` moves in: a throw
+      // here leaves it to be told below.
+      waiters_.reserve(waiters_.size() + 1);
       const bool fetch_now = !fetching_;
-      waiters_.push_back(Waiter{deadline, start_fetch, std::move(then), fetch_now});
+      waiters_.push_back(Waiter{deadline, std::move(then), fetch_now});
       if (!fetch_now) return;  // the fetch under way tells it
       fetching_ = true;
     }
+  } catch (const std::exception& error) {
+    failure.emplace(errc::unavailable, std::string("could not wait for an auth token: ") + error.what());
   }
-  if (abandoned) return then({}, &*abandoned);
+  if (failure) return then({}, &*failure);
   if (!token.empty()) return then(token, nullptr);
-  start(start_fetch);
+  start(deadline);
 }
 
-void AuthToken::start(const std::function<void()>& start_fetch) noexcept {
+void AuthToken::start(SteadyTime deadline) noexcept {
   try {
-    start_fetch();
+    start_fetch_(deadline);
   } catch (const Error& error) {
     fetched({}, &error);
   } catch (const std::exception& error) {
-    const Error failed(errc::unavailable, std::string("could not ask etcd for an auth token: ") + error.what());
-    fetched({}, &failed);
+    fetch_failed("could not ask etcd for an auth token", error.what());
   } catch (...) {
-    const Error failed(errc::unavailable, "could not ask etcd for an auth token");
-    fetched({}, &failed);
+    fetch_failed("could not ask etcd for an auth token");
   }
+}
+
+void AuthToken::fetch_failed(const char* why, const char* detail) noexcept {
+  const Error failed(errc::unavailable, detail ? std::string(why) + ": " + detail : std::string(why));
+  fetched({}, &failed);
 }
 
 void AuthToken::forget(const std::string& token) {
   MutexLock lock(mu_);
   if (token_ == token) token_.clear();
+}
+
+int AuthToken::blocking_waiters() const {
+  MutexLock lock(mu_);
+  return blocking_waiters_;
 }
 
 void AuthToken::abandon_waiters(const Error& error) noexcept {
@@ -96,27 +130,32 @@ void AuthToken::abandon_waiters(const Error& error) noexcept {
 
 void AuthToken::fetched(const std::string& token, const Error* error) noexcept {
   std::vector<Waiter> told;
-  std::function<void()> next_fetch;
+  std::optional<SteadyTime> next_fetch;  // for this deadline
   std::optional<Error> abandoned;
   {
     MutexLock lock(mu_);
     fetching_ = false;
+    // Kept even once the waiters are abandoned: a thread blocked in get()
+    // takes it rather than authenticating again (helper-48's review).
+    if (!error) token_ = token;
     if (abandoned_) {
       told.swap(waiters_);
       abandoned = abandoned_;
       error = &*abandoned;
     } else if (!error) {
-      token_ = token;
       told.swap(waiters_);
     } else if (error->value() != errc::unavailable) {
       told.swap(waiters_);  // refused: the answer for everyone
     } else {
-      // Unanswered: who had a fetch of their own, or has no time left, is
-      // told; the others wait for one more.
+      // Unanswered: who has no time left, or waited through enough of
+      // them, is told; the others wait for one more.
       const auto now = SteadyClock::now();
       std::vector<Waiter> still_waiting;
       for (auto& waiter : waiters_) {
-        (!waiter.fetched_for && waiter.deadline > now ? still_waiting : told).push_back(std::move(waiter));
+        waiter.fetched_for = false;
+        ++waiter.unanswered;
+        const bool waits_on = waiter.unanswered < kUnansweredFetchesPerCaller && waiter.deadline > now;
+        (waits_on ? still_waiting : told).push_back(std::move(waiter));
       }
       waiters_ = std::move(still_waiting);
       // A blocking caller that waits fetches next (the condition variable
@@ -126,7 +165,7 @@ void AuthToken::fetched(const std::string& token, const Error* error) noexcept {
         auto& latest = *std::max_element(waiters_.begin(), waiters_.end(),
                                          [](const Waiter& a, const Waiter& b) { return a.deadline < b.deadline; });
         latest.fetched_for = true;
-        next_fetch = std::move(latest.start_fetch);
+        next_fetch = latest.deadline;
         fetching_ = true;
       }
     }
@@ -135,7 +174,7 @@ void AuthToken::fetched(const std::string& token, const Error* error) noexcept {
     fetch_ended_.notify_all();
   }
   for (auto& waiter : told) waiter.then(error ? std::string() : token, error);
-  if (next_fetch) start(next_fetch);
+  if (next_fetch) start(*next_fetch);
 }
 
 }  // namespace etcdlock::detail::etcd

@@ -15,7 +15,10 @@
 // blocking caller that waits fetches next, as if it had been alone;
 // otherwise one more fetch is made, for the asynchronous caller with the
 // latest deadline, and the others whose deadline is still ahead wait for it.
-// A refusal (a wrong password) is everyone's answer.
+// An asynchronous caller waits through at most two unanswered fetches, as a
+// blocking one does (the fetch it waited for, then its own): a member that
+// fails fast is not asked again and again until the deadlines pass. A
+// refusal (a wrong password) is everyone's answer.
 //
 // Running out of memory while telling the callers terminates the process:
 // a caller left untold would hang its call, and the client's close with it.
@@ -39,6 +42,12 @@ class AuthToken {
   // Called once with the token, or with the error that ended the fetch
   // (then the token is empty). It must neither block nor throw.
   using Then = std::function<void(const std::string& token, const Error* error)>;
+  // Begins a fetch for the asynchronous callers, one whose deadline is
+  // `deadline`, without blocking: it must call fetched() when done, on any
+  // thread, and may do so before it returns.
+  using StartFetch = std::function<void(SteadyTime deadline)>;
+
+  explicit AuthToken(StartFetch start_fetch) : start_fetch_(std::move(start_fetch)) {}
 
   // The token; when there is none, fetches it with `fetch` (which returns it
   // or throws Error), or waits until `deadline` for the fetch under way.
@@ -46,12 +55,12 @@ class AuthToken {
   // passed first.
   std::string get(SteadyTime deadline, const std::function<std::string()>& fetch);
   // As get(), without blocking: `then` gets the token at once when there is
-  // one; otherwise once the fetch under way ends, or the one `start_fetch`
-  // begins (it must call fetched() when done, on any thread, and may do so
-  // before it returns). `deadline` is the caller's: past it, a failed fetch
-  // is not tried again for it. `then` runs on this thread, or on the one
-  // that ends the fetch (or abandons the waiters).
-  void get_async(SteadyTime deadline, std::function<void()> start_fetch, Then then);
+  // one; otherwise once the fetch under way ends, or the one it starts.
+  // `deadline` is the caller's: past it, a failed fetch is not tried again
+  // for it. `then` runs on this thread, or on the one that ends the fetch (or
+  // abandons the waiters). Never throws: `then` owns the caller's call, and
+  // is called whatever happens (out of memory, with that error).
+  void get_async(SteadyTime deadline, Then then) noexcept;
   // A fetch ended: `token`, or `error` (not null) when it failed. The
   // waiting callers are told, or, if it went unanswered, the next fetch
   // starts (above).
@@ -65,21 +74,27 @@ class AuthToken {
   // start are told by its end, which drain_async() hastens. Later callers,
   // and every fetch's end from now on, get `error` too.
   void abandon_waiters(const Error& error) noexcept;
+  // How many threads wait in get() for a fetch under way (for tests).
+  int blocking_waiters() const;
 
  private:
   // An asynchronous caller waiting for a fetch.
   struct Waiter {
     SteadyTime deadline;
-    std::function<void()> start_fetch;
     Then then;
     bool fetched_for = false;  // a fetch of its own was started, or is about to be
+    int unanswered = 0;        // fetches it waited through that went unanswered
   };
 
-  // Runs `start_fetch`; a throw ends the fetch with the error, as a failed
-  // Authenticate would.
-  void start(const std::function<void()>& start_fetch) noexcept;
+  // Starts a fetch for `deadline`; a throw ends it with the error, as a
+  // failed Authenticate would.
+  void start(SteadyTime deadline) noexcept;
+  // Ends the fetch under way with errc::unavailable: `why`, and `detail`
+  // when given. Built here, so that its message cannot throw in a caller.
+  void fetch_failed(const char* why, const char* detail = nullptr) noexcept;
 
-  Mutex mu_;
+  const StartFetch start_fetch_;
+  mutable Mutex mu_;
   std::condition_variable_any fetch_ended_;
   std::string token_ ETCDLOCK_GUARDED_BY(mu_);  // empty until fetched
   bool fetching_ ETCDLOCK_GUARDED_BY(mu_) = false;

@@ -69,7 +69,10 @@ Client::Client(const std::vector<std::string>& endpoints, std::chrono::milliseco
     : command_timeout_(command_timeout),
       username_(std::move(credentials.username)),
       password_(std::move(credentials.password)),
-      log_(std::move(log)) {
+      log_(std::move(log)),
+      // A fetch for asynchronous callers asks the member in use when it
+      // starts: one that follows a failed fetch goes where calls go now.
+      token_([this](SteadyTime deadline) { authenticate_async(pick_member(), deadline); }) {
   const Target target = parse_endpoints(endpoints, credentials.tls.has_value());
   endpoints_ = target.description;
   const auto channel_security = channel_credentials(credentials.tls);
@@ -109,10 +112,12 @@ Error Client::authentication_error(const grpc::Status& status) const {
                    "; endpoints " + endpoints_);
 }
 
-std::string Client::authorize(grpc::ClientContext& context, std::size_t member, SteadyTime deadline) const {
+std::string Client::authorize(grpc::ClientContext& context, SteadyTime deadline) const {
   if (username_.empty()) return {};
-  // Concurrent callers wait for one token instead of each asking for their own.
-  auto token = token_.get(request_deadline(deadline), [&] { return authenticate(member, deadline); });
+  // Concurrent callers wait for one token instead of each asking for their
+  // own. One who waited for a fetch that failed asks the member in use when
+  // it fetches (etcd replicates a token's grant: any member accepts it).
+  auto token = token_.get(request_deadline(deadline), [&] { return authenticate(pick_member(), deadline); });
   context.AddMetadata("token", token);
   return token;
 }
@@ -261,7 +266,7 @@ Response Client::unary(std::string_view call, SteadyTime deadline, Invoke invoke
     const auto started = std::chrono::steady_clock::now();
     const auto until = request_deadline(deadline);
     context.set_deadline(to_system_time(until));
-    const auto token = authorize(context, member, deadline);
+    const auto token = authorize(context, deadline);
     Response response;
     const grpc::Status status = invoke(members_[member], &context, &response);
     if (status.ok()) return response;
@@ -361,7 +366,7 @@ pb::LeaseTimeToLiveResponse Client::lease_time_to_live(std::int64_t lease_id, St
 
 void Client::open_stream(grpc::ClientContext& context, std::size_t member, SteadyTime auth_deadline) const {
   prepare_stream(context);
-  auto token = authorize(context, member, auth_deadline);
+  auto token = authorize(context, auth_deadline);
   MutexLock lock(members_mu_);
   open_streams_[&context] = OpenStream{member, std::move(token)};
 }

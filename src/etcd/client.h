@@ -87,8 +87,9 @@ class Client {
   // when the call fails before it is sent, on the thread that ends the wait
   // for an auth token (one that fetched it, or drain_async()'s) or on the
   // caller's. A call that drain_async() ends reports errc::closed, or
-  // errc::unavailable when drain_async() cancelled a request of it in flight
-  // (its Authenticate, or the call itself).
+  // errc::unavailable when a request of it was in flight and cancelled (the
+  // call itself, or the Authenticate it waited for, if that ended before
+  // drain_async() abandoned the waiters).
   void range_async(pb::RangeRequest request, SteadyTime deadline, Done<pb::RangeResponse> done) const;
   void txn_async(pb::TxnRequest request, SteadyTime deadline, std::string_view write_site,
                  Done<pb::TxnResponse> done) const;
@@ -177,7 +178,7 @@ class Client {
   void open_stream(grpc::ClientContext& context, std::size_t member, SteadyTime auth_deadline) const;
   // Adds the auth token, authenticating first when there is none; returns
   // it (empty without a user).
-  std::string authorize(grpc::ClientContext& context, std::size_t member, SteadyTime deadline) const;
+  std::string authorize(grpc::ClientContext& context, SteadyTime deadline) const;
   std::string authenticate(std::size_t member, SteadyTime deadline) const;
   // As authorize() without blocking: `then` gets the token to add (empty
   // without a user), or the error that kept it from being had.

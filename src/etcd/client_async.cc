@@ -184,24 +184,20 @@ void Client::lease_time_to_live_async(std::int64_t lease_id, SteadyTime deadline
 void Client::authorize_async(SteadyTime deadline, AuthToken::Then then) const {
   if (username_.empty()) return then({}, nullptr);
   // Registered until get_async() returns: drain_async() may end the call
-  // that `then` continues (abandon_waiters) while start_fetch has yet to run
-  // on this thread, and must not return, nor the client go, before it has
-  // (helper-46's review of c18f173).
+  // that `then` continues (abandon_waiters) while the fetch that get_async()
+  // starts has yet to begin on this thread, and must not return, nor the
+  // client go, before it has (helper-46's review of c18f173).
   std::uint64_t pending = 0;
-  {
+  try {
     MutexLock lock(async_mu_);
     pending = next_async_call_++;
     async_calls_[pending] = nullptr;  // nothing to cancel
+  } catch (const std::exception& error) {
+    // Out of memory: `then` owns its call, and must end it.
+    const Error failed(errc::unavailable, std::string("could not wait for an auth token: ") + error.what());
+    return then({}, &failed);
   }
-  // The member is picked when the fetch starts: one started for this call
-  // after another call's failed asks the member in use then.
-  try {
-    token_.get_async(
-        request_deadline(deadline), [this, deadline] { authenticate_async(pick_member(), deadline); }, std::move(then));
-  } catch (...) {  // out of memory: at least drain_async() must not wait for it
-    end_async_call(pending);
-    throw;
-  }
+  token_.get_async(request_deadline(deadline), std::move(then));
   end_async_call(pending);
 }
 

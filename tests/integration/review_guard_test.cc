@@ -29,7 +29,33 @@ using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
 namespace lr = detail::etcd;
 
-class ReviewGuard : public LockTest {};
+// The scene of the guard's reviews: a multi-lock on x and y held by one
+// manager, and a lock waiter queued behind it on y in another.
+struct HeldXYWaiterOnY {
+  std::unique_ptr<LockManager> holder;
+  std::unique_ptr<LockManager> other;
+  std::shared_ptr<MultiLock> multi;
+  Waiting waiter;     // after the managers: its thread is joined before they go
+  std::string x_key;  // the multi-lock's entry in x
+};
+
+class ReviewGuard : public LockTest {
+ protected:
+  // Sets the scene under `prefix`: returns once the waiter's entry is queued
+  // (and settled, so that the guard's read sees it).
+  void hold_x_y_with_waiter_on_y(const std::string& prefix, HeldXYWaiterOnY& scene) {
+    scene.holder = manager_on(prefix);
+    scene.other = manager_on(prefix);
+    scene.multi = scene.holder->get_multi_lock({"x", "y"});
+    scene.multi->lock();
+    wait_on(scene.other->get_lock("y"), scene.waiter);
+    ASSERT_TRUE(eventually([&] { return count_prefix(raw_, prefix + "/y/") == 2; }));
+    std::this_thread::sleep_for(20ms);
+    const auto x_entries = queue_entries(raw_, prefix + "/x/");
+    ASSERT_EQ(x_entries.size(), 1U);
+    scene.x_key = x_entries[0].key();
+  }
+};
 
 // Many managers, locks and multi-locks on nested and plain names; random
 // lost replies at release, multi_release, note and removal. Exact names must
@@ -305,28 +331,20 @@ TEST_F(ReviewGuard, GuardRemovalWhoseReplyIsLostStillNotes) {
     const auto variant = static_cast<AfterTheRemoval>(trial % 3);
     const bool lose = variant != AfterTheRemoval::reply_comes;
     const std::string prefix = prefix_ + "/g" + std::to_string(trial);
-    auto mm = manager_on(prefix);
-    auto c = manager_on(prefix);
-    auto multi = mm->get_multi_lock({"x", "y"});
-    multi->lock();
-    Waiting w;
-    wait_on(c->get_lock("y"), w);
-    ASSERT_TRUE(eventually([&] { return count_prefix(raw_, prefix + "/y/") == 2; }));
-    std::this_thread::sleep_for(20ms);
+    HeldXYWaiterOnY scene;
+    ASSERT_NO_FATAL_FAILURE(hold_x_y_with_waiter_on_y(prefix, scene));
     const int dropped = lr::LostReplies::dropped(lr::write_site::removal);
     if (lose) lr::LostReplies::arm(lr::write_site::removal, prefix + "/y/");
-    const auto x_entries = queue_entries(raw_, prefix + "/x/");
-    ASSERT_EQ(x_entries.size(), 1U);
     const auto at = Clock::now();
-    erase(raw_, x_entries[0].key());
+    erase(raw_, scene.x_key);
     if (variant == AfterTheRemoval::reply_is_lost_then_close) {
       ASSERT_TRUE(eventually([&] { return lr::LostReplies::dropped(lr::write_site::removal) > dropped; }, 3s));
       lr::LostReplies::disarm();
       std::error_code ec;
-      multi->unlock(ec);
-      mm->close();
+      scene.multi->unlock(ec);
+      scene.holder->close();
     }
-    const auto in_at = w.got.get();
+    const auto in_at = scene.waiter.got.get();
     lr::LostReplies::disarm();
     ASSERT_NE(in_at, Clock::time_point{});
     const long after = ms(in_at - at);
@@ -336,9 +354,9 @@ TEST_F(ReviewGuard, GuardRemovalWhoseReplyIsLostStillNotes) {
     std::fprintf(stderr, "trial %d (variant %d): waiter on y in %ld ms after x's key was deleted\n", trial,
                  static_cast<int>(variant), after);
     std::error_code ec;
-    multi->unlock(ec);
-    mm->close();
-    c->close();
+    scene.multi->unlock(ec);
+    scene.holder->close();
+    scene.other->close();
     EXPECT_TRUE(eventually([&] { return count_prefix(raw_, prefix + "/") == 0; }, 10s)) << "keys left";
   }
   EXPECT_EQ(late[AfterTheRemoval::reply_comes], 0);
@@ -361,27 +379,19 @@ TEST_F(ReviewGuard, OwnerRemovalLostOnAKeyRetiredWithoutRevisionStillNotes) {
   for (int trial = 0; trial < 2 * rounds; ++trial) {
     const bool then_close = trial % 2 == 1;
     const std::string prefix = prefix_ + "/o" + std::to_string(trial);
-    auto mm = manager_on(prefix);
-    auto c = manager_on(prefix);
-    auto multi = mm->get_multi_lock({"x", "y"});
-    multi->lock();
+    HeldXYWaiterOnY scene;
+    ASSERT_NO_FATAL_FAILURE(hold_x_y_with_waiter_on_y(prefix, scene));
     std::atomic<bool> lost{false};
-    std::stop_callback on_lost(multi->lost_token(), [&] { lost = true; });
-    Waiting w;
-    wait_on(c->get_lock("y"), w);
-    ASSERT_TRUE(eventually([&] { return count_prefix(raw_, prefix + "/y/") == 2; }));
-    std::this_thread::sleep_for(20ms);
+    std::stop_callback on_lost(scene.multi->lost_token(), [&] { lost = true; });
     const int dropped = lr::LostReplies::dropped(lr::write_site::removal);
     lr::LostReplies::arm(lr::write_site::removal, prefix + "/y/");
-    const auto x_entries = queue_entries(raw_, prefix + "/x/");
-    ASSERT_EQ(x_entries.size(), 1U);
     const auto at = Clock::now();
-    erase(raw_, x_entries[0].key());
+    erase(raw_, scene.x_key);
     while (!lost) std::this_thread::yield();
     std::error_code ec;
-    multi->unlock(ec);
-    if (then_close) mm->close();
-    const auto in_at = w.got.get();
+    scene.multi->unlock(ec);
+    if (then_close) scene.holder->close();
+    const auto in_at = scene.waiter.got.get();
     const bool was_dropped = lr::LostReplies::dropped(lr::write_site::removal) > dropped;
     lr::LostReplies::disarm();
     ASSERT_NE(in_at, Clock::time_point{});
@@ -392,8 +402,8 @@ TEST_F(ReviewGuard, OwnerRemovalLostOnAKeyRetiredWithoutRevisionStillNotes) {
     }
     std::fprintf(stderr, "trial %d (%s): waiter on y in %ld ms after x's key was deleted (removal reply %s)\n", trial,
                  then_close ? "unlock+close" : "unlock", after, was_dropped ? "lost" : "not lost");
-    mm->close();
-    c->close();
+    scene.holder->close();
+    scene.other->close();
     EXPECT_TRUE(eventually([&] { return count_prefix(raw_, prefix + "/") == 0; }, 10s)) << "keys left";
   }
   std::fprintf(stderr, "late: unlock %d of %d, unlock+close %d of %d (trials whose removal reply was lost)\n", late[0],
@@ -410,31 +420,23 @@ TEST_F(ReviewGuard, GuardRemovalLostThenCloseWithLostRevokeStillNotes) {
   int late = 0;
   for (int trial = 0; trial < trials; ++trial) {
     const std::string prefix = prefix_ + "/r" + std::to_string(trial);
-    auto mm = manager_on(prefix);
-    auto c = manager_on(prefix);
-    auto multi = mm->get_multi_lock({"x", "y"});
-    multi->lock();
-    Waiting w;
-    wait_on(c->get_lock("y"), w);
-    ASSERT_TRUE(eventually([&] { return count_prefix(raw_, prefix + "/y/") == 2; }));
-    std::this_thread::sleep_for(20ms);
-    const auto x_entries = queue_entries(raw_, prefix + "/x/");
-    ASSERT_EQ(x_entries.size(), 1U);
-    const std::string lease_hex = x_entries[0].key().substr((prefix + "/x/").size());
+    HeldXYWaiterOnY scene;
+    ASSERT_NO_FATAL_FAILURE(hold_x_y_with_waiter_on_y(prefix, scene));
+    const std::string lease_hex = scene.x_key.substr((prefix + "/x/").size());
     const int dropped = lr::LostReplies::dropped(lr::write_site::removal);
     const int dropped_revoke = lr::LostReplies::dropped(lr::write_site::lease_revoke);
     lr::LostReplies::arm(lr::write_site::removal, prefix + "/y/");
     const auto at = Clock::now();
-    erase(raw_, x_entries[0].key());
+    erase(raw_, scene.x_key);
     ASSERT_TRUE(eventually([&] { return lr::LostReplies::dropped(lr::write_site::removal) > dropped; }, 3s));
     lr::LostReplies::disarm();
     lr::LostReplies::arm(lr::write_site::lease_revoke, lease_hex);
     std::error_code ec;
-    multi->unlock(ec);
+    scene.multi->unlock(ec);
     const auto close_at = Clock::now();
-    mm->close();
+    scene.holder->close();
     const long close_ms = ms(Clock::now() - close_at);
-    const auto in_at = w.got.get();
+    const auto in_at = scene.waiter.got.get();
     const bool revoke_lost = lr::LostReplies::dropped(lr::write_site::lease_revoke) > dropped_revoke;
     lr::LostReplies::disarm();
     ASSERT_NE(in_at, Clock::time_point{});
@@ -443,7 +445,7 @@ TEST_F(ReviewGuard, GuardRemovalLostThenCloseWithLostRevokeStillNotes) {
     std::fprintf(stderr,
                  "trial %d: waiter on y in %ld ms after x's key was deleted; close took %ld ms; revoke reply %s\n",
                  trial, after, close_ms, revoke_lost ? "lost" : "not lost");
-    c->close();
+    scene.other->close();
     EXPECT_TRUE(eventually([&] { return count_prefix(raw_, prefix + "/") == 0; }, 10s)) << "keys left";
   }
   EXPECT_EQ(late, 0);
