@@ -40,6 +40,7 @@ std::string AuthToken::get(SteadyTime deadline, const std::function<std::string(
       // callers to it).
     }
     fetching_ = true;
+    fetch_deadline_ = deadline;
   }
   std::string token;
   try {
@@ -75,6 +76,7 @@ void AuthToken::get_async(SteadyTime deadline, Then then) noexcept {
       waiters_.push_back(Waiter{deadline, std::move(then), fetch_now});
       if (!fetch_now) return;  // the fetch under way tells it
       fetching_ = true;
+      fetch_deadline_ = deadline;
     }
   } catch (const std::exception& error) {
     failure.emplace(errc::unavailable, std::string("could not wait for an auth token: ") + error.what());
@@ -153,7 +155,9 @@ void AuthToken::fetched(const std::string& token, const Error* error) noexcept {
       std::vector<Waiter> still_waiting;
       for (auto& waiter : waiters_) {
         waiter.fetched_for = false;
-        ++waiter.unanswered;
+        // The fetch under way when it came counts; after it, only one made
+        // with as much time as its own (not a waiting thread's shorter one).
+        if (waiter.unanswered == 0 || fetch_deadline_ >= waiter.deadline) ++waiter.unanswered;
         const bool waits_on = waiter.unanswered < kUnansweredFetchesPerCaller && waiter.deadline > now;
         (waits_on ? still_waiting : told).push_back(std::move(waiter));
       }
@@ -167,6 +171,7 @@ void AuthToken::fetched(const std::string& token, const Error* error) noexcept {
         latest.fetched_for = true;
         next_fetch = latest.deadline;
         fetching_ = true;
+        fetch_deadline_ = latest.deadline;
       }
     }
     // Under the mutex: a blocking waiter may return, and its client go, as

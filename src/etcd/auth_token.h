@@ -17,8 +17,10 @@
 // latest deadline, and the others whose deadline is still ahead wait for it.
 // An asynchronous caller waits through at most two unanswered fetches, as a
 // blocking one does (the fetch it waited for, then its own): a member that
-// fails fast is not asked again and again until the deadlines pass. A
-// refusal (a wrong password) is everyone's answer.
+// fails fast is not asked again and again until the deadlines pass. After
+// the first, only a fetch made with as much time as the caller's counts: a
+// waiting thread's shorter one does not use up its turn (helper-49's
+// review). A refusal (a wrong password) is everyone's answer.
 //
 // Running out of memory while telling the callers terminates the process:
 // a caller left untold would hang its call, and the client's close with it.
@@ -98,6 +100,7 @@ class AuthToken {
   std::condition_variable_any fetch_ended_;
   std::string token_ ETCDLOCK_GUARDED_BY(mu_);  // empty until fetched
   bool fetching_ ETCDLOCK_GUARDED_BY(mu_) = false;
+  SteadyTime fetch_deadline_ ETCDLOCK_GUARDED_BY(mu_){};     // the deadline of the fetch under way
   int blocking_waiters_ ETCDLOCK_GUARDED_BY(mu_) = 0;        // in get(), waiting for a fetch
   std::vector<Waiter> waiters_ ETCDLOCK_GUARDED_BY(mu_);     // asynchronous callers
   std::optional<Error> abandoned_ ETCDLOCK_GUARDED_BY(mu_);  // set by abandon_waiters()

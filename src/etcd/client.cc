@@ -263,10 +263,11 @@ Response Client::unary(std::string_view call, SteadyTime deadline, Invoke invoke
     const std::size_t member = pick_member();
     grpc::ClientContext context;
     wait_for_connection(context);
+    const auto token = authorize(context, deadline);
+    // Timed after the token, as send_async() does (client_async.cc).
     const auto started = std::chrono::steady_clock::now();
     const auto until = request_deadline(deadline);
     context.set_deadline(to_system_time(until));
-    const auto token = authorize(context, deadline);
     Response response;
     const grpc::Status status = invoke(members_[member], &context, &response);
     if (status.ok()) return response;

@@ -88,9 +88,6 @@ void Client::start_async(std::unique_ptr<AsyncCall<Request, Response>> call) con
   call->context = std::move(context);
   call->member = pick_member();
   wait_for_connection(*call->context);
-  call->started = std::chrono::steady_clock::now();
-  call->until = request_deadline(call->deadline);
-  call->context->set_deadline(to_system_time(call->until));
   call->response = Response();
   // Owned by the continuation from here: the token source calls it once,
   // with a token or an error, at once or when a fetch ends.
@@ -110,6 +107,13 @@ void Client::start_async(std::unique_ptr<AsyncCall<Request, Response>> call) con
 template <class Request, class Response>
 void Client::send_async(std::unique_ptr<AsyncCall<Request, Response>> call) const {
   auto* in_flight = call.get();
+  // Timed from here, after the token: one that was long in coming leaves
+  // the request its command timeout all the same, so that a timeout still
+  // says whether the member failed (helper-49's review: taken before the
+  // token, a slow one had a healthy member abandoned).
+  in_flight->started = std::chrono::steady_clock::now();
+  in_flight->until = request_deadline(in_flight->deadline);
+  in_flight->context->set_deadline(to_system_time(in_flight->until));
   const Member& member = members_[in_flight->member];
   send(*member.kv, *member.lease, in_flight->context.get(), &in_flight->request, &in_flight->response,
        [this, owned = call.release()](grpc::Status status) {

@@ -163,6 +163,47 @@ TEST_F(SlowAuth, LossIsSignalledBeforeEtcdExpiresTheLeaseWhileTheClientReauthent
                                              << " ms after the earliest time etcd could expire the lease";
 }
 
+// helper-49's review of 3adac30: there, an asynchronous call with a command
+// timeout to spare failed with the second of two unanswered Authenticates,
+// neither made for it: the first blocking caller's (1.5 s, shorter than one
+// Authenticate at this bcrypt cost), then that of a blocking caller that
+// waited for it and fetched next with what little time it had left (3 of 3,
+// told after 1.7 s).
+TEST_F(SlowAuth, AnAsyncCallIsNotFailedByTwoShortBlockingFetches) {
+  detail::etcd::Client::Credentials alice;
+  alice.username = "alice";
+  alice.password = "alicepw";
+  detail::etcd::Client client(etcd_.endpoints(), 10s, alice);
+  detail::etcd::pb::TxnRequest read;
+  read.add_success()->mutable_request_range()->set_key(prefix_ + "/x");
+  const auto began = Steady::now();
+  auto blocking = [&](Steady::time_point deadline) {
+    try {
+      client.txn(read, deadline);
+      return std::string("answered");
+    } catch (const std::exception& e) {
+      return std::string(e.what());
+    }
+  };
+  auto first = std::async(std::launch::async, blocking, Steady::now() + 1500ms);
+  std::this_thread::sleep_for(100ms);
+  std::promise<std::string> outcome;
+  std::atomic<long long> told_at{0};
+  client.txn_async(read, client.command_deadline(), {}, [&](detail::etcd::pb::TxnResponse&&, const Error* error) {
+    told_at = ms_between(began, Steady::now());
+    outcome.set_value(error ? error->what() : "answered");
+  });
+  std::this_thread::sleep_for(100ms);
+  auto second = std::async(std::launch::async, blocking, Steady::now() + 1500ms);
+  std::cout << "first blocking: " << first.get() << "\nsecond blocking: " << second.get() << "\n";
+  auto delivered = outcome.get_future();
+  ASSERT_EQ(delivered.wait_for(15s), std::future_status::ready);
+  const auto said = delivered.get();
+  std::cout << "the async call (10 s deadline), told at " << told_at << " ms: " << said << "\n";
+  EXPECT_EQ(said, "answered") << "failed with most of its 10 s left";
+  client.drain_async();
+}
+
 // An asynchronous call whose token etcd has forgotten (--auth-token-ttl)
 // is refused, and authenticates again before it is sent once more. That
 // Authenticate ran, blocking, on the gRPC thread that delivered the refusal,

@@ -1,11 +1,15 @@
-// AuthToken: one fetch for every caller, blocking or not, and nobody waits
-// for it past their deadline or after the client gives up on them.
+// AuthToken: one fetch for every caller, blocking or not. A blocking caller
+// waits for another's fetch no longer than its deadline; an asynchronous one
+// until that fetch ends (no timer: the client's calls come with one command
+// timeout each), or until the client gives up on it.
 #include "etcd/auth_token.h"
 
 #include <gtest/gtest.h>
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
+#include <cstdint>
 #include <future>
 #include <mutex>
 #include <optional>
@@ -359,6 +363,227 @@ TEST(AuthToken, ForgettingAReplacedTokenKeepsTheNewOne) {
   EXPECT_EQ(token.get(in(1000ms), [] { return std::string("new"); }), "new");
   token.forget("old");  // a call sent with the old one was refused late
   EXPECT_EQ(token.get(in(1000ms), [] { return std::string("newer"); }), "new");
+}
+
+// ---- helper-49's review of 3adac30 ----
+
+// In 3adac30 an asynchronous caller with time to spare was failed after two
+// unanswered fetches neither of which was made for its deadline: the
+// keep-alive's that it came during, then that of a thread that waited with
+// little time left (fetched() leaves the next fetch to a waiting thread).
+// The header promises "the fetch it waited for, then its own".
+TEST(AuthTokenReview, AnAsynchronousCallerIsNotFailedByAnotherThreadsShortFetch) {
+  int started = 0;
+  AuthToken token = counting(started);
+  std::promise<void> first_began, release_first;
+  auto first = std::async(std::launch::async, [&] {
+    try {
+      token.get(in(5000ms), [&]() -> std::string {
+        first_began.set_value();
+        release_first.get_future().wait();
+        throw Error(errc::unavailable, "deadline exceeded (the keep-alive's 2 s)");
+      });
+    } catch (const Error&) {
+    }
+  });
+  first_began.get_future().wait();
+  std::mutex told_mu;
+  std::vector<std::string> told;
+  token.get_async(in(30000ms), [&](const std::string& value, const Error* error) {
+    const std::lock_guard<std::mutex> lock(told_mu);
+    told.push_back(error ? std::string("error: ") + error->what() : value);
+  });
+  // A thread with little time left waits too; when the fetch under way ends
+  // it fetches next, and its deadline is past by then (or nearly): its fetch
+  // fails at once.
+  auto second = std::async(std::launch::async, [&] {
+    try {
+      token.get(in(5000ms), []() -> std::string { throw Error(errc::unavailable, "deadline exceeded (at once)"); });
+    } catch (const Error&) {
+    }
+  });
+  await_blocking_waiters(token, 1);
+  release_first.set_value();
+  first.get();
+  second.get();
+  const std::lock_guard<std::mutex> lock(told_mu);
+  // 3adac30: told {"error: ..."} with started == 0: no fetch was ever made
+  // for the 30 s caller.
+  EXPECT_TRUE(told.empty()) << "told: " << (told.empty() ? "" : told[0]);
+  EXPECT_EQ(started, 1) << "no fetch was made for the asynchronous caller's deadline";
+}
+
+// Randomized: blocking and asynchronous callers, forget(), fetches that end
+// on another thread, at once, or throw; then abandon as drain_async() does.
+// Checks: every continuation runs exactly once; at most one fetch at a time;
+// after abandon, every continuation runs once the fetches under way end (no
+// hang); nothing runs in the token after the "client" drained.
+TEST(AuthTokenReview, StressEveryContinuationOnceOneFetchAtATimeNoHang) {
+  for (int round = 0; round < 30; ++round) {
+    std::mutex mu;
+    std::condition_variable cv;
+    std::vector<SteadyTime> pending_fetches;  // started, not yet ended
+    bool draining = false;
+    int registered = 0;  // as Client::async_calls_
+    std::atomic<int> in_fetch{0}, max_in_fetch{0};
+    std::atomic<int> told_twice{0};
+    std::atomic<std::uint64_t> rng_seed{static_cast<std::uint64_t>(round) * 7919 + 1};
+    auto rnd = [&](int n) {
+      std::uint64_t x = rng_seed.fetch_add(0x9E3779B97F4A7C15ULL);
+      x ^= x >> 33;
+      x *= 0xff51afd7ed558ccdULL;
+      x ^= x >> 33;
+      return static_cast<int>(x % static_cast<std::uint64_t>(n));
+    };
+    auto enter_fetch = [&] {
+      const int now = ++in_fetch;
+      int seen = max_in_fetch.load();
+      while (now > seen && !max_in_fetch.compare_exchange_weak(seen, now)) {
+      }
+    };
+    AuthToken* self = nullptr;
+    AuthToken token([&](SteadyTime deadline) {
+      {
+        std::unique_lock<std::mutex> lock(mu);
+        if (draining) {  // as authenticate_async() when draining_
+          lock.unlock();
+          enter_fetch();
+          --in_fetch;
+          const Error closed(errc::closed, "closing");
+          self->fetched({}, &closed);
+          return;
+        }
+      }
+      enter_fetch();
+      const int how = rnd(10);
+      if (how == 0) {
+        --in_fetch;
+        throw Error(errc::unavailable, "refused at once");
+      }
+      if (how == 1) {
+        --in_fetch;
+        const Error e(errc::unavailable, "failed at once");
+        self->fetched({}, &e);
+        return;
+      }
+      std::lock_guard<std::mutex> lock(mu);
+      ++registered;  // the Authenticate's own registration
+      pending_fetches.push_back(deadline);
+      cv.notify_all();
+    });
+    self = &token;
+    // The "server": ends asynchronous fetches on its thread.
+    std::atomic<bool> stop{false};
+    std::thread server([&] {
+      std::unique_lock<std::mutex> lock(mu);
+      for (;;) {
+        cv.wait_for(lock, 1ms, [&] { return stop.load() || !pending_fetches.empty(); });
+        if (pending_fetches.empty()) {
+          if (stop) return;
+          continue;
+        }
+        pending_fetches.pop_back();
+        const bool cancelled = draining;
+        lock.unlock();
+        std::this_thread::sleep_for(std::chrono::microseconds(rnd(2000)));
+        --in_fetch;
+        const int how = rnd(4);
+        if (cancelled || how == 0) {
+          const Error e(errc::unavailable, "cancelled or deadline exceeded");
+          token.fetched({}, &e);
+        } else if (how == 1) {
+          const Error e(errc::permission_denied, "refused");
+          token.fetched({}, &e);
+        } else {
+          token.fetched("tok" + std::to_string(rnd(3)), nullptr);
+        }
+        lock.lock();
+        --registered;
+        cv.notify_all();
+      }
+    });
+    constexpr int kCalls = 300;
+    std::vector<std::atomic<int>> told(kCalls);
+    std::atomic<int> next_call{0};
+    std::vector<std::thread> callers;
+    for (int t = 0; t < 3; ++t) {
+      callers.emplace_back([&] {
+        for (;;) {
+          const int id = next_call++;
+          if (id >= kCalls) return;
+          {
+            std::lock_guard<std::mutex> lock(mu);
+            if (draining) {
+              ++told[id];  // start_async's closed path
+              continue;
+            }
+            registered += 2;  // the call, and authorize_async's `pending`
+          }
+          token.get_async(in(std::chrono::milliseconds(rnd(20))), [&, id](const std::string& value, const Error*) {
+            if (++told[id] > 1) ++told_twice;
+            if (!value.empty() && rnd(3) == 0) token.forget(value);
+            std::lock_guard<std::mutex> lock(mu);
+            --registered;
+            cv.notify_all();
+          });
+          {
+            std::lock_guard<std::mutex> lock(mu);
+            --registered;
+            cv.notify_all();
+          }
+          if (rnd(4) == 0) std::this_thread::sleep_for(std::chrono::microseconds(rnd(500)));
+        }
+      });
+    }
+    std::atomic<bool> blocking_stop{false};
+    std::vector<std::thread> blocking;
+    for (int t = 0; t < 2; ++t) {
+      blocking.emplace_back([&] {
+        while (!blocking_stop) {
+          try {
+            const auto got = token.get(in(std::chrono::milliseconds(rnd(10))), [&]() -> std::string {
+              enter_fetch();
+              std::this_thread::sleep_for(std::chrono::microseconds(rnd(1000)));
+              --in_fetch;
+              const int how = rnd(4);
+              if (how == 0) throw Error(errc::unavailable, "deadline exceeded");
+              if (how == 1) throw 42;
+              return "btok" + std::to_string(rnd(3));
+            });
+            if (rnd(3) == 0) token.forget(got);
+          } catch (...) {
+          }
+        }
+      });
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(rnd(30)));
+    // drain_async(): draining, cancel, abandon, wait.
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      draining = true;
+    }
+    token.abandon_waiters(Error(errc::closed, "closing"));
+    {
+      std::unique_lock<std::mutex> lock(mu);
+      const bool drained = cv.wait_for(lock, 10s, [&] { return registered == 0; });
+      ASSERT_TRUE(drained) << "drain hangs: " << registered << " registrations left, round " << round;
+    }
+    for (auto& c : callers) c.join();
+    {
+      std::unique_lock<std::mutex> lock(mu);
+      const bool drained = cv.wait_for(lock, 10s, [&] { return registered == 0; });
+      ASSERT_TRUE(drained) << "drain hangs (2): " << registered << " left, round " << round;
+    }
+    blocking_stop = true;
+    for (auto& b : blocking) b.join();
+    stop = true;
+    server.join();
+    int never = 0;
+    for (auto& t : told) never += t.load() == 0;
+    EXPECT_EQ(never, 0) << "round " << round;
+    EXPECT_EQ(told_twice.load(), 0) << "round " << round;
+    EXPECT_LE(max_in_fetch.load(), 1) << "round " << round;
+  }
 }
 
 }  // namespace
