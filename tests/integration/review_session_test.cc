@@ -8,6 +8,7 @@
 #include <functional>
 #include <future>
 #include <iostream>
+#include <memory>
 #include <stop_token>
 #include <thread>
 
@@ -74,6 +75,21 @@ class SlowAuth : public ::testing::Test, private SlowAuthEnvironment {
       inner(level, message, fields);
     };
     return options;
+  }
+
+  // A wire client of alice's, with a command timeout of 10 s.
+  std::unique_ptr<detail::etcd::Client> client_as_alice() const {
+    detail::etcd::Client::Credentials alice;
+    alice.username = "alice";
+    alice.password = "alicepw";
+    return std::make_unique<detail::etcd::Client>(etcd_.endpoints(), 10s, alice);
+  }
+
+  // A Txn that reads `key`: any call that needs a token.
+  static detail::etcd::pb::TxnRequest read_of(const std::string& key) {
+    detail::etcd::pb::TxnRequest read;
+    read.add_success()->mutable_request_range()->set_key(key);
+    return read;
   }
 
   // The lease's TTL in etcd, asked without a user (etcd 3.4 answers
@@ -170,12 +186,9 @@ TEST_F(SlowAuth, LossIsSignalledBeforeEtcdExpiresTheLeaseWhileTheClientReauthent
 // waited for it and fetched next with what little time it had left (3 of 3,
 // told after 1.7 s).
 TEST_F(SlowAuth, AnAsyncCallIsNotFailedByTwoShortBlockingFetches) {
-  detail::etcd::Client::Credentials alice;
-  alice.username = "alice";
-  alice.password = "alicepw";
-  detail::etcd::Client client(etcd_.endpoints(), 10s, alice);
-  detail::etcd::pb::TxnRequest read;
-  read.add_success()->mutable_request_range()->set_key(prefix_ + "/x");
+  const auto alice = client_as_alice();
+  auto& client = *alice;
+  const auto read = read_of(prefix_ + "/x");
   const auto began = Steady::now();
   auto blocking = [&](Steady::time_point deadline) {
     try {
@@ -213,12 +226,9 @@ TEST_F(SlowAuth, AnAsyncCallIsNotFailedByTwoShortBlockingFetches) {
 // meanwhile. Now the authentication is itself an asynchronous call, which
 // drain_async() cancels like any other.
 TEST_F(SlowAuth, DrainCancelsTheAuthenticationOfARefusedAsyncCall) {
-  detail::etcd::Client::Credentials alice;
-  alice.username = "alice";
-  alice.password = "alicepw";
-  detail::etcd::Client client(etcd_.endpoints(), 10s, alice);
-  detail::etcd::pb::TxnRequest read;
-  read.add_success()->mutable_request_range()->set_key(prefix_ + "/x");
+  const auto alice = client_as_alice();
+  auto& client = *alice;
+  const auto read = read_of(prefix_ + "/x");
   ASSERT_NO_THROW(client.txn(read, Steady::now() + 10s)) << "the first call authenticates";
   std::this_thread::sleep_for(4s);  // etcd forgets the token after 3 s of disuse
 
