@@ -37,25 +37,25 @@ QueueWait::QueueWait(std::shared_ptr<PrimitiveContext> context, QueueDir queue, 
   // Registered for the wait's whole life, not its waits alone: the closing
   // thread runs it before the revoke, whatever this wait's thread is doing
   // (a note being confirmed, a hold being set up).
-  if (entry_.takes_notes) {
-    note_on_close_.emplace(context_->closed_token(), [this] {
-      // Pairs with the fence in create_sending()'s callers: either this sees
-      // the create marked sent, or the sender sees the manager closed.
-      std::atomic_thread_fence(std::memory_order_seq_cst);
-      if (const auto revision = own_revision_.load(); revision != 0) {
-        context_->hand_over_queue_on_close(queue_.dir, revision);
-      } else if (create_sent_.load()) {
-        // A create sent and not yet answered may have made an entry, even
-        // the first with others behind it: close() reads it before the
-        // revoke.
-        std::string key;
-        {
-          MutexLock lock(sent_key_mu_);
-          key = sent_key_;
-        }
-        if (!key.empty()) context_->hand_over_queue_on_close_unanswered(queue_.dir, std::move(key));
-      }
-    });
+  if (entry_.takes_notes) note_on_close_.emplace(context_->closed_token(), [this] { note_queue_on_close(); });
+}
+
+void QueueWait::note_queue_on_close() {
+  // Pairs with the fence in create_sending()'s callers: either this sees
+  // the create marked sent, or the sender sees the manager closed.
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  if (const auto revision = own_revision_.load(); revision != 0) {
+    context_->hand_over_queue_on_close(queue_.dir, revision);
+  } else if (create_sent_.load()) {
+    // A create sent and not yet answered may have made an entry, even
+    // the first with others behind it: close() reads it before the
+    // revoke.
+    std::string key;
+    {
+      MutexLock lock(sent_key_mu_);
+      key = sent_key_;
+    }
+    if (!key.empty()) context_->hand_over_queue_on_close_unanswered(queue_.dir, std::move(key));
   }
 }
 
@@ -65,6 +65,23 @@ void QueueWait::set_own(std::optional<QueueEntry> own) {
 }
 
 QueueWait::~QueueWait() {
+  // close() requests its stop, then runs the callbacks one by one, the
+  // newest first: this wait's wake-up (wait_until_first's) runs before the
+  // callback above, and this thread, woken by it, may see the manager
+  // closed and end the wait before the closing thread gets to that
+  // callback. A stop_callback destroyed before its turn never runs, and
+  // our queue would go unnoted: the entry behind ours, the head once the
+  // lease is revoked, waited for its deferred watch (about 500 ms; 4 of 780
+  // trials of ReviewClose.CloseRacingCompletingAcquisitionLeavesNoWaiterBehind
+  // under ThreadSanitizer). So the queue is registered here too, before the
+  // callback is destroyed, that is before close() collects the queues
+  // (twice is harmless; once collected, a late one is ignored).
+  if (note_on_close_ && context_->closed()) {
+    try {
+      note_queue_on_close();
+    } catch (...) {  // out of memory: B waits for its deferred watch instead
+    }
+  }
   stop_watching();
   if (!key_.empty()) context_->inbox().forget(key_, *signals_);
 }

@@ -220,6 +220,8 @@ class QueueWait {
   Result acquire();
   Result lose_entry();
   void set_own(std::optional<QueueEntry> own);
+  // Registers our queue for close()'s note to its next entry (hand_over.h).
+  void note_queue_on_close();
 
   const std::shared_ptr<PrimitiveContext> context_;
   const QueueDir queue_;

@@ -398,11 +398,13 @@ TEST_F(ReviewClose, CloseRacingCompletingAcquisitionLeavesNoWaiterBehind) {
   }
   std::fprintf(stderr, "worst %ld ms, %d trials >= 400 ms\n", worst, late);
 #if defined(__SANITIZE_THREAD__)
-  // Open: in ThreadSanitizer runs of many tests at once, 1 trial of 12 let B
-  // in by its deferred watch, twice (542 ms in a CI-like run, 538 ms in a run
-  // of 90 tests, both 2026-12-04); alone, or beside two busy loops, 0 of 192
-  // trials (worst 45 ms). Which path leaves B without a note is not found, so
-  // it is only reported here; the ordinary build holds the bound.
+  // In ThreadSanitizer runs of many tests at once, 1 trial of 12 let B in by
+  // its deferred watch, twice (542 ms in a CI-like run, 538 ms in a run of
+  // 90 tests, both 2026-12-04). Found: A's wait, woken by close(), ended
+  // before close() ran the callback that registers A's queue for its note
+  // (AWaiterWokenByCloseBeforeItsNoteIsRegisteredStillHandsOver); fixed in
+  // ~QueueWait. Still only reported here: under a sanitizer and load, a
+  // trial may be slow for other reasons; the ordinary build holds the bound.
   (void)late;
 #else
   EXPECT_EQ(late, 0);
@@ -450,6 +452,79 @@ TEST_F(ReviewClose, AWaiterAtTheHeadUnawareWhenClosedHandsOver) {
     const auto start = Clock::now();
     a_mgr->close();
     a_thread.join();
+    const auto at = wb.got.get();
+    ASSERT_NE(at, Clock::time_point{});
+    const auto took = ms(at - start);
+    worst = std::max(worst, took);
+    if (took >= 300) ++late;
+    std::fprintf(stderr, "trial %d: B in %ld ms after A's close began\n", trial, took);
+  }
+  EXPECT_EQ(late, 0) << "worst " << worst << " ms";
+}
+
+// close() runs its callbacks newest first, so a waiter's wake-up runs before
+// the callback that registers its queue for close()'s note (registered when
+// the wait began). Woken, the waiter sees the manager closed and ends its
+// wait, and a std::stop_callback destroyed before its turn never runs: the
+// queue went unnoted, and B, behind A, waited for its deferred watch. Here
+// that is made likely: between A's two callbacks lie those of threads of
+// A's manager that wait for the turn of a lock held there, which began to
+// wait while A's create was on its way (a proxy holds etcd's replies).
+// (ThreadSanitizer found it in CloseRacingCompletingAcquisitionLeavesNoWaiterBehind:
+// 4 late trials of 780, each with no queue registered for close's note.)
+TEST_F(ReviewClose, AWaiterWokenByCloseBeforeItsNoteIsRegisteredStillHandsOver) {
+  constexpr int kCrowd = 64;
+  auto b_mgr = manager(20s);
+  long worst = 0;
+  int late = 0;
+  for (int trial = 0; trial < 3; ++trial) {
+    auto c_mgr = manager(20s);
+    TcpProxy proxy(port_of(etcd_.endpoints().front()));
+    auto a_mgr = std::make_unique<LockManager>(options_through(proxy.endpoint()));
+    auto c = c_mgr->get_lock("x");
+    c->lock();
+    auto y = a_mgr->get_lock("y");
+    y->lock();  // the turn the crowd waits for
+    proxy.hold_replies();
+    auto a = a_mgr->get_lock("x");
+    std::jthread a_thread([&] {
+      try {
+        if (a->try_lock_for(20s)) a->unlock();
+      } catch (...) {
+      }
+    });
+    ASSERT_TRUE(eventually([&] { return entries("x") == 2; }));  // A's create landed; its reply is held
+    std::vector<std::jthread> crowd;
+    for (int i = 0; i < kCrowd; ++i) {
+      crowd.emplace_back([&] {
+        try {
+          if (y->try_lock_for(20s)) y->unlock();
+        } catch (...) {
+        }
+      });
+    }
+    std::this_thread::sleep_for(200ms);  // the crowd waits for y's turn
+    proxy.resume_replies();
+    std::this_thread::sleep_for(100ms);  // A waits behind C
+    Waiting wb;
+    wait_on(b_mgr->get_lock("x"), wb);
+    ASSERT_TRUE(eventually([&] { return entries("x") == 3; }));
+    std::this_thread::sleep_for(20ms);
+    // C goes without a note: A is the head now, and does not know it yet.
+    etcdserverpb::RangeRequest request;
+    const auto dir = prefix_ + "/x/";
+    request.set_key(dir);
+    request.set_range_end(detail::prefix_range_end(dir));
+    request.set_sort_target(etcdserverpb::RangeRequest::CREATE);
+    request.set_sort_order(etcdserverpb::RangeRequest::ASCEND);
+    const auto found = raw_.range(request, in(5s));
+    ASSERT_GE(found.kvs_size(), 1);
+    ASSERT_TRUE(raw_.lease_revoke(found.kvs(0).lease(), in(5s)));
+    std::this_thread::sleep_for(5ms);
+    const auto start = Clock::now();
+    a_mgr->close();
+    a_thread.join();
+    crowd.clear();
     const auto at = wb.got.get();
     ASSERT_NE(at, Clock::time_point{});
     const auto took = ms(at - start);
