@@ -181,8 +181,13 @@ void Hold::release_entry(const std::function<bool()>& remove_entry, bool in_doub
   }
 }
 
-void Hold::hand_over_on_close() {
-  if (session_alive()) context_->hand_over_queue_on_close(queue_dir_of_entry(entry_.key), entry_.revision);
+void Hold::hand_over_on_close() noexcept {
+  try {
+    if (session_alive()) context_->hand_over_queue_on_close(queue_dir_of_entry(entry_.key), entry_.revision);
+  } catch (...) {
+    // Out of memory: the successor gets no note and waits for its deferred
+    // watch. Runs in request_stop(), which must not throw.
+  }
 }
 
 void Hold::signal_loss_now() {

@@ -112,7 +112,7 @@ class Hold : public std::enable_shared_from_this<Hold> {
   class KeyWatch;
   // Our entry goes with the lease that the closing manager revokes: the
   // entry behind it gets close()'s note (PrimitiveContext::shut_down).
-  void hand_over_on_close();
+  void hand_over_on_close() noexcept;
   // give_up() between its two finish() calls.
   void release_entry(const std::function<bool()>& remove_entry, bool in_doubt, std::error_code& ec) noexcept;
   void watch_key();

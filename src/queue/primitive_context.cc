@@ -110,7 +110,7 @@ void PrimitiveContext::hand_over_queue_on_close(std::string dir, std::int64_t re
 
 void PrimitiveContext::hand_over_queue_on_close_unanswered(std::string dir, std::string key) {
   MutexLock lock(close_notes_mu_);
-  if (close_notes_taken_) return;
+  if (close_notes_taken_ || close_unanswered_taken_) return;
   close_unanswered_creates_.emplace_back(std::move(dir), std::move(key));
 }
 
@@ -119,6 +119,7 @@ void PrimitiveContext::settle_unanswered_creates(SteadyTime deadline) noexcept {
   {
     MutexLock lock(close_notes_mu_);
     creates.swap(close_unanswered_creates_);
+    close_unanswered_taken_ = true;  // one registered later would never be read
   }
   for (std::size_t first = 0; first < creates.size(); first += kMaxTxnOps) {
     const std::size_t count = std::min(kMaxTxnOps, creates.size() - first);

@@ -152,6 +152,7 @@ class PrimitiveContext {
   // The queue and key of each create of ours that went unanswered.
   std::vector<std::pair<std::string, std::string>> close_unanswered_creates_ ETCDLOCK_GUARDED_BY(close_notes_mu_);
   bool close_notes_taken_ ETCDLOCK_GUARDED_BY(close_notes_mu_) = false;
+  bool close_unanswered_taken_ ETCDLOCK_GUARDED_BY(close_notes_mu_) = false;
 
   Mutex shut_down_mu_;
   std::condition_variable_any shut_down_done_;

@@ -40,22 +40,27 @@ QueueWait::QueueWait(std::shared_ptr<PrimitiveContext> context, QueueDir queue, 
   if (entry_.takes_notes) note_on_close_.emplace(context_->closed_token(), [this] { note_queue_on_close(); });
 }
 
-void QueueWait::note_queue_on_close() {
+void QueueWait::note_queue_on_close() noexcept {
   // Pairs with the fence in create_sending()'s callers: either this sees
   // the create marked sent, or the sender sees the manager closed.
   std::atomic_thread_fence(std::memory_order_seq_cst);
-  if (const auto revision = own_revision_.load(); revision != 0) {
-    context_->hand_over_queue_on_close(queue_.dir, revision);
-  } else if (create_sent_.load()) {
-    // A create sent and not yet answered may have made an entry, even
-    // the first with others behind it: close() reads it before the
-    // revoke.
-    std::string key;
-    {
-      MutexLock lock(sent_key_mu_);
-      key = sent_key_;
+  try {
+    if (const auto revision = own_revision_.load(); revision != 0) {
+      context_->hand_over_queue_on_close(queue_.dir, revision);
+    } else if (create_sent_.load()) {
+      // A create sent and not yet answered may have made an entry, even
+      // the first with others behind it: close() reads it before the
+      // revoke.
+      std::string key;
+      {
+        MutexLock lock(sent_key_mu_);
+        key = sent_key_;
+      }
+      if (!key.empty()) context_->hand_over_queue_on_close_unanswered(queue_.dir, std::move(key));
     }
-    if (!key.empty()) context_->hand_over_queue_on_close_unanswered(queue_.dir, std::move(key));
+  } catch (...) {
+    // Out of memory: the entry behind ours gets no note and waits for its
+    // deferred watch. Runs in request_stop() and a destructor: never throws.
   }
 }
 
@@ -75,13 +80,8 @@ QueueWait::~QueueWait() {
   // trials of ReviewClose.CloseRacingCompletingAcquisitionLeavesNoWaiterBehind
   // under ThreadSanitizer). So the queue is registered here too, before the
   // callback is destroyed, that is before close() collects the queues
-  // (twice is harmless; once collected, a late one is ignored).
-  if (note_on_close_ && context_->closed()) {
-    try {
-      note_queue_on_close();
-    } catch (...) {  // out of memory: B waits for its deferred watch instead
-    }
-  }
+  // (twice is harmless; once collected, a late one is dropped).
+  if (note_on_close_ && context_->closed()) note_queue_on_close();
   stop_watching();
   if (!key_.empty()) context_->inbox().forget(key_, *signals_);
 }

@@ -221,7 +221,7 @@ class QueueWait {
   Result lose_entry();
   void set_own(std::optional<QueueEntry> own);
   // Registers our queue for close()'s note to its next entry (hand_over.h).
-  void note_queue_on_close();
+  void note_queue_on_close() noexcept;
 
   const std::shared_ptr<PrimitiveContext> context_;
   const QueueDir queue_;
