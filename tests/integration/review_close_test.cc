@@ -67,6 +67,7 @@ void ReviewClose::revoke_lease_of_head(const std::string& name) {
   ASSERT_GE(found.size(), 1u);
   ASSERT_TRUE(raw_.lease_revoke(found.front().lease(), in(5s)));
 }
+
 // Many locks held, each with a waiter of another manager (`kWaiters` of them,
 // the locks dealt out in turn): close() reads the queues and notes each new
 // head, where it used to make one revoke. How long does close() take, and does
