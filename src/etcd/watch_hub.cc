@@ -55,18 +55,77 @@ std::uint64_t WatchHub::streams_opened() const {
   return streams_opened_;
 }
 
-std::int64_t WatchHub::add(std::string key, std::string range_end, std::int64_t start_revision,
-                           std::shared_ptr<WatchListener> listener, Events events) {
+bool WatchHub::reading() const {
   MutexLock lock(mu_);
-  const std::int64_t handle = next_handle_++;
-  auto& watcher = watchers_[handle];
-  watcher.key = std::move(key);
-  watcher.range_end = std::move(range_end);
-  watcher.next_revision = start_revision;
-  watcher.listener = std::move(listener);
-  watcher.events = events;
-  // Without an open stream, run() creates it when the stream opens.
-  if (stream_ != nullptr) send_create(handle, watcher);
+  return reading_;
+}
+
+bool WatchHub::must_read() const {
+  return prompt_watchers_ > 0 || demands_ > 0 || !unanswered_creates_.empty() || progress_answered_ < drained_up_to_ ||
+         write_failed_;
+}
+
+void WatchHub::drain() {
+  {
+    MutexLock lock(mu_);
+    if (stream_ == nullptr) return;  // a new stream makes every watcher again, and reads until they are in place
+    send_progress_request();
+    drained_up_to_ = progress_sent_;
+  }
+  wake_.notify_all();
+}
+
+void WatchHub::send_progress_request() {
+  pb::WatchRequest request;
+  request.mutable_progress_request();
+  if (stream_->Write(request)) {
+    ++progress_sent_;
+  } else {
+    write_failed_ = true;
+  }
+}
+
+void WatchHub::demand() {
+  {
+    MutexLock lock(mu_);
+    ++demands_;
+  }
+  wake_.notify_all();
+}
+
+void WatchHub::end_demand() {
+  MutexLock lock(mu_);
+  if (demands_ > 0) --demands_;
+  stop_reading_soon();
+}
+
+void WatchHub::stop_reading_soon() {
+  // The thread waits in Read() for a response that may not come for minutes
+  // (etcd's progress notifications), taking its turns at gRPC's polling all
+  // the while. A progress request gets it one: then it stops reading.
+  if (!reading_ || nudged_ || must_read() || stream_ == nullptr) return;
+  nudged_ = true;
+  send_progress_request();
+}
+
+std::int64_t WatchHub::add(std::string key, std::string range_end, std::int64_t start_revision,
+                           std::shared_ptr<WatchListener> listener, Events events, Urgency urgency) {
+  std::int64_t handle = 0;
+  {
+    MutexLock lock(mu_);
+    handle = next_handle_++;
+    auto& watcher = watchers_[handle];
+    watcher.key = std::move(key);
+    watcher.range_end = std::move(range_end);
+    watcher.next_revision = start_revision;
+    watcher.listener = std::move(listener);
+    watcher.events = events;
+    watcher.urgency = urgency;
+    if (urgency == Urgency::prompt) ++prompt_watchers_;
+    // Without an open stream, run() creates it when the stream opens.
+    if (stream_ != nullptr) send_create(handle, watcher);
+  }
+  wake_.notify_all();  // the creation is read at once
   return handle;
 }
 
@@ -74,11 +133,18 @@ void WatchHub::remove(std::int64_t handle) {
   MutexLock lock(mu_);
   const auto found = watchers_.find(handle);
   if (found == watchers_.end()) return;
-  if (found->second.wire_id != 0) {
-    by_wire_.erase(found->second.wire_id);
-    if (stream_ != nullptr) send_cancel(found->second.wire_id);
-  }
-  watchers_.erase(found);
+  const bool cancel = found->second.wire_id != 0 && stream_ != nullptr;
+  if (found->second.wire_id != 0) by_wire_.erase(found->second.wire_id);
+  if (cancel) send_cancel(found->second.wire_id);
+  erase(found);
+  // etcd answers a cancel, and a thread that waits in Read() only for this
+  // watcher stops reading then; without one, nothing may come.
+  if (!cancel) stop_reading_soon();
+}
+
+void WatchHub::erase(std::map<std::int64_t, Watcher>::iterator watcher) {
+  if (watcher->second.urgency == Urgency::prompt) --prompt_watchers_;
+  watchers_.erase(watcher);
 }
 
 void WatchHub::send_create(std::int64_t handle, Watcher& watcher) {
@@ -94,14 +160,15 @@ void WatchHub::send_create(std::int64_t handle, Watcher& watcher) {
   create->set_progress_notify(true);
   if (watcher.events == Events::deletes_only) create->add_filters(pb::WatchCreateRequest::NOPUT);
   if (watcher.events == Events::puts_only) create->add_filters(pb::WatchCreateRequest::NODELETE);
-  // A failed write means the stream is broken; run() re-creates every watcher.
-  (void)stream_->Write(request);
+  // A failed write means the stream is broken: run() re-creates every
+  // watcher once the reader notices.
+  if (!stream_->Write(request)) write_failed_ = true;
 }
 
 void WatchHub::send_cancel(std::int64_t wire_id) {
   pb::WatchRequest request;
   request.mutable_cancel_request()->set_watch_id(wire_id);
-  (void)stream_->Write(request);
+  if (!stream_->Write(request)) write_failed_ = true;
 }
 
 void WatchHub::run() {
@@ -130,11 +197,15 @@ void WatchHub::run() {
     MutexLock lock(mu_);
     context_ = nullptr;
     if (closed_) return;
-    // A stream that lived a while earns a quick reconnect; one that failed at
-    // once backs off.
-    if (std::chrono::steady_clock::now() - opened > kMaxReconnectPause) pause = kMinReconnectPause;
     log_(LogLevel::info, "watch stream ended; reopening",
          {{"status", client_.error_from_status("Watch", status).what()}});
+    // A stream that lived a while is reopened at once: it may have broken
+    // while nobody read it, and someone reads now (a waiter awaits its note).
+    // One that failed at once backs off.
+    if (std::chrono::steady_clock::now() - opened > kMaxReconnectPause) {
+      pause = kMinReconnectPause;
+      continue;
+    }
     wake_.wait_for(lock, pause, [&]() ETCDLOCK_REQUIRES(mu_) { return closed_; });
     pause = std::min(pause * 2, std::chrono::duration_cast<std::chrono::milliseconds>(kMaxReconnectPause));
   }
@@ -146,11 +217,31 @@ void WatchHub::serve(WatchStream& stream) {
     stream_ = &stream;
     ++streams_opened_;
     unanswered_creates_.clear();
+    progress_sent_ = progress_answered_ = drained_up_to_ = 0;
+    write_failed_ = false;
     by_wire_.clear();
-    for (auto& [handle, watcher] : watchers_) send_create(handle, watcher);
+    for (auto& [handle, watcher] : watchers_) {
+      // An on-demand watcher made again from where it was would wait for
+      // etcd to catch it up (a loop every 100 ms) while a waiter may await
+      // it: it starts from now instead, and its listener hears of a gap.
+      if (watcher.urgency == Urgency::on_demand && watcher.created) {
+        watcher.next_revision = 0;
+        watcher.gap_when_created = true;
+      }
+      send_create(handle, watcher);
+    }
   }
   pb::WatchResponse response;
-  while (stream.Read(&response)) {
+  for (;;) {
+    {
+      MutexLock lock(mu_);
+      reading_ = false;
+      wake_.wait(lock, [&]() ETCDLOCK_REQUIRES(mu_) { return closed_ || must_read(); });
+      if (closed_) break;
+      reading_ = true;
+      nudged_ = false;
+    }
+    if (!stream.Read(&response)) break;
     Delivery delivery;
     {
       MutexLock lock(mu_);
@@ -183,6 +274,7 @@ void WatchHub::serve(WatchStream& stream) {
   }
   MutexLock lock(mu_);
   stream_ = nullptr;
+  reading_ = false;
 }
 
 WatchHub::Delivery WatchHub::route(const pb::WatchResponse& response) {
@@ -198,8 +290,13 @@ WatchHub::Delivery WatchHub::route(const pb::WatchResponse& response) {
     if (context_ != nullptr) context_->TryCancel();
     return {};
   }
+  if (wire_id == -1 && !response.created() && !response.canceled() && response.events_size() == 0) {
+    // The answer to a progress request of ours: they are answered in order.
+    ++progress_answered_;
+    return {};
+  }
   const auto by_wire = by_wire_.find(wire_id);
-  if (by_wire == by_wire_.end()) return {};  // removed, or etcd's stream-wide progress
+  if (by_wire == by_wire_.end()) return {};  // removed
   const auto found = watchers_.find(by_wire->second);
   if (found == watchers_.end()) return {};
   const std::int64_t handle = found->first;
@@ -212,7 +309,7 @@ WatchHub::Delivery WatchHub::route(const pb::WatchResponse& response) {
     if (is_refusal(response.cancel_reason()) || response.compact_revision() <= 0) {
       // Refused, or dropped for a reason a re-create would meet again.
       log_(LogLevel::error, "etcd ended a watch", {{"key", watcher.key}, {"reason", response.cancel_reason()}});
-      watchers_.erase(found);
+      erase(found);
       delivery.kind = Delivery::Kind::failed;
       return delivery;
     }
@@ -228,6 +325,12 @@ WatchHub::Delivery WatchHub::route(const pb::WatchResponse& response) {
     return delivery;
   }
   if (response.created()) {
+    if (watcher.gap_when_created) {
+      watcher.gap_when_created = false;
+      watcher.next_revision = response.header().revision() + 1;
+      delivery.kind = Delivery::Kind::gap;
+      return delivery;
+    }
     if (watcher.created) return {};  // re-created after a reconnect: nothing new to tell
     watcher.created = true;
     // etcd starts a watch "from now" at the revision after its header's.

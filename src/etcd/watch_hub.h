@@ -9,6 +9,18 @@
 // no gap. Only a compaction past that revision makes a gap, reported by
 // on_gap(); the watcher goes on from the compacted revision.
 //
+// A watcher whose events may wait (Urgency::on_demand: the hand-over inbox,
+// idle most of the time) is read only while a demand() is held for it; until
+// then its events wait in the connection, in order, and nothing is lost. So
+// while nothing else is watched, no thread of the hub waits in gRPC: with
+// gRPC's epoll1 engine every thread waiting in gRPC takes turns at polling
+// the connections, and a reader parked in Read() would be woken for every
+// unary reply of the process to pass it on (two extra context switches per
+// reply, a third of an uncontended lock cycle's client CPU). A stream that
+// breaks meanwhile is noticed when reading resumes (or a write to it fails),
+// and reopened then; an on-demand watcher is then made again from now, not
+// from where it was, and its listener hears of a gap (on_gap()).
+//
 // An idle watcher's resume revision advances with etcd's per-watcher progress
 // notifications, which etcd sends only while the watcher is in sync. The
 // stream-wide progress request of etcd 3.4 is not used: its answer is sent
@@ -67,19 +79,34 @@ class WatchHub {
   WatchHub& operator=(const WatchHub&) = delete;
 
   enum class Events { all, deletes_only, puts_only };
+  enum class Urgency {
+    prompt,     // delivered as soon as etcd sends it
+    on_demand,  // delivered while a demand() is held (or the stream is read for another watcher)
+  };
 
   // Watches [key, range_end) from `start_revision` (0: from now) and returns
-  // the watcher's handle. Does not wait for etcd.
+  // the watcher's handle. Does not wait for etcd. Its creation is read at
+  // once, whatever its delivery.
   std::int64_t add(std::string key, std::string range_end, std::int64_t start_revision,
-                   std::shared_ptr<WatchListener> listener, Events events = Events::all);
+                   std::shared_ptr<WatchListener> listener, Events events = Events::all,
+                   Urgency urgency = Urgency::prompt);
   // Stops a watcher. A callback already under way may still complete.
   void remove(std::int64_t handle);
+  // Someone waits for an on-demand watcher's events: read them at once
+  // until the matching end_demand(). Counted; never blocks on etcd.
+  void demand();
+  void end_demand();
+  // Reads, once, what etcd has sent on the stream so far, for every watcher
+  // (an on-demand watcher's events that nobody demanded). Never blocks on etcd.
+  void drain();
   // Ends the stream and joins the hub's thread. Idempotent.
   void close();
 
   std::size_t size() const;
   // Watch streams opened so far, for observers of reconnects.
   std::uint64_t streams_opened() const;
+  // The hub's thread waits in the stream for a response (for tests).
+  bool reading() const;
 
  private:
   struct Watcher {
@@ -89,6 +116,8 @@ class WatchHub {
     Events events = Events::all;
     std::int64_t wire_id = 0;  // the id of its current create request; 0 when none
     bool created = false;
+    Urgency urgency = Urgency::prompt;
+    bool gap_when_created = false;  // made again from now: its listener hears of a gap once it is
     std::shared_ptr<WatchListener> listener;
   };
   struct Delivery;
@@ -99,6 +128,16 @@ class WatchHub {
   Delivery route(const pb::WatchResponse& response) ETCDLOCK_REQUIRES(mu_);
   void send_create(std::int64_t handle, Watcher& watcher) ETCDLOCK_REQUIRES(mu_);
   void send_cancel(std::int64_t wire_id) ETCDLOCK_REQUIRES(mu_);
+  // Something must be read now: a prompt watcher, a demand, or a create
+  // not yet answered.
+  bool must_read() const ETCDLOCK_REQUIRES(mu_);
+  // Gets the thread out of a Read() that nothing needs any more.
+  void stop_reading_soon() ETCDLOCK_REQUIRES(mu_);
+  // etcd answers it on the stream, after what it sent before (a response
+  // with watch id -1): a reader waiting for it reads all that came first.
+  void send_progress_request() ETCDLOCK_REQUIRES(mu_);
+  // Takes a watcher out of the map and the counts.
+  void erase(std::map<std::int64_t, Watcher>::iterator watcher) ETCDLOCK_REQUIRES(mu_);
 
   const Client& client_;
   const Logger& log_;
@@ -113,6 +152,18 @@ class WatchHub {
   std::int64_t next_handle_ ETCDLOCK_GUARDED_BY(mu_) = 1;
   std::int64_t next_wire_id_ ETCDLOCK_GUARDED_BY(mu_) = 1;
   std::uint64_t streams_opened_ ETCDLOCK_GUARDED_BY(mu_) = 0;
+  std::size_t prompt_watchers_ ETCDLOCK_GUARDED_BY(mu_) = 0;
+  std::size_t demands_ ETCDLOCK_GUARDED_BY(mu_) = 0;
+  bool reading_ ETCDLOCK_GUARDED_BY(mu_) = false;  // the thread is in Read()
+  bool nudged_ ETCDLOCK_GUARDED_BY(mu_) = false;   // a progress request went out to end that Read()
+  // Progress requests on the open stream: sent, answered, and the one a
+  // drain() reads up to.
+  std::uint64_t progress_sent_ ETCDLOCK_GUARDED_BY(mu_) = 0;
+  std::uint64_t progress_answered_ ETCDLOCK_GUARDED_BY(mu_) = 0;
+  std::uint64_t drained_up_to_ ETCDLOCK_GUARDED_BY(mu_) = 0;
+  // A write on the open stream failed: it is broken, and the reader must
+  // find out (a stream that nobody reads is never found broken otherwise).
+  bool write_failed_ ETCDLOCK_GUARDED_BY(mu_) = false;
   grpc::ClientContext* context_ ETCDLOCK_GUARDED_BY(mu_) = nullptr;  // the open stream's
   WatchStream* stream_ ETCDLOCK_GUARDED_BY(mu_) = nullptr;           // writes hold mu_
   bool closed_ ETCDLOCK_GUARDED_BY(mu_) = false;

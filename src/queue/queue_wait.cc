@@ -429,6 +429,11 @@ bool QueueWait::confirm_own(SteadyTime deadline) {
 }
 
 void QueueWait::watch(const Read& read, SteadyTime deadline) {
+  // Our entry waits: a note may come any time now, and must be read at once.
+  if (notes_expected() && !awaiting_notes_) {
+    context_->inbox().await_notes();
+    awaiting_notes_ = true;
+  }
   const bool watched_already = std::any_of(read.blockers.begin(), read.blockers.end(), [&](const QueueEntry& blocker) {
     return std::any_of(watched_.begin(), watched_.end(),
                        [&](const QueueEntry& entry) { return entry.key == blocker.key; });
@@ -501,6 +506,7 @@ void QueueWait::start_watches(const Read& read) {
 }
 
 void QueueWait::stop_watching() {
+  if (std::exchange(awaiting_notes_, false)) context_->inbox().stop_awaiting_notes();
   cancel_deferral();
   for (const auto watch : watches_) context_->watches().remove(watch);
   watches_.clear();

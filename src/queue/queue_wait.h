@@ -242,6 +242,7 @@ class QueueWait {
   std::vector<std::int64_t> watches_;  // their watches
   std::optional<Read> deferred_;       // blockers to watch once deferred_task_ has run
   std::uint64_t deferred_task_ = 0;    // on the manager's worker; 0 when none
+  bool awaiting_notes_ = false;        // the inbox reads at once for us (HandOverInbox::await_notes)
   Acquired acquired_;
   // Our entry, waiting or just admitted, may be the head when close()
   // revokes the lease: the queue's next entry gets a note then (hand_over.h).

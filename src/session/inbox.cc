@@ -1,6 +1,7 @@
 #include "session/inbox.h"
 
 #include <charconv>
+#include <utility>
 
 #include "etcd/lost_replies.h"
 
@@ -75,7 +76,8 @@ HandOverInbox::~HandOverInbox() {
 }
 
 bool HandOverInbox::open(SteadyTime deadline) {
-  const auto watch = watches_.add(key_, "", 0, std::make_shared<Listener>(*this), etcd::WatchHub::Events::puts_only);
+  const auto watch = watches_.add(key_, "", 0, std::make_shared<Listener>(*this), etcd::WatchHub::Events::puts_only,
+                                  etcd::WatchHub::Urgency::on_demand);
   MutexLock lock(mu_);
   watch_ = watch;
   opened_.wait_until(lock, deadline, [&]() ETCDLOCK_REQUIRES(mu_) { return open_.has_value(); });
@@ -115,6 +117,52 @@ void HandOverInbox::forget(const std::string& entry_key, const HandOverReceiver&
   }
   last_expected_ = SteadyClock::now();
   schedule_clear();
+  schedule_drain();
+}
+
+void HandOverInbox::schedule_drain() {
+  if (drain_scheduled_ || demand_held_) return;
+  drain_scheduled_ = true;
+  worker_.post_at(SteadyClock::now() + kNoteLinger, [this] {
+    {
+      MutexLock lock(mu_);
+      drain_scheduled_ = false;
+      if (demand_held_) return;  // read at once anyway
+    }
+    watches_.drain();
+  });
+}
+
+void HandOverInbox::await_notes() {
+  {
+    MutexLock lock(mu_);
+    ++awaiting_;
+    if (std::exchange(demand_held_, true)) return;
+  }
+  watches_.demand();
+}
+
+void HandOverInbox::stop_awaiting_notes() {
+  MutexLock lock(mu_);
+  if (awaiting_ == 0 || --awaiting_ > 0) return;
+  last_awaited_ = SteadyClock::now();
+  if (std::exchange(demand_end_scheduled_, true)) return;
+  worker_.post_at(last_awaited_ + kAwaitLinger, [this] { end_demand_if_idle(); });
+}
+
+void HandOverInbox::end_demand_if_idle() {
+  {
+    MutexLock lock(mu_);
+    demand_end_scheduled_ = false;
+    if (awaiting_ > 0 || !demand_held_) return;
+    if (const auto due = last_awaited_ + kAwaitLinger; SteadyClock::now() < due) {
+      demand_end_scheduled_ = true;
+      worker_.post_at(due, [this] { end_demand_if_idle(); });
+      return;
+    }
+    demand_held_ = false;
+  }
+  watches_.end_demand();
 }
 
 void HandOverInbox::schedule_clear() {
@@ -163,6 +211,10 @@ void HandOverInbox::on_notes(std::span<const etcd::WatchEvent> events) {
 
 void HandOverInbox::on_missed() {
   MutexLock lock(mu_);
+  // A note may have come unseen, for an entry that never waited too: the
+  // key is deleted once idle, as after a note read.
+  note_present_ = true;
+  schedule_clear();
   for (auto& [key, receiver] : expected_) receiver->on_notes_missed();
 }
 

@@ -9,6 +9,15 @@
 // does not stay: once no waiter of this manager has expected one for a
 // moment, the inbox deletes its key. While waiters expect notes, the
 // manager's own entries stand in those queues anyway.
+//
+// The watch is read only while a waiter awaits a note (await_notes()): an
+// entry is created before it is known to wait, and most are admitted at
+// once, so expecting a note costs nothing, and a lock cycle with nobody
+// ahead leaves the watch hub's thread out of gRPC (etcd/watch_hub.h). A
+// note may still come for an entry that never waited (close() notes the
+// new head of each queue it leaves, whatever that head waited for), and
+// must not stay: kNoteLinger after an entry is forgotten, the hub reads
+// what has come (WatchHub::drain()), and a note found is deleted as usual.
 #pragma once
 
 #include <chrono>
@@ -82,6 +91,15 @@ class HandOverInbox {
   // the name on this lease) may have expected it meanwhile.
   void forget(const std::string& entry_key, const HandOverReceiver& receiver);
 
+  // A waiter expects a note now, or soon (its entry waits behind another):
+  // the watch is read at once until kAwaitLinger after the last waiter's
+  // matching stop_awaiting_notes(). The linger spares a manager that waits
+  // again and again (contended) the cost of stopping the reader and calling
+  // it back each time: a progress request and two wake-ups per acquisition.
+  void await_notes();
+  void stop_awaiting_notes();
+  static constexpr std::chrono::milliseconds kAwaitLinger{250};
+
   // How long the inbox keeps a note once no waiter expects one.
   static constexpr std::chrono::milliseconds kNoteLinger{1000};
 
@@ -93,6 +111,10 @@ class HandOverInbox {
   // Deletes the note once no waiter has expected one for kNoteLinger.
   void schedule_clear() ETCDLOCK_REQUIRES(mu_);
   void clear_if_idle();
+  // Ends the hub's demand once no waiter has awaited a note for kAwaitLinger.
+  void end_demand_if_idle();
+  // Reads the inbox kNoteLinger from now, unless a waiter has it read anyway.
+  void schedule_drain() ETCDLOCK_REQUIRES(mu_);
 
   etcd::WatchHub& watches_;
   const etcd::Client& client_;
@@ -108,6 +130,11 @@ class HandOverInbox {
   bool note_present_ ETCDLOCK_GUARDED_BY(mu_) = false;  // a note was put since the key was last deleted
   bool clear_scheduled_ ETCDLOCK_GUARDED_BY(mu_) = false;
   SteadyTime last_expected_ ETCDLOCK_GUARDED_BY(mu_);  // when a waiter last stopped expecting
+  std::size_t awaiting_ ETCDLOCK_GUARDED_BY(mu_) = 0;  // waiters between await_notes() and stop_awaiting_notes()
+  bool demand_held_ ETCDLOCK_GUARDED_BY(mu_) = false;  // the hub's, for them
+  bool demand_end_scheduled_ ETCDLOCK_GUARDED_BY(mu_) = false;
+  bool drain_scheduled_ ETCDLOCK_GUARDED_BY(mu_) = false;
+  SteadyTime last_awaited_ ETCDLOCK_GUARDED_BY(mu_);  // when the last waiter stopped awaiting
 };
 
 }  // namespace etcdlock::detail

@@ -221,6 +221,79 @@ TEST_F(WireClient, RemovedWatcherHearsNothingMore) {
   EXPECT_TRUE(listener->events().empty());
 }
 
+// An on-demand watcher (the hand-over inbox) is read only while someone
+// demands it, or once on drain(), so that no thread waits in gRPC for it
+// meanwhile; its events wait in the connection, in order, and none is lost.
+// A progress request gets the reader out of the stream once the demand
+// ends, or the drain is done: etcd answers it.
+TEST_F(WireClient, AnOnDemandWatcherIsReadWhileDemandedAndMissesNothing) {
+  using Urgency = detail::etcd::WatchHub::Urgency;
+  detail::etcd::WatchHub hub(client_, log_);
+  const auto key = prefix_ + "/inbox";
+  auto listener = std::make_shared<RecordingListener>();
+  hub.add(key, "", 0, listener, detail::etcd::WatchHub::Events::all, Urgency::on_demand);
+  ASSERT_TRUE(eventually([&] { return listener->start_revision() > 0; })) << "its creation is read at once";
+  ASSERT_TRUE(eventually([&] { return !hub.reading(); })) << "nothing demands reading";
+  put(client_, key, "1");
+  std::this_thread::sleep_for(300ms);
+  EXPECT_TRUE(listener->events().empty()) << "read although nobody demanded it";
+  EXPECT_FALSE(hub.reading());
+
+  hub.drain();
+  ASSERT_TRUE(eventually([&] { return listener->events().size() == 1; })) << "drain() read nothing";
+  EXPECT_TRUE(eventually([&] { return !hub.reading(); }, 5s)) << "the reader stayed in Read() after the drain";
+  put(client_, key, "2");
+  std::this_thread::sleep_for(300ms);
+  EXPECT_EQ(listener->events().size(), 1u) << "read after the drain was done";
+
+  hub.demand();
+  ASSERT_TRUE(eventually([&] { return listener->events().size() == 2; }));
+  put(client_, key, "3");
+  ASSERT_TRUE(eventually([&] { return listener->events().size() == 3; })) << "read at once while demanded";
+  hub.end_demand();
+  EXPECT_TRUE(eventually([&] { return !hub.reading(); }, 5s)) << "the reader stayed in Read() after the demand";
+
+  // A prompt watcher is read at once, and the stream with it.
+  put(client_, key, "4");
+  auto prompt = std::make_shared<RecordingListener>();
+  const auto prompt_id = hub.add(prefix_ + "/other", "", 0, prompt);
+  ASSERT_TRUE(eventually([&] { return listener->events().size() == 4; }));
+  const auto events = listener->events();
+  for (std::size_t i = 0; i < events.size(); ++i) EXPECT_EQ(events[i].value, std::to_string(i + 1));
+  hub.remove(prompt_id);
+  EXPECT_TRUE(eventually([&] { return !hub.reading(); }, 5s)) << "the cancel's answer did not end the reading";
+}
+
+// A stream that breaks while nobody reads it is noticed when reading resumes:
+// the on-demand watcher is made again from now (made from where it was, etcd
+// would catch it up in its 100 ms loop while a waiter awaits it), and its
+// listener hears of the gap, so what changed meanwhile is read anew.
+TEST_F(WireClient, AnOnDemandWatcherWhoseStreamBrokeUnreadHearsOfTheGap) {
+  using Urgency = detail::etcd::WatchHub::Urgency;
+  const auto endpoint = etcd_.endpoints()[0];
+  TcpProxy link(std::stoi(endpoint.substr(endpoint.rfind(':') + 1)));
+  detail::etcd::Client client({link.endpoint()}, 2000ms);
+  detail::etcd::WatchHub hub(client, log_);
+  const auto key = prefix_ + "/inbox";
+  auto listener = std::make_shared<RecordingListener>();
+  hub.add(key, "", 0, listener, detail::etcd::WatchHub::Events::all, Urgency::on_demand);
+  ASSERT_TRUE(eventually([&] { return listener->start_revision() > 0; }));
+  ASSERT_TRUE(eventually([&] { return !hub.reading(); }));
+  const auto opened = hub.streams_opened();
+  link.cut();
+  put(client_, key, "while broken");
+  std::this_thread::sleep_for(300ms);
+  link.restore();
+  hub.demand();
+  ASSERT_TRUE(eventually([&] { return listener->gaps() == 1; }, 10s)) << "the break went untold";
+  EXPECT_GT(hub.streams_opened(), opened);
+  put(client_, key, "after");
+  ASSERT_TRUE(eventually([&] { return !listener->events().empty(); }, 5s));
+  EXPECT_EQ(listener->events().back().value, "after") << "the watch did not go on from now";
+  hub.end_demand();
+  EXPECT_TRUE(eventually([&] { return !hub.reading(); }, 5s));
+}
+
 TEST(WireClientFailure, NothingListeningGivesUnavailableWithinTheDeadline) {
   detail::etcd::Client client({"127.0.0.1:" + std::to_string(free_port())}, 5000ms);
   const auto started = std::chrono::steady_clock::now();

@@ -31,6 +31,10 @@ class RecordingListener : public detail::etcd::WatchListener {
     std::lock_guard lock(mu_);
     return events_;
   }
+  int gaps() const {
+    std::lock_guard lock(mu_);
+    return gaps_;
+  }
   bool saw_delete_of(const std::string& key) const {
     std::lock_guard lock(mu_);
     for (const auto& event : events_) {
