@@ -10,6 +10,7 @@
 #include <cstdio>
 #include <future>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -53,6 +54,38 @@ class ReviewDemand : public LockTest {
     }
     return keys;
   }
+
+  // B, reached through `b_link`, holds "x" under `outer` and closes with its
+  // replies held, so that A takes "x" with try_lock() between the revoke and
+  // B's note to the queue's new head, A's entry, which never waited. A holds
+  // it for less than Hold::kWatchDelay (50 ms: no key watch is made). Returns
+  // how long A held it, or nullopt when the trial is inconclusive (the note
+  // did not land within 45 ms of A's hold).
+  std::optional<long> hold_briefly_while_closing(TcpProxy& b_link, LockManager& b, LockManager& a,
+                                                 const std::string& outer) {
+    b_link.hold_replies();
+    std::jthread closer([&] { b.close(); });
+    if (!eventually([&] { return count_prefix(raw_, outer + "/x/") == 0; }, 900ms)) {
+      ADD_FAILURE() << "revoke not applied";
+      b_link.resume_replies();
+      return std::nullopt;
+    }
+    auto a_lock = a.get_lock("x");
+    if (!a_lock->try_lock()) {
+      ADD_FAILURE() << "A did not get \"x\" after B's revoke";
+      b_link.resume_replies();
+      return std::nullopt;
+    }
+    const auto acquired = Clock::now();
+    b_link.resume_replies();
+    bool noted = false;
+    while (!noted && Clock::now() - acquired < 45ms) noted = !inbox_keys(outer + "/").empty();
+    const auto hold_ms = ms(Clock::now() - acquired);
+    a_lock->unlock();
+    closer.join();
+    if (!noted || hold_ms >= 48) return std::nullopt;
+    return hold_ms;
+  }
 };
 
 // B holds "x" and closes; A, a manager on the same (nested) prefix that
@@ -84,28 +117,12 @@ TEST_F(ReviewDemand, ACloseNoteToABriefUncontendedHoldDoesNotStayInTheInbox) {
     auto held = b->get_lock("x");
     held->lock();
     std::this_thread::sleep_for(300ms);  // A's hub parked for a while
-    proxy.hold_replies();
-    std::jthread closer([&] { b->close(); });
-    ASSERT_TRUE(eventually([&] { return count_prefix(raw_, outer + "/x/") == 0; }, 900ms)) << "revoke not applied";
-    auto a_lock = a->get_lock("x");
-    ASSERT_TRUE(a_lock->try_lock());
-    const auto acquired = Clock::now();
-    proxy.resume_replies();
-    bool noted = false;
-    while (Clock::now() - acquired < 45ms) {
-      if (!inbox_keys(outer + "/").empty()) {
-        noted = true;
-        break;
-      }
-    }
-    const auto hold_ms = ms(Clock::now() - acquired);
-    a_lock->unlock();
-    closer.join();
-    if (!noted || hold_ms >= 48) {
+    const auto held_for = hold_briefly_while_closing(proxy, *b, *a, outer);
+    if (!held_for) {
       ++inconclusive;
-      std::fprintf(stderr, "trial %d: inconclusive (noted %d, hold %ld ms)\n", trial, noted, hold_ms);
       continue;
     }
+    const long hold_ms = *held_for;
     std::this_thread::sleep_for(3s);  // HandOverInbox::kNoteLinger is 1 s
     const auto left = inbox_keys(outer + "/");
     std::fprintf(stderr, "trial %d: note landed %ld ms into A's hold; 3 s later %zu inbox key(s) left\n", trial,
@@ -270,7 +287,9 @@ TEST_P(ReviewDemandKinds, AWaiterOfAnIdleManagerIsLetInByItsNote) {
     if (took >= 300) ++late;
   }
   std::fprintf(stderr, "%s: %d of %d hand-overs late (>= 300 ms); worst %ld ms\n", name_of(kind), late, kTrials, worst);
-  if (!kUnderSanitizer) EXPECT_EQ(late, 0) << "let in by the deferred watch, not by the note";
+  if (!kUnderSanitizer) {
+    EXPECT_EQ(late, 0) << "let in by the deferred watch, not by the note";
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(All, ReviewDemandKinds,
@@ -317,7 +336,9 @@ TEST_F(ReviewDemand, ANoteAfterAConnectionCutWhileParkedIsNotLeftToTheDeferredWa
   std::fprintf(stderr, "worst after a cut %ld ms, without %ld ms\n", worst_cut, worst_plain);
   // The hub notices the break only now and opens a new stream: a cost, once,
   // well below the deferred watch (QueueWait::kPredecessorWatchDelay).
-  if (!kUnderSanitizer) EXPECT_LT(worst_cut, 300) << "the note was left to the deferred watch";
+  if (!kUnderSanitizer) {
+    EXPECT_LT(worst_cut, 300) << "the note was left to the deferred watch";
+  }
 }
 
 // A force unlock (the key deleted) of a hold taken right after uncontended
@@ -360,7 +381,9 @@ TEST_F(ReviewDemand, AForceUnlockAfterParkedCyclesIsSignalledPromptly) {
     l->unlock(ec);
   }
   std::fprintf(stderr, "worst: plain %ld ms, after a cut %ld ms\n", worst_plain, worst_cut);
-  if (!kUnderSanitizer) EXPECT_LT(worst_plain, 100);
+  if (!kUnderSanitizer) {
+    EXPECT_LT(worst_plain, 100);
+  }
 }
 
 // The same without a proxy: A polls try_lock() with 25 ms critical sections
@@ -502,27 +525,12 @@ TEST_F(ReviewDemand, ACloseNoteAfterAnUnnoticedStreamBreakIsDrained) {
       ASSERT_TRUE(probe->try_lock());
       probe->unlock();
     }
-    b_link.hold_replies();
-    std::jthread closer([&] { b->close(); });
-    ASSERT_TRUE(eventually([&] { return count_prefix(raw_, outer + "/x/") == 0; }, 900ms)) << "revoke not applied";
-    auto a_lock = a->get_lock("x");
-    ASSERT_TRUE(a_lock->try_lock());
-    const auto acquired = Clock::now();
-    b_link.resume_replies();
-    bool noted = false;
-    while (Clock::now() - acquired < 45ms) {
-      if (!inbox_keys(outer + "/").empty()) {
-        noted = true;
-        break;
-      }
-    }
-    const auto hold_ms = ms(Clock::now() - acquired);
-    a_lock->unlock();
-    closer.join();
-    if (!noted || hold_ms >= 48) {
+    const auto held_for = hold_briefly_while_closing(b_link, *b, *a, outer);
+    if (!held_for) {
       ++inconclusive;
       continue;
     }
+    const long hold_ms = *held_for;
     std::this_thread::sleep_for(4s);  // drain at 1 s, delete 1 s after the note is read
     const auto left = inbox_keys(outer + "/").size();
     std::fprintf(stderr, "trial %d (%s): note landed %ld ms into A's hold; 4 s later %zu inbox key(s) left\n", trial,
