@@ -15,17 +15,18 @@
 // while nothing else is watched, no thread of the hub waits in gRPC: with
 // gRPC's epoll1 engine every thread waiting in gRPC takes turns at polling
 // the connections, and a reader parked in Read() would be woken for every
-// unary reply of the process to pass it on (two extra context switches per
-// reply, a third of an uncontended lock cycle's client CPU). A stream that
-// breaks meanwhile is noticed when reading resumes (or a write to it fails),
-// and reopened then; an on-demand watcher is then made again from now, not
-// from where it was, and its listener hears of a gap (on_gap()).
+// unary reply of the process to pass it on (half the context switches of an
+// uncontended lock cycle, a sixth to a third of its client CPU). A stream
+// that breaks meanwhile is noticed when reading resumes (or a write to it
+// fails), and reopened then; an on-demand watcher is then made again from
+// now, not from where it was, and its listener hears of a gap (on_gap()).
 //
 // An idle watcher's resume revision advances with etcd's per-watcher progress
 // notifications, which etcd sends only while the watcher is in sync. The
-// stream-wide progress request of etcd 3.4 is not used: its answer is sent
-// without checking that every watcher has caught up, so resuming from it
-// could skip events.
+// answer to etcd 3.4's stream-wide progress request does not advance it:
+// that answer is sent without checking that every watcher has caught up, so
+// resuming from it could skip events. The hub sends that request only to
+// get a response that ends a Read() (see end_demand() and drain()).
 #pragma once
 
 #include <condition_variable>
@@ -128,8 +129,8 @@ class WatchHub {
   Delivery route(const pb::WatchResponse& response) ETCDLOCK_REQUIRES(mu_);
   void send_create(std::int64_t handle, Watcher& watcher) ETCDLOCK_REQUIRES(mu_);
   void send_cancel(std::int64_t wire_id) ETCDLOCK_REQUIRES(mu_);
-  // Something must be read now: a prompt watcher, a demand, or a create
-  // not yet answered.
+  // Something must be read now: a prompt watcher, a demand, a create not
+  // yet answered, a drain under way, or a failed write to notice.
   bool must_read() const ETCDLOCK_REQUIRES(mu_);
   // Gets the thread out of a Read() that nothing needs any more.
   void stop_reading_soon() ETCDLOCK_REQUIRES(mu_);
