@@ -340,18 +340,19 @@ pb::LeaseGrantResponse Client::lease_grant(std::int64_t ttl_seconds, SteadyTime 
   return response;
 }
 
-bool Client::lease_revoke(std::int64_t lease_id, SteadyTime deadline) const {
+std::optional<std::int64_t> Client::lease_revoke(std::int64_t lease_id, SteadyTime deadline) const {
   pb::LeaseRevokeRequest request;
   request.set_id(lease_id);
   try {
-    unary<pb::LeaseRevokeResponse>("LeaseRevoke", deadline, [&](const Member& member, auto* context, auto* response) {
-      return member.lease->LeaseRevoke(context, request, response);
-    });
+    const auto response = unary<pb::LeaseRevokeResponse>("LeaseRevoke", deadline,
+                                                         [&](const Member& member, auto* context, auto* response) {
+                                                           return member.lease->LeaseRevoke(context, request, response);
+                                                         });
     if (LostReplies::take(write_site::lease_revoke, lease_id))
       throw_lost_reply("LeaseRevoke", write_site::lease_revoke);
-    return true;
+    return response.header().revision();
   } catch (const LeaseNotFound&) {
-    return false;
+    return std::nullopt;
   }
 }
 

@@ -106,8 +106,10 @@ class Client {
   // authentication the call needed, so a slow one does not eat into the TTL
   // that the caller counts from it (etcd starts it later still).
   pb::LeaseGrantResponse lease_grant(std::int64_t ttl_seconds, SteadyTime deadline, BootTime* sent = nullptr) const;
-  // False when etcd no longer knows the lease.
-  bool lease_revoke(std::int64_t lease_id, SteadyTime deadline) const;
+  // The revision as of which the lease and its keys are gone (etcd's, once
+  // the revoke applied: every key created up to it was on the lease or not,
+  // every later one was not); nullopt when etcd no longer knows the lease.
+  std::optional<std::int64_t> lease_revoke(std::int64_t lease_id, SteadyTime deadline) const;
   // With `keys`, also the keys attached to the lease. TTL -1: no such lease.
   pb::LeaseTimeToLiveResponse lease_time_to_live(std::int64_t lease_id, SteadyTime deadline, bool keys = false) const;
 

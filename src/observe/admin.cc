@@ -176,7 +176,7 @@ bool Admin::revoke_lease(std::int64_t lease_id) const {
     throw Error(errc::invalid_argument, "lease " + lease_hex(lease_id) + " holds no lock under prefix " +
                                             quote_value(prefix_) + "; not revoking it");
   }
-  const bool revoked = client_.lease_revoke(lease_id, deadline());
+  const bool revoked = client_.lease_revoke(lease_id, deadline()).has_value();
   if (revoked) {
     log_(LogLevel::warning, "lease revoked by an admin", {{"lease", lease_hex(lease_id)}});
   }

@@ -242,11 +242,15 @@ namespace {
 // The first entry that `read` (of a queue, made once our entry created at
 // `gone_revision` was gone) shows, if it is a lock's waiter behind ours. One
 // that was ahead of ours held already, or waits for another: only one behind
-// it has waited for us.
-std::optional<Successor> first_behind(const QueueDir& queue, const pb::RangeResponse& read,
-                                      std::int64_t gone_revision) {
+// it has waited for us. One created after `gone_by` (when not 0), the
+// revision as of which ours was gone, never saw ours: it read its queue
+// without it, and a note would wait unread in an inbox that expects none
+// (which under a nested prefix holds the outer name back until cleared).
+std::optional<Successor> first_behind(const QueueDir& queue, const pb::RangeResponse& read, std::int64_t gone_revision,
+                                      std::int64_t gone_by = 0) {
   const auto entries = entries_of(read);
   if (entries.empty() || entries[0]->create_revision() <= gone_revision) return std::nullopt;
+  if (gone_by != 0 && entries[0]->create_revision() > gone_by) return std::nullopt;
   if (!leaves_a_note(queue, entries[0]->key(), entries[0]->value())) return std::nullopt;
   return addressee(queue, *entries[0]);
 }
@@ -268,7 +272,8 @@ void note_first_behind(const etcd::Client& client, const QueueDir& queue, const 
 }
 
 void note_new_heads_after_revoke(const etcd::Client& client, const std::vector<VacatedQueue>& queues,
-                                 std::string_view own_inbox, SteadyTime deadline) noexcept {
+                                 std::int64_t revoke_revision, std::string_view own_inbox,
+                                 SteadyTime deadline) noexcept {
   std::vector<Successor> heads;
   try {
     for (std::size_t first = 0; first < queues.size(); first += kMaxTxnOps) {
@@ -285,7 +290,7 @@ void note_new_heads_after_revoke(const etcd::Client& client, const std::vector<V
       const auto read = client.txn(reads, deadline);
       for (std::size_t i = 0; i < count && static_cast<int>(i) < read.responses_size(); ++i) {
         auto head = first_behind(queues[first + i].queue, read.responses(static_cast<int>(i)).response_range(),
-                                 queues[first + i].first_own);
+                                 queues[first + i].first_own, revoke_revision);
         if (head && head->inbox != own_inbox) heads.push_back(std::move(*head));
       }
     }

@@ -147,7 +147,7 @@ void PrimitiveContext::settle_unanswered_creates(SteadyTime deadline) noexcept {
   }
 }
 
-void PrimitiveContext::note_successors_after_revoke(bool revoked, SteadyTime deadline) noexcept {
+void PrimitiveContext::note_successors_after_revoke(const Session::Ended& ended, SteadyTime deadline) noexcept {
   std::map<std::string, std::int64_t> dirs;
   {
     MutexLock lock(close_notes_mu_);
@@ -155,13 +155,13 @@ void PrimitiveContext::note_successors_after_revoke(bool revoked, SteadyTime dea
     dirs.swap(close_note_queues_);
   }
   // Unrevoked (no reply), our entries may still stand: nobody is next yet.
-  if (!revoked) return;
+  if (!ended.lease_gone) return;
   std::vector<VacatedQueue> queues;
   queues.reserve(dirs.size());
   for (const auto& [dir, revision] : dirs) queues.push_back({{dir}, revision});
   // One deadline for all: a member that stopped answering delays close() by
   // one command timeout, not one per lock held.
-  note_new_heads_after_revoke(client_, queues, inbox_.address(), deadline);
+  note_new_heads_after_revoke(client_, queues, ended.revoke_revision, inbox_.address(), deadline);
 }
 
 void PrimitiveContext::shut_down() noexcept {
@@ -191,8 +191,7 @@ void PrimitiveContext::shut_down() noexcept {
   // replies held up, a read that took it all left the revoke none, and every
   // entry of ours to the lease's TTL (an adversarial review found that).
   settle_unanswered_creates(SteadyClock::now() + (deadline - SteadyClock::now()) / 2);
-  const bool revoked = sessions_.end(deadline);
-  note_successors_after_revoke(revoked, deadline);
+  note_successors_after_revoke(sessions_.end(deadline), deadline);
   strays_.close();
   Worker* steps = nullptr;
   Worker* step_deadlines = nullptr;

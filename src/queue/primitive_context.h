@@ -121,7 +121,8 @@ class PrimitiveContext {
   // Before the revoke: the entries of unanswered creates registered for
   // close()'s notes, read while they still stand.
   void settle_unanswered_creates(SteadyTime deadline) noexcept ETCDLOCK_EXCLUDES(close_notes_mu_);
-  void note_successors_after_revoke(bool revoked, SteadyTime deadline) noexcept ETCDLOCK_EXCLUDES(close_notes_mu_);
+  void note_successors_after_revoke(const Session::Ended& ended, SteadyTime deadline) noexcept
+      ETCDLOCK_EXCLUDES(close_notes_mu_);
   // `worker`, started (stopped at once on a closed manager) if not yet.
   Worker& lazy_worker(std::unique_ptr<Worker>& worker, std::string_view role, std::size_t max_threads)
       ETCDLOCK_REQUIRES(steps_mu_);

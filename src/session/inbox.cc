@@ -1,5 +1,6 @@
 #include "session/inbox.h"
 
+#include <algorithm>
 #include <charconv>
 #include <utility>
 
@@ -165,6 +166,11 @@ void HandOverInbox::end_demand_if_idle() {
   watches_.end_demand();
 }
 
+void HandOverInbox::note_arrived() {
+  if (!std::exchange(note_present_, true)) note_since_ = SteadyClock::now();
+  schedule_clear();
+}
+
 void HandOverInbox::schedule_clear() {
   if (!note_present_ || !expected_.empty() || clear_scheduled_) return;
   clear_scheduled_ = true;
@@ -176,7 +182,7 @@ void HandOverInbox::clear_if_idle() {
     MutexLock lock(mu_);
     clear_scheduled_ = false;
     if (!note_present_ || !expected_.empty()) return;
-    if (const auto due = last_expected_ + kNoteLinger; SteadyClock::now() < due) {
+    if (const auto due = std::min(last_expected_ + kNoteLinger, note_since_ + kNoteMaxStay); SteadyClock::now() < due) {
       clear_scheduled_ = true;
       worker_.post_at(due, [this] { clear_if_idle(); });
       return;
@@ -191,15 +197,13 @@ void HandOverInbox::clear_if_idle() {
                     [this](pb::TxnResponse&&, const Error* error) {
                       if (!error || error->value() != errc::unavailable) return;
                       MutexLock lock(mu_);
-                      note_present_ = true;  // tried again at the next idle moment
-                      schedule_clear();
+                      note_arrived();  // tried again at the next idle moment
                     });
 }
 
 void HandOverInbox::on_notes(std::span<const etcd::WatchEvent> events) {
   MutexLock lock(mu_);
-  if (!events.empty()) note_present_ = true;
-  schedule_clear();
+  if (!events.empty()) note_arrived();
   for (const auto& event : events) {
     for (const auto& note : decode_notes(event.value)) {
       if (const auto found = expected_.find(note.entry.key); found != expected_.end()) {
@@ -213,8 +217,7 @@ void HandOverInbox::on_missed() {
   MutexLock lock(mu_);
   // A note may have come unseen, for an entry that never waited too: the
   // key is deleted once idle, as after a note read.
-  note_present_ = true;
-  schedule_clear();
+  note_arrived();
   for (auto& [key, receiver] : expected_) receiver->on_notes_missed();
 }
 

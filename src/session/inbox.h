@@ -102,13 +102,23 @@ class HandOverInbox {
 
   // How long the inbox keeps a note once no waiter expects one.
   static constexpr std::chrono::milliseconds kNoteLinger{1000};
+  // The longest a note stays while waiters come and go without a pause of
+  // kNoteLinger (a manager that calls try_lock() every half second): then
+  // the key is deleted at the first of the inbox's checks (a second apart)
+  // that finds no waiter expecting a note, since under a nested prefix etcd's
+  // Go Mutex and `etcdctl lock` wait for it as for a holder. At most one
+  // delete per kNoteMaxStay for a manager that is never idle.
+  static constexpr std::chrono::milliseconds kNoteMaxStay{3 * kNoteLinger};
 
  private:
   class Listener;
   void on_notes(std::span<const etcd::WatchEvent> events);
   void on_missed();
   void on_opened(bool in_place);
-  // Deletes the note once no waiter has expected one for kNoteLinger.
+  // Records that a note may be present, and schedules its delete.
+  void note_arrived() ETCDLOCK_REQUIRES(mu_);
+  // Deletes the note once no waiter has expected one for kNoteLinger (or
+  // none does, after kNoteMaxStay).
   void schedule_clear() ETCDLOCK_REQUIRES(mu_);
   void clear_if_idle();
   // Ends the hub's demand once no waiter has awaited a note for kAwaitLinger.
@@ -128,6 +138,7 @@ class HandOverInbox {
   std::int64_t watch_ ETCDLOCK_GUARDED_BY(mu_) = 0;
   std::map<std::string, HandOverReceiver*> expected_ ETCDLOCK_GUARDED_BY(mu_);  // by entry key
   bool note_present_ ETCDLOCK_GUARDED_BY(mu_) = false;  // a note was put since the key was last deleted
+  SteadyTime note_since_ ETCDLOCK_GUARDED_BY(mu_);      // when note_present_ was last set
   bool clear_scheduled_ ETCDLOCK_GUARDED_BY(mu_) = false;
   SteadyTime last_expected_ ETCDLOCK_GUARDED_BY(mu_);  // when a waiter last stopped expecting
   std::size_t awaiting_ ETCDLOCK_GUARDED_BY(mu_) = 0;  // waiters between await_notes() and stop_awaiting_notes()

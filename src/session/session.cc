@@ -240,7 +240,7 @@ void Session::stop_threads() {
   }
 }
 
-bool Session::end(SteadyTime deadline) noexcept {
+Session::Ended Session::end(SteadyTime deadline) noexcept {
   stop_threads();
   bool was_lost = false;
   {
@@ -252,12 +252,12 @@ bool Session::end(SteadyTime deadline) noexcept {
   // A lost lease too: the loss left it to expire so that holders had their
   // margin to stop, and close() ends every hold. Without the revoke, a lost
   // hold's entry would block the next holder until the lease expires.
-  const bool gone = revoke_until(deadline);
+  const auto ended = revoke_until(deadline);
   lost_.request_stop();
-  return gone;
+  return ended;
 }
 
-bool Session::revoke_until(SteadyTime deadline) noexcept {
+Session::Ended Session::revoke_until(SteadyTime deadline) noexcept {
   // A revoke that fails at once (its connection died under it: "Socket
   // closed") goes again while the deadline allows; each entry of the lease
   // would otherwise wait out the TTL. A revoke is idempotent, and one whose
@@ -266,21 +266,22 @@ bool Session::revoke_until(SteadyTime deadline) noexcept {
   std::chrono::milliseconds pause{50};
   for (;;) {
     try {
-      client_.lease_revoke(lease_id_, deadline);  // false: not found
-      return true;
+      // Not found: expired already, and its keys with it, or revoked by an
+      // earlier try whose reply was lost.
+      return {true, client_.lease_revoke(lease_id_, deadline).value_or(0)};
     } catch (const etcd::LeaseNotFound&) {
-      return true;  // expired already, and its keys with it
+      return {true, 0};
     } catch (const Error& e) {
       if (e.value() != errc::unavailable || SteadyClock::now() + pause >= deadline) {
         log_(LogLevel::warning, "lease revoke failed; its keys go when its TTL passes",
              {{"lease", lease_hex()}, {"error", e.what()}});
-        return false;
+        return {};
       }
       log_(LogLevel::info, "lease revoke failed; trying again", {{"lease", lease_hex()}, {"error", e.what()}});
     } catch (const std::exception& e) {
       log_(LogLevel::warning, "lease revoke failed; its keys go when its TTL passes",
            {{"lease", lease_hex()}, {"error", e.what()}});
-      return false;
+      return {};
     }
     std::this_thread::sleep_for(pause);
     pause = std::min(2 * pause, kLongestPause);

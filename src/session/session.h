@@ -84,15 +84,24 @@ class Session {
   // session as lost now.
   void invalidate(const std::string& reason) { declare_lost(reason); }
 
+  // What end() came to.
+  struct Ended {
+    // The lease is known gone: revoked, or expired before.
+    bool lease_gone = false;
+    // etcd's revision once the revoke applied, when its reply told it: the
+    // keys of the lease went in it, and every key created later was created
+    // after they were gone. 0: not known (the lease expired, or the reply of
+    // the revoke that deleted it was lost and a second one found none).
+    std::int64_t revoke_revision = 0;
+  };
   // Revokes the lease, which deletes its keys in etcd, and ends the session.
-  // Returns whether the lease is known gone (revoked, or expired before).
   // Never throws; failures are logged.
-  bool end(SteadyTime deadline) noexcept;
+  Ended end(SteadyTime deadline) noexcept;
 
  private:
   // end()'s revoke, sent again after a failure that left the lease alive
-  // while `deadline` allows; whether the lease is known gone.
-  bool revoke_until(SteadyTime deadline) noexcept;
+  // while `deadline` allows.
+  Ended revoke_until(SteadyTime deadline) noexcept;
   // What one renewal came to.
   struct Renewal {
     enum class Outcome {

@@ -75,16 +75,17 @@ std::uint64_t SessionSource::replacements() const {
   return replacements_;
 }
 
-bool SessionSource::end(SteadyTime deadline) noexcept {
+Session::Ended SessionSource::end(SteadyTime deadline) noexcept {
   std::shared_ptr<Session> session;
   {
     MutexLock lock(mu_);
-    if (ended_) return false;
+    if (ended_) return {};
     ended_ = true;
     session = std::move(session_);
   }
   granted_.notify_all();
-  return session && session->end(deadline);
+  if (!session) return {};
+  return session->end(deadline);
 }
 
 }  // namespace etcdlock::detail

@@ -35,9 +35,10 @@ class SessionSource {
   std::uint64_t replacements() const;
 
   // Revokes the lease, which deletes every key on it, and refuses new
-  // sessions. Returns whether this call ended a session whose lease is now
-  // known gone. Idempotent; never throws.
-  bool end(SteadyTime deadline) noexcept;
+  // sessions. Says whether this call ended a session whose lease is now
+  // known gone (lease_gone), and as of which revision. Idempotent; never
+  // throws.
+  Session::Ended end(SteadyTime deadline) noexcept;
 
  private:
   const etcd::Client& client_;

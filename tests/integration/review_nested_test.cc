@@ -5,6 +5,8 @@
 #include <algorithm>
 
 #include <atomic>
+#include <chrono>
+#include <cstdio>
 #include <mutex>
 #include <stop_token>
 #include <thread>
@@ -177,6 +179,45 @@ TEST_F(ReviewNested, ATryLockBehindAnInboxKeyAndAHolderLeavesNoKey) {
   EXPECT_TRUE(eventually([&] { return entry_keys().size() == 1; })) << "a failed try_lock left its key";
   held->unlock();
   EXPECT_TRUE(eventually([&] { return entry_keys().empty(); }));
+}
+
+// The inbox deleted a note only once none of its manager's waiters had
+// expected one for a second (HandOverInbox::kNoteLinger), and each try_lock()
+// expects one while its entry lives: a manager on "P/jobs" that polls
+// try_lock() more often than once a second kept its inbox key for as long as
+// it polled, and etcd's `etcdctl lock P/jobs` (which counts every key under
+// the directory) waited behind it all that time. Now the key goes at the
+// first moment no waiter expects a note once it has stood kNoteMaxStay (3 s).
+TEST_F(ReviewNested, AnInboxKeyGoesThoughItsManagerPollsTryLockWithoutPause) {
+  const std::string inner_prefix = prefix_ + "/jobs";
+  auto inner = manager_on(inner_prefix);
+  auto other = manager_on(inner_prefix);
+  ASSERT_NO_FATAL_FAILURE(note_to(*inner, *other, inner_prefix));
+  const auto inbox_present = [&] { return std::ranges::any_of(keys_under(inner_prefix + "/"), is_inbox); };
+  ASSERT_TRUE(inbox_present()) << "the hand-over wrote no note";
+
+  std::atomic<bool> stop{false};
+  std::atomic<int> polls{0};
+  std::jthread poller([&] {
+    auto polled = inner->get_lock("poll");
+    while (!stop) {
+      if (polled->try_lock()) polled->unlock();
+      ++polls;
+      std::this_thread::sleep_for(300ms);  // well under kNoteLinger
+    }
+  });
+  const auto started = std::chrono::steady_clock::now();
+  const bool gone = eventually([&] { return !inbox_present(); }, 8s);
+  const auto stood = std::chrono::steady_clock::now() - started;
+  stop = true;
+  poller.join();
+  EXPECT_TRUE(gone) << "the inbox key stayed while its manager polled try_lock() (" << polls.load() << " polls)";
+  EXPECT_GE(polls.load(), 3) << "the poller did not poll through the linger: the test shows nothing";
+  if (gone) {
+    std::fprintf(stderr, "the inbox key went %lld ms after polling began, after %d polls\n",
+                 static_cast<long long>(std::chrono::duration_cast<std::chrono::milliseconds>(stood).count()),
+                 polls.load());
+  }
 }
 
 // info() and list() show the queue of "nest" with the entries of "nest/b" in
