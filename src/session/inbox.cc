@@ -171,26 +171,34 @@ void HandOverInbox::note_arrived() {
   schedule_clear();
 }
 
-void HandOverInbox::schedule_clear() {
-  if (!note_present_ || !expected_.empty() || clear_scheduled_) return;
-  clear_scheduled_ = true;
-  worker_.post_at(SteadyClock::now() + kNoteLinger, [this] { clear_if_idle(); });
+SteadyTime HandOverInbox::clear_due() const {
+  const auto latest = note_since_ + kNoteMaxStay;
+  return expected_.empty() ? std::min(last_expected_ + kNoteLinger, latest) : latest;
 }
 
-void HandOverInbox::clear_if_idle() {
+void HandOverInbox::schedule_clear() {
+  if (!note_present_) return;
+  const auto due = clear_due();
+  if (due >= clear_at_) return;  // the pending run comes sooner, and schedules again if early
+  clear_at_ = due;
+  worker_.post_at(due, [this, due] { clear_if_due(due); });
+}
+
+void HandOverInbox::clear_if_due(SteadyTime scheduled_for) {
   {
     MutexLock lock(mu_);
-    clear_scheduled_ = false;
-    if (!note_present_ || !expected_.empty()) return;
-    if (const auto due = std::min(last_expected_ + kNoteLinger, note_since_ + kNoteMaxStay); SteadyClock::now() < due) {
-      clear_scheduled_ = true;
-      worker_.post_at(due, [this] { clear_if_idle(); });
+    if (scheduled_for != clear_at_) return;  // a sooner run took over
+    clear_at_ = SteadyTime::max();
+    if (!note_present_) return;
+    if (SteadyClock::now() < clear_due()) {
+      schedule_clear();
       return;
     }
     note_present_ = false;
   }
-  // A note put after this delete stays until the next idle moment; one put
-  // before it was delivered all the same (a watch reports history).
+  // A note put after this delete stays until the next delete; one put
+  // before it was delivered all the same (a watch reports history), to a
+  // waiter that expects it or not.
   pb::TxnRequest clear;
   clear.add_success()->mutable_request_delete_range()->set_key(key_);
   client_.txn_async(std::move(clear), client_.command_deadline(), etcd::write_site::removal,

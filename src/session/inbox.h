@@ -5,10 +5,11 @@
 //
 // The inbox key lies under the manager's prefix, so where prefixes nest (a
 // manager on "P/jobs" beside a lock named "jobs" under "P") etcd's Go Mutex
-// and `etcdctl lock P/jobs` count it as an entry of their queue. So a note
-// does not stay: once no waiter of this manager has expected one for a
-// moment, the inbox deletes its key. While waiters expect notes, the
-// manager's own entries stand in those queues anyway.
+// and `etcdctl lock P/jobs` count it as an entry of their queue, older than
+// theirs once it has stood a while. So a note does not stay: once no waiter
+// of this manager has expected one for a moment, the inbox deletes its key,
+// and a few seconds after the note came whatever its waiters do (their own
+// entries come and go, newer each time, but the key would keep its place).
 //
 // The watch is read only while a waiter awaits a note (await_notes()): an
 // entry is created before it is known to wait, and most are admitted at
@@ -103,11 +104,12 @@ class HandOverInbox {
   // How long the inbox keeps a note once no waiter expects one.
   static constexpr std::chrono::milliseconds kNoteLinger{1000};
   // The longest a note stays while waiters come and go without a pause of
-  // kNoteLinger (a manager that calls try_lock() every half second): then
-  // the key is deleted at the first of the inbox's checks (a second apart)
-  // that finds no waiter expecting a note, since under a nested prefix etcd's
-  // Go Mutex and `etcdctl lock` wait for it as for a holder. At most one
-  // delete per kNoteMaxStay for a manager that is never idle.
+  // kNoteLinger (a manager that polls try_lock(), or always has a waiter):
+  // then the key is deleted whether waiters expect notes or not, since under
+  // a nested prefix etcd's Go Mutex and `etcdctl lock` wait for it as for a
+  // holder. A note put before the delete still reaches its waiter (the watch
+  // reports history), one put after it stays until the next delete. At most
+  // one delete per kNoteMaxStay for a manager that is never idle.
   static constexpr std::chrono::milliseconds kNoteMaxStay{3 * kNoteLinger};
 
  private:
@@ -117,10 +119,15 @@ class HandOverInbox {
   void on_opened(bool in_place);
   // Records that a note may be present, and schedules its delete.
   void note_arrived() ETCDLOCK_REQUIRES(mu_);
-  // Deletes the note once no waiter has expected one for kNoteLinger (or
-  // none does, after kNoteMaxStay).
+  // When a present note goes: kNoteLinger after the last waiter stopped
+  // expecting one, or kNoteMaxStay after it came, whichever is sooner; while
+  // waiters expect notes, only the latter.
+  SteadyTime clear_due() const ETCDLOCK_REQUIRES(mu_);
+  // Schedules clear_if_due() for clear_due(), unless one is due sooner.
   void schedule_clear() ETCDLOCK_REQUIRES(mu_);
-  void clear_if_idle();
+  // Deletes the note if it is due; run at `scheduled_for`, and does nothing
+  // when a sooner run has taken its place.
+  void clear_if_due(SteadyTime scheduled_for);
   // Ends the hub's demand once no waiter has awaited a note for kAwaitLinger.
   void end_demand_if_idle();
   // Reads the inbox kNoteLinger from now, unless a waiter has it read anyway.
@@ -139,7 +146,8 @@ class HandOverInbox {
   std::map<std::string, HandOverReceiver*> expected_ ETCDLOCK_GUARDED_BY(mu_);  // by entry key
   bool note_present_ ETCDLOCK_GUARDED_BY(mu_) = false;  // a note was put since the key was last deleted
   SteadyTime note_since_ ETCDLOCK_GUARDED_BY(mu_);      // when note_present_ was last set
-  bool clear_scheduled_ ETCDLOCK_GUARDED_BY(mu_) = false;
+  // When the pending clear_if_due() runs; max() when none is pending.
+  SteadyTime clear_at_ ETCDLOCK_GUARDED_BY(mu_) = SteadyTime::max();
   SteadyTime last_expected_ ETCDLOCK_GUARDED_BY(mu_);  // when a waiter last stopped expecting
   std::size_t awaiting_ ETCDLOCK_GUARDED_BY(mu_) = 0;  // waiters between await_notes() and stop_awaiting_notes()
   bool demand_held_ ETCDLOCK_GUARDED_BY(mu_) = false;  // the hub's, for them

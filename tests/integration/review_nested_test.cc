@@ -186,8 +186,8 @@ TEST_F(ReviewNested, ATryLockBehindAnInboxKeyAndAHolderLeavesNoKey) {
 // expects one while its entry lives: a manager on "P/jobs" that polls
 // try_lock() more often than once a second kept its inbox key for as long as
 // it polled, and etcd's `etcdctl lock P/jobs` (which counts every key under
-// the directory) waited behind it all that time. Now the key goes at the
-// first moment no waiter expects a note once it has stood kNoteMaxStay (3 s).
+// the directory) waited behind it all that time. Now the key goes
+// kNoteMaxStay (3 s) after its note came at the latest.
 TEST_F(ReviewNested, AnInboxKeyGoesThoughItsManagerPollsTryLockWithoutPause) {
   const std::string inner_prefix = prefix_ + "/jobs";
   auto inner = manager_on(inner_prefix);
