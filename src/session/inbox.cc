@@ -205,7 +205,7 @@ void HandOverInbox::clear_if_due(SteadyTime scheduled_for) {
                     [this](pb::TxnResponse&&, const Error* error) {
                       if (!error || error->value() != errc::unavailable) return;
                       MutexLock lock(mu_);
-                      note_arrived();  // tried again at the next idle moment
+                      note_arrived();  // tried again when due, as for a new note
                     });
 }
 
