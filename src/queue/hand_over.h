@@ -77,12 +77,12 @@ struct VacatedQueue {
 // a lock's or multi-lock's waiter of another manager (`own_inbox` is the
 // closing one's), of its turn. With `revoke_revision` (the revoke's, 0 when
 // not known), a head created after it is not told: it found our entries gone
-// when it read its queue, and waited for none of them. The heads are read in Txns of up to
-// kMaxTxnOps reads, then each gets its note, all by `deadline`; a head would
-// otherwise see the delete only once its deferred watch of our entry starts
-// (queue_wait.h). The lease must be known gone: a read that still found our
-// entry would note no one. Never throws: a note is an accelerator, and the
-// waiter's own watch covers a failed one.
+// when it read its queue, and waited for none of them. The heads are read in
+// Txns of up to kMaxTxnOps reads, then each gets its note, all by
+// `deadline`; a head would otherwise see the delete only once its deferred
+// watch of our entry starts (queue_wait.h). The lease must be known gone: a
+// read that still found our entry would note no one. Never throws: a note is
+// an accelerator, and the waiter's own watch covers a failed one.
 void note_new_heads_after_revoke(const etcd::Client& client, const std::vector<VacatedQueue>& queues,
                                  std::int64_t revoke_revision, std::string_view own_inbox,
                                  SteadyTime deadline) noexcept;
