@@ -46,6 +46,35 @@ class ReviewStaleNotes : public LockTest {
     return keys;
   }
 
+  // How long after `began` the inbox key under `dir` created at `revision`
+  // went (deleted, or made again); -1 when it stood until `began + run`.
+  long ms_until_gone(const std::string& dir, std::int64_t revision, Clock::time_point began,
+                     std::chrono::milliseconds run) {
+    while (Clock::now() - began < run) {
+      const auto now = inbox_keys(dir);
+      if (now.empty() || now[0].second != revision) return ms(Clock::now() - began);
+      std::this_thread::sleep_for(50ms);
+    }
+    return -1;
+  }
+
+  // Two threads of `manager` that take turns at try_lock_for(1400ms) on "y",
+  // so that one of them is nearly always waiting, until `stop`.
+  static std::vector<std::jthread> always_waiting_for_y(LockManager& manager, const std::atomic<bool>& stop) {
+    std::vector<std::jthread> pollers;
+    for (int t = 0; t < 2; ++t) {
+      pollers.emplace_back([&manager, &stop, t] {
+        std::this_thread::sleep_for(t * 700ms);
+        auto polled = manager.get_lock("y");
+        while (!stop) {
+          if (polled->try_lock_for(1400ms)) polled->unlock();
+          std::this_thread::sleep_for(10ms);
+        }
+      });
+    }
+    return pollers;
+  }
+
   // `holder` holds "x", a waiter of `waiter` queues behind it and is handed
   // over to with a note into `waiter`'s inbox; then unlocks.
   void note_to(LockManager& waiter, LockManager& holder, const std::string& waiter_prefix) {
@@ -59,6 +88,46 @@ class ReviewStaleNotes : public LockTest {
     });
     ASSERT_TRUE(eventually([&] { return waiter.info("x").has_value() && waiter.info("x")->queue.size() == 2; }));
     held->unlock();
+  }
+
+  struct CloseTrial {
+    long waiter_in_ms = -1;  // when B got "x", from the start of A's close(); -1: never
+    int revoke_replies_lost = 0;
+  };
+  // A holds "x" under `prefix`, a waiter of B queues behind it, and A closes,
+  // with its revoke's reply lost (after the revoke committed) when
+  // `lose_revoke_reply`.
+  CloseTrial close_before_a_waiter(const std::string& prefix, bool lose_revoke_reply) {
+    namespace wire = detail::etcd;
+    auto a = manager_on(prefix);
+    auto b = manager_on(prefix);
+    auto held = a->get_lock("x");
+    held->lock();
+    auto waiting = b->get_lock("x");
+    std::atomic<Clock::rep> in_at{0};
+    std::jthread waiter([&] {
+      waiting->lock();
+      in_at = Clock::now().time_since_epoch().count();
+      waiting->unlock();
+    });
+    CloseTrial result;
+    if (!eventually([&] { return count_prefix(raw_, prefix + "/x/") == 2; }, 2000ms)) {
+      ADD_FAILURE() << "B's waiter did not queue behind A";
+      a->close();
+      return result;
+    }
+    if (lose_revoke_reply) wire::LostReplies::arm(wire::write_site::lease_revoke);
+    const auto before = wire::LostReplies::dropped(wire::write_site::lease_revoke);
+    const auto close_began = Clock::now();
+    a->close();
+    const auto closed = Clock::now();
+    wire::LostReplies::disarm();
+    waiter.join();
+    result.revoke_replies_lost = wire::LostReplies::dropped(wire::write_site::lease_revoke) - before;
+    result.waiter_in_ms = ms(Clock::time_point(Clock::duration(in_at.load())) - close_began);
+    std::fprintf(stderr, "revoke replies lost %d, close %ld ms, B in %ld ms after close began\n",
+                 result.revoke_replies_lost, ms(closed - close_began), result.waiter_in_ms);
+    return result;
   }
 
   // Runs a poller on `inner` that waits `wait` for "y" (held by `other`
@@ -92,15 +161,7 @@ class ReviewStaleNotes : public LockTest {
         std::this_thread::sleep_for(pause);
       }
     });
-    long stood = -1;
-    while (Clock::now() - began < run) {
-      const auto now = inbox_keys(inner_prefix + "/");
-      if (now.empty() || now[0].second != first[0].second) {
-        stood = ms(Clock::now() - began);
-        break;
-      }
-      std::this_thread::sleep_for(50ms);
-    }
+    const long stood = ms_until_gone(inner_prefix + "/", first[0].second, began, run);
     stop = true;
     poller.join();
     std::fprintf(stderr, "wait %ld ms pause %ld ms: %d polls (%d got y); the inbox key %s\n",
@@ -140,26 +201,8 @@ TEST_F(ReviewStaleNotes, AnInboxKeyGoesThoughItsManagerAlwaysHasAWaiter) {
   ASSERT_EQ(first.size(), 1u);
   std::atomic<bool> stop{false};
   const auto began = Clock::now();
-  std::vector<std::jthread> pollers;
-  for (int t = 0; t < 2; ++t) {
-    pollers.emplace_back([&, t] {
-      std::this_thread::sleep_for(t * 700ms);
-      auto polled = inner->get_lock("y");
-      while (!stop) {
-        if (polled->try_lock_for(1400ms)) polled->unlock();
-        std::this_thread::sleep_for(10ms);
-      }
-    });
-  }
-  long stood = -1;
-  while (Clock::now() - began < 12s) {
-    const auto now = inbox_keys(inner_prefix + "/");
-    if (now.empty() || now[0].second != first[0].second) {
-      stood = ms(Clock::now() - began);
-      break;
-    }
-    std::this_thread::sleep_for(50ms);
-  }
+  auto pollers = always_waiting_for_y(*inner, stop);
+  const long stood = ms_until_gone(inner_prefix + "/", first[0].second, began, 12s);
   stop = true;
   pollers.clear();
   std::fprintf(stderr, "the inbox key %s\n",
@@ -179,32 +222,10 @@ TEST_F(ReviewStaleNotes, ACloseWhoseRevokeReplyIsLostStillNotesTheWaiter) {
   int prompt = 0;
   int trials = 0;
   for (int trial = 0; trial < 5; ++trial) {
-    auto a = manager_on(prefix_ + "/lr" + std::to_string(trial));
-    auto b = manager_on(prefix_ + "/lr" + std::to_string(trial));
-    auto held = a->get_lock("x");
-    held->lock();
-    auto waiting = b->get_lock("x");
-    std::atomic<Clock::rep> in_at{0};
-    std::jthread waiter([&] {
-      waiting->lock();
-      in_at = Clock::now().time_since_epoch().count();
-      waiting->unlock();
-    });
-    ASSERT_TRUE(eventually([&] { return b->info("x").has_value() && b->info("x")->queue.size() == 2; }));
-    detail::etcd::LostReplies::arm(detail::etcd::write_site::lease_revoke);
-    const auto before = detail::etcd::LostReplies::dropped(detail::etcd::write_site::lease_revoke);
-    const auto close_began = Clock::now();
-    a->close();
-    const auto closed = Clock::now();
-    detail::etcd::LostReplies::disarm();
-    waiter.join();
-    const auto lost = detail::etcd::LostReplies::dropped(detail::etcd::write_site::lease_revoke) - before;
-    const auto waited = ms(Clock::time_point(Clock::duration(in_at.load())) - close_began);
-    std::fprintf(stderr, "trial %d: revoke replies lost %d, close %ld ms, B in %ld ms after close began\n", trial, lost,
-                 ms(closed - close_began), waited);
-    if (lost != 1) continue;
+    const auto result = close_before_a_waiter(prefix_ + "/lr" + std::to_string(trial), true);
+    if (result.revoke_replies_lost != 1) continue;
     ++trials;
-    if (waited < 300) ++prompt;
+    if (result.waiter_in_ms < 300) ++prompt;
   }
   std::fprintf(stderr, "B in promptly in %d of %d trials\n", prompt, trials);
   EXPECT_GE(trials, 3);
@@ -216,25 +237,7 @@ TEST_F(ReviewStaleNotes, ACloseWhoseRevokeReplyIsLostStillNotesTheWaiter) {
 TEST_F(ReviewStaleNotes, ACloseNotesAWaiterThatQueuedJustBefore) {
   int prompt = 0;
   for (int trial = 0; trial < 8; ++trial) {
-    auto a = manager_on(prefix_ + "/jb" + std::to_string(trial));
-    auto b = manager_on(prefix_ + "/jb" + std::to_string(trial));
-    auto held = a->get_lock("x");
-    held->lock();
-    auto waiting = b->get_lock("x");
-    std::atomic<Clock::rep> in_at{0};
-    std::jthread waiter([&] {
-      waiting->lock();
-      in_at = Clock::now().time_since_epoch().count();
-      waiting->unlock();
-    });
-    ASSERT_TRUE(
-        eventually([&] { return count_prefix(raw_, prefix_ + "/jb" + std::to_string(trial) + "/x/") == 2; }, 2000ms));
-    const auto close_began = Clock::now();
-    a->close();
-    waiter.join();
-    const auto waited = ms(Clock::time_point(Clock::duration(in_at.load())) - close_began);
-    std::fprintf(stderr, "trial %d: B in %ld ms after close began\n", trial, waited);
-    if (waited < 300) ++prompt;
+    if (close_before_a_waiter(prefix_ + "/jb" + std::to_string(trial), false).waiter_in_ms < 300) ++prompt;
   }
   EXPECT_EQ(prompt, 8);
 }
@@ -261,17 +264,7 @@ TEST_F(ReviewStaleNotes, EtcdctlLockOnTheOuterNameWaitsBehindABusyManagersInbox)
       std::this_thread::sleep_for(50ms);
     }
   });
-  std::vector<std::jthread> pollers;
-  for (int t = 0; t < 2; ++t) {
-    pollers.emplace_back([&, t] {
-      std::this_thread::sleep_for(t * 700ms);
-      auto polled = inner->get_lock("y");
-      while (!stop) {
-        if (polled->try_lock_for(1400ms)) polled->unlock();
-        std::this_thread::sleep_for(10ms);
-      }
-    });
-  }
+  auto pollers = always_waiting_for_y(*inner, stop);
   std::this_thread::sleep_for(500ms);
   const auto began = Clock::now();
   ChildProcess etcdctl(
