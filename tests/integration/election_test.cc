@@ -232,7 +232,8 @@ TEST_F(ElectionTest, LeaderCutOffLearnsOfItBeforeAnotherCandidateWins) {
   LockManager leader_manager(through);
   auto leader = leader_manager.get_election("e");
   leader->campaign("a");
-  Steady::time_point lost_at;
+  // Set on a notifier thread: nothing orders that write before the reads below.
+  std::atomic<Steady::time_point> lost_at{};
   std::stop_callback on_loss(leader->lost_token(), [&] { lost_at = Steady::now(); });
   auto other_manager = manager();
   auto other = other_manager->get_election("e");
@@ -244,8 +245,8 @@ TEST_F(ElectionTest, LeaderCutOffLearnsOfItBeforeAnotherCandidateWins) {
   ASSERT_TRUE(eventually([&] { return entries("e") == 2; }));
   link.pause();
   campaign.join();
-  ASSERT_NE(lost_at, Steady::time_point());
-  EXPECT_LT(lost_at, elected_at) << "another candidate led before the old leader knew it had lost";
+  ASSERT_NE(lost_at.load(), Steady::time_point());
+  EXPECT_LT(lost_at.load(), elected_at) << "another candidate led before the old leader knew it had lost";
   EXPECT_FALSE(leader->is_leader());
   link.resume();
   other->resign();

@@ -20,7 +20,9 @@ class Loss : public LockTest {
   struct Watcher {
     explicit Watcher(std::stop_token token)
         : callback(token, [this] {
-            if (fired++ == 0) at = Steady::now();
+            // `at` first: a reader that sees `fired` may read it at once.
+            if (fired.load() == 0) at = Steady::now();
+            ++fired;
           }) {}
     std::atomic<int> fired{0};
     Steady::time_point at;

@@ -443,7 +443,7 @@ TEST_F(ReviewAsync, Held_ThreadAndManyAsyncWaitersNeverHoldTogether) {
     }
   });
   for (int i = 0; i < kAsync; ++i) {
-    lock->async_lock([&, i](std::error_code ec, LockHold hold) {
+    lock->async_lock([&](std::error_code ec, LockHold hold) {
       if (ec) {
         ++failed;
         ++delivered;

@@ -19,6 +19,7 @@
 
 #include "lock_fixture.h"
 #include "queue_entries.h"
+#include "sanitizer.h"
 #include "tcp_proxy.h"
 #include "timed_waiter.h"
 
@@ -73,7 +74,7 @@ void ReviewClose::revoke_lease_of_head(const std::string& name) {
 // head, where it used to make one revoke. How long does close() take, and does
 // every waiter get in quickly?
 void ReviewClose::many_locks(int kLocks, int kWaiters) {
-#if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
+#if ETCDLOCK_TEST_SANITIZED
   // What this measures is how long close() spends on its notes, one after
   // another: under ThreadSanitizer, with another test beside it, 48 took
   // 775 ms and 300 took 13 s (CI-like run, 2026-12-04), which says nothing
@@ -430,7 +431,7 @@ TEST_F(ReviewClose, CloseRacingCompletingAcquisitionLeavesNoWaiterBehind) {
     std::fprintf(stderr, "trial %d: B in %ld ms after C's unlock / A's close\n", trial, took);
   }
   std::fprintf(stderr, "worst %ld ms, %d trials >= 400 ms\n", worst, late);
-#if defined(__SANITIZE_THREAD__)
+#if ETCDLOCK_TEST_THREAD_SANITIZER
   // In ThreadSanitizer runs of many tests at once, 1 trial of 12 let B in by
   // its deferred watch, twice (542 ms in a CI-like run, 538 ms in a run of
   // 90 tests, both 2026-12-04). Found: A's wait, woken by close(), ended
@@ -527,7 +528,7 @@ TEST_F(ReviewClose, AWaiterWokenByCloseBeforeItsNoteIsRegisteredStillHandsOver) 
     if (took >= 300) ++late;
     std::fprintf(stderr, "trial %d: B in %ld ms after A's close began\n", trial, took);
   }
-#if defined(__SANITIZE_THREAD__)
+#if ETCDLOCK_TEST_THREAD_SANITIZER
   // Within 300 ms close() runs 65 callbacks while their threads unwind, and
   // revokes, reads and notes; under ThreadSanitizer with another test beside
   // it that bound measures the sanitizer. Reported only; the ordinary build

@@ -21,6 +21,7 @@
 #include "keys/queue_requests.h"
 #include "lock_fixture.h"
 #include "recording_listener.h"
+#include "sanitizer.h"
 #include "session/inbox.h"
 #include "tcp_proxy.h"
 #include "timed_waiter.h"
@@ -33,7 +34,7 @@ using Clock = std::chrono::steady_clock;
 
 // Under a sanitizer the long trial loops are skipped and the checks of
 // latency report only: its slowdown is not the hub's.
-#if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
+#if ETCDLOCK_TEST_SANITIZED
 constexpr bool kUnderSanitizer = true;
 #define SKIP_TRIALS_UNDER_SANITIZER() GTEST_SKIP() << "dozens of timed trials, meaningless under a sanitizer"
 #else

@@ -24,6 +24,7 @@
 #include "lock_fixture.h"
 #include "queue_entries.h"
 #include "recording_listener.h"
+#include "sanitizer.h"
 #include "session/inbox.h"
 #include "timed_waiter.h"
 
@@ -39,7 +40,7 @@ constexpr long kBeforeTheWatch = 450;
 // The tests of hundreds of locks time close() and the waiters' admissions:
 // under ThreadSanitizer close() of 448 locks took 37 s (notes past their
 // deadline, 0 heads named), which says nothing of the notes' logic.
-#if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
+#if ETCDLOCK_TEST_SANITIZED
 #define SKIP_TIMING_UNDER_SANITIZER() GTEST_SKIP() << "a timing of hundreds of locks, meaningless under a sanitizer"
 // A close() of ten locks took up to 543 ms under ThreadSanitizer (CI's run
 // of 2cce60a), and a head told by its note was let in 330 ms after it began.

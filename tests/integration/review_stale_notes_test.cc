@@ -17,6 +17,7 @@
 #include "child_process.h"
 #include "etcd/lost_replies.h"
 #include "lock_fixture.h"
+#include "sanitizer.h"
 
 namespace etcdlock::testing {
 namespace {
@@ -332,7 +333,7 @@ TEST_F(ReviewStaleNotes, AContendedManagersCappedClearsCostNoNote) {
   }
   std::fprintf(stderr, "A waited %zu times, %ld over 250 ms, worst %ld ms; %zu inbox key incarnations seen\n",
                waits.size(), slow, worst, revisions.size());
-#if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
+#if ETCDLOCK_TEST_SANITIZED
   // Reported only: under ThreadSanitizer beside two other tests a wait took
   // 304 ms (2026-12-06), which measures the sanitizer, not a fallback to the
   // deferred watch. The ordinary build's timed run holds the bound.

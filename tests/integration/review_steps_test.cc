@@ -22,6 +22,7 @@
 
 #include "base/worker.h"
 #include "lock_fixture.h"
+#include "sanitizer.h"
 #include "tcp_proxy.h"
 
 namespace etcdlock::testing {
@@ -216,7 +217,7 @@ TEST_F(ReviewSteps, ManyAcquisitionsExactlyOnceNeverTwoHoldersNothingLeft) {
 // cancelled runs once, never early, and late by little.
 TEST(ReviewStepsWorker, TimedTasksRunOnceNeverEarlyAndOnTime) {
   using detail::SteadyClock;
-#if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
+#if ETCDLOCK_TEST_SANITIZED
   // Instrumented, beside other tests: a CI-like ThreadSanitizer run on
   // 2026-12-04 had 91 tasks past 40 ms, the worst at 57 ms, too close to a
   // task left behind another's 60 ms block to tell the two apart. Here the
