@@ -1,7 +1,7 @@
 // sanitizer.h: whether a sanitizer instruments this build, for the tests
 // whose checks of time are loosened or skipped under one. GCC defines
 // __SANITIZE_ADDRESS__ and __SANITIZE_THREAD__; Clang (which builds
-// scripts/sanitize's trees) tells only through __has_feature.
+// scripts/sanitize's AddressSanitizer tree) tells only through __has_feature.
 #pragma once
 
 #if defined(__SANITIZE_THREAD__)
