@@ -1,4 +1,4 @@
-// etcdlock/asio.h: the asynchronous acquisitions of Lock, Semaphore,
+// etcdlock/asio.h: the asynchronous acquisitions of Lock, MultiLock, Semaphore,
 // Election and SharedLock with Asio's completion tokens (standalone Asio 1.22, Debian's libasio-dev; header-only,
 // include it where Asio is used).
 //
@@ -8,8 +8,8 @@
 //   }
 //
 // Any completion token works, as with Asio's own operations: a callback
-// void(std::error_code, etcdlock::LockHold) (etcdlock::Permit for a
-// permit, etcdlock::Leadership for a campaign, etcdlock::SharedLockHold for
+// void(std::error_code, etcdlock::LockHold) (etcdlock::MultiLockHold for a
+// multi-lock, etcdlock::Permit for a permit, etcdlock::Leadership for a campaign, etcdlock::SharedLockHold for
 // a read-write lock's side), asio::use_future,
 // asio::use_awaitable, asio::experimental::deferred. The handler runs on its
 // associated executor (a callback without one: on Asio's system executor),
@@ -38,6 +38,7 @@
 
 #include "etcdlock/election.h"
 #include "etcdlock/lock.h"
+#include "etcdlock/multi_lock.h"
 #include "etcdlock/semaphore.h"
 #include "etcdlock/shared_lock.h"
 
@@ -87,11 +88,29 @@ class Operation : public std::enable_shared_from_this<Operation<Handler, Result>
   std::shared_ptr<std::stop_source> stop_;
 };
 
+// What the asynchronous lock of a Lock or a MultiLock yields.
+template <typename Lockable>
+struct HoldOf;
+template <>
+struct HoldOf<Lock> {
+  using type = LockHold;
+};
+template <>
+struct HoldOf<MultiLock> {
+  using type = MultiLockHold;
+};
+template <typename Lockable>
+concept AsyncLockable = requires {
+  typename HoldOf<Lockable>::type;
+};
+
+// A Lock's or a MultiLock's async_lock_until, whose hold is `Hold`.
+template <typename Lockable, typename Hold>
 struct InitiateLock {
   template <typename Handler>
-  void operator()(Handler&& handler, Lock* lock, std::chrono::steady_clock::time_point deadline) const {
-    auto operation = std::make_shared<Operation<std::decay_t<Handler>, LockHold>>(std::forward<Handler>(handler));
-    operation->begin([&](std::stop_token cancel, Lock::AcquireHandler done) {
+  void operator()(Handler&& handler, Lockable* lock, std::chrono::steady_clock::time_point deadline) const {
+    auto operation = std::make_shared<Operation<std::decay_t<Handler>, Hold>>(std::forward<Handler>(handler));
+    operation->begin([&](std::stop_token cancel, typename Lockable::AcquireHandler done) {
       lock->async_lock_until(deadline, std::move(done), std::move(cancel));
     });
   }
@@ -135,23 +154,25 @@ struct InitiateSharedLock {
 
 }  // namespace detail
 
-// Lock::async_lock_until with a completion token; the lock must outlive the
-// initiation (the operation keeps what it needs once started).
-template <typename CompletionToken>
-auto async_lock_until(Lock& lock, std::chrono::steady_clock::time_point deadline, CompletionToken&& token) {
-  return ::asio::async_initiate<CompletionToken, void(std::error_code, LockHold)>(detail::InitiateLock{}, token, &lock,
-                                                                                  deadline);
+// Lock::async_lock_until (or MultiLock's) with a completion token; the lock
+// must outlive the initiation (the operation keeps what it needs once started).
+template <detail::AsyncLockable Lockable, typename CompletionToken>
+auto async_lock_until(Lockable& lock, std::chrono::steady_clock::time_point deadline, CompletionToken&& token) {
+  using Hold = typename detail::HoldOf<Lockable>::type;
+  return ::asio::async_initiate<CompletionToken, void(std::error_code, Hold)>(detail::InitiateLock<Lockable, Hold>{},
+                                                                              token, &lock, deadline);
 }
 
-// Lock::async_lock with a completion token: waits without a deadline.
-template <typename CompletionToken>
-auto async_lock(Lock& lock, CompletionToken&& token) {
+// Lock::async_lock (or MultiLock's) with a completion token: waits without a deadline.
+template <detail::AsyncLockable Lockable, typename CompletionToken>
+auto async_lock(Lockable& lock, CompletionToken&& token) {
   return async_lock_until(lock, std::chrono::steady_clock::time_point::max(), std::forward<CompletionToken>(token));
 }
 
-// Lock::async_lock_for with a completion token: errc::lock_timeout after `timeout`.
-template <typename Rep, typename Period, typename CompletionToken>
-auto async_lock_for(Lock& lock, const std::chrono::duration<Rep, Period>& timeout, CompletionToken&& token) {
+// Lock::async_lock_for (or MultiLock's) with a completion token:
+// errc::lock_timeout after `timeout`.
+template <detail::AsyncLockable Lockable, typename Rep, typename Period, typename CompletionToken>
+auto async_lock_for(Lockable& lock, const std::chrono::duration<Rep, Period>& timeout, CompletionToken&& token) {
   return async_lock_until(lock, ::etcdlock::detail::deadline_after(timeout), std::forward<CompletionToken>(token));
 }
 

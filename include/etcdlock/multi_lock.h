@@ -3,6 +3,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <stop_token>
 #include <string>
@@ -10,6 +11,7 @@
 #include <system_error>
 #include <vector>
 
+#include "etcdlock/multi_lock_hold.h"
 #include "etcdlock/timed_lock_functions.h"
 
 namespace etcdlock {
@@ -70,6 +72,25 @@ class MultiLock : public detail::TimedLockFunctions<MultiLock> {
   // that no entry is left.
   [[nodiscard]] bool try_lock();
   // try_lock_for, try_lock_until and lock_for: as Lock's (timed_lock_functions.h).
+
+  // Asynchronous acquisition, as Lock::async_lock: no thread waits. The
+  // names' local turns are taken in their sorted order, as lock() takes
+  // them, then one Txn enqueues every name. `handler` is called once, on an
+  // etcdlock notifier thread, with the hold as an object (MultiLockHold) or
+  // an error: errc::lock_timeout, errc::cancelled (the wait leaves no key in
+  // etcd), errc::closed, errc::unavailable (after the retries LockOptions
+  // allow), errc::permission_denied. An empty handler throws
+  // Error(errc::invalid_argument). For Asio's completion tokens, see
+  // etcdlock/asio.h.
+  using AcquireHandler = std::function<void(std::error_code, MultiLockHold)>;
+  void async_lock(AcquireHandler handler, std::stop_token cancel = {});
+  void async_lock_until(std::chrono::steady_clock::time_point deadline, AcquireHandler handler,
+                        std::stop_token cancel = {});
+  template <class Rep, class Period>
+  void async_lock_for(const std::chrono::duration<Rep, Period>& timeout, AcquireHandler handler,
+                      std::stop_token cancel = {}) {
+    async_lock_until(detail::deadline_after(timeout), std::move(handler), std::move(cancel));
+  }
 
   // As Lock::unlock(): the last level deletes every entry in one Txn.
   void unlock() noexcept;

@@ -3,34 +3,42 @@
 #include <utility>
 
 #include "base/text.h"
-#include "queue/entry_removal.h"
 
 namespace etcdlock::detail {
 
 void AsyncAcquisition::start(Request request, Done done) {
-  const auto acquisition = std::make_shared<AsyncAcquisition>(std::move(request), std::move(done));
+  auto attempt = std::make_unique<OneQueueAttempt>(request.context, request.queue, request.entry, request.kind,
+                                                   request.name, request.counters);
+  start(std::move(request), std::move(attempt), std::move(done));
+}
+
+void AsyncAcquisition::start(Request request, std::unique_ptr<QueueAttempt> attempt, Done done) {
+  const auto acquisition = std::make_shared<AsyncAcquisition>(std::move(request), std::move(attempt), std::move(done));
   acquisition->begin();
 }
 
-AsyncAcquisition::AsyncAcquisition(Request request, Done done)
+AsyncAcquisition::AsyncAcquisition(Request request, std::unique_ptr<QueueAttempt> attempt, Done done)
     : request_(std::move(request)),
       mode_(request_.deadline <= SteadyClock::now() ? QueueWait::Mode::try_once : QueueWait::Mode::wait),
       requests_deadline_(mode_ == QueueWait::Mode::try_once
                              ? SteadyClock::now() + request_.context->client().command_timeout()
                              : request_.deadline),
-      description_(request_.kind + " " + quote_value(request_.name)),
       done_(std::move(done)),
-      wait_(request_.context, request_.queue, request_.entry),
-      retries_(request_.retry),
-      has_turn_(request_.turn == nullptr) {}
+      attempt_(std::move(attempt)),
+      description_(attempt_->description()),
+      retries_(request_.retry) {}
 
 AsyncAcquisition::~AsyncAcquisition() {
-  bool give_back = false;
+  std::size_t taken = 0;
   {
     MutexLock lock(mu_);
-    give_back = has_turn_ && !turn_kept_ && request_.turn;
+    if (!turns_kept_) taken = turns_taken_;
   }
-  if (give_back) request_.turn->give_back();
+  give_back_turns(taken);
+}
+
+void AsyncAcquisition::give_back_turns(std::size_t taken) noexcept {
+  while (taken > 0) request_.turns[--taken]->give_back();
 }
 
 void AsyncAcquisition::begin() {
@@ -44,29 +52,51 @@ void AsyncAcquisition::begin() {
   on_closed_.emplace(request_.context->closed_token(), [weak] {
     if (const auto self = weak.lock()) self->on_closed();
   });
-  // Holders that share an entry's key take the turn first; a permit has a
-  // key of its own, and no turn (has_turn_ from the start).
-  const auto ticket = request_.turn ? request_.turn->take_async([weak] {
-    const auto self = weak.lock();
-    return self && self->on_turn();
-  })
-                                    : Turn::Ticket{true, 0};
   {
     MutexLock lock(mu_);
-    if (ticket.granted) has_turn_ = true;
-    turn_ticket_ = ticket.id;
     if (request_.deadline != SteadyTime::max() && !ended_) {
       deadline_task_ = request_.context->step_deadlines().post_at(request_.deadline, [weak] {
         if (const auto self = weak.lock()) self->give_up_soon();
       });
     }
   }
+  // Holders that share an entry's key take the turns first; a permit has a
+  // key of its own, and no turn. The first step is posted once all are ours.
+  take_turns();
   // Last: a cancel requested already decides at once, and must find the
   // ticket recorded.
   on_cancel_.emplace(request_.cancel, [weak] {
     if (const auto self = weak.lock()) self->give_up_soon();
   });
-  post_step();
+}
+
+void AsyncAcquisition::take_turns() {
+  const std::weak_ptr<AsyncAcquisition> weak = weak_from_this();
+  bool step_now = true;
+  {
+    // Under mu_ from the take to the ticket's record (a turn's mutex comes
+    // after ours): a cancel or a grant finds the ticket of the turn waited for.
+    MutexLock lock(mu_);
+    while (!ended_ && !has_turns()) {
+      const std::size_t index = turns_taken_;
+      const auto ticket = request_.turns[index]->take_async([weak, index] {
+        const auto self = weak.lock();
+        return self && self->on_turn(index);
+      });
+      if (!ticket.granted) {
+        turn_ticket_ = ticket.id;
+        // Its grant goes on, unless a step must withdraw it: a try, or a
+        // cancel or deadline that came while an earlier turn was granted
+        // (the step it posted found this ticket not yet queued).
+        step_now = mode_ == QueueWait::Mode::try_once || request_.cancel.stop_requested() ||
+                   SteadyClock::now() >= request_.deadline;
+        break;
+      }
+      ++turns_taken_;
+    }
+    if (ended_) return;
+  }
+  if (step_now) post_step();
 }
 
 void AsyncAcquisition::give_up_soon() {
@@ -88,55 +118,51 @@ void AsyncAcquisition::give_up_soon() {
 }
 
 bool AsyncAcquisition::end_if_nothing_sent() {
-  bool has_turn = false;
-  std::uint64_t ticket = 0;
+  const bool expired = mode_ == QueueWait::Mode::wait && SteadyClock::now() >= request_.deadline;
+  if (!request_.cancel.stop_requested() && !expired) return false;
   {
     MutexLock lock(mu_);
     if (ended_) return true;
-    has_turn = has_turn_;
-    ticket = turn_ticket_;
+    if (!has_turns()) {
+      // Waiting for another holder of this process: nothing in etcd yet.
+      // finish() gives back the turns taken so far.
+      if (!request_.turns[turns_taken_]->withdraw(turn_ticket_)) return false;  // granted meanwhile: its step follows
+    } else if (session_ || waiting_) {
+      return false;  // a step talked to etcd: one gives the entry up, if it made one
+    }
   }
-  const bool expired = mode_ == QueueWait::Mode::wait && SteadyClock::now() >= request_.deadline;
-  if (!request_.cancel.stop_requested() && !expired) return false;
-  if (!has_turn) {
-    // Waiting for another holder of this process.
-    if (!request_.turn || !request_.turn->withdraw(ticket)) return false;  // granted meanwhile: its step follows
-  } else if (session_ || waiting_) {
-    return false;  // a step talked to etcd: one gives the entry up, if it made one
-  }
-  finish(Outcome{not_acquired_error(), nullptr, false, false, {}});
+  finish(Outcome{not_acquired_error(), nullptr, {}, false, false, {}});
   return true;
 }
 
-bool AsyncAcquisition::on_turn() {
+bool AsyncAcquisition::on_turn(std::size_t index) {
   {
     MutexLock lock(mu_);
     if (ended_) return false;
-    has_turn_ = true;
+    turns_taken_ = index + 1;
   }
-  post_step();
+  take_turns();
   return true;
 }
 
 void AsyncAcquisition::on_closed() {
   std::shared_ptr<AsyncAcquisition> self;
-  bool give_back = false;
+  std::size_t taken = 0;
   {
     MutexLock lock(mu_);
     if (ended_) return;
     ended_ = true;
-    give_back = has_turn_ && request_.turn;
-    if (give_back) has_turn_ = false;
+    taken = std::exchange(turns_taken_, 0);
     self = std::move(self_);
   }
   // The steps may never run again (closing stops their thread): the outcome
-  // goes now, the turn back before it. Closing revokes the lease, so no
-  // entry outlives it; a step under way that still acquires gives its hold
+  // goes now, the turns back before it. Closing revokes the lease, so no
+  // entry outlives it; a step under way that still acquires gives its holds
   // up at once (finish()).
-  if (give_back) request_.turn->give_back();
+  give_back_turns(taken);
   if (request_.counters) --request_.counters->waiting;
   request_.context->notifier().post([self, done = std::move(done_), error = make_error_code(errc::closed)] {
-    done(Outcome{error, nullptr, false, false, {}});
+    done(Outcome{error, nullptr, {}, false, false, {}});
   });
 }
 
@@ -183,22 +209,22 @@ void AsyncAcquisition::step() {
 }
 
 void AsyncAcquisition::one_step() {
-  bool has_turn = false;
-  std::uint64_t ticket = 0;
+  const bool expired = mode_ == QueueWait::Mode::wait && SteadyClock::now() >= request_.deadline;
+  // One try (mode_ try_once) ends by its result, or by a cancel.
+  const bool give_up_now = request_.cancel.stop_requested() || expired;
   {
     MutexLock lock(mu_);
     if (ended_) return;
-    has_turn = has_turn_;
-    ticket = turn_ticket_;
+    if (!has_turns()) {
+      if (!give_up_now && mode_ == QueueWait::Mode::wait) return;  // the turn's grant goes on
+      // Still waiting for another holder of this process: nothing in etcd
+      // yet. finish() gives back the turns taken so far.
+      if (!request_.turns[turns_taken_]->withdraw(turn_ticket_)) return;  // granted meanwhile: its step follows
+      lock.unlock();
+      return finish(Outcome{not_acquired_error(), nullptr, {}, false, false, {}});
+    }
   }
-  // One try (mode_ try_once) ends by its result, or by a cancel.
-  const bool expired = mode_ == QueueWait::Mode::wait && SteadyClock::now() >= request_.deadline;
-  const bool give_up_now = request_.cancel.stop_requested() || expired;
-  if (has_turn) return step_in_queue(give_up_now);
-  if (!give_up_now && mode_ == QueueWait::Mode::wait) return;  // the turn's grant posts the next step
-  // Still waiting for another holder of this process: nothing in etcd yet.
-  if (!request_.turn || !request_.turn->withdraw(ticket)) return;  // granted meanwhile: its step follows
-  finish(Outcome{not_acquired_error(), nullptr, false, false, {}});
+  step_in_queue(give_up_now);
 }
 
 std::error_code AsyncAcquisition::not_acquired_error() const {
@@ -212,7 +238,7 @@ void AsyncAcquisition::step_in_queue(bool give_up_now) {
     if (!waiting_) {
       if (give_up_now) {
         give_up();
-        return finish(Outcome{not_acquired_error(), nullptr, false, false, wait_.key()});
+        return finish(Outcome{not_acquired_error(), nullptr, {}, false, false, attempt_->key()});
       }
       const auto session = request_.context->sessions().current(requests_deadline_);
       if (session != session_) {
@@ -225,13 +251,13 @@ void AsyncAcquisition::step_in_queue(bool give_up_now) {
       // Before the first request: a note may come as soon as the entry exists.
       // Holds the acquisition weakly: the signalling thread (the watch
       // hub's) must never be where it is destroyed.
-      wait_.set_waker([weak = weak_from_this(), stepping = stepping_, steps = &request_.context->steps()] {
+      attempt_->set_waker([weak = weak_from_this(), stepping = stepping_, steps = &request_.context->steps()] {
         if (stepping->ask_again()) return;
         steps->post([weak] {
           if (const auto self = weak.lock()) self->step();
         });
       });
-      const auto decided = wait_.start(session_, requests_deadline_, mode_);
+      const auto decided = attempt_->start(session_, requests_deadline_, mode_);
       if (!decided) {
         waiting_ = true;
         grace_over_ = false;
@@ -240,7 +266,7 @@ void AsyncAcquisition::step_in_queue(bool give_up_now) {
       }
       return on_result(*decided, give_up_now);
     }
-    const auto polled = wait_.poll(*session_, requests_deadline_, give_up_now, grace_over_);
+    const auto polled = attempt_->poll(*session_, requests_deadline_, give_up_now, grace_over_);
     grace_over_ = false;
     switch (polled.state) {
       case QueueWait::Poll::State::waiting:
@@ -263,13 +289,13 @@ void AsyncAcquisition::step_in_queue(bool give_up_now) {
     if (error.value() == errc::closed) return on_closed();
     if (error.value() != errc::unavailable) {
       give_up();
-      return finish(Outcome{error.code(), nullptr, false, false, wait_.key()});
+      return finish(Outcome{error.code(), nullptr, {}, false, false, attempt_->key()});
     }
     if (mode_ == QueueWait::Mode::wait && SteadyClock::now() >= request_.deadline) {
       // The caller's deadline ended the request under way: a timeout, as
       // when it comes between requests.
       give_up();
-      return finish(Outcome{not_acquired_error(), nullptr, false, false, wait_.key()});
+      return finish(Outcome{not_acquired_error(), nullptr, {}, false, false, attempt_->key()});
     }
     const auto resume = retries_.next(requests_deadline_);
     if (!resume) {
@@ -277,7 +303,7 @@ void AsyncAcquisition::step_in_queue(bool give_up_now) {
       request_.context->log()(
           LogLevel::warning, description_ + " not acquired: etcd is unavailable",
           {{"name", request_.name}, {"attempts", std::to_string(retries_.failures())}, {"error", error.what()}});
-      return finish(Outcome{error.code(), nullptr, false, false, wait_.key()});
+      return finish(Outcome{error.code(), nullptr, {}, false, false, attempt_->key()});
     }
     request_.context->log()(
         LogLevel::info, "retrying after a transient failure",
@@ -289,61 +315,47 @@ void AsyncAcquisition::step_in_queue(bool give_up_now) {
 void AsyncAcquisition::on_result(QueueWait::Result result, bool give_up_now) {
   switch (result) {
     case QueueWait::Result::acquired: {
-      const auto& admitted = wait_.acquired();
-      auto hold = std::make_shared<Hold>(request_.context, session_, admitted.entry, request_.kind, request_.name,
-                                         request_.counters, admitted.successor);
-      hold->start();
-      if (hold->lost()) {
-        hold->finish();  // its lease ended just now: queue again
-        return post_step();
-      }
-      return finish(Outcome{{}, std::move(hold), admitted.waited, admitted.in_doubt, wait_.key()});
+      auto held = attempt_->take_holds(session_);
+      if (!held) return post_step();  // a hold's lease ended just now: queue again
+      auto hold = held->holds.front();
+      return finish(
+          Outcome{{}, std::move(hold), std::move(held->holds), held->waited, held->in_doubt, attempt_->key()});
     }
     case QueueWait::Result::entry_lost:
       request_.context->log()(LogLevel::info, "queue entry lost while waiting; queueing again",
-                              {{"name", request_.name}, {"key", wait_.key()}});
+                              {{"name", request_.name}, {"key", attempt_->key()}});
       return post_step();
     case QueueWait::Result::not_acquired:
       if (!give_up_now && mode_ == QueueWait::Mode::wait) return post_step();  // nothing to give up for: go on
       give_up();
-      return finish(Outcome{not_acquired_error(), nullptr, false, false, wait_.key()});
+      return finish(Outcome{not_acquired_error(), nullptr, {}, false, false, attempt_->key()});
   }
 }
 
-void AsyncAcquisition::give_up() noexcept {
-  try {
-    if (const auto entry = wait_.leftover(); entry && session_) {
-      remove_entry(*request_.context, *entry, session_->lease_id());
-    }
-  } catch (const std::exception& error) {
-    request_.context->log()(LogLevel::warning, "could not hand a leftover entry to its removal",
-                            {{"name", request_.name}, {"error", error.what()}});
-  }
-}
+void AsyncAcquisition::give_up() noexcept { attempt_->give_up(session_.get()); }
 
 void AsyncAcquisition::finish(Outcome outcome) {
-  wait_.set_waker({});
+  attempt_->set_waker({});
   std::shared_ptr<AsyncAcquisition> self;
-  bool give_back = false;
+  std::size_t give_back = 0;
   {
     MutexLock lock(mu_);
     if (ended_) {
       // Closed while this step ran: the outcome went already.
       lock.unlock();
-      if (outcome.hold) outcome.hold->finish();
+      for (const auto& hold : outcome.holds) hold->finish();
       return;
     }
     ended_ = true;
-    if (outcome.hold) turn_kept_ = true;
-    // Not acquired: the turn goes back before the handler runs, which may
-    // lock again (a blocking lock() there would wait for it for ever).
-    give_back = has_turn_ && !outcome.hold && request_.turn;
-    if (give_back) has_turn_ = false;
+    if (outcome.hold) turns_kept_ = true;
+    // Not acquired: the turns go back before the handler runs, which may
+    // lock again (a blocking lock() there would wait for them for ever).
+    if (!outcome.hold) give_back = std::exchange(turns_taken_, 0);
     self = std::move(self_);
     // Only a deadline's: step_deadlines() starts its thread when first asked for.
     if (deadline_task_ != 0) request_.context->step_deadlines().cancel(deadline_task_);
   }
-  if (give_back) request_.turn->give_back();
+  give_back_turns(give_back);
   if (const auto& counters = request_.counters) {
     --counters->waiting;
     if (outcome.hold) {

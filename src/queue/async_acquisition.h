@@ -1,5 +1,5 @@
 // AsyncAcquisition: a queue acquisition that no thread waits for. It does
-// what QueueAcquisition does (take the turn, take a place in the queue, wait,
+// what QueueAcquisition does (take the turns, take a place in the queue, wait,
 // retry transient failures, queue again on a new lease, leave no entry behind
 // when it gives up) in steps: each step runs on one of the manager's step
 // threads (PrimitiveContext::steps()), makes at most a few requests to etcd,
@@ -12,13 +12,17 @@
 //
 // The rules are QueueWait's own (start() and poll() are run() in steps), so
 // the synchronous and the asynchronous acquisition make the same writes with
-// the same compares, and the lost-reply matrix covers both.
+// the same compares, and the lost-reply matrix covers both. What it does in
+// etcd is a QueueAttempt: one queue's entry, or a multi-lock's entries in
+// several queues (multi_acquisition.h), whose local turns it takes one
+// after another, in the order given.
 //
 // Exactly one outcome is delivered, on a notifier thread: after the entry it
 // leaves (if any) went to the removal, or at once when the manager closes
 // (closing revokes the lease, and with it every entry).
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -26,11 +30,13 @@
 #include <stop_token>
 #include <string>
 #include <system_error>
+#include <vector>
 
 #include "base/mutex.h"
 #include "base/retry_budget.h"
 #include "queue/hold.h"
 #include "queue/primitive_context.h"
+#include "queue/queue_attempt.h"
 #include "queue/queue_wait.h"
 #include "queue/turn.h"
 
@@ -40,43 +46,55 @@ namespace etcdlock::detail {
 class AsyncAcquisition : public std::enable_shared_from_this<AsyncAcquisition> {
  public:
   struct Outcome {
-    std::error_code error;       // none when acquired
-    std::shared_ptr<Hold> hold;  // started; null unless acquired
-    bool waited = false;         // an entry was ahead of ours at some point
-    bool in_doubt = false;       // a create went unanswered: retire the key when the hold ends
-    std::string key;             // the attempt's key, once it had a session
+    std::error_code error;                     // none when acquired
+    std::shared_ptr<Hold> hold;                // started; null unless acquired (the first queue's)
+    std::vector<std::shared_ptr<Hold>> holds;  // every queue's, in order (hold is the first)
+    bool waited = false;                       // an entry was ahead of ours at some point
+    bool in_doubt = false;                     // a create went unanswered: retire the key when the hold ends
+    std::string key;                           // the attempt's key, once it had a session
   };
-  // Called once, on a notifier thread, with the turn still taken when
-  // acquired (the hold's owner gives it back), given back otherwise.
+  // Called once, on a notifier thread, with the turns still taken when
+  // acquired (the hold's owner gives them back), given back otherwise.
   using Done = std::function<void(Outcome)>;
 
   struct Request {
     std::shared_ptr<PrimitiveContext> context;
-    QueueDir queue;
+    QueueDir queue;    // unused with an attempt of the caller's
     std::string kind;  // "lock", "leadership": in messages
     std::string name;
-    QueueWait::Entry entry;
+    QueueWait::Entry entry;  // unused with an attempt of the caller's
     RetryPolicy retry;
     std::shared_ptr<PrimitiveCounters> counters;  // may be null
-    Turn* turn = nullptr;                         // the name's turn, kept alive by `owner`; none for a permit
-    std::shared_ptr<const void> owner;            // what owns the turn
+    // The names' turns, kept alive by `owner`, taken in this order (a
+    // multi-lock's: its sorted names'); none for a permit.
+    std::vector<Turn*> turns;
+    std::shared_ptr<const void> owner;  // what owns the turns
     SteadyTime deadline = SteadyTime::max();
     std::stop_token cancel;
   };
-  // Starts an acquisition; `done` gets its outcome (errc::closed, soon,
-  // when the manager is closed already).
+  // Starts an acquisition of one entry in `request.queue`; `done` gets its
+  // outcome (errc::closed, soon, when the manager is closed already).
   static void start(Request request, Done done);
+  // The same, with what to do in etcd given.
+  static void start(Request request, std::unique_ptr<QueueAttempt> attempt, Done done);
 
-  // Gives the turn back unless the outcome handed it to a hold.
+  // Gives the turns back unless the outcome handed them to a hold.
   ~AsyncAcquisition();
 
   // Public for make_shared; use start().
-  AsyncAcquisition(Request request, Done done);
+  AsyncAcquisition(Request request, std::unique_ptr<QueueAttempt> attempt, Done done);
 
  private:
   void begin();
-  // A grant of the turn: false when the acquisition is over (the turn passes on).
-  bool on_turn();
+  // Takes the turns from turns_taken_ on while they are free; queues for the
+  // first that is not (its grant goes on from there); posts the first step
+  // once all are taken.
+  void take_turns() ETCDLOCK_EXCLUDES(mu_);
+  // A grant of turn `index`: false when the acquisition is over (the turn passes on).
+  bool on_turn(std::size_t index) ETCDLOCK_EXCLUDES(mu_);
+  bool has_turns() const ETCDLOCK_REQUIRES(mu_) { return turns_taken_ == request_.turns.size(); }
+  // The turns taken, in reverse order; with mu_ released.
+  void give_back_turns(std::size_t taken) noexcept;
   // The manager closed: deliver `closed` now (the steps may never run again).
   void on_closed();
   // The deadline came or the caller cancelled: ends the acquisition here when
@@ -108,9 +126,9 @@ class AsyncAcquisition : public std::enable_shared_from_this<AsyncAcquisition> {
   // whose requests have the command timeout.
   const QueueWait::Mode mode_;
   const SteadyTime requests_deadline_;
-  const std::string description_;  // kind and quoted name
   Done done_;
-  QueueWait wait_;
+  const std::unique_ptr<QueueAttempt> attempt_;
+  const std::string description_;  // the attempt's
   RetryBudget retries_;
   const SteadyTime started_ = SteadyClock::now();
 
@@ -133,9 +151,9 @@ class AsyncAcquisition : public std::enable_shared_from_this<AsyncAcquisition> {
 
   Mutex mu_;
   bool ended_ ETCDLOCK_GUARDED_BY(mu_) = false;
-  bool has_turn_ ETCDLOCK_GUARDED_BY(mu_);           // from the start when there is no turn to take
-  bool turn_kept_ ETCDLOCK_GUARDED_BY(mu_) = false;  // handed to the hold
-  std::uint64_t turn_ticket_ ETCDLOCK_GUARDED_BY(mu_) = 0;
+  std::size_t turns_taken_ ETCDLOCK_GUARDED_BY(mu_) = 0;    // request_.turns[0, turns_taken_) are ours
+  bool turns_kept_ ETCDLOCK_GUARDED_BY(mu_) = false;        // handed to the hold
+  std::uint64_t turn_ticket_ ETCDLOCK_GUARDED_BY(mu_) = 0;  // queued for request_.turns[turns_taken_]
   std::uint64_t deadline_task_ ETCDLOCK_GUARDED_BY(mu_) = 0;
   std::shared_ptr<AsyncAcquisition> self_ ETCDLOCK_GUARDED_BY(mu_);  // until it ends
 

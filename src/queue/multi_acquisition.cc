@@ -31,23 +31,11 @@ std::optional<MultiAcquisition::Acquired> MultiAcquisition::run(SteadyTime deadl
   const auto try_once = [&](const std::shared_ptr<Session>& session) {
     const auto outcome = this->try_once(session, deadline, cancel, mode);
     if (outcome != TryOutcome::acquired) return outcome;
-    Acquired holds{{}, in_doubt_, waited_};
-    for (std::size_t i = 0; i < queues_.size(); ++i) {
-      holds.holds.push_back(std::make_shared<Hold>(context_, session, QueueEntry{keys_[i], revision_}, "lock",
-                                                   queues_[i].name, queues_[i].counters));
-      holds.holds.back()->start();
-    }
-    for (const auto& hold : holds.holds) {
-      if (!hold->lost()) continue;
-      // Its lease ended just now: queue again, on a new one.
-      for (const auto& each : holds.holds) each->finish();
-      return lose_entries("the lease ended as the hold began");
-    }
-    acquired = std::move(holds);
-    return TryOutcome::acquired;
+    acquired = take_holds(session);
+    return acquired ? TryOutcome::acquired : TryOutcome::again;
   };
   acquire_with_retries(*context_, retry_, description_, queues_.front().name, deadline, cancel, mode, try_once,
-                       [this] { give_up(); });
+                       [this] { remove_entries(); });
   return acquired;
 }
 
@@ -80,6 +68,89 @@ TryOutcome MultiAcquisition::try_once(const std::shared_ptr<Session>& session, S
   }
   return TryOutcome::acquired;
 }
+
+std::optional<QueueAttempt::Held> MultiAcquisition::take_holds(const std::shared_ptr<Session>& session) {
+  Held held{{}, waited_, in_doubt_};
+  for (std::size_t i = 0; i < queues_.size(); ++i) {
+    held.holds.push_back(std::make_shared<Hold>(context_, session, QueueEntry{keys_[i], revision_}, "lock",
+                                                queues_[i].name, queues_[i].counters));
+    held.holds.back()->start();
+  }
+  for (const auto& hold : held.holds) {
+    if (!hold->lost()) continue;
+    // Its lease ended just now: queue again, on a new one.
+    for (const auto& each : held.holds) each->finish();
+    lose_entries("the lease ended as the hold began");
+    return std::nullopt;
+  }
+  return held;
+}
+
+void MultiAcquisition::set_waker(std::function<void()> waker) {
+  for (const auto& wait : waits_) wait->set_waker(waker);
+}
+
+std::optional<QueueWait::Result> MultiAcquisition::start(const std::shared_ptr<Session>& session, SteadyTime deadline,
+                                                         QueueWait::Mode mode) {
+  session_ = session;
+  mode_ = mode;
+  if (lease_id_ != session->lease_id()) begin(*session);
+  if (revision_ == 0) {
+    while (!enqueue(*session, deadline)) {
+    }
+  }
+  return advance(deadline, /*give_up_now=*/false);
+}
+
+QueueWait::Poll MultiAcquisition::poll(const Session& session, SteadyTime deadline, bool give_up_now, bool grace_over) {
+  std::size_t index = 0;
+  while (index < admitted_.size() && admitted_[index]) ++index;
+  if (index == admitted_.size()) return {QueueWait::Poll::State::waiting};  // not waiting: start() decided
+  const auto polled = waits_[index]->poll(session, deadline, give_up_now, grace_over);
+  if (polled.state != QueueWait::Poll::State::decided) return polled;
+  auto decided = on_queue_result(index, polled.result);
+  if (!decided) decided = advance(deadline, give_up_now);
+  if (!decided) return {QueueWait::Poll::State::waiting};
+  return {QueueWait::Poll::State::decided, *decided};
+}
+
+std::optional<QueueWait::Result> MultiAcquisition::advance(SteadyTime deadline, bool give_up_now) {
+  for (std::size_t i = 0; i < queues_.size(); ++i) {
+    if (admitted_[i]) continue;
+    // Admitted later than at the enqueue's revision: an entry admitted
+    // earlier may have been deleted (a force unlock) meanwhile.
+    confirm_pending_ = queues_.size() > 1;
+    waited_ = true;
+    if (give_up_now) return QueueWait::Result::not_acquired;
+    const auto started = waits_[i]->start(session_, deadline, mode_);
+    if (!started) return std::nullopt;  // it waits: poll() goes on
+    if (const auto decided = on_queue_result(i, *started)) return decided;
+  }
+  if (confirm_pending_) {
+    if (!confirm_all(deadline)) {
+      lose_entries("an entry was gone once every queue had admitted it");
+      return QueueWait::Result::entry_lost;
+    }
+    confirm_pending_ = false;
+  }
+  return QueueWait::Result::acquired;
+}
+
+std::optional<QueueWait::Result> MultiAcquisition::on_queue_result(std::size_t index, QueueWait::Result result) {
+  switch (result) {
+    case QueueWait::Result::acquired:
+      admitted_[index] = true;
+      return std::nullopt;
+    case QueueWait::Result::entry_lost:
+      lose_entries("queue entry of " + quote_value(queues_[index].name) + " lost while waiting");
+      return QueueWait::Result::entry_lost;
+    case QueueWait::Result::not_acquired:
+      break;
+  }
+  return QueueWait::Result::not_acquired;
+}
+
+void MultiAcquisition::give_up(const Session* /*session*/) noexcept { remove_entries(); }
 
 void MultiAcquisition::begin(const Session& session) {
   // The entries of an earlier lease: that lease was lost here, but may live
@@ -186,11 +257,11 @@ std::vector<QueueEntry> MultiAcquisition::entries() const {
 
 TryOutcome MultiAcquisition::lose_entries(const std::string& why) {
   context_->log()(LogLevel::info, why + "; queueing again", {{"name", queues_.front().name}, {"key", keys_.front()}});
-  give_up();
+  remove_entries();
   return TryOutcome::again;
 }
 
-void MultiAcquisition::give_up() noexcept {
+void MultiAcquisition::remove_entries() noexcept {
   if (lease_id_ != 0 && (revision_ != 0 || create_sent_ || in_doubt_)) {
     // A create in doubt stays so: it could still land on these keys.
     const bool unknown = revision_ == 0;

@@ -14,6 +14,9 @@
 // Retries, new leases and leftovers go as for one queue (acquisition_retries.h):
 // when any entry is lost while waiting, the others are removed and the set
 // queues again; what it gives up leaves no entry behind.
+//
+// Blocking (run()) or in steps (the QueueAttempt functions, for an
+// asynchronous acquisition): the same writes and reads in the same order.
 #pragma once
 
 #include <cstdint>
@@ -29,23 +32,21 @@
 #include "queue/hold.h"
 #include "queue/primitive_context.h"
 #include "queue/primitive_metrics.h"
+#include "queue/queue_attempt.h"
 #include "queue/queue_wait.h"
 
 namespace etcdlock::detail {
 
 // Not thread-safe: one call's.
-class MultiAcquisition {
+class MultiAcquisition final : public QueueAttempt {
  public:
   struct Queue {
     QueueDir dir;
     std::string name;                             // for messages
     std::shared_ptr<PrimitiveCounters> counters;  // its holds' (may be null)
   };
-  struct Acquired {
-    std::vector<std::shared_ptr<Hold>> holds;  // one per queue, in order, started, one create revision
-    bool in_doubt = false;                     // the create went unanswered: retire the keys when the hold ends
-    bool waited = false;                       // some queue had an entry ahead of ours
-  };
+  // The holds, one per queue, in order, with one create revision.
+  using Acquired = Held;
 
   // `description` ("multi-lock {\"a\", \"b\"}") names the set in messages.
   MultiAcquisition(std::shared_ptr<PrimitiveContext> context, std::vector<Queue> queues, std::string description,
@@ -56,6 +57,18 @@ class MultiAcquisition {
   std::optional<Acquired> run(SteadyTime deadline, const std::stop_token& cancel, QueueWait::Mode mode);
   // The keys of the attempt's entries, once it has a session.
   const std::vector<std::string>& keys() const { return keys_; }
+
+  // In steps: start() creates the entries (on a new lease, or after one was
+  // lost) and waits for each queue in turn, poll() goes on with the queue
+  // waited for. As QueueAttempt says.
+  void set_waker(std::function<void()> waker) override;
+  std::optional<QueueWait::Result> start(const std::shared_ptr<Session>& session, SteadyTime deadline,
+                                         QueueWait::Mode mode) override;
+  QueueWait::Poll poll(const Session& session, SteadyTime deadline, bool give_up_now, bool grace_over) override;
+  std::optional<Held> take_holds(const std::shared_ptr<Session>& session) override;
+  void give_up(const Session* session) noexcept override;
+  std::string key() const override { return keys_.empty() ? std::string() : keys_.front(); }
+  std::string description() const override { return description_; }
 
  private:
   TryOutcome try_once(const std::shared_ptr<Session>& session, SteadyTime deadline, const std::stop_token& cancel,
@@ -70,10 +83,17 @@ class MultiAcquisition {
   // Every entry still there, read in one revision (an entry admitted early
   // may have been deleted while a later queue was waited for).
   bool confirm_all(SteadyTime deadline) const;
+  // In steps: starts the wait of each queue not admitted yet, in order,
+  // until one waits (nullopt); once every queue admitted, confirms them all.
+  // `give_up_now`: a queue that would wait gives up instead.
+  std::optional<QueueWait::Result> advance(SteadyTime deadline, bool give_up_now);
+  // A decided result of queue `index`'s wait, in steps: admitted there, or
+  // what the attempt comes to.
+  std::optional<QueueWait::Result> on_queue_result(std::size_t index, QueueWait::Result result);
   // An entry is gone: remove the others, and queue again with fresh keys.
   TryOutcome lose_entries(const std::string& why);
   // Removes every entry this call may have left.
-  void give_up() noexcept;
+  void remove_entries() noexcept;
   std::vector<QueueEntry> entries() const;
 
   const std::shared_ptr<PrimitiveContext> context_;
@@ -83,6 +103,8 @@ class MultiAcquisition {
   std::vector<std::unique_ptr<QueueWait>> waits_;  // one per queue
   std::vector<std::string> keys_;                  // our entries' keys on lease_id_
   std::vector<bool> admitted_;                     // per queue: first at some point
+  std::shared_ptr<Session> session_;               // in steps: the one start() was given
+  QueueWait::Mode mode_ = QueueWait::Mode::wait;   // in steps: start()'s
   bool confirm_pending_ = false;                   // admitted at different times: read them all once more
   bool waited_ = false;                            // some queue was waited for
   std::int64_t lease_id_ = 0;                      // 0: no keys chosen

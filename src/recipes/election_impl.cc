@@ -90,7 +90,7 @@ void ElectionImpl::async_campaign(std::string value, SteadyTime deadline, std::s
       {std::move(value), "", Admission::exclusive(), {}, false},
       {options_.retry_interval, options_.max_retries, options_.max_retry_interval},
       named.counters,
-      &exclusive_.turn(),
+      {&exclusive_.turn()},
       shared_from_this(),
       deadline,
       std::move(cancel),

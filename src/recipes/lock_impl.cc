@@ -114,7 +114,7 @@ void LockImpl::async_acquire(SteadyTime deadline, std::stop_token cancel, AsyncD
       {context->entry_value(), "", Admission::exclusive(), {}, true},
       {options_.retry_interval, options_.max_retries, options_.max_retry_interval},
       named.counters,
-      &exclusive_.turn(),
+      {&exclusive_.turn()},
       shared_from_this(),
       deadline,
       std::move(cancel),

@@ -36,6 +36,26 @@ void MultiLock::lock_until_steady(detail::SteadyTime deadline) {
   }
 }
 
+void MultiLock::async_lock(AcquireHandler handler, std::stop_token cancel) {
+  async_lock_until(std::chrono::steady_clock::time_point::max(), std::move(handler), std::move(cancel));
+}
+
+void MultiLock::async_lock_until(std::chrono::steady_clock::time_point deadline, AcquireHandler handler,
+                                 std::stop_token cancel) {
+  if (!handler) throw Error(errc::invalid_argument, "async_lock on " + impl_->description() + ": the handler is empty");
+  impl_->async_acquire(deadline, std::move(cancel),
+                       [handler = std::move(handler), impl = impl_](std::error_code ec,
+                                                                    std::shared_ptr<detail::AsyncMultiLockHold> state) {
+                         try {
+                           handler(ec, MultiLockHold(std::move(state)));
+                         } catch (const std::exception& error) {
+                           impl->warn_handler_threw(error.what());
+                         } catch (...) {
+                           impl->warn_handler_threw("an exception that is not a std::exception");
+                         }
+                       });
+}
+
 void MultiLock::unlock() noexcept {
   std::error_code ec;
   unlock(ec);

@@ -5,7 +5,6 @@
 #include "base/text.h"
 #include "keys/key_layout.h"
 #include "queue/guarded_write.h"
-#include "queue/multi_acquisition.h"
 
 namespace etcdlock::detail {
 namespace {
@@ -85,7 +84,6 @@ bool MultiLockImpl::acquire(SteadyTime deadline, std::stop_token cancel, Mode mo
   }
   MutexLock lock(mu_);
   depth_ = 1;
-  last_hold_lost_ = false;
   context_->log()(LogLevel::debug, "multi-lock acquired",
                   {{"name", description()}, {"fencing_token", std::to_string(hold_->revision())}});
   return true;
@@ -112,23 +110,41 @@ void MultiLockImpl::give_back_turns() noexcept {
   for (auto lock = locks_.rbegin(); lock != locks_.rend(); ++lock) (*lock)->exclusive().give_back_turn();
 }
 
-bool MultiLockImpl::acquire_in_etcd(SteadyTime deadline, const std::stop_token& cancel, Mode mode) {
+std::vector<MultiAcquisition::Queue> MultiLockImpl::queues() const {
   std::vector<MultiAcquisition::Queue> queues;
-  std::vector<QueueDir> dirs;
   for (const auto& lock : locks_) {
     const auto& named = lock->exclusive().named();
     queues.push_back({named.queue, named.name, named.counters});
-    dirs.push_back(named.queue);
   }
-  MultiAcquisition acquisition(context_, std::move(queues), description(),
+  return queues;
+}
+
+std::shared_ptr<MultiHold> MultiLockImpl::make_hold(std::vector<std::shared_ptr<Hold>> holds, bool in_doubt) const {
+  std::vector<QueueDir> dirs;
+  for (const auto& lock : locks_) dirs.push_back(lock->exclusive().named().queue);
+  return std::make_shared<MultiHold>(context_, std::move(dirs), std::move(holds), in_doubt);
+}
+
+bool MultiLockImpl::acquire_in_etcd(SteadyTime deadline, const std::stop_token& cancel, Mode mode) {
+  MultiAcquisition acquisition(context_, queues(), description(),
                                {options_.retry_interval, options_.max_retries, options_.max_retry_interval});
   auto acquired = acquisition.run(deadline, cancel, mode);
-  MutexLock lock(mu_);
-  last_keys_ = acquisition.keys();
-  if (!acquired) return false;
-  hold_ = std::make_shared<MultiHold>(context_, std::move(dirs), std::move(acquired->holds), acquired->in_doubt);
-  if (acquired->waited) expect_successors_ = true;
+  if (!acquired) {
+    MutexLock lock(mu_);
+    last_keys_ = acquisition.keys();
+    return false;
+  }
+  adopt(make_hold(std::move(acquired->holds), acquired->in_doubt), acquired->waited);
   return true;
+}
+
+void MultiLockImpl::adopt(std::shared_ptr<MultiHold> hold, bool waited) {
+  MutexLock lock(mu_);
+  last_keys_.clear();
+  for (const auto& entry : hold->entries()) last_keys_.push_back(entry.key);
+  hold_ = std::move(hold);
+  if (waited) expect_successors_ = true;
+  last_hold_lost_ = false;
 }
 
 void MultiLockImpl::release(std::error_code& ec) noexcept {
@@ -145,6 +161,11 @@ void MultiLockImpl::release(std::error_code& ec) noexcept {
     hold = std::exchange(hold_, nullptr);
     expect_successors = expect_successors_;
   }
+  give_up(hold, expect_successors, ec);
+}
+
+void MultiLockImpl::give_up(const std::shared_ptr<MultiHold>& hold, bool expect_successors,
+                            std::error_code& ec) noexcept {
   const bool successor_seen = hold->give_up(expect_successors, ec);
   if (!ec) context_->log()(LogLevel::debug, "multi-lock released", {{"name", description()}});
   {
@@ -154,6 +175,72 @@ void MultiLockImpl::release(std::error_code& ec) noexcept {
   }
   give_back_turns();
   hold->signal_loss_now();  // with the turns given back: a loss callback may lock again
+}
+
+void MultiLockImpl::async_acquire(SteadyTime deadline, std::stop_token cancel, AsyncDone done) {
+  std::vector<Turn*> turns;
+  for (const auto& lock : locks_) turns.push_back(&lock->exclusive().turn());
+  const RetryPolicy retry{options_.retry_interval, options_.max_retries, options_.max_retry_interval};
+  AsyncAcquisition::Request request{
+      context_,
+      {},
+      "multi-lock",
+      names_.front(),  // as the blocking form's messages
+      {},
+      retry,
+      nullptr,           // each name's hold counts for its lock, as the blocking form's
+      std::move(turns),  // in the order of the sorted names, as every multi-lock of this process
+      shared_from_this(),
+      deadline,
+      std::move(cancel),
+  };
+  auto attempt = std::make_unique<MultiAcquisition>(context_, queues(), description(), retry);
+  AsyncAcquisition::start(std::move(request), std::move(attempt),
+                          [self = shared_from_this(), done = std::move(done)](AsyncAcquisition::Outcome outcome) {
+                            if (!outcome.hold) return done(outcome.error, nullptr);
+                            auto state = std::make_shared<AsyncMultiLockHold>();
+                            state->lock = self;
+                            state->hold = self->make_hold(std::move(outcome.holds), outcome.in_doubt);
+                            // The turns are ours (the acquisition kept them) until the MultiLockHold gives them up.
+                            self->adopt(state->hold, outcome.waited);
+                            self->context_->log()(LogLevel::debug, "multi-lock acquired",
+                                                  {{"name", self->description()},
+                                                   {"fencing_token", std::to_string(state->hold->revision())},
+                                                   {"by", "asynchronous acquisition"}});
+                            done({}, std::move(state));
+                          });
+}
+
+void MultiLockImpl::release(AsyncMultiLockHold& state, std::error_code& ec) noexcept {
+  ec.clear();
+  if (state.released.exchange(true)) {
+    ec = make_error_code(errc::lock_not_held);
+    return;
+  }
+  bool expect_successors = false;
+  {
+    MutexLock lock(mu_);
+    if (hold_ != state.hold) {  // cannot happen: the turns kept it this hold's
+      ec = make_error_code(errc::lock_not_held);
+      return;
+    }
+    hold_ = nullptr;
+    expect_successors = expect_successors_;
+  }
+  give_up(state.hold, expect_successors, ec);
+}
+
+bool MultiLockImpl::holds(const AsyncMultiLockHold& state) const {
+  MutexLock lock(mu_);
+  return hold_ == state.hold && !state.hold->lost();
+}
+
+void MultiLockImpl::warn_handler_threw(std::string_view what) const noexcept {
+  try {
+    context_->log()(LogLevel::warning, "the handler of an asynchronous multi-lock threw; ignored",
+                    {{"name", description()}, {"error", std::string(what)}});
+  } catch (...) {  // nothing to report it to
+  }
 }
 
 void MultiLockImpl::warn_not_held(std::string_view call) const noexcept {
@@ -206,10 +293,14 @@ bool MultiLockImpl::lost() const {
   return last_hold_lost_;
 }
 
-std::int64_t MultiLockImpl::fencing_token(std::string_view name) const {
+void MultiLockImpl::check_name(std::string_view name) const {
   if (std::ranges::find(names_, name) == names_.end()) {
     throw Error(errc::invalid_argument, "name " + quote_value(name) + " is not one of " + description());
   }
+}
+
+std::int64_t MultiLockImpl::fencing_token(std::string_view name) const {
+  check_name(name);
   return fencing_token();
 }
 
@@ -218,18 +309,25 @@ std::int64_t MultiLockImpl::fencing_token() const {
   return current && !current->lost() ? current->revision() : 0;
 }
 
-std::optional<pb::TxnRequest> MultiLockImpl::guarded_txn() const {
-  const auto current = hold();
-  if (!current || current->lost()) return std::nullopt;
-  return while_all_created_at(current->entries());
+std::optional<pb::TxnRequest> MultiLockImpl::guarded_txn(const std::shared_ptr<MultiHold>& hold) {
+  if (!hold || hold->lost()) return std::nullopt;
+  return while_all_created_at(hold->entries());
 }
 
 bool MultiLockImpl::guarded_put(std::string_view key, std::string_view value) {
-  return detail::guarded_put(context_->client(), guarded_txn(), key, value);
+  return detail::guarded_put(context_->client(), guarded_txn(hold()), key, value);
 }
 
 bool MultiLockImpl::guarded_delete(std::string_view key) {
-  return detail::guarded_delete(context_->client(), guarded_txn(), key);
+  return detail::guarded_delete(context_->client(), guarded_txn(hold()), key);
+}
+
+bool MultiLockImpl::guarded_put(const AsyncMultiLockHold& state, std::string_view key, std::string_view value) {
+  return detail::guarded_put(context_->client(), guarded_txn(state.hold), key, value);
+}
+
+bool MultiLockImpl::guarded_delete(const AsyncMultiLockHold& state, std::string_view key) {
+  return detail::guarded_delete(context_->client(), guarded_txn(state.hold), key);
 }
 
 }  // namespace etcdlock::detail

@@ -3,7 +3,9 @@
 // and how deep its owner holds it.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <stop_token>
 #include <string>
@@ -12,14 +14,24 @@
 
 #include "base/mutex.h"
 #include "etcdlock/options.h"
+#include "queue/multi_acquisition.h"
 #include "queue/multi_hold.h"
 #include "queue/queue_wait.h"
 #include "recipes/lock_impl.h"
 
 namespace etcdlock::detail {
 
+class MultiLockImpl;
+
+// What a MultiLockHold owns: a hold of the multi-lock, its names' turns taken.
+struct AsyncMultiLockHold {
+  std::shared_ptr<MultiLockImpl> lock;
+  std::shared_ptr<MultiHold> hold;
+  std::atomic<bool> released{false};
+};
+
 // Thread-safe.
-class MultiLockImpl {
+class MultiLockImpl : public std::enable_shared_from_this<MultiLockImpl> {
  public:
   using Mode = QueueWait::Mode;
 
@@ -34,6 +46,21 @@ class MultiLockImpl {
   void release(std::error_code& ec) noexcept ETCDLOCK_EXCLUDES(mu_);
   void warn_not_held(std::string_view call) const noexcept;
 
+  // Asynchronous acquisition (async_acquisition.h over a MultiAcquisition):
+  // the names' turns taken in their order, then the entries; `done` is
+  // called once, on a notifier thread, with the hold or an error.
+  using AsyncDone = std::function<void(std::error_code, std::shared_ptr<AsyncMultiLockHold>)>;
+  void async_acquire(SteadyTime deadline, std::stop_token cancel, AsyncDone done);
+  // Ends a hold that async_acquire() gave: as release(), from any thread.
+  void release(AsyncMultiLockHold& state, std::error_code& ec) noexcept ETCDLOCK_EXCLUDES(mu_);
+  // Logs a warning: an asynchronous acquisition's handler threw `what`.
+  void warn_handler_threw(std::string_view what) const noexcept;
+  // The hold `state` is this multi-lock's current one, not lost.
+  bool holds(const AsyncMultiLockHold& state) const ETCDLOCK_EXCLUDES(mu_);
+  // As guarded_put/guarded_delete, for the hold `state`.
+  bool guarded_put(const AsyncMultiLockHold& state, std::string_view key, std::string_view value);
+  bool guarded_delete(const AsyncMultiLockHold& state, std::string_view key);
+
   bool held() const ETCDLOCK_EXCLUDES(mu_);
   bool held_by_this_thread() const ETCDLOCK_EXCLUDES(mu_);
   const std::vector<std::string>& names() const { return names_; }
@@ -45,6 +72,8 @@ class MultiLockImpl {
   std::stop_token lost_token() const ETCDLOCK_EXCLUDES(mu_);
   bool lost() const ETCDLOCK_EXCLUDES(mu_);
   std::int64_t fencing_token(std::string_view name) const ETCDLOCK_EXCLUDES(mu_);
+  // Throws Error(errc::invalid_argument) unless `name` is one of names().
+  void check_name(std::string_view name) const;
   std::int64_t fencing_token() const ETCDLOCK_EXCLUDES(mu_);
   bool guarded_put(std::string_view key, std::string_view value) ETCDLOCK_EXCLUDES(mu_);
   bool guarded_delete(std::string_view key) ETCDLOCK_EXCLUDES(mu_);
@@ -56,8 +85,19 @@ class MultiLockImpl {
   // and `mode` does not wait, or at the deadline.
   bool take_turns(SteadyTime deadline, const std::stop_token& cancel, Mode mode);
   void give_back_turns() noexcept;
+  // The queues of the names, in order, for an acquisition.
+  std::vector<MultiAcquisition::Queue> queues() const;
+  // The hold's turns are this multi-lock's now: the hold becomes its own.
+  void adopt(std::shared_ptr<MultiHold> hold, bool waited) ETCDLOCK_EXCLUDES(mu_);
+  // The last release's work: the entries deleted, the turns given back, a
+  // loss signalled.
+  void give_up(const std::shared_ptr<MultiHold>& hold, bool expect_successors, std::error_code& ec) noexcept
+      ETCDLOCK_EXCLUDES(mu_);
   bool acquire_in_etcd(SteadyTime deadline, const std::stop_token& cancel, Mode mode) ETCDLOCK_EXCLUDES(mu_);
-  std::optional<pb::TxnRequest> guarded_txn() const ETCDLOCK_EXCLUDES(mu_);
+  // A Txn that compares every entry of `hold`; nullopt when it is null or lost.
+  static std::optional<pb::TxnRequest> guarded_txn(const std::shared_ptr<MultiHold>& hold);
+  // A MultiHold over `holds`, one per name, in order.
+  std::shared_ptr<MultiHold> make_hold(std::vector<std::shared_ptr<Hold>> holds, bool in_doubt) const;
 
   const std::shared_ptr<PrimitiveContext> context_;
   const std::vector<std::shared_ptr<LockImpl>> locks_;

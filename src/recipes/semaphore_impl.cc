@@ -75,7 +75,7 @@ void SemaphoreImpl::async_acquire(SteadyTime deadline, std::stop_token cancel, A
       std::move(entry),
       {options_.retry.retry_interval, options_.retry.max_retries, options_.retry.max_retry_interval},
       named_.counters,
-      nullptr,  // permits take no turn
+      {},  // permits take no turn
       shared_from_this(),
       deadline,
       std::move(cancel),

@@ -174,7 +174,7 @@ void SharedLockImpl::async_acquire(Side side, SteadyTime deadline, std::stop_tok
        false},
       {options_.retry_interval, options_.max_retries, options_.max_retry_interval},
       named_.counters,
-      nullptr,  // each hold has its own entry: etcd's queue excludes them, no turn
+      {},  // each hold has its own entry: etcd's queue excludes them, no turn
       shared_from_this(),
       deadline,
       std::move(cancel),

@@ -12,6 +12,7 @@
 #include <thread>
 #include <vector>
 
+#include "delivery.h"
 #include "lock_fixture.h"
 #include "queue/primitive_context.h"
 
@@ -20,49 +21,7 @@ namespace {
 
 using namespace std::chrono_literals;
 
-// What an asynchronous acquisition delivered, waited for by the test.
-class Delivery {
- public:
-  Lock::AcquireHandler handler() {
-    return [this](std::error_code ec, LockHold hold) {
-      std::lock_guard lock(mu_);
-      error_ = ec;
-      hold_ = std::move(hold);
-      on_thread_ = std::this_thread::get_id();
-      done_ = true;
-      changed_.notify_all();
-    };
-  }
-  // The outcome within `timeout`, or a failed test.
-  bool wait(std::chrono::milliseconds timeout = 10s) {
-    std::unique_lock lock(mu_);
-    return changed_.wait_for(lock, timeout, [&] { return done_; });
-  }
-  bool done() {
-    std::lock_guard lock(mu_);
-    return done_;
-  }
-  std::error_code error() {
-    std::lock_guard lock(mu_);
-    return error_;
-  }
-  LockHold take() {
-    std::lock_guard lock(mu_);
-    return std::move(hold_);
-  }
-  std::thread::id thread() {
-    std::lock_guard lock(mu_);
-    return on_thread_;
-  }
-
- private:
-  std::mutex mu_;
-  std::condition_variable changed_;
-  bool done_ = false;
-  std::error_code error_;
-  LockHold hold_;
-  std::thread::id on_thread_;
-};
+using Delivery = etcdlock::testing::Delivery<LockHold>;
 
 std::size_t thread_count() {
   std::size_t count = 0;

@@ -107,6 +107,13 @@
 //                                               The row judges the outcome, not the note: B would also get in by
 //                                               its deferred watch (ReviewGuard.GuardRemovalWhoseReplyIsLostStillNotes
 //                                               times the note)
+//   async_multi_lock         multi_enqueue (A)  as multi_lock, every participant with MultiLock::async_lock and a
+//                                               MultiLockHold (the turns of x and y taken asynchronously first)
+//   async_multi_lock_for     multi_enqueue (A)  as multi_try_lock_for, with async_lock_for(300 ms) (lock_timeout)
+//   async_multi_release      multi_release (A)  as multi_unlock, with MultiLockHold::release()
+//   async_multi_release_note note (B)           as multi_unlock_note, with MultiLockHold::release()
+//   async_multi_guarded_put  guarded_write      as multi_guarded_put, with MultiLockHold::guarded_put()
+//   async_multi_release_stalled multi_release, held as multi_unlock_stalled, with MultiLockHold::release()
 //   shared_lock              enqueue (A)        B reads → A.lock() queues → B unlocks; A writes
 //   shared_lock_shared       enqueue (A)        B writes → A.lock_shared() queues → B unlocks; A reads
 //   shared_downgrade         downgrade (A)      A writes, B waits to read → A.lock_shared() (downgrade) → B reads
@@ -197,13 +204,37 @@ const std::string kName = "x";
 // checks that this one's is empty once the row has ended.
 const std::string kOtherName = "y";
 
-enum class Kind { lock, shared_lock, semaphore, election, multi_lock, async_lock, async_election, async_shared_lock };
+enum class Kind {
+  lock,
+  shared_lock,
+  semaphore,
+  election,
+  multi_lock,
+  async_lock,
+  async_election,
+  async_shared_lock,
+  async_multi_lock,
+};
 
 // Lock::async_lock(_for), waited for: what the handler got.
 std::pair<std::error_code, LockHold> acquire_async(Lock& lock, std::optional<std::chrono::milliseconds> timeout,
                                                    std::stop_token cancel) {
   std::promise<std::pair<std::error_code, LockHold>> delivered;
   auto handler = [&delivered](std::error_code ec, LockHold hold) { delivered.set_value({ec, std::move(hold)}); };
+  if (timeout) {
+    lock.async_lock_for(*timeout, handler, std::move(cancel));
+  } else {
+    lock.async_lock(handler, std::move(cancel));
+  }
+  return delivered.get_future().get();
+}
+
+// MultiLock::async_lock(_for), waited for: what the handler got.
+std::pair<std::error_code, MultiLockHold> acquire_multi_async(MultiLock& lock,
+                                                              std::optional<std::chrono::milliseconds> timeout,
+                                                              std::stop_token cancel) {
+  std::promise<std::pair<std::error_code, MultiLockHold>> delivered;
+  auto handler = [&delivered](std::error_code ec, MultiLockHold hold) { delivered.set_value({ec, std::move(hold)}); };
   if (timeout) {
     lock.async_lock_for(*timeout, handler, std::move(cancel));
   } else {
@@ -395,6 +426,7 @@ struct Participant {
   std::optional<LockHold> hold;               // Kind::async_lock's
   std::optional<Leadership> leadership;       // Kind::async_election's
   std::optional<SharedLockHold> shared_hold;  // Kind::async_shared_lock's
+  std::optional<MultiLockHold> multi_hold;    // Kind::async_multi_lock's
   bool owes = false;
   std::unique_ptr<Actor> actor;  // last: its thread looks at the members above
 
@@ -419,6 +451,10 @@ struct Participant {
     if (permit && permit->held()) {
       const auto token = permit->fencing_token();
       if (token != 0) seen.claims.push_back({token, false, permit->lost_token()});
+    }
+    if (multi_hold && multi_hold->held()) {
+      const auto token = multi_hold->fencing_token(kName);
+      if (token != 0) seen.claims.push_back({token, true, multi_hold->lost_token()});
     }
     if (multi) {
       const auto token = multi->fencing_token(kName);
@@ -561,7 +597,13 @@ class LostReply : public LockTest, public ::testing::WithParamInterface<Row> {
   }
   Outcome try_lock_for(Participant& p, std::chrono::milliseconds timeout) {
     return run(p, "try_lock_for(" + std::to_string(timeout.count()) + " ms)", false, [this, &p, timeout] {
-      if (p.multi) {
+      if (kind_ == Kind::async_multi_lock) {
+        auto [ec, hold] = acquire_multi_async(*p.multi, timeout, p.cancel.get_token());
+        if (ec && ec != errc::lock_timeout)
+          throw Error(static_cast<errc>(ec.value()), "MultiLock::async_lock_for: " + ec.message());
+        p.owes = static_cast<bool>(hold);
+        if (hold) p.multi_hold = std::move(hold);
+      } else if (p.multi) {
         p.owes = p.multi->try_lock_for(timeout);
       } else if (kind_ == Kind::async_lock) {
         auto [ec, hold] = acquire_async(*p.lock, timeout, p.cancel.get_token());
@@ -581,10 +623,11 @@ class LostReply : public LockTest, public ::testing::WithParamInterface<Row> {
   }
   Outcome guarded_put(Participant& p) {
     return run(p, "guarded_put()", false, [this, &p] {
-      const bool done = p.multi  ? p.multi->guarded_put(data_key(), p.name)
-                        : p.hold ? p.hold->guarded_put(data_key(), p.name)
-                        : p.lock ? p.lock->guarded_put(data_key(), p.name)
-                                 : p.shared->guarded_put(data_key(), p.name);
+      const bool done = p.multi_hold ? p.multi_hold->guarded_put(data_key(), p.name)
+                        : p.multi    ? p.multi->guarded_put(data_key(), p.name)
+                        : p.hold     ? p.hold->guarded_put(data_key(), p.name)
+                        : p.lock     ? p.lock->guarded_put(data_key(), p.name)
+                                     : p.shared->guarded_put(data_key(), p.name);
       return std::string(done ? "true" : "false");
     });
   }
@@ -662,6 +705,8 @@ class LostReply : public LockTest, public ::testing::WithParamInterface<Row> {
         return "async_campaign()";
       case Kind::async_shared_lock:
         return "SharedLock::async_lock()";
+      case Kind::async_multi_lock:
+        return "MultiLock::async_lock()";
     }
     return "";
   }
@@ -681,6 +726,8 @@ class LostReply : public LockTest, public ::testing::WithParamInterface<Row> {
         return "Leadership::resign()";
       case Kind::async_shared_lock:
         return "SharedLockHold::release()";
+      case Kind::async_multi_lock:
+        return "MultiLockHold::release()";
     }
     return "";
   }
@@ -784,6 +831,7 @@ void LostReply::add(std::string name, const Row& row, bool admin) {
         p->election = p->manager->get_election(kName, {.retry_interval = kRetry});
         break;
       case Kind::multi_lock:
+      case Kind::async_multi_lock:
         p->multi = p->manager->get_multi_lock({kOtherName, kName}, {.retry_interval = kRetry});
         break;
     }
@@ -850,6 +898,14 @@ Actor::Body LostReply::acquire_body(Participant& p) {
         p.owes = true;
         return std::string();
       };
+    case Kind::async_multi_lock:
+      return [&p] {
+        auto [ec, hold] = acquire_multi_async(*p.multi, std::nullopt, p.cancel.get_token());
+        if (ec) throw Error(static_cast<errc>(ec.value()), "MultiLock::async_lock: " + ec.message());
+        p.multi_hold = std::move(hold);
+        p.owes = true;
+        return std::string();
+      };
   }
   return {};
 }
@@ -895,6 +951,10 @@ Actor::Body LostReply::release_body(Participant& p) {
         if (p.shared_hold) p.shared_hold->release(ec);
         p.shared_hold.reset();
         break;
+      case Kind::async_multi_lock:
+        if (p.multi_hold) p.multi_hold->release(ec);
+        p.multi_hold.reset();
+        break;
     }
     p.owes = false;
     return ec ? std::string(to_string(static_cast<errc>(ec.value()))) : std::string();
@@ -938,6 +998,11 @@ Actor::Body LostReply::release_everything_body(Participant& p) {
         if (p.shared_hold) p.shared_hold->release(ec);
         p.shared_hold.reset();
         note("SharedLockHold::release", ec);
+        break;
+      } else if (kind_ == Kind::async_multi_lock) {
+        if (p.multi_hold) p.multi_hold->release(ec);
+        p.multi_hold.reset();
+        note("MultiLockHold::release", ec);
         break;
       } else if (kind_ == Kind::async_election) {
         if (p.leadership) p.leadership->resign(ec);
@@ -998,6 +1063,12 @@ Actor::Body LostReply::last_round_body(Participant& p) {
         p.shared->async_lock_for(kLastRoundWait,
                                  [&got](std::error_code, SharedLockHold h) { got.set_value(std::move(h)); });
         auto hold = got.get_future().get();
+        acquired = static_cast<bool>(hold);
+        if (acquired) hold.release(ec);
+        break;
+      }
+      case Kind::async_multi_lock: {
+        auto [error, hold] = acquire_multi_async(*p.multi, kLastRoundWait, {});
         acquired = static_cast<bool>(hold);
         if (acquired) hold.release(ec);
         break;
@@ -1202,6 +1273,7 @@ void LostReply::judge(const std::vector<Account>& accounts, const std::vector<Et
     case Kind::multi_lock:
     case Kind::async_lock:
     case Kind::async_election:
+    case Kind::async_multi_lock:
       too_many = holders.size() > 1;
       break;
     case Kind::shared_lock:
@@ -1329,7 +1401,7 @@ void LostReply::run_row(const Row& row) {
   }
   EXPECT_TRUE(eventually([&] { return queue_empty(); }, kLeftoverBound))
       << "entries stayed in the queue once every participant had ended its waits and holds";
-  if (kind_ == Kind::multi_lock) {
+  if (kind_ == Kind::multi_lock || kind_ == Kind::async_multi_lock) {
     EXPECT_TRUE(eventually([&] { return queue_empty(kOtherName); }, kLeftoverBound))
         << "entries stayed in the queue of " << kOtherName << " once every participant had ended";
   }
@@ -1645,6 +1717,70 @@ const std::vector<Row>& rows() {
              m.queue(m.B());
            },
        .act = [](M& m) { m.force_unlock(m.D()); },
+       .resume = [](M& m) { m.finish(m.B()); }},
+      // MultiLock's asynchronous acquisition: the MultiLockHold's own release
+      {.name = "async_multi_lock",
+       .kind = Kind::async_multi_lock,
+       .site = site::multi_enqueue,
+       .setup = [](M& m) { m.hold(m.B()); },
+       .act = [](M& m) { m.start(m.A()); },
+       .resume =
+           [](M& m) {
+             m.release(m.B());
+             m.finish(m.A());
+           }},
+      {.name = "async_multi_lock_for",
+       .kind = Kind::async_multi_lock,
+       .site = site::multi_enqueue,
+       .setup = [](M& m) { m.hold(m.B()); },
+       .act = [](M& m) { m.try_lock_for(m.A(), 300ms); },
+       .resume = [](M& m) { m.release(m.B()); }},
+      {.name = "async_multi_release",
+       .kind = Kind::async_multi_lock,
+       .site = site::multi_release,
+       .setup =
+           [](M& m) {
+             m.hold(m.A());
+             m.queue(m.B());
+           },
+       .act = [](M& m) { m.release(m.A()); },
+       .resume = [](M& m) { m.finish(m.B()); }},
+      {.name = "async_multi_release_note",
+       .kind = Kind::async_multi_lock,
+       .site = site::note,
+       .target = Target::b_key,
+       .setup =
+           [](M& m) {
+             m.hold(m.A());
+             m.queue(m.B());
+           },
+       .act = [](M& m) { m.release(m.A()); },
+       .resume = [](M& m) { m.finish(m.B()); }},
+      {.name = "async_multi_guarded_put",
+       .kind = Kind::async_multi_lock,
+       .site = site::guarded_write,
+       .target = Target::data_key,
+       .setup =
+           [](M& m) {
+             m.hold(m.A());
+             m.queue(m.B());
+           },
+       .act = [](M& m) { m.guarded_put(m.A()); },
+       .resume =
+           [](M& m) {
+             m.release(m.A());
+             m.finish(m.B());
+           }},
+      {.name = "async_multi_release_stalled",
+       .kind = Kind::async_multi_lock,
+       .site = site::multi_release,
+       .stalled = true,
+       .setup =
+           [](M& m) {
+             m.hold(m.A());
+             m.queue(m.B());
+           },
+       .act = [](M& m) { m.release(m.A()); },
        .resume = [](M& m) { m.finish(m.B()); }},
       // SharedLock
       {.name = "shared_lock",

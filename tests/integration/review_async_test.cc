@@ -23,6 +23,7 @@
 #include <thread>
 #include <vector>
 
+#include "delivery.h"
 #include "lock_fixture.h"
 #include "occupancy.h"
 #include "tcp_proxy.h"
@@ -33,48 +34,7 @@ namespace {
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
 
-// What an asynchronous acquisition delivered.
-class Delivery {
- public:
-  Lock::AcquireHandler handler() {
-    return [this](std::error_code ec, LockHold hold) {
-      std::lock_guard lock(mu_);
-      ++calls_;
-      error_ = ec;
-      hold_ = std::move(hold);
-      at_ = Clock::now();
-      changed_.notify_all();
-    };
-  }
-  bool wait(std::chrono::milliseconds timeout = 10s) {
-    std::unique_lock lock(mu_);
-    return changed_.wait_for(lock, timeout, [&] { return calls_ > 0; });
-  }
-  int calls() {
-    std::lock_guard lock(mu_);
-    return calls_;
-  }
-  std::error_code error() {
-    std::lock_guard lock(mu_);
-    return error_;
-  }
-  LockHold take() {
-    std::lock_guard lock(mu_);
-    return std::move(hold_);
-  }
-  Clock::time_point at() {
-    std::lock_guard lock(mu_);
-    return at_;
-  }
-
- private:
-  std::mutex mu_;
-  std::condition_variable changed_;
-  int calls_ = 0;
-  std::error_code error_;
-  LockHold hold_;
-  Clock::time_point at_;
-};
+using Delivery = etcdlock::testing::Delivery<LockHold>;
 
 // A hold of `lock` by an asynchronous acquisition, waited for.
 LockHold hold_async(Lock& lock) {
