@@ -71,32 +71,36 @@ void AsyncAcquisition::begin() {
 }
 
 void AsyncAcquisition::take_turns() {
-  const std::weak_ptr<AsyncAcquisition> weak = weak_from_this();
-  bool step_now = true;
+  bool step_now = false;
   {
-    // Under mu_ from the take to the ticket's record (a turn's mutex comes
-    // after ours): a cancel or a grant finds the ticket of the turn waited for.
     MutexLock lock(mu_);
-    while (!ended_ && !has_turns()) {
-      const std::size_t index = turns_taken_;
-      const auto ticket = request_.turns[index]->take_async([weak, index] {
-        const auto self = weak.lock();
-        return self && self->on_turn(index);
-      });
-      if (!ticket.granted) {
-        turn_ticket_ = ticket.id;
-        // Its grant goes on, unless a step must withdraw it: a try, or a
-        // cancel or deadline that came while an earlier turn was granted
-        // (the step it posted found this ticket not yet queued).
-        step_now = mode_ == QueueWait::Mode::try_once || request_.cancel.stop_requested() ||
-                   SteadyClock::now() >= request_.deadline;
-        break;
-      }
-      ++turns_taken_;
-    }
-    if (ended_) return;
+    step_now = take_free_turns();
   }
   if (step_now) post_step();
+}
+
+bool AsyncAcquisition::take_free_turns() {
+  // Under mu_ from the grant or the take to the ticket's record (a turn's
+  // mutex comes after ours): a cancel or a deadline finds the ticket of the
+  // turn waited for, or none, never one of another turn's.
+  const std::weak_ptr<AsyncAcquisition> weak = weak_from_this();
+  while (!ended_ && !has_turns()) {
+    const std::size_t index = turns_taken_;
+    const auto ticket = request_.turns[index]->take_async([weak, index] {
+      const auto self = weak.lock();
+      return self && self->on_turn(index);
+    });
+    if (!ticket.granted) {
+      turn_ticket_ = ticket.id;
+      // Its grant goes on, unless a step must withdraw it: a try, or a
+      // cancel or deadline that came while an earlier turn was granted
+      // (a step it posted found no ticket to withdraw then).
+      return mode_ == QueueWait::Mode::try_once || request_.cancel.stop_requested() ||
+             SteadyClock::now() >= request_.deadline;
+    }
+    ++turns_taken_;
+  }
+  return !ended_;
 }
 
 void AsyncAcquisition::give_up_soon() {
@@ -126,7 +130,8 @@ bool AsyncAcquisition::end_if_nothing_sent() {
     if (!has_turns()) {
       // Waiting for another holder of this process: nothing in etcd yet.
       // finish() gives back the turns taken so far.
-      if (!request_.turns[turns_taken_]->withdraw(turn_ticket_)) return false;  // granted meanwhile: its step follows
+      // None, or no longer queued: granted meanwhile, and its step follows.
+      if (turn_ticket_ == 0 || !request_.turns[turns_taken_]->withdraw(turn_ticket_)) return false;
     } else if (session_ || waiting_) {
       return false;  // a step talked to etcd: one gives the entry up, if it made one
     }
@@ -136,12 +141,15 @@ bool AsyncAcquisition::end_if_nothing_sent() {
 }
 
 bool AsyncAcquisition::on_turn(std::size_t index) {
+  bool step_now = false;
   {
     MutexLock lock(mu_);
     if (ended_) return false;
     turns_taken_ = index + 1;
+    turn_ticket_ = 0;  // the ticket of the turn just granted: nothing to withdraw
+    step_now = take_free_turns();
   }
-  take_turns();
+  if (step_now) post_step();
   return true;
 }
 
@@ -219,7 +227,8 @@ void AsyncAcquisition::one_step() {
       if (!give_up_now && mode_ == QueueWait::Mode::wait) return;  // the turn's grant goes on
       // Still waiting for another holder of this process: nothing in etcd
       // yet. finish() gives back the turns taken so far.
-      if (!request_.turns[turns_taken_]->withdraw(turn_ticket_)) return;  // granted meanwhile: its step follows
+      // None, or no longer queued: granted meanwhile, and its step follows.
+      if (turn_ticket_ == 0 || !request_.turns[turns_taken_]->withdraw(turn_ticket_)) return;
       lock.unlock();
       return finish(Outcome{not_acquired_error(), nullptr, {}, false, false, {}});
     }

@@ -90,6 +90,8 @@ class AsyncAcquisition : public std::enable_shared_from_this<AsyncAcquisition> {
   // first that is not (its grant goes on from there); posts the first step
   // once all are taken.
   void take_turns() ETCDLOCK_EXCLUDES(mu_);
+  // take_turns() with mu_ held: true when a step is due.
+  bool take_free_turns() ETCDLOCK_REQUIRES(mu_);
   // A grant of turn `index`: false when the acquisition is over (the turn passes on).
   bool on_turn(std::size_t index) ETCDLOCK_EXCLUDES(mu_);
   bool has_turns() const ETCDLOCK_REQUIRES(mu_) { return turns_taken_ == request_.turns.size(); }
@@ -151,9 +153,12 @@ class AsyncAcquisition : public std::enable_shared_from_this<AsyncAcquisition> {
 
   Mutex mu_;
   bool ended_ ETCDLOCK_GUARDED_BY(mu_) = false;
-  std::size_t turns_taken_ ETCDLOCK_GUARDED_BY(mu_) = 0;    // request_.turns[0, turns_taken_) are ours
-  bool turns_kept_ ETCDLOCK_GUARDED_BY(mu_) = false;        // handed to the hold
-  std::uint64_t turn_ticket_ ETCDLOCK_GUARDED_BY(mu_) = 0;  // queued for request_.turns[turns_taken_]
+  std::size_t turns_taken_ ETCDLOCK_GUARDED_BY(mu_) = 0;  // request_.turns[0, turns_taken_) are ours
+  bool turns_kept_ ETCDLOCK_GUARDED_BY(mu_) = false;      // handed to the hold
+  // Queued for request_.turns[turns_taken_]; 0 while none is (ticket ids
+  // start at 1, and each turn counts its own: one turn's must never be
+  // withdrawn from another).
+  std::uint64_t turn_ticket_ ETCDLOCK_GUARDED_BY(mu_) = 0;
   std::uint64_t deadline_task_ ETCDLOCK_GUARDED_BY(mu_) = 0;
   std::shared_ptr<AsyncAcquisition> self_ ETCDLOCK_GUARDED_BY(mu_);  // until it ends
 

@@ -102,16 +102,22 @@ std::optional<QueueWait::Result> MultiAcquisition::start(const std::shared_ptr<S
   return advance(deadline, /*give_up_now=*/false);
 }
 
-QueueWait::Poll MultiAcquisition::poll(const Session& session, SteadyTime deadline, bool give_up_now, bool grace_over) {
-  std::size_t index = 0;
-  while (index < admitted_.size() && admitted_[index]) ++index;
-  if (index == admitted_.size()) return {QueueWait::Poll::State::waiting};  // not waiting: start() decided
-  const auto polled = waits_[index]->poll(session, deadline, give_up_now, grace_over);
-  if (polled.state != QueueWait::Poll::State::decided) return polled;
-  auto decided = on_queue_result(index, polled.result);
-  if (!decided) decided = advance(deadline, give_up_now);
-  if (!decided) return {QueueWait::Poll::State::waiting};
-  return {QueueWait::Poll::State::decided, *decided};
+QueueWait::Poll MultiAcquisition::poll(const Session& session, SteadyTime deadline, bool give_up_now,
+                                       bool grace_over) {
+  for (;;) {
+    std::size_t index = 0;
+    while (index < admitted_.size() && admitted_[index]) ++index;
+    if (index == admitted_.size()) return {QueueWait::Poll::State::waiting};  // not waiting: start() decided
+    const auto polled = waits_[index]->poll(session, deadline, give_up_now, grace_over);
+    if (polled.state != QueueWait::Poll::State::decided) return polled;
+    auto decided = on_queue_result(index, polled.result);
+    if (!decided) decided = advance(deadline, give_up_now);
+    if (decided) return {QueueWait::Poll::State::decided, *decided};
+    // The next queue's wait began: what came for it before (its note, sent
+    // in the same release Txn as the one just acted on) woke nobody then,
+    // so it is looked at now, as a blocking wait does before it sleeps.
+    grace_over = false;
+  }
 }
 
 std::optional<QueueWait::Result> MultiAcquisition::advance(SteadyTime deadline, bool give_up_now) {
