@@ -102,8 +102,7 @@ std::optional<QueueWait::Result> MultiAcquisition::start(const std::shared_ptr<S
   return advance(deadline, /*give_up_now=*/false);
 }
 
-QueueWait::Poll MultiAcquisition::poll(const Session& session, SteadyTime deadline, bool give_up_now,
-                                       bool grace_over) {
+QueueWait::Poll MultiAcquisition::poll(const Session& session, SteadyTime deadline, bool give_up_now, bool grace_over) {
   for (;;) {
     std::size_t index = 0;
     while (index < admitted_.size() && admitted_[index]) ++index;
