@@ -112,9 +112,10 @@ QueueWait::Poll MultiAcquisition::poll(const Session& session, SteadyTime deadli
     auto decided = on_queue_result(index, polled.result);
     if (!decided) decided = advance(deadline, give_up_now);
     if (decided) return {QueueWait::Poll::State::decided, *decided};
-    // The next queue's wait began: what came for it before (its note, sent
-    // in the same release Txn as the one just acted on) woke nobody then,
-    // so it is looked at now, as a blocking wait does before it sleeps.
+    // The next queue's wait began: what came for it before (its note, from
+    // the release Txn just acted on or from an earlier one of another
+    // holder) woke nothing that looked at that queue, so it is looked at
+    // now, as a blocking wait does before it sleeps.
     grace_over = false;
   }
 }
