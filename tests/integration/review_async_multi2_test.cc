@@ -278,15 +278,19 @@ TEST_F(ReviewAsyncMulti2, ForceUnlockOfTheFirstEntryWhileTheSecondIsWaitedFor) {
 }
 
 // Racy version: the force unlock of the set's x entry and the release of y
-// at nearly the same moment (a random order), then c locks x at once. The
-// set and c must never both be told they hold x.
-TEST_F(ReviewAsyncMulti2, ForceUnlockRacingTheSecondQueuesNoteNeverTwoHolders) {
+// at nearly the same moment (a random order), then c locks x at once. A
+// force unlock is a late loss (hold.h): etcd lets c in at once, and a set
+// that was admitted before the delete learns of it after the fact, so its
+// handler may even run after c took x (it did under AddressSanitizer in CI
+// on 66a4edf: 1.4 ms after). What must hold then: the set's fenced write is
+// refused, and its hold is signalled lost within the loss bound.
+TEST_F(ReviewAsyncMulti2, ForceUnlockRacingTheSecondQueuesNoteIsALateLossThatFencesTheSet) {
   std::mt19937 rng(3);
   const int rounds = env_int("REVIEW2_RACE_ROUNDS", 5);
   auto a = manager();
   auto b = manager();
   auto c = manager();
-  int two = 0, a_first = 0, c_first = 0;
+  int two = 0, unfenced = 0, a_first = 0, c_first = 0;
   for (int round = 0; round < rounds; ++round) {
     const std::string x = "rx" + std::to_string(round);
     const std::string yn = "ry" + std::to_string(round);
@@ -328,10 +332,13 @@ TEST_F(ReviewAsyncMulti2, ForceUnlockRacingTheSecondQueuesNoteNeverTwoHolders) {
       auto hold = delivery.take();
       if (delivery.at() > c_at) {
         ++two;
+        const bool fenced_out = !hold.guarded_put(prefix_ + "/data", "stale");
+        const bool signalled = eventually([&] { return hold.lost_token().stop_requested(); }, 5s);
+        if (!fenced_out || !signalled) ++unfenced;
         std::printf(
-            "round %d: set delivered %lld us after c took x; held() %d\n", round,
+            "round %d: set delivered %lld us after c took x; its write refused %d, its loss signalled %d\n", round,
             static_cast<long long>(std::chrono::duration_cast<std::chrono::microseconds>(delivery.at() - c_at).count()),
-            hold.held() ? 1 : 0);
+            fenced_out ? 1 : 0, signalled ? 1 : 0);
       }
       hold.release();
     } else if (a_holds) {
@@ -349,8 +356,8 @@ TEST_F(ReviewAsyncMulti2, ForceUnlockRacingTheSecondQueuesNoteNeverTwoHolders) {
     }
     ASSERT_TRUE(eventually([&] { return all_keys() == 0; })) << all_keys();
   }
-  std::printf("rounds %d: set first %d, c first %d, both held %d\n", rounds, a_first, c_first, two);
-  EXPECT_EQ(two, 0);
+  std::printf("rounds %d: set first %d, c first %d, both told %d\n", rounds, a_first, c_first, two);
+  EXPECT_EQ(unfenced, 0) << "a set told after c took x wrote, or was not signalled lost";
 }
 
 // The lease of the set revoked at nearly the moment y's holder releases (its
