@@ -6,8 +6,8 @@
 
 namespace etcdlock::detail {
 
-void AsyncAcquisition::start(Request request, Done done) {
-  auto attempt = std::make_unique<OneQueueAttempt>(request.context, request.queue, request.entry, request.kind,
+void AsyncAcquisition::start(Request request, QueueDir queue, QueueWait::Entry entry, Done done) {
+  auto attempt = std::make_unique<OneQueueAttempt>(request.context, std::move(queue), std::move(entry), request.kind,
                                                    request.name, request.counters);
   start(std::move(request), std::move(attempt), std::move(done));
 }
@@ -136,7 +136,7 @@ bool AsyncAcquisition::end_if_nothing_sent() {
       return false;  // a step talked to etcd: one gives the entry up, if it made one
     }
   }
-  finish(Outcome{not_acquired_error(), nullptr, {}, false, false, {}});
+  finish(Outcome{not_acquired_error(), {}, false, false, {}});
   return true;
 }
 
@@ -170,7 +170,7 @@ void AsyncAcquisition::on_closed() {
   give_back_turns(taken);
   if (request_.counters) --request_.counters->waiting;
   request_.context->notifier().post([self, done = std::move(done_), error = make_error_code(errc::closed)] {
-    done(Outcome{error, nullptr, {}, false, false, {}});
+    done(Outcome{error, {}, false, false, {}});
   });
 }
 
@@ -230,7 +230,7 @@ void AsyncAcquisition::one_step() {
       // None, or no longer queued: granted meanwhile, and its step follows.
       if (turn_ticket_ == 0 || !request_.turns[turns_taken_]->withdraw(turn_ticket_)) return;
       lock.unlock();
-      return finish(Outcome{not_acquired_error(), nullptr, {}, false, false, {}});
+      return finish(Outcome{not_acquired_error(), {}, false, false, {}});
     }
   }
   step_in_queue(give_up_now);
@@ -247,7 +247,7 @@ void AsyncAcquisition::step_in_queue(bool give_up_now) {
     if (!waiting_) {
       if (give_up_now) {
         give_up();
-        return finish(Outcome{not_acquired_error(), nullptr, {}, false, false, attempt_->key()});
+        return finish(Outcome{not_acquired_error(), {}, false, false, attempt_->key()});
       }
       const auto session = request_.context->sessions().current(requests_deadline_);
       if (session != session_) {
@@ -298,13 +298,13 @@ void AsyncAcquisition::step_in_queue(bool give_up_now) {
     if (error.value() == errc::closed) return on_closed();
     if (error.value() != errc::unavailable) {
       give_up();
-      return finish(Outcome{error.code(), nullptr, {}, false, false, attempt_->key()});
+      return finish(Outcome{error.code(), {}, false, false, attempt_->key()});
     }
     if (mode_ == QueueWait::Mode::wait && SteadyClock::now() >= request_.deadline) {
       // The caller's deadline ended the request under way: a timeout, as
       // when it comes between requests.
       give_up();
-      return finish(Outcome{not_acquired_error(), nullptr, {}, false, false, attempt_->key()});
+      return finish(Outcome{not_acquired_error(), {}, false, false, attempt_->key()});
     }
     const auto resume = retries_.next(requests_deadline_);
     if (!resume) {
@@ -312,7 +312,7 @@ void AsyncAcquisition::step_in_queue(bool give_up_now) {
       request_.context->log()(
           LogLevel::warning, description_ + " not acquired: etcd is unavailable",
           {{"name", request_.name}, {"attempts", std::to_string(retries_.failures())}, {"error", error.what()}});
-      return finish(Outcome{error.code(), nullptr, {}, false, false, attempt_->key()});
+      return finish(Outcome{error.code(), {}, false, false, attempt_->key()});
     }
     request_.context->log()(
         LogLevel::info, "retrying after a transient failure",
@@ -326,18 +326,14 @@ void AsyncAcquisition::on_result(QueueWait::Result result, bool give_up_now) {
     case QueueWait::Result::acquired: {
       auto held = attempt_->take_holds(session_);
       if (!held) return post_step();  // a hold's lease ended just now: queue again
-      auto hold = held->holds.front();
-      return finish(
-          Outcome{{}, std::move(hold), std::move(held->holds), held->waited, held->in_doubt, attempt_->key()});
+      return finish(Outcome{{}, std::move(held->holds), held->waited, held->in_doubt, attempt_->key()});
     }
-    case QueueWait::Result::entry_lost:
-      request_.context->log()(LogLevel::info, "queue entry lost while waiting; queueing again",
-                              {{"name", request_.name}, {"key", attempt_->key()}});
+    case QueueWait::Result::entry_lost:  // the attempt logged why
       return post_step();
     case QueueWait::Result::not_acquired:
       if (!give_up_now && mode_ == QueueWait::Mode::wait) return post_step();  // nothing to give up for: go on
       give_up();
-      return finish(Outcome{not_acquired_error(), nullptr, {}, false, false, attempt_->key()});
+      return finish(Outcome{not_acquired_error(), {}, false, false, attempt_->key()});
   }
 }
 
@@ -356,10 +352,10 @@ void AsyncAcquisition::finish(Outcome outcome) {
       return;
     }
     ended_ = true;
-    if (outcome.hold) turns_kept_ = true;
+    if (outcome.acquired()) turns_kept_ = true;
     // Not acquired: the turns go back before the handler runs, which may
     // lock again (a blocking lock() there would wait for them for ever).
-    if (!outcome.hold) give_back = std::exchange(turns_taken_, 0);
+    if (!outcome.acquired()) give_back = std::exchange(turns_taken_, 0);
     self = std::move(self_);
     // Only a deadline's: step_deadlines() starts its thread when first asked for.
     if (deadline_task_ != 0) request_.context->step_deadlines().cancel(deadline_task_);
@@ -367,7 +363,7 @@ void AsyncAcquisition::finish(Outcome outcome) {
   give_back_turns(give_back);
   if (const auto& counters = request_.counters) {
     --counters->waiting;
-    if (outcome.hold) {
+    if (outcome.acquired()) {
       ++counters->acquisitions;
       counters->wait.observe(SteadyClock::now() - started_);
     } else if (outcome.error == errc::cancelled) {

@@ -47,11 +47,14 @@ class AsyncAcquisition : public std::enable_shared_from_this<AsyncAcquisition> {
  public:
   struct Outcome {
     std::error_code error;                     // none when acquired
-    std::shared_ptr<Hold> hold;                // started; null unless acquired (the first queue's)
-    std::vector<std::shared_ptr<Hold>> holds;  // every queue's, in order (hold is the first)
+    std::vector<std::shared_ptr<Hold>> holds;  // every queue's, started, in order; none unless acquired
     bool waited = false;                       // an entry was ahead of ours at some point
     bool in_doubt = false;                     // a create went unanswered: retire the key when the hold ends
     std::string key;                           // the attempt's key, once it had a session
+
+    bool acquired() const noexcept { return !holds.empty(); }
+    // The first queue's hold: the only one but for a multi-lock's. acquired() only.
+    std::shared_ptr<Hold>& hold() { return holds.front(); }
   };
   // Called once, on a notifier thread, with the turns still taken when
   // acquired (the hold's owner gives them back), given back otherwise.
@@ -59,10 +62,8 @@ class AsyncAcquisition : public std::enable_shared_from_this<AsyncAcquisition> {
 
   struct Request {
     std::shared_ptr<PrimitiveContext> context;
-    QueueDir queue;    // unused with an attempt of the caller's
     std::string kind;  // "lock", "leadership": in messages
     std::string name;
-    QueueWait::Entry entry;  // unused with an attempt of the caller's
     RetryPolicy retry;
     std::shared_ptr<PrimitiveCounters> counters;  // may be null
     // The names' turns, kept alive by `owner`, taken in this order (a
@@ -72,11 +73,11 @@ class AsyncAcquisition : public std::enable_shared_from_this<AsyncAcquisition> {
     SteadyTime deadline = SteadyTime::max();
     std::stop_token cancel;
   };
-  // Starts an acquisition of one entry in `request.queue`; `done` gets its
+  // Starts an acquisition that does `attempt` in etcd; `done` gets its
   // outcome (errc::closed, soon, when the manager is closed already).
-  static void start(Request request, Done done);
-  // The same, with what to do in etcd given.
   static void start(Request request, std::unique_ptr<QueueAttempt> attempt, Done done);
+  // The same, for `entry` in one queue.
+  static void start(Request request, QueueDir queue, QueueWait::Entry entry, Done done);
 
   // Gives the turns back unless the outcome handed them to a hold.
   ~AsyncAcquisition();

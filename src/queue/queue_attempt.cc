@@ -13,6 +13,25 @@ OneQueueAttempt::OneQueueAttempt(std::shared_ptr<PrimitiveContext> context, Queu
       counters_(std::move(counters)),
       wait_(context_, std::move(queue), std::move(entry)) {}
 
+std::optional<QueueWait::Result> OneQueueAttempt::start(const std::shared_ptr<Session>& session, SteadyTime deadline,
+                                                        QueueWait::Mode mode) {
+  const auto result = wait_.start(session, deadline, mode);
+  if (result) log_if_lost(*result);
+  return result;
+}
+
+QueueWait::Poll OneQueueAttempt::poll(const Session& session, SteadyTime deadline, bool give_up_now, bool grace_over) {
+  auto polled = wait_.poll(session, deadline, give_up_now, grace_over);
+  if (polled.state == QueueWait::Poll::State::decided) log_if_lost(polled.result);
+  return polled;
+}
+
+void OneQueueAttempt::log_if_lost(QueueWait::Result result) const {
+  if (result != QueueWait::Result::entry_lost) return;
+  context_->log()(LogLevel::info, "queue entry lost while waiting; queueing again",
+                  {{"name", name_}, {"key", wait_.key()}});
+}
+
 std::optional<QueueAttempt::Held> OneQueueAttempt::take_holds(const std::shared_ptr<Session>& session) {
   const auto& admitted = wait_.acquired();
   auto hold = std::make_shared<Hold>(context_, session, admitted.entry, kind_, name_, counters_, admitted.successor);

@@ -35,11 +35,12 @@ class QueueAttempt {
   // when poll() may have something to act on.
   virtual void set_waker(std::function<void()> waker) = 0;
   // As QueueWait::start: a place in the queues on `session`'s lease, and a
-  // result, or nullopt while the entry waits. After entry_lost the next
-  // start() queues again, with fresh keys. Throws as QueueWait::run.
+  // result, or nullopt while the entry waits. After entry_lost (which the
+  // attempt has logged, with its cause) the next start() queues again, with
+  // fresh keys. Throws as QueueWait::run.
   virtual std::optional<QueueWait::Result> start(const std::shared_ptr<Session>& session, SteadyTime deadline,
                                                  QueueWait::Mode mode) = 0;
-  // As QueueWait::poll.
+  // As QueueWait::poll; an entry_lost is logged, as start()'s.
   virtual QueueWait::Poll poll(const Session& session, SteadyTime deadline, bool give_up_now, bool grace_over) = 0;
   // Once start() or poll() said acquired: the holds on `session`, started;
   // nullopt when one was lost as it began (its lease ended just now), and
@@ -63,18 +64,16 @@ class OneQueueAttempt final : public QueueAttempt {
 
   void set_waker(std::function<void()> waker) override { wait_.set_waker(std::move(waker)); }
   std::optional<QueueWait::Result> start(const std::shared_ptr<Session>& session, SteadyTime deadline,
-                                         QueueWait::Mode mode) override {
-    return wait_.start(session, deadline, mode);
-  }
-  QueueWait::Poll poll(const Session& session, SteadyTime deadline, bool give_up_now, bool grace_over) override {
-    return wait_.poll(session, deadline, give_up_now, grace_over);
-  }
+                                         QueueWait::Mode mode) override;
+  QueueWait::Poll poll(const Session& session, SteadyTime deadline, bool give_up_now, bool grace_over) override;
   std::optional<Held> take_holds(const std::shared_ptr<Session>& session) override;
   void give_up(const Session* session) noexcept override;
   std::string key() const override { return wait_.key(); }
   std::string description() const override;
 
  private:
+  void log_if_lost(QueueWait::Result result) const;
+
   const std::shared_ptr<PrimitiveContext> context_;
   const std::string kind_;
   const std::string name_;

@@ -82,31 +82,27 @@ bool ElectionImpl::proclaim(Hold& hold, std::string_view value) {
 
 void ElectionImpl::async_campaign(std::string value, SteadyTime deadline, std::stop_token cancel, AsyncDone done) {
   const auto& named = exclusive_.named();
+  QueueWait::Entry entry{std::move(value), "", Admission::exclusive(), {}, false};
   AsyncAcquisition::Request request{
-      named.context,
-      named.queue,
-      "leadership",
-      named.name,
-      {std::move(value), "", Admission::exclusive(), {}, false},
-      {options_.retry_interval, options_.max_retries, options_.max_retry_interval},
-      named.counters,
-      {&exclusive_.turn()},
-      shared_from_this(),
-      deadline,
+      named.context,      "leadership",
+      named.name,         {options_.retry_interval, options_.max_retries, options_.max_retry_interval},
+      named.counters,     {&exclusive_.turn()},
+      shared_from_this(), deadline,
       std::move(cancel),
   };
-  AsyncAcquisition::start(
-      std::move(request), [self = shared_from_this(), done = std::move(done)](AsyncAcquisition::Outcome outcome) {
-        if (!outcome.hold) return done(outcome.error, nullptr);
-        // The turn is ours (the acquisition kept it) until the Leadership resigns.
-        self->exclusive_.adopt(outcome.hold, outcome.in_doubt);
-        self->context().log()(LogLevel::info, "elected",
-                              {{"name", self->name()}, {"key", outcome.key}, {"by", "asynchronous campaign"}});
-        auto state = std::make_shared<AsyncLeadership>();
-        state->election = self;
-        state->hold = std::move(outcome.hold);
-        done({}, std::move(state));
-      });
+  AsyncAcquisition::start(std::move(request), named.queue, std::move(entry),
+                          [self = shared_from_this(), done = std::move(done)](AsyncAcquisition::Outcome outcome) {
+                            if (!outcome.acquired()) return done(outcome.error, nullptr);
+                            // The turn is ours (the acquisition kept it) until the Leadership resigns.
+                            self->exclusive_.adopt(outcome.hold(), outcome.in_doubt);
+                            self->context().log()(
+                                LogLevel::info, "elected",
+                                {{"name", self->name()}, {"key", outcome.key}, {"by", "asynchronous campaign"}});
+                            auto state = std::make_shared<AsyncLeadership>();
+                            state->election = self;
+                            state->hold = std::move(outcome.hold());
+                            done({}, std::move(state));
+                          });
 }
 
 void ElectionImpl::warn_handler_threw() const noexcept {

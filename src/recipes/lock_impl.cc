@@ -106,12 +106,11 @@ void LockImpl::release(std::error_code& ec) noexcept {
 void LockImpl::async_acquire(SteadyTime deadline, std::stop_token cancel, AsyncDone done) {
   auto& context = exclusive_.named().context;
   const auto& named = exclusive_.named();
+  QueueWait::Entry entry{context->entry_value(), "", Admission::exclusive(), {}, true};
   AsyncAcquisition::Request request{
       context,
-      named.queue,
       "lock",
       named.name,
-      {context->entry_value(), "", Admission::exclusive(), {}, true},
       {options_.retry_interval, options_.max_retries, options_.max_retry_interval},
       named.counters,
       {&exclusive_.turn()},
@@ -119,34 +118,34 @@ void LockImpl::async_acquire(SteadyTime deadline, std::stop_token cancel, AsyncD
       deadline,
       std::move(cancel),
   };
-  AsyncAcquisition::start(std::move(request),
+  AsyncAcquisition::start(std::move(request), named.queue, std::move(entry),
                           [self = shared_from_this(), done = std::move(done)](AsyncAcquisition::Outcome outcome) {
                             self->async_acquired(std::move(outcome), done);
                           });
 }
 
 void LockImpl::async_acquired(AsyncAcquisition::Outcome outcome, const AsyncDone& done) {
-  if (!outcome.hold) {
+  if (!outcome.acquired()) {
     MutexLock lock(mu_);
     if (!outcome.key.empty()) remember_key(std::move(outcome.key));
   } else {
     // The turn is ours (the acquisition kept it): the hold is this lock's
     // until the LockHold gives it up.
     if (outcome.waited) releaser_.expect_successor();
-    exclusive_.adopt(outcome.hold, outcome.in_doubt);
+    exclusive_.adopt(outcome.hold(), outcome.in_doubt);
     MutexLock lock(mu_);
     remember_key({});
     last_hold_lost_ = false;
     exclusive_.context().log()(LogLevel::debug, "lock acquired",
                                {{"name", name()},
-                                {"key", outcome.hold->entry().key},
-                                {"fencing_token", std::to_string(outcome.hold->entry().revision)},
+                                {"key", outcome.hold()->entry().key},
+                                {"fencing_token", std::to_string(outcome.hold()->entry().revision)},
                                 {"by", "asynchronous acquisition"}});
   }
   if (outcome.error) return done(outcome.error, nullptr);
   auto state = std::make_shared<AsyncLockHold>();
   state->lock = shared_from_this();
-  state->hold = std::move(outcome.hold);
+  state->hold = std::move(outcome.hold());
   done({}, std::move(state));
 }
 

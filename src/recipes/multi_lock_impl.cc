@@ -183,10 +183,8 @@ void MultiLockImpl::async_acquire(SteadyTime deadline, std::stop_token cancel, A
   const RetryPolicy retry{options_.retry_interval, options_.max_retries, options_.max_retry_interval};
   AsyncAcquisition::Request request{
       context_,
-      {},
       "multi-lock",
       names_.front(),  // as the blocking form's messages
-      {},
       retry,
       nullptr,           // each name's hold counts for its lock, as the blocking form's
       std::move(turns),  // in the order of the sorted names, as every multi-lock of this process
@@ -197,7 +195,7 @@ void MultiLockImpl::async_acquire(SteadyTime deadline, std::stop_token cancel, A
   auto attempt = std::make_unique<MultiAcquisition>(context_, queues(), description(), retry);
   AsyncAcquisition::start(std::move(request), std::move(attempt),
                           [self = shared_from_this(), done = std::move(done)](AsyncAcquisition::Outcome outcome) {
-                            if (!outcome.hold) return done(outcome.error, nullptr);
+                            if (!outcome.acquired()) return done(outcome.error, nullptr);
                             auto state = std::make_shared<AsyncMultiLockHold>();
                             state->lock = self;
                             state->hold = self->make_hold(std::move(outcome.holds), outcome.in_doubt);

@@ -69,10 +69,8 @@ void SemaphoreImpl::async_acquire(SteadyTime deadline, std::stop_token cancel, A
                          [this](const std::vector<std::string>& values) { check_limits(values); }, true};
   AsyncAcquisition::Request request{
       context,
-      named_.queue,
       "permit",
       named_.name,
-      std::move(entry),
       {options_.retry.retry_interval, options_.retry.max_retries, options_.retry.max_retry_interval},
       named_.counters,
       {},  // permits take no turn
@@ -80,14 +78,15 @@ void SemaphoreImpl::async_acquire(SteadyTime deadline, std::stop_token cancel, A
       deadline,
       std::move(cancel),
   };
-  AsyncAcquisition::start(
-      std::move(request), [self = shared_from_this(), done = std::move(done)](AsyncAcquisition::Outcome outcome) {
-        if (!outcome.hold) return done(outcome.error, nullptr);
-        if (outcome.waited) self->releaser_.expect_successor();
-        self->named_.context->log()(LogLevel::debug, "permit acquired",
-                                    {{"name", self->named_.name}, {"key", outcome.hold->entry().key}});
-        done({}, std::make_shared<PermitHold>(self, std::move(outcome.hold), outcome.in_doubt));
-      });
+  AsyncAcquisition::start(std::move(request), named_.queue, std::move(entry),
+                          [self = shared_from_this(), done = std::move(done)](AsyncAcquisition::Outcome outcome) {
+                            if (!outcome.acquired()) return done(outcome.error, nullptr);
+                            if (outcome.waited) self->releaser_.expect_successor();
+                            self->named_.context->log()(
+                                LogLevel::debug, "permit acquired",
+                                {{"name", self->named_.name}, {"key", outcome.hold()->entry().key}});
+                            done({}, std::make_shared<PermitHold>(self, std::move(outcome.hold()), outcome.in_doubt));
+                          });
 }
 
 void SemaphoreImpl::release(Hold& hold, bool in_doubt, std::error_code& ec) noexcept {

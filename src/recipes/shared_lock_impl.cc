@@ -162,16 +162,15 @@ void SharedLockImpl::release(Side side, std::error_code& ec) noexcept {
 void SharedLockImpl::async_acquire(Side side, SteadyTime deadline, std::stop_token cancel, AsyncDone done) {
   const auto& context = named_.context;
   const bool write = side == Side::write;
+  QueueWait::Entry entry{context->entry_value(side, 0, /*with_inbox=*/false),
+                         context->unique_key_suffix(),
+                         write ? Admission::exclusive() : Admission::shared(),
+                         {},
+                         false};
   AsyncAcquisition::Request request{
       context,
-      named_.queue,
       write ? "write lock" : "read lock",
       named_.name,
-      {context->entry_value(side, 0, /*with_inbox=*/false),
-       context->unique_key_suffix(),
-       write ? Admission::exclusive() : Admission::shared(),
-       {},
-       false},
       {options_.retry_interval, options_.max_retries, options_.max_retry_interval},
       named_.counters,
       {},  // each hold has its own entry: etcd's queue excludes them, no turn
@@ -179,16 +178,17 @@ void SharedLockImpl::async_acquire(Side side, SteadyTime deadline, std::stop_tok
       deadline,
       std::move(cancel),
   };
-  AsyncAcquisition::start(std::move(request), [self = shared_from_this(), write,
-                                               done = std::move(done)](AsyncAcquisition::Outcome outcome) {
-    if (!outcome.hold) return done(outcome.error, nullptr);
-    auto state = std::make_shared<AsyncSharedHold>();
-    state->lock = self;
-    state->hold = std::move(outcome.hold);
-    state->in_doubt = outcome.in_doubt;
-    state->writing = write;
-    done({}, std::move(state));
-  });
+  AsyncAcquisition::start(
+      std::move(request), named_.queue, std::move(entry),
+      [self = shared_from_this(), write, done = std::move(done)](AsyncAcquisition::Outcome outcome) {
+        if (!outcome.acquired()) return done(outcome.error, nullptr);
+        auto state = std::make_shared<AsyncSharedHold>();
+        state->lock = self;
+        state->hold = std::move(outcome.hold());
+        state->in_doubt = outcome.in_doubt;
+        state->writing = write;
+        done({}, std::move(state));
+      });
 }
 
 void SharedLockImpl::release(AsyncSharedHold& state, std::error_code& ec) noexcept {
