@@ -9,6 +9,8 @@
 #include <string_view>
 #include <system_error>
 
+#include "etcdlock/owned_hold.h"
+
 namespace etcdlock {
 
 namespace detail {
@@ -21,16 +23,12 @@ struct AsyncLeadership;
 // Any thread may use it. While it is held, this process's other candidates
 // (a thread in Election::campaign(), another asynchronous campaign) wait
 // behind it, in one FIFO order. Election::is_leader() is true meanwhile.
-class Leadership {
+// Moved over another, it resigns what that one held first; `if (leadership)`
+// says it holds one, lost or not, until resign().
+class Leadership : public detail::OwnedHold<Leadership, detail::AsyncLeadership> {
  public:
   Leadership() = default;
-  Leadership(Leadership&& other) noexcept = default;
-  // Resigns what this object held first.
-  Leadership& operator=(Leadership&& other) noexcept;
-  ~Leadership();
 
-  // Holds a leadership, lost or not (until resign()).
-  explicit operator bool() const noexcept { return state_ != nullptr; }
   // Leads, as far as this process knows: the leadership was not lost.
   bool is_leader() const;
 
@@ -43,10 +41,10 @@ class Leadership {
   // on this process does not lead, whatever etcd answers; when etcd does not
   // confirm the delete, the lost token fires and the key is removed in the
   // background.
-  void resign() noexcept;
+  void resign() noexcept { end(); }
   // As resign(), reporting errc::lock_not_held (nothing held),
   // errc::lock_expired (it had been lost) and errc::unavailable (no answer).
-  void resign(std::error_code& ec) noexcept;
+  void resign(std::error_code& ec) noexcept { end(ec); }
 
   // Requested when the leadership ends involuntarily, before etcd can let
   // another candidate lead. Without one, a token with stop_possible() == false.
@@ -65,8 +63,9 @@ class Leadership {
 
  private:
   friend class Election;
-  explicit Leadership(std::shared_ptr<detail::AsyncLeadership> state);
-  std::shared_ptr<detail::AsyncLeadership> state_;
+  friend class detail::OwnedHold<Leadership, detail::AsyncLeadership>;
+  explicit Leadership(std::shared_ptr<detail::AsyncLeadership> state) noexcept : OwnedHold(std::move(state)) {}
+  static void end_hold(std::shared_ptr<detail::AsyncLeadership> state, std::error_code& ec) noexcept;
 };
 
 }  // namespace etcdlock

@@ -9,6 +9,8 @@
 #include <string_view>
 #include <system_error>
 
+#include "etcdlock/owned_hold.h"
+
 namespace etcdlock {
 
 namespace detail {
@@ -24,29 +26,26 @@ struct AsyncLockHold;
 // acquisition) gets the lock: they wait for it in FIFO order, then in etcd's
 // queue. Lock::held() is true meanwhile, Lock::held_by_this_thread() false
 // on every thread, and Lock::unlock() releases nothing of it.
-class LockHold {
+//
+// Moved over another, it releases what that one held first; `if (hold)`
+// says it holds, lost or not, until release().
+class LockHold : public detail::OwnedHold<LockHold, detail::AsyncLockHold> {
  public:
   LockHold() = default;
-  LockHold(LockHold&& other) noexcept = default;
-  // Releases what this object held first.
-  LockHold& operator=(LockHold&& other) noexcept;
-  ~LockHold();
 
-  // Holds the lock, lost or not (until release()).
-  explicit operator bool() const noexcept { return state_ != nullptr; }
   // Holds the lock, and the hold was not lost.
   bool held() const;
 
   // Deletes the key in etcd, handing the lock to the next waiter. Never
   // throws; failures are logged.
-  void release() noexcept;
+  void release() noexcept { end(); }
   // As release(), reporting errc::lock_not_held (nothing held),
   // errc::lock_expired (the hold had been lost; it is ended all the same) and
   // errc::unavailable (etcd did not answer the delete: the hold is ended here
   // all the same, its lost token is requested, since the delete may have
   // happened and the next holder be in, and the key is removed in the
   // background).
-  void release(std::error_code& ec) noexcept;
+  void release(std::error_code& ec) noexcept { end(ec); }
 
   // Requested when the hold ends involuntarily (the lease expired, was
   // revoked or could not be renewed before its local deadline; the key was
@@ -68,8 +67,9 @@ class LockHold {
 
  private:
   friend class Lock;
-  explicit LockHold(std::shared_ptr<detail::AsyncLockHold> state);
-  std::shared_ptr<detail::AsyncLockHold> state_;
+  friend class detail::OwnedHold<LockHold, detail::AsyncLockHold>;
+  explicit LockHold(std::shared_ptr<detail::AsyncLockHold> state) noexcept : OwnedHold(std::move(state)) {}
+  static void end_hold(std::shared_ptr<detail::AsyncLockHold> state, std::error_code& ec) noexcept;
 };
 
 }  // namespace etcdlock

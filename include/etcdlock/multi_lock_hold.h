@@ -8,7 +8,9 @@
 #include <string>
 #include <string_view>
 #include <system_error>
+
 #include <vector>
+#include "etcdlock/owned_hold.h"
 
 namespace etcdlock {
 
@@ -26,28 +28,24 @@ struct AsyncMultiLockHold;
 // acquisition): they wait for them in FIFO order, then in etcd's queues.
 // MultiLock::held() is true meanwhile, MultiLock::held_by_this_thread()
 // false on every thread, and MultiLock::unlock() releases nothing of it.
-class MultiLockHold {
+// Moved over another, it releases what that one held first; `if (hold)`
+// says it holds the names, lost or not, until release().
+class MultiLockHold : public detail::OwnedHold<MultiLockHold, detail::AsyncMultiLockHold> {
  public:
   MultiLockHold() = default;
-  MultiLockHold(MultiLockHold&& other) noexcept = default;
-  // Releases what this object held first.
-  MultiLockHold& operator=(MultiLockHold&& other) noexcept;
-  ~MultiLockHold();
 
-  // Holds the names, lost or not (until release()).
-  explicit operator bool() const noexcept { return state_ != nullptr; }
   // Holds the names, and the hold was not lost.
   bool held() const;
 
   // Deletes every entry in one Txn, handing each name to its next waiter.
   // Never throws; failures are logged.
-  void release() noexcept;
+  void release() noexcept { end(); }
   // As release(), reporting errc::lock_not_held (nothing held),
   // errc::lock_expired (the hold had been lost; it is ended all the same)
   // and errc::unavailable (etcd did not answer the delete: the hold is ended
   // here all the same, its lost token is requested, and the keys are removed
   // in the background).
-  void release(std::error_code& ec) noexcept;
+  void release(std::error_code& ec) noexcept { end(ec); }
 
   // Requested when any name's hold ends involuntarily, before etcd could let
   // another holder of it in (as MultiLock::lost_token()). Without a hold, a
@@ -70,8 +68,9 @@ class MultiLockHold {
 
  private:
   friend class MultiLock;
-  explicit MultiLockHold(std::shared_ptr<detail::AsyncMultiLockHold> state);
-  std::shared_ptr<detail::AsyncMultiLockHold> state_;
+  friend class detail::OwnedHold<MultiLockHold, detail::AsyncMultiLockHold>;
+  explicit MultiLockHold(std::shared_ptr<detail::AsyncMultiLockHold> state) noexcept : OwnedHold(std::move(state)) {}
+  static void end_hold(std::shared_ptr<detail::AsyncMultiLockHold> state, std::error_code& ec) noexcept;
 };
 
 }  // namespace etcdlock

@@ -14,6 +14,7 @@
 #include <system_error>
 
 #include "etcdlock/deadline.h"
+#include "etcdlock/owned_hold.h"
 
 namespace etcdlock {
 
@@ -24,26 +25,23 @@ class PermitHold;
 
 // One permit of a Semaphore, held until released or lost; releasing it on
 // destruction. Move-only; a default-constructed Permit holds nothing.
-class Permit {
+// Moved over another, it gives back what that one held first; `if (permit)`
+// says it holds a permit, lost or not, until release().
+class Permit : public detail::OwnedHold<Permit, detail::PermitHold> {
  public:
   Permit() = default;
-  Permit(Permit&& other) noexcept = default;
-  Permit& operator=(Permit&& other) noexcept;
-  ~Permit();
 
-  // Holds a permit, lost or not (until release()).
-  explicit operator bool() const noexcept { return hold_ != nullptr; }
   // Holds a permit that was not lost.
   bool held() const;
 
   // Gives the permit back: the next waiter gets it in milliseconds. Never
   // throws; failures are logged.
-  void release() noexcept;
+  void release() noexcept { end(); }
   // As release(), reporting errc::lock_not_held (no permit),
   // errc::lock_expired (it had been lost; it is given back all the same) and
   // errc::unavailable (etcd did not answer: given back here all the same,
   // the lost token is requested and the key removed in the background).
-  void release(std::error_code& ec) noexcept;
+  void release(std::error_code& ec) noexcept { end(ec); }
 
   // Requested when the permit is lost (its lease expired, was revoked or
   // could not be renewed before its local deadline; its key was deleted; the
@@ -56,14 +54,16 @@ class Permit {
   // or with a suffix for a second permit of one lease; empty without a permit.
   std::string key() const;
   // Writes to etcd only while this permit stands (one Txn that compares its
-  // key's create revision): true when committed.
+  // key's create revision): true when committed, false when the permit is
+  // gone or lost. Throws Error: unavailable; lock_not_held without a permit.
   bool guarded_put(std::string_view key, std::string_view value);
   bool guarded_delete(std::string_view key);
 
  private:
   friend class Semaphore;
-  explicit Permit(std::shared_ptr<detail::PermitHold> hold);
-  std::shared_ptr<detail::PermitHold> hold_;
+  friend class detail::OwnedHold<Permit, detail::PermitHold>;
+  explicit Permit(std::shared_ptr<detail::PermitHold> hold) noexcept : OwnedHold(std::move(hold)) {}
+  static void end_hold(std::shared_ptr<detail::PermitHold> hold, std::error_code& ec) noexcept;
 };
 
 // A counting semaphore on etcd: at most limit() permits are held at once,

@@ -10,6 +10,8 @@
 #include <string_view>
 #include <system_error>
 
+#include "etcdlock/owned_hold.h"
+
 namespace etcdlock {
 
 namespace detail {
@@ -20,29 +22,25 @@ struct AsyncSharedHold;
 // released on destruction. Move-only; a default-constructed one holds
 // nothing. Any thread may use it. Each hold has an entry of its own in the
 // lock's queue, so holds of this process exclude one another as those of
-// other processes do: a writer alone, readers together.
-class SharedLockHold {
+// other processes do: a writer alone, readers together. Moved over another,
+// it releases what that one held first; `if (hold)` says it holds a side,
+// lost or not, until release().
+class SharedLockHold : public detail::OwnedHold<SharedLockHold, detail::AsyncSharedHold> {
  public:
   SharedLockHold() = default;
-  SharedLockHold(SharedLockHold&& other) noexcept = default;
-  // Releases what this object held first.
-  SharedLockHold& operator=(SharedLockHold&& other) noexcept;
-  ~SharedLockHold();
 
-  // Holds a side, lost or not (until release()).
-  explicit operator bool() const noexcept { return state_ != nullptr; }
   // Holds a side, and the hold was not lost.
   bool held() const;
   // The write side (else the read side); false without a hold.
   bool writing() const;
 
   // Deletes the hold's key, letting the next waiters in. Never throws.
-  void release() noexcept;
+  void release() noexcept { end(); }
   // As release(), reporting errc::lock_not_held (nothing held),
   // errc::lock_expired (it had been lost) and errc::unavailable (etcd did
   // not answer: released here all the same, the lost token is requested and
   // the key removed in the background).
-  void release(std::error_code& ec) noexcept;
+  void release(std::error_code& ec) noexcept { end(ec); }
 
   // Requested when the hold ends involuntarily, before etcd could let a
   // conflicting holder in. Without a hold, stop_possible() == false.
@@ -60,8 +58,9 @@ class SharedLockHold {
 
  private:
   friend class SharedLock;
-  explicit SharedLockHold(std::shared_ptr<detail::AsyncSharedHold> state);
-  std::shared_ptr<detail::AsyncSharedHold> state_;
+  friend class detail::OwnedHold<SharedLockHold, detail::AsyncSharedHold>;
+  explicit SharedLockHold(std::shared_ptr<detail::AsyncSharedHold> state) noexcept : OwnedHold(std::move(state)) {}
+  static void end_hold(std::shared_ptr<detail::AsyncSharedHold> state, std::error_code& ec) noexcept;
 };
 
 }  // namespace etcdlock

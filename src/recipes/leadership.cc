@@ -5,18 +5,6 @@
 
 namespace etcdlock {
 
-Leadership::Leadership(std::shared_ptr<detail::AsyncLeadership> state) : state_(std::move(state)) {}
-
-Leadership& Leadership::operator=(Leadership&& other) noexcept {
-  if (this != &other) {
-    resign();
-    state_ = std::move(other.state_);
-  }
-  return *this;
-}
-
-Leadership::~Leadership() { resign(); }
-
 bool Leadership::is_leader() const {
   // Election::resign() ends the process's leadership, this one included.
   return state_ && !state_->hold->lost() && state_->election->exclusive().hold() == state_->hold;
@@ -27,18 +15,7 @@ bool Leadership::proclaim(std::string_view value) {
   return is_leader() && state_->election->proclaim(*state_, value);
 }
 
-void Leadership::resign() noexcept {
-  std::error_code ignored;
-  resign(ignored);
-}
-
-void Leadership::resign(std::error_code& ec) noexcept {
-  ec.clear();
-  if (!state_) {
-    ec = make_error_code(errc::lock_not_held);
-    return;
-  }
-  const auto state = std::move(state_);
+void Leadership::end_hold(std::shared_ptr<detail::AsyncLeadership> state, std::error_code& ec) noexcept {
   state->election->resign(*state, ec);
 }
 

@@ -5,34 +5,11 @@
 
 namespace etcdlock {
 
-LockHold::LockHold(std::shared_ptr<detail::AsyncLockHold> state) : state_(std::move(state)) {}
-
-LockHold& LockHold::operator=(LockHold&& other) noexcept {
-  if (this != &other) {
-    release();
-    state_ = std::move(other.state_);
-  }
-  return *this;
-}
-
-LockHold::~LockHold() { release(); }
-
 bool LockHold::held() const {
   return state_ && !state_->hold->lost() && state_->lock->exclusive().hold() == state_->hold;
 }
 
-void LockHold::release() noexcept {
-  std::error_code ignored;
-  release(ignored);
-}
-
-void LockHold::release(std::error_code& ec) noexcept {
-  ec.clear();
-  if (!state_) {
-    ec = make_error_code(errc::lock_not_held);
-    return;
-  }
-  const auto state = std::move(state_);
+void LockHold::end_hold(std::shared_ptr<detail::AsyncLockHold> state, std::error_code& ec) noexcept {
   state->lock->release(*state, ec);
 }
 

@@ -5,32 +5,9 @@
 
 namespace etcdlock {
 
-MultiLockHold::MultiLockHold(std::shared_ptr<detail::AsyncMultiLockHold> state) : state_(std::move(state)) {}
-
-MultiLockHold& MultiLockHold::operator=(MultiLockHold&& other) noexcept {
-  if (this != &other) {
-    release();
-    state_ = std::move(other.state_);
-  }
-  return *this;
-}
-
-MultiLockHold::~MultiLockHold() { release(); }
-
 bool MultiLockHold::held() const { return state_ && state_->lock->holds(*state_); }
 
-void MultiLockHold::release() noexcept {
-  std::error_code ignored;
-  release(ignored);
-}
-
-void MultiLockHold::release(std::error_code& ec) noexcept {
-  ec.clear();
-  if (!state_) {
-    ec = make_error_code(errc::lock_not_held);
-    return;
-  }
-  const auto state = std::move(state_);
+void MultiLockHold::end_hold(std::shared_ptr<detail::AsyncMultiLockHold> state, std::error_code& ec) noexcept {
   state->lock->release(*state, ec);
 }
 

@@ -7,48 +7,22 @@
 
 namespace etcdlock {
 
-Permit::Permit(std::shared_ptr<detail::PermitHold> hold) : hold_(std::move(hold)) {}
+void Permit::end_hold(std::shared_ptr<detail::PermitHold> hold, std::error_code& ec) noexcept { hold->release(ec); }
 
-Permit& Permit::operator=(Permit&& other) noexcept {
-  if (this != &other) {
-    release();
-    hold_ = std::move(other.hold_);
-  }
-  return *this;
-}
-
-Permit::~Permit() { release(); }
-
-bool Permit::held() const { return hold_ && !hold_->released() && !hold_->hold().lost(); }
-
-void Permit::release() noexcept {
-  std::error_code ignored;
-  release(ignored);
-}
-
-void Permit::release(std::error_code& ec) noexcept {
-  ec.clear();
-  if (!hold_) {
-    ec = make_error_code(errc::lock_not_held);
-    return;
-  }
-  hold_->release(ec);
-  hold_.reset();
-}
-
-std::stop_token Permit::lost_token() const { return hold_ ? hold_->hold().lost_token() : std::stop_token(); }
-bool Permit::lost() const { return hold_ && hold_->hold().lost(); }
-std::int64_t Permit::fencing_token() const { return held() ? hold_->hold().entry().revision : 0; }
-std::string Permit::key() const { return hold_ ? hold_->hold().entry().key : std::string(); }
+bool Permit::held() const { return state_ && !state_->released() && !state_->hold().lost(); }
+std::stop_token Permit::lost_token() const { return state_ ? state_->hold().lost_token() : std::stop_token(); }
+bool Permit::lost() const { return state_ && state_->hold().lost(); }
+std::int64_t Permit::fencing_token() const { return held() ? state_->hold().entry().revision : 0; }
+std::string Permit::key() const { return state_ ? state_->hold().entry().key : std::string(); }
 
 bool Permit::guarded_put(std::string_view key, std::string_view value) {
-  if (!hold_) return false;
-  return detail::guarded_put(hold_->hold_context().client(), hold_->guarded_txn(), key, value);
+  if (!state_) throw Error(errc::lock_not_held, "guarded_put() without a permit");
+  return detail::guarded_put(state_->hold_context().client(), state_->guarded_txn(), key, value);
 }
 
 bool Permit::guarded_delete(std::string_view key) {
-  if (!hold_) return false;
-  return detail::guarded_delete(hold_->hold_context().client(), hold_->guarded_txn(), key);
+  if (!state_) throw Error(errc::lock_not_held, "guarded_delete() without a permit");
+  return detail::guarded_delete(state_->hold_context().client(), state_->guarded_txn(), key);
 }
 
 Semaphore::Semaphore(std::shared_ptr<detail::SemaphoreImpl> impl) : impl_(std::move(impl)) {}
@@ -101,7 +75,7 @@ std::optional<Permit> Semaphore::try_acquire_permit_until_steady(detail::SteadyT
 
 bool Semaphore::keep(std::optional<Permit> permit) {
   if (!permit) return false;
-  impl_->keep(std::move(permit->hold_));
+  impl_->keep(std::exchange(permit->state_, nullptr));
   return true;
 }
 

@@ -5,33 +5,10 @@
 #include "recipes/shared_lock_impl.h"
 
 namespace etcdlock {
-SharedLockHold::SharedLockHold(std::shared_ptr<detail::AsyncSharedHold> state) : state_(std::move(state)) {}
-
-SharedLockHold& SharedLockHold::operator=(SharedLockHold&& other) noexcept {
-  if (this != &other) {
-    release();
-    state_ = std::move(other.state_);
-  }
-  return *this;
-}
-
-SharedLockHold::~SharedLockHold() { release(); }
-
 bool SharedLockHold::held() const { return state_ && !state_->hold->lost(); }
 bool SharedLockHold::writing() const { return state_ && state_->writing; }
 
-void SharedLockHold::release() noexcept {
-  std::error_code ignored;
-  release(ignored);
-}
-
-void SharedLockHold::release(std::error_code& ec) noexcept {
-  ec.clear();
-  if (!state_) {
-    ec = make_error_code(errc::lock_not_held);
-    return;
-  }
-  const auto state = std::move(state_);
+void SharedLockHold::end_hold(std::shared_ptr<detail::AsyncSharedHold> state, std::error_code& ec) noexcept {
   state->lock->release(*state, ec);
 }
 
