@@ -126,9 +126,13 @@ void LockImpl::async_acquire(SteadyTime deadline, std::stop_token cancel, AsyncD
 
 void LockImpl::async_acquired(AsyncAcquisition::Outcome outcome, const AsyncDone& done) {
   if (!outcome.acquired()) {
-    MutexLock lock(mu_);
-    if (!outcome.key.empty()) remember_key(std::move(outcome.key));
-  } else {
+    {
+      MutexLock lock(mu_);
+      if (!outcome.key.empty()) remember_key(std::move(outcome.key));
+    }
+    return done(outcome.error, nullptr);
+  }
+  {
     // The turn is ours (the acquisition kept it): the hold is this lock's
     // until the LockHold gives it up.
     if (outcome.waited) releaser_.expect_successor();
@@ -142,7 +146,6 @@ void LockImpl::async_acquired(AsyncAcquisition::Outcome outcome, const AsyncDone
                                 {"fencing_token", std::to_string(outcome.hold()->entry().revision)},
                                 {"by", "asynchronous acquisition"}});
   }
-  if (outcome.error) return done(outcome.error, nullptr);
   auto state = std::make_shared<AsyncLockHold>();
   state->lock = shared_from_this();
   state->hold = std::move(outcome.hold());
