@@ -58,6 +58,34 @@ void spin(int n) {
   for (int i = 0; i < n; ++i) asm volatile("" ::: "memory");
 }
 
+// Cancels `first` after a spin of up to 200 and `second` after one of up to
+// `max_delay` (or a sleep of `second_sleep_ms`), the two released at once.
+void cancel_both(std::mt19937& rng, int max_delay, int second_sleep_ms, std::stop_source& first,
+                 std::stop_source& second) {
+  std::atomic<int> go{0};
+  const int first_delay = static_cast<int>(rng() % 200);
+  const int second_delay = static_cast<int>(rng() % static_cast<unsigned>(max_delay));
+  std::thread cancel_first([&] {
+    while (go.load() == 0) {
+    }
+    spin(first_delay);
+    first.request_stop();
+  });
+  std::thread cancel_second([&] {
+    while (go.load() == 0) {
+    }
+    if (second_sleep_ms > 0) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(second_sleep_ms));
+    } else {
+      spin(second_delay);
+    }
+    second.request_stop();
+  });
+  go = 1;
+  cancel_first.join();
+  cancel_second.join();
+}
+
 std::shared_ptr<MultiLock> multi(LockManager& manager, const std::vector<std::string>& names,
                                  LockOptions options = {}) {
   std::vector<std::string_view> views(names.begin(), names.end());
@@ -121,28 +149,7 @@ TEST_F(ReviewAsyncMulti, CancelRacingTheGrantOfAnEarlierTurnWithdrawsAnotherWait
     p->async_lock(pd->handler(), ps.get_token());
     q->async_lock(qd->handler(), qs.get_token());
     r->async_lock(rd->handler(), rs.get_token());
-    std::atomic<int> go{0};
-    const int dx = static_cast<int>(rng() % 200);
-    const int dy = static_cast<int>(rng() % static_cast<unsigned>(max_delay));
-    std::thread tx([&] {
-      while (go.load() == 0) {
-      }
-      spin(dx);
-      ps.request_stop();
-    });
-    std::thread ty([&] {
-      while (go.load() == 0) {
-      }
-      if (y_sleep_ms > 0) {
-        std::this_thread::sleep_for(std::chrono::milliseconds(y_sleep_ms));
-      } else {
-        spin(dy);
-      }
-      qs.request_stop();
-    });
-    go = 1;
-    tx.join();
-    ty.join();
+    cancel_both(rng, max_delay, y_sleep_ms, ps, qs);
     rs.request_stop();
     hs.request_stop();
     const bool all = pd->wait(5s) && qd->wait(5s) && hd->wait(5s);
@@ -216,28 +223,7 @@ TEST_F(ReviewAsyncMulti, CancelRacingTheGrantOfAnEarlierTurnStrandsABlockedThrea
     });
     // Wait until the thread is queued on b-k's turn (it cannot be seen; 1 ms is plenty).
     std::this_thread::sleep_for(1ms);
-    std::atomic<int> go{0};
-    const int dx = static_cast<int>(rng() % 200);
-    const int dy = static_cast<int>(rng() % static_cast<unsigned>(max_delay));
-    std::thread tx([&] {
-      while (go.load() == 0) {
-      }
-      spin(dx);
-      ps.request_stop();
-    });
-    std::thread ty([&] {
-      while (go.load() == 0) {
-      }
-      if (y_sleep_ms > 0) {
-        std::this_thread::sleep_for(std::chrono::milliseconds(y_sleep_ms));
-      } else {
-        spin(dy);
-      }
-      qs.request_stop();
-    });
-    go = 1;
-    tx.join();
-    ty.join();
+    cancel_both(rng, max_delay, y_sleep_ms, ps, qs);
     ASSERT_TRUE(pd->wait(5s) && qd->wait(5s)) << "round " << k;
     hs.request_stop();  // b-k's turn passes to the thread, which acquires b-k in etcd
     ASSERT_TRUE(hd->wait(5s)) << "round " << k;
