@@ -26,6 +26,7 @@
 //                --keys names and then on one name, behind holders that a
 //                raw lease keeps: threads and memory per pending waiter, the
 //                time to queue them and to serve them all once the holders go
+#include <absl/synchronization/mutex.h>
 #include <dirent.h>
 #include <malloc.h>
 #include <unistd.h>
@@ -73,6 +74,9 @@ struct Config {
   int limit = 2;             // semaphore: permits held at once
   int writers_percent = 20;  // rwlock: the share of writes
   bool metrics = true;       // ManagerOptions::metrics, to measure what counting costs
+  // abseil's Mutex deadlock detection, which Debian's build leaves on and
+  // gRPC's every lock pays: the program's own choice, as a user's main() may make it.
+  bool abseil_deadlock_detection = true;
   std::string prefix;
   std::string label;
 };
@@ -138,9 +142,11 @@ long rss_bytes() {
 }
 
 json base_result(const Config& config) {
-  return {{"implementation", "etcdlock"}, {"client_version", kVersion},    {"label", config.label},
-          {"mode", config.mode},          {"endpoints", config.endpoints}, {"clients", config.clients},
-          {"ops_per_client", config.ops}, {"ttl_s", config.ttl},           {"metrics", config.metrics}};
+  return {{"implementation", "etcdlock"},  {"client_version", kVersion},
+          {"label", config.label},         {"mode", config.mode},
+          {"endpoints", config.endpoints}, {"clients", config.clients},
+          {"ops_per_client", config.ops},  {"ttl_s", config.ttl},
+          {"metrics", config.metrics},     {"abseil_deadlock_detection", config.abseil_deadlock_detection}};
 }
 
 // The threads as the run began: finish() reports what each woke since.
@@ -888,7 +894,10 @@ int main(int argc, char** argv) {
   app.add_option("--prefix", config.prefix, "key prefix (default /lockbench/<mode>/<pid>-<time>)");
   app.add_option("--label", config.label, "copied into the output");
   app.add_flag("!--no-metrics", config.metrics, "managers keep no metrics (ManagerOptions::metrics = false)");
+  app.add_flag("!--no-abseil-deadlock-detection", config.abseil_deadlock_detection,
+               "absl::SetMutexDeadlockDetectionMode(kIgnore) first, as an application's main() may");
   CLI11_PARSE(app, argc, argv);
+  if (!config.abseil_deadlock_detection) absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
   config.endpoints.clear();
   std::stringstream list(endpoints);
   for (std::string endpoint; std::getline(list, endpoint, ',');) config.endpoints.push_back(endpoint);
