@@ -18,8 +18,9 @@
 //                the turns writing
 //   multilock    N managers (8 by default) each holding two of three names at
 //                once, the pairs overlapping in both orders: with a MultiLock
-//                (one enqueue), then with two Locks taken in a fixed order;
-//                checks overlap per name, reports Txns per acquisition
+//                (one enqueue), with its async_lock, then with two Locks taken
+//                in a fixed order (--variant: one of them alone); checks
+//                overlap per name, reports Txns per acquisition
 //   asynccontended  as contended, each manager acquiring with Lock::async_lock
 //                in a chain of handlers (no thread of the benchmark waits)
 //   asyncwait    --keys pending asynchronous acquisitions on one manager, on
@@ -79,6 +80,7 @@ struct Config {
   bool abseil_deadlock_detection = true;
   std::string prefix;
   std::string label;
+  std::string variant = "all";  // multilock: which way of taking two names, or all three
 };
 
 struct Errors {
@@ -584,6 +586,17 @@ json run_multilock(const Config& config) {
     each.prefix = config.prefix + "/" + variant;
     return each;
   };
+  if (config.variant != "all") {
+    // One variant alone, its figures at the top: what bench_measure.py
+    // divides the program's CPU by.
+    const auto by = config.variant == "multi"   ? PairBy::multi_lock
+                    : config.variant == "async" ? PairBy::async_multi_lock
+                                                : PairBy::locks_in_order;
+    json result = run_multilock_variant(prefixed(config.variant), by);
+    result["variant"] = config.variant;
+    result["correct"] = result["overlaps"] == 0 && (by == PairBy::locks_in_order || result["errors"] == 0);
+    return result;
+  }
   json multi = run_multilock_variant(prefixed("multi"), PairBy::multi_lock);
   json async_multi = run_multilock_variant(prefixed("async"), PairBy::async_multi_lock);
   json ordered = run_multilock_variant(prefixed("ordered"), PairBy::locks_in_order);
@@ -891,6 +904,8 @@ int main(int argc, char** argv) {
   app.add_option("--limit", config.limit, "permits of the semaphore")->check(CLI::Range(1, 1024));
   app.add_option("--writers-percent", config.writers_percent, "rwlock: the share of writing turns")
       ->check(CLI::Range(0, 100));
+  app.add_option("--variant", config.variant, "multilock: multi | async | ordered alone (default: all three)")
+      ->check(CLI::IsMember({"all", "multi", "async", "ordered"}));
   app.add_option("--prefix", config.prefix, "key prefix (default /lockbench/<mode>/<pid>-<time>)");
   app.add_option("--label", config.label, "copied into the output");
   app.add_flag("!--no-metrics", config.metrics, "managers keep no metrics (ManagerOptions::metrics = false)");
