@@ -84,11 +84,15 @@ void ElectionImpl::async_campaign(std::string value, SteadyTime deadline, std::s
   const auto& named = exclusive_.named();
   QueueWait::Entry entry{std::move(value), "", Admission::exclusive(), {}, false};
   AsyncAcquisition::Request request{
-      named.context,      "leadership",
-      named.name,         {options_.retry_interval, options_.max_retries, options_.max_retry_interval},
-      named.counters,     {&exclusive_.turn()},
-      shared_from_this(), deadline,
-      std::move(cancel),
+      .context = named.context,
+      .kind = "leadership",
+      .name = named.name,
+      .retry = {options_.retry_interval, options_.max_retries, options_.max_retry_interval},
+      .counters = named.counters,
+      .turns = {&exclusive_.turn()},
+      .owner = shared_from_this(),
+      .deadline = deadline,
+      .cancel = std::move(cancel),
   };
   AsyncAcquisition::start(std::move(request), named.queue, std::move(entry),
                           [self = shared_from_this(), done = std::move(done)](AsyncAcquisition::Outcome outcome) {

@@ -108,15 +108,15 @@ void LockImpl::async_acquire(SteadyTime deadline, std::stop_token cancel, AsyncD
   const auto& named = exclusive_.named();
   QueueWait::Entry entry{context->entry_value(), "", Admission::exclusive(), {}, true};
   AsyncAcquisition::Request request{
-      context,
-      "lock",
-      named.name,
-      {options_.retry_interval, options_.max_retries, options_.max_retry_interval},
-      named.counters,
-      {&exclusive_.turn()},
-      shared_from_this(),
-      deadline,
-      std::move(cancel),
+      .context = context,
+      .kind = "lock",
+      .name = named.name,
+      .retry = {options_.retry_interval, options_.max_retries, options_.max_retry_interval},
+      .counters = named.counters,
+      .turns = {&exclusive_.turn()},
+      .owner = shared_from_this(),
+      .deadline = deadline,
+      .cancel = std::move(cancel),
   };
   AsyncAcquisition::start(std::move(request), named.queue, std::move(entry),
                           [self = shared_from_this(), done = std::move(done)](AsyncAcquisition::Outcome outcome) {

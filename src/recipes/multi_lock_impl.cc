@@ -182,15 +182,15 @@ void MultiLockImpl::async_acquire(SteadyTime deadline, std::stop_token cancel, A
   for (const auto& lock : locks_) turns.push_back(&lock->exclusive().turn());
   const RetryPolicy retry{options_.retry_interval, options_.max_retries, options_.max_retry_interval};
   AsyncAcquisition::Request request{
-      context_,
-      "multi-lock",
-      names_.front(),  // as the blocking form's messages
-      retry,
-      nullptr,           // each name's hold counts for its lock, as the blocking form's
-      std::move(turns),  // in the order of the sorted names, as every multi-lock of this process
-      shared_from_this(),
-      deadline,
-      std::move(cancel),
+      .context = context_,
+      .kind = "multi-lock",
+      .name = names_.front(),  // as the blocking form's messages
+      .retry = retry,
+      .counters = nullptr,        // each name's hold counts for its lock, as the blocking form's
+      .turns = std::move(turns),  // in the order of the sorted names, as every multi-lock of this process
+      .owner = shared_from_this(),
+      .deadline = deadline,
+      .cancel = std::move(cancel),
   };
   auto attempt = std::make_unique<MultiAcquisition>(context_, queues(), description(), retry);
   AsyncAcquisition::start(std::move(request), std::move(attempt),

@@ -68,15 +68,15 @@ void SemaphoreImpl::async_acquire(SteadyTime deadline, std::stop_token cancel, A
                          Admission::counted(options_.limit),
                          [this](const std::vector<std::string>& values) { check_limits(values); }, true};
   AsyncAcquisition::Request request{
-      context,
-      "permit",
-      named_.name,
-      {options_.retry.retry_interval, options_.retry.max_retries, options_.retry.max_retry_interval},
-      named_.counters,
-      {},  // permits take no turn
-      shared_from_this(),
-      deadline,
-      std::move(cancel),
+      .context = context,
+      .kind = "permit",
+      .name = named_.name,
+      .retry = {options_.retry.retry_interval, options_.retry.max_retries, options_.retry.max_retry_interval},
+      .counters = named_.counters,
+      .turns = {},  // permits take no turn
+      .owner = shared_from_this(),
+      .deadline = deadline,
+      .cancel = std::move(cancel),
   };
   AsyncAcquisition::start(std::move(request), named_.queue, std::move(entry),
                           [self = shared_from_this(), done = std::move(done)](AsyncAcquisition::Outcome outcome) {

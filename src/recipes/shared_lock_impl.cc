@@ -168,15 +168,15 @@ void SharedLockImpl::async_acquire(Side side, SteadyTime deadline, std::stop_tok
                          {},
                          false};
   AsyncAcquisition::Request request{
-      context,
-      write ? "write lock" : "read lock",
-      named_.name,
-      {options_.retry_interval, options_.max_retries, options_.max_retry_interval},
-      named_.counters,
-      {},  // each hold has its own entry: etcd's queue excludes them, no turn
-      shared_from_this(),
-      deadline,
-      std::move(cancel),
+      .context = context,
+      .kind = write ? "write lock" : "read lock",
+      .name = named_.name,
+      .retry = {options_.retry_interval, options_.max_retries, options_.max_retry_interval},
+      .counters = named_.counters,
+      .turns = {},  // each hold has its own entry: etcd's queue excludes them, no turn
+      .owner = shared_from_this(),
+      .deadline = deadline,
+      .cancel = std::move(cancel),
   };
   AsyncAcquisition::start(
       std::move(request), named_.queue, std::move(entry),
