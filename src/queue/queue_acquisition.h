@@ -17,6 +17,7 @@
 #include "queue/hold.h"
 #include "queue/primitive_context.h"
 #include "queue/primitive_metrics.h"
+#include "queue/queue_attempt.h"
 #include "queue/queue_wait.h"
 
 namespace etcdlock::detail {
@@ -40,19 +41,18 @@ class QueueAcquisition {
   // retries), permission_denied.
   std::optional<Acquired> run(SteadyTime deadline, const std::stop_token& cancel, QueueWait::Mode mode);
   // The key of the attempt's entry, once it has a session.
-  const std::string& key() const { return wait_.key(); }
+  std::string key() const { return attempt_.key(); }
 
  private:
-  void give_up();
   std::optional<Acquired> attempt(SteadyTime deadline, const std::stop_token& cancel, QueueWait::Mode mode);
 
   const std::shared_ptr<PrimitiveContext> context_;
-  const std::string kind_;
   const std::string name_;
-  const std::string description_;  // kind and quoted name
   const RetryPolicy retry_;
   const std::shared_ptr<PrimitiveCounters> counters_;
-  QueueWait wait_;
+  // The asynchronous acquisition's attempt, run blocking: one place for the
+  // rules of taking a hold, of logging a requeue and of leaving no entry.
+  OneQueueAttempt attempt_;
   std::shared_ptr<Session> session_;
 };
 

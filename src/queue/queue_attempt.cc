@@ -13,6 +13,13 @@ OneQueueAttempt::OneQueueAttempt(std::shared_ptr<PrimitiveContext> context, Queu
       counters_(std::move(counters)),
       wait_(context_, std::move(queue), std::move(entry)) {}
 
+QueueWait::Result OneQueueAttempt::run(const std::shared_ptr<Session>& session, SteadyTime deadline,
+                                       const std::stop_token& cancel, QueueWait::Mode mode) {
+  const auto result = wait_.run(session, deadline, cancel, mode);
+  log_if_lost(result);
+  return result;
+}
+
 std::optional<QueueWait::Result> OneQueueAttempt::start(const std::shared_ptr<Session>& session, SteadyTime deadline,
                                                         QueueWait::Mode mode) {
   const auto result = wait_.start(session, deadline, mode);

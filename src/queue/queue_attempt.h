@@ -10,6 +10,7 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <stop_token>
 #include <string>
 #include <vector>
 
@@ -61,6 +62,11 @@ class OneQueueAttempt final : public QueueAttempt {
   // `kind` ("lock") and `name` for the hold's messages; `counters` may be null.
   OneQueueAttempt(std::shared_ptr<PrimitiveContext> context, QueueDir queue, QueueWait::Entry entry, std::string kind,
                   std::string name, std::shared_ptr<PrimitiveCounters> counters);
+
+  // The blocking form of start() and poll() (QueueWait::run), for
+  // QueueAcquisition: the same logging of a lost entry, the same holds.
+  QueueWait::Result run(const std::shared_ptr<Session>& session, SteadyTime deadline, const std::stop_token& cancel,
+                        QueueWait::Mode mode);
 
   void set_waker(std::function<void()> waker) override { wait_.set_waker(std::move(waker)); }
   std::optional<QueueWait::Result> start(const std::shared_ptr<Session>& session, SteadyTime deadline,
