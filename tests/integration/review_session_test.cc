@@ -233,7 +233,11 @@ TEST_F(SlowAuth, DrainCancelsTheAuthenticationOfARefusedAsyncCall) {
   auto& client = *alice;
   const auto read = read_of(prefix_ + "/x");
   ASSERT_NO_THROW(client.txn(read, Steady::now() + 10s)) << "the first call authenticates";
-  std::this_thread::sleep_for(4s);  // etcd forgets the token after 3 s of disuse
+  // etcd forgets the token after 3 s of disuse, at the next tick of its 1 s
+  // sweep: up to 4 s after that call, later under load. At 4 s this raced
+  // the sweep (a failure in a loaded run of the suite could be one: the call
+  // then went through with the old token).
+  std::this_thread::sleep_for(5s);
 
   std::promise<std::string> outcome;
   client.txn_async(read, client.command_deadline(), {},
