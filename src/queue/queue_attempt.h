@@ -4,6 +4,9 @@
 // admitted. An asynchronous acquisition (async_acquisition.h) drives it:
 // it takes the local turns first, retries transient failures, queues again
 // on a new lease, keeps time and cancellation, and delivers the outcome.
+// The blocking acquisition (queue_acquisition.h) runs a OneQueueAttempt
+// in its caller's thread instead (OneQueueAttempt::run), so that both make
+// their holds, log their requeues and leave their leftovers alike.
 #pragma once
 
 #include <cstdint>
