@@ -266,20 +266,23 @@ std::optional<QueueWait::Read> QueueWait::enqueue(const Session& session, Steady
   }
 }
 
+void QueueWait::check_entries_ahead(const pb::RangeResponse& read) const {
+  if (!entry_.check_ahead) return;
+  std::vector<std::string> values;
+  for (const auto& kv : read.kvs()) {
+    if (kv.key() != key_ && is_own_entry(queue_.dir, kv.key())) values.push_back(kv.value());
+  }
+  entry_.check_ahead(values);
+}
+
 std::optional<QueueWait::Read> QueueWait::read_from_create(const pb::RangeResponse& newest, std::int64_t revision,
                                                            SteadyTime deadline) {
-  if (entry_.check_ahead) {
-    std::vector<std::string> values;
-    for (const auto& kv : newest.kvs()) {
-      if (kv.key() != key_ && is_own_entry(queue_.dir, kv.key())) values.push_back(kv.value());
-    }
-    entry_.check_ahead(values);
-  }
+  check_entries_ahead(newest);
   // Newest first: ours, then those ahead.
   Admission::Scan ahead_scan(entry_.admission);
   ahead_scan.take(newest, revision);
   if (ahead_scan.decided()) return read_of(ahead_scan, revision);
-  return scan(ahead_scan, ahead_scan.next_below(), deadline);
+  return scan(ahead_scan, ahead_scan.next_below(), deadline, false);
 }
 
 QueueWait::Read QueueWait::read_of(const Admission::Scan& scan, std::int64_t revision) const {
@@ -298,11 +301,16 @@ bool QueueWait::may_defer_watch() const {
 }
 
 std::optional<QueueWait::Read> QueueWait::read_ahead(SteadyTime deadline) {
+  // The create's own read never reached us, and what it would have refused
+  // (a semaphore's other limit) must be refused here: its first page holds
+  // the same entries ahead (helper-57's review: a limit-2 acquirer whose
+  // enqueue reply was lost was admitted beside a limit-1 holder).
   Admission::Scan fresh(entry_.admission);
-  return scan(fresh, own_->revision, deadline);
+  return scan(fresh, own_->revision, deadline, true);
 }
 
-std::optional<QueueWait::Read> QueueWait::scan(Admission::Scan& ahead_scan, std::int64_t below, SteadyTime deadline) {
+std::optional<QueueWait::Read> QueueWait::scan(Admission::Scan& ahead_scan, std::int64_t below, SteadyTime deadline,
+                                               bool check_ahead) {
   // Our entry, and the pages ahead of it, each read with our entry in one
   // revision: whatever the scan decides, our entry was there.
   AheadRead page{entry_.admission.first_read_limit(), entry_.admission.reads_values() || may_defer_watch()};
@@ -310,6 +318,8 @@ std::optional<QueueWait::Read> QueueWait::scan(Admission::Scan& ahead_scan, std:
     const auto response = context_->client().txn(ahead_read(queue_, *own_, below, page), deadline);
     const auto& own = response.responses(0).response_range();
     if (own.kvs_size() == 0 || own.kvs(0).create_revision() != own_->revision) return std::nullopt;
+    if (check_ahead) check_entries_ahead(response.responses(1).response_range());
+    check_ahead = false;
     ahead_scan.take(response.responses(1).response_range(), below);
     if (ahead_scan.decided()) return read_of(ahead_scan, response.header().revision());
     below = ahead_scan.next_below();

@@ -5,10 +5,12 @@
 #include <signal.h>
 
 #include <atomic>
+#include <future>
 #include <mutex>
 #include <thread>
 
 #include "child_process.h"
+#include "etcd/lost_replies.h"
 #include "expect_error.h"
 #include "lock_fixture.h"
 #include "occupancy.h"
@@ -76,6 +78,54 @@ TEST_F(SemaphoreTest, AnotherLimitOnTheSameNameIsRefused) {
   EXPECT_EQ(entries("s"), 1) << "the refused acquisition left its entry";
   expect_error(errc::invalid_argument, "limit of 0", [&] { second_manager->get_semaphore("t", 0); });
   expect_error(errc::invalid_argument, "other options", [&] { first_manager->get_semaphore("s", 5); });
+}
+
+// helper-57's review: the limit was compared only with what the enqueue's
+// own read returned. When that reply was lost after the enqueue committed,
+// the retry adopted its entry and read the entries ahead without comparing
+// them, and a limit-2 acquirer took a permit beside a limit-1 holder (3 of 3,
+// blocking and asynchronous). It must be refused, and leave no entry.
+class SemaphoreLostReplyTest : public SemaphoreTest {
+ protected:
+  ~SemaphoreLostReplyTest() override { LostReplies::disarm(); }
+
+  // A permit of limit 1 held, and a semaphore of limit 2 on the same name
+  // whose next enqueue's reply is lost after it commits.
+  void hold_one_then_lose_the_next_enqueue_reply() {
+    held_ = holder_manager_->get_semaphore("s", 1)->acquire_permit();
+    other_ = other_manager_->get_semaphore("s", 2);
+    LostReplies::arm(detail::etcd::write_site::enqueue, prefix_ + "/s/");
+  }
+  void expect_nothing_left_but_the_holder() {
+    EXPECT_EQ(LostReplies::dropped(detail::etcd::write_site::enqueue), 1)
+        << "no reply was lost: the test tested nothing";
+    EXPECT_TRUE(eventually([&] { return entries("s") == 1; })) << "the refused acquisition left its entry";
+    EXPECT_TRUE(held_.held());
+  }
+
+  using LostReplies = detail::etcd::LostReplies;
+  std::unique_ptr<LockManager> holder_manager_ = manager();
+  std::unique_ptr<LockManager> other_manager_ = manager();
+  std::shared_ptr<Semaphore> other_;
+  Permit held_;
+};
+
+TEST_F(SemaphoreLostReplyTest, AnotherLimitIsRefusedWhenTheEnqueueReplyIsLost) {
+  hold_one_then_lose_the_next_enqueue_reply();
+  expect_error(errc::invalid_argument, "limit of 1", [&] { (void)other_->try_acquire_permit_for(2s); });
+  expect_nothing_left_but_the_holder();
+}
+
+TEST_F(SemaphoreLostReplyTest, AnotherLimitIsRefusedAsynchronouslyWhenTheEnqueueReplyIsLost) {
+  hold_one_then_lose_the_next_enqueue_reply();
+  std::promise<std::pair<std::error_code, Permit>> done;
+  other_->async_acquire_permit_for(2s, [&](std::error_code error, Permit permit) {
+    done.set_value({error, std::move(permit)});
+  });
+  auto [error, permit] = done.get_future().get();
+  EXPECT_EQ(error, errc::invalid_argument) << error.message();
+  EXPECT_FALSE(permit) << "a permit beside a holder whose limit is 1";
+  expect_nothing_left_but_the_holder();
 }
 
 TEST_F(SemaphoreTest, WaitersAreServedInOrderAsPermitsComeBack) {
