@@ -282,7 +282,7 @@ std::optional<QueueWait::Read> QueueWait::read_from_create(const pb::RangeRespon
   Admission::Scan ahead_scan(entry_.admission);
   ahead_scan.take(newest, revision);
   if (ahead_scan.decided()) return read_of(ahead_scan, revision);
-  return scan(ahead_scan, ahead_scan.next_below(), deadline, false);
+  return scan(ahead_scan, ahead_scan.next_below(), deadline);
 }
 
 QueueWait::Read QueueWait::read_of(const Admission::Scan& scan, std::int64_t revision) const {
@@ -301,16 +301,11 @@ bool QueueWait::may_defer_watch() const {
 }
 
 std::optional<QueueWait::Read> QueueWait::read_ahead(SteadyTime deadline) {
-  // The create's own read never reached us, and what it would have refused
-  // (a semaphore's other limit) must be refused here: its first page holds
-  // the same entries ahead (helper-57's review: a limit-2 acquirer whose
-  // enqueue reply was lost was admitted beside a limit-1 holder).
   Admission::Scan fresh(entry_.admission);
-  return scan(fresh, own_->revision, deadline, true);
+  return scan(fresh, own_->revision, deadline);
 }
 
-std::optional<QueueWait::Read> QueueWait::scan(Admission::Scan& ahead_scan, std::int64_t below, SteadyTime deadline,
-                                               bool check_ahead) {
+std::optional<QueueWait::Read> QueueWait::scan(Admission::Scan& ahead_scan, std::int64_t below, SteadyTime deadline) {
   // Our entry, and the pages ahead of it, each read with our entry in one
   // revision: whatever the scan decides, our entry was there.
   AheadRead page{entry_.admission.first_read_limit(), entry_.admission.reads_values() || may_defer_watch()};
@@ -318,8 +313,13 @@ std::optional<QueueWait::Read> QueueWait::scan(Admission::Scan& ahead_scan, std:
     const auto response = context_->client().txn(ahead_read(queue_, *own_, below, page), deadline);
     const auto& own = response.responses(0).response_range();
     if (own.kvs_size() == 0 || own.kvs(0).create_revision() != own_->revision) return std::nullopt;
-    if (check_ahead) check_entries_ahead(response.responses(1).response_range());
-    check_ahead = false;
+    // Every page that decides our admission is checked (a semaphore's other
+    // limit refused), not only the create's own read: when its reply was
+    // lost, the retry that adopts the entry reads it here (helper-57's
+    // review: a limit-2 acquirer was admitted beside a limit-1 holder), and
+    // a first page of nested managers' inboxes, which hold nobody back, must
+    // not hide a holder on the next (helper-58's).
+    check_entries_ahead(response.responses(1).response_range());
     ahead_scan.take(response.responses(1).response_range(), below);
     if (ahead_scan.decided()) return read_of(ahead_scan, response.header().revision());
     below = ahead_scan.next_below();

@@ -197,10 +197,8 @@ class QueueWait {
   std::optional<Read> enqueue(const Session& session, SteadyTime deadline);
   // Our entry and what holds it back, read in one revision, going on from a
   // first page that a create read; nullopt when our entry is gone.
-  // `check_ahead` runs Entry::check_ahead on the first page read.
-  std::optional<Read> scan(Admission::Scan& scan, std::int64_t revision, SteadyTime deadline, bool check_ahead);
-  // What holds back the entry that an unanswered create made and a retry
-  // adopted: read as a create's read would have been, and checked alike.
+  // Each page's entries ahead go through Entry::check_ahead.
+  std::optional<Read> scan(Admission::Scan& scan, std::int64_t revision, SteadyTime deadline);
   std::optional<Read> read_ahead(SteadyTime deadline);
   // Entry::check_ahead on the values of the entries ahead in `read`.
   void check_entries_ahead(const pb::RangeResponse& read) const;
