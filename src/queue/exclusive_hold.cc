@@ -26,6 +26,22 @@ ExclusiveHold::Outcome ExclusiveHold::acquire(QueueWait::Entry entry, RetryPolic
   return outcome;
 }
 
+void ExclusiveHold::async_acquire(QueueWait::Entry entry, RetryPolicy retry, std::shared_ptr<const void> owner,
+                                  SteadyTime deadline, std::stop_token cancel, AsyncAcquisition::Done done) {
+  AsyncAcquisition::Request request{
+      .context = named_.context,
+      .kind = acquisition_,
+      .name = named_.name,
+      .retry = retry,
+      .counters = named_.counters,
+      .turns = {&turn_},
+      .owner = std::move(owner),
+      .deadline = deadline,
+      .cancel = std::move(cancel),
+  };
+  AsyncAcquisition::start(std::move(request), named_.queue, std::move(entry), std::move(done));
+}
+
 void ExclusiveHold::adopt(std::shared_ptr<Hold> hold, bool in_doubt) {
   MutexLock lock(mu_);
   hold_ = std::move(hold);

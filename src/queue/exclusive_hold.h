@@ -21,6 +21,7 @@
 #include "base/retry_budget.h"
 #include "etcdlock/options.h"
 #include "keys/queue_requests.h"
+#include "queue/async_acquisition.h"
 #include "queue/hold.h"
 #include "queue/named_queue.h"
 #include "queue/queue_wait.h"
@@ -60,6 +61,12 @@ class ExclusiveHold {
   Outcome acquire(QueueWait::Entry entry, RetryPolicy retry, SteadyTime deadline, const std::stop_token& cancel,
                   QueueWait::Mode mode) ETCDLOCK_EXCLUDES(mu_);
 
+  // Queues `entry` and waits as acquire() does, without a thread
+  // (AsyncAcquisition), taking the turn as a waiter of its own; `owner` keeps
+  // this object alive until `done` has run. The outcome's hold is adopt()ed
+  // by `done`, or nobody's.
+  void async_acquire(QueueWait::Entry entry, RetryPolicy retry, std::shared_ptr<const void> owner, SteadyTime deadline,
+                     std::stop_token cancel, AsyncAcquisition::Done done);
   // By the turn's owner: `hold`, acquired without acquire() (an asynchronous
   // acquisition), is this object's now.
   void adopt(std::shared_ptr<Hold> hold, bool in_doubt) ETCDLOCK_EXCLUDES(mu_);

@@ -81,32 +81,21 @@ bool ElectionImpl::proclaim(Hold& hold, std::string_view value) {
 }
 
 void ElectionImpl::async_campaign(std::string value, SteadyTime deadline, std::stop_token cancel, AsyncDone done) {
-  const auto& named = exclusive_.named();
   QueueWait::Entry entry{std::move(value), "", Admission::exclusive(), {}, false};
-  AsyncAcquisition::Request request{
-      .context = named.context,
-      .kind = "leadership",
-      .name = named.name,
-      .retry = {options_.retry_interval, options_.max_retries, options_.max_retry_interval},
-      .counters = named.counters,
-      .turns = {&exclusive_.turn()},
-      .owner = shared_from_this(),
-      .deadline = deadline,
-      .cancel = std::move(cancel),
-  };
-  AsyncAcquisition::start(std::move(request), named.queue, std::move(entry),
-                          [self = shared_from_this(), done = std::move(done)](AsyncAcquisition::Outcome outcome) {
-                            if (!outcome.acquired()) return done(outcome.error, nullptr);
-                            // The turn is ours (the acquisition kept it) until the Leadership resigns.
-                            self->exclusive_.adopt(outcome.hold(), outcome.in_doubt);
-                            self->context().log()(
-                                LogLevel::info, "elected",
-                                {{"name", self->name()}, {"key", outcome.key}, {"by", "asynchronous campaign"}});
-                            auto state = std::make_shared<AsyncLeadership>();
-                            state->election = self;
-                            state->hold = std::move(outcome.hold());
-                            done({}, std::move(state));
-                          });
+  exclusive_.async_acquire(
+      std::move(entry), {options_.retry_interval, options_.max_retries, options_.max_retry_interval},
+      shared_from_this(), deadline, std::move(cancel),
+      [self = shared_from_this(), done = std::move(done)](AsyncAcquisition::Outcome outcome) {
+        if (!outcome.acquired()) return done(outcome.error, nullptr);
+        // The turn is ours (the acquisition kept it) until the Leadership resigns.
+        self->exclusive_.adopt(outcome.hold(), outcome.in_doubt);
+        self->context().log()(LogLevel::info, "elected",
+                              {{"name", self->name()}, {"key", outcome.key}, {"by", "asynchronous campaign"}});
+        auto state = std::make_shared<AsyncLeadership>();
+        state->election = self;
+        state->hold = std::move(outcome.hold());
+        done({}, std::move(state));
+      });
 }
 
 void ElectionImpl::warn_handler_threw() const noexcept {

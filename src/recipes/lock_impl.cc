@@ -104,24 +104,13 @@ void LockImpl::release(std::error_code& ec) noexcept {
 }
 
 void LockImpl::async_acquire(SteadyTime deadline, std::stop_token cancel, AsyncDone done) {
-  auto& context = exclusive_.named().context;
-  const auto& named = exclusive_.named();
-  QueueWait::Entry entry{context->entry_value(), "", Admission::exclusive(), {}, true};
-  AsyncAcquisition::Request request{
-      .context = context,
-      .kind = "lock",
-      .name = named.name,
-      .retry = {options_.retry_interval, options_.max_retries, options_.max_retry_interval},
-      .counters = named.counters,
-      .turns = {&exclusive_.turn()},
-      .owner = shared_from_this(),
-      .deadline = deadline,
-      .cancel = std::move(cancel),
-  };
-  AsyncAcquisition::start(std::move(request), named.queue, std::move(entry),
-                          [self = shared_from_this(), done = std::move(done)](AsyncAcquisition::Outcome outcome) {
-                            self->async_acquired(std::move(outcome), done);
-                          });
+  QueueWait::Entry entry{exclusive_.context().entry_value(), "", Admission::exclusive(), {}, true};
+  exclusive_.async_acquire(std::move(entry),
+                           {options_.retry_interval, options_.max_retries, options_.max_retry_interval},
+                           shared_from_this(), deadline, std::move(cancel),
+                           [self = shared_from_this(), done = std::move(done)](AsyncAcquisition::Outcome outcome) {
+                             self->async_acquired(std::move(outcome), done);
+                           });
 }
 
 void LockImpl::async_acquired(AsyncAcquisition::Outcome outcome, const AsyncDone& done) {
