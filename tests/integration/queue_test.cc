@@ -7,7 +7,12 @@
 #include <future>
 #include <mutex>
 #include <optional>
+#include <span>
+#include <string>
+#include <string_view>
 #include <thread>
+#include <utility>
+#include <vector>
 
 #include "child_process.h"
 #include "cued_holder.h"
@@ -348,6 +353,60 @@ TEST_F(Queue, MixedQueueOfEtcdlockAndEtcdctlWaitersIsServedInOrder) {
   EXPECT_EQ(turns.seen(), (std::vector<int>{2, 4}));
   EXPECT_EQ(turns.overlaps.load(), 0);
   EXPECT_EQ(entries("x"), 0);
+}
+
+// A waiter whose entry is deleted under it (an admin, an operator) says so
+// once, naming the key, queues again and gets the lock; nothing is left over.
+TEST_F(Queue, AWaiterWhoseEntryIsDeletedLogsItOnceAndQueuesAgain) {
+  struct Logged {
+    LogLevel level;
+    std::string message;
+    std::vector<std::pair<std::string, std::string>> fields;  // copied: a field's name is a view
+  };
+  std::mutex log_mu;
+  std::vector<Logged> log;
+  auto logging = options();
+  logging.log_sink = [&](LogLevel level, std::string_view message, std::span<const LogField> fields) {
+    std::lock_guard lock(log_mu);
+    Logged entry{level, std::string(message), {}};
+    for (const auto& [name, value] : fields) entry.fields.emplace_back(name, value);
+    log.push_back(std::move(entry));
+  };
+  const auto logged = [&](std::string_view message) {
+    std::lock_guard lock(log_mu);
+    std::vector<Logged> found;
+    for (const auto& entry : log) {
+      if (entry.message == message) found.push_back(entry);
+    }
+    return found;
+  };
+  auto holder_manager = manager();
+  auto held = holder_manager->get_lock("x");
+  held->lock();
+  const auto holder_key = held->key();
+  LockManager waiter_manager(logging);
+  auto waiting = waiter_manager.get_lock("x");
+  std::atomic<bool> got{false};
+  std::jthread waiter([&] {
+    waiting->lock();
+    got = true;
+    waiting->unlock();
+  });
+  ASSERT_TRUE(eventually([&] { return entries("x") == 2; }));
+  const auto queued = keys_under(raw_, prefix_ + "/x/");
+  ASSERT_EQ(queued.size(), 2u);
+  ASSERT_EQ(queued[0], holder_key);
+  const auto waiter_key = queued[1];
+  ASSERT_EQ(erase(raw_, waiter_key), 1);
+  held->unlock();
+  ASSERT_TRUE(eventually([&] { return got.load(); }, 10s)) << "the waiter did not queue again";
+  waiter.join();
+  const auto lost = logged("queue entry lost while waiting; queueing again");
+  ASSERT_EQ(lost.size(), 1u);
+  EXPECT_EQ(lost[0].level, LogLevel::info);
+  EXPECT_EQ(lost[0].fields, (std::vector<std::pair<std::string, std::string>>{{"name", "x"}, {"key", waiter_key}}));
+  EXPECT_TRUE(logged("could not hand a leftover entry to its removal").empty());
+  EXPECT_TRUE(eventually([&] { return entries("x") == 0; }));
 }
 
 }  // namespace

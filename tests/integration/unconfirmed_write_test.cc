@@ -11,6 +11,7 @@
 
 #include <atomic>
 #include <limits>
+#include <stop_token>
 #include <thread>
 
 #include "child_process.h"
@@ -340,6 +341,82 @@ TEST_F(UnconfirmedWrite, EntryOnALeaseLostHereIsRemovedBeforeItExpiresInEtcd) {
   EXPECT_LT(std::chrono::steady_clock::now(), expiry) << "the entry stayed until its lease expired in etcd";
   holding->unlock();
   waiter.join();
+}
+
+// A wait that gives up (its deadline passes, or a try finds the name taken)
+// after its enqueue's reply was lost: the entry it never heard of is adopted
+// and handed to the removal, for each primitive, so nothing of it stays in
+// the queue to hold up the next waiter (helper-57's review of 817dc9d).
+TEST_F(UnconfirmedWrite, AWaitThatGivesUpAfterItsEnqueueReplyWasLostLeavesNoEntry) {
+  auto holder_manager = manager();
+  auto waiter_manager = manager();
+  const auto lost_before = LostReplies::dropped(write_site::enqueue);
+
+  auto holding_lock = holder_manager->get_lock("l");
+  holding_lock->lock();
+  auto waiting_lock = waiter_manager->get_lock("l");
+  LostReplies::arm(write_site::enqueue, prefix_ + "/l/");
+  EXPECT_FALSE(waiting_lock->try_lock_for(400ms));
+  EXPECT_TRUE(eventually([&] { return entries("l") == 1; })) << entries("l") << " entries of the lock";
+
+  auto holding_semaphore = holder_manager->get_semaphore("s", 1);
+  auto permit = holding_semaphore->acquire_permit();
+  auto waiting_semaphore = waiter_manager->get_semaphore("s", 1);
+  LostReplies::arm(write_site::enqueue, prefix_ + "/s/");
+  EXPECT_FALSE(waiting_semaphore->try_acquire_permit_for(400ms).has_value());
+  EXPECT_TRUE(eventually([&] { return entries("s") == 1; })) << entries("s") << " entries after the timed wait";
+  LostReplies::arm(write_site::enqueue, prefix_ + "/s/");
+  EXPECT_FALSE(waiting_semaphore->try_acquire_permit().has_value());
+  EXPECT_TRUE(eventually([&] { return entries("s") == 1; })) << entries("s") << " entries after the try";
+
+  auto holding_shared = holder_manager->get_shared_lock("t");
+  holding_shared->lock();
+  auto waiting_shared = waiter_manager->get_shared_lock("t");
+  LostReplies::arm(write_site::enqueue, prefix_ + "/t/");
+  EXPECT_FALSE(waiting_shared->try_lock_shared_for(400ms));
+  EXPECT_TRUE(eventually([&] { return entries("t") == 1; })) << entries("t") << " entries of the shared lock";
+
+  auto leading = holder_manager->get_election("e");
+  leading->campaign("holder");
+  auto campaigning = waiter_manager->get_election("e");
+  LostReplies::arm(write_site::enqueue, prefix_ + "/e/");
+  EXPECT_FALSE(campaigning->campaign_for("waiter", 400ms));
+  EXPECT_TRUE(eventually([&] { return entries("e") == 1; })) << entries("e") << " entries of the election";
+
+  EXPECT_EQ(LostReplies::dropped(write_site::enqueue) - lost_before, 5);
+  for (const auto& counted : waiter_manager->metrics().locks) {
+    EXPECT_EQ(counted.waiting, 0) << counted.kind << " " << counted.name << " still counts a waiter";
+  }
+  holding_lock->unlock();
+  permit.release();
+  holding_shared->unlock();
+  leading->resign();
+}
+
+// A cancelled lock() whose enqueue reply and whose removal's first reply were
+// both lost: the removal retries in the background until the entry is gone,
+// and the next acquisition is not held up by it.
+TEST_F(UnconfirmedWrite, ACancelledWaitWhoseEnqueueAndRemovalRepliesWereLostLeavesNoEntry) {
+  auto holder_manager = manager();
+  auto waiter_manager = manager();
+  auto holding = holder_manager->get_lock("l");
+  holding->lock();
+  auto waiting = waiter_manager->get_lock("l");
+  const auto removals_lost_before = LostReplies::dropped(write_site::removal);
+  LostReplies::arm(write_site::enqueue, prefix_ + "/l/");
+  LostReplies::arm(write_site::removal, prefix_ + "/l/");
+  std::stop_source stop;
+  std::jthread canceller([&] {
+    std::this_thread::sleep_for(500ms);
+    stop.request_stop();
+  });
+  expect_error(errc::cancelled, "cancelled", [&] { waiting->lock(stop.get_token()); });
+  EXPECT_TRUE(eventually([&] { return entries("l") == 1; })) << entries("l") << " entries";
+  EXPECT_EQ(LostReplies::dropped(write_site::removal) - removals_lost_before, 1);
+  holding->unlock();
+  EXPECT_TRUE(waiting->try_lock_for(5s));
+  waiting->unlock();
+  EXPECT_TRUE(eventually([&] { return entries("l") == 0; }));
 }
 
 }  // namespace

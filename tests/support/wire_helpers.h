@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "etcd/client.h"
 #include "keys/key_layout.h"
@@ -33,6 +34,20 @@ inline std::int64_t count_prefix(const detail::etcd::Client& client, const std::
   request.set_range_end(detail::prefix_range_end(prefix));
   request.set_count_only(true);
   return client.range(request, in(std::chrono::seconds(5))).count();
+}
+
+// The keys under `prefix`, oldest first.
+inline std::vector<std::string> keys_under(const detail::etcd::Client& client, const std::string& prefix) {
+  etcdserverpb::RangeRequest request;
+  request.set_key(prefix);
+  request.set_range_end(detail::prefix_range_end(prefix));
+  request.set_keys_only(true);
+  request.set_sort_target(etcdserverpb::RangeRequest::CREATE);
+  request.set_sort_order(etcdserverpb::RangeRequest::ASCEND);
+  const auto response = client.range(request, in(std::chrono::seconds(5)));
+  std::vector<std::string> keys;
+  for (const auto& kv : response.kvs()) keys.push_back(kv.key());
+  return keys;
 }
 
 inline std::int64_t erase(const detail::etcd::Client& client, const std::string& key) {
