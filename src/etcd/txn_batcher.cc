@@ -72,6 +72,13 @@ bool refused(const Error& error) {
   return error.code() == errc::invalid_argument || error.code() == errc::permission_denied;
 }
 
+// A Txn whose deadline passed before it left: never sent, so it cannot have
+// committed; the caller learns only that it got no answer, as from a
+// deadline on the wire.
+Error not_sent() {
+  return Error(errc::unavailable, "etcd Txn not sent: its deadline passed while it waited behind another");
+}
+
 // etcd refused it for its number of operations or its size.
 bool too_big(const Error& error) {
   const std::string_view message = error.what();
@@ -150,7 +157,17 @@ pb::TxnResponse TxnBatcher::txn(const pb::TxnRequest& request, SteadyTime deadli
   }
   MutexLock lock(mu_);
   if (self.state == Waiter::State::sending) {
-    const auto batch = take_batch(self);
+    std::vector<Waiter*> batch;
+    try {
+      // Sent now, it would fail with the deadline, and take the Txns of
+      // its batch down with it, in doubt.
+      if (SteadyClock::now() >= deadline) throw not_sent();
+      batch = take_batch(self);
+    } catch (...) {
+      --in_flight_;
+      pass_on();
+      throw;
+    }
     lock.unlock();
     std::exception_ptr error;
     if (batch.size() == 1) {
@@ -192,10 +209,8 @@ void TxnBatcher::await(Waiter& self) {
     {
       MutexLock lock(mu_);
       if (self.state == Waiter::State::queued) {
-        // Never sent, so it cannot have committed; the caller learns only
-        // that it got no answer, as from a deadline on the wire.
         std::erase(queued_, &self);
-        throw Error(errc::unavailable, "etcd Txn not sent: its deadline passed while it waited behind another");
+        throw not_sent();
       }
     }
     on_its_way = true;
@@ -204,16 +219,22 @@ void TxnBatcher::await(Waiter& self) {
 }
 
 std::vector<TxnBatcher::Waiter*> TxnBatcher::take_batch(Waiter& first) {
-  std::vector<Waiter*> batch{&first};
+  // Reserved first: nothing below throws once a Txn has left the queue.
+  std::vector<Waiter*> batch;
+  batch.reserve(queued_.empty() ? 1 : max_txns_);
+  batch.push_back(&first);
   if (queued_.empty()) return batch;
   if (first.spans.empty()) {
     add_spans(first.request, first.spans);
     first.bytes = first.request.ByteSizeLong();
   }
+  const auto now = SteadyClock::now();
   std::size_t bytes = first.bytes;
   for (auto it = queued_.begin(); it != queued_.end() && batch.size() < max_txns_;) {
     Waiter& candidate = **it;
-    const bool fits = bytes + candidate.bytes <= max_bytes_ &&
+    // One past its deadline stays: it leaves the queue itself, unsent,
+    // rather than fail the batch with its deadline.
+    const bool fits = candidate.deadline > now && bytes + candidate.bytes <= max_bytes_ &&
                       std::none_of(batch.begin(), batch.end(),
                                    [&](const Waiter* taken) { return overlap(taken->spans, candidate.spans); });
     if (!fits) {
@@ -221,34 +242,37 @@ std::vector<TxnBatcher::Waiter*> TxnBatcher::take_batch(Waiter& first) {
       continue;
     }
     bytes += candidate.bytes;
-    candidate.state = Waiter::State::batched;
     batch.push_back(&candidate);
+    candidate.state = Waiter::State::batched;
     it = queued_.erase(it);
   }
   return batch;
 }
 
-void TxnBatcher::send_batch(const std::vector<Waiter*>& batch) {
-  pb::TxnRequest combined;
-  SteadyTime deadline = batch.front()->deadline;
-  for (const Waiter* waiter : batch) {
-    *combined.add_success()->mutable_request_txn() = waiter->request;
-    deadline = std::min(deadline, waiter->deadline);
-  }
+void TxnBatcher::send_batch(const std::vector<Waiter*>& batch) noexcept {
   pb::TxnResponse response;
   // Each waiter is given an exception object of its own to throw.
   std::optional<Error> failed;
   std::exception_ptr failed_otherwise;
   bool alone = false;
   try {
+    pb::TxnRequest combined;
+    SteadyTime deadline = batch.front()->deadline;
+    for (const Waiter* waiter : batch) {
+      *combined.add_success()->mutable_request_txn() = waiter->request;
+      deadline = std::min(deadline, waiter->deadline);
+    }
     response = send_(combined, deadline);
     for (const Waiter* waiter : batch) {
       // Every armed fault is taken: the batch's one reply carries them all.
       if (auto fault = lose_reply_(waiter->site, waiter->request); fault && !failed) failed = std::move(fault);
     }
-    if (!failed && response.responses_size() != static_cast<int>(batch.size())) {
-      failed = Error(errc::unavailable, "etcd answered a batch of " + std::to_string(batch.size()) + " Txns with " +
-                                            std::to_string(response.responses_size()) + " replies");
+    const bool whole = response.responses_size() == static_cast<int>(batch.size()) &&
+                       std::all_of(response.responses().begin(), response.responses().end(),
+                                   [](const pb::ResponseOp& op) { return op.has_response_txn(); });
+    if (!failed && !whole) {
+      failed = Error(errc::unavailable, "etcd answered a batch of " + std::to_string(batch.size()) +
+                                            " Txns with something else; each is in doubt");
     }
   } catch (const Error& failure) {
     alone = refused(failure);
@@ -261,15 +285,20 @@ void TxnBatcher::send_batch(const std::vector<Waiter*>& batch) {
   } catch (...) {
     failed_otherwise = std::current_exception();
   }
-  for (std::size_t i = 0; i < batch.size(); ++i) {
-    Waiter& waiter = *batch[i];
-    if (alone) continue;
-    if (failed || failed_otherwise) {
-      waiter.error = failed ? std::make_exception_ptr(*failed) : failed_otherwise;
-    } else {
-      waiter.response = std::move(*response.mutable_responses(static_cast<int>(i))->mutable_response_txn());
-      *waiter.response.mutable_header() = response.header();
+  std::size_t given = 0;
+  try {
+    for (; !alone && given < batch.size(); ++given) {
+      Waiter& waiter = *batch[given];
+      if (failed || failed_otherwise) {
+        waiter.error = failed ? std::make_exception_ptr(*failed) : failed_otherwise;
+      } else {
+        waiter.response = std::move(*response.mutable_responses(static_cast<int>(given))->mutable_response_txn());
+        *waiter.response.mutable_header() = response.header();
+      }
     }
+  } catch (...) {
+    // Out of memory while handing the replies out: the rest learn nothing.
+    for (; given < batch.size(); ++given) batch[given]->error = std::current_exception();
   }
   {
     MutexLock lock(mu_);

@@ -33,6 +33,7 @@
 #include <functional>
 #include <optional>
 #include <string_view>
+#include <vector>
 
 #include "base/clock.h"
 #include "base/mutex.h"
@@ -85,10 +86,11 @@ class TxnBatcher {
   // deadline passes before it left.
   void await(Waiter& self);
   // Takes `first` and the queued Txns that touch nothing it or another
-  // taken one touches, in queue order.
+  // taken one touches, in queue order, but none whose deadline has passed.
   std::vector<Waiter*> take_batch(Waiter& first) ETCDLOCK_REQUIRES(mu_);
-  // Sends `batch` (more than one Txn) and gives each its outcome.
-  void send_batch(const std::vector<Waiter*>& batch);
+  // Sends `batch` (more than one Txn) and gives each its outcome, an error
+  // when the send failed in any way.
+  void send_batch(const std::vector<Waiter*>& batch) noexcept;
   pb::TxnResponse send_alone(const pb::TxnRequest& request, SteadyTime deadline, std::string_view site) const;
   // Hands the sending on to the oldest queued Txn, if any.
   void pass_on() ETCDLOCK_REQUIRES(mu_);
