@@ -232,9 +232,14 @@ std::vector<TxnBatcher::Waiter*> TxnBatcher::take_batch(Waiter& first) {
   std::size_t bytes = first.bytes;
   for (auto it = queued_.begin(); it != queued_.end() && batch.size() < max_txns_;) {
     Waiter& candidate = **it;
-    // One past its deadline stays: it leaves the queue itself, unsent,
-    // rather than fail the batch with its deadline.
-    const bool fits = candidate.deadline > now && bytes + candidate.bytes <= max_bytes_ &&
+    // The batch leaves with its earliest deadline: a Txn whose deadline is
+    // far from the first's waits for a batch of its own kind, so that no
+    // Txn loses more than twice kDeadlineSpread of its own time to another's
+    // (a try_lock_for of a few milliseconds would otherwise fail the unlocks
+    // beside it, in doubt). One past its deadline leaves the queue itself,
+    // unsent.
+    const bool fits = candidate.deadline > now && candidate.deadline - first.deadline <= kDeadlineSpread &&
+                      first.deadline - candidate.deadline <= kDeadlineSpread && bytes + candidate.bytes <= max_bytes_ &&
                       std::none_of(batch.begin(), batch.end(),
                                    [&](const Waiter* taken) { return overlap(taken->spans, candidate.spans); });
     if (!fits) {

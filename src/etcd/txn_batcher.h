@@ -22,12 +22,16 @@
 //   overlap and never share a batch.
 // - A batch whose outcome is unknown (its reply lost, its deadline passed on
 //   a hung member) leaves every Txn of it in doubt: each caller gets that
-//   error, as it would for its own Txn, and takes its own in-doubt path.
+//   error, as it would for its own Txn, and takes its own in-doubt path. The
+//   batch's deadline is its earliest member's, so only Txns whose deadlines
+//   are within kDeadlineSpread of each other share one: none loses more
+//   than twice that of its own time to another's shorter deadline.
 // - A batch that etcd refuses (an invalid argument, a permission, a lease it
 //   no longer has) applied nothing: etcd checks a Txn before it applies any
 //   of it. Each Txn is then sent again alone, so that a refusal is its own.
 #pragma once
 
+#include <chrono>
 #include <cstddef>
 #include <deque>
 #include <functional>
@@ -65,6 +69,9 @@ class TxnBatcher {
   // default. A batch refused as too big (an etcd run with lower limits)
   // halves them for the batches after it.
   static constexpr std::size_t kMaxTxns = 64;
+  // Txns share a batch only when their deadlines are this close to its
+  // first's: the batch is sent with the earliest (helper-60's review).
+  static constexpr std::chrono::milliseconds kDeadlineSpread{25};
   static constexpr std::size_t kMaxBytes = 256 * 1024;
 
   TxnBatcher(Send send, LoseReply lose_reply);

@@ -173,6 +173,42 @@ TEST_F(TxnBatcherTest, ATxnWhoseDeadlinePassesInTheQueueIsNotSent) {
   EXPECT_EQ(get(raw_, prefix_ + "/b/1").kvs_size(), 0);
 }
 
+// A Txn with a short deadline does not share a request with one whose
+// deadline is far later: a batch leaves with its earliest deadline, and the
+// later one (an unlock's) would fail with it, in doubt, though etcd would
+// have answered it in time (helper-60's review).
+TEST_F(TxnBatcherTest, ATxnIsNotFailedByTheShortDeadlineOfAnother) {
+  link_.hold_replies();
+  const auto sent_before = txns_sent();
+  std::jthread first([&] {
+    EXPECT_THROW((void)client_.txn(create(prefix_ + "/a/", prefix_ + "/a/1"), in(300ms), write_site::enqueue), Error);
+  });
+  ASSERT_TRUE(eventually([&] { return txns_sent() == sent_before + 1; }));
+  std::optional<pb::TxnResponse> long_reply;
+  std::optional<Error> long_error;
+  std::jthread long_wait([&] {
+    try {
+      long_reply = client_.txn(create(prefix_ + "/l/", prefix_ + "/l/1"), in(10s), write_site::release);
+    } catch (const Error& error) {
+      long_error = error;
+    }
+  });
+  ASSERT_TRUE(eventually([&] { return client_.txns_waiting() == 1; }));
+  std::jthread short_wait([&] {
+    EXPECT_THROW((void)client_.txn(create(prefix_ + "/s/", prefix_ + "/s/1"), in(700ms), write_site::enqueue), Error);
+  });
+  ASSERT_TRUE(eventually([&] { return client_.txns_waiting() == 2; }));
+  std::this_thread::sleep_for(1200ms);
+  link_.resume_replies();
+  first.join();
+  long_wait.join();
+  short_wait.join();
+  ASSERT_TRUE(long_reply) << long_error->what();
+  EXPECT_TRUE(long_reply->succeeded());
+  // The short one waited behind the long one, and its deadline passed before it left.
+  EXPECT_EQ(txns_sent() - sent_before, 2u) << "the short and the long Txn left together";
+}
+
 // A batch whose reply is lost after it committed leaves every Txn of it in
 // doubt: each caller gets the error, though each Txn committed.
 TEST_F(TxnBatcherTest, ABatchWhoseReplyIsLostLeavesEachOfItsTxnsInDoubt) {
