@@ -72,7 +72,12 @@ Client::Client(const std::vector<std::string>& endpoints, std::chrono::milliseco
       log_(std::move(log)),
       // A fetch for asynchronous callers asks the member in use when it
       // starts: one that follows a failed fetch goes where calls go now.
-      token_([this](SteadyTime deadline) { authenticate_async(pick_member(), deadline); }) {
+      token_([this](SteadyTime deadline) { authenticate_async(pick_member(), deadline); }),
+      batcher_([this](const pb::TxnRequest& request, SteadyTime deadline) { return send_txn(request, deadline); },
+               [this](std::string_view site, const pb::TxnRequest& request) -> std::optional<Error> {
+                 if (site.empty() || !LostReplies::take(site, request)) return std::nullopt;
+                 return lost_reply_error("Txn", site);
+               }) {
   const Target target = parse_endpoints(endpoints, credentials.tls.has_value());
   endpoints_ = target.description;
   const auto channel_security = channel_credentials(credentials.tls);
@@ -223,12 +228,16 @@ void Client::throw_status(std::string_view call, const grpc::Status& status) con
   throw error;
 }
 
-void Client::throw_lost_reply(std::string_view call, std::string_view write_site) const {
+Error Client::lost_reply_error(std::string_view call, std::string_view write_site) const {
   Error error(errc::unavailable, "etcd " + std::string(call) +
                                      " failed: its reply was lost after it committed (test fault at " +
                                      std::string(write_site) + "); endpoints " + endpoints_);
   errors_[static_cast<std::size_t>(error.value()) % errors_.size()].fetch_add(1, std::memory_order_relaxed);
-  throw error;
+  return error;
+}
+
+void Client::throw_lost_reply(std::string_view call, std::string_view write_site) const {
+  throw lost_reply_error(call, write_site);
 }
 
 void Client::count_request(std::string_view call) const {
@@ -305,10 +314,19 @@ pb::DeleteRangeResponse Client::delete_range(const pb::DeleteRangeRequest& reque
                                         });
 }
 
-pb::TxnResponse Client::txn(const pb::TxnRequest& request, SteadyTime deadline, std::string_view write_site) const {
-  auto response = unary<pb::TxnResponse>("Txn", deadline, [&](const Member& member, auto* context, auto* response) {
+pb::TxnResponse Client::send_txn(const pb::TxnRequest& request, SteadyTime deadline) const {
+  return unary<pb::TxnResponse>("Txn", deadline, [&](const Member& member, auto* context, auto* response) {
     return member.kv->Txn(context, request, response);
   });
+}
+
+pb::TxnResponse Client::txn(const pb::TxnRequest& request, SteadyTime deadline, std::string_view write_site) const {
+  // A queue entry's create and delete are what many threads of one process
+  // send at once (txn_batcher.h).
+  if (write_site == write_site::enqueue || write_site == write_site::release) {
+    return batcher_.txn(request, deadline, write_site);
+  }
+  auto response = send_txn(request, deadline);
   if (!write_site.empty() && LostReplies::take(write_site, request)) throw_lost_reply("Txn", write_site);
   return response;
 }

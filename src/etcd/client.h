@@ -29,6 +29,7 @@
 #include "base/mutex.h"
 #include "etcd/auth_token.h"
 #include "etcd/rpc.grpc.pb.h"
+#include "etcd/txn_batcher.h"
 #include "etcdlock/deadline.h"
 #include "etcdlock/error.h"
 #include "etcdlock/options.h"
@@ -137,6 +138,9 @@ class Client {
   // The earlier of the caller's deadline and one command timeout from now.
   SteadyTime request_deadline(SteadyTime caller_deadline) const;
 
+  // Txns waiting to be sent in a batch (etcd/txn_batcher.h; for tests).
+  std::size_t txns_waiting() const { return batcher_.waiting(); }
+
   // Requests sent, by call ("Range", "Txn", ...; streams by their opening),
   // and failures, by errc name: what LockManager::metrics() reports.
   std::map<std::string, std::uint64_t> request_counts() const;
@@ -172,7 +176,10 @@ class Client {
   void count_request(std::string_view call) const;
   [[noreturn]] void throw_status(std::string_view call, const grpc::Status& status) const;
   // The error of a reply that a test made the client lose (etcd/lost_replies.h).
+  Error lost_reply_error(std::string_view call, std::string_view write_site) const;
   [[noreturn]] void throw_lost_reply(std::string_view call, std::string_view write_site) const;
+  // One Txn, alone: what txn() sends, and what the batcher sends.
+  pb::TxnResponse send_txn(const pb::TxnRequest& request, SteadyTime deadline) const;
   // The member to use now: the current one, unless its connection failed
   // and another member's has not.
   std::size_t pick_member() const;
@@ -224,6 +231,7 @@ class Client {
   mutable bool draining_ ETCDLOCK_GUARDED_BY(async_mu_) = false;
 
   mutable AuthToken token_;  // used only with a user name
+  mutable TxnBatcher batcher_;
 };
 
 }  // namespace etcdlock::detail::etcd

@@ -1,0 +1,337 @@
+#include "etcd/txn_batcher.h"
+
+#include <algorithm>
+#include <condition_variable>
+#include <exception>
+#include <mutex>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace etcdlock::detail::etcd {
+namespace {
+
+// The keys a Txn reads or writes, as etcd names them: [begin, end), where an
+// empty end is the key `begin` alone and "\0" every key from `begin` on.
+struct KeySpan {
+  std::string_view begin;
+  std::string_view end;
+
+  bool single() const { return end.empty(); }
+  bool unbounded() const { return end.size() == 1 && end[0] == '\0'; }
+  bool contains(std::string_view key) const {
+    if (single()) return key == begin;
+    return key >= begin && (unbounded() || key < end);
+  }
+};
+
+bool overlap(const KeySpan& a, const KeySpan& b) {
+  if (a.single()) return b.contains(a.begin);
+  if (b.single()) return a.contains(b.begin);
+  return (b.unbounded() || a.begin < b.end) && (a.unbounded() || b.begin < a.end);
+}
+
+void add_spans(const pb::TxnRequest& txn, std::vector<KeySpan>& spans);
+
+void add_spans(const pb::RequestOp& op, std::vector<KeySpan>& spans) {
+  switch (op.request_case()) {
+    case pb::RequestOp::kRequestRange:
+      spans.push_back({op.request_range().key(), op.request_range().range_end()});
+      break;
+    case pb::RequestOp::kRequestPut:
+      spans.push_back({op.request_put().key(), {}});
+      break;
+    case pb::RequestOp::kRequestDeleteRange:
+      spans.push_back({op.request_delete_range().key(), op.request_delete_range().range_end()});
+      break;
+    case pb::RequestOp::kRequestTxn:
+      add_spans(op.request_txn(), spans);
+      break;
+    case pb::RequestOp::REQUEST_NOT_SET:
+      break;
+  }
+}
+
+void add_spans(const pb::TxnRequest& txn, std::vector<KeySpan>& spans) {
+  for (const auto& compare : txn.compare()) spans.push_back({compare.key(), compare.range_end()});
+  for (const auto& op : txn.success()) add_spans(op, spans);
+  for (const auto& op : txn.failure()) add_spans(op, spans);
+}
+
+bool overlap(const std::vector<KeySpan>& a, const std::vector<KeySpan>& b) {
+  for (const auto& x : a) {
+    for (const auto& y : b) {
+      if (overlap(x, y)) return true;
+    }
+  }
+  return false;
+}
+
+// etcd refused the request before it applied any of it.
+bool refused(const Error& error) {
+  return error.code() == errc::invalid_argument || error.code() == errc::permission_denied;
+}
+
+// A Txn whose deadline passed before it left: never sent, so it cannot have
+// committed; the caller learns only that it got no answer, as from a
+// deadline on the wire.
+Error not_sent() {
+  return Error(errc::unavailable, "etcd Txn not sent: its deadline passed while it waited behind another");
+}
+
+// etcd refused it for its number of operations or its size.
+bool too_big(const Error& error) {
+  const std::string_view message = error.what();
+  return message.find("too many operations") != std::string_view::npos ||
+         message.find("too large") != std::string_view::npos;
+}
+
+}  // namespace
+
+struct TxnBatcher::Waiter {
+  enum class State {
+    queued,
+    batched,  // in a batch that another waiter sends
+    sending,  // sends a batch that it is in (first)
+    alone,    // its batch was refused: sends itself again, alone
+    done,
+  };
+
+  Waiter(const pb::TxnRequest& request, SteadyTime deadline, std::string_view site)
+      : request(request), deadline(deadline), site(site) {}
+
+  // Wakes the waiting thread, once its state says what to do next. The wake
+  // has a mutex of its own, so that a batch's sender does not wake its
+  // waiters into the batcher's mutex; it is notified under that mutex, since
+  // the waiter may return (and this object go) as soon as it can take it.
+  void wake() {
+    std::lock_guard lock(wake_mu);
+    woken = true;
+    woken_changed.notify_one();
+  }
+
+  const pb::TxnRequest& request;
+  SteadyTime deadline;
+  std::string_view site;
+  std::vector<KeySpan> spans;
+  std::size_t bytes = 0;
+  State state = State::queued;  // guarded by the batcher's mu_
+  // Its outcome, set before wake(): the wake orders them before the
+  // waiter's read.
+  pb::TxnResponse response;
+  std::exception_ptr error;
+
+  std::mutex wake_mu;
+  std::condition_variable woken_changed;
+  bool woken = false;  // guarded by wake_mu
+};
+
+TxnBatcher::TxnBatcher(Send send, LoseReply lose_reply) : send_(std::move(send)), lose_reply_(std::move(lose_reply)) {}
+
+pb::TxnResponse TxnBatcher::txn(const pb::TxnRequest& request, SteadyTime deadline, std::string_view site) {
+  Waiter self(request, deadline, site);
+  bool sending = false;
+  {
+    MutexLock lock(mu_);
+    if (in_flight_ < kMaxInFlight && queued_.empty()) {
+      ++in_flight_;
+      self.state = Waiter::State::sending;
+      sending = true;
+    }
+  }
+  if (!sending) {
+    // Measured only when it may share a batch.
+    add_spans(request, self.spans);
+    self.bytes = request.ByteSizeLong();
+    {
+      MutexLock lock(mu_);
+      if (in_flight_ < kMaxInFlight && queued_.empty()) {
+        ++in_flight_;
+        self.state = Waiter::State::sending;
+        sending = true;
+      } else {
+        queued_.push_back(&self);
+      }
+    }
+    if (!sending) await(self);
+  }
+  MutexLock lock(mu_);
+  if (self.state == Waiter::State::sending) {
+    std::vector<Waiter*> batch;
+    try {
+      // Sent now, it would fail with the deadline, and take the Txns of
+      // its batch down with it, in doubt.
+      if (SteadyClock::now() >= deadline) throw not_sent();
+      batch = take_batch(self);
+    } catch (...) {
+      --in_flight_;
+      pass_on();
+      throw;
+    }
+    lock.unlock();
+    std::exception_ptr error;
+    if (batch.size() == 1) {
+      try {
+        self.response = send_alone(request, deadline, site);
+      } catch (...) {
+        error = std::current_exception();
+      }
+    } else {
+      send_batch(batch);
+    }
+    lock.lock();
+    --in_flight_;
+    pass_on();
+    if (batch.size() == 1) {
+      lock.unlock();
+      if (error) std::rethrow_exception(error);
+      return std::move(self.response);
+    }
+  }
+  const auto state = self.state;
+  lock.unlock();
+  if (state == Waiter::State::alone) return send_alone(request, deadline, site);
+  if (self.error) std::rethrow_exception(self.error);
+  return std::move(self.response);
+}
+
+void TxnBatcher::await(Waiter& self) {
+  std::unique_lock wake_lock(self.wake_mu);
+  bool on_its_way = false;
+  while (!self.woken) {
+    if (on_its_way) {
+      // In a batch: its deadline is the earliest of its Txns'.
+      self.woken_changed.wait(wake_lock);
+      continue;
+    }
+    if (self.woken_changed.wait_until(wake_lock, self.deadline) == std::cv_status::no_timeout || self.woken) continue;
+    wake_lock.unlock();
+    {
+      MutexLock lock(mu_);
+      if (self.state == Waiter::State::queued) {
+        std::erase(queued_, &self);
+        throw not_sent();
+      }
+    }
+    on_its_way = true;
+    wake_lock.lock();
+  }
+}
+
+std::vector<TxnBatcher::Waiter*> TxnBatcher::take_batch(Waiter& first) {
+  // Reserved first: nothing below throws once a Txn has left the queue.
+  std::vector<Waiter*> batch;
+  batch.reserve(queued_.empty() ? 1 : max_txns_);
+  batch.push_back(&first);
+  if (queued_.empty()) return batch;
+  if (first.spans.empty()) {
+    add_spans(first.request, first.spans);
+    first.bytes = first.request.ByteSizeLong();
+  }
+  const auto now = SteadyClock::now();
+  std::size_t bytes = first.bytes;
+  for (auto it = queued_.begin(); it != queued_.end() && batch.size() < max_txns_;) {
+    Waiter& candidate = **it;
+    // The batch leaves with its earliest deadline: a Txn whose deadline is
+    // far from the first's waits for a batch of its own kind, so that no
+    // Txn loses more than twice kDeadlineSpread of its own time to another's
+    // (a try_lock_for of a few milliseconds would otherwise fail the unlocks
+    // beside it, in doubt). One past its deadline leaves the queue itself,
+    // unsent.
+    const bool fits = candidate.deadline > now && candidate.deadline - first.deadline <= kDeadlineSpread &&
+                      first.deadline - candidate.deadline <= kDeadlineSpread && bytes + candidate.bytes <= max_bytes_ &&
+                      std::none_of(batch.begin(), batch.end(),
+                                   [&](const Waiter* taken) { return overlap(taken->spans, candidate.spans); });
+    if (!fits) {
+      ++it;
+      continue;
+    }
+    bytes += candidate.bytes;
+    batch.push_back(&candidate);
+    candidate.state = Waiter::State::batched;
+    it = queued_.erase(it);
+  }
+  return batch;
+}
+
+void TxnBatcher::send_batch(const std::vector<Waiter*>& batch) noexcept {
+  pb::TxnResponse response;
+  // Each waiter is given an exception object of its own to throw.
+  std::optional<Error> failed;
+  std::exception_ptr failed_otherwise;
+  bool alone = false;
+  try {
+    pb::TxnRequest combined;
+    SteadyTime deadline = batch.front()->deadline;
+    for (const Waiter* waiter : batch) {
+      *combined.add_success()->mutable_request_txn() = waiter->request;
+      deadline = std::min(deadline, waiter->deadline);
+    }
+    response = send_(combined, deadline);
+    for (const Waiter* waiter : batch) {
+      // Every armed fault is taken: the batch's one reply carries them all.
+      if (auto fault = lose_reply_(waiter->site, waiter->request); fault && !failed) failed = std::move(fault);
+    }
+    const bool whole = response.responses_size() == static_cast<int>(batch.size()) &&
+                       std::all_of(response.responses().begin(), response.responses().end(),
+                                   [](const pb::ResponseOp& op) { return op.has_response_txn(); });
+    if (!failed && !whole) {
+      failed = Error(errc::unavailable, "etcd answered a batch of " + std::to_string(batch.size()) +
+                                            " Txns with something else; each is in doubt");
+    }
+  } catch (const Error& failure) {
+    alone = refused(failure);
+    failed = failure;
+    if (alone && too_big(failure)) {
+      MutexLock lock(mu_);
+      max_txns_ = std::max<std::size_t>(1, std::min(max_txns_, batch.size() / 2));
+      max_bytes_ = std::max<std::size_t>(1, max_bytes_ / 2);
+    }
+  } catch (...) {
+    failed_otherwise = std::current_exception();
+  }
+  std::size_t given = 0;
+  try {
+    for (; !alone && given < batch.size(); ++given) {
+      Waiter& waiter = *batch[given];
+      if (failed || failed_otherwise) {
+        waiter.error = failed ? std::make_exception_ptr(*failed) : failed_otherwise;
+      } else {
+        waiter.response = std::move(*response.mutable_responses(static_cast<int>(given))->mutable_response_txn());
+        *waiter.response.mutable_header() = response.header();
+      }
+    }
+  } catch (...) {
+    // Out of memory while handing the replies out: the rest learn nothing.
+    for (; given < batch.size(); ++given) batch[given]->error = std::current_exception();
+  }
+  {
+    MutexLock lock(mu_);
+    for (Waiter* waiter : batch) waiter->state = alone ? Waiter::State::alone : Waiter::State::done;
+  }
+  // The first is the sender, this thread.
+  for (std::size_t i = 1; i < batch.size(); ++i) batch[i]->wake();
+}
+
+pb::TxnResponse TxnBatcher::send_alone(const pb::TxnRequest& request, SteadyTime deadline,
+                                       std::string_view site) const {
+  auto response = send_(request, deadline);
+  if (auto lost = lose_reply_(site, request)) throw *lost;
+  return response;
+}
+
+std::size_t TxnBatcher::waiting() const {
+  MutexLock lock(mu_);
+  return queued_.size();
+}
+
+void TxnBatcher::pass_on() {
+  if (queued_.empty() || in_flight_ >= kMaxInFlight) return;
+  Waiter& next = *queued_.front();
+  queued_.pop_front();
+  ++in_flight_;
+  next.state = Waiter::State::sending;
+  next.wake();
+}
+
+}  // namespace etcdlock::detail::etcd

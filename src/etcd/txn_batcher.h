@@ -1,0 +1,115 @@
+// TxnBatcher: Txns that touch disjoint keys, sent as one while another batch
+// is on its way (group commit).
+//
+// Why: when many threads of one process write at once (a lock per job, 32
+// jobs), every Txn costs etcd a raft entry, a WAL write, a request's gRPC
+// work and, in etcd 3.4, a copy of its buffer of uncommitted writes
+// (docs/benchmarks.md, "Where etcd's CPU goes"), and it costs the client a
+// call and a thread hand-off. Txns that touch disjoint keys commute: sent as
+// one Txn without compares whose success branch holds each of them as a
+// nested Txn, each is evaluated, and takes its success or failure branch,
+// exactly as it would alone, at one revision.
+//
+// A Txn goes at once while fewer than kMaxInFlight batches are on their way,
+// so a thread alone is never delayed; otherwise it queues, and the next batch
+// takes every queued Txn that touches nothing another of it touches.
+//
+// What sharing a request changes, and why each is safe:
+// - The revision. A batch's Txns share one: keys they create have the same
+//   create revision. Two entries of one queue must never (their order and
+//   their fencing tokens are their create revisions), and they cannot: a Txn
+//   that creates an entry reads its queue's directory, so two of them
+//   overlap and never share a batch.
+// - A batch whose outcome is unknown (its reply lost, its deadline passed on
+//   a hung member) leaves every Txn of it in doubt: each caller gets that
+//   error, as it would for its own Txn, and takes its own in-doubt path. The
+//   batch's deadline is its earliest member's, so only Txns whose deadlines
+//   are within kDeadlineSpread of each other share one: none loses more
+//   than twice that of its own time to another's shorter deadline.
+// - A batch that etcd refuses (an invalid argument, a permission, a lease it
+//   no longer has) applied nothing: etcd checks a Txn before it applies any
+//   of it. Each Txn is then sent again alone, so that a refusal is its own.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <deque>
+#include <functional>
+#include <optional>
+#include <string_view>
+#include <vector>
+
+#include "base/clock.h"
+#include "base/mutex.h"
+#include "etcd/rpc.pb.h"
+#include "etcdlock/error.h"
+
+namespace etcdlock::detail::etcd {
+
+namespace pb = ::etcdserverpb;
+
+// Thread-safe.
+class TxnBatcher {
+ public:
+  // Sends one Txn (a batch, or a Txn alone) and waits for its reply; throws
+  // Error.
+  using Send = std::function<pb::TxnResponse(const pb::TxnRequest& request, SteadyTime deadline)>;
+  // The error that the reply to `request`, a write at `site`, is to be lost
+  // with, when a test armed that fault (etcd/lost_replies.h); nullopt
+  // otherwise. Takes the armed fault.
+  using LoseReply = std::function<std::optional<Error>(std::string_view site, const pb::TxnRequest& request)>;
+
+  // Batches on their way at once; a Txn that finds this many queues.
+  // One: while a batch is on its way, the next one fills. Measured with 32
+  // threads (docs/benchmarks.md): two or four in flight made smaller batches,
+  // and cost etcd and the client more per Txn.
+  static constexpr std::size_t kMaxInFlight = 1;
+  // Txns in one batch at most, and its size: etcd refuses a Txn of more than
+  // 128 operations (--max-txn-ops) or 1.5 MiB (--max-request-bytes) by
+  // default. A batch refused as too big (an etcd run with lower limits)
+  // halves them for the batches after it.
+  static constexpr std::size_t kMaxTxns = 64;
+  // Txns share a batch only when their deadlines are this close to its
+  // first's: the batch is sent with the earliest (helper-60's review).
+  static constexpr std::chrono::milliseconds kDeadlineSpread{25};
+  static constexpr std::size_t kMaxBytes = 256 * 1024;
+
+  TxnBatcher(Send send, LoseReply lose_reply);
+  TxnBatcher(const TxnBatcher&) = delete;
+  TxnBatcher& operator=(const TxnBatcher&) = delete;
+
+  // Sends `request`, alone or in a batch, and returns its own reply (with
+  // the batch's header); throws what the send threw, or the lost reply's
+  // error. `deadline` bounds the request's wait in the queue and its send.
+  pb::TxnResponse txn(const pb::TxnRequest& request, SteadyTime deadline, std::string_view site);
+
+  // Txns waiting for a batch to take them (for tests).
+  std::size_t waiting() const;
+
+ private:
+  struct Waiter;
+
+  // Waits until `self` is sent by another, or is to send; throws when its
+  // deadline passes before it left.
+  void await(Waiter& self);
+  // Takes `first` and the queued Txns that touch nothing it or another
+  // taken one touches, in queue order, but none whose deadline has passed.
+  std::vector<Waiter*> take_batch(Waiter& first) ETCDLOCK_REQUIRES(mu_);
+  // Sends `batch` (more than one Txn) and gives each its outcome, an error
+  // when the send failed in any way.
+  void send_batch(const std::vector<Waiter*>& batch) noexcept;
+  pb::TxnResponse send_alone(const pb::TxnRequest& request, SteadyTime deadline, std::string_view site) const;
+  // Hands the sending on to the oldest queued Txn, if any.
+  void pass_on() ETCDLOCK_REQUIRES(mu_);
+
+  const Send send_;
+  const LoseReply lose_reply_;
+
+  mutable Mutex mu_;
+  std::deque<Waiter*> queued_ ETCDLOCK_GUARDED_BY(mu_);
+  std::size_t in_flight_ ETCDLOCK_GUARDED_BY(mu_) = 0;
+  std::size_t max_txns_ ETCDLOCK_GUARDED_BY(mu_) = kMaxTxns;
+  std::size_t max_bytes_ ETCDLOCK_GUARDED_BY(mu_) = kMaxBytes;
+};
+
+}  // namespace etcdlock::detail::etcd
