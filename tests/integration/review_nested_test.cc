@@ -29,20 +29,6 @@ class ReviewNested : public LockTest {
     return std::make_unique<LockManager>(with_prefix);
   }
 
-  // The keys under `dir`, oldest first.
-  std::vector<std::string> keys_under(const std::string& dir) {
-    etcdserverpb::RangeRequest request;
-    request.set_key(dir);
-    request.set_range_end(detail::prefix_range_end(dir));
-    request.set_keys_only(true);
-    request.set_sort_target(etcdserverpb::RangeRequest::CREATE);
-    request.set_sort_order(etcdserverpb::RangeRequest::ASCEND);
-    const auto response = raw_.range(request, in(5s));
-    std::vector<std::string> keys;
-    for (const auto& kv : response.kvs()) keys.push_back(kv.key());
-    return keys;
-  }
-
   // `holder` holds "x", a waiter of `waiter` (a manager on `waiter_prefix`)
   // queues behind it, and the release hands over with a note into the inbox
   // of `waiter` (creating its key); the waiter then unlocks. The inbox key
@@ -58,7 +44,7 @@ class ReviewNested : public LockTest {
       // write, guarded by our entry: the waiter may be in by its own read
       // first (under ThreadSanitizer it was), and an unlock before the note
       // lands leaves no note and no inbox key. Hold until the note is there.
-      EXPECT_TRUE(eventually([&] { return std::ranges::any_of(keys_under(waiter_prefix + "/"), is_inbox); }))
+      EXPECT_TRUE(eventually([&] { return std::ranges::any_of(keys_under(raw_, waiter_prefix + "/"), is_inbox); }))
           << "no hand-over note came";
       waiting->unlock();
     });
@@ -85,7 +71,7 @@ TEST_F(ReviewNested, AnInboxKeyOfANestedPrefixNeverHoldsTheOuterNameBack) {
   ASSERT_NO_FATAL_FAILURE(note_to(*inner, *other, inner_prefix));
   const auto inbox_keys = [&] {
     std::vector<std::string> found;
-    for (const auto& key : keys_under(inner_prefix + "/")) {
+    for (const auto& key : keys_under(raw_, inner_prefix + "/")) {
       if (is_inbox(key)) found.push_back(key);
     }
     return found;
@@ -139,7 +125,7 @@ TEST_F(ReviewNested, AnInboxKeyOfANestedPrefixIsNoHolderOfTheOuterName) {
   auto other = manager_on(inner_prefix);
   auto outer = manager();
   ASSERT_NO_FATAL_FAILURE(note_to(*inner, *other, inner_prefix));
-  const auto keys = keys_under(prefix_ + "/jobs/");
+  const auto keys = keys_under(raw_, prefix_ + "/jobs/");
   ASSERT_EQ(keys.size(), 1u) << "expected only the inbox key under the directory of \"jobs\"";
   ASSERT_TRUE(is_inbox(keys[0]));
 
@@ -168,10 +154,11 @@ TEST_F(ReviewNested, ATryLockBehindAnInboxKeyAndAHolderLeavesNoKey) {
   ASSERT_TRUE(held->try_lock()) << "only the inbox key stands under the directory of \"jobs\"";
   auto tried = b->get_lock("jobs");
   EXPECT_FALSE(tried->try_lock()) << "two holders of \"jobs\"";
-  ASSERT_TRUE(is_inbox(keys_under(prefix_ + "/jobs/").at(0))) << "the inbox key went too soon: the path was not taken";
+  ASSERT_TRUE(is_inbox(keys_under(raw_, prefix_ + "/jobs/").at(0)))
+      << "the inbox key went too soon: the path was not taken";
   const auto entry_keys = [&] {
     std::vector<std::string> found;
-    for (const auto& key : keys_under(prefix_ + "/jobs/")) {
+    for (const auto& key : keys_under(raw_, prefix_ + "/jobs/")) {
       if (!is_inbox(key)) found.push_back(key);
     }
     return found;
@@ -193,7 +180,7 @@ TEST_F(ReviewNested, AnInboxKeyGoesThoughItsManagerPollsTryLockWithoutPause) {
   auto inner = manager_on(inner_prefix);
   auto other = manager_on(inner_prefix);
   ASSERT_NO_FATAL_FAILURE(note_to(*inner, *other, inner_prefix));
-  const auto inbox_present = [&] { return std::ranges::any_of(keys_under(inner_prefix + "/"), is_inbox); };
+  const auto inbox_present = [&] { return std::ranges::any_of(keys_under(raw_, inner_prefix + "/"), is_inbox); };
   ASSERT_TRUE(inbox_present()) << "the hand-over wrote no note";
 
   std::atomic<bool> stop{false};
