@@ -200,7 +200,8 @@ void TxnBatcher::await(Waiter& self) {
   bool on_its_way = false;
   while (!self.woken) {
     if (on_its_way) {
-      // In a batch: its deadline is the earliest of its Txns'.
+      // In a batch: it leaves with the latest of its Txns' deadlines, at most
+      // kDeadlineSpread past this one's.
       self.woken_changed.wait(wake_lock);
       continue;
     }
@@ -230,22 +231,27 @@ std::vector<TxnBatcher::Waiter*> TxnBatcher::take_batch(Waiter& first) {
   }
   const auto now = SteadyClock::now();
   std::size_t bytes = first.bytes;
+  SteadyTime earliest = first.deadline;
+  SteadyTime latest = first.deadline;
   for (auto it = queued_.begin(); it != queued_.end() && batch.size() < max_txns_;) {
     Waiter& candidate = **it;
-    // The batch leaves with its earliest deadline: a Txn whose deadline is
-    // far from the first's waits for a batch of its own kind, so that no
-    // Txn loses more than twice kDeadlineSpread of its own time to another's
-    // (a try_lock_for of a few milliseconds would otherwise fail the unlocks
-    // beside it, in doubt). One past its deadline leaves the queue itself,
-    // unsent.
-    const bool fits = candidate.deadline > now && candidate.deadline - first.deadline <= kDeadlineSpread &&
-                      first.deadline - candidate.deadline <= kDeadlineSpread && bytes + candidate.bytes <= max_bytes_ &&
+    // The batch leaves with its latest deadline, so its deadlines must lie
+    // within kDeadlineSpread of each other: a Txn whose deadline is further
+    // off waits for a batch of its own kind, and none is answered more than
+    // kDeadlineSpread after its own deadline. One past its deadline leaves
+    // the queue itself, unsent.
+    const bool in_time = candidate.deadline > now;
+    const bool within_spread =
+        std::max(latest, candidate.deadline) - std::min(earliest, candidate.deadline) <= kDeadlineSpread;
+    const bool fits = in_time && within_spread && bytes + candidate.bytes <= max_bytes_ &&
                       std::none_of(batch.begin(), batch.end(),
                                    [&](const Waiter* taken) { return overlap(taken->spans, candidate.spans); });
     if (!fits) {
       ++it;
       continue;
     }
+    earliest = std::min(earliest, candidate.deadline);
+    latest = std::max(latest, candidate.deadline);
     bytes += candidate.bytes;
     batch.push_back(&candidate);
     candidate.state = Waiter::State::batched;
@@ -262,10 +268,15 @@ void TxnBatcher::send_batch(const std::vector<Waiter*>& batch) noexcept {
   bool alone = false;
   try {
     pb::TxnRequest combined;
+    // The latest of its Txns' deadlines: with the earliest, etcd's answer
+    // after it failed the others in doubt before their own deadlines, so a
+    // try_lock_for threw unavailable where it returns false on timeout, and
+    // an unlock that etcd answered in its own time counted its hold lost
+    // (helper-61's review).
     SteadyTime deadline = batch.front()->deadline;
     for (const Waiter* waiter : batch) {
       *combined.add_success()->mutable_request_txn() = waiter->request;
-      deadline = std::min(deadline, waiter->deadline);
+      deadline = std::max(deadline, waiter->deadline);
     }
     response = send_(combined, deadline);
     for (const Waiter* waiter : batch) {

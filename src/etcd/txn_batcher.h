@@ -22,10 +22,11 @@
 //   overlap and never share a batch.
 // - A batch whose outcome is unknown (its reply lost, its deadline passed on
 //   a hung member) leaves every Txn of it in doubt: each caller gets that
-//   error, as it would for its own Txn, and takes its own in-doubt path. The
-//   batch's deadline is its earliest member's, so only Txns whose deadlines
-//   are within kDeadlineSpread of each other share one: none loses more
-//   than twice that of its own time to another's shorter deadline.
+//   error, as it would for its own Txn, and takes its own in-doubt path.
+// - The deadline. A batch leaves with its latest member's deadline, so no
+//   Txn is failed, in doubt, before its own deadline by another's shorter
+//   one; only Txns whose deadlines lie within kDeadlineSpread of each other
+//   share a batch, so none is answered more than that after its own.
 // - A batch that etcd refuses (an invalid argument, a permission, a lease it
 //   no longer has) applied nothing: etcd checks a Txn before it applies any
 //   of it. Each Txn is then sent again alone, so that a refusal is its own.
@@ -69,8 +70,8 @@ class TxnBatcher {
   // default. A batch refused as too big (an etcd run with lower limits)
   // halves them for the batches after it.
   static constexpr std::size_t kMaxTxns = 64;
-  // Txns share a batch only when their deadlines are this close to its
-  // first's: the batch is sent with the earliest (helper-60's review).
+  // Txns share a batch only when their deadlines lie this close to each
+  // other: the batch is sent with the latest (reviews of helpers 60 and 61).
   static constexpr std::chrono::milliseconds kDeadlineSpread{25};
   static constexpr std::size_t kMaxBytes = 256 * 1024;
 

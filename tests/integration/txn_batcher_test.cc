@@ -4,6 +4,7 @@
 // its reply after it committed.
 #include <gtest/gtest.h>
 
+#include <array>
 #include <atomic>
 #include <map>
 #include <optional>
@@ -24,6 +25,8 @@ namespace {
 
 using namespace std::chrono_literals;
 namespace pb = ::etcdserverpb;
+using detail::SteadyClock;
+using detail::SteadyTime;
 using detail::etcd::LostReplies;
 namespace write_site = detail::etcd::write_site;
 
@@ -174,9 +177,10 @@ TEST_F(TxnBatcherTest, ATxnWhoseDeadlinePassesInTheQueueIsNotSent) {
 }
 
 // A Txn with a short deadline does not share a request with one whose
-// deadline is far later: a batch leaves with its earliest deadline, and the
-// later one (an unlock's) would fail with it, in doubt, though etcd would
-// have answered it in time (helper-60's review).
+// deadline is far later: when a batch left with its earliest deadline, the
+// later one (an unlock's) failed with it, in doubt, though etcd would have
+// answered it in time (helper-60's review); with the latest, the short one
+// would wait long past its own.
 TEST_F(TxnBatcherTest, ATxnIsNotFailedByTheShortDeadlineOfAnother) {
   link_.hold_replies();
   const auto sent_before = txns_sent();
@@ -207,6 +211,51 @@ TEST_F(TxnBatcherTest, ATxnIsNotFailedByTheShortDeadlineOfAnother) {
   EXPECT_TRUE(long_reply->succeeded());
   // The short one waited behind the long one, and its deadline passed before it left.
   EXPECT_EQ(txns_sent() - sent_before, 2u) << "the short and the long Txn left together";
+}
+
+// Two Txns queued behind a Txn whose reply is held, their deadlines 20 ms
+// apart, leave as one batch; its reply never comes. Neither fails before its
+// own deadline: the batch leaves with the later one. Sent with the earlier,
+// the later Txn failed in doubt 18-19 ms before its own deadline, 5 of 5
+// times (helper-61's review).
+TEST_F(TxnBatcherTest, NoTxnOfABatchFailsBeforeItsOwnDeadline) {
+  link_.hold_replies();
+  std::jthread first([&] {
+    EXPECT_THROW((void)client_.txn(create(prefix_ + "/f/", prefix_ + "/f/1"), in(200ms), write_site::enqueue), Error);
+  });
+  ASSERT_TRUE(eventually([&] { return txns_sent() == sent_before_ + 1; }));
+  struct Call {
+    SteadyTime deadline;
+    SteadyTime ended;
+    std::optional<Error> error;
+  };
+  Call a{in(1000ms), {}, {}};
+  Call b{a.deadline + 20ms, {}, {}};
+  const auto send = [&](const std::string& name, Call& call) {
+    try {
+      (void)client_.txn(create(prefix_ + "/" + name + "/", prefix_ + "/" + name + "/1"), call.deadline,
+                        write_site::enqueue);
+    } catch (const Error& error) {
+      call.error = error;
+    }
+    call.ended = SteadyClock::now();
+  };
+  std::jthread a_thread([&] { send("a", a); });
+  ASSERT_TRUE(eventually([&] { return client_.txns_waiting() == 1; }));
+  std::jthread b_thread([&] { send("b", b); });
+  a_thread.join();
+  b_thread.join();
+  first.join();
+  link_.resume_replies();
+  EXPECT_EQ(txns_sent() - sent_before_, 2u) << "the two did not share a batch";
+  for (const Call* call : {&a, &b}) {
+    ASSERT_TRUE(call->error) << "answered, though every reply was held";
+    EXPECT_EQ(call->error->code(), errc::unavailable);
+    EXPECT_GE(call->ended, call->deadline)
+        << "failed, in doubt, "
+        << std::chrono::duration_cast<std::chrono::microseconds>(call->deadline - call->ended).count()
+        << " us before its own deadline";
+  }
 }
 
 // A batch whose reply is lost after it committed leaves every Txn of it in
@@ -278,6 +327,109 @@ TEST_F(BatchedLocks, ManyThreadsShareRequestsWithoutTwoHoldersEvenWhenRepliesAre
   const auto sent = first->metrics().requests.at("Txn") + second->metrics().requests.at("Txn");
   EXPECT_LT(sent, 2u * acquisitions) << "no two Txns ever shared a request";
   EXPECT_TRUE(eventually([&] { return all_keys() == 0; }, 20s)) << all_keys() << " keys left";
+}
+
+// Two try_lock_until on free names, their deadlines 20 ms apart, queued
+// behind a create whose reply is held until both deadlines passed: each
+// returns false on timeout, as it would alone. When the batch left with the
+// earlier deadline, the later one got the batch's in-doubt error with 20 ms
+// of its own left, too little for a retry, and threw unavailable, 5 of 5
+// times (helper-61's review).
+TEST_F(BatchedLocks, TimedTriesThatShareABatchEndAsTimeoutsNotErrors) {
+  TcpProxy link(port_of(etcd_.endpoints().front()));
+  auto options = options_through(link.endpoint());
+  options.command_timeout = 3s;
+  LockManager manager(options);
+  {
+    auto warm = manager.get_lock("warm");
+    ASSERT_TRUE(warm->try_lock_for(5s));
+    warm->unlock();
+  }
+  link.hold_replies();
+  std::jthread hung([&] {
+    try {
+      (void)manager.get_lock("hung")->try_lock_for(200ms);
+    } catch (const Error&) {
+      // whatever it returns: the two behind it are judged
+    }
+  });
+  std::this_thread::sleep_for(50ms);
+  struct Try {
+    std::optional<bool> result;
+    std::optional<Error> error;
+  };
+  Try a;
+  Try b;
+  const auto deadline = SteadyClock::now() + 1000ms;
+  const auto try_until = [&](const std::string& name, SteadyTime until, Try& outcome) {
+    try {
+      outcome.result = manager.get_lock(name)->try_lock_until(until);
+    } catch (const Error& error) {
+      outcome.error = error;
+    }
+  };
+  std::jthread a_thread([&] { try_until("a", deadline, a); });
+  std::this_thread::sleep_for(20ms);
+  std::jthread b_thread([&] { try_until("b", deadline + 20ms, b); });
+  a_thread.join();
+  b_thread.join();
+  hung.join();
+  link.resume_replies();
+  for (const Try* outcome : {&a, &b}) {
+    EXPECT_FALSE(outcome->error) << outcome->error->what();
+    if (outcome->result) EXPECT_FALSE(*outcome->result);
+  }
+}
+
+// Unlocks of y and x, 20 ms apart, queue behind an unlock of z whose reply
+// is held, and leave as one batch; etcd's answers are let through between
+// x's deadline and y's. Neither unlock fails, and neither hold counts as
+// lost: etcd answered before the batch's deadline. When the batch left with
+// the earlier deadline, y's unlock failed in doubt and its lost token fired,
+// 3 of 3 times (helper-61's review).
+TEST_F(BatchedLocks, AnUnlockAnsweredBeforeItsOwnDeadlineIsNotCountedLost) {
+  TcpProxy link(port_of(etcd_.endpoints().front()));
+  auto options = options_through(link.endpoint());
+  options.command_timeout = 1s;
+  LockManager manager(options);
+  struct Holder {
+    std::chrono::milliseconds unlock_at;
+    std::error_code released;
+    bool lost = false;
+    std::jthread thread;
+  };
+  std::array<Holder, 3> holders{Holder{0ms}, Holder{50ms}, Holder{70ms}};  // z, x, y
+  const std::array<std::string, 3> names{"z", "x", "y"};
+  std::atomic<int> held{0};
+  std::atomic<bool> go{false};
+  SteadyTime start;
+  for (std::size_t i = 0; i < holders.size(); ++i) {
+    holders[i].thread = std::jthread([&, i] {
+      auto lock = manager.get_lock(names[i]);
+      if (!lock->try_lock_for(5s)) return;
+      const auto lost = lock->lost_token();
+      ++held;
+      while (!go.load()) std::this_thread::sleep_for(1ms);
+      std::this_thread::sleep_until(start + holders[i].unlock_at);
+      lock->unlock(holders[i].released);
+      std::this_thread::sleep_for(200ms);
+      holders[i].lost = lost.stop_requested();
+    });
+  }
+  ASSERT_TRUE(eventually([&] { return held.load() == 3; }));
+  std::this_thread::sleep_for(300ms);
+  link.hold_replies();
+  start = SteadyClock::now();
+  go = true;
+  // Between x's deadline (start + 1.05 s) and y's (start + 1.07 s).
+  std::this_thread::sleep_until(start + 1060ms);
+  link.resume_replies();
+  for (auto& holder : holders) holder.thread.join();
+  for (std::size_t i = 1; i < holders.size(); ++i) {
+    SCOPED_TRACE(names[i]);
+    EXPECT_FALSE(holders[i].released) << holders[i].released.message();
+    EXPECT_FALSE(holders[i].lost);
+  }
 }
 
 }  // namespace
