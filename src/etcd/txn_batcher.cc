@@ -268,11 +268,11 @@ void TxnBatcher::send_batch(const std::vector<Waiter*>& batch) noexcept {
   bool alone = false;
   try {
     pb::TxnRequest combined;
-    // The latest of its Txns' deadlines: with the earliest, etcd's answer
-    // after it failed the others in doubt before their own deadlines, so a
-    // try_lock_for threw unavailable where it returns false on timeout, and
-    // an unlock that etcd answered in its own time counted its hold lost
-    // (helper-61's review).
+    // The latest of its Txns' deadlines. With the earliest, a batch that
+    // etcd answered after it failed the others, in doubt, before their own
+    // deadlines: a try_lock_for threw unavailable where it returns false on
+    // timeout, and an unlock that etcd answered in its own time counted its
+    // hold lost (helper-61's review).
     SteadyTime deadline = batch.front()->deadline;
     for (const Waiter* waiter : batch) {
       *combined.add_success()->mutable_request_txn() = waiter->request;

@@ -188,7 +188,7 @@ void enable_auth_for_alice(const EtcdCluster& etcd, const std::string& prefix, c
   for (const std::string& command : commands) {
     // etcd answers "request timed out" when a write outlasts its request
     // timeout: a user add hashes the password, seconds at SlowAuth's bcrypt
-    // cost on a loaded machine (3 SlowAuth tests failed so in their setup,
+    // cost on a loaded machine (SlowAuth tests failed so in their setup on
     // 2026-12-06 and 12-07). The write may have been applied all the same, so
     // a retry that finds the user or role there counts as done.
     std::string output;
