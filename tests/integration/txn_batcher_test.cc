@@ -220,8 +220,9 @@ TEST_F(TxnBatcherTest, ATxnIsNotFailedByTheShortDeadlineOfAnother) {
 // times (helper-61's review).
 TEST_F(TxnBatcherTest, NoTxnOfABatchFailsBeforeItsOwnDeadline) {
   link_.hold_replies();
+  // Its 500 ms leave the second thread ample time to queue beside the first.
   std::jthread first([&] {
-    EXPECT_THROW((void)client_.txn(create(prefix_ + "/f/", prefix_ + "/f/1"), in(200ms), write_site::enqueue), Error);
+    EXPECT_THROW((void)client_.txn(create(prefix_ + "/f/", prefix_ + "/f/1"), in(500ms), write_site::enqueue), Error);
   });
   ASSERT_TRUE(eventually([&] { return txns_sent() == sent_before_ + 1; }));
   struct Call {
