@@ -36,6 +36,7 @@ struct ManagerOptions {
   // From 1 s to 24 h.
   std::chrono::seconds ttl{30};
   // Shown as the holder in lock info; empty means "<hostname>:<pid>".
+  // UTF-8 (checked: errc::invalid_argument).
   std::string owner;
   // How long the constructor waits for the first connection to etcd.
   std::chrono::milliseconds dial_timeout{5000};

@@ -31,6 +31,11 @@ ManagerOptions validated(ManagerOptions options) {
                 "command_timeout of " + std::to_string(options.command_timeout.count()) + " ms must be positive");
   }
   validate_prefix(options.prefix);
+  // The owner goes into every entry's value, a JSON document, whose strings
+  // are UTF-8: checked here, so that it fails the manager and not each lock.
+  if (!is_valid_utf8(options.owner)) {
+    throw Error(errc::invalid_argument, "owner " + quote_value(options.owner) + " is not valid UTF-8");
+  }
   if (options.owner.empty()) options.owner = default_owner();
   return options;
 }

@@ -43,6 +43,10 @@ TEST_F(LockLifecycle, BadOptionsThrowNamingTheValue) {
   expect_error(errc::invalid_key, "prefix \"a//b\"", [&] { LockManager m(with([](auto& o) { o.prefix = "a//b"; })); });
   expect_error(errc::invalid_argument, "dial_timeout",
                [&] { LockManager m(with([](auto& o) { o.dial_timeout = 0ms; })); });
+  // The owner is written into every entry's value, a JSON document: bytes
+  // that are not UTF-8 would fail each acquisition instead of the manager.
+  expect_error(errc::invalid_argument, "owner \"\\xff\\xfe\" is not valid UTF-8",
+               [&] { LockManager m(with([](auto& o) { o.owner = "\xff\xfe"; })); });
   auto manager = this->manager();
   expect_error(errc::invalid_argument, "retry_interval of 0 ms",
                [&] { manager->get_lock("x", LockOptions{.retry_interval = 0ms}); });

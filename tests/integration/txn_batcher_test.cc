@@ -378,7 +378,9 @@ TEST_F(BatchedLocks, TimedTriesThatShareABatchEndAsTimeoutsNotErrors) {
   link.resume_replies();
   for (const Try* outcome : {&a, &b}) {
     EXPECT_FALSE(outcome->error) << outcome->error->what();
-    if (outcome->result) EXPECT_FALSE(*outcome->result);
+    if (outcome->result) {
+      EXPECT_FALSE(*outcome->result);
+    }
   }
 }
 
@@ -399,7 +401,8 @@ TEST_F(BatchedLocks, AnUnlockAnsweredBeforeItsOwnDeadlineIsNotCountedLost) {
     bool lost = false;
     std::jthread thread;
   };
-  std::array<Holder, 3> holders{Holder{0ms}, Holder{50ms}, Holder{70ms}};  // z, x, y
+  std::array<Holder, 3> holders{Holder{0ms, {}, false, {}}, Holder{50ms, {}, false, {}},
+                                Holder{70ms, {}, false, {}}};  // z, x, y
   const std::array<std::string, 3> names{"z", "x", "y"};
   std::atomic<int> held{0};
   std::atomic<bool> go{false};
