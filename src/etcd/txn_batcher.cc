@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <condition_variable>
 #include <exception>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <utility>
@@ -89,25 +90,32 @@ bool too_big(const Error& error) {
 }  // namespace
 
 struct TxnBatcher::Waiter {
-  enum class State {
-    queued,
-    batched,  // in a batch that another waiter sends
-    sending,  // sends a batch that it is in (first)
-    alone,    // its batch was refused: sends itself again, alone
-    done,
+  using State = WaiterState;
+
+  // How a queued Txn's thread is woken, and told what to do next. Shared by
+  // the thread and the one that wakes it, so that the waker can notify after
+  // it unlocks: the thread may return (and its Waiter go) as soon as it sees
+  // `woken_as`. Notified under the mutex instead, a woken thread found the
+  // mutex still held and slept on it again (docs/benchmarks.md).
+  struct Signal {
+    std::mutex mu;
+    std::condition_variable changed;
+    std::optional<State> woken_as;  // guarded by mu
   };
 
   Waiter(const pb::TxnRequest& request, SteadyTime deadline, std::string_view site)
       : request(request), deadline(deadline), site(site) {}
 
-  // Wakes the waiting thread, once its state says what to do next. The wake
+  // Wakes the waiting thread to do `next`, the state it was given. The signal
   // has a mutex of its own, so that a batch's sender does not wake its
-  // waiters into the batcher's mutex; it is notified under that mutex, since
-  // the waiter may return (and this object go) as soon as it can take it.
-  void wake() {
-    std::lock_guard lock(wake_mu);
-    woken = true;
-    woken_changed.notify_one();
+  // waiters into the batcher's mutex.
+  void wake(State next) {
+    const auto kept = signal;  // `*this` may go once `woken_as` is set
+    {
+      std::lock_guard lock(kept->mu);
+      kept->woken_as = next;
+    }
+    kept->changed.notify_one();
   }
 
   const pb::TxnRequest& request;
@@ -116,14 +124,12 @@ struct TxnBatcher::Waiter {
   std::vector<KeySpan> spans;
   std::size_t bytes = 0;
   State state = State::queued;  // guarded by the batcher's mu_
-  // Its outcome, set before wake(): the wake orders them before the
-  // waiter's read.
+  // Its outcome, set before wake(): the signal's mutex orders them before
+  // the waiter's read.
   pb::TxnResponse response;
   std::exception_ptr error;
-
-  std::mutex wake_mu;
-  std::condition_variable woken_changed;
-  bool woken = false;  // guarded by wake_mu
+  // Made when it queues: a Txn sent at once is never woken.
+  std::shared_ptr<Signal> signal;
 };
 
 TxnBatcher::TxnBatcher(Send send, LoseReply lose_reply) : send_(std::move(send)), lose_reply_(std::move(lose_reply)) {}
@@ -143,6 +149,7 @@ pb::TxnResponse TxnBatcher::txn(const pb::TxnRequest& request, SteadyTime deadli
     // Measured only when it may share a batch.
     add_spans(request, self.spans);
     self.bytes = request.ByteSizeLong();
+    self.signal = std::make_shared<Waiter::Signal>();
     {
       MutexLock lock(mu_);
       if (in_flight_ < kMaxInFlight && queued_.empty()) {
@@ -153,59 +160,71 @@ pb::TxnResponse TxnBatcher::txn(const pb::TxnRequest& request, SteadyTime deadli
         queued_.push_back(&self);
       }
     }
-    if (!sending) await(self);
+    if (!sending) {
+      // Told what to do next by the one that woke it: no need to take mu_,
+      // which every Txn of a batch would otherwise take at once on waking.
+      switch (await(self)) {
+        case Waiter::State::sending:
+          break;
+        case Waiter::State::alone:
+          return send_alone(request, deadline, site);
+        default:  // done: await returns nothing else
+          if (self.error) std::rethrow_exception(self.error);
+          return std::move(self.response);
+      }
+    }
   }
   MutexLock lock(mu_);
-  if (self.state == Waiter::State::sending) {
-    std::vector<Waiter*> batch;
-    try {
-      // Sent now, it would fail with the deadline, and take the Txns of
-      // its batch down with it, in doubt.
-      if (SteadyClock::now() >= deadline) throw not_sent();
-      batch = take_batch(self);
-    } catch (...) {
-      --in_flight_;
-      pass_on();
-      throw;
-    }
-    lock.unlock();
-    std::exception_ptr error;
-    if (batch.size() == 1) {
-      try {
-        self.response = send_alone(request, deadline, site);
-      } catch (...) {
-        error = std::current_exception();
-      }
-    } else {
-      send_batch(batch);
-    }
-    lock.lock();
+  std::vector<Waiter*> batch;
+  try {
+    // Sent now, it would fail with the deadline, and take the Txns of its
+    // batch down with it, in doubt.
+    if (SteadyClock::now() >= deadline) throw not_sent();
+    batch = take_batch(self);
+  } catch (...) {
     --in_flight_;
     pass_on();
-    if (batch.size() == 1) {
-      lock.unlock();
-      if (error) std::rethrow_exception(error);
-      return std::move(self.response);
-    }
+    throw;
   }
+  lock.unlock();
+  std::exception_ptr error;
+  if (batch.size() == 1) {
+    try {
+      self.response = send_alone(request, deadline, site);
+    } catch (...) {
+      error = std::current_exception();
+    }
+  } else {
+    send_batch(batch);
+  }
+  lock.lock();
+  --in_flight_;
+  pass_on();
   const auto state = self.state;
   lock.unlock();
+  if (batch.size() == 1) {
+    if (error) std::rethrow_exception(error);
+    return std::move(self.response);
+  }
   if (state == Waiter::State::alone) return send_alone(request, deadline, site);
   if (self.error) std::rethrow_exception(self.error);
   return std::move(self.response);
 }
 
-void TxnBatcher::await(Waiter& self) {
-  std::unique_lock wake_lock(self.wake_mu);
+TxnBatcher::WaiterState TxnBatcher::await(Waiter& self) {
+  Waiter::Signal& signal = *self.signal;
+  std::unique_lock wake_lock(signal.mu);
   bool on_its_way = false;
-  while (!self.woken) {
+  while (!signal.woken_as) {
     if (on_its_way) {
       // In a batch: it leaves with the latest of its Txns' deadlines, at most
       // kDeadlineSpread past this one's.
-      self.woken_changed.wait(wake_lock);
+      signal.changed.wait(wake_lock);
       continue;
     }
-    if (self.woken_changed.wait_until(wake_lock, self.deadline) == std::cv_status::no_timeout || self.woken) continue;
+    if (signal.changed.wait_until(wake_lock, self.deadline) == std::cv_status::no_timeout || signal.woken_as) {
+      continue;
+    }
     wake_lock.unlock();
     {
       MutexLock lock(mu_);
@@ -217,6 +236,7 @@ void TxnBatcher::await(Waiter& self) {
     on_its_way = true;
     wake_lock.lock();
   }
+  return *signal.woken_as;
 }
 
 std::vector<TxnBatcher::Waiter*> TxnBatcher::take_batch(Waiter& first) {
@@ -316,12 +336,13 @@ void TxnBatcher::send_batch(const std::vector<Waiter*>& batch) noexcept {
     // Out of memory while handing the replies out: the rest learn nothing.
     for (; given < batch.size(); ++given) batch[given]->error = std::current_exception();
   }
+  const auto outcome = alone ? Waiter::State::alone : Waiter::State::done;
   {
     MutexLock lock(mu_);
-    for (Waiter* waiter : batch) waiter->state = alone ? Waiter::State::alone : Waiter::State::done;
+    for (Waiter* waiter : batch) waiter->state = outcome;
   }
   // The first is the sender, this thread.
-  for (std::size_t i = 1; i < batch.size(); ++i) batch[i]->wake();
+  for (std::size_t i = 1; i < batch.size(); ++i) batch[i]->wake(outcome);
 }
 
 pb::TxnResponse TxnBatcher::send_alone(const pb::TxnRequest& request, SteadyTime deadline,
@@ -342,7 +363,7 @@ void TxnBatcher::pass_on() {
   queued_.pop_front();
   ++in_flight_;
   next.state = Waiter::State::sending;
-  next.wake();
+  next.wake(Waiter::State::sending);
 }
 
 }  // namespace etcdlock::detail::etcd

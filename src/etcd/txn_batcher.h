@@ -88,11 +88,20 @@ class TxnBatcher {
   std::size_t waiting() const;
 
  private:
+  // Where a Txn is on its way.
+  enum class WaiterState {
+    queued,
+    batched,  // in a batch that another waiter sends
+    sending,  // sends a batch that it is in (first)
+    alone,    // its batch was refused: sends itself again, alone
+    done,
+  };
   struct Waiter;
 
-  // Waits until `self` is sent by another, or is to send; throws when its
-  // deadline passes before it left.
-  void await(Waiter& self);
+  // Waits until `self` is sent by another, or is to send, and returns what
+  // it is to do next (its state then); throws when its deadline passes
+  // before it left.
+  WaiterState await(Waiter& self);
   // Takes `first` and the queued Txns that touch nothing it or another
   // taken one touches, in queue order, but none whose deadline has passed.
   std::vector<Waiter*> take_batch(Waiter& first) ETCDLOCK_REQUIRES(mu_);
