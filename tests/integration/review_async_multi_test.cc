@@ -383,7 +383,7 @@ TEST_F(ReviewAsyncMulti, Held_DeadlinesAndCancelsRacingTurnGrantsLeaveNothing) {
     auto* d = delivery.get();
     xy->async_lock_for(
         timeout,
-        [d, handler = d->handler()](std::error_code ec, MultiLockHold hold) mutable {
+        [handler = d->handler()](std::error_code ec, MultiLockHold hold) mutable {
           if (!ec) hold.release();
           handler(ec, std::move(hold));
         },
