@@ -403,11 +403,16 @@ TEST_F(UnconfirmedWrite, ACancelledWaitWhoseEnqueueAndRemovalRepliesWereLostLeav
   holding->lock();
   auto waiting = waiter_manager->get_lock("l");
   const auto removals_lost_before = LostReplies::dropped(write_site::removal);
+  const auto enqueues_lost_before = LostReplies::dropped(write_site::enqueue);
   LostReplies::arm(write_site::enqueue, prefix_ + "/l/");
   LostReplies::arm(write_site::removal, prefix_ + "/l/");
   std::stop_source stop;
+  // Cancelled once the enqueue's reply is lost, not after a fixed time: on a
+  // loaded sanitizer run a fixed 500 ms could cancel before the enqueue was
+  // even sent, and then there is no entry to remove.
   std::jthread canceller([&] {
-    std::this_thread::sleep_for(500ms);
+    EXPECT_TRUE(eventually([&] { return LostReplies::dropped(write_site::enqueue) > enqueues_lost_before; }, 20s));
+    std::this_thread::sleep_for(100ms);
     stop.request_stop();
   });
   expect_error(errc::cancelled, "cancelled", [&] { waiting->lock(stop.get_token()); });
