@@ -404,6 +404,8 @@ std::string EtcdCluster::endpoints_csv() const {
   return result;
 }
 
+bool EtcdMember::has_data() const { return fs::exists(fs::path(data_dir_) / "member"); }
+
 void EtcdCluster::wait_ready(std::size_t index, std::chrono::milliseconds timeout) const {
   detail::etcd::Client::Credentials credentials;
   if (tls_) credentials.tls = TlsOptions{tls_->ca, tls_->client_cert, tls_->client_key};
@@ -414,6 +416,9 @@ void EtcdCluster::wait_ready(std::size_t index, std::chrono::milliseconds timeou
       etcdserverpb::RangeRequest request;
       request.set_key("/ready");
       client.range(request, std::chrono::steady_clock::now() + std::chrono::milliseconds(500));
+      // Answered, but maybe by another test's etcd on a port that both took:
+      // ours then fails to bind and exits without its data directory.
+      if (!members_.at(index)->has_data()) throw std::runtime_error("answered by a server with no data of this member");
       return;
     } catch (const std::exception& error) {
       if (std::chrono::steady_clock::now() > deadline) {

@@ -45,6 +45,10 @@ class EtcdMember {
   std::string endpoint() const;  // "127.0.0.1:PORT"
   // Where the member writes what it logs (errors only): across restarts.
   std::string log_path() const { return data_dir_ + ".log"; }
+  // etcd made its data directory: it binds its ports first, so a member that
+  // has one is the server on them, not another test's etcd that took a port
+  // free_port() found free.
+  bool has_data() const;
 
  private:
   std::string name_;
