@@ -53,11 +53,13 @@ class Lock : public detail::TimedLockFunctions<Lock> {
 
   // Never waits in the queue: true when this thread now holds the lock; false
   // when another holder has it. One round trip to etcd while etcd answers;
-  // the time it may take is bounded by ManagerOptions::command_timeout, within
-  // which transient failures are retried. With etcd slow, frozen or
-  // unreachable it throws Error(errc::unavailable) after about one command
-  // timeout (somewhat more when a new lease must be granted first). Throws as
-  // lock().
+  // transient failures are retried within ManagerOptions::command_timeout.
+  // With etcd frozen or unreachable it throws Error(errc::unavailable) after
+  // about one command timeout (somewhat more when a new lease must be granted
+  // first). With etcd slow to answer it may take up to about two: a write on
+  // its way is given a command timeout to be answered (one left unanswered
+  // would be in doubt), and an entry it made is removed before it returns.
+  // Throws as lock().
   [[nodiscard]] bool try_lock();
 
   // try_lock_for(timeout[, cancel]), try_lock_until(deadline) and

@@ -17,7 +17,13 @@ template <class Derived>
 class TimedLockFunctions {
  public:
   // Waits in the queue until the deadline: true when acquired, false on
-  // timeout, which leaves no key in etcd. Throws as Derived::lock().
+  // timeout, which leaves no key in etcd. Throws as Derived::lock(). The
+  // deadline bounds the wait, not a write already on its way: the request
+  // that queues is given ManagerOptions::command_timeout from its send to be
+  // answered (an unanswered one would leave a key in doubt), and an entry it
+  // made is removed before this returns. So with etcd slow to answer it may
+  // return after the deadline, by up to about two command timeouts; with
+  // etcd answering at once, by about two round trips.
   template <class Rep, class Period>
   [[nodiscard]] bool try_lock_for(const std::chrono::duration<Rep, Period>& timeout) {
     return self().try_lock_until_steady(deadline_after(timeout), {});

@@ -73,13 +73,6 @@ bool refused(const Error& error) {
   return error.code() == errc::invalid_argument || error.code() == errc::permission_denied;
 }
 
-// A Txn whose deadline passed before it left: never sent, so it cannot have
-// committed; the caller learns only that it got no answer, as from a
-// deadline on the wire.
-Error not_sent() {
-  return Error(errc::unavailable, "etcd Txn not sent: its deadline passed while it waited behind another");
-}
-
 // etcd refused it for its number of operations or its size.
 bool too_big(const Error& error) {
   const std::string_view message = error.what();
@@ -103,8 +96,18 @@ struct TxnBatcher::Waiter {
     std::optional<State> woken_as;  // guarded by mu
   };
 
-  Waiter(const pb::TxnRequest& request, SteadyTime deadline, std::string_view site)
-      : request(request), deadline(deadline), site(site) {}
+  Waiter(const pb::TxnRequest& request, SteadyTime deadline, SteadyTime leave_by,
+         std::chrono::milliseconds answer_within, std::string_view site)
+      : request(request),
+        deadline(deadline),
+        leave_by(std::min(leave_by, deadline)),
+        answer_within(answer_within),
+        site(site) {}
+
+  // The deadline of its answer if it leaves at `now`.
+  SteadyTime answer_by(SteadyTime now) const {
+    return answer_within > std::chrono::milliseconds::zero() ? std::max(deadline, now + answer_within) : deadline;
+  }
 
   // Wakes the waiting thread to do `next`, the state it was given. The signal
   // has a mutex of its own, so that a batch's sender does not wake its
@@ -119,7 +122,9 @@ struct TxnBatcher::Waiter {
   }
 
   const pb::TxnRequest& request;
-  SteadyTime deadline;
+  SteadyTime deadline;  // of its answer: answer_by() once it leaves the queue
+  SteadyTime leave_by;  // of its wait in the queue
+  std::chrono::milliseconds answer_within;
   std::string_view site;
   std::vector<KeySpan> spans;
   std::size_t bytes = 0;
@@ -134,8 +139,9 @@ struct TxnBatcher::Waiter {
 
 TxnBatcher::TxnBatcher(Send send, LoseReply lose_reply) : send_(std::move(send)), lose_reply_(std::move(lose_reply)) {}
 
-pb::TxnResponse TxnBatcher::txn(const pb::TxnRequest& request, SteadyTime deadline, std::string_view site) {
-  Waiter self(request, deadline, site);
+pb::TxnResponse TxnBatcher::txn(const pb::TxnRequest& request, SteadyTime deadline, std::string_view site,
+                                SteadyTime leave_by, std::chrono::milliseconds answer_within) {
+  Waiter self(request, deadline, leave_by, answer_within, site);
   bool sending = false;
   {
     MutexLock lock(mu_);
@@ -167,7 +173,7 @@ pb::TxnResponse TxnBatcher::txn(const pb::TxnRequest& request, SteadyTime deadli
         case Waiter::State::sending:
           break;
         case Waiter::State::alone:
-          return send_alone(request, deadline, site);
+          return send_alone(request, self.deadline, site);
         default:  // done: await returns nothing else
           if (self.error) std::rethrow_exception(self.error);
           return std::move(self.response);
@@ -177,9 +183,10 @@ pb::TxnResponse TxnBatcher::txn(const pb::TxnRequest& request, SteadyTime deadli
   MutexLock lock(mu_);
   std::vector<Waiter*> batch;
   try {
-    // Sent now, it would fail with the deadline, and take the Txns of its
-    // batch down with it, in doubt.
-    if (SteadyClock::now() >= deadline) throw not_sent();
+    // Its time to leave has passed: sent now, it would outlive its caller's
+    // wait (or, past its deadline, fail and take the Txns of its batch down
+    // with it, in doubt).
+    if (SteadyClock::now() >= self.leave_by) throw NotSent();
     batch = take_batch(self);
   } catch (...) {
     --in_flight_;
@@ -190,7 +197,7 @@ pb::TxnResponse TxnBatcher::txn(const pb::TxnRequest& request, SteadyTime deadli
   std::exception_ptr error;
   if (batch.size() == 1) {
     try {
-      self.response = send_alone(request, deadline, site);
+      self.response = send_alone(request, self.deadline, site);
     } catch (...) {
       error = std::current_exception();
     }
@@ -206,7 +213,7 @@ pb::TxnResponse TxnBatcher::txn(const pb::TxnRequest& request, SteadyTime deadli
     if (error) std::rethrow_exception(error);
     return std::move(self.response);
   }
-  if (state == Waiter::State::alone) return send_alone(request, deadline, site);
+  if (state == Waiter::State::alone) return send_alone(request, self.deadline, site);
   if (self.error) std::rethrow_exception(self.error);
   return std::move(self.response);
 }
@@ -222,7 +229,7 @@ TxnBatcher::WaiterState TxnBatcher::await(Waiter& self) {
       signal.changed.wait(wake_lock);
       continue;
     }
-    if (signal.changed.wait_until(wake_lock, self.deadline) == std::cv_status::no_timeout || signal.woken_as) {
+    if (signal.changed.wait_until(wake_lock, self.leave_by) == std::cv_status::no_timeout || signal.woken_as) {
       continue;
     }
     wake_lock.unlock();
@@ -230,7 +237,7 @@ TxnBatcher::WaiterState TxnBatcher::await(Waiter& self) {
       MutexLock lock(mu_);
       if (self.state == Waiter::State::queued) {
         std::erase(queued_, &self);
-        throw not_sent();
+        throw NotSent();
       }
     }
     on_its_way = true;
@@ -244,12 +251,13 @@ std::vector<TxnBatcher::Waiter*> TxnBatcher::take_batch(Waiter& first) {
   std::vector<Waiter*> batch;
   batch.reserve(queued_.empty() ? 1 : max_txns_);
   batch.push_back(&first);
+  const auto now = SteadyClock::now();
+  first.deadline = first.answer_by(now);
   if (queued_.empty()) return batch;
   if (first.spans.empty()) {
     add_spans(first.request, first.spans);
     first.bytes = first.request.ByteSizeLong();
   }
-  const auto now = SteadyClock::now();
   std::size_t bytes = first.bytes;
   SteadyTime earliest = first.deadline;
   SteadyTime latest = first.deadline;
@@ -258,11 +266,11 @@ std::vector<TxnBatcher::Waiter*> TxnBatcher::take_batch(Waiter& first) {
     // The batch leaves with its latest deadline, so its deadlines must lie
     // within kDeadlineSpread of each other: a Txn whose deadline is further
     // off waits for a batch of its own kind, and none is answered more than
-    // kDeadlineSpread after its own deadline. One past its deadline leaves
-    // the queue itself, unsent.
-    const bool in_time = candidate.deadline > now;
-    const bool within_spread =
-        std::max(latest, candidate.deadline) - std::min(earliest, candidate.deadline) <= kDeadlineSpread;
+    // kDeadlineSpread after its own deadline. One past its time to leave
+    // leaves the queue itself, unsent.
+    const bool in_time = candidate.leave_by > now;
+    const SteadyTime answer_by = candidate.answer_by(now);
+    const bool within_spread = std::max(latest, answer_by) - std::min(earliest, answer_by) <= kDeadlineSpread;
     const bool fits = in_time && within_spread && bytes + candidate.bytes <= max_bytes_ &&
                       std::none_of(batch.begin(), batch.end(),
                                    [&](const Waiter* taken) { return overlap(taken->spans, candidate.spans); });
@@ -270,8 +278,9 @@ std::vector<TxnBatcher::Waiter*> TxnBatcher::take_batch(Waiter& first) {
       ++it;
       continue;
     }
-    earliest = std::min(earliest, candidate.deadline);
-    latest = std::max(latest, candidate.deadline);
+    candidate.deadline = answer_by;
+    earliest = std::min(earliest, answer_by);
+    latest = std::max(latest, answer_by);
     bytes += candidate.bytes;
     batch.push_back(&candidate);
     candidate.state = Waiter::State::batched;

@@ -37,6 +37,7 @@
 #include <deque>
 #include <functional>
 #include <optional>
+#include <string>
 #include <string_view>
 #include <vector>
 
@@ -48,6 +49,16 @@
 namespace etcdlock::detail::etcd {
 
 namespace pb = ::etcdserverpb;
+
+// A Txn that was never sent: its time to leave had passed, most often while
+// it waited behind another batch. It cannot have committed, so unlike a Txn
+// sent and not answered it is not in doubt. Its code is unavailable, as for
+// any Txn that got no answer.
+class NotSent : public Error {
+ public:
+  explicit NotSent(std::string_view why = "its deadline passed while it waited behind another")
+      : Error(errc::unavailable, "etcd Txn not sent: " + std::string(why)) {}
+};
 
 // Thread-safe.
 class TxnBatcher {
@@ -81,8 +92,17 @@ class TxnBatcher {
 
   // Sends `request`, alone or in a batch, and returns its own reply (with
   // the batch's header); throws what the send threw, or the lost reply's
-  // error. `deadline` bounds the request's wait in the queue and its send.
-  pb::TxnResponse txn(const pb::TxnRequest& request, SteadyTime deadline, std::string_view site);
+  // error. `deadline` bounds the request's answer; `leave_by` (at most
+  // `deadline`) its wait in the queue, after which it throws NotSent. With
+  // `answer_within`, the answer may come that long after the request leaves,
+  // even past `deadline`: its wait in the queue is not counted against it.
+  // A caller whose own deadline is short gives it as `leave_by`, and the
+  // time etcd needs as `answer_within`: a Txn sent with the short deadline,
+  // or one that spent its time in the queue, would go unanswered, in doubt,
+  // where one let finish is answered.
+  pb::TxnResponse txn(const pb::TxnRequest& request, SteadyTime deadline, std::string_view site,
+                      SteadyTime leave_by = SteadyTime::max(),
+                      std::chrono::milliseconds answer_within = std::chrono::milliseconds::zero());
 
   // Txns waiting for a batch to take them (for tests).
   std::size_t waiting() const;

@@ -70,7 +70,7 @@ void note_new_holder(const etcd::Client& client, const QueueDir& queue, const pb
 Release hand_over(const etcd::Client& client, const QueueDir& queue, const QueueEntry& own, const Successor& successor,
                   std::int64_t limit) {
   const auto txn = hand_over_txn(queue, own, successor, limit, encode_note({successor.entry, limit}));
-  const auto response = client.txn(txn, client.command_deadline(), etcd::write_site::release);
+  const auto response = client.queue_write(txn, etcd::write_site::release, client.command_deadline());
   Release release{response.succeeded(), true};
   if (!release.entry_was_there) return release;
   const auto& inner = response.responses(0).response_txn();
@@ -334,7 +334,7 @@ Release release_and_hand_over(const etcd::Client& client, const QueueDir& queue,
   auto txn = release_txn(queue, own);
   // The entries that hold after the delete: the last of them may be new.
   txn.mutable_success(1)->mutable_request_range()->set_limit(limit);
-  const auto response = client.txn(txn, client.command_deadline(), etcd::write_site::release);
+  const auto response = client.queue_write(txn, etcd::write_site::release, client.command_deadline());
   Release release{response.succeeded(), false};
   if (release.entry_was_there) note_new_holder(client, queue, response.responses(1).response_range(), limit, release);
   return release;

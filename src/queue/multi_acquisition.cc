@@ -4,6 +4,7 @@
 
 #include "base/text.h"
 #include "etcd/lost_replies.h"
+#include "etcd/txn_batcher.h"
 #include "keys/key_layout.h"
 #include "queue/admission.h"
 #include "queue/entry_removal.h"
@@ -181,6 +182,8 @@ void MultiAcquisition::begin(const Session& session) {
 }
 
 bool MultiAcquisition::enqueue(const Session& session, SteadyTime deadline) {
+  // Past the caller's deadline nothing is sent: it could only be removed.
+  if (SteadyClock::now() >= deadline) throw etcd::NotSent("the caller's deadline had passed");
   const bool created_by_us = create_sent_ || in_doubt_;
   create_sent_ = true;
   // Each queue's wait registers it for close()'s notes while the create is
@@ -198,9 +201,14 @@ bool MultiAcquisition::enqueue(const Session& session, SteadyTime deadline) {
     const AheadRead ahead{exclusive.first_read_limit(), true};
     std::vector<std::string> names;
     for (const auto& queue : queues_) names.push_back(queue.name);
-    response = context_->client().txn(
-        multi_enqueue_txn(dirs, keys_, context_->multi_entry_value(std::move(names)), lease_id_, ahead), deadline,
-        etcd::write_site::multi_enqueue);
+    // Given command_timeout to be answered whatever the caller's deadline: one
+    // sent with a shorter deadline goes unanswered, in doubt, and each key
+    // in doubt is guarded by a watch for the lease's life (as for a single
+    // queue's create, QueueWait::send_create).
+    const auto& client = context_->client();
+    response =
+        client.txn(multi_enqueue_txn(dirs, keys_, context_->multi_entry_value(std::move(names)), lease_id_, ahead),
+                   deadline, etcd::write_site::multi_enqueue, SteadyTime::max(), client.command_timeout());
   } catch (const Error& error) {
     // No reply: etcd may apply it now, or much later; the keys are retired
     // when the attempt ends without them.

@@ -183,11 +183,23 @@ void QueueWait::create_sending() {
 }
 
 pb::TxnResponse QueueWait::send_create(const pb::TxnRequest& txn, SteadyTime deadline) {
+  const bool sent_before = create_sent_;
   create_sending();
   std::atomic_thread_fence(std::memory_order_seq_cst);  // see create_sending()
   if (context_->closed()) throw context_->closed_error();
+  // The caller's deadline bounds the create's wait to be sent, not its
+  // answer, which has command_timeout from the moment it leaves. Sent with
+  // that deadline, a try whose timeout was shorter than etcd's answer left
+  // its create in doubt, and each such key was retired with a watch kept for
+  // the lease's life: a loop of 1 ms tries grew them without end
+  // (ShortTries.OfALockLeaveNoCreateInDoubt). One not sent by
+  // then never left, and is not in doubt.
+  const auto& client = context_->client();
   try {
-    return context_->client().txn(txn, deadline, etcd::write_site::enqueue);
+    return client.queue_write(txn, etcd::write_site::enqueue, deadline);
+  } catch (const etcd::NotSent&) {
+    create_sent_ = sent_before;
+    throw;
   } catch (const Error& error) {
     // No reply: etcd may apply it now, or much later. Whatever the attempt
     // ends in, the key is retired then (stray_entries.h).

@@ -180,6 +180,8 @@ class QueueWait {
 
   void begin(const Session& session);
   // Sends a Txn that may create our entry; no reply puts the attempt in doubt.
+  // `deadline` (the caller's) bounds its wait to be sent (etcd::NotSent,
+  // not in doubt); once sent it has command_timeout to be answered.
   pb::TxnResponse send_create(const pb::TxnRequest& txn, SteadyTime deadline);
   // A create found our key taken: ours when this attempt created it (a
   // retry of a create whose reply was lost); otherwise a stray of ours or

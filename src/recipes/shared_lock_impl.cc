@@ -132,9 +132,8 @@ void SharedLockImpl::give_up(Hold& hold, bool in_doubt, std::error_code& ec) noe
       [&] {
         auto txn = while_created_at(hold.entry().key, hold.entry().revision);
         txn.add_success()->mutable_request_delete_range()->set_key(hold.entry().key);
-        return named_.context->client()
-            .txn(txn, named_.context->client().command_deadline(), etcd::write_site::release)
-            .succeeded();
+        const auto& client = named_.context->client();
+        return client.queue_write(txn, etcd::write_site::release, client.command_deadline()).succeeded();
       },
       in_doubt, ec);
 }

@@ -10,8 +10,15 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <functional>
 #include <limits>
+#include <memory>
+#include <optional>
+#include <random>
+#include <span>
 #include <stop_token>
+#include <string>
+#include <string_view>
 #include <thread>
 
 #include "child_process.h"
@@ -34,6 +41,18 @@ class UnconfirmedWrite : public LockTest {
   int etcd_port() const {
     const auto endpoint = etcd_.endpoints()[0];
     return std::stoi(endpoint.substr(endpoint.rfind(':') + 1));
+  }
+  // etcd's count of the watchers on it now (etcd_debugging_mvcc_watcher_total,
+  // from its /metrics), or -1 if it could not be read.
+  long watchers_in_etcd() const {
+    std::string scraped;
+    const std::string get = "bash -c 'exec 3<>/dev/tcp/127.0.0.1/" + std::to_string(etcd_port()) +
+                            "; printf \"GET /metrics HTTP/1.0\\r\\n\\r\\n\" >&3; cat <&3'";
+    if (run_command(get, &scraped) != 0) return -1;
+    const std::string name = "\netcd_debugging_mvcc_watcher_total ";
+    const auto at = scraped.find(name);
+    if (at == std::string::npos) return -1;
+    return std::stol(scraped.substr(at + name.size()));
   }
   std::unique_ptr<LockManager> manager_through(TcpProxy& link) {
     auto through = options();
@@ -422,6 +441,111 @@ TEST_F(UnconfirmedWrite, ACancelledWaitWhoseEnqueueAndRemovalRepliesWereLostLeav
   EXPECT_TRUE(waiting->try_lock_for(5s));
   waiting->unlock();
   EXPECT_TRUE(eventually([&] { return entries("l") == 0; }));
+}
+
+// A try whose timeout is shorter than etcd's answer to its create. The
+// create was sent with the caller's deadline, so it went unanswered, in
+// doubt, and its key was retired: a watch on it for the lease's whole life
+// (stray_entries.h). 200 tries of 0.1-2 ms left 70 watches in etcd, and 55
+// creates landed after their attempt had given up; a loop of such tries
+// would have grown the watches without end. The caller's deadline now bounds
+// a create's wait to be sent; once sent, it has command_timeout to be
+// answered, and one never sent is not in doubt.
+class ShortTries : public UnconfirmedWrite {
+ protected:
+  // Holds what `hold` takes in one manager, then runs `tries` tries (each
+  // given a timeout of 0.1-2 ms: about the time a create takes here, so that
+  // some answers come before the deadline and some after) in another, and
+  // checks that they leave no watch in etcd and no create lands after its
+  // attempt gave up. `warm_up` makes one try first: the lease and the watch
+  // stream are then in place. Returns the holders' manager, still open.
+  std::unique_ptr<LockManager> expect_no_create_in_doubt(
+      int tries, const std::function<void(LockManager&)>& hold, const std::function<void(LockManager&)>& warm_up,
+      const std::function<void(LockManager&, std::chrono::microseconds, int)>& try_for) {
+    auto holder_manager = manager(20s);
+    hold(*holder_manager);
+    std::atomic<int> strays_removed{0};
+    auto trying_options = options();
+    trying_options.ttl = 20s;
+    trying_options.log_sink = [&](LogLevel, std::string_view message, std::span<const LogField>) {
+      if (message.find("nothing claims") != std::string_view::npos) ++strays_removed;
+    };
+    LockManager trying_manager(trying_options);
+    warm_up(trying_manager);
+    std::this_thread::sleep_for(1s);  // and the holders' deferred watches of their own keys
+    const long before = watchers_in_etcd();
+    EXPECT_GE(before, 0) << "etcd's /metrics could not be read";
+    if (before < 0) return holder_manager;
+    std::mt19937 random(7);
+    for (int i = 0; i < tries; ++i) try_for(trying_manager, std::chrono::microseconds(100 + random() % 1900), i);
+    EXPECT_TRUE(eventually([&] { return watchers_in_etcd() == before; }, 5s))
+        << watchers_in_etcd() << " watchers in etcd against " << before << " before the tries";
+    EXPECT_EQ(strays_removed.load(), 0) << "creates that landed after their attempt gave up";
+    return holder_manager;
+  }
+
+  // A `hold` for expect_no_create_in_doubt(): takes lock "x" into `holding`.
+  static std::function<void(LockManager&)> holds_x(std::shared_ptr<Lock>& holding) {
+    return [&holding](LockManager& holder) {
+      holding = holder.get_lock("x");
+      holding->lock();
+    };
+  }
+};
+
+TEST_F(ShortTries, OfALockLeaveNoCreateInDoubt) {
+  std::shared_ptr<Lock> holding;
+  const auto holder = expect_no_create_in_doubt(
+      200, holds_x(holding), [](LockManager& trier) { ASSERT_FALSE(trier.get_lock("x")->try_lock()); },
+      [](LockManager& trier, std::chrono::microseconds timeout, int i) {
+        EXPECT_FALSE(trier.get_lock("x")->try_lock_for(timeout)) << "try " << i;
+      });
+  EXPECT_EQ(entries("x"), 1);
+  holding->unlock();
+}
+
+// The multi-lock sends its creates in a Txn of its own (MultiAcquisition::
+// enqueue): it left 57-69 watches in etcd the same way.
+TEST_F(ShortTries, OfAMultiLockLeaveNoCreateInDoubt) {
+  std::shared_ptr<Lock> holding;
+  const auto holder = expect_no_create_in_doubt(
+      200, holds_x(holding),
+      [](LockManager& trier) {
+        ASSERT_FALSE(trier.get_multi_lock({"x", "y"})->try_lock());
+      },
+      [](LockManager& trier, std::chrono::microseconds timeout, int i) {
+        EXPECT_FALSE(trier.get_multi_lock({"x", "y"})->try_lock_for(timeout)) << "try " << i;
+      });
+  EXPECT_TRUE(eventually([&] { return entries("x") == 1 && entries("y") == 0; }));
+  holding->unlock();
+}
+
+TEST_F(ShortTries, OfASemaphoreASharedLockAndAnElectionLeaveNoCreateInDoubt) {
+  std::optional<Permit> permit;
+  std::shared_ptr<SharedLock> table;
+  std::shared_ptr<Election> leader;
+  const auto holder = expect_no_create_in_doubt(
+      60,
+      [&](LockManager& holder) {
+        permit = holder.get_semaphore("s", 1)->acquire_permit();
+        table = holder.get_shared_lock("t");
+        table->lock();
+        leader = holder.get_election("e");
+        leader->campaign("a");
+      },
+      [](LockManager& trier) {
+        ASSERT_FALSE(trier.get_semaphore("s", 1)->try_acquire_permit().has_value());
+        ASSERT_FALSE(trier.get_shared_lock("t")->try_lock_shared());
+      },
+      [](LockManager& trier, std::chrono::microseconds timeout, int i) {
+        EXPECT_FALSE(trier.get_semaphore("s", 1)->try_acquire_permit_for(timeout).has_value()) << "permit " << i;
+        EXPECT_FALSE(trier.get_shared_lock("t")->try_lock_shared_for(timeout)) << "reader " << i;
+        EXPECT_FALSE(trier.get_election("e")->campaign_for("b", timeout)) << "campaign " << i;
+      });
+  EXPECT_TRUE(eventually([&] { return entries("s") == 1 && entries("t") == 1 && entries("e") == 1; }));
+  permit->release();
+  table->unlock();
+  leader->resign();
 }
 
 }  // namespace
