@@ -40,7 +40,12 @@ struct ManagerOptions {
   std::string owner;
   // How long the constructor waits for the first connection to etcd.
   std::chrono::milliseconds dial_timeout{5000};
-  // The deadline of one request to etcd; calls with their own, shorter deadline use theirs.
+  // The deadline of one request to etcd; calls with their own, shorter deadline use theirs,
+  // except for the write that queues or releases an entry: it has the whole command timeout
+  // from when it is sent, since one left unanswered is in doubt (see try_lock_for).
+  // So a timed call may return after its deadline, by up to about two command timeouts
+  // while etcd is slow; an unlock() may take about as long when its release waits behind
+  // another request of the manager.
   std::chrono::milliseconds command_timeout{5000};
   // Set to connect with TLS. https:// endpoints require it.
   std::optional<TlsOptions> tls;
