@@ -320,16 +320,18 @@ pb::TxnResponse Client::send_txn(const pb::TxnRequest& request, SteadyTime deadl
   });
 }
 
-pb::TxnResponse Client::txn(const pb::TxnRequest& request, SteadyTime deadline, std::string_view write_site,
-                            SteadyTime leave_by, std::chrono::milliseconds answer_within) const {
-  // A queue entry's create and delete are what many threads of one process
-  // send at once (txn_batcher.h).
-  if (write_site == write_site::enqueue || write_site == write_site::release) {
-    return batcher_.txn(request, deadline, write_site, leave_by, answer_within);
-  }
-  const auto now = SteadyClock::now();
-  if (now >= leave_by) throw NotSent("its time to leave had passed");
-  if (answer_within > std::chrono::milliseconds::zero()) deadline = std::max(deadline, now + answer_within);
+namespace {
+
+// A queue entry's create and delete are what many threads of one process
+// send at once (txn_batcher.h).
+bool batched(std::string_view write_site) {
+  return write_site == write_site::enqueue || write_site == write_site::release;
+}
+
+}  // namespace
+
+pb::TxnResponse Client::txn(const pb::TxnRequest& request, SteadyTime deadline, std::string_view write_site) const {
+  if (batched(write_site)) return batcher_.txn(request, deadline, write_site);
   auto response = send_txn(request, deadline);
   if (!write_site.empty() && LostReplies::take(write_site, request)) throw_lost_reply("Txn", write_site);
   return response;
@@ -337,7 +339,8 @@ pb::TxnResponse Client::txn(const pb::TxnRequest& request, SteadyTime deadline, 
 
 pb::TxnResponse Client::queue_write(const pb::TxnRequest& request, std::string_view write_site,
                                     SteadyTime leave_by) const {
-  return txn(request, command_deadline(), write_site, leave_by, command_timeout_);
+  if (batched(write_site)) return batcher_.txn(request, command_deadline(), write_site, leave_by, command_timeout_);
+  return txn(request, command_deadline(), write_site);  // sent at once
 }
 
 void Client::compact(std::int64_t revision, SteadyTime deadline) const {

@@ -76,19 +76,15 @@ class Client {
   pb::PutResponse put(const pb::PutRequest& request, SteadyTime deadline) const;
   pb::DeleteRangeResponse delete_range(const pb::DeleteRangeRequest& request, SteadyTime deadline) const;
   // A write names its call site (etcd/lost_replies.h) so that tests can lose
-  // its reply after it committed. A queue write may wait to be sent with
-  // others (txn_batcher.h) until `leave_by`, then throws NotSent. With
-  // `answer_within`, its answer may come that long after it is sent, even
-  // past `deadline` (TxnBatcher::txn).
-  pb::TxnResponse txn(const pb::TxnRequest& request, SteadyTime deadline, std::string_view write_site = {},
-                      SteadyTime leave_by = SteadyTime::max(),
-                      std::chrono::milliseconds answer_within = std::chrono::milliseconds::zero()) const;
-  // A queue entry's create or delete (`write_site` enqueue or release): it
-  // may wait to be sent with others until `leave_by` (then NotSent, which
-  // cannot have committed), and once sent has command_timeout to be
-  // answered. Its wait to be sent is not counted against its answer: one
-  // that spent its time behind a slow batch would go unanswered, in doubt,
-  // and every key in doubt costs a watch for its lease's life.
+  // its reply after it committed.
+  pb::TxnResponse txn(const pb::TxnRequest& request, SteadyTime deadline, std::string_view write_site = {}) const;
+  // A queue entry's create or delete (`write_site` enqueue, release or
+  // multi_enqueue), given command_timeout from its send to be answered,
+  // whatever the caller's deadline: one left unanswered is in doubt, and
+  // every key in doubt costs a watch for its lease's life. An enqueue or a
+  // release may wait to be sent with others (txn_batcher.h) until `leave_by`,
+  // then throws NotSent, which cannot have committed; that wait is not
+  // counted against its answer. A multi-lock's create is sent at once.
   pb::TxnResponse queue_write(const pb::TxnRequest& request, std::string_view write_site, SteadyTime leave_by) const;
   // The outcome of an asynchronous call: the reply, or the error (then the
   // reply is empty).

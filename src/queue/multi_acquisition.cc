@@ -201,14 +201,11 @@ bool MultiAcquisition::enqueue(const Session& session, SteadyTime deadline) {
     const AheadRead ahead{exclusive.first_read_limit(), true};
     std::vector<std::string> names;
     for (const auto& queue : queues_) names.push_back(queue.name);
-    // Given command_timeout to be answered whatever the caller's deadline: one
-    // sent with a shorter deadline goes unanswered, in doubt, and each key
-    // in doubt is guarded by a watch for the lease's life (as for a single
-    // queue's create, QueueWait::send_create).
-    const auto& client = context_->client();
-    response =
-        client.txn(multi_enqueue_txn(dirs, keys_, context_->multi_entry_value(std::move(names)), lease_id_, ahead),
-                   deadline, etcd::write_site::multi_enqueue, SteadyTime::max(), client.command_timeout());
+    // Given command_timeout to be answered whatever the caller's deadline, as
+    // a single queue's create (QueueWait::send_create).
+    response = context_->client().queue_write(
+        multi_enqueue_txn(dirs, keys_, context_->multi_entry_value(std::move(names)), lease_id_, ahead),
+        etcd::write_site::multi_enqueue, deadline);
   } catch (const Error& error) {
     // No reply: etcd may apply it now, or much later; the keys are retired
     // when the attempt ends without them.
