@@ -2,7 +2,7 @@
 // std::error_code, and Error, the exception every throwing call uses.
 #pragma once
 
-#include <stdexcept>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <system_error>
@@ -40,10 +40,15 @@ class Error : public std::system_error {
  public:
   Error(errc code, const std::string& message);
   errc value() const noexcept { return static_cast<errc>(code().value()); }
-  const char* what() const noexcept override { return what_.what(); }
+  const char* what() const noexcept override { return what_->c_str(); }
 
  private:
-  std::runtime_error what_;  // copies without throwing, as an exception must
+  // Shared by the copies, which an exception's copy must make without
+  // throwing. Not std::runtime_error's string: its count is kept inside the
+  // standard library, where ThreadSanitizer cannot see it order one thread's
+  // read of what() before another's release of the last copy (the copies
+  // that a batch of Txns hands to each of its threads).
+  std::shared_ptr<const std::string> what_;
 };
 
 }  // namespace etcdlock

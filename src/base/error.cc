@@ -1,5 +1,6 @@
 #include "etcdlock/error.h"
 
+#include <memory>
 #include <string>
 
 namespace etcdlock {
@@ -85,6 +86,6 @@ std::string error_text(errc code, const std::string& message) {
 }  // namespace
 
 Error::Error(errc code, const std::string& message)
-    : std::system_error(make_error_code(code)), what_(error_text(code, message)) {}
+    : std::system_error(make_error_code(code)), what_(std::make_shared<const std::string>(error_text(code, message))) {}
 
 }  // namespace etcdlock
