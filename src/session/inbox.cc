@@ -121,6 +121,11 @@ void HandOverInbox::forget(const std::string& entry_key, const HandOverReceiver&
   schedule_drain();
 }
 
+void HandOverInbox::entry_gone() {
+  MutexLock lock(mu_);
+  schedule_drain();
+}
+
 void HandOverInbox::schedule_drain() {
   if (drain_scheduled_ || demand_held_) return;
   drain_scheduled_ = true;

@@ -92,6 +92,15 @@ class HandOverInbox {
   // the name on this lease) may have expected it meanwhile.
   void forget(const std::string& entry_key, const HandOverReceiver& receiver);
 
+  // An entry of this manager is gone (a hold given up). While it stood, a
+  // note could come for it after its wait's forget() and the drain that
+  // followed: a release of another manager whose answer was lost notes the
+  // entry behind its own once found gone, by which time that entry may hold
+  // already. Such a note is read kNoteLinger from now (if nothing reads the
+  // watch before), and deleted as usual; no note can come once the entry is
+  // gone, since a note's put compares the entry's create revision.
+  void entry_gone();
+
   // A waiter expects a note now, or soon (its entry waits behind another):
   // the watch is read at once until kAwaitLinger after the last waiter's
   // matching stop_awaiting_notes(). The linger spares a manager that waits

@@ -281,7 +281,8 @@ TEST_F(ReviewMW, Check_AReleaseThatReadsHeadsEndsWhenRepliesAreHeld) {
   EXPECT_FALSE(mb->lost());
   b_release = true;
   tb.join();
-  EXPECT_TRUE(eventually([&] { return all_keys() == 0; }, 20s));
+  EXPECT_TRUE(eventually([&] { return all_keys() == 0; }, 20s))
+      << ::testing::PrintToString(keys_under(raw_, prefix_ + "/"));
 }
 
 }  // namespace
