@@ -39,6 +39,9 @@ std::string_view to_string(errc code) noexcept;
 class Error : public std::system_error {
  public:
   Error(errc code, const std::string& message);
+  // Copied, never moved from: a moved-from Error keeps its what().
+  Error(const Error&) noexcept = default;
+  Error& operator=(const Error&) noexcept = default;
   errc value() const noexcept { return static_cast<errc>(code().value()); }
   const char* what() const noexcept override { return what_->c_str(); }
 

@@ -291,7 +291,8 @@ std::vector<TxnBatcher::Waiter*> TxnBatcher::take_batch(Waiter& first) {
 
 void TxnBatcher::send_batch(const std::vector<Waiter*>& batch) noexcept {
   pb::TxnResponse response;
-  // Each waiter is given an exception object of its own to throw.
+  // Each waiter is given a copy of the Error to throw, an exception object
+  // of its own. Anything else (out of memory) is one object for them all.
   std::optional<Error> failed;
   std::exception_ptr failed_otherwise;
   bool alone = false;

@@ -3,6 +3,8 @@
 #include <gtest/gtest.h>
 
 #include <system_error>
+#include <type_traits>
+#include <utility>
 
 namespace etcdlock {
 namespace {
@@ -43,6 +45,19 @@ TEST(Error, ErrorCodeConventions) {
   EXPECT_NE(ec, make_error_code(errc::lock_expired));
   EXPECT_FALSE(ec.message().empty());
   EXPECT_NE(error_category().message(999).find("999"), std::string::npos);
+}
+
+// Copies share the text (an exception's copy must not throw); a move is a
+// copy, so the Error moved from still says what it is.
+TEST(Error, CopiesAndMovesKeepTheText) {
+  static_assert(std::is_nothrow_copy_constructible_v<Error>);
+  Error original(errc::lock_timeout, "lock \"x\" was not acquired");
+  const Error copy = original;
+  Error moved = std::move(original);
+  EXPECT_STREQ(copy.what(), "LOCK_TIMEOUT: lock \"x\" was not acquired");
+  EXPECT_STREQ(moved.what(), copy.what());
+  EXPECT_STREQ(original.what(), copy.what());  // NOLINT(bugprone-use-after-move): the point of the test
+  EXPECT_EQ(moved.code(), errc::lock_timeout);
 }
 
 }  // namespace
