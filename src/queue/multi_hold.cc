@@ -125,6 +125,13 @@ bool MultiHold::give_up(bool expect_successors, std::error_code& ec) noexcept {
     for (std::size_t i = 0; i < holds.size(); ++i) {
       if (release->still_there[i]) remove_entry(*context, Leftover{holds[i]->entry(), in_doubt_}, holds[i]->lease_id());
     }
+    // A note for one of them may have landed after the drain that their
+    // holds' give_up() scheduled: read once these are gone too.
+    try {
+      context->inbox().entry_gone();
+    } catch (...) {
+      // Out of memory: the note, if any, stays until the inbox's next drain.
+    }
   }
   return release && release->successor_seen;
 }

@@ -127,8 +127,12 @@ void HandOverInbox::entry_gone() {
 }
 
 void HandOverInbox::schedule_drain() {
+  // While a demand is held the watch is read anyway, and its end schedules
+  // a drain (end_demand_if_idle).
   if (drain_scheduled_ || demand_held_) return;
-  drain_scheduled_ = true;
+  // The flags of this class are set once the post succeeded: the task takes
+  // mu_, which is held here, so it cannot run first, and a post that throws
+  // (out of memory) leaves no flag that would stop every later one.
   worker_.post_at(SteadyClock::now() + kNoteLinger, [this] {
     {
       MutexLock lock(mu_);
@@ -137,6 +141,7 @@ void HandOverInbox::schedule_drain() {
     }
     watches_.drain();
   });
+  drain_scheduled_ = true;
 }
 
 void HandOverInbox::await_notes() {
@@ -152,8 +157,9 @@ void HandOverInbox::stop_awaiting_notes() {
   MutexLock lock(mu_);
   if (awaiting_ == 0 || --awaiting_ > 0) return;
   last_awaited_ = SteadyClock::now();
-  if (std::exchange(demand_end_scheduled_, true)) return;
+  if (demand_end_scheduled_) return;
   worker_.post_at(last_awaited_ + kAwaitLinger, [this] { end_demand_if_idle(); });
+  demand_end_scheduled_ = true;
 }
 
 void HandOverInbox::end_demand_if_idle() {
@@ -162,11 +168,18 @@ void HandOverInbox::end_demand_if_idle() {
     demand_end_scheduled_ = false;
     if (awaiting_ > 0 || !demand_held_) return;
     if (const auto due = last_awaited_ + kAwaitLinger; SteadyClock::now() < due) {
-      demand_end_scheduled_ = true;
       worker_.post_at(due, [this] { end_demand_if_idle(); });
+      demand_end_scheduled_ = true;
       return;
     }
     demand_held_ = false;
+    // What came while the demand was held may not all have been read: the
+    // hub stops at the next response it gets, and a note queued behind it
+    // (put for an entry whose forget() or entry_gone() came while a demand
+    // was held, and so scheduled no drain) would stay unread. Read later, as
+    // a drain does: etcd 3.4 may answer a progress request before events it
+    // has yet to send.
+    schedule_drain();
   }
   watches_.end_demand();
 }
@@ -185,8 +198,8 @@ void HandOverInbox::schedule_clear() {
   if (!note_present_) return;
   const auto due = clear_due();
   if (due >= clear_at_) return;  // the pending run comes sooner, and schedules again if early
-  clear_at_ = due;
   worker_.post_at(due, [this, due] { clear_if_due(due); });
+  clear_at_ = due;
 }
 
 void HandOverInbox::clear_if_due(SteadyTime scheduled_for) {

@@ -620,6 +620,26 @@ TEST_F(ReviewDemand, DrainAfterAnUnnoticedBreakDeliversTheEventOrAGap) {
   EXPECT_EQ(missed, 0);
 }
 
+// An inbox of its own, on a hub of its own, as a manager has them. Its
+// worker stops first, no task of the inbox runs once it is destroyed, and
+// the reply to its last delete (handled on a gRPC thread) has come by then.
+struct StandaloneInbox {
+  StandaloneInbox(const detail::etcd::Client& client, const std::string& prefix)
+      : hub(client, log), key(detail::inbox_key(prefix, 0x5eed)), inbox(hub, client, worker, log, key) {}
+  ~StandaloneInbox() {
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    worker.stop();
+  }
+  StandaloneInbox(const StandaloneInbox&) = delete;
+  StandaloneInbox& operator=(const StandaloneInbox&) = delete;
+
+  detail::Logger log{stderr_log_sink(LogLevel::warning)};
+  detail::etcd::WatchHub hub;
+  detail::Worker worker{"inbox-test"};
+  const std::string key;
+  detail::HandOverInbox inbox;
+};
+
 // A note may come for an entry after its wait's forget(), while the entry
 // holds: a release of another manager whose answer was lost notes the entry
 // behind its own once its stray check finds it gone, and by then that entry
@@ -635,19 +655,19 @@ TEST_F(ReviewDemand, ANoteForAnEntryWhoseWaitEndedIsReadOnceTheEntryIsGone) {
     void on_note(std::int64_t, std::int64_t, std::int64_t) override {}
     void on_notes_missed() override {}
   };
-  detail::Logger log{stderr_log_sink(LogLevel::warning)};
-  detail::etcd::WatchHub hub(raw_, log);
-  detail::Worker worker("inbox-test");
-  const std::string inbox_key = detail::inbox_key(prefix_, 0x5eed);
-  detail::HandOverInbox inbox(hub, raw_, worker, log, inbox_key);
-  ASSERT_TRUE(inbox.open(in(5s)));
+  StandaloneInbox standalone(raw_, prefix_);
+  ASSERT_TRUE(standalone.inbox.open(in(5s)));
+  auto& inbox = standalone.inbox;
+  const std::string& inbox_key = standalone.key;
   Ignoring receiver;
   const detail::QueueEntry entry{prefix_ + "/x/5eed", 1};
   inbox.expect(entry.key, receiver);
   inbox.await_notes();
   inbox.stop_awaiting_notes();
-  inbox.forget(entry.key, receiver);                                         // admitted while the demand lingers
-  std::this_thread::sleep_for(detail::HandOverInbox::kAwaitLinger + 300ms);  // the demand ended: the hub parks
+  inbox.forget(entry.key, receiver);  // admitted while the demand lingers
+  // The demand ends, the drain that follows its end reads nothing, and the
+  // hub parks.
+  std::this_thread::sleep_for(detail::HandOverInbox::kAwaitLinger + detail::HandOverInbox::kNoteLinger + 500ms);
   etcdserverpb::TxnRequest put;
   auto* request = put.add_success()->mutable_request_put();
   request->set_key(inbox_key);
@@ -658,8 +678,55 @@ TEST_F(ReviewDemand, ANoteForAnEntryWhoseWaitEndedIsReadOnceTheEntryIsGone) {
   inbox.entry_gone();
   EXPECT_TRUE(eventually([&] { return count_prefix(raw_, inbox_key) == 0; }, 3 * detail::HandOverInbox::kNoteLinger))
       << "the note stayed";
-  std::this_thread::sleep_for(200ms);  // the delete's reply, which the inbox handles, has come
-  worker.stop();
+}
+
+// The same note, when a demand is held as the entry goes (a waiter of the
+// manager awaits a note, or the entry's own wait ended within kAwaitLinger):
+// entry_gone() leaves the reading to the demand, but the hub stops at the
+// next response once the demand ends, and the note may be behind it. Here
+// the hub's thread is kept in another watcher's callback while the note
+// lands and the demand ends, so that it reads nothing more before parking.
+// Found by helper-65's review; the end of a demand now schedules a drain.
+TEST_F(ReviewDemand, ANoteQueuedAsTheDemandEndsIsStillRead) {
+  class Blocking final : public detail::etcd::WatchListener {
+   public:
+    explicit Blocking(std::shared_future<void> gate) : gate_(std::move(gate)) {}
+    void on_events(std::span<const detail::etcd::WatchEvent>) override {
+      inside = true;
+      gate_.wait();
+    }
+    void on_gap() override {}
+    void on_failed(const std::string&) override {}
+    std::atomic<bool> inside{false};
+
+   private:
+    std::shared_future<void> gate_;
+  };
+  StandaloneInbox standalone(raw_, prefix_);
+  ASSERT_TRUE(standalone.inbox.open(in(5s)));
+  auto& inbox = standalone.inbox;
+  auto& hub = standalone.hub;
+  const std::string& inbox_key = standalone.key;
+  std::promise<void> open_gate;
+  const auto blocking = std::make_shared<Blocking>(open_gate.get_future().share());
+  const std::string side_key = prefix_ + "-side";
+  const auto side = hub.add(side_key, "", 0, blocking);
+  inbox.await_notes();                 // a waiter of the manager
+  std::this_thread::sleep_for(300ms);  // both watches in place
+  put(raw_, side_key, "x");
+  ASSERT_TRUE(eventually([&] { return blocking->inside.load(); }, 5s)) << "the hub's thread was not held";
+  etcdserverpb::TxnRequest note;
+  auto* request = note.add_success()->mutable_request_put();
+  request->set_key(inbox_key);
+  request->set_value(detail::encode_note({{prefix_ + "/x/5eed", 1}, 1}));
+  raw_.txn(note, in(5s));
+  inbox.entry_gone();  // the demand is held: no drain of its own
+  hub.remove(side);
+  inbox.stop_awaiting_notes();
+  std::this_thread::sleep_for(detail::HandOverInbox::kAwaitLinger + 250ms);  // the demand has ended
+  open_gate.set_value();
+  EXPECT_TRUE(eventually([&] { return count_prefix(raw_, inbox_key) == 0; }, 3 * detail::HandOverInbox::kNoteLinger))
+      << "the note stayed";
 }
 
 }  // namespace
