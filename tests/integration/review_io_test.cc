@@ -397,9 +397,13 @@ TEST(ReviewIo, ASlowLogSinkOnTheIoThreadStallsAnUnrelatedClient) {
   put(bystander, prefix + "/warm", "v");
 
   // A move before the pause (a warm-up request slower than 500 ms under a
-  // sanitizer) is not the one this test waits for.
+  // sanitizer) is not the one this test waits for, and leaves the client on
+  // the second proxy: both are paused, so that its member, whichever it is,
+  // stops answering. (With the first alone paused, the cold CI of ee9ba7e
+  // waited 9 s under ThreadSanitizer for a move that never came.)
   const int moves_before = slow_lines.load();
-  first.pause();  // the current member stops answering
+  first.pause();
+  second.pause();
   std::atomic<bool> answered{false};
   pb::RangeRequest read;
   read.set_key(prefix + "/k");
@@ -424,6 +428,7 @@ TEST(ReviewIo, ASlowLogSinkOnTheIoThreadStallsAnUnrelatedClient) {
                           << " ms: the io thread was in another client's log sink";
   EXPECT_TRUE(eventually([&] { return answered.load(); }, 10s));
   first.resume();
+  second.resume();
 }
 
 }  // namespace
