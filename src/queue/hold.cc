@@ -128,11 +128,7 @@ void Hold::give_up(const std::function<bool()>& remove_entry, bool in_doubt, std
   finish();  // the release is answered (or given up): the close need not note for it any more
   // A note put for the entry while it stood is read and deleted, though the
   // inbox's watch may be parked by now (see HandOverInbox::entry_gone).
-  try {
-    context_->inbox().entry_gone();
-  } catch (...) {
-    // Out of memory: the note, if any, stays until the inbox's next drain.
-  }
+  context_->inbox().entry_gone();
 }
 
 void Hold::release_entry(const std::function<bool()>& remove_entry, bool in_doubt, std::error_code& ec) noexcept {

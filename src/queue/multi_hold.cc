@@ -127,11 +127,7 @@ bool MultiHold::give_up(bool expect_successors, std::error_code& ec) noexcept {
     }
     // A note for one of them may have landed after the drain that their
     // holds' give_up() scheduled: read once these are gone too.
-    try {
-      context->inbox().entry_gone();
-    } catch (...) {
-      // Out of memory: the note, if any, stays until the inbox's next drain.
-    }
+    context->inbox().entry_gone();
   }
   return release && release->successor_seen;
 }

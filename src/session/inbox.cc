@@ -121,9 +121,13 @@ void HandOverInbox::forget(const std::string& entry_key, const HandOverReceiver&
   schedule_drain();
 }
 
-void HandOverInbox::entry_gone() {
-  MutexLock lock(mu_);
-  schedule_drain();
+void HandOverInbox::entry_gone() noexcept {
+  try {
+    MutexLock lock(mu_);
+    schedule_drain();
+  } catch (...) {
+    // Out of memory: see the header.
+  }
 }
 
 void HandOverInbox::schedule_drain() {

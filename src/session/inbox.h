@@ -98,8 +98,9 @@ class HandOverInbox {
   // entry behind its own once found gone, by which time that entry may hold
   // already. Such a note is read kNoteLinger from now (if nothing reads the
   // watch before), and deleted as usual; no note can come once the entry is
-  // gone, since a note's put compares the entry's create revision.
-  void entry_gone();
+  // gone, since a note's put compares the entry's create revision. Out of
+  // memory, no drain is scheduled: the note stays until the next one.
+  void entry_gone() noexcept;
 
   // A waiter expects a note now, or soon (its entry waits behind another):
   // the watch is read at once until kAwaitLinger after the last waiter's
