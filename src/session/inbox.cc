@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <charconv>
+#include <exception>
 #include <utility>
 
 #include "etcd/lost_replies.h"
@@ -133,19 +134,38 @@ void HandOverInbox::entry_gone() noexcept {
 void HandOverInbox::schedule_drain() {
   // While a demand is held the watch is read anyway, and its end schedules
   // a drain (end_demand_if_idle).
-  if (drain_scheduled_ || demand_held_) return;
+  if (demand_held_) return;
+  const auto due = SteadyClock::now() + kNoteLinger;
+  drain_wanted_by_ = std::max(drain_wanted_by_, due);
+  // A drain pending already runs sooner than this request wants: a note may
+  // reach the watch stream after the progress answer that drain reads up to.
+  // It runs all the same (put off with each request, it would never run on a
+  // manager that never pauses), and posts one more for drain_wanted_by_.
+  if (!drain_scheduled_) post_drain(due);
+}
+
+void HandOverInbox::post_drain(SteadyTime due) {
   // The flags of this class are set once the post succeeded: the task takes
   // mu_, which is held here, so it cannot run first, and a post that throws
   // (out of memory) leaves no flag that would stop every later one.
-  worker_.post_at(SteadyClock::now() + kNoteLinger, [this] {
-    {
-      MutexLock lock(mu_);
-      drain_scheduled_ = false;
-      if (demand_held_) return;  // read at once anyway
-    }
-    watches_.drain();
-  });
+  worker_.post_at(due, [this, due] { drain(due); });
   drain_scheduled_ = true;
+}
+
+void HandOverInbox::drain(SteadyTime due) {
+  {
+    MutexLock lock(mu_);
+    drain_scheduled_ = false;
+    if (demand_held_) return;  // read at once anyway, and drained after the demand's end
+  }
+  watches_.drain();
+  MutexLock lock(mu_);
+  if (drain_scheduled_ || demand_held_ || drain_wanted_by_ <= due) return;
+  try {
+    post_drain(drain_wanted_by_);
+  } catch (const std::exception&) {
+    // Out of memory: a note that this drain missed stays until the next one.
+  }
 }
 
 void HandOverInbox::await_notes() {
@@ -183,7 +203,12 @@ void HandOverInbox::end_demand_if_idle() {
     // was held, and so scheduled no drain) would stay unread. Read later, as
     // a drain does: etcd 3.4 may answer a progress request before events it
     // has yet to send.
-    schedule_drain();
+    try {
+      schedule_drain();
+    } catch (const std::exception&) {
+      // Out of memory: such a note stays until the next drain; the demand
+      // ends all the same, or the hub would read for the manager's life.
+    }
   }
   watches_.end_demand();
 }

@@ -96,10 +96,13 @@ class HandOverInbox {
   // note could come for it after its wait's forget() and the drain that
   // followed: a release of another manager whose answer was lost notes the
   // entry behind its own once found gone, by which time that entry may hold
-  // already. Such a note is read kNoteLinger from now (if nothing reads the
-  // watch before), and deleted as usual; no note can come once the entry is
-  // gone, since a note's put compares the entry's create revision. Out of
-  // memory, no drain is scheduled: the note stays until the next one.
+  // already. Such a note is read kNoteLinger from now, or later (if nothing
+  // reads the watch before), and deleted as usual; no note can come once the
+  // entry is gone, since a note's put compares the entry's create revision.
+  // Out of memory, no drain is scheduled: the note stays until the next one.
+  // Called also when the entry may still stand (its release went unanswered):
+  // then its key is retired (queue/stray_entries.h), and the guard's watch,
+  // read at once for the lease's life, reads a note that comes later.
   void entry_gone() noexcept;
 
   // A waiter expects a note now, or soon (its entry waits behind another):
@@ -142,6 +145,11 @@ class HandOverInbox {
   void end_demand_if_idle();
   // Reads the inbox kNoteLinger from now, unless a waiter has it read anyway.
   void schedule_drain() ETCDLOCK_REQUIRES(mu_);
+  // Posts drain() for `due`.
+  void post_drain(SteadyTime due) ETCDLOCK_REQUIRES(mu_);
+  // Reads what came (WatchHub::drain()), then posts one more drain when a
+  // request since this one was posted wants it later.
+  void drain(SteadyTime due);
 
   etcd::WatchHub& watches_;
   const etcd::Client& client_;
@@ -163,6 +171,8 @@ class HandOverInbox {
   bool demand_held_ ETCDLOCK_GUARDED_BY(mu_) = false;  // the hub's, for them
   bool demand_end_scheduled_ ETCDLOCK_GUARDED_BY(mu_) = false;
   bool drain_scheduled_ ETCDLOCK_GUARDED_BY(mu_) = false;
+  // The latest instant a drain was asked for: a request's time + kNoteLinger.
+  SteadyTime drain_wanted_by_ ETCDLOCK_GUARDED_BY(mu_);
   SteadyTime last_awaited_ ETCDLOCK_GUARDED_BY(mu_);  // when the last waiter stopped awaiting
 };
 
