@@ -148,23 +148,26 @@ void HandOverInbox::post_drain(SteadyTime due) {
   // The flags of this class are set once the post succeeded: the task takes
   // mu_, which is held here, so it cannot run first, and a post that throws
   // (out of memory) leaves no flag that would stop every later one.
-  worker_.post_at(due, [this, due] { drain(due); });
+  worker_.post_at(due, [this] { drain(); });
   drain_scheduled_ = true;
 }
 
-void HandOverInbox::drain(SteadyTime due) {
-  {
-    MutexLock lock(mu_);
-    drain_scheduled_ = false;
-    if (demand_held_) return;  // read at once anyway, and drained after the demand's end
-  }
-  watches_.drain();
-  MutexLock lock(mu_);
-  if (drain_scheduled_ || demand_held_ || drain_wanted_by_ <= due) return;
+void HandOverInbox::drain() noexcept {
   try {
+    {
+      MutexLock lock(mu_);
+      drain_scheduled_ = false;
+      if (demand_held_) return;  // read at once anyway, and drained after the demand's end
+    }
+    // What a drain reads up to is fixed when its progress request leaves: it
+    // serves the requests made kNoteLinger before that, however late it ran.
+    const auto sent = SteadyClock::now();
+    watches_.drain();
+    MutexLock lock(mu_);
+    if (drain_scheduled_ || demand_held_ || drain_wanted_by_ <= sent) return;
     post_drain(drain_wanted_by_);
   } catch (const std::exception&) {
-    // Out of memory: a note that this drain missed stays until the next one.
+    // Out of memory: a note this drain did not read stays until the next one.
   }
 }
 
@@ -186,31 +189,36 @@ void HandOverInbox::stop_awaiting_notes() {
   demand_end_scheduled_ = true;
 }
 
-void HandOverInbox::end_demand_if_idle() {
-  {
-    MutexLock lock(mu_);
-    demand_end_scheduled_ = false;
-    if (awaiting_ > 0 || !demand_held_) return;
-    if (const auto due = last_awaited_ + kAwaitLinger; SteadyClock::now() < due) {
-      worker_.post_at(due, [this] { end_demand_if_idle(); });
-      demand_end_scheduled_ = true;
-      return;
+void HandOverInbox::end_demand_if_idle() noexcept {
+  try {
+    {
+      MutexLock lock(mu_);
+      demand_end_scheduled_ = false;
+      if (awaiting_ > 0 || !demand_held_) return;
+      if (const auto due = last_awaited_ + kAwaitLinger; SteadyClock::now() < due) {
+        worker_.post_at(due, [this] { end_demand_if_idle(); });
+        demand_end_scheduled_ = true;
+        return;
+      }
+      demand_held_ = false;
+      // What came while the demand was held may not all have been read: the
+      // hub stops at the next response it gets, and a note queued behind it
+      // (put for an entry whose forget() or entry_gone() came while a demand
+      // was held, and so scheduled no drain) would stay unread. Read later,
+      // as a drain does: etcd 3.4 may answer a progress request before
+      // events it has yet to send.
+      try {
+        schedule_drain();
+      } catch (const std::exception&) {
+        // Out of memory: such a note stays until the next drain; the demand
+        // ends all the same, or the hub would read for the manager's life.
+      }
     }
-    demand_held_ = false;
-    // What came while the demand was held may not all have been read: the
-    // hub stops at the next response it gets, and a note queued behind it
-    // (put for an entry whose forget() or entry_gone() came while a demand
-    // was held, and so scheduled no drain) would stay unread. Read later, as
-    // a drain does: etcd 3.4 may answer a progress request before events it
-    // has yet to send.
-    try {
-      schedule_drain();
-    } catch (const std::exception&) {
-      // Out of memory: such a note stays until the next drain; the demand
-      // ends all the same, or the hub would read for the manager's life.
-    }
+    watches_.end_demand();
+  } catch (const std::exception&) {
+    // Out of memory: the demand stays held, and the hub reads, until the
+    // next waiter's stop_awaiting_notes() schedules this again.
   }
-  watches_.end_demand();
 }
 
 void HandOverInbox::note_arrived() {

@@ -142,14 +142,18 @@ class HandOverInbox {
   // when a sooner run has taken its place.
   void clear_if_due(SteadyTime scheduled_for);
   // Ends the hub's demand once no waiter has awaited a note for kAwaitLinger.
-  void end_demand_if_idle();
+  // A worker task, so it ends no process when out of memory.
+  void end_demand_if_idle() noexcept;
   // Reads the inbox kNoteLinger from now, unless a waiter has it read anyway.
   void schedule_drain() ETCDLOCK_REQUIRES(mu_);
   // Posts drain() for `due`.
   void post_drain(SteadyTime due) ETCDLOCK_REQUIRES(mu_);
   // Reads what came (WatchHub::drain()), then posts one more drain when a
-  // request since this one was posted wants it later.
-  void drain(SteadyTime due);
+  // request wants one later than this one's progress request left. So
+  // drains come at most about two per kNoteLinger (when requests come a
+  // little over half of it apart), and about one per kNoteLinger for a
+  // manager that requests often. A worker task, as above.
+  void drain() noexcept;
 
   etcd::WatchHub& watches_;
   const etcd::Client& client_;

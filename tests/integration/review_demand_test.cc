@@ -13,6 +13,7 @@
 #include <optional>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "base/logger.h"
@@ -736,41 +737,57 @@ TEST_F(ReviewDemand, ANoteQueuedAsTheDemandEndsIsStillRead) {
 // whose event reaches the watch stream after the progress answer that drain
 // read up to (etcd 3.4 may answer a progress request before events it has
 // yet to send) then stayed, the hub parked, for the lease's life. Here a
-// drain is pending from a forget(), the entry goes 100 ms before it runs,
-// and the note lands after it ran, well within kNoteLinger of the entry's
-// end: it must still be read. Found by helper-66's review; the pending drain
-// now posts one more for kNoteLinger after the latest request.
+// drain is pending from a forget() and held behind a task of the inbox's
+// worker until the entry has gone; it then runs at once, and the note lands
+// after it, well within kNoteLinger of the entry's end: it must still be
+// read. Found by helper-66's review; the pending drain now posts one more
+// for kNoteLinger after the latest request.
 TEST_F(ReviewDemand, ANoteLandingAfterAnEarlierPendingDrainRanIsStillRead) {
   StandaloneInbox standalone(raw_, prefix_);
   ASSERT_TRUE(standalone.inbox.open(in(5s)));
-  auto& inbox = standalone.inbox;
-  auto& hub = standalone.hub;
-  const std::string& inbox_key = standalone.key;
-  // An on-demand watcher beside the inbox's: its event is read only when
-  // the hub reads, so it shows when the pending drain has run.
+  // Opened on every path before the worker stops (declared after it).
+  std::promise<void> gate;
+  struct OpenAtExit {
+    std::promise<void>& gate;
+    bool opened = false;
+    void open() {
+      if (!std::exchange(opened, true)) gate.set_value();
+    }
+    ~OpenAtExit() { open(); }
+  } opener{gate};
+  // An on-demand watcher beside the inbox's: its event, put while the hub
+  // is parked, is read only when the hub reads, so it shows when the
+  // pending drain has run.
   auto side = std::make_shared<RecordingListener>();
   const std::string side_key = prefix_ + "-side";
-  hub.add(side_key, "", 0, side, detail::etcd::WatchHub::Events::all, detail::etcd::WatchHub::Urgency::on_demand);
-  ASSERT_TRUE(eventually([&] { return side->start_revision() > 0 && !hub.reading(); }, 5s));
-  Ignoring receiver;
-  const detail::QueueEntry entry{prefix_ + "/x/5eed", 1};
-  inbox.expect(entry.key, receiver);
-  const auto forgotten = std::chrono::steady_clock::now();
-  inbox.forget(entry.key, receiver);  // a drain due kNoteLinger from now
-  std::this_thread::sleep_until(forgotten + detail::HandOverInbox::kNoteLinger - 100ms);
+  standalone.hub.add(side_key, "", 0, side, detail::etcd::WatchHub::Events::all,
+                     detail::etcd::WatchHub::Urgency::on_demand);
+  ASSERT_TRUE(eventually([&] { return side->start_revision() > 0 && !standalone.hub.reading(); }, 5s));
   put(raw_, side_key, "read by the pending drain");
+  const detail::QueueEntry entry{prefix_ + "/x/5eed", 1};
+  Ignoring receiver;
+  standalone.inbox.expect(entry.key, receiver);
+  const auto forgotten = std::chrono::steady_clock::now();
+  standalone.inbox.forget(entry.key, receiver);  // a drain due kNoteLinger from now
+  standalone.worker.post_at(forgotten + detail::HandOverInbox::kNoteLinger / 2,
+                            [held = gate.get_future().share()] { held.wait(); });
+  std::this_thread::sleep_until(forgotten + detail::HandOverInbox::kNoteLinger + 50ms);
+  ASSERT_TRUE(side->events().empty()) << "the hub read before the pending drain: the test shows nothing";
   const auto gone = std::chrono::steady_clock::now();
-  inbox.entry_gone();
+  standalone.inbox.entry_gone();  // the drain pending is overdue: it runs as the gate opens
+  opener.open();
   ASSERT_TRUE(eventually([&] { return side->events().size() == 1; }, 5s)) << "the pending drain never ran";
-  ASSERT_TRUE(eventually([&] { return !hub.reading(); }, 5s)) << "the hub kept reading: the test shows nothing";
+  ASSERT_TRUE(eventually([&] { return !standalone.hub.reading(); }, 5s))
+      << "the hub kept reading: the test shows nothing";
   etcdserverpb::TxnRequest note;
   auto* request = note.add_success()->mutable_request_put();
-  request->set_key(inbox_key);
+  request->set_key(standalone.key);
   request->set_value(detail::encode_note({entry, 1}));
   raw_.txn(note, in(5s));
   ASSERT_LT(std::chrono::steady_clock::now(), gone + detail::HandOverInbox::kNoteLinger - 200ms)
       << "too slow to land the note within kNoteLinger of the entry's end: the test shows nothing";
-  EXPECT_TRUE(eventually([&] { return count_prefix(raw_, inbox_key) == 0; }, 3 * detail::HandOverInbox::kNoteLinger))
+  EXPECT_TRUE(
+      eventually([&] { return count_prefix(raw_, standalone.key) == 0; }, 3 * detail::HandOverInbox::kNoteLinger))
       << "the note stayed";
 }
 
